@@ -1,0 +1,103 @@
+"""Checkpoint converters: HF ``save_pretrained`` folders and llama GGUF files <-> Flax params.
+
+Public API (DESIGN §4)::
+
+    module, params = load_hf("path/to/hf_folder")
+    state_dict = export_hf(module, params)         # back to HF names/layouts (numpy)
+    module, params, tokenizer = load_gguf("model.gguf")
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from vau_jax.convert.common import (
+    CheckpointMismatchError,
+    read_hf_config,
+    read_safetensors_dir,
+)
+
+# HF model_type -> converter module (imported lazily: each pulls in its model family).
+_CONVERTERS: dict[str, str] = {
+    "clip": "vau_jax.convert.hf_clip",
+    "clip_vision_model": "vau_jax.convert.hf_clip",
+    "clip_text_model": "vau_jax.convert.hf_clip",
+    "dinov2": "vau_jax.convert.hf_dinov2",
+    "dinov2_with_registers": "vau_jax.convert.hf_dinov2",
+    "blip_2_qformer": "vau_jax.convert.hf_qformer",
+    "llama": "vau_jax.convert.hf_llama",
+}
+
+__all__ = [
+    "CheckpointMismatchError",
+    "converter_for",
+    "export_hf",
+    "load_gguf",
+    "load_hf",
+    "load_hf_state_dict",
+]
+
+
+def converter_for(model_type: str) -> ModuleType:
+    """The converter module for an HF ``model_type``; unknown types list the supported ones."""
+    try:
+        return importlib.import_module(_CONVERTERS[model_type])
+    except KeyError:
+        raise ValueError(
+            f"unsupported HF model_type {model_type!r}; supported: {sorted(_CONVERTERS)}"
+        ) from None
+
+
+def load_hf_state_dict(state_dict: dict, hf_config: dict, *, source: str = "state_dict") -> tuple[Any, Any]:
+    """Converts an in-memory HF state dict (numpy arrays) + config dict -> ``(module, params)``."""
+    conv = converter_for(hf_config.get("model_type", ""))
+    cfg = conv.config_from_hf(hf_config)
+    params = conv.params_from_hf(state_dict, cfg, source=source)
+    return conv.module_from_config(cfg), params
+
+
+def load_hf(path: str) -> tuple[Any, Any]:
+    """Loads an HF ``save_pretrained`` folder (config.json + *.safetensors).
+
+    Returns ``(module, params)`` where ``module.apply({"params": params}, ...)`` returns a dict
+    keyed by HF output names. Raises :class:`CheckpointMismatchError` naming the key and both
+    shapes when the weights do not fit the config.
+    """
+    hf_config = read_hf_config(path)
+    if "model_type" not in hf_config:
+        raise ValueError(f"{path}/config.json has no 'model_type'")
+    state_dict = read_safetensors_dir(path)
+    return load_hf_state_dict(state_dict, hf_config, source=path)
+
+
+def export_hf(module: Any, params: Any) -> dict:
+    """Flax ``(module, params)`` -> HF state dict ``{name: np.ndarray}`` (exact inverse of load)."""
+    cfg = module.config
+    for name in sorted(set(_CONVERTERS.values())):
+        conv = importlib.import_module(name)
+        if conv.handles(cfg):
+            return conv.params_to_hf(params, cfg)
+    raise ValueError(f"no HF converter handles config {type(cfg).__name__}")
+
+
+def export_hf_config(module: Any) -> dict:
+    """The HF ``config.json`` dict matching ``module.config``."""
+    cfg = module.config
+    for name in sorted(set(_CONVERTERS.values())):
+        conv = importlib.import_module(name)
+        if conv.handles(cfg):
+            return conv.config_to_hf(cfg)
+    raise ValueError(f"no HF converter handles config {type(cfg).__name__}")
+
+
+def load_gguf(path: str) -> tuple[Any, Any, Any]:
+    """Loads a llama-architecture GGUF file -> ``(module, params, tokenizer)``.
+
+    Dequantises every tensor with the ``gguf`` package, undoes llama.cpp's per-head Q/K row
+    permutation and builds the tokenizer embedded in the file.
+    """
+    from vau_jax.convert import gguf_llama
+
+    return gguf_llama.load_gguf(path)

@@ -1,0 +1,197 @@
+"""Shared Flax Linen building blocks with logical axis names.
+
+Every parameter created here carries logical axis names (``nn.with_logical_partitioning``);
+only the config (``vau_jax.sharding``) maps them to mesh axes. Logical names used across the
+model zoo:
+
+=========  ===============================================================
+``embed``  model width (hidden size)
+``mlp``    feed-forward inner width
+``heads``  attention heads x head_dim, flattened (q/k/v/o projections)
+``kv``     per-head feature dim (rarely sharded)
+``vocab``  vocabulary
+``batch``  batch (activations only)
+``length`` sequence / token axis (activations only)
+``pos``    position-table rows (never sharded)
+``conv``   convolution spatial / input-channel dims (never sharded)
+=========  ===============================================================
+
+Linen leaf names are Flax's (``kernel``/``bias``/``scale``/``embedding``); module names mirror
+the HF checkpoints (``q_proj``, ``layer_norm1``...), so converters are name tables plus shape
+hooks (a ``kernel`` is the transpose of a torch ``Linear.weight``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+Array = jax.Array
+Dtype = Any
+Axes = tuple[str | None, ...]
+
+default_kernel_init = nn.initializers.normal(stddev=0.02)
+
+
+def partitioned(init: Callable, axes: Axes) -> Callable:
+    """Wraps an initializer so the created param carries logical axis names ``axes``."""
+    return nn.with_logical_partitioning(init, axes)
+
+
+def dense(
+    features: int,
+    axes: tuple[str | None, str | None],
+    *,
+    name: str,
+    use_bias: bool = True,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    kernel_init: Callable = default_kernel_init,
+    precision: Any = None,
+) -> nn.Dense:
+    """An ``nn.Dense`` whose kernel ``[in, out]`` has logical axes ``axes`` and bias ``axes[1]``."""
+    return nn.Dense(
+        features,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        precision=precision,
+        kernel_init=partitioned(kernel_init, axes),
+        bias_init=partitioned(nn.initializers.zeros_init(), (axes[1],)),
+        name=name,
+    )
+
+
+def layer_norm(
+    *,
+    name: str,
+    eps: float = 1e-5,
+    axis_name: str | None = "embed",
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    use_bias: bool = True,
+) -> nn.LayerNorm:
+    """An ``nn.LayerNorm`` over the last axis with logically named ``scale``/``bias``.
+
+    Computes its statistics in float32 whatever the compute dtype (as torch does).
+    """
+    return nn.LayerNorm(
+        epsilon=eps,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        use_bias=use_bias,
+        use_fast_variance=False,
+        scale_init=partitioned(nn.initializers.ones_init(), (axis_name,)),
+        bias_init=partitioned(nn.initializers.zeros_init(), (axis_name,)),
+        name=name,
+    )
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (LLaMA): ``x / sqrt(mean(x^2) + eps) * scale``, stats in float32."""
+
+    eps: float = 1e-6
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:  # [..., D] -> [..., D]
+        scale = self.param(
+            "scale",
+            partitioned(nn.initializers.ones_init(), ("embed",)),
+            (x.shape[-1],),
+            self.param_dtype,
+        )
+        x32 = x.astype(jnp.float32)
+        var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+        y = x32 * jax.lax.rsqrt(var + self.eps)
+        # HF LlamaRMSNorm casts back to the input dtype before multiplying by the weight.
+        return (scale.astype(self.dtype) * y.astype(self.dtype)).astype(self.dtype)
+
+
+def quick_gelu(x: Array) -> Array:
+    """CLIP's ``x * sigmoid(1.702 x)``."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # HF "gelu" is the exact erf form
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "quick_gelu": quick_gelu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "relu": jax.nn.relu,
+}
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+    """Looks up an activation by its HF config name; unknown names raise with the known list."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}") from None
+
+
+def split_heads(x: Array, num_heads: int) -> Array:
+    """``[B, N, H*Dh] -> [B, H, N, Dh]`` (head-major, fastest layout on XLA:CPU)."""
+    b, n, hd = x.shape
+    return x.reshape(b, n, num_heads, hd // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x: Array) -> Array:
+    """``[B, H, N, Dh] -> [B, N, H*Dh]``."""
+    b, h, n, d = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(b, n, h * d)
+
+
+def attention(
+    q: Array,
+    k: Array,
+    v: Array,
+    *,
+    mask: Array | None = None,
+    bias: Array | None = None,
+    scale: float | None = None,
+    dtype: Dtype = jnp.float32,
+) -> Array:
+    """Scaled dot-product attention, head-major.
+
+    Args:
+      q: ``[B, H, Q, Dh]``; k, v: ``[B, Hkv, K, Dh]`` with ``H % Hkv == 0`` (grouped-query
+        attention repeats each kv head ``H // Hkv`` times, as HF's ``repeat_kv``).
+      mask: optional boolean, broadcastable to ``[B, H, Q, K]``; True = attend.
+      bias: optional additive float bias broadcastable to ``[B, H, Q, K]``.
+      scale: defaults to ``Dh ** -0.5``.
+    Returns:
+      ``[B, H, Q, Dh]``. Softmax is computed in float32. A row whose mask is all False gets
+      zeros rather than NaNs.
+    """
+    h, hkv = q.shape[1], k.shape[1]
+    if h != hkv:
+        if h % hkv:
+            raise ValueError(f"num_heads {h} is not a multiple of num_kv_heads {hkv}")
+        k = jnp.repeat(k, h // hkv, axis=1)
+        v = jnp.repeat(v, h // hkv, axis=1)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    logits = jnp.matmul(q, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
+    logits = logits * scale
+    if bias is not None:
+        logits = logits + bias.astype(jnp.float32)
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1)
+    if mask is not None:
+        probs = jnp.where(jnp.any(mask, axis=-1, keepdims=True), probs, 0.0)
+    return jnp.matmul(probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32).astype(
+        dtype
+    )
+
+
+def constrain(x: Array, axes: Sequence[str | None]) -> Array:
+    """Logical sharding constraint on an activation (no-op outside a mesh/rules context)."""
+    return nn.with_logical_constraint(x, tuple(axes))
