@@ -50,7 +50,9 @@ def converter_for(model_type: str) -> ModuleType:
         ) from None
 
 
-def load_hf_state_dict(state_dict: dict, hf_config: dict, *, source: str = "state_dict") -> tuple[Any, Any]:
+def load_hf_state_dict(
+    state_dict: dict, hf_config: dict, *, source: str = "state_dict"
+) -> tuple[Any, Any]:
     """Converts an in-memory HF state dict (numpy arrays) + config dict -> ``(module, params)``."""
     conv = converter_for(hf_config.get("model_type", ""))
     cfg = conv.config_from_hf(hf_config)

@@ -106,23 +106,32 @@ def assemble(
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise CheckpointMismatchError(f"{source}: checkpoint does not fit the model:\n  {shown}{more}")
+        raise CheckpointMismatchError(
+            f"{source}: checkpoint does not fit the model:\n  {shown}{more}"
+        )
     return unflatten({k: np.asarray(values[k]) for k in flat_t if k in values})
 
 
-def take(state_dict: Mapping[str, np.ndarray], key: str, *, source: str = "checkpoint") -> np.ndarray:
+def take(
+    state_dict: Mapping[str, np.ndarray], key: str, *, source: str = "checkpoint"
+) -> np.ndarray:
     """``state_dict[key]`` with a clear error naming the key and the source when it is missing."""
     try:
         return np.asarray(state_dict[key])
     except KeyError:
         near = [k for k in state_dict if k.split(".")[-1] == key.split(".")[-1]][:5]
         raise CheckpointMismatchError(
-            f"{source}: missing key {key!r} in the checkpoint" + (f" (similar: {near})" if near else "")
+            f"{source}: missing key {key!r} in the checkpoint"
+            + (f" (similar: {near})" if near else "")
         ) from None
 
 
 def check_no_leftovers(
-    state_dict: Mapping[str, np.ndarray], used: set[str], *, source: str, ignore: Callable[[str], bool]
+    state_dict: Mapping[str, np.ndarray],
+    used: set[str],
+    *,
+    source: str,
+    ignore: Callable[[str], bool],
 ) -> None:
     """Raises when the checkpoint holds tensors the converter did not consume (and not ignored)."""
     extra = sorted(k for k in state_dict if k not in used and not ignore(k))
@@ -154,9 +163,11 @@ def read_safetensors_dir(path: str) -> dict[str, np.ndarray]:
 
     files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
     if not files:
-        hint = " (found a pickle .bin: re-save with safe_serialization=True)" if any(
-            f.endswith(".bin") for f in os.listdir(path)
-        ) else ""
+        hint = (
+            " (found a pickle .bin: re-save with safe_serialization=True)"
+            if any(f.endswith(".bin") for f in os.listdir(path))
+            else ""
+        )
         raise FileNotFoundError(f"{path}: no *.safetensors files{hint}")
     out: dict[str, np.ndarray] = {}
     for fname in files:
@@ -182,8 +193,17 @@ def _read_safetensors_bf16(fpath: str) -> dict[str, np.ndarray]:
     header = json.loads(data[8 : 8 + header_len])
     out = {}
     base = 8 + header_len
-    dtypes = {"BF16": ml_dtypes.bfloat16, "F16": np.float16, "F32": np.float32, "F64": np.float64,
-              "I64": np.int64, "I32": np.int32, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+    dtypes = {
+        "BF16": ml_dtypes.bfloat16,
+        "F16": np.float16,
+        "F32": np.float32,
+        "F64": np.float64,
+        "I64": np.int64,
+        "I32": np.int32,
+        "I8": np.int8,
+        "U8": np.uint8,
+        "BOOL": np.bool_,
+    }
     for key, info in header.items():
         if key == "__metadata__":
             continue

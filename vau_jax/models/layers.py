@@ -187,9 +187,9 @@ def attention(
     probs = jax.nn.softmax(logits, axis=-1)
     if mask is not None:
         probs = jnp.where(jnp.any(mask, axis=-1, keepdims=True), probs, 0.0)
-    return jnp.matmul(probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32).astype(
-        dtype
-    )
+    return jnp.matmul(
+        probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32
+    ).astype(dtype)
 
 
 def constrain(x: Array, axes: Sequence[str | None]) -> Array:
