@@ -1,0 +1,1 @@
+"""Generic training stack: optimizer, pure step, checkpoints, writers, trainer."""

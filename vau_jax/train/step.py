@@ -1,0 +1,188 @@
+"""The train step: one pure function, jitted once with explicit shardings and donation.
+
+``loss_fn(params, batch, rng) -> (loss, aux)`` is supplied by the method. The step
+
+- differentiates only the trainable leaves (frozen ones get no gradient and stay the very
+  same arrays, so they are bit-identical after any number of steps);
+- accumulates gradients over ``grad_accum_steps`` micro-batches (``lax.scan``; the leading
+  batch axis is split ``[B] -> [A, B/A]``), averaging loss and gradients;
+- applies the optax chain (zero-for-frozen -> clip -> per-group optimizer);
+- refuses non-finite updates: if the loss or any gradient is not finite, the state is kept as
+  it was and ``metrics["nonfinite_leaf"]`` says which leaf (``-1`` for the loss itself), so
+  the trainer can stop with a message naming the step and the leaf;
+- returns ``loss``, ``grad_norm`` (trainable grads, before clipping), ``param_norm``, ``lr``
+  and the method's ``aux`` metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vau_jax.train.optimizer import Optimizer, path_str
+
+LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step changes. ``rng`` is raw key data (uint32) so orbax can store it."""
+
+    step: jax.Array  # int32 [], optimizer steps taken
+    params: Any
+    opt_state: Any
+    rng: jax.Array  # uint32 [2] (threefry key data)
+
+
+def create_train_state(params: Any, optimizer: Optimizer, seed: int) -> TrainState:
+    """Fresh state: step 0, optimizer moments for the trainable params, rng from ``seed``."""
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.tx.init(params),
+        rng=jax.random.key_data(jax.random.key(seed)),
+    )
+
+
+def _split(tree: Any, mask: Any) -> tuple[list, list, Any, list[bool]]:
+    leaves, treedef = jax.tree.flatten(tree)
+    flags = jax.tree.leaves(mask)
+    if len(flags) != len(leaves):
+        raise ValueError(f"trainable mask has {len(flags)} leaves, params have {len(leaves)}")
+    train = [x for x, m in zip(leaves, flags) if m]
+    frozen = [x for x, m in zip(leaves, flags) if not m]
+    return train, frozen, treedef, flags
+
+
+def _merge(train: list, frozen: list, treedef: Any, flags: list[bool]) -> Any:
+    it_t, it_f = iter(train), iter(frozen)
+    return jax.tree.unflatten(treedef, [next(it_t) if m else next(it_f) for m in flags])
+
+
+def trainable_paths(params: Any, optimizer: Optimizer) -> list[str]:
+    """Paths of the trainable leaves, in the order ``nonfinite_leaf`` indexes them."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    flags = jax.tree.leaves(optimizer.trainable)
+    return [path_str(p) for (p, _), m in zip(flat, flags) if m]
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: Optimizer,
+    *,
+    grad_accum_steps: int = 1,
+    state_sharding: Any = None,
+    batch_sharding: Any = None,
+    donate: bool = True,
+) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
+    """Returns ``step(state, batch) -> (state, metrics)``, jitted with the given shardings.
+
+    Args:
+      loss_fn: ``(params, batch, rng) -> (scalar loss, dict of scalar aux metrics)``.
+      optimizer: from :func:`vau_jax.train.optimizer.make_optimizer`.
+      grad_accum_steps: micro-batches per optimizer step; the batch's leading axis must divide.
+      state_sharding / batch_sharding: pytrees of ``NamedSharding`` (or ``None`` = let jit decide).
+      donate: donate the input state buffers (the caller must not reuse ``state``).
+    """
+    accum = int(grad_accum_steps)
+    if accum < 1:
+        raise ValueError(f"grad_accum_steps must be >= 1, got {accum}")
+
+    def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        train, frozen, treedef, flags = _split(state.params, optimizer.trainable)
+
+        def loss_of_train(train_leaves: list, micro: Any, key: jax.Array):
+            params = _merge(train_leaves, frozen, treedef, flags)
+            return loss_fn(params, micro, key)
+
+        grad_fn = jax.value_and_grad(loss_of_train, has_aux=True)
+        if accum == 1:
+            (loss, aux), grads = grad_fn(train, batch, rng)
+        else:
+
+            def split_micro(x: jax.Array) -> jax.Array:
+                if x.shape[0] % accum:
+                    raise ValueError(
+                        f"batch axis {x.shape[0]} not divisible by grad_accum_steps {accum}"
+                    )
+                return x.reshape(accum, x.shape[0] // accum, *x.shape[1:])
+
+            micro = jax.tree.map(split_micro, batch)
+
+            def body(carry, xs):
+                g_sum, l_sum, a_sum = carry
+                i, mb = xs
+                (mb_loss, a), g = grad_fn(train, mb, jax.random.fold_in(rng, i))
+                g_sum = jax.tree.map(jnp.add, g_sum, g)
+                a_sum = jax.tree.map(jnp.add, a_sum, a)
+                return (g_sum, l_sum + mb_loss, a_sum), None
+
+            first = jax.tree.map(lambda x: x[0], micro)
+            aux_shape = jax.eval_shape(lambda: grad_fn(train, first, rng)[0][1])
+            init = (
+                jax.tree.map(jnp.zeros_like, train),
+                jnp.zeros((), jnp.float32),
+                jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape),
+            )
+            (g_sum, l_sum, a_sum), _ = jax.lax.scan(body, init, (jnp.arange(accum), micro))
+            grads = jax.tree.map(lambda g: g / accum, g_sum)
+            loss = l_sum / accum
+            aux = jax.tree.map(lambda a: a / accum, a_sum)
+
+        leaf_finite = (
+            jnp.stack([jnp.all(jnp.isfinite(g)) for g in grads]) if grads else jnp.ones((0,), bool)
+        )
+        finite = jnp.isfinite(loss) & jnp.all(leaf_finite)
+        nonfinite_leaf = jnp.where(
+            jnp.isfinite(loss),
+            jnp.where(jnp.all(leaf_finite), -2, jnp.argmin(leaf_finite)),
+            -1,
+        )
+
+        full_grads = _merge(grads, [jnp.zeros_like(x) for x in frozen], treedef, flags)
+        updates, new_opt = optimizer.tx.update(full_grads, state.opt_state, state.params)
+        new_all = optax.apply_updates(state.params, updates)
+        new_train = [x for x, m in zip(jax.tree.leaves(new_all), flags) if m]
+        new_params = _merge(new_train, frozen, treedef, flags)  # frozen: the same arrays
+
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        new_state = TrainState(
+            step=state.step + jnp.where(finite, 1, 0).astype(jnp.int32),
+            params=jax.tree.map(keep, new_params, state.params),
+            opt_state=jax.tree.map(keep, new_opt, state.opt_state),
+            rng=state.rng,
+        )
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "param_norm": optax.tree.norm(state.params),
+            "lr": optimizer.schedule(state.step),
+            "nonfinite_leaf": nonfinite_leaf,
+            **aux,
+        }
+        return new_state, metrics
+
+    return jax.jit(
+        step,
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, None),
+        donate_argnums=(0,) if donate else (),
+    )
+
+
+def raise_if_nonfinite(metrics: dict[str, Any], step: int, paths: list[str]) -> None:
+    """Host-side check after a step: raises ``FloatingPointError`` naming step and leaf."""
+    leaf = int(metrics["nonfinite_leaf"])
+    if leaf == -2:
+        return
+    what = "the loss" if leaf == -1 else f"the gradient of {paths[leaf]!r}"
+    raise FloatingPointError(
+        f"step {step}: {what} is not finite (loss={float(metrics['loss'])}); "
+        "the update was not applied, the last checkpoint is intact"
+    )
