@@ -23,8 +23,9 @@ def initialize() -> None:
         return
     coordinator = os.environ.get("VAU_JAX_COORDINATOR")
     if coordinator:
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # CPU cross-process collectives (only used by the CPU backend; harmless elsewhere).
+        # Must not touch the backend before initialize(): no jax.devices() etc. here.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(
             coordinator_address=coordinator,
             num_processes=int(os.environ["VAU_JAX_NUM_PROCESSES"]),

@@ -53,6 +53,14 @@ class Checkpointer:
             force=force,
         )
 
+    def read_meta(self, step: int | None = None) -> dict:
+        """The JSON ``meta`` of a checkpoint (latest by default) without reading the state."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{self.directory}: no checkpoint to read")
+        out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(out["meta"])
+
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
         """Restores ``(state, meta)`` onto ``abstract_state``'s shapes, dtypes and shardings."""
         step = self.latest_step() if step is None else step
