@@ -1,0 +1,436 @@
+r"""Standalone evaluation CLI: prediction files + ground truth -> one JSON object on stdout.
+
+    python -m vau_jax.evaluate --metric=NAME --gt=PATH --pred=PATH [options]
+
+=============== =========================================== ==================================
+metric          --gt                                        --pred
+=============== =========================================== ==================================
+frame_auc       UCF-Crime / TAD annotation txt (or XD, UMIL folder of ``<video>.npy`` snippet
+                list with ``--gt_format=xd_violence|umil``) scores, one per 16 frames
+xd_ap           XD-Violence ``annotations.txt``             folder of ``<video>.npy``
+ubnormal_auc    UBnormal root (or one ``_annotations`` dir; folder of ``<video>.npy``/``.txt``
+                ShanghaiTech root: ``--gt_format=...``)     per-frame scores
+rbdc_tbdc       folder of ``<video>.txt`` GT tracks         folder of ``<video>.txt``
+                (``track_id, frame, x1, y1, x2, y2``) or a  (``frame, x1, y1, x2, y2, score``)
+                UBnormal root with ``--gt_format=ubnormal``
+bleu            JSONL ``{"id", "answer": str | [str]}``     JSONL ``{"id", "answer": str}``
+yesno           JSONL ``{"id", "answer": "yes" | "no"}``    JSONL ``{"id", "answer": str}``
+mcqa            JSONL ``{"id", "options": [str], "answer_   JSONL ``{"id", "answer": str}`` or
+                index": int, "intervals": [[s, e], ...]}``  ``{"id", "answer_index": int}``
+=============== =========================================== ==================================
+
+Outputs: frame_auc ``{"AUC_O", "AUC_A"}``; xd_ap ``{"AP_trapz", "AP_step"}``; ubnormal_auc
+``{"micro_AUC", "macro_AUC"}``; rbdc_tbdc ``{"RBDC", "TBDC"}``; bleu ``{"BLEU-1".."BLEU-4",
+"BLEU-4_sentence_avg"}``; mcqa ``{"Total_Acc", "Temporal_Acc"}``; yesno ``{"Acc"}``; all
+fractions in [0, 1]. Text files (scores, boxes) are whitespace- or comma-separated; empty
+lines and lines starting with ``#`` are skipped. Bad input (mismatched video ids, length
+mismatches, NaN scores, malformed lines) prints ``error: <file>[:<line>]: <reason>`` on
+stderr and exits with status 1. The protocols are documented in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from absl import app, flags
+
+from vau_jax.eval.metrics import bleu as bleu_lib
+from vau_jax.eval.metrics import frame_level as frame_lib
+from vau_jax.eval.metrics import qa as qa_lib
+from vau_jax.eval.metrics.rbdc_tbdc import rbdc_tbdc, tracks_to_rows
+
+METRICS = ("frame_auc", "xd_ap", "ubnormal_auc", "rbdc_tbdc", "bleu", "mcqa", "yesno")
+GT_FORMATS = (
+    "auto",
+    "ucf_crime",
+    "tad",
+    "xd_violence",
+    "umil",
+    "ubnormal",
+    "shanghaitech",
+    "tracks_txt",
+)
+_DEFAULT_GT = {
+    "frame_auc": "ucf_crime",
+    "xd_ap": "xd_violence",
+    "ubnormal_auc": "ubnormal",
+    "rbdc_tbdc": "tracks_txt",
+}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("metric", None, METRICS, "Metric to compute.")
+flags.DEFINE_string("gt", None, "Ground-truth file or folder (see the module docstring).")
+flags.DEFINE_string("pred", None, "Prediction file or folder (see the module docstring).")
+flags.DEFINE_enum("gt_format", "auto", GT_FORMATS, "Ground-truth format; auto = per metric.")
+flags.DEFINE_enum("protocol", "ucf", frame_lib.PROTOCOLS, "Snippet->frame protocol.")
+flags.DEFINE_integer("windows", 0, "umil protocol: averaging windows (public code: 32; 0 = off).")
+flags.DEFINE_float("sigma", 0.0, "ubnormal_auc: Gaussian smoothing std in frames (0 = off).")
+flags.DEFINE_string("subset", None, "Text file of video names to evaluate (frame metrics).")
+flags.DEFINE_integer("num_frames", None, "rbdc_tbdc: total number of test frames.")
+flags.DEFINE_string("meta", None, "rbdc_tbdc: text file of '<video> <n_frames>' lines.")
+flags.DEFINE_float("iou_threshold", 0.1, "rbdc_tbdc: IoU to match a region.")
+flags.DEFINE_float("track_fraction", 0.1, "rbdc_tbdc: fraction of regions to detect a track.")
+flags.DEFINE_enum("bleu_tokenize", "words", bleu_lib.TOKENIZERS, "bleu: tokenisation.")
+flags.DEFINE_enum("bleu_smoothing", "none", bleu_lib.SMOOTHINGS, "bleu: smoothing.")
+
+
+class InputError(ValueError):
+    """Bad user input; the message names the file (and line)."""
+
+
+# ----------------------------------------------------------------------------- file readers
+
+
+def _listdir(folder: str, exts: tuple[str, ...]) -> dict[str, str]:
+    """``video id -> path`` of the files in ``folder`` with one of ``exts``."""
+    if not os.path.isdir(folder):
+        raise InputError(f"{folder}: not a directory")
+    out: dict[str, str] = {}
+    for name in sorted(os.listdir(folder)):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() in exts:
+            if stem in out:
+                raise InputError(f"{folder}: two files for video {stem!r}")
+            out[stem] = os.path.join(folder, name)
+    if not out:
+        raise InputError(f"{folder}: no {'/'.join(exts)} files")
+    return out
+
+
+def _read_table(path: str, width: int | None) -> np.ndarray:
+    """Numbers of a whitespace/comma separated text file, float64 ``[N, width]``."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, raw in enumerate(f, start=1):
+                line = raw.strip()
+                if not line or line.startswith("#"):
+                    continue
+                cols = line.replace(",", " ").split()
+                if width is not None and len(cols) != width:
+                    raise InputError(f"{path}:{lineno}: expected {width} columns, got {len(cols)}")
+                try:
+                    vals = [float(c) for c in cols]
+                except ValueError:
+                    raise InputError(f"{path}:{lineno}: not a number in {line!r}") from None
+                if not all(math.isfinite(v) for v in vals):
+                    raise InputError(f"{path}:{lineno}: non-finite value in {line!r}")
+                rows.append(vals)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file") from None
+    if width is None:
+        return np.asarray([r[0] if len(r) == 1 else np.nan for r in rows], np.float64)
+    return np.asarray(rows, np.float64).reshape(-1, width)
+
+
+def read_scores(path: str) -> np.ndarray:
+    """1-D float64 scores from ``.npy`` (no pickles) or ``.txt`` (one number per line)."""
+    if path.endswith(".txt"):
+        arr = _read_table(path, 1)[:, 0]
+    else:
+        try:
+            arr = np.asarray(np.load(path, allow_pickle=False), np.float64)
+        except (ValueError, OSError, TypeError) as e:
+            raise InputError(f"{path}: cannot read as a numeric .npy array ({e})") from None
+        bad = np.flatnonzero(~np.isfinite(arr.reshape(-1)))
+        if bad.size:
+            raise InputError(f"{path}: score {int(bad[0])} is {arr.reshape(-1)[bad[0]]}")
+    squeezed = arr.squeeze() if arr.ndim > 1 else arr
+    if squeezed.ndim != 1 or squeezed.size == 0:
+        raise InputError(f"{path}: expected a non-empty 1-D score array, got shape {arr.shape}")
+    return squeezed
+
+
+def read_jsonl(path: str, fields: dict[str, tuple[type, ...]]) -> dict[str, dict[str, Any]]:
+    """``id -> object`` of a JSONL file; each object needs ``id`` and one of ``fields``."""
+    out: dict[str, dict[str, Any]] = {}
+    first: dict[str, int] = {}
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+    with f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict) or "id" not in obj:
+                raise InputError(f"{path}:{lineno}: expected a JSON object with an 'id'")
+            vid = str(obj["id"])
+            if vid in first:
+                raise InputError(f"{path}:{lineno}: duplicate id {vid!r} (line {first[vid]})")
+            present = [k for k in fields if k in obj]
+            if not present:
+                raise InputError(f"{path}:{lineno}: missing field {' or '.join(fields)!r}")
+            for k in present:
+                val, types = obj[k], fields[k]
+                if not isinstance(val, types) or (isinstance(val, bool) and bool not in types):
+                    names = " or ".join(t.__name__ for t in types)
+                    raise InputError(f"{path}:{lineno}: field {k!r} must be {names}")
+            obj["_line"] = lineno
+            first[vid] = lineno
+            out[vid] = obj
+    if not out:
+        raise InputError(f"{path}: no records")
+    return out
+
+
+def _same_ids(gt: dict, pred: dict, gt_path: str, pred_path: str) -> list[str]:
+    missing = sorted(set(gt) - set(pred))
+    extra = sorted(set(pred) - set(gt))
+    if missing:
+        raise InputError(f"{pred_path}: no prediction for {len(missing)} id(s): {missing[:5]}")
+    if extra:
+        raise InputError(f"{pred_path}: {len(extra)} id(s) not in {gt_path}: {extra[:5]}")
+    return sorted(gt)
+
+
+# ----------------------------------------------------------------------------- ground truth
+
+
+def _gt_format() -> str:
+    return _DEFAULT_GT.get(FLAGS.metric, "") if FLAGS.gt_format == "auto" else FLAGS.gt_format
+
+
+def _read_records(fmt: str, path: str) -> list[Any]:
+    from vau_jax.data import formats
+
+    readers: dict[str, Callable[[str], list[Any]]] = {
+        "ucf_crime": formats.read_ucf_crime,
+        "tad": formats.read_tad,
+        "xd_violence": formats.read_xd_violence,
+        "umil": formats.read_umil,
+        "ubnormal": formats.read_ubnormal,
+        "shanghaitech": formats.read_shanghaitech,
+    }
+    if fmt not in readers:
+        raise InputError(f"--gt_format={fmt} cannot be used with --metric={FLAGS.metric}")
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file or directory")
+    records = readers[fmt](path)
+    if FLAGS.subset:
+        keep = set(_read_names(FLAGS.subset))
+        records = [r for r in records if r.id in keep]
+    return records
+
+
+def _read_names(path: str) -> list[str]:
+    from vau_jax.data.formats.record import video_id
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [video_id(line.split()[0]) for line in f if line.strip()]
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+
+
+def _score_folder(folder: str, exts: tuple[str, ...]) -> dict[str, np.ndarray]:
+    files = _listdir(folder, exts)
+    if FLAGS.subset:
+        keep = set(_read_names(FLAGS.subset))
+        files = {k: v for k, v in files.items() if k in keep}
+    return {vid: read_scores(p) for vid, p in files.items()}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _frame_metric(fn: Callable[..., dict[str, float]], **kwargs: Any) -> dict[str, float]:
+    records = _read_records(_gt_format(), FLAGS.gt)
+    exts = (".npy", ".txt") if FLAGS.metric == "ubnormal_auc" else (".npy",)
+    scores = _score_folder(FLAGS.pred, exts)
+    try:
+        return fn(records, scores, **kwargs)
+    except ValueError as e:
+        raise InputError(f"{FLAGS.pred}: {e} (ground truth: {FLAGS.gt})") from None
+
+
+def _rbdc_tbdc() -> dict[str, float]:
+    num_frames: Any = None
+    if _gt_format() == "ubnormal":
+        records = _read_records("ubnormal", FLAGS.gt)
+        gt = {r.id: tracks_to_rows(r.tracks) for r in records}
+        if all(r.n_frames is not None for r in records):
+            num_frames = {r.id: int(r.n_frames) for r in records}
+    elif _gt_format() == "tracks_txt":
+        gt = {vid: _read_table(p, 6) for vid, p in _listdir(FLAGS.gt, (".txt",)).items()}
+    else:
+        raise InputError(f"--gt_format={_gt_format()} cannot be used with --metric=rbdc_tbdc")
+    preds = {vid: _read_table(p, 6) for vid, p in _listdir(FLAGS.pred, (".txt",)).items()}
+    if FLAGS.meta:
+        num_frames = _read_meta(FLAGS.meta)
+    if FLAGS.num_frames is not None:
+        num_frames = FLAGS.num_frames
+    if num_frames is None:
+        raise InputError(f"{FLAGS.gt}: frame counts unknown; pass --num_frames or --meta")
+    if isinstance(num_frames, dict):  # a frame-count table names every test video
+        source = FLAGS.meta or FLAGS.gt
+        unknown = sorted(set(preds) - set(num_frames))
+        if unknown:
+            raise InputError(
+                f"{FLAGS.pred}: predictions for video(s) not in {source}: {unknown[:5]}"
+            )
+        unknown = sorted(set(gt) - set(num_frames))
+        if unknown:
+            raise InputError(
+                f"{FLAGS.gt}: ground truth for video(s) not in {source}: {unknown[:5]}"
+            )
+    missing = sorted(set(gt) - set(preds))
+    if missing:
+        raise InputError(f"{FLAGS.pred}: no prediction file for video(s): {missing[:5]}")
+    try:
+        return rbdc_tbdc(
+            gt,
+            preds,
+            num_frames,
+            iou_threshold=FLAGS.iou_threshold,
+            track_fraction=FLAGS.track_fraction,
+        )
+    except ValueError as e:
+        raise InputError(f"{FLAGS.pred}: {e} (ground truth: {FLAGS.gt})") from None
+
+
+def _read_meta(path: str) -> dict[str, int]:
+    table: dict[str, int] = {}
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+    with f:
+        for lineno, raw in enumerate(f, start=1):
+            cols = raw.replace(",", " ").split()
+            if not cols or cols[0].startswith("#"):
+                continue
+            if len(cols) != 2 or not cols[1].isdigit():
+                raise InputError(f"{path}:{lineno}: expected '<video> <n_frames>'")
+            table[cols[0]] = int(cols[1])
+    return table
+
+
+def _text_metric() -> dict[str, float]:
+    metric = FLAGS.metric
+    pred_fields: dict[str, tuple[type, ...]] = {"answer": (str,)}
+    if metric == "bleu":
+        gt_fields: dict[str, tuple[type, ...]] = {"answer": (str, list)}
+    elif metric == "yesno":
+        gt_fields = {"answer": (str, bool)}
+    else:
+        gt_fields = {"options": (list,)}
+        pred_fields = {"answer": (str,), "answer_index": (int,)}
+    gt = read_jsonl(FLAGS.gt, gt_fields)
+    pred = read_jsonl(FLAGS.pred, pred_fields)
+    ids = _same_ids(gt, pred, FLAGS.gt, FLAGS.pred)
+
+    def where(obj: dict, path: str) -> str:
+        return f"{path}:{obj['_line']}"
+
+    if metric == "bleu":
+        return bleu_lib.bleu_scores(
+            [pred[i]["answer"] for i in ids],
+            [gt[i]["answer"] for i in ids],
+            smoothing=FLAGS.bleu_smoothing,
+            tokenize_mode=FLAGS.bleu_tokenize,
+        )
+    if metric == "yesno":
+        truths = []
+        for i in ids:
+            t = gt[i]["answer"]
+            if not isinstance(t, bool) and qa_lib.parse_yes_no(t) is None:
+                raise InputError(f"{where(gt[i], FLAGS.gt)}: answer {t!r} is neither yes nor no")
+            truths.append(t)
+        return {"Acc": qa_lib.yes_no_accuracy([pred[i]["answer"] for i in ids], truths)}
+    chosen, correct, intervals = [], [], []
+    for i in ids:
+        g, p = gt[i], pred[i]
+        texts, ivs = _mc_options(g, where(g, FLAGS.gt))
+        ans = g.get("answer_index")
+        if not isinstance(ans, int) or isinstance(ans, bool) or not 0 <= ans < len(texts):
+            raise InputError(f"{where(g, FLAGS.gt)}: 'answer_index' must index 'options'")
+        if "answer_index" in p:
+            c = p["answer_index"]
+            if not 0 <= c < len(texts):
+                raise InputError(f"{where(p, FLAGS.pred)}: answer_index {c} out of range")
+        else:
+            c = qa_lib.parse_choice(p["answer"], texts)
+        chosen.append(c)
+        correct.append(ans)
+        intervals.append(ivs)
+    return qa_lib.mcqa_accuracy(chosen, correct, intervals)
+
+
+def _interval(value: Any) -> tuple[float, float] | None:
+    ok = isinstance(value, list) and len(value) == 2
+    if ok and all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
+        return (float(value[0]), float(value[1]))
+    if value is None:
+        return None
+    raise ValueError(value)
+
+
+def _mc_options(g: dict, where: str) -> tuple[list[str], list[tuple[float, float] | None]]:
+    """Option texts and intervals of one MC-QA ground-truth object.
+
+    Either ``"options": [str, ...]`` with ``"intervals": [[s, e] | null, ...]`` or
+    ``"options": [{"text": str, "interval": [s, e] | null}, ...]`` (null = no anomaly).
+    """
+    options = g["options"]
+    try:
+        if options and all(isinstance(o, dict) for o in options):
+            texts = [o["text"] for o in options]
+            ivs = [_interval(o.get("interval")) for o in options]
+        else:
+            texts, raw = list(options), g.get("intervals")
+            if not isinstance(raw, list) or len(raw) != len(texts):
+                raise ValueError(raw)
+            ivs = [_interval(x) for x in raw]
+    except (KeyError, ValueError):
+        raise InputError(
+            f"{where}: expected 'options' (strings) with one 'intervals' entry [start, end] or "
+            'null per option, or \'options\' of {"text", "interval"} objects'
+        ) from None
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise InputError(f"{where}: option texts must be non-empty strings")
+    return texts, ivs
+
+
+def evaluate() -> dict[str, float]:
+    """Run the metric named by the flags; raises :class:`InputError` on bad input."""
+    metric = FLAGS.metric
+    if metric in ("frame_auc", "xd_ap"):
+        return _frame_metric(
+            frame_lib.frame_auc if metric == "frame_auc" else frame_lib.xd_ap,
+            protocol=FLAGS.protocol,
+            windows=FLAGS.windows,
+            # annotations.txt lists only anomalous videos; the others are normal
+            unlisted_normal=_gt_format() == "xd_violence",
+        )
+    if metric == "ubnormal_auc":
+        return _frame_metric(frame_lib.ubnormal_auc, sigma=FLAGS.sigma)
+    if metric == "rbdc_tbdc":
+        return _rbdc_tbdc()
+    return _text_metric()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        result = evaluate()
+    except (ValueError, OSError) as e:  # FormatError is a ValueError and names file:line
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["metric", "gt", "pred"])
+    app.run(main)
