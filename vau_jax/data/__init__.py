@@ -1,0 +1,1 @@
+"""Data: video decoding, SynthVAD, real dataset formats, instruction data and pipelines."""
