@@ -1,0 +1,34 @@
+"""Readers of the real datasets' annotation formats into one :class:`VideoRecord` type.
+
+Every reader returns ``list[VideoRecord]`` and raises :class:`FormatError` (a ``ValueError``)
+with ``file:line: reason`` on malformed input. Frames are 0-based, intervals half-open.
+"""
+
+from vau_jax.data.formats.features import load_features, read_features
+from vau_jax.data.formats.hivau import read_hivau
+from vau_jax.data.formats.record import NORMAL, FormatError, VideoRecord
+from vau_jax.data.formats.shanghaitech import read_shanghaitech
+from vau_jax.data.formats.tad import read_tad
+from vau_jax.data.formats.ubnormal import read_ubnormal
+from vau_jax.data.formats.uca import read_uca, read_uca_json, read_uca_txt
+from vau_jax.data.formats.ucf_crime import read_ucf_crime
+from vau_jax.data.formats.umil import read_umil
+from vau_jax.data.formats.xd_violence import read_xd_violence
+
+__all__ = [
+    "NORMAL",
+    "FormatError",
+    "VideoRecord",
+    "load_features",
+    "read_features",
+    "read_hivau",
+    "read_shanghaitech",
+    "read_tad",
+    "read_uca",
+    "read_uca_json",
+    "read_uca_txt",
+    "read_ubnormal",
+    "read_ucf_crime",
+    "read_umil",
+    "read_xd_violence",
+]
