@@ -27,6 +27,8 @@ _CONVERTERS: dict[str, str] = {
     "dinov2": "vau_jax.convert.hf_dinov2",
     "dinov2_with_registers": "vau_jax.convert.hf_dinov2",
     "blip_2_qformer": "vau_jax.convert.hf_qformer",
+    "blip_2_vision_model": "vau_jax.convert.hf_blip2_vision",
+    "instructblip_qformer": "vau_jax.convert.hf_qformer",
     "llama": "vau_jax.convert.hf_llama",
 }
 
