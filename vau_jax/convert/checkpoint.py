@@ -37,6 +37,8 @@ def _encode(value: Any) -> Any:
         return [_encode(v) for v in value]
     if isinstance(value, dict):
         return {k: _encode(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value):  # nested configs (CLIPConfig's towers) rebuild from dicts
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     try:
         return {"__dtype__": np.dtype(value).name}
     except TypeError:
