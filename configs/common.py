@@ -1,8 +1,18 @@
-"""Fields every method config shares (mesh, sharding rules, seed, dtype policy)."""
+"""Fields every method config shares (mesh, sharding rules, seed, dtype policy, data dir)."""
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
+
+
+def data_dir() -> str:
+    """Where datasets, tokenizers, cached features and pretrained tiny encoders live.
+
+    ``$VAU_JAX_DATA_DIR`` or ``./data_cache`` (git-ignored).
+    """
+    return os.environ.get("VAU_JAX_DATA_DIR", "data_cache")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -15,6 +25,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.sharding_rules = ()  # empty = vau_jax.sharding.DEFAULT_RULES
     c.compute_dtype = "float32"
     c.param_dtype = "float32"
+    c.resume = ""  # another run's checkpoint folder to continue from
+    c.init_from = ""  # a converted checkpoint (python -m vau_jax.convert) to start from
+    c.keep_checkpoints = 2
+    c.async_checkpointing = True
     return c
 
 

@@ -10,6 +10,7 @@ checkpoint. The method named by ``config.method`` is imported from ``vau_jax.met
 from __future__ import annotations
 
 import importlib
+import logging as std_logging
 import os
 import sys
 
@@ -53,7 +54,17 @@ def run(config, workdir: str, mode: str) -> int:
     return int(method.run(config, workdir=workdir, mode=mode) or 0)
 
 
+class _QuietLibraries(std_logging.Filter):
+    """Drops INFO chatter of orbax / grain / jax internals (warnings and errors still show)."""
+
+    NOISY = ("/orbax/", "/grain/", "/jax/_src/", "/tensorstore/")
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.WARNING or not any(s in record.pathname for s in self.NOISY)
+
+
 def main(argv: list[str]) -> None:
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config_arg = flags.FLAGS["config"].serialize().split("=", 1)[-1]

@@ -96,12 +96,13 @@ def export_hf_config(module: Any) -> dict:
     raise ValueError(f"no HF converter handles config {type(cfg).__name__}")
 
 
-def load_gguf(path: str) -> tuple[Any, Any, Any]:
+def load_gguf(path: str, **kwargs: Any) -> tuple[Any, Any, Any]:
     """Loads a llama-architecture GGUF file -> ``(module, params, tokenizer)``.
 
     Dequantises every tensor with the ``gguf`` package, undoes llama.cpp's per-head Q/K row
-    permutation and builds the tokenizer embedded in the file.
+    permutation and builds the tokenizer embedded in the file. ``kwargs`` go to
+    :func:`vau_jax.convert.gguf_llama.load_gguf` (e.g. ``scan_layers=True``).
     """
     from vau_jax.convert import gguf_llama
 
-    return gguf_llama.load_gguf(path)
+    return gguf_llama.load_gguf(path, **kwargs)

@@ -156,6 +156,14 @@ class Trainer:
             return k + 1, 0, state.params, (None, None)
         return k, int(meta["stage_step"]), state.params, (state, meta.get("data"))
 
+    def restore_params(self) -> Any:
+        """The params of the workdir's latest checkpoint (any stage), sharded."""
+        stages = list(self.method.stages())
+        meta = self.ckpt.read_meta()
+        _, abstract_state = self._state(self._init_params(), stages[int(meta["stage_index"])])
+        state, _ = self.ckpt.restore(abstract_like(abstract_state))
+        return state.params
+
     # -- loop ----------------------------------------------------------------------------
 
     def train(self) -> Any:

@@ -156,6 +156,7 @@ def video_frames(
     protocol: str = "ucf",
     windows: int = 0,
     unlisted_normal: bool = False,
+    snippet: int = SNIPPET,
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Per video ``(id, labels [L], frame scores [L])`` under ``protocol``, sorted by id.
 
@@ -166,6 +167,8 @@ def video_frames(
       windows: ``"umil"`` only: number of averaging windows (0 = off; public code: 32).
       unlisted_normal: score ids absent from ``records`` are normal videos (XD-Violence's
         ``annotations.txt`` lists only anomalous videos); otherwise they raise.
+      snippet: frames per score in the ``"ucf"`` protocol (16 for the public benchmarks;
+        e.g. 8 for SynthVAD's 1-second clips at 8 fps).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
@@ -176,7 +179,7 @@ def video_frames(
     out = []
     for rec, s in _match(records, scores, unlisted_normal):
         if protocol == "ucf":
-            labels, frames = ucf_frames(s, rec)
+            labels, frames = ucf_frames(s, rec, snippet)
         else:
             labels, frames = umil_frames(s, rec, windows)
         out.append((rec.id, labels, frames))
@@ -190,10 +193,16 @@ def frame_auc(
     protocol: str = "ucf",
     windows: int = 0,
     unlisted_normal: bool = False,
+    snippet: int = SNIPPET,
 ) -> dict[str, float]:
     """Frame-level ``{"AUC_O", "AUC_A"}`` (fractions in [0, 1]); see :func:`video_frames`."""
     videos = video_frames(
-        records, scores, protocol=protocol, windows=windows, unlisted_normal=unlisted_normal
+        records,
+        scores,
+        protocol=protocol,
+        windows=windows,
+        unlisted_normal=unlisted_normal,
+        snippet=snippet,
     )
     labels = np.concatenate([v[1] for v in videos])
     frames = np.concatenate([v[2] for v in videos])
