@@ -1,0 +1,59 @@
+"""The SynthVAD text corpus and the tiny presets' sentencepiece tokenizer trained on it.
+
+The corpus is every sentence the tiny presets will ever tokenise: per-frame captions at every
+spatial word, scene/event descriptions and the instruction data (questions, answers,
+multiple-choice prompts) of SynthVAD *train* videos, plus the chat-template markers. The
+tokenizer is trained once, offline, and cached as ``<data_dir>/tokenizer_synthvad_<V>.model``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from vau_jax.data import synthvad
+from vau_jax.data.instruct import MCQuestion, synth_instructions
+from vau_jax.data.synthvad import text as synth_text
+from vau_jax.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
+
+#: Markers kept as single tokens (chat templates and the video placeholder).
+SPECIAL_SYMBOLS = ("<video>", "USER:", "ASSISTANT:", "<|im_start|>", "<|im_end|>")
+
+
+def synthvad_corpus(num_videos: int = 200, config: synthvad.SynthConfig | None = None) -> list[str]:
+    """Sentences of the SynthVAD text corpus (deterministic)."""
+    config = config or synthvad.SynthConfig()
+    lines: list[str] = []
+    for caption in synth_text.FRAME_CAPTIONS.values():
+        if "{where}" in caption:
+            lines.extend(caption.format(where=w) for w in synthvad.SPATIAL_WORDS)
+        else:
+            lines.append(caption)
+    for i in range(num_videos):
+        v = synthvad.render_split_video("train", i, config)
+        lines.extend([v.scene_description, v.event_description])
+        for item in synth_instructions(v).values():
+            if isinstance(item, MCQuestion):
+                lines.append(item.prompt())
+                lines.extend(o.text for o in item.options)
+            else:
+                lines.extend(turn["value"].replace("<video>", " ") for turn in item)
+    return lines
+
+
+def ensure_tokenizer(
+    data_dir: str, vocab_size: int = 512, num_videos: int = 200
+) -> SentencePieceTokenizer:
+    """The cached SynthVAD tokenizer, trained on :func:`synthvad_corpus` when missing."""
+    path = os.path.join(data_dir, f"tokenizer_synthvad_{vocab_size}.model")
+    if not os.path.isfile(path):
+        cfg = dataclasses.replace(synthvad.SynthConfig(), height=64, width=64)
+        tmp = path[: -len(".model")] + f".tmp{os.getpid()}.model"
+        train_sentencepiece(
+            synthvad_corpus(num_videos, cfg), tmp, vocab_size, user_defined_symbols=SPECIAL_SYMBOLS
+        )
+        os.replace(tmp, path)
+        vocab = tmp[: -len(".model")] + ".vocab"
+        if os.path.exists(vocab):
+            os.remove(vocab)
+    return SentencePieceTokenizer(path)

@@ -1,0 +1,353 @@
+"""Contrastive pretraining of the tiny CLIP on SynthVAD frame/caption pairs.
+
+No pretrained CLIP exists offline, so the tiny presets of every method start from this
+checkpoint (``init_from``). Pairs are SynthVAD *train* frames with their per-frame captions
+("a person running on the path at the left", "people walking on the paths", ...). Many
+frames share a caption, so the InfoNCE targets are soft: each image's target is spread
+uniformly over the texts in the batch with the same caption (and vice versa).
+
+Evaluation (SynthVAD *test* split, disjoint seeds): zero-shot classification of frames into
+the 7 anomaly types + "normal activity" by cosine similarity with prompt embeddings
+(averaged over the spatial words), reported as ``zeroshot_acc`` (all sampled test frames,
+8-way, chance 1/8) and ``zeroshot_acc_anomalous`` (anomalous frames only, 7-way, chance 1/7).
+
+    python -m vau_jax.main --config=configs/clip_pretrain.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import linen as nn
+
+from vau_jax.data import synthvad
+from vau_jax.data.pipeline import PipelineConfig, make_iterator
+from vau_jax.data.synthvad import text as synth_text
+from vau_jax.models import registry
+from vau_jax.models.clip_text import CLIPConfig, CLIPModel
+from vau_jax.train.trainer import Stage
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+ZEROSHOT_CLASSES = (*synthvad.ANOMALY_TYPES, "normal")
+
+
+def normalize_pixels(frames: jax.Array) -> jax.Array:
+    """uint8 or [0,1] float frames ``[..., H, W, 3]`` -> CLIP-normalised float32."""
+    x = frames.astype(jnp.float32)
+    if frames.dtype == jnp.uint8:
+        x = x / 255.0
+    return (x - CLIP_MEAN) / CLIP_STD
+
+
+def _cache_key(*parts: Any) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def frame_caption_pairs(
+    data_dir: str,
+    split: str,
+    num_videos: int,
+    synth_cfg: synthvad.SynthConfig,
+    frames_per_video: int,
+) -> dict[str, np.ndarray]:
+    """Samples ``frames_per_video`` frames per video with captions (evenly spaced; for
+    anomalous videos half of them evenly spaced inside the anomaly); cached.
+
+    Returns ``frames`` uint8 [M, H, W, 3], ``caption`` str [M], ``klass`` int [M] (index into
+    :data:`ZEROSHOT_CLASSES`; the type for anomalous frames, "normal" otherwise).
+    """
+    key = _cache_key(split, num_videos, dataclasses.asdict(synth_cfg), frames_per_video)
+    path = os.path.join(data_dir, f"clip_pairs_{split}_{key}.npz")
+    if os.path.isfile(path):
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    frames, captions, klass = [], [], []
+    for i in range(num_videos):
+        v = synthvad.render_split_video(split, i, synth_cfg)
+        idx = np.linspace(0, v.num_frames - 1, frames_per_video).round().astype(int)
+        anomalous_frames = np.flatnonzero(v.labels)
+        if len(anomalous_frames):
+            # Half of the samples from inside the anomaly: anomalies are short and small, and
+            # evenly spaced frames would mostly show normal activity.
+            half = frames_per_video // 2
+            inside = anomalous_frames[
+                np.linspace(0, len(anomalous_frames) - 1, half).round().astype(int)
+            ]
+            idx = np.concatenate([idx[::2][: frames_per_video - half], inside])
+        for t in idx:
+            frames.append(v.frames[t])
+            captions.append(v.frame_captions[t])
+            anomalous = bool(v.labels[t]) and v.anomaly_type != synthvad.NORMAL
+            klass.append(ZEROSHOT_CLASSES.index(v.anomaly_type if anomalous else "normal"))
+    out = {
+        "frames": np.stack(frames),
+        "caption": np.array(captions),
+        "klass": np.array(klass, np.int32),
+    }
+    os.makedirs(data_dir, exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+    return out
+
+
+def class_prompts(klass: str) -> list[str]:
+    """Prompts of a zero-shot class: the frame caption at every spatial word."""
+    if klass == "normal":
+        return [synth_text.FRAME_CAPTIONS["many"], synth_text.FRAME_CAPTIONS["one"]]
+    return [synth_text.FRAME_CAPTIONS[klass].format(where=w) for w in synthvad.SPATIAL_WORDS]
+
+
+def soft_clip_loss(logits_per_image: jax.Array, caption_ids: jax.Array) -> jax.Array:
+    """Symmetric InfoNCE with targets spread over same-caption pairs. ``logits`` [B, B]."""
+    same = (caption_ids[:, None] == caption_ids[None, :]).astype(jnp.float32)
+    targets = same / same.sum(-1, keepdims=True)
+    li = -jnp.sum(targets * jax.nn.log_softmax(logits_per_image, -1), -1)
+    lt = -jnp.sum(targets * jax.nn.log_softmax(logits_per_image.T, -1), -1)
+    return 0.5 * (li.mean() + lt.mean())
+
+
+class ClipPretrain:
+    """The method object the trainer runs (see ``vau_jax.train.trainer``)."""
+
+    name = "clip_pretrain"
+
+    def __init__(self, config: Any, tokenizer: Any):
+        self.config = config
+        self.tokenizer = tokenizer
+        base: CLIPConfig = registry.get_config(config.model)
+        text = dataclasses.replace(
+            base.text_config,
+            vocab_size=tokenizer.vocab_size,
+            max_position_embeddings=config.max_text_length,
+            eos_token_id=tokenizer.eos_id,
+            bos_token_id=tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id,
+            pad_token_id=tokenizer.pad_id,
+        )
+        self.clip_config = dataclasses.replace(base, text_config=text)
+        self.model = CLIPModel(self.clip_config)
+        self.synth = synthvad.SynthConfig(**dict(config.synthvad))
+        self.data_dir = config.data_dir
+        self._pairs = None
+
+    # -- params --------------------------------------------------------------------------
+
+    def _dummy(self) -> tuple[jax.Array, jax.Array]:
+        h, w = self.synth.height, self.synth.width
+        return jnp.zeros((1, self.config.max_text_length), jnp.int32), jnp.zeros((1, h, w, 3))
+
+    def abstract_params(self) -> Any:
+        ids, px = self._dummy()
+        return jax.eval_shape(lambda: self.model.init(jax.random.key(0), ids, px))["params"]
+
+    def init_params(self, rng: jax.Array) -> Any:
+        ids, px = self._dummy()
+        return nn.unbox(self.model.init(rng, ids, px)["params"])
+
+    # -- data ----------------------------------------------------------------------------
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Texts -> int32 ``[N, L]``: ids + eos, padded with pad id, cut to ``L``."""
+        length = self.config.max_text_length
+        out = np.full((len(texts), length), self.tokenizer.pad_id, np.int32)
+        for i, t in enumerate(texts):
+            ids = list(self.tokenizer.encode(t))[: length - 1] + [self.tokenizer.eos_id]
+            out[i, : len(ids)] = ids
+        return out
+
+    def pairs(self) -> dict[str, np.ndarray]:
+        if self._pairs is None:
+            c = self.config
+            self._pairs = frame_caption_pairs(
+                self.data_dir, "train", c.num_train_videos, self.synth, c.frames_per_video
+            )
+        return self._pairs
+
+    def _source(self) -> list[dict[str, np.ndarray]]:
+        p = self.pairs()
+        captions = sorted(set(p["caption"].tolist()))
+        cid = np.array([captions.index(c) for c in p["caption"]], np.int32)
+        ids = self.encode(list(p["caption"]))
+        return [
+            {"frame": p["frames"][i], "input_ids": ids[i], "caption_id": cid[i]}
+            for i in range(len(cid))
+        ]
+
+    def _loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        del rng
+        ids = batch["input_ids"]
+        out = self.model.apply(
+            {"params": params},
+            ids,
+            normalize_pixels(batch["frame"]),
+            attention_mask=ids != self.tokenizer.pad_id,
+        )
+        loss = soft_clip_loss(out["logits_per_image"], batch["caption_id"])
+        top1 = jnp.argmax(out["logits_per_image"], -1)
+        acc = jnp.mean(batch["caption_id"][top1] == batch["caption_id"])
+        return loss, {"batch_retrieval_acc": acc}
+
+    def stages(self) -> list[Stage]:
+        c = self.config
+        source = self._source()
+        pcfg = PipelineConfig(
+            global_batch_size=c.batch_size, seed=c.seed, num_epochs=None, read_threads=1, prefetch=2
+        )
+        return [
+            Stage(
+                name="contrastive",
+                num_steps=c.num_steps,
+                optimizer=dict(c.optimizer),
+                loss_fn=self._loss,
+                make_data=lambda: make_iterator(source, pcfg),
+                checkpoint_every=c.checkpoint_every,
+                log_every=c.log_every,
+            )
+        ]
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
+        """Zero-shot accuracy on SynthVAD *test* frames (never seen in training)."""
+        c = self.config
+        test = frame_caption_pairs(
+            self.data_dir, "test", c.num_test_videos, self.synth, c.frames_per_video
+        )
+        apply = jax.jit(
+            lambda p, px: self.model.apply({"params": p}, px, method=CLIPModel.get_image_features)
+        )
+        text_apply = jax.jit(
+            lambda p, ids: self.model.apply(
+                {"params": p}, ids, ids != self.tokenizer.pad_id, method=CLIPModel.get_text_features
+            )
+        )
+        class_emb = []
+        for k in ZEROSHOT_CLASSES:
+            t = np.asarray(
+                text_apply(params, jnp.asarray(self.encode(class_prompts(k))))["pooler_output"]
+            )
+            t = t / np.linalg.norm(t, axis=-1, keepdims=True)
+            m = t.mean(0)
+            class_emb.append(m / np.linalg.norm(m))
+        class_emb = np.stack(class_emb)  # [C, P]
+        preds = []
+        for s in range(0, len(test["klass"]), 256):
+            px = normalize_pixels(jnp.asarray(test["frames"][s : s + 256]))
+            e = np.asarray(apply(params, px)["pooler_output"])
+            e = e / np.linalg.norm(e, axis=-1, keepdims=True)
+            preds.append(np.argmax(e @ class_emb.T, -1))
+        pred = np.concatenate(preds)
+        truth = test["klass"]
+        anomalous = truth != ZEROSHOT_CLASSES.index("normal")
+        # 7-way on anomalous frames: argmax over the anomaly classes only.
+        metrics = {
+            "zeroshot_acc": float(np.mean(pred == truth)),
+            "zeroshot_chance": 1.0 / len(ZEROSHOT_CLASSES),
+            "zeroshot_test_frames": float(len(truth)),
+        }
+        if anomalous.any():
+            sims = []
+            for s in range(0, int(anomalous.sum()), 256):
+                px = normalize_pixels(jnp.asarray(test["frames"][anomalous][s : s + 256]))
+                e = np.asarray(apply(params, px)["pooler_output"])
+                sims.append(e @ class_emb[:-1].T)
+            pred_a = np.argmax(np.concatenate(sims), -1)
+            metrics["zeroshot_acc_anomalous"] = float(np.mean(pred_a == truth[anomalous]))
+            metrics["zeroshot_chance_anomalous"] = 1.0 / (len(ZEROSHOT_CLASSES) - 1)
+        logging.info("clip_pretrain zero-shot: %s", metrics)
+        return metrics
+
+
+# -- the pretrained checkpoint other methods start from ----------------------------------------
+
+
+def checkpoint_dir(config: Any) -> str:
+    """Where the converted tiny-CLIP checkpoint of a clip_pretrain config lives (by hash)."""
+    key = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
+    return os.path.join(config.data_dir, f"clip_pretrain_{key}")
+
+
+def ensure_pretrained_clip(config: Any) -> str:
+    """Returns the converted checkpoint folder, training it first when it is missing.
+
+    The training run itself lives in ``<dir>.run`` (resumable); the final weights are saved
+    with :func:`vau_jax.convert.checkpoint.save_converted`, so they load with
+    ``load_converted`` like any converted HF checkpoint.
+    """
+    from vau_jax.convert.checkpoint import save_converted
+    from vau_jax.methods.runner import run_method
+
+    path = checkpoint_dir(config)
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return path
+    logging.info("no pretrained tiny CLIP at %s: training it (configs/clip_pretrain.py)", path)
+    method = ClipPretrain(config, synthvad_tokenizer(config))
+    params, _ = run_method(method, config, path + ".run", "train_and_eval")
+    if jax.process_index() == 0:
+        save_converted(path, method.model, jax.device_get(params), source=path + ".run")
+    return path
+
+
+def synthvad_tokenizer(config: Any) -> Any:
+    """The tiny presets' sentencepiece tokenizer over the SynthVAD text corpus (cached)."""
+    from vau_jax.data.corpus import ensure_tokenizer
+
+    return ensure_tokenizer(config.data_dir, int(config.vocab_size))
+
+
+@dataclasses.dataclass
+class FrozenClip:
+    """A loaded, frozen CLIP vision tower producing per-frame tokens for SynthVAD splits."""
+
+    path: str
+    model: Any
+    params: Any
+
+    @property
+    def width(self) -> int:
+        return int(self.model.config.vision_config.hidden_size)
+
+    def vision_apply(self, params: Any, pixels: jax.Array) -> dict:
+        return self.model.apply({"params": params}, pixels, method=CLIPModel.get_image_features)
+
+    def split_features(
+        self, split: str, num_videos: int, synth_cfg: Any, pool: int
+    ) -> dict[str, np.ndarray]:
+        from vau_jax.methods import synth_features
+
+        return synth_features.split_features(
+            os.path.dirname(self.path),
+            split,
+            num_videos,
+            synth_cfg,
+            encoder_key=f"{os.path.basename(self.path)}/pool{pool}",
+            tokens_fn=synth_features.frame_tokens_fn(self.vision_apply, pool),
+            params=self.params,
+            normalize=normalize_pixels,
+        )
+
+
+def load_frozen_clip(method_config: Any) -> FrozenClip:
+    """The pretrained tiny CLIP named by ``method_config.clip_pretrain`` (built when missing)."""
+    from vau_jax.convert.checkpoint import load_converted
+
+    path = ensure_pretrained_clip(method_config.clip_pretrain)
+    model, params = load_converted(path)
+    return FrozenClip(path, model, jax.device_put(params))
+
+
+def run(config: Any, workdir: str, mode: str) -> int:
+    """Entry point for ``python -m vau_jax.main --config=configs/clip_pretrain.py``."""
+    from vau_jax.methods.runner import run_method
+
+    run_method(ClipPretrain(config, synthvad_tokenizer(config)), config, workdir, mode)
+    return 0
