@@ -25,7 +25,7 @@ Outputs: frame_auc ``{"AUC_O", "AUC_A"}``; xd_ap ``{"AP_trapz", "AP_step"}``; ub
 fractions in [0, 1]. Text files (scores, boxes) are whitespace- or comma-separated; empty
 lines and lines starting with ``#`` are skipped. Bad input (mismatched video ids, length
 mismatches, NaN scores, malformed lines) prints ``error: <file>[:<line>]: <reason>`` on
-stderr and exits with status 1. The protocols are documented in ``docs/metrics.md``.
+stderr and exits with status 1. The protocols are documented in the README (section *Evaluation metrics*).
 """
 
 from __future__ import annotations
