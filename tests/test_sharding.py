@@ -70,3 +70,31 @@ def test_param_shardings_rejects_unnamed_params():
     abstract = jax.eval_shape(lambda: Bare().init(jax.random.key(0), np.zeros((1, 3))))["params"]
     with pytest.raises(ValueError, match="no logical axis names"):
         sharding.param_shardings(abstract, sharding.make_mesh({"data": 8}))
+
+
+def test_vicuna_7b_sharding_every_param_divisible():
+    """Full-size Vicuna-7B under eval_shape (no memory) on a (1, 4, 2) mesh."""
+    from vau_jax.models import registry
+
+    mesh = sharding.make_mesh({"data": 1, "fsdp": 4, "tensor": 2})
+    abstract = registry.abstract_params("vicuna-7b")
+    shardings = sharding.param_shardings(abstract, mesh)
+    boxes = jax.tree.leaves(abstract, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+    specs = jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, jax.sharding.NamedSharding))
+    assert len(boxes) == len(specs) == 32 * 9 + 3
+    sharded_bytes = 0
+    for box, s in zip(boxes, specs):
+        shape = box.value.shape
+        assert len(s.spec) <= len(shape)
+        for dim, axes in zip(shape, s.spec):
+            if axes is None:
+                continue
+            axes = (axes,) if isinstance(axes, str) else axes
+            size = int(np.prod([mesh.shape[a] for a in axes]))
+            assert dim % size == 0, (shape, s.spec)
+        if any(a is not None for a in s.spec):
+            sharded_bytes += int(np.prod(shape)) * 4
+    # Everything but the RMSNorm scales is split over all 8 devices (fsdp x tensor).
+    assert sharded_bytes / (6_738_415_616 * 4) > 0.999
+    q = shardings["model"]["layers_0"]["self_attn"]["q_proj"]["kernel"].spec
+    assert q == P("fsdp", "tensor")
