@@ -29,20 +29,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.vocab_size = 512
     c.max_text_length = 16
     c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})
-    c.num_train_videos = 160
+    c.num_train_videos = 400
     c.num_test_videos = 48
-    c.frames_per_video = 12
+    c.frames_per_video = 8
     c.batch_size = 64
-    steps = ml_collections.FieldReference(1000)  # --config.num_steps=N also moves total_steps
+    steps = ml_collections.FieldReference(2000)  # --config.num_steps=N also moves total_steps
     c.num_steps = steps
-    c.checkpoint_every = 500
-    c.log_every = 100
+    c.checkpoint_every = 1000
+    c.log_every = 200
     c.optimizer = ml_collections.ConfigDict(
         {
             "name": "adamw",
-            "lr": 5e-4,
+            "lr": 1e-3,
             "weight_decay": 0.05,
-            "warmup_steps": 100,
+            "warmup_steps": 200,
             "total_steps": steps,
             "grad_clip_norm": 1.0,
             "no_decay": [r"(bias|scale|embedding|logit_scale|position)"],

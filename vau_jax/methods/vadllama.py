@@ -1,7 +1,8 @@
 """VAD-LLaMA phases 1–2: the VADor (video Q-Former + AP) and its Long-Term Context.
 
 Tiny preset (SynthVAD): the frozen, contrastively pretrained tiny CLIP encodes every frame
-(class token + 2×2 pooled patches, cached once per split); 8-frame clips (1 s at 8 fps) go
+(class token + ``pool×pool`` pooled patches, cached once per split; optionally each token's
+change since the previous frame is appended as a motion cue); 8-frame clips (1 s at 8 fps) go
 through a video Q-Former; phase 1 trains Q-Former + AP with MIL BCE on the max clip score
 per video (the tiny video Q-Former has no pretrained weights, so unlike the paper's frozen
 VE it is trained here, then frozen); phase 2 copies the AP into ``ap_base`` (frozen; its
@@ -51,6 +52,16 @@ def clips_from_frames(
     return buf.reshape(max_clips, frames_per_clip * m, d), mask
 
 
+def with_motion_tokens(tokens: np.ndarray, n_frames: int) -> np.ndarray:
+    """``[T, M, D]`` -> ``[T, 2M, D]``: each frame's tokens and their change since the
+    previous frame (zero for the first), a causal motion cue for running / falling /
+    fighting that a single frame cannot show."""
+    prev = np.concatenate([tokens[:1], tokens[:-1]], 0)
+    diff = tokens - prev
+    diff[n_frames:] = 0.0
+    return np.concatenate([tokens, diff], 1)
+
+
 class VADLLaMA:
     """Method object for the trainer: VADor phases 1 and 2 on SynthVAD."""
 
@@ -80,7 +91,7 @@ class VADLLaMA:
             qformer=qcfg,
             ltc=ltc,
             frames_per_clip=c.frames_per_clip,
-            tokens_per_frame=1 + c.pool * c.pool,
+            tokens_per_frame=(1 + c.pool * c.pool) * (2 if c.motion_tokens else 1),
             vision_width=self.encoder.width,
             ap_hidden=c.ap_hidden,
         )
@@ -99,8 +110,11 @@ class VADLLaMA:
         f = self.features(split)
         out = []
         for i in range(len(f["n_frames"])):
+            frames = f["tokens"][i].astype(np.float32)  # [T, M, D]
+            if self.config.motion_tokens:
+                frames = with_motion_tokens(frames, int(f["n_frames"][i]))
             tok, mask = clips_from_frames(
-                f["tokens"][i],
+                frames,
                 int(f["n_frames"][i]),
                 self.vcfg.frames_per_clip,
                 self.config.max_clips,
@@ -159,12 +173,18 @@ class VADLLaMA:
         def copy_ap(params: Any) -> Any:
             return {**params, "ap_base": jax.tree.map(jnp.copy, params["ap"])}
 
+        def optimizer(phase: Any) -> dict:
+            opt = dict(phase.optimizer)
+            if not self.vcfg.ltc.enabled:  # no LTC parameters exist to freeze
+                opt["freeze"] = [f for f in opt.get("freeze", ()) if not f.startswith("^ltc")]
+            return opt
+
         p1, p2 = c.phase1, c.phase2
         return [
             Stage(
                 "phase1",
                 p1.steps,
-                dict(p1.optimizer),
+                optimizer(p1),
                 self._loss(1),
                 data(c.seed),
                 log_every=c.log_every,
@@ -172,7 +192,7 @@ class VADLLaMA:
             Stage(
                 "phase2",
                 p2.steps,
-                dict(p2.optimizer),
+                optimizer(p2),
                 self._loss(2),
                 data(c.seed + 1),
                 log_every=c.log_every,
@@ -240,6 +260,34 @@ class VADLLaMA:
             metrics.update({f"{k}{suffix}": v for k, v in res.items()})
         metrics["test_videos"] = float(len(recs))
         return metrics
+
+
+def paper_abstract_params(config: Any) -> dict[str, Any]:
+    """Full-size parameter trees of the paper preset under ``jax.eval_shape`` (no memory):
+    the EVA-ViT-g image encoder, the image Q-Former and the VADor (video Q-Former on
+    1408-wide EVA tokens, AP, LTC). Leaves keep their logical axis names."""
+    qcfg = dataclasses.replace(
+        registry.get_config(config.video_qformer),
+        encoder_hidden_size=registry.get_config(config.image_qformer).hidden_size,
+        text_input=False,
+        hf_model_type="blip_2_qformer",
+    )
+    ltc = LTCConfig(dim=qcfg.hidden_size, k=config.ltc.k)
+    vcfg = VADorConfig(
+        qformer=qcfg,
+        ltc=ltc,
+        frames_per_clip=config.frames_per_clip,
+        tokens_per_frame=registry.get_config(config.image_qformer).num_query_tokens,
+        vision_width=qcfg.encoder_hidden_size,
+        ap_hidden=config.ap_hidden,
+    )
+    tok = jnp.zeros((1, 2, vcfg.frames_per_clip * vcfg.tokens_per_frame, vcfg.vision_width))
+    vador = jax.eval_shape(lambda: VADor(vcfg).init(jax.random.key(0), tok, jnp.ones((1, 2), bool)))
+    return {
+        "vision": registry.abstract_params(config.vision_encoder),
+        "image_qformer": registry.abstract_params(config.image_qformer),
+        "vador": vador["params"],
+    }
 
 
 def run(config: Any, workdir: str, mode: str) -> int:

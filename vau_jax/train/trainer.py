@@ -230,8 +230,17 @@ class Trainer:
         self.writer.close()
 
 
-def _to_device(batch: Mapping[str, Any], sharding: jax.sharding.Sharding) -> dict[str, Any]:
+def _to_device(batch: Mapping[str, Any], sharding: jax.sharding.NamedSharding) -> dict[str, Any]:
     from vau_jax.data.pipeline import to_global
+
+    shards = sharding.mesh.shape["data"] * sharding.mesh.shape["fsdp"] // jax.process_count()
+    for key, value in batch.items():
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] % shards:
+            raise ValueError(
+                f"batch {key!r} has {value.shape[0]} examples per process, not divisible by the "
+                f"{shards} local data x fsdp devices of mesh {dict(sharding.mesh.shape)}; change "
+                "the batch size or --config.mesh"
+            )
 
     return to_global(dict(batch), sharding)
 

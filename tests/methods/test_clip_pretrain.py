@@ -1,0 +1,57 @@
+"""Contrastive pretraining pieces: the soft-target loss, prompts, pixel normalisation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vau_jax.data import synthvad
+from vau_jax.methods.clip_pretrain import (
+    CLIP_MEAN,
+    CLIP_STD,
+    ZEROSHOT_CLASSES,
+    class_prompts,
+    normalize_pixels,
+    soft_clip_loss,
+)
+
+
+def test_soft_loss_equals_clip_loss_for_distinct_captions():
+    logits = jax.random.normal(jax.random.key(0), (5, 5)) * 3
+    ids = jnp.arange(5)
+    ref = 0.5 * (
+        -jnp.mean(jnp.diag(jax.nn.log_softmax(logits, -1)))
+        - jnp.mean(jnp.diag(jax.nn.log_softmax(logits.T, -1)))
+    )
+    np.testing.assert_allclose(float(soft_clip_loss(logits, ids)), float(ref), rtol=1e-6)
+
+
+def test_soft_loss_does_not_punish_same_caption_pairs():
+    # two frames with the same caption: any split of probability between them is optimal
+    ids = jnp.array([0, 0, 1])
+    big = 50.0
+    logits = jnp.array([[big, big, 0.0], [big, big, 0.0], [0.0, 0.0, big]])
+    # rows 0/1 put half their mass on each same-caption text: loss = entropy log(2) for them
+    expected = (2 * np.log(2.0) + 0.0) / 3
+    np.testing.assert_allclose(float(soft_clip_loss(logits, ids)), expected, atol=1e-5)
+    worse = logits.at[0, 1].set(0.0)  # row 0 ignores its same-caption partner
+    assert float(soft_clip_loss(worse, ids)) > float(soft_clip_loss(logits, ids))
+
+
+def test_prompts_cover_every_class_and_spatial_word():
+    assert (
+        ZEROSHOT_CLASSES[-1] == "normal"
+        and len(ZEROSHOT_CLASSES) == len(synthvad.ANOMALY_TYPES) + 1
+    )
+    for k in synthvad.ANOMALY_TYPES:
+        prompts = class_prompts(k)
+        assert len(prompts) == len(synthvad.SPATIAL_WORDS) and all("{" not in p for p in prompts)
+
+
+def test_normalize_pixels_uint8_and_float_agree():
+    px = np.random.default_rng(0).integers(0, 256, size=(2, 4, 4, 3), dtype=np.uint8)
+    a = normalize_pixels(jnp.asarray(px))
+    b = normalize_pixels(jnp.asarray(px, jnp.float32) / 255.0)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(a)[0, 0, 0], (px[0, 0, 0] / 255.0 - CLIP_MEAN) / CLIP_STD, rtol=1e-5
+    )
