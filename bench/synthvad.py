@@ -26,8 +26,12 @@ _OUT = flags.DEFINE_string("out", None, "Scratch directory (default: a temp dir,
 
 def _du(path: str, suffix: str = "") -> int:
     """Bytes of the files under ``path`` whose names end with ``suffix``."""
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
-               if f.endswith(suffix) or (suffix == ".array_record" and ".array_record" in f))
+    return sum(
+        os.path.getsize(os.path.join(d, f))
+        for d, _, fs in os.walk(path)
+        for f in fs
+        if f.endswith(suffix) or (suffix == ".array_record" and ".array_record" in f)
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -41,25 +45,52 @@ def main(argv: list[str]) -> None:
             for i in range(_NUM.value):
                 frames += render_split_video("train", i, cfg).num_frames
             dt = time.perf_counter() - t0
-            print(json.dumps({"bench": "render", "size": size, "videos": _NUM.value,
-                              "videos_per_s": round(_NUM.value / dt, 3),
-                              "frames_per_s": round(frames / dt, 1), "frames": frames}))
+            print(
+                json.dumps(
+                    {
+                        "bench": "render",
+                        "size": size,
+                        "videos": _NUM.value,
+                        "videos_per_s": round(_NUM.value / dt, 3),
+                        "frames_per_s": round(frames / dt, 1),
+                        "frames": frames,
+                    }
+                )
+            )
 
             tfds_dir = os.path.join(scratch, f"tfds_{size}")
             t0 = time.perf_counter()
             builder = prepare(tfds_dir, "test", _NUM.value, cfg)
             dt = time.perf_counter() - t0
-            print(json.dumps({"bench": "tfds_prepare", "size": size, "videos": _NUM.value,
-                              "seconds": round(dt, 2),
-                              "array_record_bytes": _du(builder.data_dir, ".array_record")}))
+            print(
+                json.dumps(
+                    {
+                        "bench": "tfds_prepare",
+                        "size": size,
+                        "videos": _NUM.value,
+                        "seconds": round(dt, 2),
+                        "array_record_bytes": _du(builder.data_dir, ".array_record"),
+                    }
+                )
+            )
 
             out = os.path.join(scratch, f"files_{size}")
             t0 = time.perf_counter()
             write_split(out, "test", _NUM.value, cfg, write_videos=True)
             dt = time.perf_counter() - t0
-            print(json.dumps({"bench": "write_files", "size": size, "videos": _NUM.value,
-                              "seconds": round(dt, 2), "mp4_bytes": _du(out, ".mp4"),
-                              "png_mask_bytes": _du(out, "_gt.png"), "total_bytes": _du(out)}))
+            print(
+                json.dumps(
+                    {
+                        "bench": "write_files",
+                        "size": size,
+                        "videos": _NUM.value,
+                        "seconds": round(dt, 2),
+                        "mp4_bytes": _du(out, ".mp4"),
+                        "png_mask_bytes": _du(out, "_gt.png"),
+                        "total_bytes": _du(out),
+                    }
+                )
+            )
     finally:
         if _OUT.value is None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -60,7 +60,9 @@ class _QuietLibraries(std_logging.Filter):
     NOISY = ("/orbax/", "/grain/", "/jax/_src/", "/tensorstore/")
 
     def filter(self, record: std_logging.LogRecord) -> bool:
-        return record.levelno >= std_logging.WARNING or not any(s in record.pathname for s in self.NOISY)
+        return record.levelno >= std_logging.WARNING or not any(
+            s in record.pathname for s in self.NOISY
+        )
 
 
 def main(argv: list[str]) -> None:

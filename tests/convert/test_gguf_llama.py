@@ -105,9 +105,11 @@ def _reference_next_logits(ids: list[int]) -> np.ndarray:
         x = x + np.concatenate(heads, axis=-1) @ w[b + "attn_output.weight"].T
         h = rms(x, w[b + "ffn_norm.weight"])
         gate = h @ w[b + "ffn_gate.weight"].T
-        x = x + ((gate / (1 + np.exp(-gate))) * (h @ w[b + "ffn_up.weight"].T)) @ w[
-            b + "ffn_down.weight"
-        ].T
+        x = (
+            x
+            + ((gate / (1 + np.exp(-gate))) * (h @ w[b + "ffn_up.weight"].T))
+            @ w[b + "ffn_down.weight"].T
+        )
     out = w.get("output.weight", emb)
     return rms(x[-1], w["output_norm.weight"]) @ out.T
 
@@ -142,11 +144,17 @@ def test_next_token_logits_match_float64_reference(smollm):
 @pytest.mark.slow
 def test_greedy_chat_answer_mentions_paris(smollm):
     module, params, tok = smollm
-    text = render_chat(tok.chat_template, [{"role": "user", "content": "What is the capital of France?"}])
+    text = render_chat(
+        tok.chat_template, [{"role": "user", "content": "What is the capital of France?"}]
+    )
     ids = tok.encode(text)
     assert ids[0] == tok.token_to_id("<|im_start|>")
     tokens, lengths = generate(
-        module, params, input_ids=np.asarray([ids]), max_new_tokens=16, eos_id=tok.eos_id,
+        module,
+        params,
+        input_ids=np.asarray([ids]),
+        max_new_tokens=16,
+        eos_id=tok.eos_id,
         pad_id=tok.pad_id,
     )
     answer = tok.decode(np.asarray(tokens)[0, : int(lengths[0])])
@@ -168,8 +176,10 @@ def _write_tiny_gguf(path: str, model, tokens: list[str], merges: list[str]) -> 
     sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
 
     def permute(w, n_head):  # llama.cpp convert_hf_to_gguf: rows (t, i) -> (i, t) per head
-        return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(
-            w.shape
+        return (
+            w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(w.shape)
         )
 
     writer = gguf.GGUFWriter(path, "llama")
@@ -188,10 +198,17 @@ def _write_tiny_gguf(path: str, model, tokens: list[str], merges: list[str]) -> 
     writer.add_token_merges(merges)
     writer.add_bos_token_id(0)
     writer.add_eos_token_id(0)
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
-             "post_attention_layernorm": "ffn_norm"}
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
     writer.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     for i in range(cfg.num_hidden_layers):
         for hf, ours in names.items():
@@ -217,9 +234,15 @@ def test_tiny_gguf_matches_hf(tmp_path, tied):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(int(tied))
     cfg = transformers.LlamaConfig(
-        vocab_size=40, hidden_size=48, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=6 if tied else 4, num_key_value_heads=2, rope_theta=777.0,
-        rms_norm_eps=1e-5, tie_word_embeddings=tied,
+        vocab_size=40,
+        hidden_size=48,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=6 if tied else 4,
+        num_key_value_heads=2,
+        rope_theta=777.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=tied,
     )
     model = transformers.LlamaForCausalLM(cfg).eval()
     tokens = ["<|end|>"] + [chr(ord("a") + i) for i in range(26)] + ["ab", "cd", "abcd"]

@@ -19,8 +19,14 @@ TOL = 1e-4
 
 def _model(seed=0, **overrides):
     torch.manual_seed(seed)
-    cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-               image_size=28, patch_size=7)
+    cfg = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=28,
+        patch_size=7,
+    )
     cfg.update(overrides)
     hf = transformers.Blip2VisionModel(transformers.Blip2VisionConfig(**cfg))
     g = torch.Generator().manual_seed(seed + 1)
@@ -55,20 +61,28 @@ def _errors(ours, ref):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("overrides", [{}, {"qkv_bias": False, "num_hidden_layers": 3, "hidden_act": "quick_gelu"}])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"qkv_bias": False, "num_hidden_layers": 3, "hidden_act": "quick_gelu"}]
+)
 def test_blip2_vision_parity(tmp_path, overrides):
     hf = _model(**overrides)
     module, params = load_hf(_save(hf, tmp_path))
     assert module.config.variant == "eva"
+
     def fwd(p, x, interp):
-        return module.apply({"params": p}, x, output_hidden_states=True, interpolate_pos_encoding=interp)
+        return module.apply(
+            {"params": p}, x, output_hidden_states=True, interpolate_pos_encoding=interp
+        )
 
     rng = np.random.default_rng(0)
     for (h, w), interp in [((28, 28), False), ((42, 35), True), ((21, 21), False)]:
         x = rng.standard_normal((2, h, w, 3)).astype(np.float32)
         with torch.no_grad():
-            ref = hf(torch.from_numpy(x.transpose(0, 3, 1, 2)), output_hidden_states=True,
-                     interpolate_pos_encoding=interp)
+            ref = hf(
+                torch.from_numpy(x.transpose(0, 3, 1, 2)),
+                output_hidden_states=True,
+                interpolate_pos_encoding=interp,
+            )
         errs = _errors(fwd(params, x, interp), ref)
         assert len(errs) == 2 + module.config.num_hidden_layers + 1
         assert max(errs.values()) <= TOL, errs
@@ -77,13 +91,20 @@ def test_blip2_vision_parity(tmp_path, overrides):
 def test_round_trip_exact(tmp_path):
     path = _save(_model(), tmp_path)
     module, params = load_hf(path)
-    assert set(params["encoder"]["layers_0"]["self_attn"]) == {"qkv", "q_bias", "v_bias", "projection"}
+    assert set(params["encoder"]["layers_0"]["self_attn"]) == {
+        "qkv",
+        "q_bias",
+        "v_bias",
+        "projection",
+    }
     original = read_safetensors_dir(path)
     exported = export_hf(module, params)
     assert sorted(exported) == sorted(original)
     for k in original:
         assert np.array_equal(exported[k], original[k]), k
-    assert hf_blip2_vision.config_from_hf(hf_blip2_vision.config_to_hf(module.config)) == module.config
+    assert (
+        hf_blip2_vision.config_from_hf(hf_blip2_vision.config_to_hf(module.config)) == module.config
+    )
 
 
 def test_checkpoint_errors(tmp_path):
@@ -92,10 +113,14 @@ def test_checkpoint_errors(tmp_path):
     sd = read_safetensors_dir(path)
     key = "encoder.layers.0.self_attn.qkv.weight"
     with pytest.raises(CheckpointMismatchError) as e:
-        hf_blip2_vision.params_from_hf({**sd, key: np.zeros((96, 33), np.float32)}, cfg, source="x.safetensors")
+        hf_blip2_vision.params_from_hf(
+            {**sd, key: np.zeros((96, 33), np.float32)}, cfg, source="x.safetensors"
+        )
     assert key in str(e.value) and "(96, 32)" in str(e.value) and "(96, 33)" in str(e.value)
     with pytest.raises(CheckpointMismatchError) as e:
-        hf_blip2_vision.params_from_hf({k: v for k, v in sd.items() if k != "post_layernorm.bias"}, cfg)
+        hf_blip2_vision.params_from_hf(
+            {k: v for k, v in sd.items() if k != "post_layernorm.bias"}, cfg
+        )
     assert "post_layernorm.bias" in str(e.value) and "(32,)" in str(e.value)
     bias_key = "encoder.layers.1.self_attn.qkv.bias"
     nonzero_k = sd[bias_key].copy()

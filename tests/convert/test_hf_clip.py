@@ -17,11 +17,27 @@ from vau_jax.convert import (  # noqa: E402
 from vau_jax.convert.common import read_hf_config, read_safetensors_dir  # noqa: E402
 
 TOL = 1e-4
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-              image_size=32, patch_size=8, projection_dim=24)
-TEXT = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2,
-            vocab_size=99, max_position_embeddings=12, bos_token_id=97, eos_token_id=98, pad_token_id=1,
-            projection_dim=24)
+VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+    projection_dim=24,
+)
+TEXT = dict(
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    vocab_size=99,
+    max_position_embeddings=12,
+    bos_token_id=97,
+    eos_token_id=98,
+    pad_token_id=1,
+    projection_dim=24,
+)
 
 
 def _perturb(model, seed):
@@ -53,7 +69,9 @@ def _errors(ours, ref, prefix=""):
                 errs[f"{prefix}{key}[{i}]"] = float(np.max(np.abs(np.asarray(a) - b.numpy())))
         else:
             assert np.shape(ours[key]) == tuple(r.shape), (key, np.shape(ours[key]), r.shape)
-            errs[f"{prefix}{key}"] = float(np.max(np.abs(np.asarray(ours[key]) - r.detach().numpy())))
+            errs[f"{prefix}{key}"] = float(
+                np.max(np.abs(np.asarray(ours[key]) - r.detach().numpy()))
+            )
     return errs
 
 
@@ -92,13 +110,18 @@ def test_clip_vision_parity_and_interpolation(tmp_path):
     hf = _vision_model(transformers.CLIPVisionModel)
     module, params = load_hf(_save(hf, tmp_path))
     assert not module.config.with_projection
+
     def fwd(p, x):
-        return module.apply({"params": p}, x, output_hidden_states=True, interpolate_pos_encoding=True)
+        return module.apply(
+            {"params": p}, x, output_hidden_states=True, interpolate_pos_encoding=True
+        )
 
     for h, w in [(32, 32), (48, 40), (16, 24)]:
         x = _pixels(h, w)
         with torch.no_grad():
-            ref = hf(_nchw(x), output_hidden_states=True, interpolate_pos_encoding=(h, w) != (32, 32))
+            ref = hf(
+                _nchw(x), output_hidden_states=True, interpolate_pos_encoding=(h, w) != (32, 32)
+            )
         _report(_errors(fwd(params, x), ref))
     with pytest.raises(ValueError, match="interpolate_pos_encoding"):
         module.apply({"params": params}, _pixels(48, 40))
@@ -108,7 +131,9 @@ def test_clip_vision_parity_and_interpolation(tmp_path):
 def test_clip_vision_with_projection_parity(tmp_path):
     hf = _vision_model(transformers.CLIPVisionModelWithProjection, seed=3, hidden_act="gelu")
     path = _save(hf, tmp_path)
-    assert all(k.startswith(("vision_model.", "visual_projection.")) for k in read_safetensors_dir(path))
+    assert all(
+        k.startswith(("vision_model.", "visual_projection.")) for k in read_safetensors_dir(path)
+    )
     module, params = load_hf(path)
     assert module.config.with_projection
     x = _pixels(32, 32, b=3)
@@ -117,7 +142,9 @@ def test_clip_vision_with_projection_parity(tmp_path):
         ref = hf(_nchw(x), output_hidden_states=True)
         pooled = hf.vision_model(_nchw(x)).pooler_output
     errs = _errors(ours, ref)
-    errs["pooler_output"] = float(np.max(np.abs(np.asarray(ours["pooler_output"]) - pooled.numpy())))
+    errs["pooler_output"] = float(
+        np.max(np.abs(np.asarray(ours["pooler_output"]) - pooled.numpy()))
+    )
     _report(errs)
 
 
@@ -132,13 +159,19 @@ def test_clip_text_parity(tmp_path, eos):
     ids, mask = _text_inputs(eos if eos != 2 else 95)  # legacy rule: pooled at the largest id
     ours = module.apply({"params": params}, ids, mask, output_hidden_states=True)
     with torch.no_grad():
-        ref = hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True)
+        ref = hf(
+            torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True
+        )
     _report(_errors(ours, ref))
     # Left padding: the padded query rows see no key at all.
     left_ids, left_mask = ids[:, ::-1].copy(), mask[:, ::-1].copy()
     ours = module.apply({"params": params}, left_ids, left_mask, output_hidden_states=True)
     with torch.no_grad():
-        ref = hf(torch.from_numpy(left_ids), attention_mask=torch.from_numpy(left_mask), output_hidden_states=True)
+        ref = hf(
+            torch.from_numpy(left_ids),
+            attention_mask=torch.from_numpy(left_mask),
+            output_hidden_states=True,
+        )
     _report(_errors(ours, ref))
 
 
@@ -150,7 +183,9 @@ def test_clip_text_with_projection_parity(tmp_path):
     ids, mask = _text_inputs(98, seed=1)
     ours = module.apply({"params": params}, ids, mask, output_hidden_states=True)
     with torch.no_grad():
-        ref = hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True)
+        ref = hf(
+            torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), output_hidden_states=True
+        )
     _report(_errors(ours, ref))
 
 
@@ -168,10 +203,16 @@ def test_clip_model_parity(tmp_path):
     x = _pixels(32, 32, b=2)
     ours = module.apply({"params": params}, ids, x, mask, output_hidden_states=True)
     with torch.no_grad():
-        ref = hf(input_ids=torch.from_numpy(ids), pixel_values=_nchw(x),
-                 attention_mask=torch.from_numpy(mask), output_hidden_states=True)
+        ref = hf(
+            input_ids=torch.from_numpy(ids),
+            pixel_values=_nchw(x),
+            attention_mask=torch.from_numpy(mask),
+            output_hidden_states=True,
+        )
     errs = _errors(ours, ref)
-    assert "text_model_output.hidden_states[3]" in errs and "vision_model_output.pooler_output" in errs
+    assert (
+        "text_model_output.hidden_states[3]" in errs and "vision_model_output.pooler_output" in errs
+    )
     errs["logit_scale"] = abs(float(ours["logit_scale"]) - float(hf.logit_scale.detach()))
     _report(errs)
     feats = module.apply({"params": params}, x, method=module.get_image_features)

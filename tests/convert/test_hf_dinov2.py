@@ -48,7 +48,9 @@ def _max_errors(ours, theirs):
 def _check(module, params, hf_model, pixels, **kwargs):
     hf_kwargs = {k: torch.from_numpy(np.asarray(v)) for k, v in kwargs.items()}
     with torch.no_grad():
-        ref = hf_model(torch.from_numpy(pixels.transpose(0, 3, 1, 2)), output_hidden_states=True, **hf_kwargs)
+        ref = hf_model(
+            torch.from_numpy(pixels.transpose(0, 3, 1, 2)), output_hidden_states=True, **hf_kwargs
+        )
     ours = module.apply({"params": params}, pixels, output_hidden_states=True, **kwargs)
     errs = _max_errors(ours, ref)
     print(pixels.shape, {k: f"{v:.2e}" for k, v in errs.items()})
@@ -58,7 +60,9 @@ def _check(module, params, hf_model, pixels, **kwargs):
 
 def _dinov2(**overrides):
     torch.manual_seed(0)
-    cfg = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=28, patch_size=7)
+    cfg = dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=28, patch_size=7
+    )
     cfg.update(overrides)
     return _perturb(transformers.Dinov2Model(transformers.Dinov2Config(**cfg)), seed=1)
 
@@ -99,7 +103,11 @@ def test_dinov2_swiglu_parity(tmp_path):
 def test_dinov2_with_registers_parity(tmp_path):
     torch.manual_seed(0)
     cfg = transformers.Dinov2WithRegistersConfig(
-        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, image_size=32, patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
         num_register_tokens=3,
     )
     hf = _perturb(transformers.Dinov2WithRegistersModel(cfg), seed=2)

@@ -15,18 +15,35 @@ from vau_jax.convert import CheckpointMismatchError, hf_llama, load_hf  # noqa: 
 CONFIGS = {
     # GQA (2 kv heads for 4 query heads), untied embeddings, non-default theta.
     "gqa_untied": dict(
-        vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, rope_theta=500.0, rms_norm_eps=1e-5,
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rope_theta=500.0,
+        rms_norm_eps=1e-5,
         tie_word_embeddings=False,
     ),
     # MHA, tied embeddings, llama3 RoPE scaling, biases, head_dim != hidden / heads.
     "mha_tied_llama3": dict(
-        vocab_size=61, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
-        num_attention_heads=3, num_key_value_heads=3, head_dim=20, tie_word_embeddings=True,
-        attention_bias=True, mlp_bias=True,
+        vocab_size=61,
+        hidden_size=48,
+        intermediate_size=80,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        num_key_value_heads=3,
+        head_dim=20,
+        tie_word_embeddings=True,
+        attention_bias=True,
+        mlp_bias=True,
         rope_parameters=dict(
-            rope_type="llama3", rope_theta=10000.0, factor=4.0, low_freq_factor=1.0,
-            high_freq_factor=4.0, original_max_position_embeddings=8,
+            rope_type="llama3",
+            rope_theta=10000.0,
+            factor=4.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=8,
         ),
     ),
 }
@@ -93,7 +110,11 @@ def test_round_trip_is_exact_and_scan_layout_matches(hf_folder):
     # export_hf(module, params) dispatches to this function for LlamaConfig.
     assert hf_llama.handles(module.config)
     back = hf_llama.params_to_hf(params, module.config)
-    expected = {k: v for k, v in sd.items() if not (model.config.tie_word_embeddings and k == "lm_head.weight")}
+    expected = {
+        k: v
+        for k, v in sd.items()
+        if not (model.config.tie_word_embeddings and k == "lm_head.weight")
+    }
     assert sorted(back) == sorted(expected)
     for k, v in expected.items():
         np.testing.assert_array_equal(back[k], v, err_msg=k)

@@ -20,18 +20,45 @@ from vau_jax.convert import CheckpointMismatchError, hf_qformer, load_hf  # noqa
 TOL = 1e-4
 
 BLIP2_CONFIGS = [
-    dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,
-         encoder_hidden_size=24, cross_attention_frequency=2),
-    dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=40,
-         encoder_hidden_size=40, cross_attention_frequency=1, hidden_act="gelu_new"),
+    dict(
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=48,
+        encoder_hidden_size=24,
+        cross_attention_frequency=2,
+    ),
+    dict(
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        intermediate_size=40,
+        encoder_hidden_size=40,
+        cross_attention_frequency=1,
+        hidden_act="gelu_new",
+    ),
 ]
 INSTRUCT_CONFIGS = [
-    dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-         encoder_hidden_size=24, cross_attention_frequency=1, vocab_size=50,
-         max_position_embeddings=20),
-    dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=6, intermediate_size=64,
-         encoder_hidden_size=40, cross_attention_frequency=2, vocab_size=70,
-         max_position_embeddings=16),
+    dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        encoder_hidden_size=24,
+        cross_attention_frequency=1,
+        vocab_size=50,
+        max_position_embeddings=20,
+    ),
+    dict(
+        hidden_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=6,
+        intermediate_size=64,
+        encoder_hidden_size=40,
+        cross_attention_frequency=2,
+        vocab_size=70,
+        max_position_embeddings=16,
+    ),
 ]
 
 
@@ -61,7 +88,9 @@ def _save(model, path) -> str:
 def _compare(ours: dict, theirs, n_layers: int) -> float:
     worst = 0.0
     for name in ("last_hidden_state", "pooler_output"):
-        worst = max(worst, float(np.abs(np.asarray(ours[name]) - getattr(theirs, name).numpy()).max()))
+        worst = max(
+            worst, float(np.abs(np.asarray(ours[name]) - getattr(theirs, name).numpy()).max())
+        )
     assert len(ours["hidden_states"]) == len(theirs.hidden_states) == n_layers + 1
     for a, b in zip(ours["hidden_states"], theirs.hidden_states):
         assert a.shape == tuple(b.shape)
@@ -183,8 +212,10 @@ def _resave(hf, path, state_dict):
 
     os.makedirs(path, exist_ok=True)
     hf.config.save_pretrained(str(path))
-    save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()},
-              os.path.join(str(path), "model.safetensors"))
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in state_dict.items()},
+        os.path.join(str(path), "model.safetensors"),
+    )
     return str(path)
 
 
@@ -220,17 +251,38 @@ def _full_model(kind: str):
     """A tiny full BLIP-2 / InstructBLIP model (vision tower + Q-Former + OPT)."""
     import transformers as tf
 
-    vision = dict(hidden_size=24, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                  image_size=16, patch_size=8)
-    qformer = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-                   cross_attention_frequency=1, vocab_size=40, max_position_embeddings=16)
-    text = tf.OPTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32,
-                        vocab_size=64, word_embed_proj_dim=16, max_position_embeddings=32).to_dict()
+    vision = dict(
+        hidden_size=24,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+    )
+    qformer = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        cross_attention_frequency=1,
+        vocab_size=40,
+        max_position_embeddings=16,
+    )
+    text = tf.OPTConfig(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        ffn_dim=32,
+        vocab_size=64,
+        word_embed_proj_dim=16,
+        max_position_embeddings=32,
+    ).to_dict()
     if kind == "Blip2ForImageTextRetrieval":
         qformer["use_qformer_text_input"] = True
     config_cls = tf.InstructBlipConfig if kind.startswith("InstructBlip") else tf.Blip2Config
-    cfg = config_cls(vision_config=vision, qformer_config=qformer, text_config=text,
-                     num_query_tokens=5)
+    cfg = config_cls(
+        vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=5
+    )
     return getattr(tf, kind)(cfg).eval()
 
 
@@ -248,7 +300,9 @@ def test_qformer_and_query_tokens_from_full_model(tmp_path, kind):
     module, params = hf_qformer.load_full_model(path)
     cfg = module.config
     assert cfg.num_query_tokens == 5
-    np.testing.assert_array_equal(np.asarray(params["query_tokens"]), hf.query_tokens.detach().numpy())
+    np.testing.assert_array_equal(
+        np.asarray(params["query_tokens"]), hf.query_tokens.detach().numpy()
+    )
 
     g = torch.Generator().manual_seed(1)
     image = torch.randn(2, 5, 24, generator=g)
@@ -265,16 +319,20 @@ def test_qformer_and_query_tokens_from_full_model(tmp_path, kind):
         else:
             kwargs = dict(input_ids=ids, attention_mask=full_mask)
     with torch.no_grad():
-        ref = hf.qformer(query_embeds=query, encoder_hidden_states=image,
-                         output_hidden_states=True, **kwargs)
+        ref = hf.qformer(
+            query_embeds=query, encoder_hidden_states=image, output_hidden_states=True, **kwargs
+        )
     out = _apply(module, params, image.numpy(), output_hidden_states=True, **ours_kwargs)
     err = _compare(out, ref, 2)
     print(f"{kind} q-former: max abs err {err:.3g}")
     assert err <= TOL
 
     back = hf_qformer.params_to_hf(params, cfg, prefix="qformer.")
-    sd = {k: v.numpy() for k, v in hf.state_dict().items()
-          if k.startswith(("qformer.", "embeddings.")) or k == "query_tokens"}
+    sd = {
+        k: v.numpy()
+        for k, v in hf.state_dict().items()
+        if k.startswith(("qformer.", "embeddings.")) or k == "query_tokens"
+    }
     assert sorted(back) == sorted(sd)
     for k in sd:
         np.testing.assert_array_equal(back[k], sd[k], err_msg=k)
@@ -282,8 +340,14 @@ def test_qformer_and_query_tokens_from_full_model(tmp_path, kind):
 
 def test_config_round_trip():
     cfg = hf_qformer.config_from_hf(
-        {"model_type": "instructblip_qformer", "hidden_size": 32, "num_attention_heads": 4,
-         "num_hidden_layers": 2, "intermediate_size": 48, "encoder_hidden_size": 24},
+        {
+            "model_type": "instructblip_qformer",
+            "hidden_size": 32,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "intermediate_size": 48,
+            "encoder_hidden_size": 24,
+        },
         num_query_tokens=6,
     )
     assert cfg.num_query_tokens == 6 and cfg.text_input

@@ -259,7 +259,6 @@ def test_synth_instructions_from_renderer():
         true = I.facts_from_synth(video).main_interval
         assert q.options[q.answer_index].interval == (round(true[0], 1), round(true[1], 1))
         assert q.options[q.answer_index].anomaly_type == kind
-        assert items["spatial"][1]["value"].endswith(
-            T.SPATIAL_PHRASES[video.spatial_word] + ".")
+        assert items["spatial"][1]["value"].endswith(T.SPATIAL_PHRASES[video.spatial_word] + ".")
         if kind != "running":  # fires and dropped bags do not travel
             assert items["trajectory"][1]["value"].endswith("stays in place.")

@@ -65,8 +65,9 @@ def _indices(it) -> list[list[int]]:
 
 def test_batches_are_padded_and_masked():
     cfg = _config(shuffle=False)
-    batches = list(P.make_iterator(ToySource(10), cfg,
-                                   shard_options=grain.sharding.ShardByJaxProcess()))
+    batches = list(
+        P.make_iterator(ToySource(10), cfg, shard_options=grain.sharding.ShardByJaxProcess())
+    )
     assert len(batches) == 2 == P.num_batches(10, cfg)  # batch 4, remainder dropped
     b = batches[0]
     assert b["frames"].shape == (4, 6, 4, 4, 3) and b["frames"].dtype == np.uint8
@@ -288,8 +289,13 @@ def test_synthvad_source_end_to_end():
 
     config = SynthConfig(min_seconds=1.0, max_seconds=2.0)
     src = source_mod.SynthVADSource("train", 6, config)
-    cfg = _config(global_batch_size=2, pad_lengths=(("frames", 20), ("labels", 20)),
-                  max_text_length=800, num_epochs=None, seed=1)
+    cfg = _config(
+        global_batch_size=2,
+        pad_lengths=(("frames", 20), ("labels", 20)),
+        max_text_length=800,
+        num_epochs=None,
+        seed=1,
+    )
     it = P.make_iterator(src, cfg, transforms=[SynthToInstruction()], tokenizer=CharTokenizer())
     first = next(it)
     state = it.get_state()
@@ -304,7 +310,8 @@ def test_synthvad_source_end_to_end():
             assert b["frames_mask"][row].sum() == min(n_frames, 20)
             answer = bytes(x - 3 for x in b["input_ids"][row][b["loss_mask"][row]][:-1])
             assert answer.decode()[:2] in {"A.", "B.", "C.", "D."}
-    resumed = P.make_iterator(src, cfg, transforms=[SynthToInstruction()],
-                              tokenizer=CharTokenizer())
+    resumed = P.make_iterator(
+        src, cfg, transforms=[SynthToInstruction()], tokenizer=CharTokenizer()
+    )
     resumed.set_state(state)
     np.testing.assert_array_equal(next(resumed)["input_ids"], second["input_ids"])

@@ -73,9 +73,7 @@ def test_gguf_gpt2_tokenizer_matches_hf(smollm_tok):
 
 def test_train_sentencepiece_and_llama_style_gguf_vocab(tmp_path):
     path = str(tmp_path / "spm.model")
-    sp_tok = T.train_sentencepiece(
-        CORPUS, path, vocab_size=400, user_defined_symbols=["<image>"]
-    )
+    sp_tok = T.train_sentencepiece(CORPUS, path, vocab_size=400, user_defined_symbols=["<image>"])
     again = T.train_sentencepiece(
         CORPUS, str(tmp_path / "again.model"), vocab_size=400, user_defined_symbols=["<image>"]
     )
@@ -98,8 +96,15 @@ def test_train_sentencepiece_and_llama_style_gguf_vocab(tmp_path):
     types = []
     for i in range(sp.get_piece_size()):
         types.append(
-            2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i)
-            else 4 if sp.id_to_piece(i) == "<image>" else 1
+            2
+            if sp.is_unknown(i)
+            else 3
+            if sp.is_control(i)
+            else 6
+            if sp.is_byte(i)
+            else 4
+            if sp.id_to_piece(i) == "<image>"
+            else 1
         )
     meta = {
         "tokenizer.ggml.model": "llama",
@@ -146,7 +151,9 @@ def test_render_chat_and_left_padding(smollm_tok):
         T.render_chat("nope", msgs)
     ids, mask = T.encode_left_padded(smollm_tok, ["a b c", "hello"], 6)
     assert ids.shape == mask.shape == (2, 6)
-    np.testing.assert_array_equal(mask.sum(1), [len(smollm_tok.encode(t)) for t in ["a b c", "hello"]])
+    np.testing.assert_array_equal(
+        mask.sum(1), [len(smollm_tok.encode(t)) for t in ["a b c", "hello"]]
+    )
     assert (ids[mask == 0] == smollm_tok.pad_id).all() and mask[:, -1].all()
 
 

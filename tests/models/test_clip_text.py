@@ -53,7 +53,9 @@ def test_causal_and_padding(text_model):
     # Changing a later token never changes earlier states (causal).
     ids2 = ids.at[0, 3].set(50)
     out2 = module.apply({"params": params}, ids2, mask)
-    np.testing.assert_allclose(out2["last_hidden_state"][:, :3], out["last_hidden_state"][:, :3], atol=1e-6)
+    np.testing.assert_allclose(
+        out2["last_hidden_state"][:, :3], out["last_hidden_state"][:, :3], atol=1e-6
+    )
     assert not np.allclose(out2["last_hidden_state"][:, 3], out["last_hidden_state"][:, 3])
     # Padded tokens are invisible to the real ones.
     ids3 = ids.at[0, 6].set(77)
@@ -79,12 +81,24 @@ def test_clip_model_logits():
     np.testing.assert_allclose(out["logits_per_text"], out["logits_per_image"].T)
     np.testing.assert_allclose(np.linalg.norm(out["image_embeds"], axis=-1), 1.0, atol=1e-5)
     cos = np.asarray(out["image_embeds"]) @ np.asarray(out["text_embeds"]).T
-    np.testing.assert_allclose(out["logits_per_image"], cos * np.exp(params["logit_scale"]), rtol=1e-5)
-    img = module.apply({"params": params}, pixels, method=module.get_image_features)["pooler_output"]
+    np.testing.assert_allclose(
+        out["logits_per_image"], cos * np.exp(params["logit_scale"]), rtol=1e-5
+    )
+    img = module.apply({"params": params}, pixels, method=module.get_image_features)[
+        "pooler_output"
+    ]
     txt = module.apply({"params": params}, ids, method=module.get_text_features)["pooler_output"]
-    np.testing.assert_allclose(img / np.linalg.norm(img, axis=-1, keepdims=True), out["image_embeds"], atol=1e-5)
+    np.testing.assert_allclose(
+        img / np.linalg.norm(img, axis=-1, keepdims=True), out["image_embeds"], atol=1e-5
+    )
     np.testing.assert_allclose(txt, out["text_model_output"]["pooler_output"], atol=1e-6)
-    assert set(params) == {"text_model", "vision_model", "visual_projection", "text_projection", "logit_scale"}
+    assert set(params) == {
+        "text_model",
+        "vision_model",
+        "visual_projection",
+        "text_projection",
+        "logit_scale",
+    }
 
 
 def test_configs_are_hashable_and_json():

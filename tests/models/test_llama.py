@@ -12,8 +12,14 @@ import pytest
 from vau_jax.models import llama
 
 CFG = llama.LlamaConfig(
-    vocab_size=53, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-    num_attention_heads=4, num_key_value_heads=2, head_dim=8, rope_theta=300.0,
+    vocab_size=53,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    rope_theta=300.0,
     rms_norm_eps=1e-5,
 )
 
@@ -30,10 +36,14 @@ def _fwd(module, params, ids=None, **kw):
     return _jit_apply(module, params, ids, **kw)
 
 
-def _jit_apply_impl(module, params, ids, attention_mask=None, inputs_embeds=None,
-                    output_hidden_states=False):
+def _jit_apply_impl(
+    module, params, ids, attention_mask=None, inputs_embeds=None, output_hidden_states=False
+):
     return module.apply(
-        {"params": params}, ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+        {"params": params},
+        ids,
+        attention_mask=attention_mask,
+        inputs_embeds=inputs_embeds,
         output_hidden_states=output_hidden_states,
     )
 
@@ -179,11 +189,18 @@ def test_sharded_prefill_and_decode_equal_single_device():
     if jax.device_count() < 8:
         pytest.skip("needs 8 (forced CPU) devices")
     rules = (
-        ("batch", ("data", "fsdp")), ("length", None), ("embed", "fsdp"), ("mlp", "tensor"),
-        ("heads", "tensor"), ("kv", None), ("vocab", "tensor"), ("layers", None),
+        ("batch", ("data", "fsdp")),
+        ("length", None),
+        ("embed", "fsdp"),
+        ("mlp", "tensor"),
+        ("heads", "tensor"),
+        ("kv", None),
+        ("vocab", "tensor"),
+        ("layers", None),
     )
     mesh = Mesh(
-        np.asarray(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"),
+        np.asarray(jax.devices()[:8]).reshape(2, 2, 2),
+        ("data", "fsdp", "tensor"),
         axis_types=(AxisType.Auto,) * 3,
     )
     cfg = dataclasses.replace(CFG, vocab_size=64, scan_layers=True)

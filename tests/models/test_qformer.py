@@ -70,7 +70,9 @@ def test_cross_attention_every_f_layers(model_and_params):
     got = ["crossattention" in shapes["encoder"][f"layer_{i}"] for i in range(5)]
     assert got == [True, False, False, True, False]
     assert layers["layer_0"]["crossattention"]["attention"]["key"]["kernel"].shape == (
-        CFG.encoder_hidden_size, CFG.hidden_size)
+        CFG.encoder_hidden_size,
+        CFG.hidden_size,
+    )
     for name in ("intermediate", "output", "intermediate_query", "output_query"):
         assert name in layers["layer_1"]
 
@@ -86,8 +88,9 @@ def test_text_padding_is_ignored(model_and_params):
     a = module.apply({"params": params}, image, input_ids=ids, attention_mask=mask)
     b = module.apply({"params": params}, image, input_ids=other, attention_mask=mask)
     keep = CFG.num_query_tokens + 3
-    np.testing.assert_allclose(a["last_hidden_state"][:, :keep], b["last_hidden_state"][:, :keep],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        a["last_hidden_state"][:, :keep], b["last_hidden_state"][:, :keep], atol=1e-6
+    )
     # ... whereas without the mask the queries see the change.
     c = module.apply({"params": params}, image, input_ids=other)
     d = module.apply({"params": params}, image, input_ids=ids)

@@ -32,9 +32,13 @@ def test_param_count_equals_hf_meta_model(name):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     cfg = llama.PRESETS[name]
-    hf_cfg = transformers.LlamaConfig(**{
-        k: v for k, v in hf_llama.config_to_hf(cfg).items() if k not in ("model_type", "architectures")
-    })
+    hf_cfg = transformers.LlamaConfig(
+        **{
+            k: v
+            for k, v in hf_llama.config_to_hf(cfg).items()
+            if k not in ("model_type", "architectures")
+        }
+    )
     with torch.device("meta"):
         model = transformers.LlamaForCausalLM(hf_cfg)
     expected = sum(p.numel() for p in model.parameters())  # tied weights are counted once

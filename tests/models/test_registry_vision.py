@@ -46,20 +46,42 @@ def _hf_reference(name):
     t = pytest.importorskip("transformers")
 
     def clip_vision(width, layers, heads, patch, image=224):
-        return dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
-                    num_attention_heads=heads, patch_size=patch, image_size=image)
+        return dict(
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            patch_size=patch,
+            image_size=image,
+        )
 
     def clip_txt(width, heads):
-        return dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=12,
-                    num_attention_heads=heads)
+        return dict(
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=12,
+            num_attention_heads=heads,
+        )
 
     def dino(width, layers, heads, **kw):
-        return t.Dinov2Model(t.Dinov2Config(hidden_size=width, num_hidden_layers=layers,
-                                            num_attention_heads=heads, image_size=518, patch_size=14, **kw))
+        return t.Dinov2Model(
+            t.Dinov2Config(
+                hidden_size=width,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                image_size=518,
+                patch_size=14,
+                **kw,
+            )
+        )
 
     builders = {
-        "clip-vit-b/16": lambda: t.CLIPVisionModel(t.CLIPVisionConfig(**clip_vision(768, 12, 12, 16))),
-        "clip-vit-l/14": lambda: t.CLIPVisionModel(t.CLIPVisionConfig(**clip_vision(1024, 24, 16, 14))),
+        "clip-vit-b/16": lambda: t.CLIPVisionModel(
+            t.CLIPVisionConfig(**clip_vision(768, 12, 12, 16))
+        ),
+        "clip-vit-l/14": lambda: t.CLIPVisionModel(
+            t.CLIPVisionConfig(**clip_vision(1024, 24, 16, 14))
+        ),
         "clip-vit-l/14-336": lambda: t.CLIPVisionModel(
             t.CLIPVisionConfig(**clip_vision(1024, 24, 16, 14, 336))
         ),
@@ -70,10 +92,20 @@ def _hf_reference(name):
         "eva-vit-g/14": lambda: t.Blip2VisionModel(t.Blip2VisionConfig()),
         "clip-text-b": lambda: t.CLIPTextModel(t.CLIPTextConfig(**clip_txt(512, 8))),
         "clip-text-l": lambda: t.CLIPTextModel(t.CLIPTextConfig(**clip_txt(768, 12))),
-        "clip-b/16": lambda: t.CLIPModel(t.CLIPConfig(
-            text_config=clip_txt(512, 8), vision_config=clip_vision(768, 12, 12, 16), projection_dim=512)),
-        "clip-l/14": lambda: t.CLIPModel(t.CLIPConfig(
-            text_config=clip_txt(768, 12), vision_config=clip_vision(1024, 24, 16, 14), projection_dim=768)),
+        "clip-b/16": lambda: t.CLIPModel(
+            t.CLIPConfig(
+                text_config=clip_txt(512, 8),
+                vision_config=clip_vision(768, 12, 12, 16),
+                projection_dim=512,
+            )
+        ),
+        "clip-l/14": lambda: t.CLIPModel(
+            t.CLIPConfig(
+                text_config=clip_txt(768, 12),
+                vision_config=clip_vision(1024, 24, 16, 14),
+                projection_dim=768,
+            )
+        ),
     }
     with torch.device("meta"):  # nothing is allocated
         model = builders[name]()
@@ -89,11 +121,15 @@ def test_full_size_param_count(name):
     assert abs(ours - PUBLISHED[name]) / PUBLISHED[name] <= 0.005, (name, ours)
 
 
-@pytest.mark.parametrize("name", ["tiny-clip-vit", "tiny-dinov2", "tiny-eva-vit", "tiny-clip", "dinov2-g/14"])
+@pytest.mark.parametrize(
+    "name", ["tiny-clip-vit", "tiny-dinov2", "tiny-eva-vit", "tiny-clip", "dinov2-g/14"]
+)
 def test_every_param_has_logical_axes(name):
     tree = _abstract(name)
     leaves = jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
-    specs = jax.tree.leaves(nn.get_partition_spec(tree), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+    specs = jax.tree.leaves(
+        nn.get_partition_spec(tree), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)
+    )
     assert len(leaves) == len(specs) > 0
     for leaf, spec in zip(leaves, specs):
         assert isinstance(leaf, nn.LogicallyPartitioned), leaf

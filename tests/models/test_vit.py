@@ -23,15 +23,20 @@ def _params(module, *args, seed=0):
     return jax.tree_util.tree_map_with_path(fill, abstract_params(module, *args))
 
 
-
 @pytest.mark.parity
 @pytest.mark.parametrize("antialias", [False, True])
-@pytest.mark.parametrize("n_in,n_out", [(4, 6), (4, 3), (16, 37), (16, 5), (7, 7), (37, 16), (3, 1)])
+@pytest.mark.parametrize(
+    "n_in,n_out", [(4, 6), (4, 3), (16, 37), (16, 5), (7, 7), (37, 16), (3, 1)]
+)
 def test_bicubic_matrix_matches_torch(antialias, n_in, n_out):
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).standard_normal((1, 2, n_in, n_in)).astype(np.float32)
     ref = torch.nn.functional.interpolate(
-        torch.from_numpy(x), size=(n_out, n_in), mode="bicubic", align_corners=False, antialias=antialias
+        torch.from_numpy(x),
+        size=(n_out, n_in),
+        mode="bicubic",
+        align_corners=False,
+        antialias=antialias,
     ).numpy()
     w = vit.bicubic_matrix(n_in, n_out, antialias)
     ours = np.einsum("oh,bchw->bcow", w, x)
@@ -48,7 +53,10 @@ def test_resize_pos_grid_identity_and_shape():
 def test_tiny_forward_shapes(name):
     cfg = vit.PRESETS[name]
     module = vit.module_from_config(cfg)
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, cfg.image_size, cfg.image_size, 3)), jnp.float32)
+    x = jnp.asarray(
+        np.random.default_rng(0).standard_normal((2, cfg.image_size, cfg.image_size, 3)),
+        jnp.float32,
+    )
     params = _params(module, x)
     out = jax.jit(lambda p, x: module.apply({"params": p}, x, output_hidden_states=True))(params, x)
     n = cfg.grid**2 + 1 + cfg.num_register_tokens
@@ -125,15 +133,23 @@ def test_sharded_forward_matches_single_device(name):
 
     from vau_jax import sharding
 
-    cfg = dataclasses.replace(vit.PRESETS[name], num_register_tokens=2 if name == "tiny-dinov2" else 0)
+    cfg = dataclasses.replace(
+        vit.PRESETS[name], num_register_tokens=2 if name == "tiny-dinov2" else 0
+    )
     module = vit.module_from_config(cfg)
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, cfg.image_size, cfg.image_size, 3)), jnp.float32)
+    x = jnp.asarray(
+        np.random.default_rng(0).standard_normal((4, cfg.image_size, cfg.image_size, 3)),
+        jnp.float32,
+    )
     params = _params(module, x)
     ref = module.apply({"params": params}, x, output_hidden_states=True)
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     boxed = jax.eval_shape(lambda: module.init(jax.random.key(0), x))["params"]
     sharded = sharding.shard_params(params, boxed, mesh)
-    assert any(len(a.sharding.device_set) > 1 and not a.sharding.is_fully_replicated for a in jax.tree.leaves(sharded))
+    assert any(
+        len(a.sharding.device_set) > 1 and not a.sharding.is_fully_replicated
+        for a in jax.tree.leaves(sharded)
+    )
     fwd = jax.jit(lambda p, x: module.apply({"params": p}, x, output_hidden_states=True))
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.DEFAULT_RULES):
         out = fwd(sharded, jax.device_put(x, sharding.data_sharding(mesh, 4)))

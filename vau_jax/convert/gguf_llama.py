@@ -32,7 +32,11 @@ _LAYER_NAMES = {
     "attn_norm": "input_layernorm",
     "ffn_norm": "post_attention_layernorm",
 }
-_GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+_GLOBAL_NAMES = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+}
 
 
 def unpermute_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -55,9 +59,15 @@ def config_from_gguf(meta: dict[str, Any], *, source: str = "gguf") -> LlamaConf
     hidden = int(need("llama.embedding_length"))
     heads = int(need("llama.attention.head_count"))
     kv_heads = int(meta.get("llama.attention.head_count_kv", heads))
-    head_dim = int(meta.get("llama.attention.key_length", meta.get("llama.rope.dimension_count", hidden // heads)))
+    head_dim = int(
+        meta.get(
+            "llama.attention.key_length", meta.get("llama.rope.dimension_count", hidden // heads)
+        )
+    )
     if meta.get("llama.rope.scaling.type") not in (None, "none"):
-        raise ValueError(f"{source}: RoPE scaling {meta['llama.rope.scaling.type']!r} is not supported")
+        raise ValueError(
+            f"{source}: RoPE scaling {meta['llama.rope.scaling.type']!r} is not supported"
+        )
     tokens = meta.get("tokenizer.ggml.tokens")
     vocab = int(meta.get("llama.vocab_size", len(tokens) if tokens is not None else 0))
 
@@ -144,7 +154,9 @@ def load_gguf(
     cfg = dataclasses.replace(
         cfg,
         tie_word_embeddings=tied,
-        vocab_size=int(tensors["token_embd.weight"].shape[0]) if "token_embd.weight" in tensors else cfg.vocab_size,
+        vocab_size=int(tensors["token_embd.weight"].shape[0])
+        if "token_embd.weight" in tensors
+        else cfg.vocab_size,
         attention_bias="blk.0.attn_q.bias" in tensors,
         scan_layers=scan_layers,
     )

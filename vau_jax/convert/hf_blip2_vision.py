@@ -40,7 +40,9 @@ def rules_for(cfg: vit.ViTConfig) -> list[Rule]:
     ]
     for i in range(cfg.num_hidden_layers):
         hf, fx = f"encoder.layers.{i}", f"encoder/layers_{i}"
-        rules += norm(f"{hf}.layer_norm1", f"{fx}/layer_norm1") + norm(f"{hf}.layer_norm2", f"{fx}/layer_norm2")
+        rules += norm(f"{hf}.layer_norm1", f"{fx}/layer_norm1") + norm(
+            f"{hf}.layer_norm2", f"{fx}/layer_norm2"
+        )
         rules += linear(f"{hf}.self_attn.qkv", f"{fx}/self_attn/qkv", bias=False)
         if cfg.qkv_bias:
             rules.append(
@@ -60,7 +62,9 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> vit.ViTConfig:
     """HF ``config.json`` dict -> ``ViTConfig(variant="eva")``."""
     c = hf_config
     if c.get("model_type") not in MODEL_TYPES:
-        raise ValueError(f"hf_blip2_vision: model_type {c.get('model_type')!r} is not one of {MODEL_TYPES}")
+        raise ValueError(
+            f"hf_blip2_vision: model_type {c.get('model_type')!r} is not one of {MODEL_TYPES}"
+        )
     return vit.ViTConfig(
         variant="eva",
         image_size=int(c.get("image_size", 224)),
@@ -102,7 +106,9 @@ def module_from_config(cfg: vit.ViTConfig) -> vit.VisionTransformer:
     return vit.module_from_config(cfg)
 
 
-def params_from_hf(state_dict: Mapping[str, Any], cfg: vit.ViTConfig, *, source: str = "checkpoint") -> dict:
+def params_from_hf(
+    state_dict: Mapping[str, Any], cfg: vit.ViTConfig, *, source: str = "checkpoint"
+) -> dict:
     """HF state dict -> Flax params, checked against the model's shapes."""
     return convert_table(rules_for(cfg), state_dict, _template(cfg), source=source)
 

@@ -57,7 +57,10 @@ def linear(hf_prefix: str, fx_prefix: str, bias: bool = True) -> list[Rule]:
 
 def norm(hf_prefix: str, fx_prefix: str) -> list[Rule]:
     """torch ``LayerNorm`` ``weight``/``bias`` <-> Flax ``scale``/``bias``."""
-    return [same(f"{hf_prefix}.weight", f"{fx_prefix}/scale"), same(f"{hf_prefix}.bias", f"{fx_prefix}/bias")]
+    return [
+        same(f"{hf_prefix}.weight", f"{fx_prefix}/scale"),
+        same(f"{hf_prefix}.bias", f"{fx_prefix}/bias"),
+    ]
 
 
 def conv(hf_prefix: str, fx_prefix: str, bias: bool) -> list[Rule]:
@@ -77,7 +80,10 @@ def conv(hf_prefix: str, fx_prefix: str, bias: bool) -> list[Rule]:
 
 def prefixed(rules: Sequence[Rule], hf_prefix: str, fx_prefix: str) -> list[Rule]:
     """Adds ``hf_prefix`` (e.g. ``"vision_model."``) and ``fx_prefix`` (e.g. ``"vision_model/"``)."""
-    return [r._replace(hf_key=hf_prefix + r.hf_key, flax_keys=tuple(fx_prefix + k for k in r.flax_keys)) for r in rules]
+    return [
+        r._replace(hf_key=hf_prefix + r.hf_key, flax_keys=tuple(fx_prefix + k for k in r.flax_keys))
+        for r in rules
+    ]
 
 
 def convert_table(
@@ -124,14 +130,18 @@ def convert_table(
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise CheckpointMismatchError(f"{source}: checkpoint does not fit the model:\n  {shown}{more}")
+        raise CheckpointMismatchError(
+            f"{source}: checkpoint does not fit the model:\n  {shown}{more}"
+        )
     return assemble(template, values, source=source)
 
 
 def export_table(rules: Sequence[Rule], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Flax params -> HF state dict by running ``rules`` backwards (numpy arrays)."""
     flat = flatten(params)
-    return {r.hf_key: np.asarray(r.to_hf(*(np.asarray(flat[k]) for k in r.flax_keys))) for r in rules}
+    return {
+        r.hf_key: np.asarray(r.to_hf(*(np.asarray(flat[k]) for k in r.flax_keys))) for r in rules
+    }
 
 
 def _expected_hf_shape(rule: Rule, flat_template: Mapping[str, Any]) -> tuple[int, ...] | None:
@@ -148,7 +158,9 @@ def _expected_hf_shape(rule: Rule, flat_template: Mapping[str, Any]) -> tuple[in
 
 def clip_layer_rules(hf: str, fx: str) -> list[Rule]:
     """One CLIP encoder layer: ``{hf}.layer_norm1`` ... <-> ``{fx}/layer_norm1`` ..."""
-    rules = norm(f"{hf}.layer_norm1", f"{fx}/layer_norm1") + norm(f"{hf}.layer_norm2", f"{fx}/layer_norm2")
+    rules = norm(f"{hf}.layer_norm1", f"{fx}/layer_norm1") + norm(
+        f"{hf}.layer_norm2", f"{fx}/layer_norm2"
+    )
     for p in ("q_proj", "k_proj", "v_proj", "out_proj"):
         rules += linear(f"{hf}.self_attn.{p}", f"{fx}/self_attn/{p}")
     rules += linear(f"{hf}.mlp.fc1", f"{fx}/mlp/fc1") + linear(f"{hf}.mlp.fc2", f"{fx}/mlp/fc2")
@@ -285,14 +297,20 @@ def _vision_to_hf(cfg: vit.ViTConfig) -> dict[str, Any]:
         "hidden_act": cfg.hidden_act,
         "layer_norm_eps": cfg.layer_norm_eps,
         "projection_dim": cfg.projection_dim,
-        "architectures": ["CLIPVisionModelWithProjection" if cfg.with_projection else "CLIPVisionModel"],
+        "architectures": [
+            "CLIPVisionModelWithProjection" if cfg.with_projection else "CLIPVisionModel"
+        ],
     }
 
 
 def _text_to_hf(cfg: clip_text.CLIPTextConfig) -> dict[str, Any]:
     out = {"model_type": "clip_text_model"}
-    out.update({k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("with_projection", "dtype")})
-    out["architectures"] = ["CLIPTextModelWithProjection" if cfg.with_projection else "CLIPTextModel"]
+    out.update(
+        {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("with_projection", "dtype")}
+    )
+    out["architectures"] = [
+        "CLIPTextModelWithProjection" if cfg.with_projection else "CLIPTextModel"
+    ]
     return out
 
 
@@ -337,9 +355,13 @@ def _ignored(key: str) -> bool:
     return key.endswith("position_ids")  # a non-persistent buffer in older checkpoints
 
 
-def params_from_hf(state_dict: Mapping[str, Any], cfg: Any, *, source: str = "checkpoint") -> dict[str, Any]:
+def params_from_hf(
+    state_dict: Mapping[str, Any], cfg: Any, *, source: str = "checkpoint"
+) -> dict[str, Any]:
     """HF state dict (numpy) -> Flax params for ``cfg`` (checked: key names and shapes)."""
-    return convert_table(rules_for(cfg, state_dict), state_dict, template(cfg), source=source, ignore=_ignored)
+    return convert_table(
+        rules_for(cfg, state_dict), state_dict, template(cfg), source=source, ignore=_ignored
+    )
 
 
 def params_to_hf(params: Mapping[str, Any], cfg: Any) -> dict[str, np.ndarray]:

@@ -21,7 +21,12 @@ from vau_jax.models import vit
 
 MODEL_TYPES = ("dinov2", "dinov2_with_registers")
 
-_ATTN_SAVED = {"q_proj": "attention.query", "k_proj": "attention.key", "v_proj": "attention.value", "o_proj": "output.dense"}
+_ATTN_SAVED = {
+    "q_proj": "attention.query",
+    "k_proj": "attention.key",
+    "v_proj": "attention.value",
+    "o_proj": "output.dense",
+}
 
 
 def _stacked_linear(hf: str, fx_a: str, fx_b: str) -> list[Rule]:
@@ -36,8 +41,18 @@ def _stacked_linear(hf: str, fx_a: str, fx_b: str) -> list[Rule]:
         return g, u
 
     return [
-        Rule(f"{hf}.weight", (f"{fx_a}/kernel", f"{fx_b}/kernel"), w_in, lambda g, u: np.concatenate([g.T, u.T], 0)),
-        Rule(f"{hf}.bias", (f"{fx_a}/bias", f"{fx_b}/bias"), b_in, lambda g, u: np.concatenate([g, u], 0)),
+        Rule(
+            f"{hf}.weight",
+            (f"{fx_a}/kernel", f"{fx_b}/kernel"),
+            w_in,
+            lambda g, u: np.concatenate([g.T, u.T], 0),
+        ),
+        Rule(
+            f"{hf}.bias",
+            (f"{fx_a}/bias", f"{fx_b}/bias"),
+            b_in,
+            lambda g, u: np.concatenate([g, u], 0),
+        ),
     ]
 
 
@@ -46,7 +61,11 @@ def rules_for(cfg: vit.ViTConfig, saved_layout: bool = True) -> list[Rule]:
     rules = [
         same("embeddings.cls_token", "embeddings/cls_token"),
         same("embeddings.position_embeddings", "embeddings/position_embeddings"),
-        *conv("embeddings.patch_embeddings.projection", "embeddings/patch_embeddings/projection", bias=True),
+        *conv(
+            "embeddings.patch_embeddings.projection",
+            "embeddings/patch_embeddings/projection",
+            bias=True,
+        ),
         *norm("layernorm", "layernorm"),
     ]
     if cfg.use_mask_token:
@@ -56,14 +75,22 @@ def rules_for(cfg: vit.ViTConfig, saved_layout: bool = True) -> list[Rule]:
     for i in range(cfg.num_hidden_layers):
         hf, fx = f"encoder.layer.{i}", f"encoder/layer_{i}"
         rules += norm(f"{hf}.norm1", f"{fx}/norm1") + norm(f"{hf}.norm2", f"{fx}/norm2")
-        rules += [same(f"{hf}.layer_scale{j}.lambda1", f"{fx}/layer_scale{j}/lambda1") for j in (1, 2)]
+        rules += [
+            same(f"{hf}.layer_scale{j}.lambda1", f"{fx}/layer_scale{j}/lambda1") for j in (1, 2)
+        ]
         for p, saved in _ATTN_SAVED.items():
             name = saved if saved_layout else p
-            rules += linear(f"{hf}.attention.{name}", f"{fx}/attention/{p}", bias=cfg.qkv_bias or p == "o_proj")
+            rules += linear(
+                f"{hf}.attention.{name}", f"{fx}/attention/{p}", bias=cfg.qkv_bias or p == "o_proj"
+            )
         if not cfg.use_swiglu_ffn:
-            rules += linear(f"{hf}.mlp.fc1", f"{fx}/mlp/fc1") + linear(f"{hf}.mlp.fc2", f"{fx}/mlp/fc2")
+            rules += linear(f"{hf}.mlp.fc1", f"{fx}/mlp/fc1") + linear(
+                f"{hf}.mlp.fc2", f"{fx}/mlp/fc2"
+            )
         elif saved_layout:
-            rules += _stacked_linear(f"{hf}.mlp.weights_in", f"{fx}/mlp/gate_proj", f"{fx}/mlp/up_proj")
+            rules += _stacked_linear(
+                f"{hf}.mlp.weights_in", f"{fx}/mlp/gate_proj", f"{fx}/mlp/up_proj"
+            )
             rules += linear(f"{hf}.mlp.weights_out", f"{fx}/mlp/down_proj")
         else:
             for p in ("gate_proj", "up_proj", "down_proj"):
@@ -80,7 +107,9 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> vit.ViTConfig:
     registers = mt == "dinov2_with_registers"
     image, patch = c.get("image_size", 224), c.get("patch_size", 14 if not registers else 16)
     if isinstance(image, list | tuple) or isinstance(patch, list | tuple):
-        raise ValueError(f"hf_dinov2: non-square image_size/patch_size {image}/{patch} are not supported")
+        raise ValueError(
+            f"hf_dinov2: non-square image_size/patch_size {image}/{patch} are not supported"
+        )
     return vit.ViTConfig(
         variant="dinov2",
         image_size=int(image),
@@ -137,7 +166,9 @@ def module_from_config(cfg: vit.ViTConfig) -> vit.VisionTransformer:
     return vit.module_from_config(cfg)
 
 
-def params_from_hf(state_dict: Mapping[str, Any], cfg: vit.ViTConfig, *, source: str = "checkpoint") -> dict:
+def params_from_hf(
+    state_dict: Mapping[str, Any], cfg: vit.ViTConfig, *, source: str = "checkpoint"
+) -> dict:
     """HF state dict (either key layout) -> Flax params, checked against the model's shapes."""
     in_memory = any(".attention.q_proj." in k or ".mlp.gate_proj." in k for k in state_dict)
     rules = rules_for(cfg, saved_layout=not in_memory)

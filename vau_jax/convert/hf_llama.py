@@ -164,7 +164,9 @@ def params_from_hf(
     if cfg.tie_word_embeddings:
         if "lm_head.weight" in state_dict:
             used.add("lm_head.weight")
-            if not np.array_equal(state_dict["lm_head.weight"], flat["model/embed_tokens/embedding"]):
+            if not np.array_equal(
+                state_dict["lm_head.weight"], flat["model/embed_tokens/embedding"]
+            ):
                 raise CheckpointMismatchError(
                     f"{source}: config ties word embeddings but lm_head.weight differs from "
                     "model.embed_tokens.weight"

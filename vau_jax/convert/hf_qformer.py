@@ -72,7 +72,9 @@ def config_from_hf(hf_config: Mapping[str, Any], *, num_query_tokens: int = 32) 
     """
     model_type = hf_config.get("model_type", "blip_2_qformer")
     if model_type not in MODEL_TYPES:
-        raise ValueError(f"not a Q-Former config: model_type {model_type!r} (expected {MODEL_TYPES})")
+        raise ValueError(
+            f"not a Q-Former config: model_type {model_type!r} (expected {MODEL_TYPES})"
+        )
     defaults = QFormerConfig()
     kwargs = {f: hf_config.get(f, getattr(defaults, f)) for f in _CONFIG_FIELDS}
     if kwargs["pad_token_id"] is None:
@@ -121,8 +123,10 @@ def _hf_name(flax_key: str, cfg: QFormerConfig, prefix: str) -> tuple[str, bool]
     path = [re.sub(r"^layer_(\d+)$", r"layer.\1", p) for p in parts[:-1]]
     if parts[0] == "layernorm" and cfg.hf_model_type == "instructblip_qformer":
         path = ["embeddings", "layernorm"]
-    name = ".".join(path) + "." + {"kernel": "weight", "scale": "weight", "embedding": "weight"}.get(
-        leaf, leaf
+    name = (
+        ".".join(path)
+        + "."
+        + {"kernel": "weight", "scale": "weight", "embedding": "weight"}.get(leaf, leaf)
     )
     if parts[0] == "embeddings" and cfg.hf_model_type == "blip_2_qformer":
         return name, False  # BLIP-2 text embeddings live at model level, outside `qformer.`
@@ -187,12 +191,18 @@ def params_from_hf(
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise CheckpointMismatchError(f"{source}: checkpoint does not fit the Q-Former:\n  {shown}{more}")
+        raise CheckpointMismatchError(
+            f"{source}: checkpoint does not fit the Q-Former:\n  {shown}{more}"
+        )
     return assemble(nested, values, source=source)
 
 
 def params_to_hf(
-    params: Params, cfg: QFormerConfig, *, prefix: str = "", include_query_tokens: bool | None = None
+    params: Params,
+    cfg: QFormerConfig,
+    *,
+    prefix: str = "",
+    include_query_tokens: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Flax params -> HF state dict ``{name: np.ndarray}`` (exact inverse of ``params_from_hf``).
 
@@ -242,7 +252,9 @@ def load_full_model(path: str) -> tuple[QFormer, Params]:
             f"model ({FULL_MODEL_TYPES}); use vau_jax.convert.load_hf for a bare Q-Former"
         )
     q_config = dict(hf_config.get("qformer_config") or {})
-    q_config.setdefault("model_type", "blip_2_qformer" if model_type == "blip-2" else "instructblip_qformer")
+    q_config.setdefault(
+        "model_type", "blip_2_qformer" if model_type == "blip-2" else "instructblip_qformer"
+    )
     cfg = config_from_hf(q_config, num_query_tokens=int(hf_config.get("num_query_tokens", 32)))
     state_dict = _read_selected(
         path, lambda k: k.startswith(("qformer.", "embeddings.")) or k == "query_tokens"

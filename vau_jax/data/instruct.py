@@ -187,7 +187,7 @@ def trajectory_phrase(trajectory: str) -> str:
 
 
 def description_conversation(facts: VideoFacts, seed: int) -> Conversation:
-    """"Describe this video." -> scene description + event description."""
+    """ "Describe this video." -> scene description + event description."""
     rng = _rng(seed, "describe")
     answer = " ".join(s for s in (facts.description, facts.event_description) if s)
     if not answer:
@@ -210,7 +210,7 @@ def anomaly_conversation(facts: VideoFacts, seed: int) -> Conversation:
 
 
 def yes_no_conversation(facts: VideoFacts, seed: int) -> Conversation:
-    """"Is there an anomaly in this video?" -> "Yes, ..." / "No, ..."."""
+    """ "Is there an anomaly in this video?" -> "Yes, ..." / "No, ..."."""
     rng = _rng(seed, "yes_no")
     answer = T.NO_ANSWER
     if facts.is_anomalous:
@@ -219,7 +219,7 @@ def yes_no_conversation(facts: VideoFacts, seed: int) -> Conversation:
 
 
 def target_conversation(facts: VideoFacts, seed: int) -> Conversation | None:
-    """"What is the anomalous object?"; ``None`` for an anomaly without a known target."""
+    """ "What is the anomalous object?"; ``None`` for an anomaly without a known target."""
     rng = _rng(seed, "target")
     if facts.is_anomalous and not facts.target:
         return None
@@ -230,7 +230,7 @@ def target_conversation(facts: VideoFacts, seed: int) -> Conversation | None:
 
 
 def trajectory_conversation(facts: VideoFacts, seed: int) -> Conversation | None:
-    """"How does the <target> move?"; ``None`` when normal or target/trajectory unknown."""
+    """ "How does the <target> move?"; ``None`` when normal or target/trajectory unknown."""
     if not (facts.is_anomalous and facts.target and facts.trajectory):
         return None
     rng = _rng(seed, "trajectory")
@@ -242,7 +242,7 @@ def trajectory_conversation(facts: VideoFacts, seed: int) -> Conversation | None
 
 
 def spatial_conversation(facts: VideoFacts, seed: int) -> Conversation | None:
-    """"Where in the frame does the anomaly happen?"; ``None`` when the location is unknown."""
+    """ "Where in the frame does the anomaly happen?"; ``None`` when the location is unknown."""
     rng = _rng(seed, "spatial")
     if facts.is_anomalous and not facts.spatial_word:
         return None
@@ -281,7 +281,9 @@ class MCQuestion:
 
     def prompt(self) -> str:
         """The question with its lettered options, as put to the model."""
-        lines = "\n".join(T.MC_OPTION_LINE.format(letter=o.letter, text=o.text) for o in self.options)
+        lines = "\n".join(
+            T.MC_OPTION_LINE.format(letter=o.letter, text=o.text) for o in self.options
+        )
         return T.MC_PROMPT.format(question=self.question, options=lines)
 
     def conversation(self) -> Conversation:

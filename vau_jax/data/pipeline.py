@@ -235,7 +235,9 @@ def collate(examples: Sequence[Example]) -> Example:
     out: Example = {}
     for ex in examples[1:]:
         if list(ex) != keys and set(ex) != set(keys):
-            raise ValueError(f"collate: examples have different keys: {sorted(keys)} vs {sorted(ex)}")
+            raise ValueError(
+                f"collate: examples have different keys: {sorted(keys)} vs {sorted(ex)}"
+            )
     for key in keys:
         values = [ex[key] for ex in examples]
         first = values[0]
@@ -396,5 +398,7 @@ def to_global(batch: Example, sharding: jax.sharding.Sharding) -> Example:
             return jax.make_array_from_process_local_data(sharding, x)
         return x
 
-    return {k: to_global(v, sharding) if isinstance(v, Mapping) else convert(v)
-            for k, v in batch.items()}
+    return {
+        k: to_global(v, sharding) if isinstance(v, Mapping) else convert(v)
+        for k, v in batch.items()
+    }

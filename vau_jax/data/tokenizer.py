@@ -101,7 +101,11 @@ class HFTokenizer:
         """Writes ``path`` (``tokenizer.json``) and a sibling ``tokenizer_config.json``."""
         self.backend.save(path)
         meta: dict[str, Any] = {"chat_template_name": self.chat_template}
-        for key, i in (("bos_token", self.bos_id), ("eos_token", self.eos_id), ("pad_token", self.pad_id)):
+        for key, i in (
+            ("bos_token", self.bos_id),
+            ("eos_token", self.eos_id),
+            ("pad_token", self.pad_id),
+        ):
             meta[key] = None if i is None else self.backend.id_to_token(i)
         with open(os.path.join(os.path.dirname(path) or ".", "tokenizer_config.json"), "w") as f:
             json.dump(meta, f, indent=2)
@@ -197,7 +201,11 @@ def from_gguf_metadata(meta: Mapping[str, Any], *, source: str = "gguf") -> HFTo
         backend.normalizer = normalizers.Sequence(norm)
         backend.decoder = decoders.Sequence(
             [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
-            + ([decoders.Strip(" ", 1, 0)] if meta.get("tokenizer.ggml.add_space_prefix", True) else [])
+            + (
+                [decoders.Strip(" ", 1, 0)]
+                if meta.get("tokenizer.ggml.add_space_prefix", True)
+                else []
+            )
         )
     else:
         raise ValueError(f"{source}: unsupported GGUF tokenizer model {kind!r} (gpt2, llama)")

@@ -37,7 +37,9 @@ def top_p_filter(logits: Array, top_p: float) -> Array:
     mass_before = jnp.cumsum(probs, axis=-1) - probs  # probability of strictly better tokens
     keep_sorted = mass_before < top_p
     keep_sorted = keep_sorted.at[:, 0].set(True)
-    keep = jnp.zeros_like(keep_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(keep_sorted)
+    keep = (
+        jnp.zeros_like(keep_sorted).at[jnp.arange(logits.shape[0])[:, None], order].set(keep_sorted)
+    )
     return jnp.where(keep, logits, -jnp.inf)
 
 
@@ -73,7 +75,11 @@ def _generate(
     b = prompt.shape[0]
     cache = llama.init_cache(module.config, b, cache_len)
     logits, cache = llama.prefill(
-        module, params, cache, input_ids=input_ids, inputs_embeds=inputs_embeds,
+        module,
+        params,
+        cache,
+        input_ids=input_ids,
+        inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
     )
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32)

@@ -114,7 +114,11 @@ class CLIPTextTransformer(nn.Module):
         out: dict[str, Any] = {"last_hidden_state": x, "pooler_output": pooled}
         if cfg.with_projection:
             out["text_embeds"] = layers.dense(
-                cfg.projection_dim, ("embed", None), name="text_projection", use_bias=False, dtype=dt
+                cfg.projection_dim,
+                ("embed", None),
+                name="text_projection",
+                use_bias=False,
+                dtype=dt,
             )(pooled)
         if output_hidden_states:
             out["hidden_states"] = hidden
@@ -174,16 +178,24 @@ class CLIPModel(nn.Module):
 
     def setup(self) -> None:
         cfg = self.config
-        self.text_model = CLIPTextTransformer(dataclasses.replace(cfg.text_config, with_projection=False))
+        self.text_model = CLIPTextTransformer(
+            dataclasses.replace(cfg.text_config, with_projection=False)
+        )
         self.vision_model = vit.VisionTransformer(
             dataclasses.replace(cfg.vision_config, with_projection=False)
         )
         self.visual_projection = layers.dense(
-            cfg.projection_dim, ("embed", None), name=None, use_bias=False,
+            cfg.projection_dim,
+            ("embed", None),
+            name=None,
+            use_bias=False,
             dtype=jnp.dtype(cfg.vision_config.dtype),
         )
         self.text_projection = layers.dense(
-            cfg.projection_dim, ("embed", None), name=None, use_bias=False,
+            cfg.projection_dim,
+            ("embed", None),
+            name=None,
+            use_bias=False,
             dtype=jnp.dtype(cfg.text_config.dtype),
         )
         self.logit_scale = self.param(
@@ -282,29 +294,41 @@ def dummy_inputs(cfg: CLIPTextConfig | CLIPConfig) -> tuple[tuple[Any, ...], dic
     return (ids,), {}
 
 
-
-
 def _text_cfg(width: int, heads: int, proj: int) -> CLIPTextConfig:
     return CLIPTextConfig(
-        hidden_size=width, intermediate_size=4 * width, num_hidden_layers=12,
-        num_attention_heads=heads, projection_dim=proj,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=12,
+        num_attention_heads=heads,
+        projection_dim=proj,
     )
 
 
 _TINY_TEXT = CLIPTextConfig(
-    vocab_size=1000, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-    num_attention_heads=4, max_position_embeddings=32, pad_token_id=1, bos_token_id=998,
-    eos_token_id=999, projection_dim=32,
+    vocab_size=1000,
+    hidden_size=64,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=32,
+    pad_token_id=1,
+    bos_token_id=998,
+    eos_token_id=999,
+    projection_dim=32,
 )
 
 PRESETS: dict[str, Any] = {
     "clip-text-b": _text_cfg(512, 8, 512),
     "clip-text-l": _text_cfg(768, 12, 768),
     "clip-b/16": CLIPConfig(
-        text_config=_text_cfg(512, 8, 512), vision_config=vit.PRESETS["clip-vit-b/16"], projection_dim=512
+        text_config=_text_cfg(512, 8, 512),
+        vision_config=vit.PRESETS["clip-vit-b/16"],
+        projection_dim=512,
     ),
     "clip-l/14": CLIPConfig(
-        text_config=_text_cfg(768, 12, 768), vision_config=vit.PRESETS["clip-vit-l/14"], projection_dim=768
+        text_config=_text_cfg(768, 12, 768),
+        vision_config=vit.PRESETS["clip-vit-l/14"],
+        projection_dim=768,
     ),
     "clip-l/14-336": CLIPConfig(
         text_config=_text_cfg(768, 12, 768),

@@ -121,7 +121,9 @@ def rope_inv_freq(cfg: LlamaConfig) -> np.ndarray:
 
 def rope_cos_sin(cfg: LlamaConfig, positions: Array) -> tuple[Array, Array]:
     """``positions [B, N]`` -> ``cos, sin [B, 1, N, Dh]`` (float32, halves duplicated as HF)."""
-    freqs = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(cfg))  # [B, N, Dh/2]
+    freqs = positions.astype(jnp.float32)[..., None] * jnp.asarray(
+        rope_inv_freq(cfg)
+    )  # [B, N, Dh/2]
     emb = jnp.concatenate([freqs, freqs], axis=-1)  # [B, N, Dh]
     return jnp.cos(emb)[:, None], jnp.sin(emb)[:, None]
 
@@ -156,7 +158,9 @@ class LlamaAttention(nn.Module):
         h, hkv, dh = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
 
         def proj(feat: int, axes: tuple[str, str], name: str) -> nn.Dense:
-            return dense(feat, axes, name=name, use_bias=cfg.attention_bias, dtype=dt, param_dtype=pdt)
+            return dense(
+                feat, axes, name=name, use_bias=cfg.attention_bias, dtype=dt, param_dtype=pdt
+            )
 
         q = split_heads(proj(h * dh, ("embed", "heads"), "q_proj")(x), h)  # [B, H, N, Dh]
         k = split_heads(proj(hkv * dh, ("embed", "heads"), "k_proj")(x), hkv)  # [B, Hkv, N, Dh]
@@ -182,7 +186,11 @@ class LlamaMLP(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:  # [B, N, D] -> [B, N, D]
         cfg = self.config
-        kw = dict(use_bias=cfg.mlp_bias, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
+        kw = dict(
+            use_bias=cfg.mlp_bias,
+            dtype=jnp.dtype(cfg.dtype),
+            param_dtype=jnp.dtype(cfg.param_dtype),
+        )
         gate = dense(cfg.intermediate_size, ("embed", "mlp"), name="gate_proj", **kw)(x)
         up = dense(cfg.intermediate_size, ("embed", "mlp"), name="up_proj", **kw)(x)
         hid = constrain(layers.activation(cfg.hidden_act)(gate) * up, ("batch", "length", "mlp"))
@@ -454,25 +462,57 @@ def decode_step(
 
 PRESETS: dict[str, LlamaConfig] = {
     "llama-2-7b": LlamaConfig(
-        vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=32, head_dim=128, rms_norm_eps=1e-5,
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        head_dim=128,
+        rms_norm_eps=1e-5,
         max_position_embeddings=4096,
     ),
     "vicuna-7b": LlamaConfig(
-        vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=32, head_dim=128, rms_norm_eps=1e-5,
-        max_position_embeddings=4096, pad_token_id=0,
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        head_dim=128,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=4096,
+        pad_token_id=0,
     ),
     "smollm2-135m": LlamaConfig(
-        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-        num_attention_heads=9, num_key_value_heads=3, head_dim=64, rms_norm_eps=1e-5,
-        rope_theta=100000.0, max_position_embeddings=8192, tie_word_embeddings=True,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        rms_norm_eps=1e-5,
+        rope_theta=100000.0,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
     ),
     "tiny-llama": LlamaConfig(
-        vocab_size=1024, hidden_size=128, intermediate_size=352, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-5,
-        max_position_embeddings=2048, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        vocab_size=1024,
+        hidden_size=128,
+        intermediate_size=352,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
     ),
 }
 

@@ -78,7 +78,9 @@ class QFormerConfig:
                 f"num_attention_heads={self.num_attention_heads}"
             )
         if self.cross_attention_frequency < 1:
-            raise ValueError(f"cross_attention_frequency must be >= 1, got {self.cross_attention_frequency}")
+            raise ValueError(
+                f"cross_attention_frequency must be >= 1, got {self.cross_attention_frequency}"
+            )
         if self.hf_model_type not in ("blip_2_qformer", "instructblip_qformer"):
             raise ValueError(f"unknown hf_model_type {self.hf_model_type!r}")
         if self.hf_model_type == "instructblip_qformer" and not self.text_input:
@@ -100,12 +102,22 @@ class _Sub(nn.Module):
 
     def dense(self, features: int, axes: tuple[str, str], name: str) -> nn.Dense:
         init = nn.initializers.normal(stddev=self.config.initializer_range)
-        return dense(features, axes, name=name, dtype=self.dtype, param_dtype=self.param_dtype,
-                     kernel_init=init)
+        return dense(
+            features,
+            axes,
+            name=name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=init,
+        )
 
     def norm(self, name: str) -> nn.LayerNorm:
-        return layer_norm(name=name, eps=self.config.layer_norm_eps, dtype=self.dtype,
-                          param_dtype=self.param_dtype)
+        return layer_norm(
+            name=name,
+            eps=self.config.layer_norm_eps,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
 
 
 class QFormerMultiHeadAttention(_Sub):
@@ -197,14 +209,22 @@ class QFormerTextEmbeddings(_Sub):
     def __call__(self, input_ids: Array, position_ids: Array) -> Array:  # [B, T] -> [B, T, D]
         cfg = self.config
         init = nn.initializers.normal(stddev=cfg.initializer_range)
-        word = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=self.dtype,
-                        param_dtype=self.param_dtype,
-                        embedding_init=layers.partitioned(init, ("vocab", "embed")),
-                        name="word_embeddings")
-        pos = nn.Embed(cfg.max_position_embeddings, cfg.hidden_size, dtype=self.dtype,
-                       param_dtype=self.param_dtype,
-                       embedding_init=layers.partitioned(init, ("pos", "embed")),
-                       name="position_embeddings")
+        word = nn.Embed(
+            cfg.vocab_size,
+            cfg.hidden_size,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            embedding_init=layers.partitioned(init, ("vocab", "embed")),
+            name="word_embeddings",
+        )
+        pos = nn.Embed(
+            cfg.max_position_embeddings,
+            cfg.hidden_size,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            embedding_init=layers.partitioned(init, ("pos", "embed")),
+            name="position_embeddings",
+        )
         return word(input_ids) + pos(position_ids)
 
 
@@ -216,8 +236,9 @@ class QFormerEncoder(_Sub):
         cfg = self.config
         states = [x]
         for i in range(cfg.num_hidden_layers):
-            layer = QFormerLayer(cfg, has_cross_attention=i % cfg.cross_attention_frequency == 0,
-                                 name=f"layer_{i}")
+            layer = QFormerLayer(
+                cfg, has_cross_attention=i % cfg.cross_attention_frequency == 0, name=f"layer_{i}"
+            )
             x = layer(x, mask, image, image_mask, query_length, deterministic)
             x = constrain(x, ("batch", "length", "embed"))
             states.append(x)
@@ -287,11 +308,17 @@ class QFormer(nn.Module):
             text = QFormerTextEmbeddings(cfg, name="embeddings")(input_ids, position_ids)
             x = jnp.concatenate([query_embeds, text.astype(dtype)], axis=1)
         elif input_ids is not None:
-            raise ValueError("input_ids given but this Q-Former has no text input (text_input=False)")
+            raise ValueError(
+                "input_ids given but this Q-Former has no text input (text_input=False)"
+            )
         else:
             x = query_embeds
-        x = layer_norm(name="layernorm", eps=cfg.layer_norm_eps, dtype=dtype,
-                       param_dtype=jnp.dtype(cfg.param_dtype))(x)
+        x = layer_norm(
+            name="layernorm",
+            eps=cfg.layer_norm_eps,
+            dtype=dtype,
+            param_dtype=jnp.dtype(cfg.param_dtype),
+        )(x)
         x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
         x = constrain(x, ("batch", "length", "embed"))  # [B, Nq+T, D]
 

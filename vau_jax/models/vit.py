@@ -263,7 +263,9 @@ class Embeddings(nn.Module):
         d = cfg.hidden_size
         b, height, width, c = pixel_values.shape
         if c != cfg.num_channels:
-            raise ValueError(f"pixel_values has {c} channels, the config expects {cfg.num_channels}")
+            raise ValueError(
+                f"pixel_values has {c} channels, the config expects {cfg.num_channels}"
+            )
         dino = cfg.variant == "dinov2"
         if dino:
             conv = PatchEmbeddings(cfg, name="patch_embeddings")
@@ -282,15 +284,21 @@ class Embeddings(nn.Module):
             elif bool_masked_pos is not None:
                 raise ValueError("bool_masked_pos given but the config has no mask token")
             cls = self.param("cls_token", _param_init((None, None, "embed")), (1, 1, d))
-            pos = self.param("position_embeddings", _param_init((None, "pos", "embed")), (1, n_pos, d))[0]
+            pos = self.param(
+                "position_embeddings", _param_init((None, "pos", "embed")), (1, n_pos, d)
+            )[0]
         elif cfg.variant == "clip":
             cls = self.param("class_embedding", _param_init(("embed",)), (d,))
             pos = self.param("position_embedding", _param_init(("pos", "embed")), (n_pos, d))
         else:
             cls = self.param("class_embedding", _param_init((None, None, "embed")), (1, 1, d))
-            pos = self.param("position_embedding", _param_init((None, "pos", "embed")), (1, n_pos, d))[0]
+            pos = self.param(
+                "position_embedding", _param_init((None, "pos", "embed")), (1, n_pos, d)
+            )[0]
 
-        x = jnp.concatenate([jnp.broadcast_to(cls.reshape(1, 1, d).astype(dt), (b, 1, d)), patches], 1)
+        x = jnp.concatenate(
+            [jnp.broadcast_to(cls.reshape(1, 1, d).astype(dt), (b, 1, d)), patches], 1
+        )
         # Same rule as HF: DINOv2 resamples whenever the grid differs; CLIP/EVA only on request.
         same = gh * gw == n_pos - 1 and height == width
         if dino or interpolate_pos_encoding:
@@ -343,7 +351,9 @@ def _patch_conv(cfg: ViTConfig, name: str) -> nn.Conv:
         padding="VALID",
         use_bias=cfg.variant != "clip",
         dtype=jnp.dtype(cfg.dtype),
-        kernel_init=layers.partitioned(layers.default_kernel_init, ("conv", "conv", "conv", "embed")),
+        kernel_init=layers.partitioned(
+            layers.default_kernel_init, ("conv", "conv", "conv", "embed")
+        ),
         bias_init=layers.partitioned(nn.initializers.zeros_init(), ("embed",)),
         name=name,
     )
@@ -366,7 +376,9 @@ class VisionTransformer(nn.Module):
         cfg = self.config
         dt = jnp.dtype(cfg.dtype)
         ln = functools.partial(layers.layer_norm, eps=cfg.layer_norm_eps, dtype=dt)
-        x = Embeddings(cfg, name="embeddings")(pixel_values, bool_masked_pos, interpolate_pos_encoding)
+        x = Embeddings(cfg, name="embeddings")(
+            pixel_values, bool_masked_pos, interpolate_pos_encoding
+        )
         if cfg.variant == "clip":
             x = ln(name="pre_layrnorm")(x)
         x, hidden = _Encoder(cfg, name="encoder")(x)
@@ -384,7 +396,11 @@ class VisionTransformer(nn.Module):
         out["pooler_output"] = pooled
         if cfg.with_projection:
             out["image_embeds"] = layers.dense(
-                cfg.projection_dim, ("embed", None), name="visual_projection", use_bias=False, dtype=dt
+                cfg.projection_dim,
+                ("embed", None),
+                name="visual_projection",
+                use_bias=False,
+                dtype=dt,
             )(pooled)
         if output_hidden_states:
             out["hidden_states"] = hidden
@@ -422,19 +438,36 @@ def dummy_inputs(cfg: ViTConfig) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return (jnp.zeros(shape, jnp.float32),), {}
 
 
-def _clip(width: int, layers_: int, heads: int, patch: int, image: int = 224, proj: int = 512) -> ViTConfig:
+def _clip(
+    width: int, layers_: int, heads: int, patch: int, image: int = 224, proj: int = 512
+) -> ViTConfig:
     return ViTConfig(
-        variant="clip", image_size=image, patch_size=patch, hidden_size=width,
-        intermediate_size=4 * width, num_hidden_layers=layers_, num_attention_heads=heads,
-        hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=proj,
+        variant="clip",
+        image_size=image,
+        patch_size=patch,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers_,
+        num_attention_heads=heads,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+        projection_dim=proj,
     )
 
 
 def _dinov2(width: int, layers_: int, heads: int, swiglu: bool = False) -> ViTConfig:
     return ViTConfig(
-        variant="dinov2", image_size=518, patch_size=14, hidden_size=width, mlp_ratio=4,
-        num_hidden_layers=layers_, num_attention_heads=heads, hidden_act="gelu",
-        layer_norm_eps=1e-6, use_mask_token=True, use_swiglu_ffn=swiglu,
+        variant="dinov2",
+        image_size=518,
+        patch_size=14,
+        hidden_size=width,
+        mlp_ratio=4,
+        num_hidden_layers=layers_,
+        num_attention_heads=heads,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
+        use_mask_token=True,
+        use_swiglu_ffn=swiglu,
     )
 
 
@@ -447,20 +480,47 @@ PRESETS: dict[str, ViTConfig] = {
     "dinov2-l/14": _dinov2(1024, 24, 16),
     "dinov2-g/14": _dinov2(1536, 40, 24, swiglu=True),
     "eva-vit-g/14": ViTConfig(
-        variant="eva", image_size=224, patch_size=14, hidden_size=1408, intermediate_size=6144,
-        num_hidden_layers=39, num_attention_heads=16, hidden_act="gelu", layer_norm_eps=1e-6,
+        variant="eva",
+        image_size=224,
+        patch_size=14,
+        hidden_size=1408,
+        intermediate_size=6144,
+        num_hidden_layers=39,
+        num_attention_heads=16,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
     ),
     "tiny-clip-vit": ViTConfig(
-        variant="clip", image_size=64, patch_size=8, hidden_size=64, intermediate_size=256,
-        num_hidden_layers=4, num_attention_heads=4, projection_dim=32,
+        variant="clip",
+        image_size=64,
+        patch_size=8,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        projection_dim=32,
     ),
     "tiny-dinov2": ViTConfig(
-        variant="dinov2", image_size=56, patch_size=14, hidden_size=64, mlp_ratio=4,
-        num_hidden_layers=2, num_attention_heads=4, hidden_act="gelu", layer_norm_eps=1e-6,
+        variant="dinov2",
+        image_size=56,
+        patch_size=14,
+        hidden_size=64,
+        mlp_ratio=4,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
         use_mask_token=True,
     ),
     "tiny-eva-vit": ViTConfig(
-        variant="eva", image_size=56, patch_size=14, hidden_size=64, intermediate_size=176,
-        num_hidden_layers=2, num_attention_heads=4, hidden_act="gelu", layer_norm_eps=1e-6,
+        variant="eva",
+        image_size=56,
+        patch_size=14,
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
     ),
 }

@@ -82,8 +82,16 @@ def test_tfds_data_source_equals_grain_source(prepared):
 def test_record_round_trip_to_video():
     video = render_split_video("train", 0, TINY)
     back = from_record(to_record(video))
-    for field in ("video_id", "seed", "fps", "anomaly_type", "spatial_word",
-                  "scene_description", "event_description", "frame_captions"):
+    for field in (
+        "video_id",
+        "seed",
+        "fps",
+        "anomaly_type",
+        "spatial_word",
+        "scene_description",
+        "event_description",
+        "frame_captions",
+    ):
         assert getattr(back, field) == getattr(video, field), field
     for field in ("frames", "labels", "intervals", "masks"):
         np.testing.assert_array_equal(getattr(back, field), getattr(video, field))

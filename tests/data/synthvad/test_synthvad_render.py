@@ -27,9 +27,14 @@ def test_same_seed_identical_bytes():
     assert a.labels.tobytes() == b.labels.tobytes()
     assert a.intervals.tobytes() == b.intervals.tobytes()
     assert (a.event_description, a.scene_description, a.frame_captions) == (
-        b.event_description, b.scene_description, b.frame_captions)
+        b.event_description,
+        b.scene_description,
+        b.frame_captions,
+    )
     for ta, tb in zip(a.tracks, b.tracks, strict=True):
-        assert ta.frames.tobytes() == tb.frames.tobytes() and ta.boxes.tobytes() == tb.boxes.tobytes()
+        assert (
+            ta.frames.tobytes() == tb.frames.tobytes() and ta.boxes.tobytes() == tb.boxes.tobytes()
+        )
 
 
 def test_different_seeds_differ():
@@ -90,15 +95,23 @@ def test_every_type_ground_truth(anomaly_type, seed):
         assert "from the " in v.event_description or "around the " in v.event_description
     else:
         assert v.spatial_word in v.event_description
-    key = {"running": "running", "fighting": "fighting", "falling": "lying",
-           "explosion": "explosion", "fire": "fire", "vehicle": "car",
-           "abandoned_object": "bag"}[anomaly_type]
+    key = {
+        "running": "running",
+        "fighting": "fighting",
+        "falling": "lying",
+        "explosion": "explosion",
+        "fire": "fire",
+        "vehicle": "car",
+        "abandoned_object": "bag",
+    }[anomaly_type]
     for t in range(v.num_frames):
         assert (key in v.frame_captions[t]) == bool(v.labels[t]), (t, v.frame_captions[t])
 
 
 def _centres(tr) -> np.ndarray:
-    return np.stack([(tr.boxes[:, 0] + tr.boxes[:, 2]) / 2, (tr.boxes[:, 1] + tr.boxes[:, 3]) / 2], 1)
+    return np.stack(
+        [(tr.boxes[:, 0] + tr.boxes[:, 2]) / 2, (tr.boxes[:, 1] + tr.boxes[:, 3]) / 2], 1
+    )
 
 
 def _speed(tr, fps) -> float:
@@ -150,14 +163,14 @@ def test_fighters_are_close_and_explosion_is_bright():
     x1, y1, x2, y2 = boom.boxes[1]
     f32 = v.frames.astype(np.int32)
     warm = lambda f: np.mean((f[..., 0] > 200) & (f[..., 0] - f[..., 2] > 80))  # orange flash
-    assert warm(f32[boom.frames[1], y1:y2 + 1, x1:x2 + 1]) > 0.25
-    assert warm(f32[boom.frames[0] - 1, y1:y2 + 1, x1:x2 + 1]) < 0.05
+    assert warm(f32[boom.frames[1], y1 : y2 + 1, x1 : x2 + 1]) > 0.25
+    assert warm(f32[boom.frames[0] - 1, y1 : y2 + 1, x1 : x2 + 1]) < 0.05
 
 
 def test_fire_is_orange():
     v = render_video(13, SynthConfig(), anomaly_type="fire")
     f = v.frames.astype(int)
-    orange = ((f[..., 0] > 200) & (f[..., 1] > 60) & (f[..., 1] < 230) & (f[..., 2] < 110))
+    orange = (f[..., 0] > 200) & (f[..., 1] > 60) & (f[..., 1] < 230) & (f[..., 2] < 110)
     n = orange.sum((1, 2))
     assert n[v.labels == 1].min() > 3 and n[v.labels == 0].max() < n[v.labels == 1].min()
 
@@ -174,11 +187,15 @@ def test_sizes_and_scaling():
     assert 2.5 < ext(car_b) / ext(car_s) < 4.5  # objects scale with the frame (224/64 = 3.5)
 
 
-@pytest.mark.parametrize("cfg", [
-    SynthConfig(height=64, width=96, min_seconds=2, max_seconds=3),
-    SynthConfig(fps=7.5, min_seconds=2, max_seconds=3),
-    SynthConfig(fps=25.0, min_seconds=2, max_seconds=3),
-], ids=["64x96", "7.5fps", "25fps"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SynthConfig(height=64, width=96, min_seconds=2, max_seconds=3),
+        SynthConfig(fps=7.5, min_seconds=2, max_seconds=3),
+        SynthConfig(fps=25.0, min_seconds=2, max_seconds=3),
+    ],
+    ids=["64x96", "7.5fps", "25fps"],
+)
 def test_other_shapes_and_rates(cfg):
     for anomaly_type in ("running", "explosion", "abandoned_object"):
         _check_ground_truth(render_video(4, cfg, anomaly_type=anomaly_type), cfg)
@@ -192,10 +209,14 @@ def test_lengths_vary_and_fps():
 
 
 def test_split_seeds_disjoint_and_schedule():
-    train, test, val = split_seeds("train", 500), split_seeds("test", 500), split_seeds(
-        "validation", 500)
-    assert not (set(train) & set(test)) and not (set(train) & set(val)) and not (
-        set(test) & set(val))
+    train, test, val = (
+        split_seeds("train", 500),
+        split_seeds("test", 500),
+        split_seeds("validation", 500),
+    )
+    assert (
+        not (set(train) & set(test)) and not (set(train) & set(val)) and not (set(test) & set(val))
+    )
     assert len(set(train)) == 500 and split_seeds("train", 10) == train[:10]
     with pytest.raises(ValueError, match="unknown SynthVAD split"):
         split_seeds("dev", 3)
@@ -223,11 +244,16 @@ def test_spatial_word_rule():
     assert spatial_word(33, 62, 64, 64) == "bottom"
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(height=63), "even"), (dict(min_seconds=5, max_seconds=2), "min_seconds"),
-    (dict(anomaly_prob=1.5), "anomaly_prob"), (dict(anomaly_types=("riot",)), "riot"),
-    (dict(min_walkers=0), "min_walkers"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(height=63), "even"),
+        (dict(min_seconds=5, max_seconds=2), "min_seconds"),
+        (dict(anomaly_prob=1.5), "anomaly_prob"),
+        (dict(anomaly_types=("riot",)), "riot"),
+        (dict(min_walkers=0), "min_walkers"),
+    ],
+)
 def test_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         SynthConfig(**bad)
@@ -251,8 +277,14 @@ def test_identical_bytes_across_processes():
     v = render_video(77, SynthConfig(min_seconds=2, max_seconds=3), anomaly_type="fighting")
     here = hashlib.sha1(v.frames.tobytes() + v.masks.tobytes() + v.event_description.encode())
     env = {**os.environ, "PYTHONHASHSEED": "123"}
-    out = subprocess.run([sys.executable, "-c", _HASH_SNIPPET], capture_output=True, text=True,
-                         env=env, timeout=120, check=True).stdout.split()[-1]
+    out = subprocess.run(
+        [sys.executable, "-c", _HASH_SNIPPET],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    ).stdout.split()[-1]
     assert out == here.hexdigest()
 
 

@@ -27,9 +27,18 @@ TINY = SynthConfig(min_seconds=1.0, max_seconds=2.5)
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("synthvad_cli"))
-    cmd = [sys.executable, "-m", "vau_jax.data.synthvad", f"--out={out}", "--split=test",
-           f"--num_videos={N}", "--write_videos", "--size=64", "--min_seconds=1",
-           "--max_seconds=2.5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vau_jax.data.synthvad",
+        f"--out={out}",
+        "--split=test",
+        f"--num_videos={N}",
+        "--write_videos",
+        "--size=64",
+        "--min_seconds=1",
+        "--max_seconds=2.5",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -40,8 +49,12 @@ def written(tmp_path_factory):
 
 def test_files_exist_and_no_temp_files(written):
     out, videos = written
-    for name in ("meta.json", "Temporal_Anomaly_Annotation.txt", "annotations.txt",
-                 "test_list.txt"):
+    for name in (
+        "meta.json",
+        "Temporal_Anomaly_Annotation.txt",
+        "annotations.txt",
+        "test_list.txt",
+    ):
         assert os.path.isfile(os.path.join(out, name)), name
     for v in videos:
         assert os.path.isfile(os.path.join(out, "videos", f"{v.video_id}.mp4"))
@@ -76,7 +89,7 @@ def test_ubnormal_tracks_and_masks_equal_rendered(written):
         assert [r[0] for r in rows] == list(range(1, len(anomalous) + 1))
         union = np.zeros(v.num_frames, bool)
         for _, start, end in rows:
-            union[start:end + 1] = True  # inclusive end
+            union[start : end + 1] = True  # inclusive end
         np.testing.assert_array_equal(union, v.labels.astype(bool))
         pngs = sorted(p for p in os.listdir(annot) if p.endswith("_gt.png"))
         assert pngs == [f"{v.video_id}_{t:04d}_gt.png" for t in range(v.num_frames)]
@@ -137,8 +150,7 @@ def test_second_split_merges(tmp_path):
     assert len(meta["videos"]) == 4
     with open(tmp_path / "Temporal_Anomaly_Annotation.txt") as f:
         names = [line.split()[0] for line in f]
-    assert names == ["test_000000.mp4", "test_000001.mp4", "train_000000.mp4",
-                     "train_000001.mp4"]
+    assert names == ["test_000000.mp4", "test_000001.mp4", "train_000000.mp4", "train_000001.mp4"]
     assert not os.path.exists(tmp_path / "videos" / "test_000000.mp4")
 
 

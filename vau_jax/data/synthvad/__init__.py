@@ -37,7 +37,20 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ANOMALY_TYPES", "NORMAL", "SPATIAL_WORDS", "TRACK_KINDS", "SynthConfig", "SynthVADSource",
-    "SynthVideo", "Track", "anomaly_type_at", "from_record", "render_split_video",
-    "render_video", "split_seeds", "to_record", "video_id", *sorted(_LAZY),
+    "ANOMALY_TYPES",
+    "NORMAL",
+    "SPATIAL_WORDS",
+    "TRACK_KINDS",
+    "SynthConfig",
+    "SynthVADSource",
+    "SynthVideo",
+    "Track",
+    "anomaly_type_at",
+    "from_record",
+    "render_split_video",
+    "render_video",
+    "split_seeds",
+    "to_record",
+    "video_id",
+    *sorted(_LAZY),
 ]

@@ -30,11 +30,17 @@ _MAX_S = flags.DEFINE_float("max_seconds", 16.0, "Longest video, seconds.")
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = SynthConfig(height=_SIZE.value, width=_SIZE.value, fps=_FPS.value,
-                         anomaly_prob=_PROB.value, min_seconds=_MIN_S.value,
-                         max_seconds=_MAX_S.value)
-    meta = write_split(_OUT.value, _SPLIT.value, _NUM.value, config,
-                       write_videos=_VIDEOS.value, progress=True)
+    config = SynthConfig(
+        height=_SIZE.value,
+        width=_SIZE.value,
+        fps=_FPS.value,
+        anomaly_prob=_PROB.value,
+        min_seconds=_MIN_S.value,
+        max_seconds=_MAX_S.value,
+    )
+    meta = write_split(
+        _OUT.value, _SPLIT.value, _NUM.value, config, write_videos=_VIDEOS.value, progress=True
+    )
     ids = set(meta["splits"][_SPLIT.value])
     mine = [v for v in meta["videos"] if v["id"] in ids]
     summary = {

@@ -15,16 +15,36 @@ import numpy as np
 from vau_jax.data.synthvad.draw import rotate_parts
 
 # Appearance palettes (name, RGB). Shirts are sampled without replacement per video.
-SHIRTS = (("red", (210, 40, 40)), ("blue", (40, 70, 210)), ("yellow", (235, 215, 40)),
-          ("white", (240, 240, 240)), ("orange", (240, 130, 30)), ("purple", (140, 50, 170)),
-          ("pink", (240, 130, 180)), ("cyan", (40, 200, 220)), ("black", (25, 25, 30)),
-          ("green", (40, 170, 60)))
+SHIRTS = (
+    ("red", (210, 40, 40)),
+    ("blue", (40, 70, 210)),
+    ("yellow", (235, 215, 40)),
+    ("white", (240, 240, 240)),
+    ("orange", (240, 130, 30)),
+    ("purple", (140, 50, 170)),
+    ("pink", (240, 130, 180)),
+    ("cyan", (40, 200, 220)),
+    ("black", (25, 25, 30)),
+    ("green", (40, 170, 60)),
+)
 TROUSERS = ((40, 40, 60), (30, 30, 30), (90, 70, 50), (70, 70, 80))
 SKINS = ((230, 190, 160), (190, 140, 100), (120, 80, 55))
-CARS = (("red", (200, 30, 30)), ("white", (235, 235, 235)), ("black", (30, 30, 35)),
-        ("blue", (30, 60, 190)), ("silver", (175, 180, 185)), ("yellow", (230, 200, 30)))
-BAGS = (("red", (220, 30, 30)), ("yellow", (240, 220, 30)), ("blue", (30, 60, 220)),
-        ("orange", (245, 120, 20)), ("magenta", (220, 40, 200)), ("white", (245, 245, 245)))
+CARS = (
+    ("red", (200, 30, 30)),
+    ("white", (235, 235, 235)),
+    ("black", (30, 30, 35)),
+    ("blue", (30, 60, 190)),
+    ("silver", (175, 180, 185)),
+    ("yellow", (230, 200, 30)),
+)
+BAGS = (
+    ("red", (220, 30, 30)),
+    ("yellow", (240, 220, 30)),
+    ("blue", (30, 60, 220)),
+    ("orange", (245, 120, 20)),
+    ("magenta", (220, 40, 200)),
+    ("white", (245, 245, 245)),
+)
 
 Part = tuple[tuple, np.ndarray, float]  # (shape, colour RGB float32 [3], alpha)
 
@@ -67,12 +87,25 @@ class PersonLook:
 def random_look(rng: np.random.Generator, shirt_idx: int, height: float) -> PersonLook:
     """A person wearing ``SHIRTS[shirt_idx]`` with random trousers and skin."""
     name, rgb = SHIRTS[shirt_idx]
-    return PersonLook(name, _c(rgb), _c(TROUSERS[rng.integers(len(TROUSERS))]),
-                      _c(SKINS[rng.integers(len(SKINS))]), height * rng.uniform(0.9, 1.1))
+    return PersonLook(
+        name,
+        _c(rgb),
+        _c(TROUSERS[rng.integers(len(TROUSERS))]),
+        _c(SKINS[rng.integers(len(SKINS))]),
+        height * rng.uniform(0.9, 1.1),
+    )
 
 
-def person_parts(look: PersonLook, x: float, y: float, theta: float, phase: float,
-                 stride: float, punch: float = 0.0, carrying: bool = False) -> list[Part]:
+def person_parts(
+    look: PersonLook,
+    x: float,
+    y: float,
+    theta: float,
+    phase: float,
+    stride: float,
+    punch: float = 0.0,
+    carrying: bool = False,
+) -> list[Part]:
     """An articulated person standing with feet at ``(x, y)``.
 
     Args:
@@ -111,8 +144,9 @@ def person_parts(look: PersonLook, x: float, y: float, theta: float, phase: floa
     return [(p, c, 1.0) for p, c in zip(placed, cols)]
 
 
-def vehicle_parts(colour: np.ndarray, x: float, y: float, angle: float, length: float,
-                  width: float) -> list[Part]:
+def vehicle_parts(
+    colour: np.ndarray, x: float, y: float, angle: float, length: float, width: float
+) -> list[Part]:
     """A car seen from above at centre ``(x, y)`` heading at screen ``angle``."""
     c, s = np.cos(angle), np.sin(angle)
 
@@ -133,20 +167,43 @@ def vehicle_parts(colour: np.ndarray, x: float, y: float, angle: float, length: 
     return parts
 
 
-def fire_parts(rng: np.random.Generator, x: float, y: float, base: float, tall: float,
-               growth: float) -> list[Part]:
+def fire_parts(
+    rng: np.random.Generator, x: float, y: float, base: float, tall: float, growth: float
+) -> list[Part]:
     """Flickering flames standing on ``(x, y)``: glow, red-orange tongues, yellow cores."""
     n = 4
     xs = x + (np.arange(n) - (n - 1) / 2) * base / n
     heights = tall * growth * rng.uniform(0.55, 1.0, n)
-    parts: list[Part] = [(("ellipse", x, y - 0.4 * tall * growth, 0.8 * base,
-                           0.7 * tall * growth, 0.0), _c((255, 140, 40)), 0.3)]
+    parts: list[Part] = [
+        (
+            ("ellipse", x, y - 0.4 * tall * growth, 0.8 * base, 0.7 * tall * growth, 0.0),
+            _c((255, 140, 40)),
+            0.3,
+        )
+    ]
     for fx, fh in zip(xs, heights):
-        parts.append((("ellipse", fx + rng.uniform(-0.05, 0.05) * base, y - fh / 2, fh / 2,
-                       0.45 * base / n + 0.6, np.pi / 2), _c((235, 80, 20)), 1.0))
+        parts.append(
+            (
+                (
+                    "ellipse",
+                    fx + rng.uniform(-0.05, 0.05) * base,
+                    y - fh / 2,
+                    fh / 2,
+                    0.45 * base / n + 0.6,
+                    np.pi / 2,
+                ),
+                _c((235, 80, 20)),
+                1.0,
+            )
+        )
     for fx, fh in zip(xs, heights):
-        parts.append((("ellipse", fx, y - fh * 0.3, fh * 0.28, 0.22 * base / n + 0.4,
-                       np.pi / 2), _c((255, 215, 70)), 1.0))
+        parts.append(
+            (
+                ("ellipse", fx, y - fh * 0.3, fh * 0.28, 0.22 * base / n + 0.4, np.pi / 2),
+                _c((255, 215, 70)),
+                1.0,
+            )
+        )
     return parts
 
 
@@ -159,14 +216,20 @@ class Debris:
     gravity: float
 
 
-def explosion_parts(x: float, y: float, radius: float, age: float, duration: float,
-                    debris: Debris) -> list[Part]:
+def explosion_parts(
+    x: float, y: float, radius: float, age: float, duration: float, debris: Debris
+) -> list[Part]:
     """An explosion ``age`` seconds after it started: flash, debris and smoke."""
     frac = age / duration
     parts: list[Part] = []
     smoke_r = radius * (0.5 + 0.8 * frac)
-    parts.append((("ellipse", x, y - 0.5 * radius * frac, smoke_r, 0.8 * smoke_r, 0.0),
-                  _c((70, 65, 60)), float(np.clip(0.9 - 0.5 * frac, 0.0, 1.0))))
+    parts.append(
+        (
+            ("ellipse", x, y - 0.5 * radius * frac, smoke_r, 0.8 * smoke_r, 0.0),
+            _c((70, 65, 60)),
+            float(np.clip(0.9 - 0.5 * frac, 0.0, 1.0)),
+        )
+    )
     flash = float(np.clip(1.4 - 2.2 * frac, 0.0, 1.0))
     if flash > 0:
         r = radius * min(1.0, 0.4 + 2.5 * frac)
@@ -174,12 +237,15 @@ def explosion_parts(x: float, y: float, radius: float, age: float, duration: flo
         parts.append((("ellipse", x, y, 0.6 * r, 0.6 * r, 0.0), _c((255, 250, 210)), flash))
     pos = debris.velocity * age + np.array([0.0, 0.5 * debris.gravity * age * age])
     for dx, dy in pos:
-        parts.append((("rect", x + dx, y + dy, debris.size, debris.size, 0.0),
-                      _c((45, 35, 30)), 1.0))
+        parts.append(
+            (("rect", x + dx, y + dy, debris.size, debris.size, 0.0), _c((45, 35, 30)), 1.0)
+        )
     return parts
 
 
 def bag_parts(colour: np.ndarray, x: float, y: float, size: float) -> list[Part]:
     """A bag lying on the ground with its bottom centre at ``(x, y)``."""
-    return [(("rect", x, y - 0.4 * size, 0.6 * size, 0.4 * size, 0.0), colour, 1.0),
-            (("rect", x, y - 0.85 * size, 0.25 * size, 0.1 * size, 0.0), colour * 0.6, 1.0)]
+    return [
+        (("rect", x, y - 0.4 * size, 0.6 * size, 0.4 * size, 0.0), colour, 1.0),
+        (("rect", x, y - 0.85 * size, 0.25 * size, 0.1 * size, 0.0), colour * 0.6, 1.0),
+    ]

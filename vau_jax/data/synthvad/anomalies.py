@@ -60,25 +60,37 @@ class Anomaly:
     window: np.ndarray
 
 
-def person_actor(look: A.PersonLook, feet: np.ndarray, present: np.ndarray, theta: np.ndarray,
-                 stride: np.ndarray, punch: np.ndarray | None = None,
-                 carrying: np.ndarray | None = None, anomalous: bool = False,
-                 info: dict | None = None) -> A.Actor:
+def person_actor(
+    look: A.PersonLook,
+    feet: np.ndarray,
+    present: np.ndarray,
+    theta: np.ndarray,
+    stride: np.ndarray,
+    punch: np.ndarray | None = None,
+    carrying: np.ndarray | None = None,
+    anomalous: bool = False,
+    info: dict | None = None,
+) -> A.Actor:
     """A person from per-frame arrays: feet float [T, 2], present bool [T], theta/stride [T]."""
     t_len = len(feet)
     step = np.r_[0.0, np.linalg.norm(np.diff(feet, axis=0), axis=1)]
     phase = 2 * np.pi * np.cumsum(step) / (0.9 * look.height)  # one gait cycle per 0.9 height
     punch = np.zeros(t_len) if punch is None else punch
     carrying = np.zeros(t_len, bool) if carrying is None else carrying
-    parts = [A.person_parts(look, *feet[t], theta[t], phase[t], stride[t], punch[t], carrying[t])
-             if present[t] else [] for t in range(t_len)]
+    parts = [
+        A.person_parts(look, *feet[t], theta[t], phase[t], stride[t], punch[t], carrying[t])
+        if present[t]
+        else []
+        for t in range(t_len)
+    ]
     anchor = np.where(present[:, None], feet - [0.0, 0.5 * look.height], np.nan)
     base = {"colour": look.shirt, "kind": "person"}
     return A.Actor("person", anomalous, parts, anchor, {**base, **(info or {})})
 
 
-def _walk(ctx: Context, path, s_mid: float, t_mid: float, direction: float, speed: float,
-          offset: float) -> np.ndarray:
+def _walk(
+    ctx: Context, path, s_mid: float, t_mid: float, direction: float, speed: float, offset: float
+) -> np.ndarray:
     """Feet float [T, 2] of a walk that passes arc length ``s_mid`` at ``t_mid`` seconds."""
     t = np.arange(ctx.num_frames) / ctx.fps
     return path.point(s_mid + direction * speed * (t - t_mid), offset)
@@ -97,16 +109,26 @@ def normal_walkers(ctx: Context, count: int) -> list[A.Actor]:
         path = ctx.scene.paths[ctx.rng.integers(len(ctx.scene.paths))]
         direction = float(ctx.rng.choice([-1.0, 1.0]))
         offset = ctx.rng.uniform(-0.3, 0.3) * path.width
-        feet = _walk(ctx, path, _central_s(ctx, path, 0.0, 1.0),
-                     ctx.rng.uniform(0, ctx.duration), direction, ctx.walk_speed(), offset)
+        feet = _walk(
+            ctx,
+            path,
+            _central_s(ctx, path, 0.0, 1.0),
+            ctx.rng.uniform(0, ctx.duration),
+            direction,
+            ctx.walk_speed(),
+            offset,
+        )
         look = ctx.look()
         carrying = None
         if ctx.rng.uniform() < 0.3:
             name, rgb = A.BAGS[ctx.rng.integers(len(A.BAGS))]
             look.bag = (name, np.float32(rgb))
             carrying = np.ones(t_len, bool)
-        out.append(person_actor(look, feet, np.ones(t_len, bool), np.zeros(t_len),
-                                np.ones(t_len), carrying=carrying))
+        out.append(
+            person_actor(
+                look, feet, np.ones(t_len, bool), np.zeros(t_len), np.ones(t_len), carrying=carrying
+            )
+        )
     return out
 
 
@@ -126,8 +148,15 @@ def running(ctx: Context) -> Anomaly:
     feet = _walk(ctx, path, start, t0, direction, speed, ctx.rng.uniform(-0.2, 0.2) * path.width)
     present = np.arange(ctx.num_frames) >= ctx.frame_at(t0)
     t_len = ctx.num_frames
-    actor = person_actor(ctx.look(), feet, present, np.full(t_len, _lean(path, direction)),
-                         np.full(t_len, 1.7), anomalous=True, info={"path": path.orientation})
+    actor = person_actor(
+        ctx.look(),
+        feet,
+        present,
+        np.full(t_len, _lean(path, direction)),
+        np.full(t_len, 1.7),
+        anomalous=True,
+        info={"path": path.orientation},
+    )
     return Anomaly([actor], present.copy())
 
 
@@ -154,8 +183,18 @@ def fighting(ctx: Context) -> Anomaly:
         punch = fight * towards * rng.uniform(0.4, 1.3, t_len)
         theta = fight * rng.uniform(-0.3, 0.3, t_len)
         stride = np.where(fight, 0.6, 1.0)
-        actors.append(person_actor(ctx.look(), feet, np.ones(t_len, bool), theta, stride,
-                                   punch=punch, anomalous=True, info={"path": path.orientation}))
+        actors.append(
+            person_actor(
+                ctx.look(),
+                feet,
+                np.ones(t_len, bool),
+                theta,
+                stride,
+                punch=punch,
+                anomalous=True,
+                info={"path": path.orientation},
+            )
+        )
     return Anomaly(actors, fight)
 
 
@@ -167,15 +206,23 @@ def falling(ctx: Context) -> Anomaly:
     s_f = _central_s(ctx, path)
     t_f = rng.uniform(0.3, 0.6) * ctx.duration
     t = np.arange(t_len) / ctx.fps
-    feet = _walk(ctx, path, s_f, t_f, direction, ctx.walk_speed(),
-                 rng.uniform(-0.2, 0.2) * path.width)
+    feet = _walk(
+        ctx, path, s_f, t_f, direction, ctx.walk_speed(), rng.uniform(-0.2, 0.2) * path.width
+    )
     fallen = t >= t_f
     feet[fallen] = feet[ctx.frame_at(t_f)]
     side = _lean(path, direction) or float(rng.choice([-0.25, 0.25]))
     theta = np.sign(side) * np.pi / 2 * np.clip((t - t_f) / rng.uniform(0.4, 0.6), 0.0, 1.0)
     stride = np.where(fallen, 0.0, 1.0)
-    actor = person_actor(ctx.look(), feet, np.ones(t_len, bool), theta, stride, anomalous=True,
-                         info={"path": path.orientation})
+    actor = person_actor(
+        ctx.look(),
+        feet,
+        np.ones(t_len, bool),
+        theta,
+        stride,
+        anomalous=True,
+        info={"path": path.orientation},
+    )
     return Anomaly([actor], fallen)
 
 
@@ -191,8 +238,10 @@ def _blast(ctx: Context, t0: float) -> tuple[A.Actor, np.ndarray, float]:
     debris = A.Debris(vel, max(0.012 * ctx.size, 0.6), 2.0 * radius)
     t = np.arange(t_len) / ctx.fps
     window = (t >= t0) & (t < t0 + dur)
-    parts = [A.explosion_parts(x, y, radius, t[k] - t0, dur, debris) if window[k] else []
-             for k in range(t_len)]
+    parts = [
+        A.explosion_parts(x, y, radius, t[k] - t0, dur, debris) if window[k] else []
+        for k in range(t_len)
+    ]
     anchor = np.where(window[:, None], [x, y], np.nan)
     size = "large" if radius > 0.14 * ctx.size else "small"
     info = {"kind": "explosion", "colour": "bright yellow", "size": size}
@@ -231,11 +280,16 @@ def fire(ctx: Context) -> Anomaly:
     t = np.arange(t_len) / ctx.fps
     window = t >= t0
     growth = np.clip(0.35 + 0.65 * (t - t0) / 3.0, 0.35, 1.0)
-    parts = [A.fire_parts(rng, x, y, base, tall, growth[k]) if window[k] else []
-             for k in range(t_len)]
+    parts = [
+        A.fire_parts(rng, x, y, base, tall, growth[k]) if window[k] else [] for k in range(t_len)
+    ]
     anchor = np.where(window[:, None], [x, y - 0.4 * tall], np.nan)
-    info = {"kind": "fire", "colour": "orange", "where_kind": where,
-            "size": "large" if base > 0.12 * ctx.size else "small"}
+    info = {
+        "kind": "fire",
+        "colour": "orange",
+        "where_kind": where,
+        "size": "large" if base > 0.12 * ctx.size else "small",
+    }
     return Anomaly([A.Actor("fire", True, parts, anchor, info)], window)
 
 
@@ -254,8 +308,10 @@ def vehicle(ctx: Context) -> Anomaly:
     present = np.arange(t_len) >= ctx.frame_at(t0)
     name, rgb = A.CARS[rng.integers(len(A.CARS))]
     colour = np.float32(rgb)
-    parts = [A.vehicle_parts(colour, *centre[k], angle, length, width) if present[k] else []
-             for k in range(t_len)]
+    parts = [
+        A.vehicle_parts(colour, *centre[k], angle, length, width) if present[k] else []
+        for k in range(t_len)
+    ]
     anchor = np.where(present[:, None], centre, np.nan)
     info = {"kind": "vehicle", "colour": name, "path": path.orientation}
     return Anomaly([A.Actor("vehicle", True, parts, anchor, info)], present.copy())
@@ -267,20 +323,33 @@ def abandoned_object(ctx: Context) -> Anomaly:
     path = ctx.scene.paths[rng.integers(len(ctx.scene.paths))]
     direction = float(rng.choice([-1.0, 1.0]))
     t_d = rng.uniform(0.3, 0.55) * ctx.duration
-    feet = _walk(ctx, path, _central_s(ctx, path), t_d, direction, ctx.walk_speed(),
-                 rng.uniform(-0.2, 0.2) * path.width)
+    feet = _walk(
+        ctx,
+        path,
+        _central_s(ctx, path),
+        t_d,
+        direction,
+        ctx.walk_speed(),
+        rng.uniform(-0.2, 0.2) * path.width,
+    )
     look = ctx.look()
     name, rgb = A.BAGS[rng.integers(len(A.BAGS))]
     look.bag = (name, np.float32(rgb))
     dropped = np.arange(t_len) >= ctx.frame_at(t_d)
-    walker = person_actor(look, feet, np.ones(t_len, bool), np.zeros(t_len), np.ones(t_len),
-                          carrying=~dropped)
+    walker = person_actor(
+        look, feet, np.ones(t_len, bool), np.zeros(t_len), np.ones(t_len), carrying=~dropped
+    )
     size = rng.uniform(0.07, 0.1) * ctx.size  # larger than a carried bag (~0.035 size)
     bx, by = feet[ctx.frame_at(t_d)] + [rng.uniform(-0.2, 0.2) * size, 0.0]
     parts = [A.bag_parts(look.bag[1], bx, by, size) if dropped[k] else [] for k in range(t_len)]
     anchor = np.where(dropped[:, None], [bx, by - 0.4 * size], np.nan)
-    info = {"kind": "object", "colour": name, "owner": look.shirt, "path": path.orientation,
-            "size": "large" if size > 0.085 * ctx.size else "small"}
+    info = {
+        "kind": "object",
+        "colour": name,
+        "owner": look.shirt,
+        "path": path.orientation,
+        "size": "large" if size > 0.085 * ctx.size else "small",
+    }
     return Anomaly([walker, A.Actor("object", True, parts, anchor, info)], dropped)
 
 

@@ -37,8 +37,13 @@ def builder_config(split: str, num_videos: int, config: SynthConfig) -> SynthVAD
     split_seeds(split, num_videos)  # validates
     digest = hashlib.sha1(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
     name = f"{split}{num_videos}_{config.height}x{config.width}_{digest.hexdigest()[:10]}"
-    return SynthVADConfig(name=name, description=f"SynthVAD {split} x{num_videos}: {config}",
-                          synth=config, split=split, num_videos=num_videos)
+    return SynthVADConfig(
+        name=name,
+        description=f"SynthVAD {split} x{num_videos}: {config}",
+        synth=config,
+        split=split,
+        num_videos=num_videos,
+    )
 
 
 class SynthVAD(tfds.core.GeneratorBasedBuilder):
@@ -58,7 +63,7 @@ class SynthVAD(tfds.core.GeneratorBasedBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description="Procedurally rendered surveillance-like videos with frame labels, "
-                        "anomaly intervals, object tracks, masks and template descriptions.",
+            "anomaly intervals, object tracks, masks and template descriptions.",
             features=features(cfg.synth),
             disable_shuffling=True,
             metadata=tfds.core.MetadataDict(synth_config=dataclasses.asdict(cfg.synth)),
@@ -68,21 +73,26 @@ class SynthVAD(tfds.core.GeneratorBasedBuilder):
         cfg: SynthVADConfig = self.builder_config
         return {cfg.split: self._generate_examples(cfg.split, cfg.num_videos, cfg.synth)}
 
-    def _generate_examples(self, split: str, num_videos: int,
-                           config: SynthConfig) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _generate_examples(
+        self, split: str, num_videos: int, config: SynthConfig
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         for i in range(num_videos):
             yield video_id(split, i), to_example(render_split_video(split, i, config))
 
 
-def prepare(data_dir: str, split: str, num_videos: int,
-            config: SynthConfig | None = None) -> SynthVAD:
+def prepare(
+    data_dir: str, split: str, num_videos: int, config: SynthConfig | None = None
+) -> SynthVAD:
     """Write ``split`` (``num_videos`` videos) as ArrayRecord under ``data_dir`` once.
 
     A no-op when that dataset is already complete there. Returns the builder.
     """
     config = SynthConfig() if config is None else config
-    builder = SynthVAD(config=builder_config(split, num_videos, config), data_dir=data_dir,
-                       file_format="array_record")
+    builder = SynthVAD(
+        config=builder_config(split, num_videos, config),
+        data_dir=data_dir,
+        file_format="array_record",
+    )
     builder.download_and_prepare()
     return builder
 
@@ -90,6 +100,9 @@ def prepare(data_dir: str, split: str, num_videos: int,
 def data_source(data_dir: str, split: str, num_videos: int, config: SynthConfig | None = None):
     """Random-access source over a prepared split (``prepare`` first); records as numpy."""
     config = SynthConfig() if config is None else config
-    builder = SynthVAD(config=builder_config(split, num_videos, config), data_dir=data_dir,
-                       file_format="array_record")
+    builder = SynthVAD(
+        config=builder_config(split, num_videos, config),
+        data_dir=data_dir,
+        file_format="array_record",
+    )
     return builder.as_data_source(split=split)

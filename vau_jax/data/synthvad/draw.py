@@ -44,8 +44,8 @@ def shape_window(
     y0, y1 = max(math.floor(cy - ey), 0), min(math.ceil(cy + ey) + 1, height)
     if x0 >= x1 or y0 >= y1:
         return None
-    dy = np.arange(y0 - cy, y1 - cy, dtype=np.float32)[:y1 - y0, None]  # [h, 1]
-    dx = np.arange(x0 - cx, x1 - cx, dtype=np.float32)[None, :x1 - x0]  # [1, w]
+    dy = np.arange(y0 - cy, y1 - cy, dtype=np.float32)[: y1 - y0, None]  # [h, 1]
+    dx = np.arange(x0 - cx, x1 - cx, dtype=np.float32)[None, : x1 - x0]  # [1, w]
     u = dx * np.float32(c / a) + dy * np.float32(s / a)  # [h, w]
     v = dy * np.float32(c / b) - dx * np.float32(s / b)
     if kind == "ellipse":

@@ -16,8 +16,7 @@ import numpy as np
 from vau_jax.data.synthvad.types import SynthConfig, SynthVideo, Track
 
 TRACK_KINDS: tuple[str, ...] = ("person", "vehicle", "object", "fire", "explosion")
-TEXT_KEYS = ("video_id", "anomaly_type", "spatial_word", "scene_description",
-             "event_description")
+TEXT_KEYS = ("video_id", "anomaly_type", "spatial_word", "scene_description", "event_description")
 
 
 def features(config: SynthConfig):
@@ -27,29 +26,35 @@ def features(config: SynthConfig):
     f = tfds.features
     h, w = config.height, config.width
     zlib = f.Encoding.ZLIB
-    return f.FeaturesDict({
-        "video_id": f.Text(),
-        "seed": f.Scalar(dtype=np.int64),
-        "frames": f.Tensor(shape=(None, h, w, 3), dtype=np.uint8, encoding=zlib),
-        "fps": f.Scalar(dtype=np.float32),
-        "labels": f.Tensor(shape=(None,), dtype=np.uint8),
-        "anomaly_type": f.Text(),
-        "intervals": f.Tensor(shape=(None, 2), dtype=np.float32),
-        "track_kind": f.Tensor(shape=(None,), dtype=np.int32),
-        "track_anomalous": f.Tensor(shape=(None,), dtype=np.uint8),
-        "track_rows": f.Tensor(shape=(None, 6), dtype=np.int32),
-        "masks": f.Tensor(shape=(None, h, w), dtype=np.uint8, encoding=zlib),
-        "spatial_word": f.Text(),
-        "scene_description": f.Text(),
-        "event_description": f.Text(),
-        "frame_captions": f.Sequence(f.Text()),
-    })
+    return f.FeaturesDict(
+        {
+            "video_id": f.Text(),
+            "seed": f.Scalar(dtype=np.int64),
+            "frames": f.Tensor(shape=(None, h, w, 3), dtype=np.uint8, encoding=zlib),
+            "fps": f.Scalar(dtype=np.float32),
+            "labels": f.Tensor(shape=(None,), dtype=np.uint8),
+            "anomaly_type": f.Text(),
+            "intervals": f.Tensor(shape=(None, 2), dtype=np.float32),
+            "track_kind": f.Tensor(shape=(None,), dtype=np.int32),
+            "track_anomalous": f.Tensor(shape=(None,), dtype=np.uint8),
+            "track_rows": f.Tensor(shape=(None, 6), dtype=np.int32),
+            "masks": f.Tensor(shape=(None, h, w), dtype=np.uint8, encoding=zlib),
+            "spatial_word": f.Text(),
+            "scene_description": f.Text(),
+            "event_description": f.Text(),
+            "frame_captions": f.Sequence(f.Text()),
+        }
+    )
 
 
 def to_record(video: SynthVideo) -> dict[str, Any]:
     """The record of ``video``, equal to what the tfds builder's data source returns."""
-    rows = [np.concatenate([np.full((len(tr.frames), 1), tr.track_id), tr.frames[:, None],
-                            tr.boxes], axis=1) for tr in video.tracks]
+    rows = [
+        np.concatenate(
+            [np.full((len(tr.frames), 1), tr.track_id), tr.frames[:, None], tr.boxes], axis=1
+        )
+        for tr in video.tracks
+    ]
     return {
         "video_id": video.video_id.encode(),
         "seed": int(video.seed),
@@ -61,7 +66,8 @@ def to_record(video: SynthVideo) -> dict[str, Any]:
         "track_kind": np.array([TRACK_KINDS.index(tr.kind) for tr in video.tracks], np.int32),
         "track_anomalous": np.array([tr.anomalous for tr in video.tracks], np.uint8),
         "track_rows": np.concatenate(rows).astype(np.int32).reshape(-1, 6)
-        if rows else np.zeros((0, 6), np.int32),
+        if rows
+        else np.zeros((0, 6), np.int32),
         "masks": video.masks,
         "spatial_word": video.spatial_word.encode(),
         "scene_description": video.scene_description.encode(),
@@ -89,8 +95,9 @@ def from_record(record: dict[str, Any]) -> SynthVideo:
     tracks = []
     for i, (kind, anomalous) in enumerate(zip(record["track_kind"], record["track_anomalous"])):
         mine = rows[rows[:, 0] == i]
-        tracks.append(Track(i, TRACK_KINDS[int(kind)], mine[:, 1].copy(), mine[:, 2:].copy(),
-                            bool(anomalous)))
+        tracks.append(
+            Track(i, TRACK_KINDS[int(kind)], mine[:, 1].copy(), mine[:, 2:].copy(), bool(anomalous))
+        )
     return SynthVideo(
         video_id=_text(record["video_id"]),
         seed=int(record["seed"]),

@@ -14,8 +14,12 @@ from vau_jax.data.synthvad.types import NORMAL, SynthConfig, SynthVideo, Track, 
 _MAX_ATTEMPTS = 8  # an anomaly that never becomes visible is re-drawn (rare)
 
 
-def render_video(seed: int, config: SynthConfig | None = None, anomaly_type: str | None = None,
-                 video_id: str | None = None) -> SynthVideo:
+def render_video(
+    seed: int,
+    config: SynthConfig | None = None,
+    anomaly_type: str | None = None,
+    video_id: str | None = None,
+) -> SynthVideo:
     """Render the video of ``seed``; the same seed and config give identical bytes.
 
     Args:
@@ -76,8 +80,12 @@ def render_video(seed: int, config: SynthConfig | None = None, anomaly_type: str
         masks=masks,
         spatial_word=fields.get("where", ""),
         scene_description=text.scene_description(
-            scene.ground, scene.paths[1].orientation, scene.paving,
-            [b.colour for b in scene.buildings], scene.num_trees),
+            scene.ground,
+            scene.paths[1].orientation,
+            scene.paving,
+            [b.colour for b in scene.buildings],
+            scene.num_trees,
+        ),
         event_description=text.event_description(rng, anomaly_type, fields),
         frame_captions=_captions(anomaly_type, tracks, labels, w, h),
     )
@@ -86,18 +94,23 @@ def render_video(seed: int, config: SynthConfig | None = None, anomaly_type: str
 def _light(rng: np.random.Generator, num_frames: int, fps: float) -> dict[str, np.ndarray]:
     """Slow global gain and colour-temperature drift, and the camera noise level."""
     t = np.arange(num_frames) / fps
-    gain = 1.0 + rng.uniform(0.03, 0.08) * np.sin(2 * np.pi * t / rng.uniform(20, 60)
-                                                  + rng.uniform(0, 2 * np.pi))
-    warm = rng.uniform(2.0, 6.0) * np.sin(2 * np.pi * t / rng.uniform(20, 60)
-                                          + rng.uniform(0, 2 * np.pi))
+    gain = 1.0 + rng.uniform(0.03, 0.08) * np.sin(
+        2 * np.pi * t / rng.uniform(20, 60) + rng.uniform(0, 2 * np.pi)
+    )
+    warm = rng.uniform(2.0, 6.0) * np.sin(
+        2 * np.pi * t / rng.uniform(20, 60) + rng.uniform(0, 2 * np.pi)
+    )
     tint = warm[:, None] * np.array([1.0, 0.2, -1.0])  # [T, 3]
-    return {"gain": gain.astype(np.float32), "tint": tint.astype(np.float32),
-            "sigma": np.float32(rng.uniform(1.5, 4.0))}
+    return {
+        "gain": gain.astype(np.float32),
+        "tint": tint.astype(np.float32),
+        "sigma": np.float32(rng.uniform(1.5, 4.0)),
+    }
 
 
-def _composite(rng: np.random.Generator, scene: Scene, actors: list[Actor],
-               light: dict[str, np.ndarray]
-               ) -> tuple[np.ndarray, np.ndarray, list[Track], list[int]]:
+def _composite(
+    rng: np.random.Generator, scene: Scene, actors: list[Actor], light: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, list[Track], list[int]]:
     """Paint every frame.
 
     Returns frames uint8 [T, H, W, 3], masks uint8 [T, H, W], the tracks, and for each track
@@ -113,8 +126,10 @@ def _composite(rng: np.random.Generator, scene: Scene, actors: list[Actor],
     hits: list[list[tuple[int, list[int]]]] = [[] for _ in actors]  # (frame, box) per actor
     for t in range(num_frames):
         img, mask = scene.image.copy(), masks[t]
-        depth = [(a.anomalous, float(a.anchor[t, 1]) if a.parts[t] else 0.0, i)
-                 for i, a in enumerate(actors)]
+        depth = [
+            (a.anomalous, float(a.anchor[t, 1]) if a.parts[t] else 0.0, i)
+            for i, a in enumerate(actors)
+        ]
         windows: dict[int, list[int]] = {}
         for _, _, i in sorted(depth):
             for part, colour, alpha in actors[i].parts[t]:
@@ -122,8 +137,12 @@ def _composite(rng: np.random.Generator, scene: Scene, actors: list[Actor],
                 if win is not None:
                     ys, xs = win
                     b = windows.setdefault(i, [ys.start, ys.stop, xs.start, xs.stop])
-                    b[:] = [min(b[0], ys.start), max(b[1], ys.stop),
-                            min(b[2], xs.start), max(b[3], xs.stop)]
+                    b[:] = [
+                        min(b[0], ys.start),
+                        max(b[1], ys.stop),
+                        min(b[2], xs.start),
+                        max(b[3], xs.stop),
+                    ]
         for i, (y0, y1, x0, x1) in windows.items():
             own = mask[y0:y1, x0:x1] == i + 1  # [h', w']
             rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
@@ -143,11 +162,15 @@ def _composite(rng: np.random.Generator, scene: Scene, actors: list[Actor],
             continue
         lut[i + 1] = len(tracks) + 1
         kept.append(i)
-        tracks.append(Track(
-            track_id=len(tracks), kind=actor.kind,
-            frames=np.array([f for f, _ in hits[i]], np.int32),
-            boxes=np.array([b for _, b in hits[i]], np.int32).reshape(-1, 4),
-            anomalous=actor.anomalous))
+        tracks.append(
+            Track(
+                track_id=len(tracks),
+                kind=actor.kind,
+                frames=np.array([f for f, _ in hits[i]], np.int32),
+                boxes=np.array([b for _, b in hits[i]], np.int32).reshape(-1, 4),
+                anomalous=actor.anomalous,
+            )
+        )
     return frames, lut[masks], tracks, kept
 
 
@@ -162,18 +185,28 @@ def _centre_word(boxes: np.ndarray, width: int, height: int) -> str:
     return text.spatial_word(cx, cy, width, height)
 
 
-def _fields(anomaly_type: str, infos: list[dict], tracks: list[Track], labels: np.ndarray,
-            width: int, height: int) -> dict[str, str]:
+def _fields(
+    anomaly_type: str,
+    infos: list[dict],
+    tracks: list[Track],
+    labels: np.ndarray,
+    width: int,
+    height: int,
+) -> dict[str, str]:
     """Template fields: appearance, spatial word and trajectory of the anomaly.
 
     ``infos[i]`` holds the words of ``tracks[i]`` (colour, size, path, ...).
     """
     if anomaly_type == NORMAL:
-        return text.normal_fields([inf["colour"] for inf, tr in zip(infos, tracks)
-                                   if tr.kind == "person"])
+        return text.normal_fields(
+            [inf["colour"] for inf, tr in zip(infos, tracks) if tr.kind == "person"]
+        )
     # anomalous tracks seen on labelled frames, with their boxes there
-    shown = [(inf, tr.boxes[labels[tr.frames] == 1]) for inf, tr in zip(infos, tracks)
-             if tr.anomalous and (labels[tr.frames] == 1).any()]
+    shown = [
+        (inf, tr.boxes[labels[tr.frames] == 1])
+        for inf, tr in zip(infos, tracks)
+        if tr.anomalous and (labels[tr.frames] == 1).any()
+    ]
     fields = {k: str(v) for k, v in shown[0][0].items()}
     fields["colour2"] = shown[1][0]["colour"] if len(shown) > 1 else fields.get("owner", "")
     fields["where"] = _centre_word(np.concatenate([b for _, b in shown]), width, height)
@@ -186,8 +219,9 @@ def _fields(anomaly_type: str, infos: list[dict], tracks: list[Track], labels: n
     return fields
 
 
-def _captions(anomaly_type: str, tracks: list[Track], labels: np.ndarray, width: int,
-              height: int) -> list[str]:
+def _captions(
+    anomaly_type: str, tracks: list[Track], labels: np.ndarray, width: int, height: int
+) -> list[str]:
     """Per-frame captions: the anomaly where the frame is labelled, else people walking."""
     num_frames = len(labels)
     people = np.zeros(num_frames, np.int32)

@@ -9,12 +9,24 @@ import numpy as np
 from vau_jax.data.synthvad.draw import paint
 
 # (name, RGB) palettes; names feed the template descriptions.
-GROUNDS = (("green grass", (70, 120, 60)), ("dry grass", (135, 130, 75)),
-           ("bare earth", (115, 95, 70)), ("dark asphalt", (70, 72, 78)))
-PAVINGS = (("grey paving", (165, 165, 160)), ("sandy gravel", (195, 180, 145)),
-           ("pale concrete", (200, 200, 195)))
-WALLS = (("red brick", (150, 70, 55)), ("beige", (190, 170, 130)), ("grey", (120, 120, 125)),
-         ("white", (215, 215, 210)), ("blue", (80, 100, 150)))
+GROUNDS = (
+    ("green grass", (70, 120, 60)),
+    ("dry grass", (135, 130, 75)),
+    ("bare earth", (115, 95, 70)),
+    ("dark asphalt", (70, 72, 78)),
+)
+PAVINGS = (
+    ("grey paving", (165, 165, 160)),
+    ("sandy gravel", (195, 180, 145)),
+    ("pale concrete", (200, 200, 195)),
+)
+WALLS = (
+    ("red brick", (150, 70, 55)),
+    ("beige", (190, 170, 130)),
+    ("grey", (120, 120, 125)),
+    ("white", (215, 215, 210)),
+    ("blue", (80, 100, 150)),
+)
 
 
 @dataclasses.dataclass
@@ -105,8 +117,14 @@ def _make_paths(rng: np.random.Generator, height: int, width: int) -> list[Path]
     paths = []
     y0 = rng.uniform(0.35, 0.75) * height
     y1 = np.clip(y0 + rng.uniform(-0.1, 0.1) * height, 0.3 * height, 0.8 * height)
-    paths.append(Path(np.array([-m, y0]), np.array([width + m, y1]),
-                      rng.uniform(0.12, 0.16) * size, "horizontal"))
+    paths.append(
+        Path(
+            np.array([-m, y0]),
+            np.array([width + m, y1]),
+            rng.uniform(0.12, 0.16) * size,
+            "horizontal",
+        )
+    )
     second = rng.choice(["vertical", "diagonal"])
     if second == "vertical":
         x0 = rng.uniform(0.25, 0.75) * width
@@ -175,27 +193,42 @@ def make_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
         if occupied[ys, xs].any():
             continue
         occupied[ys, xs] = True
-        paint(image, None, 0, ("ellipse", cx + 0.3 * r, cy + 0.3 * r, r, r, 0.0),
-              np.float32((40, 50, 35)))  # shadow
-        paint(image, None, 0, ("ellipse", cx, cy, r, r, 0.0),
-              np.float32((35, 95, 40)) + rng.uniform(-10, 10, 3).astype(np.float32))
+        paint(
+            image,
+            None,
+            0,
+            ("ellipse", cx + 0.3 * r, cy + 0.3 * r, r, r, 0.0),
+            np.float32((40, 50, 35)),
+        )  # shadow
+        paint(
+            image,
+            None,
+            0,
+            ("ellipse", cx, cy, r, r, 0.0),
+            np.float32((35, 95, 40)) + rng.uniform(-10, 10, 3).astype(np.float32),
+        )
         num_trees += 1
     return Scene(image, paths, on_path, buildings, num_trees, gname, pname)
 
 
-def _draw_building(image: np.ndarray, box: tuple[int, int, int, int], wall: np.ndarray,
-                   size: int) -> None:
+def _draw_building(
+    image: np.ndarray, box: tuple[int, int, int, int], wall: np.ndarray, size: int
+) -> None:
     """Walls, a darker roof edge, a shadow and a grid of windows, in place."""
     x0, y0, x1, y1 = box
     h, w = image.shape[:2]
     sh = max(1, size // 40)
-    image[min(y0 + sh, h - 1):min(y1 + sh + 1, h), min(x1 + 1, w - 1):min(x1 + sh + 1, w)] *= 0.6
-    image[min(y1 + 1, h - 1):min(y1 + sh + 1, h), min(x0 + sh, w - 1):min(x1 + sh + 1, w)] *= 0.6
-    image[y0:y1 + 1, x0:x1 + 1] = wall
+    image[min(y0 + sh, h - 1) : min(y1 + sh + 1, h), min(x1 + 1, w - 1) : min(x1 + sh + 1, w)] *= (
+        0.6
+    )
+    image[min(y1 + 1, h - 1) : min(y1 + sh + 1, h), min(x0 + sh, w - 1) : min(x1 + sh + 1, w)] *= (
+        0.6
+    )
+    image[y0 : y1 + 1, x0 : x1 + 1] = wall
     roof = max(1, (y1 - y0) // 5)
-    image[y0:y0 + roof, x0:x1 + 1] = wall * 0.6
+    image[y0 : y0 + roof, x0 : x1 + 1] = wall * 0.6
     win = max(1, size // 32)
     step = 3 * win
     for wy in range(y0 + roof + win, y1 - win, step):
         for wx in range(x0 + win, x1 - win, step):
-            image[wy:wy + win + 1, wx:wx + win + 1] = (40, 50, 70)
+            image[wy : wy + win + 1, wx : wx + win + 1] = (40, 50, 70)

@@ -13,8 +13,9 @@ from vau_jax.data.synthvad.types import SynthConfig, SynthVideo
 def render_split_video(split: str, index: int, config: SynthConfig) -> SynthVideo:
     """Video ``index`` of ``split``: its seed, id and type follow :mod:`splits`."""
     seed = split_seeds(split, index + 1)[index]
-    return render_video(seed, config, anomaly_type=anomaly_type_at(index, config),
-                        video_id=video_id(split, index))
+    return render_video(
+        seed, config, anomaly_type=anomaly_type_at(index, config), video_id=video_id(split, index)
+    )
 
 
 class SynthVADSource:
@@ -37,10 +38,13 @@ class SynthVADSource:
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = int(index)
         if not 0 <= index < self.num_videos:
-            raise IndexError(f"SynthVADSource({self.split!r}): index {index} out of range "
-                             f"[0, {self.num_videos})")
+            raise IndexError(
+                f"SynthVADSource({self.split!r}): index {index} out of range [0, {self.num_videos})"
+            )
         return to_record(render_split_video(self.split, index, self.config))
 
     def __repr__(self) -> str:
-        return (f"SynthVADSource(split={self.split!r}, num_videos={self.num_videos}, "
-                f"config={self.config})")
+        return (
+            f"SynthVADSource(split={self.split!r}, num_videos={self.num_videos}, "
+            f"config={self.config})"
+        )

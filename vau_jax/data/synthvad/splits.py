@@ -8,8 +8,11 @@ from vau_jax.data.synthvad.types import NORMAL, SynthConfig
 
 # Seeds of split s are SPLIT_OFFSETS[s] + i, i < SPLIT_STRIDE, so splits never share a seed.
 SPLIT_STRIDE = 1_000_000
-SPLIT_OFFSETS = {"train": 1 * SPLIT_STRIDE, "validation": 2 * SPLIT_STRIDE,
-                 "test": 3 * SPLIT_STRIDE}
+SPLIT_OFFSETS = {
+    "train": 1 * SPLIT_STRIDE,
+    "validation": 2 * SPLIT_STRIDE,
+    "test": 3 * SPLIT_STRIDE,
+}
 _GOLDEN = 0.6180339887498949
 
 

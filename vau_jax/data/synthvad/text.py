@@ -110,15 +110,16 @@ def number(n: int) -> str:
 
 
 def join_words(words: Sequence[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
+    """ "a", "a and b", "a, b and c"."""
     words = list(words)
     if len(words) <= 1:
         return "".join(words)
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def scene_description(ground: str, second_path: str, paving: str, building_colours: list[str],
-                      num_trees: int) -> str:
+def scene_description(
+    ground: str, second_path: str, paving: str, building_colours: list[str], num_trees: int
+) -> str:
     """The static scene in one sentence."""
     if building_colours:
         n = len(building_colours)
@@ -131,8 +132,9 @@ def scene_description(ground: str, second_path: str, paving: str, building_colou
     else:
         buildings = ""
     trees = f" and {number(num_trees)} tree{'s' * (num_trees != 1)}" if num_trees else ""
-    return SCENE_TEMPLATE.format(ground=ground, second=second_path, paving=paving,
-                                 buildings=buildings, trees=trees)
+    return SCENE_TEMPLATE.format(
+        ground=ground, second=second_path, paving=paving, buildings=buildings, trees=trees
+    )
 
 
 def event_description(rng: np.random.Generator, anomaly_type: str, fields: dict[str, str]) -> str:

@@ -50,8 +50,7 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.height % 2 or self.width % 2 or min(self.height, self.width) < 32:
             raise ValueError(
-                f"SynthConfig: height/width must be even and >= 32, got "
-                f"{self.height}x{self.width}"
+                f"SynthConfig: height/width must be even and >= 32, got {self.height}x{self.width}"
             )
         if not 0.0 < self.min_seconds <= self.max_seconds:
             raise ValueError(
@@ -59,7 +58,9 @@ class SynthConfig:
                 f"{self.min_seconds}, {self.max_seconds}"
             )
         if not 0.0 <= self.anomaly_prob <= 1.0:
-            raise ValueError(f"SynthConfig: anomaly_prob must be in [0, 1], got {self.anomaly_prob}")
+            raise ValueError(
+                f"SynthConfig: anomaly_prob must be in [0, 1], got {self.anomaly_prob}"
+            )
         object.__setattr__(self, "anomaly_types", tuple(self.anomaly_types))  # stay hashable
         unknown = [t for t in self.anomaly_types if t not in ANOMALY_TYPES]
         if unknown or not self.anomaly_types:

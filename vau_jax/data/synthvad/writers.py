@@ -45,8 +45,9 @@ def class_name(anomaly_type: str) -> str:
 
 def _atomic(path: str, mode: str = "w"):
     """(handle, temp path) of a temp file next to ``path``; ``os.replace`` it when done."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
-                               prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(path) or ".", prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
     os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary data files
     return os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8"), tmp
 
@@ -175,11 +176,19 @@ def xd_lines(videos: list[dict[str, Any]]) -> str:
     """XD-Violence ``annotations.txt`` text (anomalous videos only)."""
     return "".join(
         v["id"] + "".join(f" {s} {e}" for s, e in v["intervals_frames"]) + "\n"
-        for v in videos if v["intervals_frames"])
+        for v in videos
+        if v["intervals_frames"]
+    )
 
 
-def write_split(out: str, split: str, num_videos: int, config: SynthConfig | None = None,
-                write_videos: bool = True, progress: bool = False) -> dict[str, Any]:
+def write_split(
+    out: str,
+    split: str,
+    num_videos: int,
+    config: SynthConfig | None = None,
+    write_videos: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Render ``split`` and write it (see the module docstring). Returns the merged meta."""
     config = SynthConfig() if config is None else config
     video_dir = os.path.join(out, "videos")
@@ -212,8 +221,9 @@ def write_split(out: str, split: str, num_videos: int, config: SynthConfig | Non
         "intervals_frames": "0-based half-open [s, e) frame numbers (UCF-Crime, XD-Violence)",
         "ubnormal_tracks": "track_id,start,end with 0-based inclusive frames; ids from 1",
     }
-    write_text(os.path.join(out, f"{split}_list.txt"),
-               "".join(f"videos/{e['id']}.mp4\n" for e in entries))
+    write_text(
+        os.path.join(out, f"{split}_list.txt"), "".join(f"videos/{e['id']}.mp4\n" for e in entries)
+    )
     write_text(os.path.join(out, UCF_FILE), ucf_lines(meta["videos"]))
     write_text(os.path.join(out, XD_FILE), xd_lines(meta["videos"]))
     write_text(meta_path, json.dumps(meta, indent=1) + "\n")
