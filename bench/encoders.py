@@ -98,26 +98,11 @@ def bench_llama(repeats: int) -> dict:
     import torch
     import transformers
 
-    from vau_jax.convert import load_hf_state_dict
+    from vau_jax.convert import hf_llama, load_hf_state_dict
     from vau_jax.eval.generate import generate
-    from vau_jax.models import llama
+    from vau_jax.models import llama, registry
 
-    cfg = transformers.LlamaConfig(
-        vocab_size=49152,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        head_dim=64,
-        rms_norm_eps=1e-5,
-        rope_theta=100000.0,
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=2,
-    )
+    cfg = transformers.LlamaConfig(**hf_llama.config_to_hf(registry.get_config("smollm2-135m")))
     torch.manual_seed(0)
     ref = transformers.LlamaForCausalLM(cfg).eval()
     sd = {k: v.numpy() for k, v in ref.state_dict().items()}

@@ -460,30 +460,22 @@ def decode_step(
 
 # -------------------------------------------------------------------------------- registry
 
+_LLAMA2_7B = LlamaConfig(
+    vocab_size=32000,
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    head_dim=128,
+    rms_norm_eps=1e-5,
+    max_position_embeddings=4096,
+)
+
 PRESETS: dict[str, LlamaConfig] = {
-    "llama-2-7b": LlamaConfig(
-        vocab_size=32000,
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        head_dim=128,
-        rms_norm_eps=1e-5,
-        max_position_embeddings=4096,
-    ),
-    "vicuna-7b": LlamaConfig(
-        vocab_size=32000,
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        head_dim=128,
-        rms_norm_eps=1e-5,
-        max_position_embeddings=4096,
-        pad_token_id=0,
-    ),
+    "llama-2-7b": _LLAMA2_7B,
+    # Vicuna v1.5 is LLaMA-2-7B fine-tuned: same shapes, pad id 0 in its tokenizer config.
+    "vicuna-7b": dataclasses.replace(_LLAMA2_7B, pad_token_id=0),
     "smollm2-135m": LlamaConfig(
         vocab_size=49152,
         hidden_size=576,
