@@ -45,9 +45,9 @@ def run(config, workdir: str, mode: str) -> int:
             raise
         print(
             f"vau_jax: the '{config.method}' method is not yet available in this version "
-            "(it lands with the method issues: VAD-LLaMA [4/5], VA-GPT [5/5]). "
-            "Available now: the model zoo and converters (python -m vau_jax.convert), "
-            "see README.md.",
+            "(VA-GPT lands with issue [5/5]). Runnable now: --config=configs/clip_pretrain.py, "
+            "--config=configs/vadllama.py (phases 1-2), python -m vau_jax.convert / evaluate / "
+            "extract; see README.md.",
             file=sys.stderr,
         )
         return 0
