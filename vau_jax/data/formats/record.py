@@ -10,6 +10,7 @@ truth frame for frame. Boxes are inclusive pixel boxes ``x1, y1, x2, y2`` (width
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import field
 from typing import Any
 
@@ -82,6 +83,15 @@ class VideoRecord:
         if not rate:
             raise ValueError(f"video {self.id!r}: fps unknown; pass fps explicitly")
         return [(s / rate, e / rate) for s, e in self.intervals]
+
+
+def content_lines(path: str) -> Iterator[tuple[int, str]]:
+    """``(line number from 1, stripped text)`` of every non-blank, non-``#`` line of a text file."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if line and not line.startswith("#"):
+                yield lineno, line
 
 
 def parse_int(token: str, path: str, line: int, what: str) -> int:

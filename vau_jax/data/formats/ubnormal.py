@@ -33,6 +33,7 @@ from vau_jax.data.formats.record import (
     FormatError,
     VideoRecord,
     check_interval,
+    content_lines,
     format_error,
     parse_int,
 )
@@ -46,27 +47,23 @@ _MASK_RE = re.compile(r"^(?P<vid>.+)_(?P<frame>\d+)_gt\.png$")
 def read_tracks_txt(path: str) -> dict[int, tuple[int, int]]:
     """``track_id -> (start, end_inclusive)`` from a UBnormal ``_tracks.txt``."""
     tracks: dict[int, tuple[int, int]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            cols = [c for c in re.split(r"[,\s]+", line) if c]
-            if len(cols) != 3:
-                raise format_error(
-                    path,
-                    lineno,
-                    f"expected 'track_id,start_frame,end_frame', got {len(cols)} fields",
-                )
-            tid, start, end = (
-                parse_int(c, path, lineno, w) for c, w in zip(cols, ("track_id", "start", "end"))
+    for lineno, line in content_lines(path):
+        cols = [c for c in re.split(r"[,\s]+", line) if c]
+        if len(cols) != 3:
+            raise format_error(
+                path,
+                lineno,
+                f"expected 'track_id,start_frame,end_frame', got {len(cols)} fields",
             )
-            if tid <= 0:
-                raise format_error(path, lineno, f"track id must be positive, got {tid}")
-            check_interval(start, end, path, lineno)
-            if tid in tracks:
-                raise format_error(path, lineno, f"duplicate track id {tid}")
-            tracks[tid] = (start, end)
+        tid, start, end = (
+            parse_int(c, path, lineno, w) for c, w in zip(cols, ("track_id", "start", "end"))
+        )
+        if tid <= 0:
+            raise format_error(path, lineno, f"track id must be positive, got {tid}")
+        check_interval(start, end, path, lineno)
+        if tid in tracks:
+            raise format_error(path, lineno, f"duplicate track id {tid}")
+        tracks[tid] = (start, end)
     return tracks
 
 

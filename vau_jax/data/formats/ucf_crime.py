@@ -19,6 +19,7 @@ from vau_jax.data.formats.record import (
     NORMAL,
     VideoRecord,
     check_interval,
+    content_lines,
     format_error,
     parse_int,
     video_id,
@@ -40,45 +41,39 @@ def parse_temporal_annotation(
     path = os.fspath(path)
     records: list[VideoRecord] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            cols = line.split()
-            if len(cols) < _N_FIXED:
-                raise format_error(
-                    path,
-                    lineno,
-                    f"expected {_N_FIXED} columns 'name class s1 e1 s2 e2', got {len(cols)}",
-                )
-            name, label = cols[0], cols[1]
-            nums = [parse_int(t, path, lineno, f"column {i + 3}") for i, t in enumerate(cols[2:6])]
-            intervals = []
-            for s, e in (nums[0:2], nums[2:4]):
-                if s == -1 and e == -1:
-                    continue
-                intervals.append(check_interval(s, e, path, lineno))
-            if label == NORMAL and intervals:
-                raise format_error(path, lineno, f"class {NORMAL!r} with an anomalous interval")
-            vid = video_id(name)
-            if vid in seen:
-                raise format_error(
-                    path, lineno, f"duplicate video {vid!r} (first at line {seen[vid]})"
-                )
-            seen[vid] = lineno
-            extra: dict = {"dataset": dataset, "source": f"{path}:{lineno}"}
-            if len(cols) > _N_FIXED:
-                extra["columns"] = cols[_N_FIXED:]
-            records.append(
-                VideoRecord(
-                    id=vid,
-                    path=os.path.join(video_dir, name) if video_dir else None,
-                    label=label,
-                    intervals=intervals,
-                    extra=extra,
-                )
+    for lineno, line in content_lines(path):
+        cols = line.split()
+        if len(cols) < _N_FIXED:
+            raise format_error(
+                path,
+                lineno,
+                f"expected {_N_FIXED} columns 'name class s1 e1 s2 e2', got {len(cols)}",
             )
+        name, label = cols[0], cols[1]
+        nums = [parse_int(t, path, lineno, f"column {i + 3}") for i, t in enumerate(cols[2:6])]
+        intervals = []
+        for s, e in (nums[0:2], nums[2:4]):
+            if s == -1 and e == -1:
+                continue
+            intervals.append(check_interval(s, e, path, lineno))
+        if label == NORMAL and intervals:
+            raise format_error(path, lineno, f"class {NORMAL!r} with an anomalous interval")
+        vid = video_id(name)
+        if vid in seen:
+            raise format_error(path, lineno, f"duplicate video {vid!r} (first at line {seen[vid]})")
+        seen[vid] = lineno
+        extra: dict = {"dataset": dataset, "source": f"{path}:{lineno}"}
+        if len(cols) > _N_FIXED:
+            extra["columns"] = cols[_N_FIXED:]
+        records.append(
+            VideoRecord(
+                id=vid,
+                path=os.path.join(video_dir, name) if video_dir else None,
+                label=label,
+                intervals=intervals,
+                extra=extra,
+            )
+        )
     return records
 
 

@@ -22,6 +22,7 @@ from vau_jax.data.formats.record import (
     NORMAL,
     VideoRecord,
     check_interval,
+    content_lines,
     format_error,
     parse_int,
     video_id,
@@ -70,46 +71,36 @@ def read_xd_violence(
     path = os.fspath(path)
     records: list[VideoRecord] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            name, *rest = line.split()
-            n_int = 0
-            while n_int < len(rest) and _is_int(rest[n_int]):
-                n_int += 1
-            if n_int == 0:
-                raise format_error(path, lineno, "expected 'name s1 e1 [s2 e2 ...]', no interval")
-            if n_int % 2:
-                raise format_error(
-                    path, lineno, f"odd number of frame numbers ({n_int}): intervals need pairs"
-                )
-            nums = [
-                parse_int(t, path, lineno, f"column {i + 2}") for i, t in enumerate(rest[:n_int])
-            ]
-            intervals = [
-                check_interval(nums[i], nums[i + 1], path, lineno) for i in range(0, n_int, 2)
-            ]
-            vid = video_id(name)
-            if vid in seen:
-                raise format_error(
-                    path, lineno, f"duplicate video {vid!r} (first at line {seen[vid]})"
-                )
-            seen[vid] = lineno
-            labels = xd_labels(vid)
-            extra: dict = {"dataset": "xd_violence", "source": f"{path}:{lineno}", "labels": labels}
-            if n_int < len(rest):
-                extra["columns"] = rest[n_int:]
-            records.append(
-                VideoRecord(
-                    id=vid,
-                    path=os.path.join(video_dir, vid + ".mp4") if video_dir else None,
-                    label=labels[0] if labels else ANOMALY,
-                    intervals=intervals,
-                    extra=extra,
-                )
+    for lineno, line in content_lines(path):
+        name, *rest = line.split()
+        n_int = 0
+        while n_int < len(rest) and _is_int(rest[n_int]):
+            n_int += 1
+        if n_int == 0:
+            raise format_error(path, lineno, "expected 'name s1 e1 [s2 e2 ...]', no interval")
+        if n_int % 2:
+            raise format_error(
+                path, lineno, f"odd number of frame numbers ({n_int}): intervals need pairs"
             )
+        nums = [parse_int(t, path, lineno, f"column {i + 2}") for i, t in enumerate(rest[:n_int])]
+        intervals = [check_interval(nums[i], nums[i + 1], path, lineno) for i in range(0, n_int, 2)]
+        vid = video_id(name)
+        if vid in seen:
+            raise format_error(path, lineno, f"duplicate video {vid!r} (first at line {seen[vid]})")
+        seen[vid] = lineno
+        labels = xd_labels(vid)
+        extra: dict = {"dataset": "xd_violence", "source": f"{path}:{lineno}", "labels": labels}
+        if n_int < len(rest):
+            extra["columns"] = rest[n_int:]
+        records.append(
+            VideoRecord(
+                id=vid,
+                path=os.path.join(video_dir, vid + ".mp4") if video_dir else None,
+                label=labels[0] if labels else ANOMALY,
+                intervals=intervals,
+                extra=extra,
+            )
+        )
     if test_videos is not None:
         for name, where in _test_names(test_videos):
             vid = _strip_crop(name)
