@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tests.convert.hf_testing import save as _save  # noqa: E402
 from vau_jax.convert import (  # noqa: E402
     CheckpointMismatchError,
     export_hf,
@@ -37,11 +38,6 @@ def _model(seed=0, **overrides):
                 noise[p.shape[0] // 3 : 2 * p.shape[0] // 3] = 0
             p.add_(noise)
     return hf.eval()
-
-
-def _save(model, path):
-    model.save_pretrained(path, safe_serialization=True)
-    return str(path)
 
 
 def _errors(ours, ref):

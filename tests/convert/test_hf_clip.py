@@ -7,6 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tests.convert.hf_testing import perturb as _perturb  # noqa: E402
+from tests.convert.hf_testing import save as _save  # noqa: E402
 from vau_jax.convert import (  # noqa: E402
     CheckpointMismatchError,
     export_hf,
@@ -38,19 +40,6 @@ TEXT = dict(
     pad_token_id=1,
     projection_dim=24,
 )
-
-
-def _perturb(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-def _save(model, path):
-    model.save_pretrained(path, safe_serialization=True)
-    return str(path)
 
 
 def _errors(ours, ref, prefix=""):

@@ -7,24 +7,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tests.convert.hf_testing import perturb as _perturb  # noqa: E402
+from tests.convert.hf_testing import save as _save  # noqa: E402
 from vau_jax.convert import CheckpointMismatchError, export_hf, load_hf  # noqa: E402
 from vau_jax.convert.common import read_safetensors_dir  # noqa: E402
 
 TOL = 1e-4
-
-
-def _perturb(model, seed):
-    """Random values for every parameter (HF init leaves layerscale at 1, biases at 0...)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-def _save(model, tmp_path):
-    model.save_pretrained(tmp_path, safe_serialization=True)
-    return str(tmp_path)
 
 
 def _max_errors(ours, theirs):

@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tests.convert.hf_testing import save as _save  # noqa: E402
 from vau_jax.convert import CheckpointMismatchError, hf_qformer, load_hf  # noqa: E402
 
 TOL = 1e-4
@@ -78,11 +79,6 @@ def _randomize(model, seed: int) -> None:
                 p.copy_(1.0 + 0.2 * noise)
             else:
                 p.copy_(0.2 * noise)
-
-
-def _save(model, path) -> str:
-    model.save_pretrained(str(path), safe_serialization=True)
-    return str(path)
 
 
 def _compare(ours: dict, theirs, n_layers: int) -> float:
