@@ -156,3 +156,32 @@ SYSTEM_PROMPT = (
 )
 # Prefixes of each role's turn; the assistant text (plus EOS) is the training target.
 ROLE_PREFIX: dict[str, str] = {"human": " USER: ", "gpt": " ASSISTANT: "}
+
+# --- Chat formats (data): how a conversation is laid out as text ----------------------------
+# Each format: ``bos`` (prepend the tokenizer's BOS id), ``system`` (default system prompt),
+# ``system_format`` ({system}), ``user_format`` ({text}: the human turn), ``assistant_prefix``
+# (written before every assistant turn and at the end of a generation prompt),
+# ``assistant_suffix`` (text after an assistant answer, part of the training target) and
+# ``eos_after_assistant`` (append the EOS id after an answer, also a target).
+CHAT_FORMATS: dict[str, dict[str, object]] = {
+    # Vicuna v1.1 / LLaMA-VID / VA-GPT: "<s>SYSTEM USER: q ASSISTANT: a</s>".
+    "vicuna_v1": {
+        "bos": True,
+        "system": SYSTEM_PROMPT,
+        "system_format": "{system}",
+        "user_format": ROLE_PREFIX["human"] + "{text}",
+        "assistant_prefix": ROLE_PREFIX["gpt"],
+        "assistant_suffix": "",
+        "eos_after_assistant": True,
+    },
+    # ChatML (SmolLM2-Instruct): "<|im_start|>role\ntext<|im_end|>\n"; <|im_end|> is its EOS.
+    "chatml": {
+        "bos": False,
+        "system": "You are a helpful AI assistant that watches surveillance videos.",
+        "system_format": "<|im_start|>system\n{system}<|im_end|>\n",
+        "user_format": "<|im_start|>user\n{text}<|im_end|>\n",
+        "assistant_prefix": "<|im_start|>assistant\n",
+        "assistant_suffix": "<|im_end|>",
+        "eos_after_assistant": False,
+    },
+}

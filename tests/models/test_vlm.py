@@ -1,0 +1,110 @@
+"""The LLaMA-VID-style video LLM: token splicing, context/content tokens, loss, cached decoding."""
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from vau_jax.models import registry
+from vau_jax.models.llama import init_cache, prefill
+from vau_jax.models.vlm import VideoLLM, VLMConfig, lm_loss, sequence_logprob
+
+
+def _cfg(projector_hidden=0):
+    llm = dataclasses.replace(registry.get_config("tiny-llama"), vocab_size=64)
+    q = dataclasses.replace(
+        registry.get_config("tiny-qformer"),
+        encoder_hidden_size=16,
+        vocab_size=64,
+        hidden_dropout_prob=0.0,
+    )
+    return VLMConfig(llm=llm, qformer=q, vision_width=16, projector_hidden=projector_hidden)
+
+
+def _inputs(b=2, t=3, k=5, L=20, seed=0):
+    rng = np.random.default_rng(seed)
+    visual = jnp.asarray(rng.normal(size=(b, t, k, 16)), jnp.float32)
+    ids = rng.integers(3, 64, size=(b, L)).astype(np.int32)
+    video = np.zeros((b, L), bool)
+    video[:, 4 : 4 + 2 * t] = True
+    ids[video] = 0
+    query = rng.integers(3, 64, size=(b, 6)).astype(np.int32)
+    return visual, jnp.asarray(ids), jnp.asarray(video), jnp.asarray(query)
+
+
+def _init(cfg, visual, ids, video, query):
+    m = VideoLLM(cfg)
+    mask = jnp.ones(ids.shape, bool)
+    params = nn.unbox(m.init(jax.random.key(0), ids, mask, video, visual, query)["params"])
+    return m, params, mask
+
+
+def test_parameter_names_and_splicing_order():
+    cfg = _cfg()
+    visual, ids, video, query = _inputs()
+    m, params, _ = _init(cfg, visual, ids, video, query)
+    assert set(params) == {"qformer", "query_proj", "context_proj", "content_proj", "llm"}
+    vis = m.apply({"params": params}, visual, query, method=VideoLLM.visual_embeds)
+    assert vis.shape == (2, 6, cfg.llm.hidden_size)
+    emb = m.apply({"params": params}, ids, video, vis, method=VideoLLM.embed)
+    text = m.apply({"params": params}, ids, method=lambda mdl, i: mdl.llm.embed(i))
+    np.testing.assert_array_equal(np.asarray(emb[:, 4:10]), np.asarray(vis))
+    np.testing.assert_array_equal(np.asarray(emb[:, :4]), np.asarray(text[:, :4]))
+    np.testing.assert_array_equal(np.asarray(emb[:, 10:]), np.asarray(text[:, 10:]))
+
+
+def test_context_token_follows_the_text_and_content_token_is_pooled():
+    cfg = _cfg(projector_hidden=32)
+    visual, ids, video, query = _inputs()
+    m, params, _ = _init(cfg, visual, ids, video, query)
+    # Sharpen the query->token attention (at init it is nearly uniform).
+    params = {
+        **params,
+        "query_proj": {**params["query_proj"], "kernel": params["query_proj"]["kernel"] * 300},
+    }
+    f = lambda v, q: m.apply({"params": params}, v, q, method=VideoLLM.visual_embeds)
+    a, b = f(visual, query), f(visual, (query + 7) % 64)
+    # Content tokens (odd slots) ignore the instruction; context tokens (even) follow it.
+    np.testing.assert_allclose(np.asarray(a[:, 1::2]), np.asarray(b[:, 1::2]), atol=1e-6)
+    assert np.abs(np.asarray(a[:, 0::2] - b[:, 0::2])).max() > 1e-4
+    # Content token = content_proj(mean of the frame's tokens): permuting tokens keeps it.
+    perm = visual[:, :, ::-1]
+    np.testing.assert_allclose(np.asarray(f(perm, query)), np.asarray(a), atol=1e-5)
+    # Manual content token of frame 1 of video 0.
+    x = visual[0, 1].mean(0)
+    manual = m.apply({"params": params}, x, method=lambda mdl, v: mdl.content_proj(v))
+    np.testing.assert_allclose(np.asarray(a[0, 3]), np.asarray(manual), atol=1e-5)
+
+
+def test_lm_loss_and_sequence_logprob_match_numpy():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 7, 11)).astype(np.float32)
+    ids = rng.integers(0, 11, size=(2, 7))
+    mask = np.zeros((2, 7), bool)
+    mask[0, 4:] = True
+    mask[1, 2:5] = True
+    loss, aux = lm_loss(jnp.asarray(logits), jnp.asarray(ids), jnp.asarray(mask))
+    lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    terms = [-lp[b, i - 1, ids[b, i]] for b in range(2) for i in range(1, 7) if mask[b, i]]
+    np.testing.assert_allclose(float(loss), np.mean(terms), rtol=1e-5)
+    assert float(aux["target_tokens"]) == len(terms)
+    seq = sequence_logprob(jnp.asarray(logits), jnp.asarray(ids), jnp.asarray(mask))
+    for b in range(2):
+        ref = sum(lp[b, i - 1, ids[b, i]] for i in range(1, 7) if mask[b, i])
+        np.testing.assert_allclose(float(seq[b]), ref, rtol=1e-5)
+
+
+def test_cached_prefill_from_multimodal_prefix_equals_full_forward():
+    cfg = _cfg()
+    visual, ids, video, query = _inputs()
+    m, params, mask = _init(cfg, visual, ids, video, query)
+    mask = mask.at[1, :3].set(False)  # left padding in row 1
+    full = m.apply({"params": params}, ids, mask, video, visual, query)["logits"]
+    emb = m.apply({"params": params}, ids, video, visual, query, method=VideoLLM.prefix_embeds)
+    llm = m.apply({"params": params}, method=lambda mdl: mdl.llm.clone())
+    cache = init_cache(cfg.llm, 2, 32)
+    nxt, _ = prefill(llm, params["llm"], cache, inputs_embeds=emb, attention_mask=mask)
+    chex.assert_trees_all_close(nxt, full[:, -1], atol=1e-5)

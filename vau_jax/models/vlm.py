@@ -1,0 +1,173 @@
+"""Vision tokens -> LLM prefix: LLaMA-VID context + content tokens and the video LLM.
+
+Per frame, the (SETS-selected) visual tokens ``X_t`` ``[K, Dv]`` become two LLM tokens
+(LLaMA-VID, Li et al. 2023; VA-GPT builds on it):
+
+* **context token**: a text-conditioned Q-Former (queries + the instruction text) gives
+  ``Q_t`` ``[Nq, Dq]``; ``query_proj`` maps it to ``Dv``; ``E_t = mean_q softmax(Q_t X_tᵀ /
+  sqrt(Dv)) X_t`` (attention of the text-aware queries over the visual tokens, averaged over
+  queries); ``context_proj`` maps ``E_t`` to the LLM width;
+* **content token**: ``mean_k X_t`` through ``content_proj``.
+
+Frame ``t`` contributes ``[context_t, content_t]``; a video of ``T`` frames gives ``2T``
+embeddings, spliced into the text embeddings at the ``video_mask`` positions that
+:func:`vau_jax.data.chat.tokenize_chat` reserved (in order). Top-level parameter names
+(``qformer``, ``query_proj``, ``context_proj``, ``content_proj``, ``llm``) are API for
+freezing regexes; ``llm`` is a :class:`~vau_jax.models.llama.LlamaForCausalLM` tree, so a
+converted or GGUF checkpoint drops in as ``params["llm"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from vau_jax.models import layers
+from vau_jax.models.layers import constrain
+from vau_jax.models.llama import LlamaConfig, LlamaForCausalLM
+from vau_jax.models.qformer import QFormer, QFormerConfig
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class VLMConfig:
+    """A LLaMA-VID-style video LLM.
+
+    Attributes:
+      llm: the decoder.
+      qformer: text-conditioned Q-Former (``text_input=True``; its ``encoder_hidden_size``
+        must equal ``vision_width``).
+      vision_width: width ``Dv`` of the visual tokens.
+      projector_hidden: 0 -> linear projectors; > 0 -> ``Dense -> GELU -> Dense`` with this
+        hidden width (LLaVA's ``mlp2x_gelu``).
+    """
+
+    llm: LlamaConfig
+    qformer: QFormerConfig
+    vision_width: int
+    projector_hidden: int = 0
+
+    def __post_init__(self) -> None:
+        if self.qformer.encoder_hidden_size != self.vision_width:
+            raise ValueError(
+                f"qformer.encoder_hidden_size={self.qformer.encoder_hidden_size} != "
+                f"vision_width={self.vision_width}"
+            )
+        if not self.qformer.text_input:
+            raise ValueError("the context token needs a text-conditioned Q-Former (text_input)")
+
+
+class Projector(nn.Module):
+    """``[..., Din] -> [..., features]``: Linear, or Linear-GELU-Linear when ``hidden > 0``."""
+
+    features: int
+    hidden: int = 0
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        if self.hidden:
+            x = layers.dense(self.hidden, ("embed", "mlp"), name="fc1")(x)
+            x = nn.gelu(x, approximate=False)
+            return layers.dense(self.features, ("mlp", "embed"), name="fc2")(x)
+        return layers.dense(self.features, (None, "embed"), name="linear")(x)
+
+
+class VideoLLM(nn.Module):
+    """Visual tokens + instruction -> LLM logits (see the module docstring)."""
+
+    config: VLMConfig
+
+    def setup(self) -> None:
+        cfg = self.config
+        d = cfg.llm.hidden_size
+        self.qformer = QFormer(cfg.qformer)
+        self.query_proj = layers.dense(cfg.vision_width, (None, "embed"), name="query_proj")
+        self.context_proj = Projector(d, cfg.projector_hidden)
+        self.content_proj = Projector(d, cfg.projector_hidden)
+        self.llm = LlamaForCausalLM(cfg.llm)
+
+    def visual_embeds(
+        self,
+        visual: Array,  # [B, T, K, Dv]
+        query_ids: Array,  # [B, Lq] instruction tokens for the Q-Former
+        query_mask: Array | None = None,  # [B, Lq] 1 = token
+    ) -> Array:
+        """Per-frame context and content tokens, interleaved: ``[B, 2T, D_llm]``."""
+        b, t, k, dv = visual.shape
+        x = visual.reshape(b * t, k, dv)
+        ids = jnp.repeat(query_ids, t, axis=0)  # [B*T, Lq]
+        mask = None if query_mask is None else jnp.repeat(query_mask, t, axis=0)
+        nq = self.config.qformer.num_query_tokens
+        q = self.qformer(x, input_ids=ids, attention_mask=mask)["last_hidden_state"][:, :nq]
+        q = self.query_proj(q)  # [B*T, Nq, Dv]
+        att = jnp.einsum("bqd,bkd->bqk", q, x) / jnp.sqrt(jnp.float32(dv))
+        ctx = jnp.einsum("bqk,bkd->bqd", jax.nn.softmax(att, axis=-1), x).mean(1)  # [B*T, Dv]
+        context = self.context_proj(ctx)
+        content = self.content_proj(x.mean(1))
+        tokens = jnp.stack([context, content], axis=1)  # [B*T, 2, D]
+        return constrain(tokens.reshape(b, 2 * t, -1), ("batch", "length", "embed"))
+
+    def embed(self, input_ids: Array, video_mask: Array, visual_embeds: Array) -> Array:
+        """Text embeddings with ``visual_embeds [B, V, D]`` written, in order, at the
+        ``video_mask [B, L]`` positions (each row must have exactly ``V`` of them)."""
+        text = self.llm.embed(input_ids)  # [B, L, D]
+        v = visual_embeds.shape[1]
+        slot = jnp.clip(jnp.cumsum(video_mask, axis=1) - 1, 0, v - 1)  # [B, L]
+        vis = jnp.take_along_axis(visual_embeds, slot[..., None], axis=1)  # [B, L, D]
+        return jnp.where(video_mask[..., None], vis.astype(text.dtype), text)
+
+    def prefix_embeds(
+        self,
+        input_ids: Array,  # [B, L]
+        video_mask: Array,  # [B, L] bool
+        visual: Array,  # [B, T, K, Dv]
+        query_ids: Array,  # [B, Lq]
+        query_mask: Array | None = None,
+    ) -> Array:
+        """The LLM input embeddings ``[B, L, D]`` of a multimodal sequence."""
+        return self.embed(input_ids, video_mask, self.visual_embeds(visual, query_ids, query_mask))
+
+    def __call__(
+        self,
+        input_ids: Array,  # [B, L]
+        attention_mask: Array,  # [B, L]
+        video_mask: Array,  # [B, L]
+        visual: Array,  # [B, T, K, Dv]
+        query_ids: Array,  # [B, Lq]
+        query_mask: Array | None = None,
+    ) -> dict[str, Any]:
+        """``{"logits": [B, L, V]}`` of the multimodal sequence."""
+        x = self.prefix_embeds(input_ids, video_mask, visual, query_ids, query_mask)
+        return self.llm(inputs_embeds=x, attention_mask=attention_mask)
+
+
+def lm_loss(logits: Array, input_ids: Array, loss_mask: Array) -> tuple[Array, dict[str, Array]]:
+    """Next-token cross-entropy on the target tokens only.
+
+    Args:
+      logits: ``[B, L, V]`` (position ``i`` predicts token ``i + 1``).
+      input_ids: ``[B, L]``.
+      loss_mask: ``[B, L]`` True where ``input_ids[i]`` is a target (answer token).
+    Returns:
+      mean loss over target tokens, and ``{"token_accuracy", "target_tokens"}``.
+    """
+    lp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    tgt = input_ids[:, 1:]
+    m = loss_mask[:, 1:].astype(jnp.float32)
+    nll = -jnp.take_along_axis(lp, tgt[..., None], axis=-1)[..., 0]
+    n = jnp.maximum(m.sum(), 1.0)
+    acc = ((jnp.argmax(lp, -1) == tgt) * m).sum() / n
+    return (nll * m).sum() / n, {"token_accuracy": acc, "target_tokens": m.sum()}
+
+
+def sequence_logprob(logits: Array, input_ids: Array, loss_mask: Array) -> Array:
+    """Sum of ``log p(token)`` over the ``loss_mask`` tokens of each row: ``[B]``
+    (multiple-choice scoring by option log-likelihood)."""
+    lp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    tok = jnp.take_along_axis(lp, input_ids[:, 1:, None], axis=-1)[..., 0]
+    return (tok * loss_mask[:, 1:]).sum(-1)
