@@ -43,14 +43,13 @@ def run(config, workdir: str, mode: str) -> int:
     except ModuleNotFoundError as e:
         if e.name != f"vau_jax.methods.{config.method}":
             raise
-        print(
-            f"vau_jax: the '{config.method}' method is not yet available in this version "
-            "(VA-GPT lands with issue [5/5]). Runnable now: --config=configs/clip_pretrain.py, "
-            "--config=configs/vadllama.py (phases 1-2), python -m vau_jax.convert / evaluate / "
-            "extract; see README.md.",
-            file=sys.stderr,
+        known = sorted(
+            n[:-3]
+            for n in os.listdir(os.path.join(os.path.dirname(__file__), "methods"))
+            if n.endswith(".py") and not n.startswith("_")
         )
-        return 0
+        print(f"vau_jax: unknown method {config.method!r}; known: {known}", file=sys.stderr)
+        return 1
     return int(method.run(config, workdir=workdir, mode=mode) or 0)
 
 

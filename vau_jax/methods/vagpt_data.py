@@ -1,0 +1,246 @@
+"""VA-GPT data on SynthVAD: frozen-encoder features (cached) and the instruction examples.
+
+Per video (cached once per split, encoder checkpoint and config as ``.npz`` in the data dir):
+
+* ``cls`` ``[Tmax, Dc]``: the tiny CLIP's class token of every frame (standardised) — TETG's
+  input ``z``;
+* ``visual`` ``[S, N, Dc]``: the CLIP patch tokens (standardised) of ``S`` frames sampled
+  uniformly over the video — what SETS selects from and the LLaMA-VID tokens pool;
+* ``dino`` ``[S, N, Dd]``: the frozen DINOv2 patch embeddings of the same frames (SETS's
+  inter-frame L1 distance);
+* ground truth: ``labels [Tmax]``, ``n_frames``, ``fps``, ``anomaly_type``, ``video_id``,
+  ``intervals [4, 2]`` seconds (``-1`` padded), ``sample_index [S]``.
+
+Examples are 4-option multiple-choice questions (:func:`vau_jax.data.instruct.multiple_choice`)
+whose human turn is ``<video>`` + (TETG's sentence) + the lettered options; the answer is the
+correct option line ("B. A person running from 2.0s to 4.5s").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import zlib
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from vau_jax.data import synthvad
+from vau_jax.data.chat import tokenize_chat
+from vau_jax.data.instruct import MCQuestion, VideoFacts, multiple_choice
+from vau_jax.models import registry
+from vau_jax.models.vit import VisionTransformer
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def _standardise(x: jax.Array) -> jax.Array:
+    x = x - x.mean(-1, keepdims=True)
+    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), -1, keepdims=True) + 1e-6)
+
+
+@dataclasses.dataclass
+class PatchEncoder:
+    """The frozen DINOv2 patch encoder of SETS (tiny: seeded random weights, see README)."""
+
+    model: VisionTransformer
+    params: Any
+    key: str
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, H, W, 3]`` -> patch embeddings ``[N, g*g, D]`` float16 (no CLS)."""
+        return np.asarray(_dino_apply(self.model, self.params, jnp.asarray(frames)), np.float16)
+
+
+def _dino_apply(model: VisionTransformer, params: Any, frames: jax.Array) -> jax.Array:
+    x = (frames.astype(jnp.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    h = model.apply({"params": params}, x)["last_hidden_state"]
+    return h[:, 1 + model.config.num_register_tokens :]
+
+
+_dino_apply = jax.jit(_dino_apply, static_argnums=0)
+
+
+def make_patch_encoder(config: Any) -> PatchEncoder:
+    """The tiny preset's DINOv2: the registry preset on the CLIP frame size with patches that
+    give ``config.patch_encoder_grid`` per side, initialised from ``patch_encoder_seed``."""
+    c = config
+    size = int(c.synthvad.height)
+    cfg = dataclasses.replace(
+        registry.get_config(c.patch_encoder),
+        image_size=size,
+        patch_size=size // int(c.patch_encoder_grid),
+    )
+    model = VisionTransformer(cfg)
+    dummy = jnp.zeros((1, size, size, 3), jnp.float32)
+    params = nn.unbox(model.init(jax.random.key(int(c.patch_encoder_seed)), dummy)["params"])
+    key = f"{c.patch_encoder}/{size}/{cfg.patch_size}/seed{c.patch_encoder_seed}"
+    return PatchEncoder(model, params, key)
+
+
+def sample_frames(n_frames: int, count: int) -> np.ndarray:
+    """``count`` frame indices spread uniformly over ``[0, n_frames)`` (int32, ascending)."""
+    return np.round(np.linspace(0, n_frames - 1, count)).astype(np.int32)
+
+
+def split_features(
+    config: Any, clip: Any, dino: PatchEncoder, split: str, num_videos: int
+) -> dict[str, np.ndarray]:
+    """The cached per-video features of a SynthVAD split (see the module docstring)."""
+    synth = synthvad.SynthConfig(**dict(config.synthvad))
+    s = int(config.frames_per_video)
+    key = hashlib.sha1(
+        json.dumps(
+            [
+                split,
+                num_videos,
+                dataclasses.asdict(synth),
+                os.path.basename(clip.path),
+                dino.key,
+                s,
+            ],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:12]
+    path = os.path.join(config.data_dir, f"vagpt_features_{split}_{key}.npz")
+    if os.path.isfile(path):
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    from vau_jax.methods.clip_pretrain import normalize_pixels
+
+    @jax.jit
+    def clip_tokens(params: Any, frames: jax.Array) -> jax.Array:
+        h = clip.vision_apply(params, normalize_pixels(frames))["last_hidden_state"]
+        return _standardise(h.astype(jnp.float32))  # [N, 1 + g*g, D]
+
+    videos = [synthvad.render_split_video(split, i, synth) for i in range(num_videos)]
+    tmax = max(v.num_frames for v in videos)
+    out: dict[str, Any] = {
+        "labels": np.zeros((num_videos, tmax), np.uint8),
+        "intervals": np.full((num_videos, 4, 2), -1.0, np.float32),
+        "sample_index": np.zeros((num_videos, s), np.int32),
+    }
+    cls = visual = patches = None
+    for i, v in enumerate(videos):
+        tok = np.concatenate(
+            [
+                np.asarray(clip_tokens(clip.params, jnp.asarray(v.frames[a : a + 128])))
+                for a in range(0, v.num_frames, 128)
+            ]
+        )
+        idx = sample_frames(v.num_frames, s)
+        d = dino(v.frames[idx])
+        if cls is None:
+            cls = np.zeros((num_videos, tmax, tok.shape[-1]), np.float16)
+            visual = np.zeros((num_videos, s, tok.shape[1] - 1, tok.shape[-1]), np.float16)
+            patches = np.zeros((num_videos, *d.shape), np.float16)
+        cls[i, : v.num_frames] = tok[:, 0]
+        visual[i] = tok[idx, 1:]
+        patches[i] = d
+        out["labels"][i, : v.num_frames] = v.labels
+        iv = np.asarray(v.intervals, np.float32).reshape(-1, 2)[:4]
+        out["intervals"][i, : len(iv)] = iv
+        out["sample_index"][i] = idx
+    out.update(
+        cls=cls,
+        visual=visual,
+        dino=patches,
+        n_frames=np.array([v.num_frames for v in videos], np.int32),
+        fps=np.array([v.fps for v in videos], np.float32),
+        anomaly_type=np.array([v.anomaly_type for v in videos]),
+        video_id=np.array([v.video_id for v in videos]),
+    )
+    os.makedirs(config.data_dir, exist_ok=True)
+    tmp = path + f".tmp{os.getpid()}.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+    return out
+
+
+def facts(feats: dict[str, np.ndarray], i: int) -> VideoFacts:
+    """The :class:`VideoFacts` of video ``i`` of a feature split (enough for MC questions)."""
+    iv = feats["intervals"][i]
+    iv = iv[iv[:, 0] >= 0]
+    return VideoFacts(
+        video_id=str(feats["video_id"][i]),
+        duration=float(feats["n_frames"][i]) / float(feats["fps"][i]),
+        anomaly_type=str(feats["anomaly_type"][i]),
+        intervals=tuple((float(a), float(b)) for a, b in iv),
+    )
+
+
+def questions(feats: dict[str, np.ndarray], i: int, count: int) -> list[MCQuestion]:
+    """``count`` MC questions of video ``i`` (different distractors and option orders),
+    seeded by the video id and the question number."""
+    f = facts(feats, i)
+    base = zlib.crc32(f.video_id.encode())
+    return [multiple_choice(f, synthvad.ANOMALY_TYPES, seed=base * 16 + q) for q in range(count)]
+
+
+def human_text(question: MCQuestion, tetg_sentence: str | None) -> str:
+    """The human turn: the video marker, TETG's sentence (when used) and the options."""
+    prior = f"{tetg_sentence}\n" if tetg_sentence else ""
+    return f"<video>\n{prior}{question.prompt()}"
+
+
+def encode_query(tok: Any, text: str, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Q-Former's instruction text: ids ``[length]`` int32 (truncated) + mask bool."""
+    ids = list(tok.encode(text))[:length]
+    out = np.full((length,), tok.pad_id, np.int32)
+    out[: len(ids)] = ids
+    mask = np.zeros((length,), bool)
+    mask[: len(ids)] = True
+    return out, mask
+
+
+def training_example(
+    tok: Any,
+    config: Any,
+    question: MCQuestion,
+    tetg_sentence: str | None,
+    video: int,
+    num_video_tokens: int,
+) -> dict[str, np.ndarray]:
+    """One tokenised training example (answer = the correct option line)."""
+    conv = [
+        {"from": "human", "value": human_text(question, tetg_sentence)},
+        question.conversation()[1],
+    ]
+    ex = tokenize_chat(
+        tok,
+        conv,
+        int(config.max_length),
+        str(config.chat_format),
+        num_video_tokens=num_video_tokens,
+        system=config.system_prompt,
+        source=f"{question.video_id} (MC training example)",
+    )
+    ex["query_ids"], ex["query_mask"] = encode_query(
+        tok, question.question, int(config.max_query_length)
+    )
+    ex["video"] = np.int32(video)
+    return ex
+
+
+class AttachVisual(grain.transforms.Map):
+    """Adds the example's video features ``visual [S, N, Dc]`` and ``dino [S, N, Dd]``
+    (float32) looked up by its ``video`` index, so examples stay small in the source."""
+
+    def __init__(self, visual: np.ndarray, dino: np.ndarray):
+        self.visual, self.dino = visual, dino
+
+    def map(self, element: dict[str, Any]) -> dict[str, Any]:
+        v = int(element["video"])
+        return {
+            **element,
+            "visual": self.visual[v].astype(np.float32),
+            "dino": self.dino[v].astype(np.float32),
+        }

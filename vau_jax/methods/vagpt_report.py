@@ -1,0 +1,108 @@
+"""VA-GPT's ``report.html``: per test video the TETG curve against the ground truth, frames
+with the SETS-selected patches highlighted, and every question with the model's choice."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from vau_jax.data import synthvad
+from vau_jax.models.heads import sets as S
+from vau_jax.report import ReportQuestion, ReportVideo, write_report
+
+FRAMES_SHOWN = 6
+
+
+def report_videos(feats: dict[str, np.ndarray], count: int) -> list[int]:
+    """Up to ``count`` test videos, anomalous and normal alternating (in split order)."""
+    normal = [i for i, t in enumerate(feats["anomaly_type"]) if t == synthvad.NORMAL]
+    anomalous = [i for i, t in enumerate(feats["anomaly_type"]) if t != synthvad.NORMAL]
+    out: list[int] = []
+    for a, n in zip(anomalous + [None] * count, normal + [None] * count):
+        out += [i for i in (a, n) if i is not None]
+        if len(out) >= count or (a is None and n is None):
+            break
+    return out[:count]
+
+
+def sets_masks(dino: np.ndarray, keep: float) -> np.ndarray:
+    """SETS keep-masks ``[S, g, g]`` bool of one video's sampled frames (``dino [S, N, C]``)."""
+    n = dino.shape[1]
+    g = int(round(n**0.5))
+    d = S.frame_distances(jnp.asarray(dino, jnp.float32)[None])  # [1, S, N]
+    idx = S.select_indices(d, S.num_keep(n, keep))
+    return np.asarray(S.keep_mask(idx, n))[0].reshape(-1, g, g)
+
+
+def write_vagpt_report(method: Any, params: Any, metrics: dict[str, float], workdir: str) -> str:
+    """Writes ``workdir/report.html`` from the method's last evaluation; returns its path."""
+    del params
+    c = method.config
+    f = method.feats["test"]
+    synth = synthvad.SynthConfig(**dict(c.synthvad))
+    ev = method.last_eval
+    by_video: dict[int, list[int]] = {}
+    for k, (i, *_rest) in enumerate(ev["items"]):
+        by_video.setdefault(i, []).append(k)
+    keep = method.keep["stage2"]
+    videos = []
+    for i in report_videos(f, int(c.report_videos)):
+        v = synthvad.render_split_video("test", i, synth)
+        fps = float(f["fps"][i])
+        pick = np.round(np.linspace(0, f["sample_index"].shape[1] - 1, FRAMES_SHOWN)).astype(int)
+        idx = f["sample_index"][i][pick]
+        masks = sets_masks(f["dino"][i], keep)[pick] if keep < 1.0 else None
+        questions, texts = [], {}
+        for k in by_video.get(i, []):
+            _, q, sentence, _ = ev["items"][k]
+            chosen = int(ev["chosen"][k])
+            questions.append(
+                ReportQuestion(
+                    prompt=q.prompt(),
+                    options=[f"{o.letter}. {o.text}" for o in q.options],
+                    chosen=chosen,
+                    answer=q.answer_index,
+                    temporally_correct=q.is_temporally_correct(chosen),
+                    scores=[float(s) for s in ev["scores"][k]],
+                )
+            )
+            if sentence:
+                texts["TETG prior sentence"] = sentence
+            if "generated" in ev:
+                texts[f"generated answer (question {len(questions)})"] = ev["generated"][k]
+        iv = f["intervals"][i]
+        _, tetg_interval = method.tetg_sentence("test", i)
+        videos.append(
+            ReportVideo(
+                video_id=str(f["video_id"][i]),
+                anomaly_type=str(f["anomaly_type"][i]),
+                fps=fps,
+                duration=float(f["n_frames"][i]) / fps,
+                gt_intervals=[(float(a), float(b)) for a, b in iv if a >= 0],
+                tetg_probs=np.asarray(method.tetg_probs["test"][i], np.float32),
+                tetg_threshold=float(c.tetg.threshold),
+                tetg_interval=tetg_interval,
+                frames=v.frames[idx],
+                frame_times=[float(t) / fps for t in idx],
+                patch_masks=masks,
+                questions=questions,
+                texts=texts,
+            )
+        )
+    notes = [
+        f"SynthVAD test split, {int(metrics.get('test_questions', 0))} four-option questions; "
+        "chance accuracy 0.25.",
+        f"SETS keeps {keep:.0%} of the patches per frame (highlighted; others dimmed).",
+        "TETG: frame probabilities of the frozen MLP on CLIP class tokens; shaded = ground "
+        "truth, band = the longest run above the threshold (the interval written in the prompt).",
+    ]
+    return write_report(
+        os.path.join(workdir, "report.html"),
+        f"VA-GPT on SynthVAD ({c.preset} preset, llm={c.llm})",
+        metrics,
+        videos,
+        notes=notes,
+    )
