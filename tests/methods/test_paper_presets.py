@@ -1,0 +1,210 @@
+"""Paper presets of VA-GPT and VAD-LLaMA: full-size trees, shardings, and the no-weights exit.
+
+Everything is built under ``jax.eval_shape`` (no parameter memory). The meshes come from each
+config's ``mesh`` field on the 8 CPU devices ``tests/conftest.py`` forces.
+"""
+
+import io
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import linen as nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
+
+import vadllama as vadllama_config  # noqa: E402
+import vagpt as vagpt_config  # noqa: E402
+
+from vau_jax import sharding  # noqa: E402
+from vau_jax.methods import paper  # noqa: E402
+from vau_jax.methods.vadllama import paper_abstract_params as vadllama_abstract_params  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+# Parameter counts of the public checkpoints (HF models, all tensors of each tower).
+VICUNA_7B = 6_738_415_616
+CLIP_L14_VISION = 303_179_776  # CLIPVisionModel, no visual_projection
+DINOV2_L14 = 304_368_640  # Dinov2Model incl. mask token
+# BLIP-2 Q-Former (BERT-base, 32 queries) with text embeddings, cross-attention on 1024-wide
+# CLIP-L tokens: 185,683,968 on 1408-wide EVA tokens minus 6 x (k, v) x 384 x 768.
+QFORMER_ON_CLIP_L = 185_683_968 - 6 * 2 * 384 * 768
+EVA_VIT_G14 = 985_897_344
+
+
+def _is_box(x):
+    return isinstance(x, nn.LogicallyPartitioned)
+
+
+def _is_sharding(x):
+    return isinstance(x, jax.sharding.NamedSharding)
+
+
+def _count(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(tree)))
+
+
+def _shard_all(trees, mesh):
+    """``{name: (boxes, shardings)}``; asserts every parameter leaf got a ``NamedSharding``."""
+    out = {}
+    for name, tree in trees.items():
+        shardings = sharding.param_shardings(tree, mesh)  # raises on a param without names
+        boxes = jax.tree.leaves(tree, is_leaf=_is_box)
+        specs = jax.tree.leaves(shardings, is_leaf=_is_sharding)
+        assert boxes and all(_is_box(b) for b in boxes), name
+        assert len(specs) == len(boxes) == len(jax.tree.leaves(nn.unbox(tree))), name
+        assert all(_is_sharding(s) and s.mesh is mesh for s in specs), name
+        out[name] = (boxes, specs)
+    return out
+
+
+@pytest.fixture(scope="module")
+def vagpt_paper():
+    c = vagpt_config.get_config("paper")
+    return c, paper.vagpt_abstract_params(c)
+
+
+def test_vagpt_paper_tree_layout_and_parameter_counts(vagpt_paper):
+    c, trees = vagpt_paper
+    assert set(trees) == {"vision", "patch_encoder", "vlm", "tetg"}
+    vlm = trees["vlm"]
+    assert set(vlm) == {"qformer", "query_proj", "context_proj", "content_proj", "llm"}
+    assert _count(trees["vision"]) == CLIP_L14_VISION
+    assert _count(trees["patch_encoder"]) == DINOV2_L14
+    assert _count(vlm["llm"]) == VICUNA_7B
+    assert _count(vlm["qformer"]) == QFORMER_ON_CLIP_L
+    # text-conditioned Q-Former: BERT word embeddings, queries of the Q-Former width
+    q = nn.unbox(vlm["qformer"])
+    assert q["embeddings"]["word_embeddings"]["embedding"].shape == (30522, 768)
+    assert q["query_tokens"].shape == (1, 32, 768)
+    assert q["encoder"]["layer_0"]["crossattention"]["attention"]["key"]["kernel"].shape == (
+        1024,
+        768,
+    )
+    # projectors: query 768 -> 1024; context/content: 1024 -> 4096 -> 4096 (mlp2x_gelu)
+    h = c.projector_hidden
+    assert _count(vlm["query_proj"]) == 768 * 1024 + 1024
+    for name in ("context_proj", "content_proj"):
+        assert _count(vlm[name]) == (1024 * h + h) + (h * 4096 + 4096)
+    # TETG: 3-layer MLP on the 1024-wide CLIP-L class token
+    h1, h2 = c.tetg.hidden
+    assert _count(trees["tetg"]) == (1024 * h1 + h1) + (h1 * h2 + h2) + (h2 + 1)
+
+
+def test_vagpt_paper_shardings_split_the_7b_llm_over_fsdp(vagpt_paper):
+    c, trees = vagpt_paper
+    assert jax.device_count() == 8, "tests/conftest.py forces 8 CPU devices"
+    mesh = sharding.mesh_from_config(c)
+    assert dict(mesh.shape) == {"data": 1, "fsdp": 8, "tensor": 1}
+    shards = _shard_all(trees, mesh)
+    boxes, specs = shards["vlm"]
+    paths = [
+        jax.tree_util.keystr(p)
+        for p, _ in jax.tree_util.tree_leaves_with_path(trees["vlm"], _is_box)
+    ]
+    llm_bytes = split_bytes = 0
+    for path, box, s in zip(paths, boxes, specs):
+        if not path.startswith("['llm']"):
+            continue
+        shape = box.value.shape
+        llm_bytes += int(np.prod(shape)) * 4
+        if int(np.prod(shape)) >= 4096 * 4096:  # every projection, embed_tokens, lm_head
+            assert "fsdp" in jax.tree.leaves(tuple(s.spec)), (path, s.spec)
+            assert int(np.prod(s.shard_shape(shape))) * 8 == int(np.prod(shape)), path
+            split_bytes += int(np.prod(shape)) * 4
+    assert llm_bytes == VICUNA_7B * 4
+    assert split_bytes / llm_bytes > 0.999  # all but the RMSNorm scales
+    q = nn.unbox(trees["vlm"])["llm"]["model"]["layers_0"]["self_attn"]["q_proj"]["kernel"]
+    q_spec = shards["vlm"][1][
+        paths.index("['llm']['model']['layers_0']['self_attn']['q_proj']['kernel']")
+    ]
+    assert q.shape == (4096, 4096) and q_spec.shard_shape(q.shape) == (512, 4096)
+    # frozen encoders are FSDP-split too (their width is the "embed" axis)
+    boxes, specs = shards["vision"]
+    assert sum(1 for s in specs if "fsdp" in jax.tree.leaves(tuple(s.spec))) > len(specs) // 2
+
+
+def test_vadllama_paper_trees_counts_and_shardings():
+    c = vadllama_config.get_config("paper")
+    trees = vadllama_abstract_params(c)
+    assert _count(trees["vision"]) == EVA_VIT_G14
+    assert _count(trees["image_qformer"]) == 185_683_968  # BLIP-2 Q-Former on EVA tokens
+    mesh = sharding.mesh_from_config(c)
+    assert dict(mesh.shape) == {"data": 8, "fsdp": 1, "tensor": 1}
+    shards = _shard_all(trees, mesh)
+    # fsdp=1, tensor=1: parameters are replicated, the batch goes over the 8-way data axis
+    for _, specs in shards.values():
+        assert all(all(a is None for a in s.spec) for s in specs)
+
+
+@pytest.mark.parametrize("method", ["vagpt", "vadllama"])
+def test_explain_missing_weights_names_every_role_and_command(method):
+    c = (vagpt_config if method == "vagpt" else vadllama_config).get_config("paper")
+    roles = list(c.paper_checkpoints)
+    assert roles and set(roles) <= set(paper.SOURCES[method])
+    buf = io.StringIO()
+    assert paper.explain_missing_weights(c, stream=buf) == 2
+    text = buf.getvalue()
+    for role in roles:
+        assert f"--config.paper_checkpoints.{role}=checkpoints/{role}" in text
+        assert f"--local-dir hf/{role}" in text
+        assert f"hf/{role}" in text and f"checkpoints/{role}" in text
+        repo = paper.SOURCES[method][role].repo
+        assert f"huggingface-cli download {repo} " in text
+    assert f"python -m vau_jax.main --config=configs/{method}.py:paper" in text
+
+
+def test_explain_missing_weights_passes_when_every_role_is_converted(tmp_path):
+    c = vagpt_config.get_config("paper")
+    for role in c.paper_checkpoints:
+        d = tmp_path / role
+        d.mkdir()
+        (d / "config.json").write_text("{}")
+        c.paper_checkpoints[role] = str(d)
+    assert paper.explain_missing_weights(c, stream=io.StringIO()) == 0
+    c.paper_checkpoints.llm = str(tmp_path / "nowhere")
+    buf = io.StringIO()
+    assert paper.explain_missing_weights(c, stream=buf) == 2
+    assert "Missing: llm." in buf.getvalue()
+
+
+def test_vagpt_qformer_command_reads_the_full_instructblip_folder():
+    """`python -m vau_jax.convert` only reads bare models; the InstructBLIP Q-Former is
+    extracted from the full model folder with ``hf_qformer.load_full_model``."""
+    src = paper.SOURCES["vagpt"]["qformer"]
+    cmd = paper.convert_command(src, "hf/qformer", "checkpoints/qformer")
+    assert cmd.startswith('python -c "from vau_jax.convert.hf_qformer import load_full_model;')
+    assert "load_full_model('hf/qformer')" in cmd and "save_converted('checkpoints/qformer'" in cmd
+    plain = paper.convert_command(paper.SOURCES["vagpt"]["vision"], "hf/v", "checkpoints/v")
+    assert plain == "python -m vau_jax.convert --src=hf/v --dst=checkpoints/v"
+
+
+@pytest.mark.parametrize("method", ["vagpt", "vadllama"])
+def test_main_with_paper_preset_and_no_weights_exits_nonzero(method, tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    workdir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vau_jax.main",
+            f"--config=configs/{method}.py:paper",
+            f"--workdir={workdir}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr
+    c = (vagpt_config if method == "vagpt" else vadllama_config).get_config("paper")
+    for role in c.paper_checkpoints:
+        assert f"--config.paper_checkpoints.{role}=checkpoints/{role}" in err
+    assert "python -m vau_jax.convert --src=" in err
+    assert not os.path.exists(os.path.join(workdir, "metrics.json"))
