@@ -22,8 +22,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import clip_pretrain  # noqa: E402
 import ml_collections  # noqa: E402
+import vadllama as vadllama_config  # noqa: E402
 from common import base_config, data_dir, parse_preset  # noqa: E402
 
 
@@ -49,7 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.method = "vagpt"
     c.preset = preset
     c.data_dir = data_dir()
-    c.clip_pretrain = clip_pretrain.get_config("tiny")
+    # The same frozen tiny CLIP as VAD-LLaMA (one checkpoint in the data dir serves both).
+    c.clip_pretrain = vadllama_config.get_config("tiny").clip_pretrain
     c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})
     c.num_train_videos = 400
     c.num_test_videos = 96
@@ -88,11 +89,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # from scratch); None = the chat format's default system prompt.
     c.system_prompt = ""
     c.max_query_length = 32
-    c.mc_scoring = "loglik"  # or "generate" (greedy answer, letter parsed)
-    c.batch_size = 16
+    c.eval_generate = True  # also score by generate-and-parse (greedy answer, letter parsed)
+    c.batch_size = 8
     c.log_every = 50
-    c.stage1 = _stage(600, 1e-3, 60, [])
-    c.stage2 = _stage(150, 2e-4, 10, [])
+    c.stage1 = _stage(400, 1e-3, 40, [])
+    c.stage2 = _stage(100, 2e-4, 10, [])
     c.report_videos = 8
     if preset == "paper":
         c.vision_encoder = "clip-vit-l/14"

@@ -478,9 +478,9 @@ class VAGPT:
         if os.path.isfile(path):
             with open(path) as fh:
                 metrics.update({f"{k}_stage1": float(v) for k, v in json.load(fh).items()})
-        metrics.update(
-            {k: float(v) for k, v in self.evaluate_mc(params, self.keep["stage2"]).items()}
-        )
+        gen = bool(self.config.get("eval_generate", True))
+        res = self.evaluate_mc(params, self.keep["stage2"], generate_too=gen)
+        metrics.update({k: float(v) for k, v in res.items()})
         metrics["test_questions"] = float(len(self.last_eval["items"]))
         metrics["sets_keep_ratio"] = self.keep["stage2"]
         return metrics

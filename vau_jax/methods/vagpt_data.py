@@ -2,7 +2,8 @@
 
 Per video (cached once per split, encoder checkpoint and config as ``.npz`` in the data dir):
 
-* ``cls`` ``[Tmax, Dc]``: the tiny CLIP's class token of every frame (standardised) — TETG's
+* ``cls`` ``[Tmax, Dc]``: the tiny CLIP's class token (of the frames as the tower was trained
+  to see them: pixels or background-subtracted, ``FrozenClip.prepare_frames``) of every frame (standardised) — TETG's
   input ``z``;
 * ``visual`` ``[S, N, Dc]``: the CLIP patch tokens (standardised) of ``S`` frames sampled
   uniformly over the video — what SETS selects from and the LLaMA-VID tokens pool;
@@ -129,10 +130,12 @@ def split_features(
         "sample_index": np.zeros((num_videos, s), np.int32),
     }
     cls = visual = patches = None
+    prepare = getattr(clip, "prepare_frames", lambda frames: frames)  # what the tower saw
     for i, v in enumerate(videos):
+        seen = prepare(v.frames)
         tok = np.concatenate(
             [
-                np.asarray(clip_tokens(clip.params, jnp.asarray(v.frames[a : a + 128])))
+                np.asarray(clip_tokens(clip.params, jnp.asarray(seen[a : a + 128])))
                 for a in range(0, v.num_frames, 128)
             ]
         )
@@ -163,6 +166,66 @@ def split_features(
     np.savez(tmp, **out)
     os.replace(tmp, path)
     return out
+
+
+def video_features(
+    clip: Any,
+    dino: PatchEncoder,
+    frames: np.ndarray,
+    fps: float,
+    frames_per_video: int,
+    chunk: int = 128,
+) -> dict[str, np.ndarray]:
+    """The features of one decoded video, computed like :func:`split_features` does per video.
+
+    A one-video "split" without ground truth, so the method's split code applies unchanged
+    (e.g. ``TETGRun.probs``): the CLIP class token of every frame (of what the tower was
+    trained to see, ``clip.prepare_frames`` when it has one), CLIP patch tokens and DINOv2
+    patch embeddings of ``frames_per_video`` uniformly sampled frames; float16 as cached.
+
+    Args:
+      clip: the frozen CLIP (``vision_apply``, ``params``, optional ``prepare_frames``).
+      dino: the frozen patch encoder of SETS.
+      frames: uint8 ``[T, H, W, 3]`` of the whole video from its start, at ``fps``, on the
+        encoders' frame size.
+      fps: frames per second of ``frames``.
+      frames_per_video: ``S``, the number of sampled frames.
+      chunk: frames per CLIP call (memory bound; the class tokens are kept, patch tokens only
+        of the sampled frames).
+
+    Returns:
+      ``cls [1, T, Dc]``, ``visual [1, S, N, Dc]``, ``dino [1, S, N, Dd]`` (float16),
+      ``sample_index [1, S]`` int32, ``n_frames [1]`` int32, ``fps [1]`` float32.
+    """
+    from vau_jax.methods.clip_pretrain import normalize_pixels
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise ValueError(f"frames must be uint8 [T>0, H, W, 3], got {frames.dtype} {frames.shape}")
+
+    @jax.jit
+    def clip_tokens(params: Any, x: jax.Array) -> jax.Array:
+        h = clip.vision_apply(params, normalize_pixels(x))["last_hidden_state"]
+        return _standardise(h.astype(jnp.float32))  # [n, 1 + g*g, D]
+
+    t = len(frames)
+    idx = sample_frames(t, int(frames_per_video))
+    seen = getattr(clip, "prepare_frames", lambda f: f)(frames)  # what the tower saw
+    cls, sampled = [], {}
+    for a in range(0, t, chunk):
+        tok = np.asarray(clip_tokens(clip.params, jnp.asarray(seen[a : a + chunk])))
+        cls.append(tok[:, 0].astype(np.float16))
+        for j in np.flatnonzero((idx >= a) & (idx < a + chunk)):
+            sampled[int(j)] = tok[idx[j] - a, 1:].astype(np.float16)
+    visual = np.stack([sampled[j] for j in range(len(idx))])  # [S, N, Dc]
+    return {
+        "cls": np.concatenate(cls)[None],
+        "visual": visual[None],
+        "dino": dino(frames[idx]).astype(np.float16)[None],
+        "sample_index": idx[None],
+        "n_frames": np.array([t], np.int32),
+        "fps": np.array([fps], np.float32),
+    }
 
 
 def facts(feats: dict[str, np.ndarray], i: int) -> VideoFacts:

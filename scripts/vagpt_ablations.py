@@ -1,0 +1,171 @@
+"""VA-GPT's ablations on SynthVAD (paper Tables 2 and 3), mean ± std over seeds.
+
+    python scripts/vagpt_ablations.py [--seeds=0,1,2] [--out=runs/vagpt_ablations]
+        [--llm=tiny|smollm2] [--tables=modules,ratio] [--set key=value ...]
+
+Table A, modules: {none, SETS, TETG, SETS+TETG} x {after stage 1, after stage 2}. Stage 1
+always trains on all patch tokens; with SETS, stage 2 and its evaluation use the selected
+tokens. Total / Temporal Acc on the SynthVAD *test* questions.
+Table B, the SETS keep ratio K in {0.1, 0.3, 0.5, 0.7, 0.9} (TETG on).
+Stage 1 trains on all tokens whatever SETS and K are, so it is trained once per (seed, TETG on
+or off): the SETS run and every K run start from a copy of that run folder cut at its
+stage-1 boundary checkpoint, and the trainer resumes there (exactly the computation a
+from-scratch run would do, since stage 1 is identical). Generate-and-parse is evaluated only
+for the SETS+TETG runs.
+Also reported per seed: the TETG classifier's frame AUC on the test frames.
+Encoders, features and the tokenizer are shared (cached in the data dir). Writes
+``OUT/vagpt_ablations.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "configs"))
+
+MODULES = {
+    "none": dict(use_sets=False, use_tetg=False),
+    "SETS": dict(use_sets=True, use_tetg=False),
+    "TETG": dict(use_sets=False, use_tetg=True),
+    "SETS+TETG": dict(use_sets=True, use_tetg=True),
+}
+RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def make_config(llm: str, seed: int, overrides: list[str], **fields):
+    import vagpt as vagpt_config
+
+    c = vagpt_config.get_config("tiny")
+    c.seed = seed
+    if llm == "smollm2":
+        c.llm, c.chat_format, c.train_llm = "smollm2", "chatml", False
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = (
+            type(node[leaf])(value) if not isinstance(node[leaf], bool) else value == "True"
+        )
+    c.update(fields)
+    return c
+
+
+def run(c, workdir: str) -> dict[str, float]:
+    from vau_jax.methods.runner import run_method
+    from vau_jax.methods.vagpt import VAGPT
+
+    path = os.path.join(workdir, "metrics.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
+    _, metrics = run_method(VAGPT(c, workdir), c, workdir, "train_and_eval")
+    return metrics
+
+
+def branch_at_stage1(src: str, dst: str, stage1_steps: int) -> None:
+    """Copies ``src``'s run folder to ``dst`` without checkpoints after stage 1, so the trainer
+    resumes ``dst`` at the stage-1 boundary."""
+    if os.path.isdir(dst):
+        return
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"{src}: run it first (its stage 1 is shared)")
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("metrics.json", "report.html"))
+    ckpt = os.path.join(dst, "checkpoints")
+    for name in os.listdir(ckpt):
+        if name.isdigit() and int(name) > stage1_steps:
+            shutil.rmtree(os.path.join(ckpt, name))
+
+
+def fmt(values: list[float]) -> str:
+    v = np.asarray(values, np.float64)
+    return f"{v.mean():.3f}" if len(v) == 1 else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--out", default="runs/vagpt_ablations")
+    ap.add_argument("--llm", default="tiny", choices=("tiny", "smollm2"))
+    ap.add_argument("--tables", default="modules,ratio")
+    ap.add_argument("--set", action="append", default=[], help="config override key=value")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    tables = args.tables.split(",")
+    out = os.path.join(args.out, args.llm)
+    os.makedirs(out, exist_ok=True)
+    res: dict[str, dict[str, list[float]]] = {}
+
+    def add(name: str, key: str, value: float) -> None:
+        res.setdefault(name, {}).setdefault(key, []).append(float(value))
+
+    for seed in seeds:
+        for name, fields in MODULES.items():
+            if "modules" not in tables and name != "SETS+TETG":
+                continue
+            c = make_config(args.llm, seed, args.set, **fields)
+            c.eval_generate = name == "SETS+TETG"
+            workdir = os.path.join(out, f"{name}_seed{seed}")
+            if fields["use_sets"]:  # stage 1 is the same as the run without SETS
+                twin = "TETG" if fields["use_tetg"] else "none"
+                branch_at_stage1(
+                    os.path.join(out, f"{twin}_seed{seed}"), workdir, int(c.stage1.steps)
+                )
+            m = run(c, workdir)
+            for stage, suffix in (("stage 1", "_stage1"), ("stage 2", "")):
+                add(f"{name} / {stage}", "total", m[f"total_acc{suffix}"])
+                add(f"{name} / {stage}", "temporal", m[f"temporal_acc{suffix}"])
+            if name == "SETS+TETG":
+                add("tetg", "auc", m["tetg_frame_auc"])
+                add("generate", "total", m.get("total_acc_generate", float("nan")))
+                add("generate", "temporal", m.get("temporal_acc_generate", float("nan")))
+        if "ratio" in tables:
+            for k in RATIOS:
+                if k == 0.5:  # the SETS+TETG run of table A
+                    m = run(
+                        make_config(args.llm, seed, args.set),
+                        os.path.join(out, f"SETS+TETG_seed{seed}"),
+                    )
+                else:
+                    c = make_config(
+                        args.llm, seed, args.set, use_sets=True, use_tetg=True, sets_keep_ratio=k
+                    )
+                    c.eval_generate = False
+                    dst = os.path.join(out, f"K{k}_seed{seed}")
+                    branch_at_stage1(
+                        os.path.join(out, f"TETG_seed{seed}"), dst, int(c.stage1.steps)
+                    )
+                    m = run(c, dst)
+                add(f"K={k}", "total", m["total_acc"])
+                add(f"K={k}", "temporal", m["temporal_acc"])
+    n = len(seeds)
+    lines = [f"LLM: {args.llm}; SynthVAD test; mean ± std over {n} seed(s); chance 0.25.", ""]
+    lines += ["| setting | Total Acc | Temporal Acc |", "|---|---|---|"]
+    for name, v in res.items():
+        if name in ("tetg", "generate"):
+            continue
+        lines.append(f"| {name} | {fmt(v['total'])} | {fmt(v['temporal'])} |")
+    if "tetg" in res:
+        lines += ["", f"TETG frame AUC (test frames): {fmt(res['tetg']['auc'])}"]
+        g = res["generate"]
+        lines += [
+            f"SETS+TETG by generate-and-parse: Total {fmt(g['total'])}, Temporal {fmt(g['temporal'])}"
+        ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(out, "vagpt_ablations.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "vagpt_ablations.json"), "w") as f:
+        json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
