@@ -26,6 +26,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.preset = preset
     c.data_dir = data_dir()
     c.model = "tiny-clip"
+    # What the vision tower sees: "rgb" pixels or "background"-subtracted frames (causal
+    # per-video background, see vau_jax.methods.synth_features.background_subtracted).
+    c.input = "rgb"
     c.vocab_size = 512
     c.max_text_length = 16
     c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})

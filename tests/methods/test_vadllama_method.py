@@ -71,6 +71,7 @@ def test_tiny_run_writes_metrics_and_resumes(tmp_path):
     assert again["AUC_O"] == pytest.approx(metrics["AUC_O"])
     # streaming the LTC over 1-clip chunks gives the same scores as whole videos
     method = VADLLaMA(c)
+    assert method.encoder.input_mode == "background"  # the tower saw background-subtracted frames
     from vau_jax.train.trainer import Trainer
 
     t = Trainer(method, c, workdir)

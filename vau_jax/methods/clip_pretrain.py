@@ -4,7 +4,9 @@ No pretrained CLIP exists offline, so the tiny presets of every method start fro
 checkpoint (``init_from``). Pairs are SynthVAD *train* frames with their per-frame captions
 ("a person running on the path at the left", "people walking on the paths", ...). Many
 frames share a caption, so the InfoNCE targets are soft: each image's target is spread
-uniformly over the texts in the batch with the same caption (and vice versa).
+uniformly over the texts in the batch with the same caption (and vice versa). With
+``config.input = "background"`` the tower sees every frame minus a causal per-video
+background estimate instead of its pixels (``synth_features.background_subtracted``).
 
 Evaluation (SynthVAD *test* split, disjoint seeds): zero-shot classification of frames into
 the 7 anomaly types + "normal activity" by cosine similarity with prompt embeddings
@@ -58,14 +60,22 @@ def frame_caption_pairs(
     num_videos: int,
     synth_cfg: synthvad.SynthConfig,
     frames_per_video: int,
+    input_mode: str = "rgb",
 ) -> dict[str, np.ndarray]:
     """Samples ``frames_per_video`` frames per video with captions (evenly spaced; for
     anomalous videos half of them evenly spaced inside the anomaly); cached.
 
+    ``input_mode`` is what the encoder sees of the frames
+    (:func:`vau_jax.methods.synth_features.prepare_frames`): the pixels or, with
+    ``"background"``, the causal background-subtracted frames.
+
     Returns ``frames`` uint8 [M, H, W, 3], ``caption`` str [M], ``klass`` int [M] (index into
     :data:`ZEROSHOT_CLASSES`; the type for anomalous frames, "normal" otherwise).
     """
-    key = _cache_key(split, num_videos, dataclasses.asdict(synth_cfg), frames_per_video)
+    from vau_jax.methods.synth_features import prepare_frames
+
+    mode = [] if input_mode == "rgb" else [input_mode]
+    key = _cache_key(split, num_videos, dataclasses.asdict(synth_cfg), frames_per_video, *mode)
     path = os.path.join(data_dir, f"clip_pairs_{split}_{key}.npz")
     if os.path.isfile(path):
         with np.load(path, allow_pickle=False) as z:
@@ -73,6 +83,7 @@ def frame_caption_pairs(
     frames, captions, klass = [], [], []
     for i in range(num_videos):
         v = synthvad.render_split_video(split, i, synth_cfg)
+        seen = prepare_frames(v.frames, input_mode)
         idx = np.linspace(0, v.num_frames - 1, frames_per_video).round().astype(int)
         anomalous_frames = np.flatnonzero(v.labels)
         if len(anomalous_frames):
@@ -84,7 +95,7 @@ def frame_caption_pairs(
             ]
             idx = np.concatenate([idx[::2][: frames_per_video - half], inside])
         for t in idx:
-            frames.append(v.frames[t])
+            frames.append(seen[t])
             captions.append(v.frame_captions[t])
             anomalous = bool(v.labels[t]) and v.anomaly_type != synthvad.NORMAL
             klass.append(ZEROSHOT_CLASSES.index(v.anomaly_type if anomalous else "normal"))
@@ -137,6 +148,7 @@ class ClipPretrain:
         self.model = CLIPModel(self.clip_config)
         self.synth = synthvad.SynthConfig(**dict(config.synthvad))
         self.data_dir = config.data_dir
+        self.input_mode = input_mode(config)
         self._pairs = None
 
     # -- params --------------------------------------------------------------------------
@@ -168,7 +180,12 @@ class ClipPretrain:
         if self._pairs is None:
             c = self.config
             self._pairs = frame_caption_pairs(
-                self.data_dir, "train", c.num_train_videos, self.synth, c.frames_per_video
+                self.data_dir,
+                "train",
+                c.num_train_videos,
+                self.synth,
+                c.frames_per_video,
+                self.input_mode,
             )
         return self._pairs
 
@@ -220,7 +237,12 @@ class ClipPretrain:
         """Zero-shot accuracy on SynthVAD *test* frames (never seen in training)."""
         c = self.config
         test = frame_caption_pairs(
-            self.data_dir, "test", c.num_test_videos, self.synth, c.frames_per_video
+            self.data_dir,
+            "test",
+            c.num_test_videos,
+            self.synth,
+            c.frames_per_video,
+            self.input_mode,
         )
         apply = jax.jit(
             lambda p, px: self.model.apply({"params": p}, px, method=CLIPModel.get_image_features)
@@ -270,6 +292,12 @@ class ClipPretrain:
 # -- the pretrained checkpoint other methods start from ----------------------------------------
 
 
+def input_mode(config: Any) -> str:
+    """What the encoder of a clip_pretrain config sees: ``"rgb"`` pixels (the default) or
+    ``"background"``-subtracted frames (``config.input``)."""
+    return str(config.get("input", "rgb"))
+
+
 def checkpoint_dir(config: Any) -> str:
     """Where the converted tiny-CLIP checkpoint of a clip_pretrain config lives (by hash)."""
     key = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
@@ -306,11 +334,17 @@ def synthvad_tokenizer(config: Any) -> Any:
 
 @dataclasses.dataclass
 class FrozenClip:
-    """A loaded, frozen CLIP vision tower producing per-frame tokens for SynthVAD splits."""
+    """A loaded, frozen CLIP vision tower producing per-frame tokens for SynthVAD splits.
+
+    ``input_mode`` is what the tower was trained on: ``"rgb"`` pixels or ``"background"``-
+    subtracted frames; :meth:`prepare_frames` turns a whole video's uint8 frames into that
+    (``split_features`` does it itself).
+    """
 
     path: str
     model: Any
     params: Any
+    input_mode: str = "rgb"
 
     @property
     def width(self) -> int:
@@ -318,6 +352,12 @@ class FrozenClip:
 
     def vision_apply(self, params: Any, pixels: jax.Array) -> dict:
         return self.model.apply({"params": params}, pixels, method=CLIPModel.get_image_features)
+
+    def prepare_frames(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 ``[T, H, W, 3]`` frames of one video (from its start) -> what the tower sees."""
+        from vau_jax.methods.synth_features import prepare_frames
+
+        return prepare_frames(frames, self.input_mode)
 
     def split_features(
         self, split: str, num_videos: int, synth_cfg: Any, pool: int
@@ -333,6 +373,7 @@ class FrozenClip:
             tokens_fn=synth_features.frame_tokens_fn(self.vision_apply, pool),
             params=self.params,
             normalize=normalize_pixels,
+            input_mode=self.input_mode,
         )
 
 
@@ -342,7 +383,8 @@ def load_frozen_clip(method_config: Any) -> FrozenClip:
 
     path = ensure_pretrained_clip(method_config.clip_pretrain)
     model, params = load_converted(path)
-    return FrozenClip(path, model, jax.device_put(params))
+    mode = input_mode(method_config.clip_pretrain)
+    return FrozenClip(path, model, jax.device_put(params), mode)
 
 
 def run(config: Any, workdir: str, mode: str) -> int:

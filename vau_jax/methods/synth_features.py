@@ -7,6 +7,10 @@ SynthVAD config) and stored as ``.npz``; training then reads features, not pixel
 Per frame the CLIP vision tower gives ``1 + pool²`` tokens: the class token and the patch
 grid average-pooled to ``pool × pool`` (spatial layout kept coarsely), each standardised
 (zero mean, unit variance over channels) so the downstream heads see a stable scale.
+
+Optionally the encoder sees a scene-invariant view of each frame instead of its pixels
+(:func:`background_subtracted`): SynthVAD scenes are random per video, and an encoder that
+sees them learns the scene rather than the event.
 """
 
 from __future__ import annotations
@@ -22,6 +26,36 @@ import jax.numpy as jnp
 import numpy as np
 
 from vau_jax.data import synthvad
+
+
+def background_subtracted(frames: np.ndarray, warmup: int = 16) -> np.ndarray:
+    """Causal background subtraction: uint8 ``[T, H, W, 3]`` -> uint8 ``[T, H, W, 3]``.
+
+    The background of frame ``t`` is the per-pixel median of frames ``0..min(t, warmup-1)``
+    (the first ``warmup`` frames: 2 s at 8 fps, before SynthVAD anomalies start; moving
+    walkers drop out of the median). The frame minus its background, minus the per-channel
+    median of that difference (the global light drift), is written around grey 128.
+    Frame ``t`` only depends on frames ``<= t``, so it is usable online.
+    """
+    f = np.asarray(frames, np.float32)  # [T, H, W, C]
+    n = min(len(f), warmup)
+    bg = np.empty_like(f)
+    for t in range(n):
+        bg[t] = np.median(f[: t + 1], 0)
+    bg[n:] = bg[n - 1]  # fixed after the warm-up
+    d = f - bg
+    d -= np.median(d.reshape(len(f), -1, f.shape[-1]), 1)[:, None, None]  # [T, 1, 1, C]
+    return np.clip(np.rint(128.0 + d), 0, 255).astype(np.uint8)
+
+
+def prepare_frames(frames: np.ndarray, input_mode: str) -> np.ndarray:
+    """What the encoder sees of a whole video's uint8 frames: ``"rgb"`` (the pixels) or
+    ``"background"`` (:func:`background_subtracted`)."""
+    if input_mode == "rgb":
+        return frames
+    if input_mode == "background":
+        return background_subtracted(frames)
+    raise ValueError(f"unknown encoder input mode {input_mode!r}; expected 'rgb' or 'background'")
 
 
 def _standardise(x: jax.Array) -> jax.Array:
@@ -63,6 +97,7 @@ def split_features(
     params: Any,
     normalize: Any,
     batch_size: int = 128,
+    input_mode: str = "rgb",
 ) -> dict[str, np.ndarray]:
     """Per-frame tokens of every video of a SynthVAD split (cached ``.npz``).
 
@@ -70,6 +105,7 @@ def split_features(
       encoder_key: identifies the encoder weights (e.g. the checkpoint path + step) so a new
         encoder never reuses stale features.
       tokens_fn / params: from :func:`frame_tokens_fn`; normalize: uint8 frames -> pixels.
+      input_mode: what the encoder sees of each video (:func:`prepare_frames`).
     Returns:
       ``tokens`` float16 ``[V, Tmax, M, D]`` (zero beyond each video's end), ``n_frames``
       ``[V]``, ``labels`` uint8 ``[V, Tmax]``, ``fps`` ``[V]``, ``anomaly_type`` str ``[V]``,
@@ -77,7 +113,9 @@ def split_features(
     """
     key = hashlib.sha1(
         json.dumps(
-            [split, num_videos, dataclasses.asdict(synth_cfg), encoder_key], sort_keys=True
+            [split, num_videos, dataclasses.asdict(synth_cfg), encoder_key]
+            + ([] if input_mode == "rgb" else [input_mode]),
+            sort_keys=True,
         ).encode()
     ).hexdigest()[:12]
     path = os.path.join(data_dir, f"features_{split}_{key}.npz")
@@ -90,9 +128,10 @@ def split_features(
     labels = np.zeros((num_videos, tmax), np.uint8)
     intervals = np.full((num_videos, 4, 2), -1.0, np.float32)
     for i, v in enumerate(videos):
+        frames = prepare_frames(v.frames, input_mode)
         chunks = []
         for s in range(0, v.num_frames, batch_size):
-            px = normalize(jnp.asarray(v.frames[s : s + batch_size]))
+            px = normalize(jnp.asarray(frames[s : s + batch_size]))
             chunks.append(np.asarray(tokens_fn(params, px), np.float16))
         tok = np.concatenate(chunks)
         if feats is None:
