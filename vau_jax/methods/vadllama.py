@@ -1,13 +1,15 @@
 """VAD-LLaMA phases 1–2: the VADor (video Q-Former + AP) and its Long-Term Context.
 
 Tiny preset (SynthVAD): the frozen, contrastively pretrained tiny CLIP encodes every frame
-(class token + ``pool×pool`` pooled patches, cached once per split; optionally each token's
-change since the previous frame is appended as a motion cue); 8-frame clips (1 s at 8 fps) go
-through a video Q-Former; phase 1 trains Q-Former + AP with MIL BCE on the max clip score
-per video (the tiny video Q-Former has no pretrained weights, so unlike the paper's frozen
-VE it is trained here, then frozen); phase 2 copies the AP into ``ap_base`` (frozen; its
-scores choose the LTC lists) and co-trains AP + LTC. Evaluation: frame-level AUC_O / AUC_A on
-the *test* split (disjoint seeds), each clip score repeated over its 8 frames.
+after causal background subtraction (it was pretrained on such frames, see
+``synth_features.background_subtracted``) into the class token + ``pool×pool`` pooled
+patches, cached once per split (optionally each token's change since the previous frame is
+appended as a motion cue); 8-frame clips (1 s at 8 fps) go through a video Q-Former; phase 1
+trains Q-Former + AP with MIL BCE on the max clip score per video (the tiny video Q-Former
+has no pretrained weights, so unlike the paper's frozen VE it is trained here, then frozen);
+phase 2 copies the AP into ``ap_base`` (frozen; its scores choose the LTC lists) and
+co-trains AP + LTC. Evaluation: frame-level AUC_O / AUC_A on the *test* split (disjoint
+seeds), each clip score repeated over its 8 frames.
 
     python -m vau_jax.main --config=configs/vadllama.py
 """
@@ -296,5 +298,10 @@ def run(config: Any, workdir: str, mode: str) -> int:
         from vau_jax.methods.paper import explain_missing_weights
 
         return explain_missing_weights(config)
-    run_method(VADLLaMA(config), config, workdir, mode)
+    method = VADLLaMA(config)
+    params, _ = run_method(method, config, workdir, mode)
+    if "phase3" in config and config.phase3.enabled:
+        from vau_jax.methods.vadllama_phase3 import run_phase3
+
+        run_phase3(method, params, config, workdir, mode)
     return 0
