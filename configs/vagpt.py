@@ -92,8 +92,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_generate = True  # also score by generate-and-parse (greedy answer, letter parsed)
     c.batch_size = 8
     c.log_every = 50
-    c.stage1 = _stage(400, 1e-3, 40, [])
-    c.stage2 = _stage(100, 2e-4, 10, [])
+    c.stage1 = _stage(200, 1e-3, 20, [])
+    c.stage2 = _stage(50, 2e-4, 5, [])
     c.report_videos = 8
     if preset == "paper":
         c.vision_encoder = "clip-vit-l/14"
