@@ -108,3 +108,59 @@ def test_cached_prefill_from_multimodal_prefix_equals_full_forward():
     cache = init_cache(cfg.llm, 2, 32)
     nxt, _ = prefill(llm, params["llm"], cache, inputs_embeds=emb, attention_mask=mask)
     chex.assert_trees_all_close(nxt, full[:, -1], atol=1e-5)
+
+
+def test_shared_prefix_logprob_equals_full_sequences():
+    """Options scored as continuations of one cached multimodal prefix == each option scored as
+    its own full right-padded sequence (different prefix lengths, padded continuations)."""
+    from vau_jax.models.vlm import shared_prefix_logprob
+
+    cfg = _cfg(projector_hidden=32)
+    visual, ids, video, query = _inputs(L=20)
+    m, params, _ = _init(cfg, visual, ids, video, query)
+    rng = np.random.default_rng(1)
+    prefix_len = [14, 11]  # row 1's prompt is shorter: left-padded in the prefix batch
+    conts = [[rng.integers(3, 64, size=n) for n in (3, 5, 2)] for _ in range(2)]
+    o, c, p, full_len = 3, 6, 16, 24
+    pre = np.zeros((2, p), np.int32)
+    pre_mask = np.zeros((2, p), bool)
+    pre_video = np.zeros((2, p), bool)
+    cont = np.zeros((2, o, c), np.int32)
+    cont_mask = np.zeros((2, o, c), bool)
+    full_ids = np.zeros((2 * o, full_len), np.int32)
+    full_att = np.zeros((2 * o, full_len), bool)
+    full_loss = np.zeros((2 * o, full_len), bool)
+    full_video = np.zeros((2 * o, full_len), bool)
+    for i in range(2):
+        n = prefix_len[i]
+        pre[i, p - n :] = np.asarray(ids[i, :n])
+        pre_mask[i, p - n :] = True
+        pre_video[i, p - n :] = np.asarray(video[i, :n])
+        for j, tok in enumerate(conts[i]):
+            cont[i, j, : len(tok)] = tok
+            cont_mask[i, j, : len(tok)] = True
+            r = i * o + j
+            full_ids[r, :n] = np.asarray(ids[i, :n])
+            full_ids[r, n : n + len(tok)] = tok
+            full_att[r, : n + len(tok)] = True
+            full_loss[r, n : n + len(tok)] = True
+            full_video[r, :n] = np.asarray(video[i, :n])
+    score = cont_mask.copy()
+    score[:, :, 0] = False  # only the tokens after the first count (as a loss mask may say)
+    full_loss_scored = full_loss.copy()
+    for i in range(2):
+        for j in range(o):
+            full_loss_scored[i * o + j, prefix_len[i]] = False
+    got = shared_prefix_logprob(
+        m, params, pre, pre_mask, pre_video, visual, query, None, cont, cont_mask, score
+    )
+    vis_rep = jnp.repeat(visual, o, axis=0)
+    q_rep = jnp.repeat(query, o, axis=0)
+    logits = m.apply({"params": params}, full_ids, full_att, full_video, vis_rep, q_rep, None)[
+        "logits"
+    ]
+    want = sequence_logprob(logits, jnp.asarray(full_ids), jnp.asarray(full_loss_scored))
+    chex.assert_shape(got, (2, o))
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), np.asarray(want), rtol=1e-5, atol=1e-5)
+    # And the options differ (the check is not vacuous).
+    assert np.ptp(np.asarray(got)) > 1e-3

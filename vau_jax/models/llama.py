@@ -373,11 +373,13 @@ class LlamaForCausalLM(nn.Module):
         x: Array,  # [B, N, D] embeddings of the new tokens
         valid: Array,  # [B, N] bool, False for padding
         cache: Cache,
+        all_logits: bool = False,
     ) -> tuple[Array, Cache]:
         """Appends ``N`` tokens at slot ``cache["index"]``; returns next-token logits ``[B, V]``.
 
         The logits are those of each row's last valid new token (rows whose new tokens are all
-        padding get the logits of their last position anyway; they are meaningless).
+        padding get the logits of their last position anyway; they are meaningless). With
+        ``all_logits`` they are every new position's, ``[B, N, V]`` (scoring continuations).
         """
         b, n = x.shape[:2]
         s = cache["mask"].shape[1]
@@ -389,9 +391,12 @@ class LlamaForCausalLM(nn.Module):
         causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [N, S]
         mask = causal[None, None] & slot_mask[:, None, None, :]  # [B, 1, N, S]
         h, _, (k, v) = self.model(x, positions, mask, (cache["k"], cache["v"]), index, False)
-        last = jnp.max(jnp.where(valid, jnp.arange(n)[None], 0), axis=1)  # [B]
-        h_last = jnp.take_along_axis(h, last[:, None, None], axis=1)  # [B, 1, D]
-        logits = self._logits(h_last)[:, 0]
+        if all_logits:
+            logits = self._logits(h)
+        else:
+            last = jnp.max(jnp.where(valid, jnp.arange(n)[None], 0), axis=1)  # [B]
+            h_last = jnp.take_along_axis(h, last[:, None, None], axis=1)  # [B, 1, D]
+            logits = self._logits(h_last)[:, 0]
         new_cache = {
             "k": k,
             "v": v,

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from vau_jax.models import layers
+from vau_jax.models import layers, llama
 from vau_jax.models.layers import constrain
 from vau_jax.models.llama import LlamaConfig, LlamaForCausalLM
 from vau_jax.models.qformer import QFormer, QFormerConfig
@@ -171,3 +171,61 @@ def sequence_logprob(logits: Array, input_ids: Array, loss_mask: Array) -> Array
     lp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
     tok = jnp.take_along_axis(lp, input_ids[:, 1:, None], axis=-1)[..., 0]
     return (tok * loss_mask[:, 1:]).sum(-1)
+
+
+def shared_prefix_logprob(
+    model: VideoLLM,
+    params: Any,
+    prefix_ids: Array,  # [B, P] left-padded
+    prefix_mask: Array,  # [B, P] bool
+    video_mask: Array,  # [B, P] bool
+    visual: Array,  # [B, T, K, Dv]
+    query_ids: Array,  # [B, Lq]
+    query_mask: Array | None,  # [B, Lq]
+    cont_ids: Array,  # [B, O, C] right-padded continuations
+    cont_mask: Array,  # [B, O, C] bool: real continuation tokens
+    score_mask: Array,  # [B, O, C] bool: tokens whose log-probability counts
+) -> Array:
+    """``log p(continuation | prefix)`` summed over the ``score_mask`` tokens: ``[B, O]``.
+
+    The multimodal prefix (video tokens and prompt) of each row runs once through the LLM
+    into a KV cache, which its ``O`` continuations (e.g. the answer lines of the options of a
+    multiple-choice question) then extend in one batch: the same numbers as
+    :func:`sequence_logprob` over ``O`` full sequences, for about ``P + O*C`` tokens of work
+    instead of ``O*(P + C)``.
+    """
+    b, o, c = cont_ids.shape
+    lm = LlamaForCausalLM(model.config.llm)
+    emb = model.apply(
+        {"params": params},
+        prefix_ids,
+        video_mask,
+        visual,
+        query_ids,
+        query_mask,
+        method=VideoLLM.prefix_embeds,
+    )
+    cache = llama.init_cache(model.config.llm, b, prefix_ids.shape[1] + c, emb.dtype)
+    first, cache = llama.prefill(
+        lm, params["llm"], cache, inputs_embeds=emb, attention_mask=prefix_mask
+    )  # first: [B, V], predicts each continuation's first token
+    cache = {
+        "k": jnp.repeat(cache["k"], o, axis=1),
+        "v": jnp.repeat(cache["v"], o, axis=1),
+        "mask": jnp.repeat(cache["mask"], o, axis=0),
+        "pos": jnp.repeat(cache["pos"], o, axis=0),
+        "index": cache["index"],
+    }
+    ids = cont_ids.reshape(b * o, c)
+
+    def step(mdl: LlamaForCausalLM) -> Array:
+        x = mdl.embed(ids)
+        return mdl.cached_step(x, cont_mask.reshape(b * o, c), cache, all_logits=True)[0]
+
+    rest = nn.apply(step, lm)({"params": params["llm"]})  # [B*O, C, V]
+    logits = jnp.concatenate([jnp.repeat(first, o, axis=0)[:, None], rest[:, :-1]], axis=1).astype(
+        jnp.float32
+    )
+    lp = jax.nn.log_softmax(logits, axis=-1)
+    tok = jnp.take_along_axis(lp, ids[..., None], axis=-1)[..., 0]  # [B*O, C]
+    return (tok * score_mask.reshape(b * o, c)).sum(-1).reshape(b, o)
