@@ -2,47 +2,17 @@
 
 import json
 import os
-import sys
 from html.parser import HTMLParser
 
 import jax
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
-
-import vagpt as vagpt_config  # noqa: E402
-
-from vau_jax.methods import vagpt_data as D  # noqa: E402
-from vau_jax.methods.runner import run_method  # noqa: E402
-from vau_jax.methods.vagpt import VAGPT  # noqa: E402
-from vau_jax.methods.vagpt_report import report_videos  # noqa: E402
-
-
-def _tiny(data_dir):
-    c = vagpt_config.get_config("tiny")
-    c.data_dir = data_dir
-    cp = c.clip_pretrain
-    cp.data_dir, cp.num_train_videos, cp.num_test_videos, cp.frames_per_video = data_dir, 4, 3, 2
-    cp.batch_size, cp.num_steps, cp.optimizer.warmup_steps, cp.checkpoint_every, cp.log_every = (
-        8,
-        3,
-        1,
-        0,
-        1,
-    )
-    cp.synthvad.min_seconds = cp.synthvad.max_seconds = 3.0
-    c.synthvad.min_seconds = c.synthvad.max_seconds = 3.0
-    c.num_train_videos, c.num_test_videos = 6, 4
-    c.questions_per_train_video, c.questions_per_test_video = 2, 1
-    c.frames_per_video, c.batch_size, c.log_every = 4, 4, 1
-    c.tetg.steps, c.tetg.batch_size = 5, 8
-    c.stage1.steps, c.stage2.steps = 3, 2
-    c.stage1.optimizer.warmup_steps = c.stage2.optimizer.warmup_steps = 1
-    c.async_checkpointing = False
-    c.report_videos = 2
-    c.mesh.data = 2  # batch 4 over 2 of the 8 test devices
-    return c
+from tests.tiny_configs import tiny_vagpt
+from vau_jax.methods import vagpt_data as D
+from vau_jax.methods.runner import run_method
+from vau_jax.methods.vagpt import VAGPT
+from vau_jax.methods.vagpt_report import report_videos
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +40,73 @@ def test_sample_frames_and_questions_are_deterministic():
     assert text.startswith("<video>\nPRIOR.\n") and a[0].prompt() in text
 
 
+class _Bytes:
+    """Byte-level toy tokenizer: id = byte + 3; 0 pad, 1 bos, 2 eos."""
+
+    pad_id, bos_id, eos_id = 0, 1, 2
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        return ([1] if add_bos else []) + [b + 3 for b in text.encode()]
+
+
+def test_rows_trim_exactly_and_options_split_into_prompt_and_answers():
+    import ml_collections
+
+    c = ml_collections.ConfigDict(
+        dict(max_length=400, max_query_length=8, chat_format="vicuna_v1", system_prompt="")
+    )
+    tok, q = (
+        _Bytes(),
+        D.questions(
+            {
+                "video_id": np.array(["v0"]),
+                "n_frames": np.array([40]),
+                "fps": np.array([8.0]),
+                "anomaly_type": np.array(["fire"]),
+                "intervals": np.array([[[1.0, 2.5], [-1, -1], [-1, -1], [-1, -1]]], np.float32),
+            },
+            0,
+            1,
+        )[0],
+    )
+    human = D.human_text(q, None)
+    rows = [
+        D.chat_row(tok, c, human, q.question, f"{o.letter}. {o.text}", 0, 4, "v0")
+        for o in q.options
+    ]
+    b = D.stack_rows(rows)
+    n = max(int(r["attention_mask"].sum()) for r in rows)
+    assert b["input_ids"].shape == (4, -(-n // 16) * 16) and b["video"].shape == (4,)
+    np.testing.assert_array_equal(
+        b["input_ids"], np.stack([r["input_ids"] for r in rows])[:, : b["input_ids"].shape[1]]
+    )
+    assert not np.stack([r["attention_mask"] for r in rows])[:, b["input_ids"].shape[1] :].any()
+    # Generation prompts are left-padded: the cut keeps the right end.
+    gen = D.chat_row(tok, c, human, q.question, None, 0, 4, "v0")
+    m = int(gen["attention_mask"].sum())
+    g = D.stack_rows([gen, gen])
+    assert g["attention_mask"][:, -1].all() and g["input_ids"].shape[1] == -(-m // 16) * 16
+    np.testing.assert_array_equal(g["input_ids"][0], gen["input_ids"][-g["input_ids"].shape[1] :])
+    assert D.stack_rows([gen], min_length=n)["input_ids"].shape[1] == n
+    # The options share the prompt; the continuations are the answer lines (+ EOS).
+    sp = D.split_options(rows, "v0")
+    p = len(sp["prefix_ids"])
+    for r, o, cont, score in zip(rows, q.options, sp["cont_ids"], sp["score"]):
+        assert bytes(x - 3 for x in cont[score] if x > 2).decode() == f"{o.letter}. {o.text}"
+        np.testing.assert_array_equal(r["input_ids"][:p], sp["prefix_ids"])
+    packed = D.pack_options([sp, sp], p + 3, 40, tok.pad_id)
+    assert (
+        packed["prefix_mask"].sum(1).tolist() == [p, p] and not packed["prefix_mask"][:, :3].any()
+    )
+    assert packed["cont_ids"].shape == (2, 4, 40)
+    bad = [rows[0], D.chat_row(tok, c, human + "!", q.question, "A. x", 0, 4, "v0")]
+    with pytest.raises(ValueError, match="v0: the option rows do not share one prompt"):
+        D.split_options(bad, "v0")
+
+
 @pytest.mark.slow
 def test_tiny_run_trains_evaluates_reports_and_resumes(tmp_path, data_dir):
-    c = _tiny(data_dir)
+    c = tiny_vagpt(data_dir)
     workdir = str(tmp_path / "run")
     method = VAGPT(c, workdir)
     # TETG was trained alone in its own run and is frozen (a plain array tree, no optimizer).
@@ -111,7 +145,7 @@ def test_tiny_run_trains_evaluates_reports_and_resumes(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_frozen_llm_stays_bit_identical(tmp_path, data_dir):
-    c = _tiny(data_dir)
+    c = tiny_vagpt(data_dir)
     c.train_llm = False
     workdir = str(tmp_path / "run")
     method = VAGPT(c, workdir)

@@ -30,7 +30,6 @@ from absl import logging
 from flax import linen as nn
 
 from vau_jax.data import synthvad
-from vau_jax.data.chat import tokenize_chat
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.eval.generate import generate
 from vau_jax.eval.metrics import frame_auc, mcqa_accuracy, parse_choice
@@ -40,7 +39,7 @@ from vau_jax.methods.runner import run_method
 from vau_jax.models import registry
 from vau_jax.models.heads import sets as S
 from vau_jax.models.heads.tetg import TETG, TETGConfig, tetg_loss, tetg_prompt
-from vau_jax.models.vlm import VideoLLM, VLMConfig, lm_loss, sequence_logprob
+from vau_jax.models.vlm import VideoLLM, VLMConfig, lm_loss, shared_prefix_logprob
 from vau_jax.train.trainer import Stage
 
 CLASS_NAMES = tuple(synthvad.ANOMALY_TYPES)
@@ -342,53 +341,81 @@ class VAGPT:
 
         return jax.jit(fn)
 
+    def _rows(self, items: list, answers: bool) -> list[dict[str, np.ndarray]]:
+        """Tokenised test rows: 4 per question (one per option line) when ``answers``, else
+        one left-padded generation prompt per question."""
+        c = self.config
+        rows = []
+        for i, q, sentence, _ in items:
+            human = D.human_text(q, sentence)
+            lines = [f"{o.letter}. {o.text}" for o in q.options] if answers else [None]
+            for line in lines:
+                rows.append(
+                    D.chat_row(
+                        self.tok, c, human, q.question, line, i, self.num_video_tokens, q.video_id
+                    )
+                )
+        return rows
+
+    def _batches(self, rows: list[dict[str, np.ndarray]], bs: int = 32):
+        """Yields ``(n_real, batch)``: chunks of ``bs`` rows (the last repeated to ``bs``),
+        padding columns cut to one length for all chunks (one compiled shape), with the
+        rows' ``visual`` / ``dino`` features attached."""
+        f = self.feats["test"]
+        length = D.stack_rows(rows)["input_ids"].shape[1]
+        for s in range(0, len(rows), bs):
+            chunk = rows[s : s + bs]
+            n = len(chunk)
+            b = D.stack_rows(chunk + [chunk[-1]] * (bs - n), min_length=length)
+            b["visual"] = f["visual"][b["video"]].astype(np.float32)
+            b["dino"] = f["dino"][b["video"]].astype(np.float32)
+            yield n, b
+
+    def option_scores(self, params: Any, items: list, keep: float, bs: int = 8) -> np.ndarray:
+        """Log-likelihood ``[Q, 4]`` of each option's answer line after its question's prompt;
+        the prompt (video tokens included) runs once per question
+        (:func:`vau_jax.models.vlm.shared_prefix_logprob`)."""
+        f, rows = self.feats["test"], self._rows(items, True)
+        splits = [
+            D.split_options(rows[4 * j : 4 * j + 4], q.video_id)
+            for j, (_, q, _, _) in enumerate(items)
+        ]
+        p = -(-max(len(s["prefix_ids"]) for s in splits) // 16) * 16
+        c = -(-max(len(x) for s in splits for x in s["cont_ids"]) // 8) * 8
+
+        @jax.jit
+        def logprob(params, b):
+            visual = self.select(b["visual"], b["dino"], keep)
+            return shared_prefix_logprob(
+                self.model,
+                params,
+                b["prefix_ids"],
+                b["prefix_mask"],
+                b["video_mask"],
+                visual,
+                b["query_ids"],
+                b["query_mask"],
+                b["cont_ids"],
+                b["cont_mask"],
+                b["score_mask"],
+            )
+
+        out = []
+        for s in range(0, len(splits), bs):
+            chunk = splits[s : s + bs]
+            n = len(chunk)
+            b = D.pack_options(chunk + [chunk[-1]] * (bs - n), p, c, int(self.tok.pad_id))
+            b["visual"] = f["visual"][b["video"]].astype(np.float32)
+            b["dino"] = f["dino"][b["video"]].astype(np.float32)
+            out.append(np.asarray(logprob(params, b))[:n])
+        return np.concatenate(out)
+
     def evaluate_mc(self, params: Any, keep: float, generate_too: bool = True) -> dict[str, Any]:
         """Total / Temporal Acc on the test questions by option log-likelihood (and by
         generate-and-parse when ``generate_too``); keeps per-question details for the report."""
-        c, f, tok = self.config, self.feats["test"], self.tok
         items = self._test_items()
-        rows: list[dict[str, np.ndarray]] = []
-        for i, q, sentence, _ in items:
-            human = {"from": "human", "value": D.human_text(q, sentence)}
-            for o in q.options:
-                ans = {"from": "gpt", "value": f"{o.letter}. {o.text}"}
-                ex = tokenize_chat(
-                    tok,
-                    [human, ans],
-                    int(c.max_length),
-                    str(c.chat_format),
-                    num_video_tokens=self.num_video_tokens,
-                    system=c.system_prompt,
-                    source=q.video_id,
-                )
-                ex["query_ids"], ex["query_mask"] = D.encode_query(
-                    tok, q.question, int(c.max_query_length)
-                )
-                ex["video"] = i
-                rows.append(ex)
-        apply = self._apply_fn(keep)
-        bs = 32
-        scores = []
-        for s in range(0, len(rows), bs):
-            chunk = rows[s : s + bs]
-            pad = bs - len(chunk)
-            chunk = chunk + [chunk[-1]] * pad
-            b = {k: np.stack([r[k] for r in chunk]) for k in chunk[0]}
-            logits = apply(
-                params,
-                b["input_ids"],
-                b["attention_mask"],
-                b["video_mask"],
-                f["visual"][b["video"]].astype(np.float32),
-                f["dino"][b["video"]].astype(np.float32),
-                b["query_ids"],
-                b["query_mask"],
-            )
-            lp = np.asarray(
-                sequence_logprob(logits, jnp.asarray(b["input_ids"]), jnp.asarray(b["loss_mask"]))
-            )
-            scores.append(lp[: bs - pad] if pad else lp)
-        scores = np.concatenate(scores).reshape(len(items), 4)
+
+        scores = self.option_scores(params, items, keep)
         chosen = scores.argmax(1).tolist()
         qs = [q for _, q, _, _ in items]
         intervals = [[o.interval for o in q.options] for q in qs]
@@ -412,63 +439,36 @@ class VAGPT:
         self, params: Any, items: list, keep: float, max_new_tokens: int = 24
     ) -> list[str]:
         """Greedy answers (KV cache, multimodal prefix) to every test question."""
-        c, f, tok = self.config, self.feats["test"], self.tok
         from vau_jax.models.llama import LlamaForCausalLM
 
         lm = LlamaForCausalLM(self.llm_cfg)
 
         @jax.jit
-        def embeds(params, ids, video, vis, dino, qids, qmask):
-            visual = self.select(vis, dino, keep)
+        def embeds(params, b):
+            visual = self.select(b["visual"], b["dino"], keep)
             return self.model.apply(
-                {"params": params}, ids, video, visual, qids, qmask, method=VideoLLM.prefix_embeds
+                {"params": params},
+                b["input_ids"],
+                b["video_mask"],
+                visual,
+                b["query_ids"],
+                b["query_mask"],
+                method=VideoLLM.prefix_embeds,
             )
 
         texts: list[str] = []
-        bs = 32
-        for s in range(0, len(items), bs):
-            chunk = items[s : s + bs]
-            rows = []
-            for i, q, sentence, _ in chunk:
-                ex = tokenize_chat(
-                    tok,
-                    [{"from": "human", "value": D.human_text(q, sentence)}],
-                    int(c.max_length),
-                    str(c.chat_format),
-                    num_video_tokens=self.num_video_tokens,
-                    add_generation_prompt=True,
-                    left_pad=True,
-                    system=c.system_prompt,
-                    source=q.video_id,
-                )
-                ex["query_ids"], ex["query_mask"] = D.encode_query(
-                    tok, q.question, int(c.max_query_length)
-                )
-                ex["video"] = i
-                rows.append(ex)
-            rows += [rows[-1]] * (bs - len(rows))
-            b = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-            emb = embeds(
-                params,
-                b["input_ids"],
-                b["video_mask"],
-                f["visual"][b["video"]].astype(np.float32),
-                f["dino"][b["video"]].astype(np.float32),
-                b["query_ids"],
-                b["query_mask"],
-            )
+        for n, b in self._batches(self._rows(items, False)):
             toks, lengths = generate(
                 lm,
                 params["llm"],
-                inputs_embeds=emb,
+                inputs_embeds=embeds(params, b),
                 attention_mask=b["attention_mask"],
                 max_new_tokens=max_new_tokens,
-                eos_id=tok.eos_id,
-                pad_id=tok.pad_id,
+                eos_id=self.tok.eos_id,
+                pad_id=self.tok.pad_id,
             )
             toks, lengths = np.asarray(toks), np.asarray(lengths)
-            for r in range(len(chunk)):
-                texts.append(tok.decode(toks[r, : lengths[r]].tolist()))
+            texts += [self.tok.decode(toks[r, : lengths[r]].tolist()) for r in range(n)]
         return texts
 
     def evaluate(self, params: Any, workdir: str) -> dict[str, float]:

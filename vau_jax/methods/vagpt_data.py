@@ -34,7 +34,7 @@ from flax import linen as nn
 
 from vau_jax.data import synthvad
 from vau_jax.data.chat import tokenize_chat
-from vau_jax.data.instruct import MCQuestion, VideoFacts, multiple_choice
+from vau_jax.data.instruct import MCQuestion, VideoFacts, human_turn, multiple_choice
 from vau_jax.models import registry
 from vau_jax.models.vit import VisionTransformer
 
@@ -250,8 +250,7 @@ def questions(feats: dict[str, np.ndarray], i: int, count: int) -> list[MCQuesti
 
 def human_text(question: MCQuestion, tetg_sentence: str | None) -> str:
     """The human turn: the video marker, TETG's sentence (when used) and the options."""
-    prior = f"{tetg_sentence}\n" if tetg_sentence else ""
-    return f"<video>\n{prior}{question.prompt()}"
+    return human_turn(question.prompt(), tetg_sentence)
 
 
 def encode_query(tok: Any, text: str, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +263,49 @@ def encode_query(tok: Any, text: str, length: int) -> tuple[np.ndarray, np.ndarr
     return out, mask
 
 
+def chat_row(
+    tok: Any,
+    config: Any,
+    human: str,
+    query: str,
+    answer: str | None,
+    video: int,
+    num_video_tokens: int,
+    source: str,
+    max_length: int | None = None,
+) -> dict[str, np.ndarray]:
+    """One tokenised VA-GPT row, shared by training, evaluation and the ``explain`` CLI.
+
+    Args:
+      human: the human turn (``<video>`` marker, TETG's sentence, the lettered prompt).
+      query: the Q-Former's instruction text (the question).
+      answer: the assistant's line; ``None`` -> a left-padded generation prompt.
+      video: index of the video's features (``visual``/``dino``) in its split.
+      max_length: padded length ``S`` (default ``config.max_length``); a longer row raises a
+        ``ValueError`` naming ``source``.
+
+    Returns: ``input_ids``, ``attention_mask``, ``loss_mask``, ``video_mask`` ``[S]``;
+    ``query_ids``, ``query_mask`` ``[config.max_query_length]``; ``video`` int32 scalar.
+    """
+    conv = [{"from": "human", "value": human}]
+    if answer is not None:
+        conv.append({"from": "gpt", "value": answer})
+    ex = tokenize_chat(
+        tok,
+        conv,
+        int(config.max_length if max_length is None else max_length),
+        str(config.chat_format),
+        num_video_tokens=num_video_tokens,
+        add_generation_prompt=answer is None,
+        left_pad=answer is None,
+        system=config.system_prompt,
+        source=source,
+    )
+    ex["query_ids"], ex["query_mask"] = encode_query(tok, query, int(config.max_query_length))
+    ex["video"] = np.int32(video)
+    return ex
+
+
 def training_example(
     tok: Any,
     config: Any,
@@ -273,24 +315,94 @@ def training_example(
     num_video_tokens: int,
 ) -> dict[str, np.ndarray]:
     """One tokenised training example (answer = the correct option line)."""
-    conv = [
-        {"from": "human", "value": human_text(question, tetg_sentence)},
-        question.conversation()[1],
-    ]
-    ex = tokenize_chat(
+    return chat_row(
         tok,
-        conv,
-        int(config.max_length),
-        str(config.chat_format),
-        num_video_tokens=num_video_tokens,
-        system=config.system_prompt,
+        config,
+        human_text(question, tetg_sentence),
+        question.question,
+        question.conversation()[1]["value"],
+        video,
+        num_video_tokens,
         source=f"{question.video_id} (MC training example)",
     )
-    ex["query_ids"], ex["query_mask"] = encode_query(
-        tok, question.question, int(config.max_query_length)
-    )
-    ex["video"] = np.int32(video)
-    return ex
+
+
+def stack_rows(
+    rows: list[dict[str, np.ndarray]], multiple: int = 16, min_length: int = 0
+) -> dict[str, np.ndarray]:
+    """Stacks rows of one padding side and cuts the all-padding columns.
+
+    The kept length is the longest row rounded up to ``multiple`` (few distinct shapes under
+    jit), at least ``min_length``. Exact: padded positions are masked out of attention, and
+    positions count only real tokens, so cutting them changes no logit of a real token.
+    """
+    b = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    full = b["input_ids"].shape[1]
+    n = int(b["attention_mask"].sum(1).max())
+    length = min(full, max(int(min_length), -(-n // multiple) * multiple))
+    # Left-padded rows all end on a real token; right-padded ones only when none is cut.
+    left = bool(b["attention_mask"][:, -1].all())
+    for k in ("input_ids", "attention_mask", "loss_mask", "video_mask"):
+        b[k] = b[k][:, full - length :] if left else b[k][:, :length]
+    return b
+
+
+def split_options(rows: list[dict[str, np.ndarray]], source: str) -> dict[str, Any]:
+    """Splits the full rows of one question's options (:func:`chat_row` with each answer line,
+    right-padded) into their shared prefix and per-option continuations.
+
+    Returns ``prefix_ids``, ``video_mask`` ``[P]`` (everything before the first answer token,
+    identical in every row), ``query_ids``, ``query_mask``, ``video``, and per option
+    ``cont_ids``, ``score`` (1-D, the rest of the row; ``score`` = its answer tokens).
+    """
+    starts = [int(np.argmax(r["loss_mask"])) for r in rows]
+    p = starts[0]
+    if not all(r["loss_mask"].any() for r in rows) or any(s != p for s in starts):
+        raise ValueError(f"{source}: the option rows do not share one prompt")
+    for r in rows[1:]:
+        if not np.array_equal(r["input_ids"][:p], rows[0]["input_ids"][:p]):
+            raise ValueError(f"{source}: the option rows do not share one prompt")
+    ends = [int(r["attention_mask"].sum()) for r in rows]
+    r0 = rows[0]
+    return {
+        "prefix_ids": r0["input_ids"][:p],
+        "video_mask": r0["video_mask"][:p],
+        "query_ids": r0["query_ids"],
+        "query_mask": r0["query_mask"],
+        "video": r0["video"],
+        "cont_ids": [r["input_ids"][p:e] for r, e in zip(rows, ends)],
+        "score": [r["loss_mask"][p:e] for r, e in zip(rows, ends)],
+    }
+
+
+def pack_options(
+    splits: list[dict[str, Any]], prefix_len: int, cont_len: int, pad_id: int
+) -> dict[str, np.ndarray]:
+    """Batches :func:`split_options` outputs: prefixes left-padded to ``prefix_len``
+    (``prefix_ids``, ``prefix_mask``, ``video_mask`` ``[B, P]``), continuations right-padded
+    to ``cont_len`` (``cont_ids``, ``cont_mask``, ``score_mask`` ``[B, O, C]``), plus
+    ``query_ids``, ``query_mask`` ``[B, Lq]`` and ``video [B]``."""
+    b, o = len(splits), len(splits[0]["cont_ids"])
+    out = {
+        "prefix_ids": np.full((b, prefix_len), pad_id, np.int32),
+        "prefix_mask": np.zeros((b, prefix_len), bool),
+        "video_mask": np.zeros((b, prefix_len), bool),
+        "cont_ids": np.full((b, o, cont_len), pad_id, np.int32),
+        "cont_mask": np.zeros((b, o, cont_len), bool),
+        "score_mask": np.zeros((b, o, cont_len), bool),
+    }
+    for i, sp in enumerate(splits):
+        p = len(sp["prefix_ids"])
+        out["prefix_ids"][i, prefix_len - p :] = sp["prefix_ids"]
+        out["prefix_mask"][i, prefix_len - p :] = True
+        out["video_mask"][i, prefix_len - p :] = sp["video_mask"]
+        for j, (ids, score) in enumerate(zip(sp["cont_ids"], sp["score"])):
+            out["cont_ids"][i, j, : len(ids)] = ids
+            out["cont_mask"][i, j, : len(ids)] = True
+            out["score_mask"][i, j, : len(ids)] = score
+    for k in ("query_ids", "query_mask", "video"):
+        out[k] = np.stack([sp[k] for sp in splits])
+    return out
 
 
 class AttachVisual(grain.transforms.Map):
