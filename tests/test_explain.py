@@ -2,48 +2,18 @@
 
 import json
 import os
-import sys
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
-
-import vagpt as vagpt_config  # noqa: E402
-
-from vau_jax import explain as E  # noqa: E402
-from vau_jax.data import synthvad  # noqa: E402
-from vau_jax.data.instruct import multiple_choice  # noqa: E402
-from vau_jax.data.synthvad.writers import write_mp4  # noqa: E402
-from vau_jax.methods import vagpt_data as D  # noqa: E402
-
-
-def _tiny(data_dir: str):
-    """The tiny VA-GPT recipe of ``tests/methods/test_vagpt_method.py`` (seconds to train)."""
-    c = vagpt_config.get_config("tiny")
-    c.data_dir = data_dir
-    cp = c.clip_pretrain
-    cp.data_dir, cp.num_train_videos, cp.num_test_videos, cp.frames_per_video = data_dir, 4, 3, 2
-    cp.batch_size, cp.num_steps, cp.optimizer.warmup_steps, cp.checkpoint_every, cp.log_every = (
-        8,
-        3,
-        1,
-        0,
-        1,
-    )
-    cp.synthvad.min_seconds = cp.synthvad.max_seconds = 3.0
-    c.synthvad.min_seconds = c.synthvad.max_seconds = 3.0
-    c.num_train_videos, c.num_test_videos = 6, 4
-    c.questions_per_train_video, c.questions_per_test_video = 2, 1
-    c.frames_per_video, c.batch_size, c.log_every = 4, 4, 1
-    c.tetg.steps, c.tetg.batch_size = 5, 8
-    c.stage1.steps, c.stage2.steps = 3, 2
-    c.stage1.optimizer.warmup_steps = c.stage2.optimizer.warmup_steps = 1
-    c.async_checkpointing = False
-    c.report_videos = 2
-    c.mesh.data = 2  # batch 4 over 2 of the 8 test devices
-    return c
+from tests.tiny_configs import tiny_vagpt
+from vau_jax import explain as E
+from vau_jax.data import synthvad
+from vau_jax.data.instruct import multiple_choice
+from vau_jax.data.synthvad.writers import write_mp4
+from vau_jax.methods import vagpt_data as D
+from vau_jax.methods import vagpt_report
 
 
 def _small_mp4(path: str, n: int = 8) -> str:
@@ -109,8 +79,8 @@ def test_prompt_is_written_like_the_training_prompt():
         0,
     )
     q = multiple_choice(facts, synthvad.ANOMALY_TYPES, seed=3)
-    opts = [E.Option(o.anomaly_type, o.interval, o.text) for o in q.options]
-    assert E.human_turn(E.mc_prompt(q.question, opts), "PRIOR.") == D.human_text(q, "PRIOR.")
+    assert E.human_turn(E.mc_prompt(q.question, q.options), "PRIOR.") == D.human_text(q, "PRIOR.")
+    assert [o.letter for o in E.relettered(q.options[::-1])] == ["A", "B", "C", "D"]
     # Candidate options: every type with the TETG interval, written like the MC builder.
     cands = E.candidate_options(synthvad.ANOMALY_TYPES, (1.0, 2.5), 6.0)
     assert len(cands) == len(synthvad.ANOMALY_TYPES) + 1
@@ -137,7 +107,7 @@ def tiny_run(tmp_path_factory):
     from vau_jax.methods.vagpt import VAGPT
 
     root = tmp_path_factory.mktemp("explain_run")
-    c = _tiny(str(root / "data"))
+    c = tiny_vagpt(str(root / "data"))
     workdir = str(root / "run")
     run_method(VAGPT(c, workdir), c, workdir, "train")
     return workdir, c
@@ -236,7 +206,7 @@ def test_explain_a_synthvad_mp4_end_to_end(tiny_run, tmp_path, capsys):
     html = open(os.path.join(folder, "report.html")).read()
     tags = _Tags()
     tags.feed(html)
-    assert tags.count.get("img", 0) == min(E.FRAMES_SHOWN, int(c.frames_per_video))
+    assert tags.count.get("img", 0) == min(vagpt_report.FRAMES_SHOWN, int(c.frames_per_video))
     assert tags.count.get("svg", 0) >= 1
     assert "Options ranked by log-likelihood" in html
 

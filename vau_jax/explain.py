@@ -51,11 +51,15 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data import templates as T
+from vau_jax.data.instruct import (
+    MCOption,
+    candidate_options,
+    human_turn,
+    mc_prompt,
+    relettered,
+)
 from vau_jax.data.video import VideoDecodeError, probe, read_frames
 
-NORMAL = "normal"
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-FRAMES_SHOWN = 6
 HONESTY_NOTE = (
     "On the tiny preset every model here was trained on SynthVAD (synthetic 64x64 scenes) "
     "only, and the language model only on four-option multiple-choice questions about them: "
@@ -88,15 +92,6 @@ class LoadedRun:
     step: int
     stage: str
     keep: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Option:
-    """One answer option: anomaly type (``"normal"`` = none), interval in seconds, text."""
-
-    anomaly_type: str
-    interval: tuple[float, float] | None
-    text: str
 
 
 # ------------------------------------------------------------------------------ the run
@@ -191,82 +186,29 @@ def load_run(workdir: str, config: Any | None = None) -> LoadedRun:
 # ------------------------------------------------------------------------------ prompts
 
 
-def candidate_options(
-    class_names: Sequence[str], interval: tuple[float, float] | None, duration: float
-) -> list[Option]:
-    """Every anomaly type with ``interval`` (the whole video when None), then "no anomaly";
-    texts written like :func:`vau_jax.data.instruct.multiple_choice` writes them."""
-    from vau_jax.data.instruct import format_interval, type_phrase
-
-    iv = interval if interval is not None else (0.0, round(float(duration), 1))
-    out = []
-    for kind in class_names:
-        if kind == NORMAL:
-            continue
-        text = T.MC_OPTION.format(type=type_phrase(kind), interval=format_interval(iv))
-        out.append(Option(kind, (float(iv[0]), float(iv[1])), text[:1].upper() + text[1:]))
-    out.append(Option(NORMAL, None, T.MC_NORMAL_OPTION))
-    return out
-
-
-def mc_prompt(question: str, options: Sequence[Option]) -> str:
-    """The lettered multiple-choice prompt (``MCQuestion.prompt`` with letters A, B, ...)."""
-    if len(options) > len(LETTERS):
-        raise ValueError(f"{len(options)} options > {len(LETTERS)} letters")
-    lines = "\n".join(
-        T.MC_OPTION_LINE.format(letter=LETTERS[i], text=o.text) for i, o in enumerate(options)
-    )
-    return T.MC_PROMPT.format(question=question, options=lines)
-
-
-def human_turn(prompt: str, tetg_sentence: str | None) -> str:
-    """The human turn as in training (``vagpt_data.human_text``): video marker, TETG's
-    sentence (when used), the prompt."""
-    prior = f"{tetg_sentence}\n" if tetg_sentence else ""
-    return f"{T.VIDEO_MARKER}\n{prior}{prompt}"
-
-
 def _tokenize(
     run: LoadedRun, human: str, question: str, answer: str | None, source: str
 ) -> dict[str, np.ndarray]:
-    """One tokenised row, padded to the LLM's position limit (see :func:`_batch`)."""
-    from vau_jax.data.chat import tokenize_chat
+    """One tokenised row (:func:`vagpt_data.chat_row`), padded to half the LLM's position
+    limit (:func:`_batch` cuts the padding)."""
     from vau_jax.methods import vagpt_data as D
 
-    c, m = run.config, run.method
-    conv = [{"from": "human", "value": human}]
-    if answer is not None:
-        conv.append({"from": "gpt", "value": answer})
+    m = run.method
     limit = int(m.llm_cfg.max_position_embeddings) // 2
     try:
-        ex = tokenize_chat(
-            m.tok,
-            conv,
-            limit,
-            str(c.chat_format),
-            num_video_tokens=m.num_video_tokens,
-            add_generation_prompt=answer is None,
-            left_pad=answer is None,
-            system=c.system_prompt,
-            source=source,
+        return D.chat_row(
+            m.tok, run.config, human, question, answer, 0, m.num_video_tokens, source, limit
         )
     except ValueError as err:
         raise ExplainError(f"{err} (half the LLM's position limit; shorten --question)") from None
-    ex["query_ids"], ex["query_mask"] = D.encode_query(m.tok, question, int(c.max_query_length))
-    return ex
 
 
-def _batch(
-    run: LoadedRun, rows: Sequence[dict[str, np.ndarray]], left_pad: bool
-) -> dict[str, np.ndarray]:
-    """Stacks rows and cuts the padding to ``max(config.max_length, longest row)`` rounded up
-    to 64 (the 8-option prompt can be longer than any training example)."""
-    b = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-    n = int(b["attention_mask"].sum(1).max())
-    length = max(int(run.config.max_length), -(-n // 64) * 64)
-    for k in ("input_ids", "attention_mask", "loss_mask", "video_mask"):
-        b[k] = b[k][:, -length:] if left_pad else b[k][:, :length]
-    return b
+def _batch(run: LoadedRun, rows: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Stacks rows, padding cut to ``max(config.max_length, longest row)`` rounded up to 64
+    (the 8-option prompt can be longer than any training example)."""
+    from vau_jax.methods import vagpt_data as D
+
+    return D.stack_rows(list(rows), multiple=64, min_length=int(run.config.max_length))
 
 
 def _video_inputs(feats: dict[str, np.ndarray], batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -281,7 +223,7 @@ def score_options(
     feats: dict[str, np.ndarray],
     question: str,
     tetg_sentence: str | None,
-    options: Sequence[Option],
+    options: Sequence[MCOption],
     source: str,
 ) -> np.ndarray:
     """Log-likelihood ``[K]`` of each option's answer line "X. text" after the prompt."""
@@ -292,11 +234,8 @@ def score_options(
 
     m = run.method
     human = human_turn(mc_prompt(question, options), tetg_sentence)
-    rows = [
-        _tokenize(run, human, question, f"{LETTERS[i]}. {o.text}", source)
-        for i, o in enumerate(options)
-    ]
-    b = _batch(run, rows, left_pad=False)
+    rows = [_tokenize(run, human, question, f"{o.letter}. {o.text}", source) for o in options]
+    b = _batch(run, rows)
     vis, dino = _video_inputs(feats, len(rows))
 
     @jax.jit
@@ -335,7 +274,7 @@ def generate_answer(
     from vau_jax.models.vlm import VideoLLM
 
     m = run.method
-    b = _batch(run, [_tokenize(run, human, question, None, source)], left_pad=True)
+    b = _batch(run, [_tokenize(run, human, question, None, source)])
     vis, dino = _video_inputs(feats, 1)
 
     @jax.jit
@@ -431,13 +370,13 @@ def explain_frames(
     asked = options
     if num_options == 4:
         top = sorted(np.argsort(-scores, kind="stable")[:4].tolist())
-        asked = [options[i] for i in top]
+        asked = relettered([options[i] for i in top])
         scores = score_options(run, feats, T.MC_QUESTIONS[0], prior, asked, source)
     p = _softmax(scores)
     order = np.argsort(-scores, kind="stable")
     ranked = [
         {
-            "letter": LETTERS[int(i)],
+            "letter": asked[int(i)].letter,
             "text": asked[int(i)].text,
             "anomaly_type": asked[int(i)].anomaly_type,
             "interval_s": None if asked[int(i)].interval is None else list(asked[int(i)].interval),
@@ -532,85 +471,6 @@ def write_json(path: str, obj: Any) -> None:
         raise
 
 
-def write_explain_report(
-    path: str,
-    timeline: dict[str, Any],
-    frames: np.ndarray,
-    feats: dict[str, np.ndarray],
-) -> str:
-    """``report.html``: TETG curve, sampled frames with SETS patches, ranked options, texts."""
-    from vau_jax.methods.vagpt_report import sets_masks
-    from vau_jax.report import ReportVideo, write_report
-
-    fps, keep = float(timeline["fps"]), float(timeline["sets_keep_ratio"])
-    sample = feats["sample_index"][0]
-    pick = np.round(np.linspace(0, len(sample) - 1, min(FRAMES_SHOWN, len(sample)))).astype(int)
-    idx = sample[pick]
-    masks = sets_masks(feats["dino"][0], keep)[pick] if keep < 1.0 else None
-    iv = timeline["tetg_interval_s"]
-    best = timeline["options"][0]
-    name = os.path.basename(timeline["video"])
-    texts = {
-        "Explanation (greedy answer of the video LLM)": timeline["explanation"],
-        "Prompt (human turn)": timeline["prompt"],
-        "TETG sentence": timeline["tetg_sentence"],
-    }
-    if timeline.get("note"):
-        texts["Note"] = timeline["note"]
-    video = ReportVideo(
-        video_id=name,
-        anomaly_type=f"no ground truth; top option: {best['anomaly_type']}",
-        fps=fps,
-        duration=float(timeline["duration_s"]),
-        gt_intervals=[],
-        tetg_probs=np.asarray(timeline["frame_probs"], np.float32),
-        tetg_threshold=float(timeline["threshold"]),
-        tetg_interval=None if iv is None else (float(iv[0]), float(iv[1])),
-        frames=frames[idx],
-        frame_times=[float(i) / fps for i in idx],
-        patch_masks=masks,
-        texts=texts,
-    )
-    probs = np.asarray(timeline["frame_probs"], np.float64)
-    metrics = {
-        "duration_s": float(timeline["duration_s"]),
-        "frames": float(timeline["n_frames"]),
-        "max_frame_prob": float(probs.max()),
-        "frames_above_threshold": float((probs >= timeline["threshold"]).sum()),
-        "top_option_p": float(best["p"]),
-    }
-    rows = [
-        {
-            "rank": r + 1,
-            "letter": o["letter"],
-            "option": o["text"],
-            "log-lik": o["logprob"],
-            "p": o["p"],
-        }
-        for r, o in enumerate(timeline["options"])
-    ]
-    run = timeline["run"]
-    notes = [
-        f"Run {run['workdir']} (step {run['checkpoint_step']}, {run['stage']}, "
-        f"preset {run['preset']}, llm={run['llm']}); no ground truth for this video.",
-        f"Frames decoded at {fps:g} fps on the run's frame size (shorter side resized, centre "
-        "crop); the curve is TETG's per-frame anomaly probability, the band its longest run "
-        "above the threshold (the interval written into the prompt).",
-        f"SETS keeps {keep:.0%} of the patches of each sampled frame (highlighted).",
-        "Options are scored by the log-likelihood of their answer line; p = softmax over them.",
-    ]
-    if timeline.get("note"):
-        notes.append(timeline["note"])
-    return write_report(
-        path,
-        f"VA-GPT explanation of {name}",
-        metrics,
-        [video],
-        tables={"Options ranked by log-likelihood": rows},
-        notes=notes,
-    )
-
-
 def default_out(workdir: str, video: str) -> str:
     """``workdir/explain/<video stem>``."""
     return os.path.join(workdir, "explain", os.path.splitext(os.path.basename(video))[0])
@@ -668,6 +528,8 @@ def run(
     out = out or default_out(workdir, video)
     json_path = os.path.join(out, "timeline.json")
     write_json(json_path, timeline)
+    from vau_jax.methods.vagpt_report import write_explain_report
+
     html_path = write_explain_report(os.path.join(out, "report.html"), timeline, frames, feats)
     return {**timeline, "paths": [json_path, html_path]}
 

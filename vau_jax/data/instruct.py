@@ -281,10 +281,7 @@ class MCQuestion:
 
     def prompt(self) -> str:
         """The question with its lettered options, as put to the model."""
-        lines = "\n".join(
-            T.MC_OPTION_LINE.format(letter=o.letter, text=o.text) for o in self.options
-        )
-        return T.MC_PROMPT.format(question=self.question, options=lines)
+        return mc_prompt(self.question, self.options)
 
     def conversation(self) -> Conversation:
         """Training conversation: the prompt and the correct option "A. text"."""
@@ -298,6 +295,45 @@ class MCQuestion:
     def is_temporally_correct(self, chosen: int) -> bool:
         """Temporal Acc hit: the chosen option's interval equals the true interval."""
         return self.options[chosen].interval == self.options[self.answer_index].interval
+
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def mc_prompt(question: str, options: Sequence[MCOption]) -> str:
+    """The question with its lettered option lines (each option's own letter)."""
+    lines = "\n".join(T.MC_OPTION_LINE.format(letter=o.letter, text=o.text) for o in options)
+    return T.MC_PROMPT.format(question=question, options=lines)
+
+
+def human_turn(prompt: str, tetg_sentence: str | None) -> str:
+    """VA-GPT's human turn: the ``<video>`` marker, TETG's sentence (when used), the prompt."""
+    prior = f"{tetg_sentence}\n" if tetg_sentence else ""
+    return f"{T.VIDEO_MARKER}\n{prior}{prompt}"
+
+
+def relettered(options: Sequence[MCOption]) -> list[MCOption]:
+    """The options lettered A, B, ... in their order."""
+    if len(options) > len(LETTERS):
+        raise ValueError(f"{len(options)} options > {len(LETTERS)} letters")
+    return [dataclasses.replace(o, letter=LETTERS[i]) for i, o in enumerate(options)]
+
+
+def candidate_options(
+    class_names: Sequence[str], interval: Interval | None, duration: float
+) -> list[MCOption]:
+    """Options for an unlabelled video: every anomaly type with ``interval`` (the whole video
+    when None), then "no anomaly"; lettered A, B, ...; texts written as
+    :func:`multiple_choice` writes them."""
+    iv = interval if interval is not None else (0.0, round(float(duration), 1))
+    out = []
+    for kind in class_names:
+        if kind == "normal":
+            continue
+        text = T.MC_OPTION.format(type=type_phrase(kind), interval=format_interval(iv))
+        out.append(MCOption("", kind, (float(iv[0]), float(iv[1])), text[:1].upper() + text[1:]))
+    out.append(MCOption("", "normal", None, T.MC_NORMAL_OPTION))
+    return relettered(out)
 
 
 def _wrong_intervals(

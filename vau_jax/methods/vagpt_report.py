@@ -106,3 +106,83 @@ def write_vagpt_report(method: Any, params: Any, metrics: dict[str, float], work
         videos,
         notes=notes,
     )
+
+
+FRAMES_SHOWN = 6  # sampled frames shown in the explain report
+
+
+def write_explain_report(
+    path: str,
+    timeline: dict[str, Any],
+    frames: np.ndarray,
+    feats: dict[str, np.ndarray],
+) -> str:
+    """The ``explain`` CLI's ``report.html`` for one unlabelled video: TETG curve, sampled
+    frames with SETS patches, ranked options, texts. Returns the path."""
+    fps, keep = float(timeline["fps"]), float(timeline["sets_keep_ratio"])
+    sample = feats["sample_index"][0]
+    pick = np.round(np.linspace(0, len(sample) - 1, min(FRAMES_SHOWN, len(sample)))).astype(int)
+    idx = sample[pick]
+    masks = sets_masks(feats["dino"][0], keep)[pick] if keep < 1.0 else None
+    iv = timeline["tetg_interval_s"]
+    best = timeline["options"][0]
+    name = os.path.basename(timeline["video"])
+    texts = {
+        "Explanation (greedy answer of the video LLM)": timeline["explanation"],
+        "Prompt (human turn)": timeline["prompt"],
+        "TETG sentence": timeline["tetg_sentence"],
+    }
+    if timeline.get("note"):
+        texts["Note"] = timeline["note"]
+    video = ReportVideo(
+        video_id=name,
+        anomaly_type=f"no ground truth; top option: {best['anomaly_type']}",
+        fps=fps,
+        duration=float(timeline["duration_s"]),
+        gt_intervals=[],
+        tetg_probs=np.asarray(timeline["frame_probs"], np.float32),
+        tetg_threshold=float(timeline["threshold"]),
+        tetg_interval=None if iv is None else (float(iv[0]), float(iv[1])),
+        frames=frames[idx],
+        frame_times=[float(i) / fps for i in idx],
+        patch_masks=masks,
+        texts=texts,
+    )
+    probs = np.asarray(timeline["frame_probs"], np.float64)
+    metrics = {
+        "duration_s": float(timeline["duration_s"]),
+        "frames": float(timeline["n_frames"]),
+        "max_frame_prob": float(probs.max()),
+        "frames_above_threshold": float((probs >= timeline["threshold"]).sum()),
+        "top_option_p": float(best["p"]),
+    }
+    rows = [
+        {
+            "rank": r + 1,
+            "letter": o["letter"],
+            "option": o["text"],
+            "log-lik": o["logprob"],
+            "p": o["p"],
+        }
+        for r, o in enumerate(timeline["options"])
+    ]
+    run = timeline["run"]
+    notes = [
+        f"Run {run['workdir']} (step {run['checkpoint_step']}, {run['stage']}, "
+        f"preset {run['preset']}, llm={run['llm']}); no ground truth for this video.",
+        f"Frames decoded at {fps:g} fps on the run's frame size (shorter side resized, centre "
+        "crop); the curve is TETG's per-frame anomaly probability, the band its longest run "
+        "above the threshold (the interval written into the prompt).",
+        f"SETS keeps {keep:.0%} of the patches of each sampled frame (highlighted).",
+        "Options are scored by the log-likelihood of their answer line; p = softmax over them.",
+    ]
+    if timeline.get("note"):
+        notes.append(timeline["note"])
+    return write_report(
+        path,
+        f"VA-GPT explanation of {name}",
+        metrics,
+        [video],
+        tables={"Options ranked by log-likelihood": rows},
+        notes=notes,
+    )
