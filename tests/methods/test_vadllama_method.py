@@ -12,31 +12,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"
 
 import vadllama as vadllama_config  # noqa: E402
 
+from tests.tiny_configs import tiny_vadllama  # noqa: E402
 from vau_jax.methods import paper  # noqa: E402
 from vau_jax.methods.runner import run_method  # noqa: E402
 from vau_jax.methods.vadllama import VADLLaMA, clips_from_frames  # noqa: E402
 
-
-def _tiny(data_dir):
-    c = vadllama_config.get_config("tiny")
-    c.data_dir = data_dir
-    cp = c.clip_pretrain
-    cp.data_dir, cp.num_train_videos, cp.num_test_videos, cp.frames_per_video = data_dir, 4, 3, 2
-    cp.batch_size, cp.num_steps, cp.optimizer.warmup_steps, cp.checkpoint_every, cp.log_every = (
-        8,
-        3,
-        1,
-        0,
-        1,
-    )
-    cp.synthvad.min_seconds = cp.synthvad.max_seconds = 3.0
-    c.synthvad.min_seconds = c.synthvad.max_seconds = 3.0
-    c.num_train_videos, c.num_test_videos, c.max_clips, c.batch_size, c.log_every = 6, 4, 4, 2, 1
-    c.phase1.steps, c.phase2.steps = 3, 3
-    c.phase1.optimizer.warmup_steps = c.phase2.optimizer.warmup_steps = 1
-    c.async_checkpointing = False
-    c.mesh.data = 2  # batch 2 over 2 of the 8 test devices
-    return c
+_tiny = tiny_vadllama  # also used by test_vadllama_phase3.py
 
 
 def test_clips_from_frames_padding_and_mask():

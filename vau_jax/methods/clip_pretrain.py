@@ -31,8 +31,8 @@ from absl import logging
 from flax import linen as nn
 
 from vau_jax.data import synthvad
-from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.data.synthvad import text as synth_text
+from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
 from vau_jax.models import registry
 from vau_jax.models.clip_text import CLIPConfig, CLIPModel
 from vau_jax.train.trainer import Stage
@@ -214,22 +214,7 @@ class ClipPretrain:
         return loss, {"batch_retrieval_acc": acc}
 
     def stages(self) -> list[Stage]:
-        c = self.config
-        source = self._source()
-        pcfg = PipelineConfig(
-            global_batch_size=c.batch_size, seed=c.seed, num_epochs=None, read_threads=1, prefetch=2
-        )
-        return [
-            Stage(
-                name="contrastive",
-                num_steps=c.num_steps,
-                optimizer=dict(c.optimizer),
-                loss_fn=self._loss,
-                make_data=lambda: make_iterator(source, pcfg),
-                checkpoint_every=c.checkpoint_every,
-                log_every=c.log_every,
-            )
-        ]
+        return single_stage("contrastive", self.config, self._loss, self._source())
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -300,8 +285,7 @@ def input_mode(config: Any) -> str:
 
 def checkpoint_dir(config: Any) -> str:
     """Where the converted tiny-CLIP checkpoint of a clip_pretrain config lives (by hash)."""
-    key = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
-    return os.path.join(config.data_dir, f"clip_pretrain_{key}")
+    return pretrained_dir(config, "clip_pretrain")
 
 
 def ensure_pretrained_clip(config: Any) -> str:
@@ -311,18 +295,12 @@ def ensure_pretrained_clip(config: Any) -> str:
     with :func:`vau_jax.convert.checkpoint.save_converted`, so they load with
     ``load_converted`` like any converted HF checkpoint.
     """
-    from vau_jax.convert.checkpoint import save_converted
-    from vau_jax.methods.runner import run_method
-
-    path = checkpoint_dir(config)
-    if os.path.isfile(os.path.join(path, "config.json")):
-        return path
-    logging.info("no pretrained tiny CLIP at %s: training it (configs/clip_pretrain.py)", path)
-    method = ClipPretrain(config, synthvad_tokenizer(config))
-    params, _ = run_method(method, config, path + ".run", "train_and_eval")
-    if jax.process_index() == 0:
-        save_converted(path, method.model, jax.device_get(params), source=path + ".run")
-    return path
+    return ensure_pretrained(
+        config,
+        "clip_pretrain",
+        "tiny CLIP",
+        lambda: ClipPretrain(config, synthvad_tokenizer(config)),
+    )
 
 
 def synthvad_tokenizer(config: Any) -> Any:

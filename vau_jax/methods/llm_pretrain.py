@@ -46,8 +46,8 @@ from vau_jax.data.instruct import (
     pseudo_instruction,
     scores_to_intervals,
 )
-from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.methods import vadllama_text as vt
+from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
 from vau_jax.models import registry
 from vau_jax.models.llama import LlamaConfig, LlamaForCausalLM
 from vau_jax.models.vlm import lm_loss
@@ -201,22 +201,7 @@ class LLMPretrain:
         return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
 
     def stages(self) -> list[Stage]:
-        c = self.config
-        source = self._source()
-        pcfg = PipelineConfig(
-            global_batch_size=c.batch_size, seed=c.seed, num_epochs=None, read_threads=1, prefetch=2
-        )
-        return [
-            Stage(
-                name="text_lm",
-                num_steps=c.num_steps,
-                optimizer=dict(c.optimizer),
-                loss_fn=self._loss,
-                make_data=lambda: make_iterator(source, pcfg),
-                checkpoint_every=c.checkpoint_every,
-                log_every=c.log_every,
-            )
-        ]
+        return single_stage("text_lm", self.config, self._loss, self._source())
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -258,8 +243,7 @@ class LLMPretrain:
 
 def checkpoint_dir(config: Any) -> str:
     """Where the converted tiny-LLM checkpoint of an llm_pretrain config lives (by hash)."""
-    key = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
-    return os.path.join(config.data_dir, f"llm_pretrain_{key}")
+    return pretrained_dir(config, "llm_pretrain")
 
 
 def synthvad_tokenizer(config: Any) -> Any:
@@ -272,18 +256,9 @@ def synthvad_tokenizer(config: Any) -> Any:
 def ensure_pretrained_llm(config: Any) -> str:
     """Returns the converted checkpoint folder, training it first when it is missing (the
     resumable run lives in ``<dir>.run``)."""
-    from vau_jax.convert.checkpoint import save_converted
-    from vau_jax.methods.runner import run_method
-
-    path = checkpoint_dir(config)
-    if os.path.isfile(os.path.join(path, "config.json")):
-        return path
-    logging.info("no pretrained tiny LLM at %s: training it (configs/llm_pretrain.py)", path)
-    method = LLMPretrain(config, synthvad_tokenizer(config))
-    params, _ = run_method(method, config, path + ".run", "train_and_eval")
-    if jax.process_index() == 0:
-        save_converted(path, method.model, jax.device_get(params), source=path + ".run")
-    return path
+    return ensure_pretrained(
+        config, "llm_pretrain", "tiny LLM", lambda: LLMPretrain(config, synthvad_tokenizer(config))
+    )
 
 
 def run(config: Any, workdir: str, mode: str) -> int:

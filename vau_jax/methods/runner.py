@@ -1,16 +1,24 @@
-"""``run(method, config, workdir, mode)``: train (resumable) and/or evaluate, write results."""
+"""``run(method, config, workdir, mode)``: train (resumable) and/or evaluate, write results.
+
+Also the pieces the single-stage pretraining methods (``clip_pretrain``, ``llm_pretrain``)
+share: :func:`single_stage` (their one training stage) and :func:`ensure_pretrained` (train
+the converted checkpoint other methods start from when it is missing).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 from absl import logging
 
-from vau_jax.train.trainer import Trainer
+from vau_jax.data.pipeline import PipelineConfig, make_iterator
+from vau_jax.train.trainer import Stage, Trainer
 from vau_jax.train.writers import write_final_metrics
 
 
@@ -48,3 +56,63 @@ def run_method(method: Any, config: Any, workdir: str, mode: str) -> tuple[Any, 
         return params, metrics
     finally:
         trainer.close()
+
+
+def single_stage(
+    name: str,
+    config: Any,
+    loss_fn: Callable[..., Any],
+    source: Sequence[Mapping[str, Any]],
+) -> list[Stage]:
+    """The one training stage of a pretraining method: ``loss_fn`` over in-memory examples.
+
+    ``source`` (a list of example dicts) is shuffled and batched endlessly by
+    :func:`vau_jax.data.pipeline.make_iterator`; ``config`` gives ``batch_size``, ``seed``,
+    ``num_steps``, ``optimizer``, ``checkpoint_every`` and ``log_every``.
+    """
+    c = config
+    pcfg = PipelineConfig(
+        global_batch_size=c.batch_size, seed=c.seed, num_epochs=None, read_threads=1, prefetch=2
+    )
+    return [
+        Stage(
+            name=name,
+            num_steps=c.num_steps,
+            optimizer=dict(c.optimizer),
+            loss_fn=loss_fn,
+            make_data=lambda: make_iterator(source, pcfg),
+            checkpoint_every=c.checkpoint_every,
+            log_every=c.log_every,
+        )
+    ]
+
+
+def pretrained_dir(config: Any, name: str) -> str:
+    """``<config.data_dir>/<name>_<hash>``: the converted checkpoint folder of the pretraining
+    method ``name`` (e.g. ``"clip_pretrain"``) run with ``config`` (hash of its JSON)."""
+    key = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
+    return os.path.join(config.data_dir, f"{name}_{key}")
+
+
+def ensure_pretrained(config: Any, name: str, what: str, make_method: Callable[[], Any]) -> str:
+    """Returns the converted checkpoint folder of a pretraining run, training it when missing.
+
+    The folder is :func:`pretrained_dir` of ``config`` and ``name``, the pretraining method's
+    name (its recipe is ``configs/<name>.py``). Missing means no ``<folder>/config.json``:
+    then (after logging that the ``what``, e.g. ``"tiny CLIP"``, is missing) the method that
+    ``make_method()`` builds is trained and evaluated by :func:`run_method` with ``config`` in
+    the resumable run folder ``<folder>.run``, and process 0 saves its final weights with
+    :func:`vau_jax.convert.checkpoint.save_converted`, so that they load with
+    ``load_converted`` like any converted HF checkpoint. The method must have a ``model``.
+    """
+    from vau_jax.convert.checkpoint import save_converted
+
+    path = pretrained_dir(config, name)
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return path
+    logging.info("no pretrained %s at %s: training it (configs/%s.py)", what, path, name)
+    method = make_method()
+    params, _ = run_method(method, config, path + ".run", "train_and_eval")
+    if jax.process_index() == 0:
+        save_converted(path, method.model, jax.device_get(params), source=path + ".run")
+    return path
