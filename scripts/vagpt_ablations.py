@@ -147,7 +147,10 @@ def main() -> None:
                 add(f"K={k}", "total", m["total_acc"])
                 add(f"K={k}", "temporal", m["temporal_acc"])
     n = len(seeds)
-    lines = [f"LLM: {args.llm}; SynthVAD test; mean ± std over {n} seed(s); chance 0.25.", ""]
+    lines = [f"LLM: {args.llm}; SynthVAD test; mean ± std over {n} seed(s); chance 0.25."]
+    if args.set:
+        lines.append("Overrides: " + ", ".join(f"`{s}`" for s in args.set) + ".")
+    lines.append("")
     lines += ["| setting | Total Acc | Temporal Acc |", "|---|---|---|"]
     for name, v in res.items():
         if name in ("tetg", "generate"):
