@@ -331,16 +331,6 @@ class VAGPT:
                 items.append((i, q, sentence, interval))
         return items
 
-    def _apply_fn(self, keep: float):
-        def fn(params, ids, att, video, vis, dino, qids, qmask):
-            visual = self.select(vis, dino, keep)
-            logits = self.model.apply({"params": params}, ids, att, video, visual, qids, qmask)[
-                "logits"
-            ]
-            return logits
-
-        return jax.jit(fn)
-
     def _rows(self, items: list, answers: bool) -> list[dict[str, np.ndarray]]:
         """Tokenised test rows: 4 per question (one per option line) when ``answers``, else
         one left-padded generation prompt per question."""
@@ -357,25 +347,37 @@ class VAGPT:
                 )
         return rows
 
+    def _with_test_video(self, b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Adds the test features of each row's ``video``: ``visual [B, S, N, Dc]`` and
+        ``dino [B, S, N, Dd]`` float32."""
+        f = self.feats["test"]
+        v = b["video"]
+        return {
+            **b,
+            "visual": f["visual"][v].astype(np.float32),
+            "dino": f["dino"][v].astype(np.float32),
+        }
+
     def _batches(self, rows: list[dict[str, np.ndarray]], bs: int = 32):
         """Yields ``(n_real, batch)``: chunks of ``bs`` rows (the last repeated to ``bs``),
         padding columns cut to one length for all chunks (one compiled shape), with the
         rows' ``visual`` / ``dino`` features attached."""
-        f = self.feats["test"]
         length = D.stack_rows(rows)["input_ids"].shape[1]
         for s in range(0, len(rows), bs):
             chunk = rows[s : s + bs]
             n = len(chunk)
-            b = D.stack_rows(chunk + [chunk[-1]] * (bs - n), min_length=length)
-            b["visual"] = f["visual"][b["video"]].astype(np.float32)
-            b["dino"] = f["dino"][b["video"]].astype(np.float32)
-            yield n, b
+            yield (
+                n,
+                self._with_test_video(
+                    D.stack_rows(chunk + [chunk[-1]] * (bs - n), min_length=length)
+                ),
+            )
 
     def option_scores(self, params: Any, items: list, keep: float, bs: int = 8) -> np.ndarray:
         """Log-likelihood ``[Q, 4]`` of each option's answer line after its question's prompt;
         the prompt (video tokens included) runs once per question
         (:func:`vau_jax.models.vlm.shared_prefix_logprob`)."""
-        f, rows = self.feats["test"], self._rows(items, True)
+        rows = self._rows(items, True)
         splits = [
             D.split_options(rows[4 * j : 4 * j + 4], q.video_id)
             for j, (_, q, _, _) in enumerate(items)
@@ -405,16 +407,13 @@ class VAGPT:
             chunk = splits[s : s + bs]
             n = len(chunk)
             b = D.pack_options(chunk + [chunk[-1]] * (bs - n), p, c, int(self.tok.pad_id))
-            b["visual"] = f["visual"][b["video"]].astype(np.float32)
-            b["dino"] = f["dino"][b["video"]].astype(np.float32)
-            out.append(np.asarray(logprob(params, b))[:n])
+            out.append(np.asarray(logprob(params, self._with_test_video(b)))[:n])
         return np.concatenate(out)
 
     def evaluate_mc(self, params: Any, keep: float, generate_too: bool = True) -> dict[str, Any]:
         """Total / Temporal Acc on the test questions by option log-likelihood (and by
         generate-and-parse when ``generate_too``); keeps per-question details for the report."""
         items = self._test_items()
-
         scores = self.option_scores(params, items, keep)
         chosen = scores.argmax(1).tolist()
         qs = [q for _, q, _, _ in items]
