@@ -190,7 +190,7 @@ def _tokenize(
     run: LoadedRun, human: str, question: str, answer: str | None, source: str
 ) -> dict[str, np.ndarray]:
     """One tokenised row (:func:`vagpt_data.chat_row`), padded to half the LLM's position
-    limit (:func:`_batch` cuts the padding)."""
+    limit (the padding is cut before the LLM runs)."""
     from vau_jax.methods import vagpt_data as D
 
     m = run.method
@@ -203,21 +203,6 @@ def _tokenize(
         raise ExplainError(f"{err} (half the LLM's position limit; shorten --question)") from None
 
 
-def _batch(run: LoadedRun, rows: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Stacks rows, padding cut to ``max(config.max_length, longest row)`` rounded up to 64
-    (the 8-option prompt can be longer than any training example)."""
-    from vau_jax.methods import vagpt_data as D
-
-    return D.stack_rows(list(rows), multiple=64, min_length=int(run.config.max_length))
-
-
-def _video_inputs(feats: dict[str, np.ndarray], batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """``visual [B, S, N, Dc]`` and ``dino [B, S, N, Dd]`` float32, the video repeated."""
-    vis = np.repeat(feats["visual"][:1].astype(np.float32), batch, axis=0)
-    dino = np.repeat(feats["dino"][:1].astype(np.float32), batch, axis=0)
-    return vis, dino
-
-
 def score_options(
     run: LoadedRun,
     feats: dict[str, np.ndarray],
@@ -226,36 +211,12 @@ def score_options(
     options: Sequence[MCOption],
     source: str,
 ) -> np.ndarray:
-    """Log-likelihood ``[K]`` of each option's answer line "X. text" after the prompt."""
-    import jax
-    import jax.numpy as jnp
-
-    from vau_jax.models.vlm import sequence_logprob
-
-    m = run.method
+    """Log-likelihood ``[K]`` of each option's answer line "X. text" after the prompt
+    (:meth:`VAGPT.option_scores`: the prompt runs once, the options continue it)."""
     human = human_turn(mc_prompt(question, options), tetg_sentence)
     rows = [_tokenize(run, human, question, f"{o.letter}. {o.text}", source) for o in options]
-    b = _batch(run, rows)
-    vis, dino = _video_inputs(feats, len(rows))
-
-    @jax.jit
-    def logprob(params, ids, att, video, vis, dino, qids, qmask, loss_mask):
-        visual = m.select(vis, dino, run.keep)
-        logits = m.model.apply({"params": params}, ids, att, video, visual, qids, qmask)["logits"]
-        return sequence_logprob(logits, ids, loss_mask)
-
-    lp = logprob(
-        run.params,
-        jnp.asarray(b["input_ids"]),
-        b["attention_mask"],
-        b["video_mask"],
-        vis,
-        dino,
-        b["query_ids"],
-        b["query_mask"],
-        jnp.asarray(b["loss_mask"]),
-    )
-    return np.asarray(lp, np.float64)
+    scores = run.method.option_scores(run.params, rows, len(rows), feats, run.keep)
+    return np.asarray(scores[0], np.float64)
 
 
 def generate_answer(
@@ -267,37 +228,9 @@ def generate_answer(
     max_new_tokens: int = 32,
 ) -> str:
     """The LLM's greedy answer (KV cache, multimodal prefix) to the human turn ``human``."""
-    import jax
-
-    from vau_jax.eval.generate import generate
-    from vau_jax.models.llama import LlamaForCausalLM
-    from vau_jax.models.vlm import VideoLLM
-
-    m = run.method
-    b = _batch(run, [_tokenize(run, human, question, None, source)])
-    vis, dino = _video_inputs(feats, 1)
-
-    @jax.jit
-    def embeds(params, ids, video, vis, dino, qids, qmask):
-        visual = m.select(vis, dino, run.keep)
-        return m.model.apply(
-            {"params": params}, ids, video, visual, qids, qmask, method=VideoLLM.prefix_embeds
-        )
-
-    emb = embeds(
-        run.params, b["input_ids"], b["video_mask"], vis, dino, b["query_ids"], b["query_mask"]
-    )
-    toks, lengths = generate(
-        LlamaForCausalLM(m.llm_cfg),
-        run.params["llm"],
-        inputs_embeds=emb,
-        attention_mask=b["attention_mask"],
-        max_new_tokens=int(max_new_tokens),
-        eos_id=m.tok.eos_id,
-        pad_id=m.tok.pad_id,
-    )
-    toks, lengths = np.asarray(toks), np.asarray(lengths)
-    return m.tok.decode(toks[0, : int(lengths[0])].tolist()).strip()
+    row = _tokenize(run, human, question, None, source)
+    texts = run.method.generate_rows(run.params, [row], feats, run.keep, int(max_new_tokens))
+    return texts[0].strip()
 
 
 # ------------------------------------------------------------------------------ explain

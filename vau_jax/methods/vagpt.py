@@ -347,43 +347,55 @@ class VAGPT:
                 )
         return rows
 
-    def _with_test_video(self, b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Adds the test features of each row's ``video``: ``visual [B, S, N, Dc]`` and
-        ``dino [B, S, N, Dd]`` float32."""
-        f = self.feats["test"]
+    def _with_video(self, b: dict[str, np.ndarray], feats: dict[str, np.ndarray]) -> dict:
+        """Adds the features of each row's ``video`` (an index into ``feats``): ``visual
+        [B, S, N, Dc]`` and ``dino [B, S, N, Dd]`` float32."""
         v = b["video"]
         return {
             **b,
-            "visual": f["visual"][v].astype(np.float32),
-            "dino": f["dino"][v].astype(np.float32),
+            "visual": feats["visual"][v].astype(np.float32),
+            "dino": feats["dino"][v].astype(np.float32),
         }
 
-    def _batches(self, rows: list[dict[str, np.ndarray]], bs: int = 32):
+    def _batches(
+        self, rows: list[dict[str, np.ndarray]], feats: dict[str, np.ndarray], bs: int = 32
+    ):
         """Yields ``(n_real, batch)``: chunks of ``bs`` rows (the last repeated to ``bs``),
         padding columns cut to one length for all chunks (one compiled shape), with the
-        rows' ``visual`` / ``dino`` features attached."""
+        rows' ``visual`` / ``dino`` features from ``feats`` attached."""
         length = D.stack_rows(rows)["input_ids"].shape[1]
         for s in range(0, len(rows), bs):
             chunk = rows[s : s + bs]
             n = len(chunk)
-            yield (
-                n,
-                self._with_test_video(
-                    D.stack_rows(chunk + [chunk[-1]] * (bs - n), min_length=length)
-                ),
-            )
+            b = D.stack_rows(chunk + [chunk[-1]] * (bs - n), min_length=length)
+            yield n, self._with_video(b, feats)
 
-    def option_scores(self, params: Any, items: list, keep: float, bs: int = 8) -> np.ndarray:
-        """Log-likelihood ``[Q, 4]`` of each option's answer line after its question's prompt;
-        the prompt (video tokens included) runs once per question
-        (:func:`vau_jax.models.vlm.shared_prefix_logprob`)."""
-        rows = self._rows(items, True)
+    def option_scores(
+        self,
+        params: Any,
+        rows: list[dict[str, np.ndarray]],
+        num_options: int,
+        feats: dict[str, np.ndarray],
+        keep: float,
+        bs: int = 8,
+    ) -> np.ndarray:
+        """Log-likelihood ``[Q, O]`` of each option's answer line after its question's prompt.
+
+        ``rows``: ``O = num_options`` consecutive full rows (:func:`vagpt_data.chat_row` with
+        each answer line) per question, whose ``video`` indexes ``feats``. The prompt (video
+        tokens included) runs once per question
+        (:func:`vau_jax.models.vlm.shared_prefix_logprob`).
+        """
+        o = int(num_options)
         splits = [
-            D.split_options(rows[4 * j : 4 * j + 4], q.video_id)
-            for j, (_, q, _, _) in enumerate(items)
+            D.split_options(
+                rows[o * j : o * j + o], f"question {j} (video {int(rows[o * j]['video'])})"
+            )
+            for j in range(len(rows) // o)
         ]
         p = -(-max(len(s["prefix_ids"]) for s in splits) // 16) * 16
         c = -(-max(len(x) for s in splits for x in s["cont_ids"]) // 8) * 8
+        bs = min(bs, len(splits))
 
         @jax.jit
         def logprob(params, b):
@@ -407,14 +419,15 @@ class VAGPT:
             chunk = splits[s : s + bs]
             n = len(chunk)
             b = D.pack_options(chunk + [chunk[-1]] * (bs - n), p, c, int(self.tok.pad_id))
-            out.append(np.asarray(logprob(params, self._with_test_video(b)))[:n])
+            out.append(np.asarray(logprob(params, self._with_video(b, feats)))[:n])
         return np.concatenate(out)
 
     def evaluate_mc(self, params: Any, keep: float, generate_too: bool = True) -> dict[str, Any]:
         """Total / Temporal Acc on the test questions by option log-likelihood (and by
         generate-and-parse when ``generate_too``); keeps per-question details for the report."""
         items = self._test_items()
-        scores = self.option_scores(params, items, keep)
+        rows = self._rows(items, True)
+        scores = self.option_scores(params, rows, 4, self.feats["test"], keep)
         chosen = scores.argmax(1).tolist()
         qs = [q for _, q, _, _ in items]
         intervals = [[o.interval for o in q.options] for q in qs]
@@ -438,6 +451,20 @@ class VAGPT:
         self, params: Any, items: list, keep: float, max_new_tokens: int = 24
     ) -> list[str]:
         """Greedy answers (KV cache, multimodal prefix) to every test question."""
+        rows = self._rows(items, False)
+        return self.generate_rows(params, rows, self.feats["test"], keep, max_new_tokens)
+
+    def generate_rows(
+        self,
+        params: Any,
+        rows: list[dict[str, np.ndarray]],
+        feats: dict[str, np.ndarray],
+        keep: float,
+        max_new_tokens: int = 24,
+        bs: int = 32,
+    ) -> list[str]:
+        """Greedy answers to generation-prompt rows (:func:`vagpt_data.chat_row` with no
+        answer, ``video`` indexing ``feats``): the multimodal prefix fills the KV cache once."""
         from vau_jax.models.llama import LlamaForCausalLM
 
         lm = LlamaForCausalLM(self.llm_cfg)
@@ -456,7 +483,7 @@ class VAGPT:
             )
 
         texts: list[str] = []
-        for n, b in self._batches(self._rows(items, False)):
+        for n, b in self._batches(rows, feats, min(bs, len(rows))):
             toks, lengths = generate(
                 lm,
                 params["llm"],
