@@ -32,6 +32,24 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def add_dataset_fields(c: ml_collections.ConfigDict, frame_size: int = 64) -> None:
+    """The data fields every method config has (DESIGN §8; README "Train on your data").
+
+    ``dataset``: synthvad | ucf_crime | xd_violence | tad | ubnormal | shanghaitech | folder;
+    ``dataset_dir``: its root in the published layout (not used by synthvad);
+    ``dataset_fps``: frame rate of frame-folder videos (ShanghaiTech test frames);
+    ``fps``: frames per second the frozen encoders see (0 = SynthVAD's rate);
+    ``frame_size``: encoder input side in pixels (shorter side resized, centre crop);
+    ``feature_dtype``: storage dtype of cached features (float16 | float32).
+    """
+    c.dataset = "synthvad"
+    c.dataset_dir = ""
+    c.dataset_fps = 0.0
+    c.fps = 0.0
+    c.frame_size = frame_size
+    c.feature_dtype = "float16"
+
+
 def parse_preset(arg: str | None, allowed: tuple[str, ...] = ("tiny", "paper")) -> str:
     """``None``/``""`` -> ``"tiny"``; unknown presets raise listing the allowed ones."""
     preset = arg or "tiny"

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import clip_pretrain  # noqa: E402
 import ml_collections  # noqa: E402
-from common import base_config, data_dir, parse_preset  # noqa: E402
+from common import add_dataset_fields, base_config, data_dir, parse_preset  # noqa: E402
 
 
 def _phase(steps: int, lr: float, warmup: int, freeze: list[str]) -> ml_collections.ConfigDict:
@@ -53,6 +53,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.clip_pretrain.input = "background"
     c.clip_pretrain.num_steps = 1000
     c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})
+    add_dataset_fields(c, frame_size=64)
+    # Pre-extracted snippet features instead of videos (VAD-LLaMA only): "i3d" | "vadclip"
+    # under `features_dir` (default <dataset_dir>/features), crops averaged (-1) or one kept.
+    c.features = ""
+    c.features_dir = ""
+    c.feature_crop = -1
+    c.feature_width = 0
+    c.threshold = 0.5  # clip score -> anomalous, for the predicted intervals
+    c.report_videos = 6
     c.num_train_videos = 800
     c.num_test_videos = 96
     c.max_clips = 16
@@ -77,6 +86,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.image_qformer = "blip2-qformer"
         c.video_qformer = "blip2-qformer"
         c.frames_per_clip = 16
+        c.frame_size = 224
+        c.fps = 30.0  # UCF-Crime's native rate: 16-frame clips are the dataset's snippets
+        c.dataset = "ucf_crime"
         c.batch_size = 8
         c.phase1 = _phase(steps, 1e-5, warmup, phase1_freeze)
         c.phase2 = _phase(steps, 1e-5, warmup, phase2_freeze)
@@ -84,6 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.paper_checkpoints = ml_collections.ConfigDict(
             {"vision": "", "image_qformer": "", "video_qformer": ""}
         )
+        c.encoder_batch = 32
     # Phase 3 (vau_jax/methods/vadllama_phase3.py): adaptor Linear([x, x̃]) -> LLM width
     # trained alone on pseudo-instructions + normal descriptions; own run in <workdir>/phase3.
     import llm_pretrain as llm_pretrain_config  # configs/llm_pretrain.py (the frozen tiny LLM)

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import ml_collections  # noqa: E402
 import vadllama as vadllama_config  # noqa: E402
-from common import base_config, data_dir, parse_preset  # noqa: E402
+from common import add_dataset_fields, base_config, data_dir, parse_preset  # noqa: E402
 
 
 def _stage(steps: int, lr: float, warmup: int, freeze: list[str]) -> ml_collections.ConfigDict:
@@ -52,6 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The same frozen tiny CLIP as VAD-LLaMA (one checkpoint in the data dir serves both).
     c.clip_pretrain = vadllama_config.get_config("tiny").clip_pretrain
     c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})
+    add_dataset_fields(c, frame_size=64)
+    c.class_names = ()  # anomaly classes of the templates; () = the dataset's
     c.num_train_videos = 400
     c.num_test_videos = 96
     c.questions_per_train_video = 4  # MC questions per video (different distractors/order)
@@ -104,6 +106,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.llm_preset = "vicuna-7b"
         c.projector_hidden = 4096
         c.frames_per_video = 32
+        c.frame_size = 224
+        c.fps = 1.0
+        c.dataset = "ucf_crime"
         c.max_length = 2048
         c.system_prompt = None
         c.batch_size = 128

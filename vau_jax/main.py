@@ -4,12 +4,12 @@
         [--mode=train_and_eval|train|eval] [--config.a.b=value ...]
 
 ``--workdir`` defaults to ``runs/<config>-<preset>``; rerunning resumes from its latest
-checkpoint. The method named by ``config.method`` is imported from ``vau_jax.methods``.
+checkpoint. The method named by ``config.method`` comes from the registry
+(:mod:`vau_jax.methods`): prepare -> train -> evaluate -> report (:func:`vau_jax.methods.runner.run`).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging as std_logging
 import os
 import sys
@@ -34,23 +34,19 @@ def default_workdir(config_arg: str) -> str:
 
 
 def run(config, workdir: str, mode: str) -> int:
-    """Imports ``vau_jax.methods.<config.method>`` and runs it; returns a process exit code."""
-    from vau_jax import distributed
+    """Builds ``config.method`` from the registry and runs it; returns a process exit code.
+
+    A paper preset whose converted checkpoints are missing prints the per-role download and
+    conversion commands and returns 2 without training anything.
+    """
+    from vau_jax import distributed, methods
+    from vau_jax.methods import paper, runner
 
     distributed.initialize()
-    try:
-        method = importlib.import_module(f"vau_jax.methods.{config.method}")
-    except ModuleNotFoundError as e:
-        if e.name != f"vau_jax.methods.{config.method}":
-            raise
-        known = sorted(
-            n[:-3]
-            for n in os.listdir(os.path.join(os.path.dirname(__file__), "methods"))
-            if n.endswith(".py") and not n.startswith("_")
-        )
-        print(f"vau_jax: unknown method {config.method!r}; known: {known}", file=sys.stderr)
-        return 1
-    return int(method.run(config, workdir=workdir, mode=mode) or 0)
+    if config.get("preset", "tiny") == "paper" and paper.missing_checkpoints(config):
+        return paper.explain_missing_weights(config)
+    runner.run(methods.build(config, workdir), mode)
+    return 0
 
 
 class _QuietLibraries(std_logging.Filter):

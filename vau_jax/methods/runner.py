@@ -1,6 +1,7 @@
-"""``run(method, config, workdir, mode)``: train (resumable) and/or evaluate, write results.
+"""Driving a method: :func:`run` (prepare -> train (resumable) -> evaluate -> report ->
+finish) and :func:`run_method` (the train/evaluate part for any trainer method).
 
-Also the pieces the single-stage pretraining methods (``clip_pretrain``, ``llm_pretrain``)
+Also the pieces the single-stage pretraining methods (``pretrain/clip.py``, ``pretrain/llm.py``)
 share: :func:`single_stage` (their one training stage) and :func:`ensure_pretrained` (train
 the converted checkpoint other methods start from when it is missing).
 """
@@ -21,21 +22,40 @@ from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.train.trainer import Stage, Trainer
 from vau_jax.train.writers import write_final_metrics
 
+MODES = ("train_and_eval", "train", "eval")
+
+
+def run(method: Any, mode: str) -> dict[str, float]:
+    """The whole job of a :class:`~vau_jax.methods.base.Method` built with its config and
+    workdir: ``prepare()``, then :func:`run_method`, then ``finish`` (extra runs such as
+    VAD-LLaMA's phase 3, whose metrics are merged in). Returns the final metrics."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    method.prepare()
+    params, metrics = run_method(method, method.config, method.workdir, mode)
+    extra = method.finish(params, metrics, mode) or {}
+    return {**metrics, **extra}
+
 
 def run_method(method: Any, config: Any, workdir: str, mode: str) -> tuple[Any, dict[str, float]]:
     """Runs ``mode`` in {"train_and_eval", "train", "eval"}; returns ``(params, metrics)``.
 
+    The method must be prepared (``prepare()`` is called here when it has one and was not).
     ``eval`` restores the workdir's latest checkpoint (it must exist). Final metrics go to
     ``workdir/metrics.json`` (flat name -> number) and to the metric writer (split "eval");
     the method may also write ``report.html`` from its ``report(params, metrics, workdir)``.
     """
-    if mode not in ("train_and_eval", "train", "eval"):
+    if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
+    if getattr(method, "prepared", "train") is None:
+        method.prepare()
     t0 = time.time()
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    trainer = Trainer(method, config, workdir)
+    from vau_jax.convert.checkpoint import load_converted
+
+    trainer = Trainer(method, config, workdir, load_init=lambda p: load_converted(p)[1])
     try:
         if mode == "eval":
             if trainer.ckpt.latest_step() is None:
@@ -112,6 +132,8 @@ def ensure_pretrained(config: Any, name: str, what: str, make_method: Callable[[
         return path
     logging.info("no pretrained %s at %s: training it (configs/%s.py)", what, path, name)
     method = make_method()
+    if getattr(method, "prepared", "train") is None:
+        method.prepare()
     params, _ = run_method(method, config, path + ".run", "train_and_eval")
     if jax.process_index() == 0:
         save_converted(path, method.model, jax.device_get(params), source=path + ".run")

@@ -9,7 +9,15 @@ Yes/No accuracy, multiple-choice Total / Temporal accuracy, temporal IoU and rec
 
 from vau_jax.eval.metrics.auc import ap_step, ap_trapz, precision_recall_curve, roc_auc, roc_curve
 from vau_jax.eval.metrics.bleu import bleu_scores, corpus_bleu, sentence_bleu, tokenize
-from vau_jax.eval.metrics.frame_level import PROTOCOLS, frame_auc, ubnormal_auc, video_frames, xd_ap
+from vau_jax.eval.metrics.frame_level import (
+    METRIC_KEYS,
+    PROTOCOLS,
+    frame_auc,
+    frame_metrics,
+    ubnormal_auc,
+    video_frames,
+    xd_ap,
+)
 from vau_jax.eval.metrics.qa import (
     mcqa_accuracy,
     parse_choice,
@@ -21,6 +29,7 @@ from vau_jax.eval.metrics.qa import (
 from vau_jax.eval.metrics.rbdc_tbdc import detection_curves, rbdc_tbdc, tracks_to_rows
 
 __all__ = [
+    "METRIC_KEYS",
     "PROTOCOLS",
     "ap_step",
     "ap_trapz",
@@ -28,6 +37,7 @@ __all__ = [
     "corpus_bleu",
     "detection_curves",
     "frame_auc",
+    "frame_metrics",
     "mcqa_accuracy",
     "parse_choice",
     "parse_yes_no",

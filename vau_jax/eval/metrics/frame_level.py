@@ -224,10 +224,16 @@ def xd_ap(
     protocol: str = "ucf",
     windows: int = 0,
     unlisted_normal: bool = True,
+    snippet: int = SNIPPET,
 ) -> dict[str, float]:
     """XD-Violence frame-level ``{"AP_trapz", "AP_step"}`` over all videos concatenated."""
     videos = video_frames(
-        records, scores, protocol=protocol, windows=windows, unlisted_normal=unlisted_normal
+        records,
+        scores,
+        protocol=protocol,
+        windows=windows,
+        unlisted_normal=unlisted_normal,
+        snippet=snippet,
     )
     labels = np.concatenate([v[1] for v in videos])
     frames = np.concatenate([v[2] for v in videos])
@@ -274,3 +280,28 @@ def ubnormal_auc(
         "micro_AUC": roc_auc(np.concatenate(all_labels), np.concatenate(all_scores)),
         "macro_AUC": float(np.mean(per_video)),
     }
+
+
+#: Metric function name -> the keys it writes (``metrics.json`` names per dataset).
+METRIC_KEYS = {
+    "frame_auc": ("AUC_O", "AUC_A"),
+    "xd_ap": ("AP_trapz", "AP_step"),
+    "ubnormal_auc": ("micro_AUC", "macro_AUC"),
+}
+
+
+def frame_metrics(metric: str, records: Iterable[Any], scores: Mapping[str, Any]) -> dict[str, float]:
+    """A dataset's protocol on one score per *frame* (records count the same frames).
+
+    ``metric`` is ``"frame_auc"`` (UCF-Crime, TAD, folder, SynthVAD: ``AUC_O`` / ``AUC_A``),
+    ``"xd_ap"`` (XD-Violence: ``AP_trapz`` / ``AP_step``) or ``"ubnormal_auc"`` (UBnormal,
+    ShanghaiTech: ``micro_AUC`` / ``macro_AUC``).
+    """
+    records = list(records)
+    if metric == "frame_auc":
+        return frame_auc(records, scores, snippet=1)
+    if metric == "xd_ap":
+        return xd_ap(records, scores, snippet=1, unlisted_normal=False)
+    if metric == "ubnormal_auc":
+        return ubnormal_auc(records, scores)
+    raise ValueError(f"unknown frame metric {metric!r}; choose one of {tuple(METRIC_KEYS)}")

@@ -4,18 +4,18 @@ An anomaly-aware classifier ``F_A`` — a 3-layer MLP on the CLIP class embeddin
 frame — is trained alone with binary cross-entropy (normal frames 0, anomalous frames 1; the
 paper: SGD lr 1e-3, batch 32) and then frozen. At inference the frames with
 ``sigmoid(F_A(z)) >= τ`` form the predicted anomaly; the longest run of such frames gives
-``<a-start>``/``<a-end>`` in seconds, written into the text template of
-:func:`vau_jax.data.instruct.tetg_text` ("Known common ... types are: ... There is one of the
-... types occurring from X to Y."), or its "no anomaly" sentence when no frame is confident.
+``<a-start>``/``<a-end>`` in seconds, written into the text template by the method
+(``vau_jax.methods.vagpt.tetg.tetg_prompt``: "Known common ... types are: ... There is one of
+the ... types occurring from X to Y.", or its "no anomaly" sentence when no frame is
+confident).
 
-The network runs on device; :func:`longest_run`, :func:`run_to_seconds` and
-:func:`tetg_prompt` are host-side numpy.
+The network runs on device; :func:`longest_run` and :func:`run_to_seconds` are host-side
+numpy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,6 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from vau_jax.data.instruct import tetg_text
 from vau_jax.models import layers
 
 Array = jax.Array
@@ -123,23 +122,3 @@ def run_to_seconds(run: tuple[int, int], fps: float) -> tuple[float, float]:
         raise ValueError(f"fps must be positive, got {fps}")
     first, last = run
     return round(first / fps, 1), round((last + 1) / fps, 1)
-
-
-def tetg_prompt(
-    probs: np.ndarray, fps: float, threshold: float, class_names: Sequence[str]
-) -> tuple[str, tuple[float, float] | None]:
-    """The TETG sentence for one video.
-
-    Args:
-      probs: float ``[T]`` per-frame anomaly probabilities (``sigmoid`` of :class:`TETG`).
-      fps: frames per second of ``probs`` (the sampled frame rate, not the source video's).
-      threshold: ``τ`` (0.5 in the paper).
-      class_names: the dataset's anomaly class list, in the order to print.
-
-    Returns:
-      ``(sentence, interval)``: the template filled with the longest confident run in
-      seconds, or the "no anomaly" sentence and None when no frame reaches ``threshold``.
-    """
-    run = longest_run(probs, threshold)
-    interval = None if run is None else run_to_seconds(run, fps)
-    return tetg_text(class_names, interval), interval

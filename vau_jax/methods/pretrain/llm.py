@@ -46,8 +46,9 @@ from vau_jax.data.instruct import (
     pseudo_instruction,
     scores_to_intervals,
 )
-from vau_jax.methods import vadllama_text as vt
+from vau_jax.methods.base import MethodBase
 from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
+from vau_jax.methods.vadllama import text as vt
 from vau_jax.models import registry
 from vau_jax.models.llama import LlamaConfig, LlamaForCausalLM
 from vau_jax.models.vlm import lm_loss
@@ -94,7 +95,12 @@ def video_descriptions(
     data_dir: str, split: str, num_videos: int, synth_cfg: synthvad.SynthConfig
 ) -> list[dict[str, Any]]:
     """``[{"index", "n_frames", "fps", "anomaly_type", "conversation"}]`` per video (cached
-    JSON): the activity-description conversation of every video of a SynthVAD split."""
+    JSON): the activity-description conversation of every video of a SynthVAD split, read
+    from its tfds ArrayRecord build (rendered once, shared)."""
+    from vau_jax.data.datasets import synthvad_dataset
+    from vau_jax.data.features import atomic_write
+    from vau_jax.data.synthvad import from_record
+
     key = hashlib.sha1(
         json.dumps([split, num_videos, dataclasses.asdict(synth_cfg)], sort_keys=True).encode()
     ).hexdigest()[:12]
@@ -102,9 +108,11 @@ def video_descriptions(
     if os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
+    counts = {"train": 0, "test": 0, split: num_videos}
+    videos = synthvad_dataset(data_dir, synth_cfg, counts["train"], counts["test"]).split(split)
     out = []
-    for i in range(num_videos):
-        v = synthvad.render_split_video(split, i, synth_cfg)
+    for i, vid in enumerate(videos):
+        v = from_record(vid.record())
         out.append(
             {
                 "index": i,
@@ -116,26 +124,30 @@ def video_descriptions(
                 ),
             }
         )
-    os.makedirs(data_dir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(out, f)
-    os.replace(path + ".tmp", path)
+    atomic_write(path, lambda f: json.dump(out, f), mode="w")
     return out
 
 
-class LLMPretrain:
-    """The method object the trainer runs (see ``vau_jax.train.trainer``)."""
+class LLMPretrain(MethodBase):
+    """The method object the trainer runs (see ``vau_jax.methods.base``)."""
 
     name = "llm_pretrain"
 
-    def __init__(self, config: Any, tokenizer: Any):
-        self.config = config
+    def __init__(self, config: Any, workdir: str = "", tokenizer: Any = None):
+        super().__init__(config, workdir)
         self.tok = tokenizer
-        self.llm_cfg = llm_config(config.model, tokenizer, config.max_length + config.max_answer)
-        self.model = LlamaForCausalLM(self.llm_cfg)
-        self.words = clip_word_ids(tokenizer, tuple(config.clip_words))
         self.synth = synthvad.SynthConfig(**dict(config.synthvad))
         self.clip_seconds = config.frames_per_clip / self.synth.fps
+
+    def prepare(self, inference: bool = False) -> None:
+        """The tokenizer (trained once, cached) and the model."""
+        config = self.config
+        if self.tok is None:
+            self.tok = synthvad_tokenizer(config)
+        self.llm_cfg = llm_config(config.model, self.tok, config.max_length + config.max_answer)
+        self.model = LlamaForCausalLM(self.llm_cfg)
+        self.words = clip_word_ids(self.tok, tuple(config.clip_words))
+        self.prepared = "inference" if inference else "train"
 
     # -- params --------------------------------------------------------------------------
 
@@ -257,13 +269,8 @@ def ensure_pretrained_llm(config: Any) -> str:
     """Returns the converted checkpoint folder, training it first when it is missing (the
     resumable run lives in ``<dir>.run``)."""
     return ensure_pretrained(
-        config, "llm_pretrain", "tiny LLM", lambda: LLMPretrain(config, synthvad_tokenizer(config))
+        config,
+        "llm_pretrain",
+        "tiny LLM",
+        lambda: LLMPretrain(config, checkpoint_dir(config) + ".run"),
     )
-
-
-def run(config: Any, workdir: str, mode: str) -> int:
-    """Entry point for ``python -m vau_jax.main --config=configs/llm_pretrain.py``."""
-    from vau_jax.methods.runner import run_method
-
-    run_method(LLMPretrain(config, synthvad_tokenizer(config)), config, workdir, mode)
-    return 0

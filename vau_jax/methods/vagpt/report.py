@@ -9,23 +9,29 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from vau_jax.data import synthvad
 from vau_jax.models.heads import sets as S
 from vau_jax.report import ReportQuestion, ReportVideo, write_report
 
 FRAMES_SHOWN = 6
 
 
-def report_videos(feats: dict[str, np.ndarray], count: int) -> list[int]:
+def report_videos(videos: list[Any], count: int) -> list[int]:
     """Up to ``count`` test videos, anomalous and normal alternating (in split order)."""
-    normal = [i for i, t in enumerate(feats["anomaly_type"]) if t == synthvad.NORMAL]
-    anomalous = [i for i, t in enumerate(feats["anomaly_type"]) if t != synthvad.NORMAL]
+    normal = [i for i, v in enumerate(videos) if not v.is_anomalous]
+    anomalous = [i for i, v in enumerate(videos) if v.is_anomalous]
     out: list[int] = []
     for a, n in zip(anomalous + [None] * count, normal + [None] * count):
         out += [i for i in (a, n) if i is not None]
         if len(out) >= count or (a is None and n is None):
             break
     return out[:count]
+
+
+def sampled_frames(video: Any, spec: Any) -> np.ndarray:
+    """The frames a video's ``visual`` store saw, as pixels (no background subtraction)."""
+    import dataclasses
+
+    return np.concatenate([c.frames for c in video.frames(dataclasses.replace(spec, input="rgb"))])
 
 
 def sets_masks(dino: np.ndarray, keep: float) -> np.ndarray:
@@ -41,20 +47,24 @@ def write_vagpt_report(method: Any, params: Any, metrics: dict[str, float], work
     """Writes ``workdir/report.html`` from the method's last evaluation; returns its path."""
     del params
     c = method.config
-    f = method.feats["test"]
-    synth = synthvad.SynthConfig(**dict(c.synthvad))
+    test = method.dataset.split("test")
+    feats = method.feats["test"]
     ev = method.last_eval
     by_video: dict[int, list[int]] = {}
     for k, (i, *_rest) in enumerate(ev["items"]):
         by_video.setdefault(i, []).append(k)
     keep = method.keep["stage2"]
+    fps = float(method.specs["cls"].fps)
     videos = []
-    for i in report_videos(f, int(c.report_videos)):
-        v = synthvad.render_split_video("test", i, synth)
-        fps = float(f["fps"][i])
-        pick = np.round(np.linspace(0, f["sample_index"].shape[1] - 1, FRAMES_SHOWN)).astype(int)
-        idx = f["sample_index"][i][pick]
-        masks = sets_masks(f["dino"][i], keep)[pick] if keep < 1.0 else None
+    for i in report_videos(test, int(c.report_videos)):
+        v, f = test[i], feats.video(i)
+        count = len(f["sample_times"])
+        pick = np.round(np.linspace(0, count - 1, min(FRAMES_SHOWN, count))).astype(int)
+        try:
+            shown = sampled_frames(v, method.specs["visual"])[pick]
+        except (ValueError, OSError):  # the report never fails the run
+            shown = None
+        masks = sets_masks(f["dino"], keep)[pick] if keep < 1.0 else None
         questions, texts = [], {}
         for k in by_video.get(i, []):
             _, q, sentence, _ = ev["items"][k]
@@ -73,35 +83,34 @@ def write_vagpt_report(method: Any, params: Any, metrics: dict[str, float], work
                 texts["TETG prior sentence"] = sentence
             if "generated" in ev:
                 texts[f"generated answer (question {len(questions)})"] = ev["generated"][k]
-        iv = f["intervals"][i]
         _, tetg_interval = method.tetg_sentence("test", i)
         videos.append(
             ReportVideo(
-                video_id=str(f["video_id"][i]),
-                anomaly_type=str(f["anomaly_type"][i]),
+                video_id=v.id,
+                anomaly_type=v.info.get("anomaly_type", v.label),
                 fps=fps,
-                duration=float(f["n_frames"][i]) / fps,
-                gt_intervals=[(float(a), float(b)) for a, b in iv if a >= 0],
+                duration=len(f["cls"]) / fps,
+                gt_intervals=v.anomaly_seconds(),
                 tetg_probs=np.asarray(method.tetg_probs["test"][i], np.float32),
                 tetg_threshold=float(c.tetg.threshold),
                 tetg_interval=tetg_interval,
-                frames=v.frames[idx],
-                frame_times=[float(t) / fps for t in idx],
-                patch_masks=masks,
+                frames=shown,
+                frame_times=None if shown is None else [float(f["sample_times"][p]) for p in pick],
+                patch_masks=masks if shown is not None else None,
                 questions=questions,
                 texts=texts,
             )
         )
     notes = [
-        f"SynthVAD test split, {int(metrics.get('test_questions', 0))} four-option questions; "
-        "chance accuracy 0.25.",
+        f"{method.dataset.name} test split, {int(metrics.get('test_questions', 0))} four-option "
+        "questions; chance accuracy 0.25.",
         f"SETS keeps {keep:.0%} of the patches per frame (highlighted; others dimmed).",
         "TETG: frame probabilities of the frozen MLP on CLIP class tokens; shaded = ground "
         "truth, band = the longest run above the threshold (the interval written in the prompt).",
     ]
     return write_report(
         os.path.join(workdir, "report.html"),
-        f"VA-GPT on SynthVAD ({c.preset} preset, llm={c.llm})",
+        f"VA-GPT on {method.dataset.name} ({c.preset} preset, llm={c.llm})",
         metrics,
         videos,
         notes=notes,
@@ -120,10 +129,11 @@ def write_explain_report(
     """The ``explain`` CLI's ``report.html`` for one unlabelled video: TETG curve, sampled
     frames with SETS patches, ranked options, texts. Returns the path."""
     fps, keep = float(timeline["fps"]), float(timeline["sets_keep_ratio"])
-    sample = feats["sample_index"][0]
-    pick = np.round(np.linspace(0, len(sample) - 1, min(FRAMES_SHOWN, len(sample)))).astype(int)
-    idx = sample[pick]
-    masks = sets_masks(feats["dino"][0], keep)[pick] if keep < 1.0 else None
+    tetg_fps = float(timeline.get("tetg_fps", fps))
+    times = np.asarray(feats["sample_times"])
+    pick = np.round(np.linspace(0, len(times) - 1, min(FRAMES_SHOWN, len(times)))).astype(int)
+    idx = np.minimum(np.round(times[pick] * fps).astype(int), len(frames) - 1)
+    masks = sets_masks(feats["dino"], keep)[pick] if keep < 1.0 else None
     iv = timeline["tetg_interval_s"]
     best = timeline["options"][0]
     name = os.path.basename(timeline["video"])
@@ -137,10 +147,10 @@ def write_explain_report(
     video = ReportVideo(
         video_id=name,
         anomaly_type=f"no ground truth; top option: {best['anomaly_type']}",
-        fps=fps,
+        fps=tetg_fps,
         duration=float(timeline["duration_s"]),
         gt_intervals=[],
-        tetg_probs=np.asarray(timeline["frame_probs"], np.float32),
+        tetg_probs=np.asarray(timeline["tetg_probs"], np.float32),
         tetg_threshold=float(timeline["threshold"]),
         tetg_interval=None if iv is None else (float(iv[0]), float(iv[1])),
         frames=frames[idx],

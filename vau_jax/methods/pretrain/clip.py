@@ -32,6 +32,7 @@ from flax import linen as nn
 
 from vau_jax.data import synthvad
 from vau_jax.data.synthvad import text as synth_text
+from vau_jax.methods.base import MethodBase
 from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
 from vau_jax.models import registry
 from vau_jax.models.clip_text import CLIPConfig, CLIPModel
@@ -65,14 +66,17 @@ def frame_caption_pairs(
     """Samples ``frames_per_video`` frames per video with captions (evenly spaced; for
     anomalous videos half of them evenly spaced inside the anomaly); cached.
 
-    ``input_mode`` is what the encoder sees of the frames
-    (:func:`vau_jax.methods.synth_features.prepare_frames`): the pixels or, with
+    The videos are read from SynthVAD's tfds ArrayRecord build (rendered once, shared with
+    every method). ``input_mode`` is what the encoder sees of the frames
+    (:class:`vau_jax.data.frames.FrameSpec` ``input``): the pixels or, with
     ``"background"``, the causal background-subtracted frames.
 
     Returns ``frames`` uint8 [M, H, W, 3], ``caption`` str [M], ``klass`` int [M] (index into
     :data:`ZEROSHOT_CLASSES`; the type for anomalous frames, "normal" otherwise).
     """
-    from vau_jax.methods.synth_features import prepare_frames
+    from vau_jax.data.datasets import synthvad_dataset
+    from vau_jax.data.features import atomic_write
+    from vau_jax.data.frames import background_subtracted
 
     mode = [] if input_mode == "rgb" else [input_mode]
     key = _cache_key(split, num_videos, dataclasses.asdict(synth_cfg), frames_per_video, *mode)
@@ -80,12 +84,16 @@ def frame_caption_pairs(
     if os.path.isfile(path):
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
+    counts = {"train": 0, "test": 0, split: num_videos}
+    videos = synthvad_dataset(data_dir, synth_cfg, counts["train"], counts["test"]).split(split)
     frames, captions, klass = [], [], []
-    for i in range(num_videos):
-        v = synthvad.render_split_video(split, i, synth_cfg)
-        seen = prepare_frames(v.frames, input_mode)
-        idx = np.linspace(0, v.num_frames - 1, frames_per_video).round().astype(int)
-        anomalous_frames = np.flatnonzero(v.labels)
+    for v in videos:
+        rec = v.record()
+        labels = np.asarray(rec["labels"])
+        seen = rec["frames"] if input_mode == "rgb" else background_subtracted(rec["frames"])
+        n = len(labels)
+        idx = np.linspace(0, n - 1, frames_per_video).round().astype(int)
+        anomalous_frames = np.flatnonzero(labels)
         if len(anomalous_frames):
             # Half of the samples from inside the anomaly: anomalies are short and small, and
             # evenly spaced frames would mostly show normal activity.
@@ -94,20 +102,19 @@ def frame_caption_pairs(
                 np.linspace(0, len(anomalous_frames) - 1, half).round().astype(int)
             ]
             idx = np.concatenate([idx[::2][: frames_per_video - half], inside])
+        kind = v.info["anomaly_type"]
         for t in idx:
             frames.append(seen[t])
-            captions.append(v.frame_captions[t])
-            anomalous = bool(v.labels[t]) and v.anomaly_type != synthvad.NORMAL
-            klass.append(ZEROSHOT_CLASSES.index(v.anomaly_type if anomalous else "normal"))
+            cap = rec["frame_captions"][t]
+            captions.append(cap.decode() if isinstance(cap, bytes) else str(cap))
+            anomalous = bool(labels[t]) and kind != synthvad.NORMAL
+            klass.append(ZEROSHOT_CLASSES.index(kind if anomalous else "normal"))
     out = {
         "frames": np.stack(frames),
         "caption": np.array(captions),
         "klass": np.array(klass, np.int32),
     }
-    os.makedirs(data_dir, exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **out)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, **out))
     return out
 
 
@@ -127,29 +134,38 @@ def soft_clip_loss(logits_per_image: jax.Array, caption_ids: jax.Array) -> jax.A
     return 0.5 * (li.mean() + lt.mean())
 
 
-class ClipPretrain:
-    """The method object the trainer runs (see ``vau_jax.train.trainer``)."""
+class ClipPretrain(MethodBase):
+    """The method object the trainer runs (see ``vau_jax.methods.base``)."""
 
     name = "clip_pretrain"
 
-    def __init__(self, config: Any, tokenizer: Any):
-        self.config = config
+    def __init__(self, config: Any, workdir: str = "", tokenizer: Any = None):
+        super().__init__(config, workdir)
         self.tokenizer = tokenizer
-        base: CLIPConfig = registry.get_config(config.model)
-        text = dataclasses.replace(
-            base.text_config,
-            vocab_size=tokenizer.vocab_size,
-            max_position_embeddings=config.max_text_length,
-            eos_token_id=tokenizer.eos_id,
-            bos_token_id=tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id,
-            pad_token_id=tokenizer.pad_id,
-        )
-        self.clip_config = dataclasses.replace(base, text_config=text)
-        self.model = CLIPModel(self.clip_config)
         self.synth = synthvad.SynthConfig(**dict(config.synthvad))
         self.data_dir = config.data_dir
         self.input_mode = input_mode(config)
         self._pairs = None
+        self.model = None
+
+    def prepare(self, inference: bool = False) -> None:
+        """The tokenizer (trained once, cached) and the model; training pairs are read
+        lazily by :meth:`stages`."""
+        if self.tokenizer is None:
+            self.tokenizer = synthvad_tokenizer(self.config)
+        tok, config = self.tokenizer, self.config
+        base: CLIPConfig = registry.get_config(config.model)
+        text = dataclasses.replace(
+            base.text_config,
+            vocab_size=tok.vocab_size,
+            max_position_embeddings=config.max_text_length,
+            eos_token_id=tok.eos_id,
+            bos_token_id=tok.bos_id if tok.bos_id is not None else tok.eos_id,
+            pad_token_id=tok.pad_id,
+        )
+        self.clip_config = dataclasses.replace(base, text_config=text)
+        self.model = CLIPModel(self.clip_config)
+        self.prepared = "inference" if inference else "train"
 
     # -- params --------------------------------------------------------------------------
 
@@ -299,7 +315,7 @@ def ensure_pretrained_clip(config: Any) -> str:
         config,
         "clip_pretrain",
         "tiny CLIP",
-        lambda: ClipPretrain(config, synthvad_tokenizer(config)),
+        lambda: ClipPretrain(config, path_of_run(config)),
     )
 
 
@@ -310,64 +326,23 @@ def synthvad_tokenizer(config: Any) -> Any:
     return ensure_tokenizer(config.data_dir, int(config.vocab_size))
 
 
-@dataclasses.dataclass
-class FrozenClip:
-    """A loaded, frozen CLIP vision tower producing per-frame tokens for SynthVAD splits.
+def frozen_clip(
+    clip_config: Any,
+    outputs: tuple[str, ...] = ("cls",),
+    patch_pool: int = 0,
+    batch_size: int = 128,
+) -> Any:
+    """The pretrained tiny CLIP of ``clip_config`` (a ``configs/clip_pretrain.py`` config;
+    trained and cached when missing) as a frozen feature-store encoder
+    (:class:`vau_jax.encoders.FrozenEncoder`) with the given outputs."""
+    from vau_jax import encoders
 
-    ``input_mode`` is what the tower was trained on: ``"rgb"`` pixels or ``"background"``-
-    subtracted frames; :meth:`prepare_frames` turns a whole video's uint8 frames into that
-    (``split_features`` does it itself).
-    """
-
-    path: str
-    model: Any
-    params: Any
-    input_mode: str = "rgb"
-
-    @property
-    def width(self) -> int:
-        return int(self.model.config.vision_config.hidden_size)
-
-    def vision_apply(self, params: Any, pixels: jax.Array) -> dict:
-        return self.model.apply({"params": params}, pixels, method=CLIPModel.get_image_features)
-
-    def prepare_frames(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 ``[T, H, W, 3]`` frames of one video (from its start) -> what the tower sees."""
-        from vau_jax.methods.synth_features import prepare_frames
-
-        return prepare_frames(frames, self.input_mode)
-
-    def split_features(
-        self, split: str, num_videos: int, synth_cfg: Any, pool: int
-    ) -> dict[str, np.ndarray]:
-        from vau_jax.methods import synth_features
-
-        return synth_features.split_features(
-            os.path.dirname(self.path),
-            split,
-            num_videos,
-            synth_cfg,
-            encoder_key=f"{os.path.basename(self.path)}/pool{pool}",
-            tokens_fn=synth_features.frame_tokens_fn(self.vision_apply, pool),
-            params=self.params,
-            normalize=normalize_pixels,
-            input_mode=self.input_mode,
-        )
+    path = ensure_pretrained_clip(clip_config)
+    return encoders.from_checkpoint(
+        path, outputs=tuple(outputs), patch_pool=int(patch_pool), batch_size=batch_size
+    )
 
 
-def load_frozen_clip(method_config: Any) -> FrozenClip:
-    """The pretrained tiny CLIP named by ``method_config.clip_pretrain`` (built when missing)."""
-    from vau_jax.convert.checkpoint import load_converted
-
-    path = ensure_pretrained_clip(method_config.clip_pretrain)
-    model, params = load_converted(path)
-    mode = input_mode(method_config.clip_pretrain)
-    return FrozenClip(path, model, jax.device_put(params), mode)
-
-
-def run(config: Any, workdir: str, mode: str) -> int:
-    """Entry point for ``python -m vau_jax.main --config=configs/clip_pretrain.py``."""
-    from vau_jax.methods.runner import run_method
-
-    run_method(ClipPretrain(config, synthvad_tokenizer(config)), config, workdir, mode)
-    return 0
+def path_of_run(config: Any) -> str:
+    """The resumable run folder of the pretraining that :func:`ensure_pretrained_clip` does."""
+    return checkpoint_dir(config) + ".run"

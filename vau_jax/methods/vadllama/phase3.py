@@ -4,12 +4,12 @@ The model (:class:`VADLLaMAChat`, top-level parameters ``vador``, ``adaptor``, `
 the phase-2 VADor turns a video's clips into ``x_i`` (video Q-Former) and ``x̃_i`` (LTC);
 the **adaptor** ``f`` (one Linear, ``2·D -> D_llm``) maps ``x̂_i = [x_i, x̃_i]`` to one LLM
 input embedding per clip, spliced in order at the prompt's ``video_mask`` positions (the
-timeline layout of :mod:`vau_jax.methods.vadllama_text`). Only the adaptor learns
+timeline layout of :mod:`vau_jax.methods.vadllama.text`). Only the adaptor learns
 (``freeze = ["^vador/", "^llm/"]``: zero updates, bit-identical); the image encoder is
 frozen too (its tokens are cached features).
 
 Tiny preset: the frozen LLM is the tiny LLaMA pretrained on text by
-:mod:`vau_jax.methods.llm_pretrain` (built and cached when missing), standing in for the
+:mod:`vau_jax.methods.pretrain.llm` (built and cached when missing), standing in for the
 paper's Vicuna.
 
 Training data (SynthVAD *train* split, a separate trainer run in ``<workdir>/phase3``):
@@ -24,7 +24,7 @@ Training data (SynthVAD *train* split, a separate trainer run in ``<workdir>/pha
 The loss is the token cross-entropy on the answer tokens only (``loss_mask``).
 
 Evaluation (SynthVAD *test* split): the VAD-LLaMA question, greedy generation, parsing and
-scoring as in :mod:`vau_jax.methods.vadllama_text` -> ``phase3_yes_no_accuracy``,
+scoring as in :mod:`vau_jax.methods.vadllama.text` -> ``phase3_yes_no_accuracy``,
 ``phase3_temporal_iou`` (+ ``phase3_parsed``, ``phase3_recall_iou0.5``); the same metrics of
 the trivial baseline that writes the pseudo-instruction of the phase-2 test scores directly
 (``phase3_baseline_*``); and the agreement with that teacher: the fraction of test answers
@@ -53,8 +53,8 @@ from vau_jax.data import templates as T
 from vau_jax.data.chat import tokenize_chat
 from vau_jax.data.instruct import pseudo_instruction
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
-from vau_jax.methods import llm_pretrain
-from vau_jax.methods import vadllama_text as vt
+from vau_jax.methods.pretrain import llm as llm_pretrain
+from vau_jax.methods.vadllama import text as vt
 from vau_jax.models import layers
 from vau_jax.models.heads.vador import VADor, VADorConfig
 from vau_jax.models.llama import LlamaConfig, LlamaForCausalLM
@@ -119,8 +119,8 @@ class VADLLaMAPhase3:
 
     Args:
       config: the VAD-LLaMA config (``config.phase3`` holds this phase's knobs).
-      vador_method: the phases-1–2 method (``examples``, ``records``, ``model``, ``vcfg``,
-        ``synth``).
+      vador_method: the prepared phases-1–2 method (``source``, ``records``, ``model``,
+        ``vcfg``, ``spec``, ``dataset``).
       vador_params: its trained parameters (phase 2), kept frozen.
       llm: ``(module, params)`` of the frozen LLM; default: the text-pretrained tiny LLaMA
         of ``config.phase3.llm_pretrain`` (trained and cached when missing).
@@ -156,7 +156,7 @@ class VADLLaMAPhase3:
         self.llm, self.llm_params = llm[0], jax.device_get(llm[1])  # host copies: never donated
         self._clips: dict[str, list[dict[str, np.ndarray]]] = {}
         self.model = VADLLaMAChat(ChatConfig(vador_method.vcfg, self.llm.config))
-        self.clip_seconds = vador_method.vcfg.frames_per_clip / vador_method.synth.fps
+        self.clip_seconds = vador_method.frames_per_clip / float(vador_method.spec.fps)
 
     # -- params --------------------------------------------------------------------------
 
@@ -191,7 +191,8 @@ class VADLLaMAPhase3:
     def clips(self, split: str) -> list[dict[str, np.ndarray]]:
         """The VADor's per-video examples (``tokens [max_clips, F*M, Dv]``, ``mask``), cached."""
         if split not in self._clips:
-            self._clips[split] = self.vm.examples(split)
+            src = self.vm.source(split)
+            self._clips[split] = [src[i] for i in range(len(src))]
         return self._clips[split]
 
     def scores(self, split: str, batch_size: int = 64) -> list[np.ndarray]:
@@ -244,8 +245,11 @@ class VADLLaMAPhase3:
         if self.dropped:
             logging.warning("phase3: %d over-long pseudo-instructions left out", self.dropped)
         n = min(p3.num_description_videos, len(clips))
-        descs = llm_pretrain.video_descriptions(self.config.data_dir, "train", n, self.vm.synth)
-        normal = [d for d in descs if d["anomaly_type"] == synthvad.NORMAL]
+        normal = []
+        if self.vm.dataset.name == "synthvad":  # descriptions need SynthVAD's ground truth
+            synth = synthvad.SynthConfig(**dict(self.config.synthvad))
+            descs = llm_pretrain.video_descriptions(self.config.data_dir, "train", n, synth)
+            normal = [d for d in descs if d["anomaly_type"] == synthvad.NORMAL]
         k = round(len(out) * p3.description_fraction / (1.0 - p3.description_fraction))
         if normal and k:
             rng = np.random.default_rng(self.config.seed)
@@ -344,7 +348,8 @@ class VADLLaMAPhase3:
     def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
         """Phase-3 answers vs the ground truth, and the pseudo-instruction baseline."""
         recs = self.vm.records("test")
-        gts = [[(a / r.fps, b / r.fps) for a, b in r.intervals] for r in recs]
+        fps = float(self.vm.spec.fps)
+        gts = [[(a / fps, b / fps) for a, b in r.intervals] for r in recs]
         answers = self.answer(params, "test")
         scores = self.scores("test")
         pseudo = [
@@ -387,6 +392,7 @@ def run_phase3(
         cfg.resume, cfg.init_from = "", ""  # they name phases-1–2 checkpoints
     method = VADLLaMAPhase3(cfg, vador_method, vador_params)
     _, metrics = run_method(method, cfg, os.path.join(workdir, "phase3"), mode)
+    metrics = {k: v for k, v in metrics.items()}
     if mode != "train" and jax.process_index() == 0:
         merged: dict[str, Any] = {}
         path = os.path.join(workdir, "metrics.json")

@@ -1,0 +1,414 @@
+"""The one frozen-encoder feature store: videos -> cached encoder outputs in ArrayRecord shards.
+
+Every method with a frozen vision encoder (VAD-LLaMA's VE, VA-GPT's CLIP and DINOv2,
+T-VAU's ViT taps) and the ``extract`` CLI get their features here. A store is one folder
+per (encoder, frame spec)::
+
+    <root>/<name>-<key>/
+        spec.json                 what the store holds: encoder key, frame spec, dtype
+        index.json                "<content hash>/<video id>" -> [shard, record]  (atomic)
+        shard-00000.array_record  one record per video, immutable once written   (atomic)
+        parts/<hash>.npz          a finished video not yet packed into a shard    (atomic)
+
+**Keys.** A video's entry is keyed by its source's content hash and its id, under a folder
+keyed by the encoder (its checkpoint identity and outputs, :attr:`Encoder.key`) and the
+:class:`~vau_jax.data.frames.FrameSpec`; so the same id from two sources never collides, and
+a new encoder or frame spec never reuses stale features.
+
+**Records.** Each record is a ``.npz`` (read with ``allow_pickle=False``) of the encoder's
+outputs per frame, e.g. ``cls [T, D]``, ``patches [T, N, D]``, ``hidden_3 [T, N, D]``
+(in the store's ``dtype``), plus ``timestamps [T]`` float64 seconds and ``indices [T]`` int64
+source frame numbers, so ground truth can be mapped onto exactly the frames encoded.
+
+**Resumable and atomic.** :meth:`FeatureStore.ensure` encodes the videos that have no entry,
+each written to ``parts/`` when done (a kill loses at most the video in progress), then packs
+the parts into new shards and rewrites ``index.json`` (temp file + rename, shard before
+index, parts deleted last), so a reader never sees a partial file, and a rerun resumes.
+
+**Reading.** :class:`FeatureSet` (what ``ensure`` returns) is a random-access source over
+the requested videos in order: ``len``, ``[i]`` -> dict of arrays; grain reads it
+(``grain.MapDataset.source``) with per-process sharding, so every train step is fed by grain
+over ArrayRecord, as on a pod.
+
+**Multi-process.** Process 0 encodes and packs; the others wait at a barrier and then read
+the same files (the data dir must be shared, as a pod's is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from vau_jax.data.frames import FrameSpec
+from vau_jax.data.video import FrameChunk
+
+DTYPES = ("float16", "float32")
+_WRITER_OPTIONS = "group_size:1"  # random access: one record per chunk
+
+
+class Encoder(Protocol):
+    """A frozen vision encoder as the store sees it.
+
+    Attributes:
+      key: identity of the weights, preprocessing and outputs (e.g. a converted checkpoint's
+        path and content hash + the output names); part of the store's folder key.
+      batch_size: frames per call (the store never passes more).
+    """
+
+    key: str
+    batch_size: int
+
+    def __call__(self, frames: np.ndarray) -> Mapping[str, Any]:
+        """uint8 ``[n, S, S, 3]`` (``n <= batch_size``) -> ``{name: [n, ...]}`` arrays (may be
+        device arrays still computing: the store converts one batch later)."""
+        ...
+
+
+class VideoSource(Protocol):
+    """One video the store can encode.
+
+    Attributes:
+      id: the video id (unique within its dataset).
+    """
+
+    id: str
+
+    def content_hash(self) -> str:
+        """A hash of the video's content (not of its name or path)."""
+        ...
+
+    def frames(self, spec: FrameSpec) -> Iterator[FrameChunk]:
+        """The frames the encoder sees, in chunks (:func:`vau_jax.data.frames.prepare_chunks`
+        applied)."""
+        ...
+
+    def expected_frames(self, spec: FrameSpec) -> int | None:
+        """How many frames :meth:`frames` yields, if known cheaply (for progress)."""
+        ...
+
+
+def _sha(text: str, n: int = 16) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:n]
+
+
+def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Writes ``path`` through ``write(handle)`` to a temp file in the same folder, then
+    renames it into place (a reader sees the old file or the whole new one)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def encode_record(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """A dict of numpy arrays -> ``.npz`` bytes (no pickled objects)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def decode_record(data: bytes) -> dict[str, np.ndarray]:
+    """``.npz`` bytes -> dict of arrays (``allow_pickle=False``: nothing is unpickled)."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _barrier(name: str) -> None:
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _progress(total: int | None, desc: str) -> Any:
+    import jax
+    from tqdm import tqdm
+
+    tty = getattr(sys.stderr, "isatty", lambda: False)()
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="frame",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5 if tty else 30.0,
+        disable=jax.process_index() != 0,
+    )
+
+
+def encode_video(
+    source: VideoSource, spec: FrameSpec, encoder: Encoder, dtype: str, bar: Any = None
+) -> dict[str, np.ndarray]:
+    """Runs ``encoder`` over every frame of ``source`` -> the record's arrays.
+
+    Batches of ``encoder.batch_size`` frames; each batch is dispatched before the previous
+    one is read back, so decoding and host work overlap the encoder. Raises ``ValueError`` if
+    the video yields no frames.
+    """
+    bs = int(encoder.batch_size)
+    parts: dict[str, list[np.ndarray]] = {}
+    times: list[np.ndarray] = []
+    idx: list[np.ndarray] = []
+    pending: tuple[Mapping[str, Any], int] | None = None
+
+    def collect(out: Mapping[str, Any], n: int) -> None:
+        for k, v in out.items():
+            parts.setdefault(k, []).append(np.asarray(v)[:n].astype(dtype))
+        if bar is not None:
+            bar.update(n)
+
+    buf: list[np.ndarray] = []
+    for chunk in source.frames(spec):
+        times.append(chunk.timestamps)
+        idx.append(chunk.indices)
+        buf.extend(chunk.frames)
+        while len(buf) >= bs:
+            batch, buf = np.stack(buf[:bs]), buf[bs:]
+            out = encoder(batch)
+            if pending is not None:
+                collect(*pending)
+            pending = (out, bs)
+    if buf:
+        out = encoder(np.stack(buf))
+        if pending is not None:
+            collect(*pending)
+        pending = (out, len(buf))
+    if pending is not None:
+        collect(*pending)
+    if not times:
+        raise ValueError(f"video {source.id!r}: no frames to encode")
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    arrays["timestamps"] = np.concatenate(times).astype(np.float64)
+    arrays["indices"] = np.concatenate(idx).astype(np.int64)
+    return arrays
+
+
+class FeatureSet:
+    """The features of a list of videos, in order: a random-access source.
+
+    ``len(fs)`` videos; ``fs[i]`` is video ``i``'s record (dict of arrays, see the module
+    docstring); ``fs.ids[i]`` its id. Reads go through ``ArrayRecordDataSource`` (opened
+    lazily, so the object pickles into grain workers).
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        shards: Sequence[str],
+        locations: Sequence[tuple[int, int]],
+        ids: Sequence[str],
+    ):
+        self.folder = folder
+        self.shards = list(shards)  # file names in `folder`
+        self.ids = list(ids)
+        self._locations = list(locations)
+        self._reader = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _open(self) -> tuple[Any, list[int]]:
+        if self._reader is None:
+            import grain
+
+            paths = [os.path.join(self.folder, s) for s in self.shards]
+            reader = grain.sources.ArrayRecordDataSource(paths) if paths else None
+            offsets, total = [], 0
+            for p in paths:
+                offsets.append(total)
+                total += len(grain.sources.ArrayRecordDataSource([p]))
+            self._reader = (reader, offsets)
+        return self._reader
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        reader, offsets = self._open()
+        s, r = self._locations[int(i)]
+        return decode_record(reader[offsets[s] + r])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_reader": None}
+
+    def __repr__(self) -> str:
+        return f"FeatureSet({self.folder!r}, {len(self)} videos, {len(self.shards)} shards)"
+
+
+@dataclasses.dataclass
+class _Index:
+    shards: list[str]
+    entries: dict[str, tuple[int, int]]  # key -> (shard number in `shards`, record)
+
+    @staticmethod
+    def read(path: str) -> _Index:
+        if not os.path.isfile(path):
+            return _Index([], {})
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+        return _Index(
+            list(raw["shards"]), {k: (int(a), int(b)) for k, (a, b) in raw["entries"].items()}
+        )
+
+    def write(self, path: str) -> None:
+        body = {"shards": self.shards, "entries": {k: list(v) for k, v in self.entries.items()}}
+        atomic_write(path, lambda f: json.dump(body, f, sort_keys=True), mode="w")
+
+
+class FeatureStore:
+    """Cached encoder outputs of videos for one (encoder, frame spec) (module docstring).
+
+    Building the object is cheap (it only computes the folder name); :meth:`ensure` does
+    the work.
+
+    Args:
+      root: where stores live (e.g. ``<data_dir>/features``).
+      encoder: the frozen encoder (:class:`Encoder`).
+      spec: the frame spec.
+      dtype: storage dtype of the outputs, ``"float16"`` or ``"float32"``.
+      name: a readable prefix of the folder name.
+      videos_per_shard: videos per ArrayRecord shard.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        encoder: Encoder,
+        spec: FrameSpec,
+        *,
+        dtype: str = "float16",
+        name: str = "features",
+        videos_per_shard: int = 64,
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"feature dtype must be one of {DTYPES}, got {dtype!r}")
+        self.encoder, self.spec, self.dtype = encoder, spec, dtype
+        self.videos_per_shard = int(videos_per_shard)
+        self.spec_json = {"encoder": encoder.key, "frames": json.loads(spec.key()), "dtype": dtype}
+        key = _sha(json.dumps(self.spec_json, sort_keys=True), 12)
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        self.folder = os.path.join(root, f"{safe}-{key}")
+
+    # -- keys ------------------------------------------------------------------------------
+
+    @staticmethod
+    def entry_key(source: VideoSource) -> str:
+        """``"<content hash>/<video id>"``: a video's key within the store."""
+        return f"{source.content_hash()}/{source.id}"
+
+    def _part_path(self, key: str) -> str:
+        return os.path.join(self.folder, "parts", _sha(key, 24) + ".npz")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def ensure(self, sources: Sequence[VideoSource], desc: str = "features") -> FeatureSet:
+        """Encodes the videos that have no entry yet, packs them, returns their :class:`FeatureSet`.
+
+        Idempotent and resumable (see the module docstring). ``desc`` labels the progress bar.
+        """
+        import jax
+
+        keys = [self.entry_key(s) for s in sources]
+        if len(set(keys)) != len(keys):
+            dup = sorted({k for k in keys if keys.count(k) > 1})[:3]
+            raise ValueError(f"{self.folder}: the same video is listed twice: {dup}")
+        if jax.process_index() == 0:
+            self._fill(sources, keys, desc)
+        _barrier(f"feature-store-{os.path.basename(self.folder)}")
+        return self.view(keys, [s.id for s in sources])
+
+    def _fill(self, sources: Sequence[VideoSource], keys: Sequence[str], desc: str) -> None:
+        os.makedirs(os.path.join(self.folder, "parts"), exist_ok=True)
+        spec_path = os.path.join(self.folder, "spec.json")
+        if not os.path.isfile(spec_path):
+            atomic_write(spec_path, lambda f: json.dump(self.spec_json, f, indent=1), mode="w")
+        index = _Index.read(os.path.join(self.folder, "index.json"))
+        todo = [
+            (s, k)
+            for s, k in zip(sources, keys)
+            if k not in index.entries and not os.path.isfile(self._part_path(k))
+        ]
+        if todo:
+            counts = [s.expected_frames(self.spec) for s, _ in todo]
+            total = sum(counts) if all(c is not None for c in counts) else None
+            bar = _progress(total, f"{desc}: {len(todo)} videos")
+            try:
+                for s, k in todo:
+                    arrays = encode_video(s, self.spec, self.encoder, self.dtype, bar)
+                    arrays["video_id"] = np.asarray(s.id)
+                    atomic_write(self._part_path(k), lambda f, a=arrays: np.savez(f, **a))
+            finally:
+                bar.close()
+        self._pack(index, keys)
+
+    def _pack(self, index: _Index, keys: Sequence[str]) -> None:
+        """Moves finished parts of ``keys`` into new shards, then rewrites the index."""
+        pending = [k for k in keys if k not in index.entries and os.path.isfile(self._part_path(k))]
+        if not pending:
+            self._clean(index)
+            return
+        from array_record.python.array_record_module import ArrayRecordWriter
+
+        n = len(index.shards)
+        for a in range(0, len(pending), self.videos_per_shard):
+            group = pending[a : a + self.videos_per_shard]
+            while os.path.exists(os.path.join(self.folder, f"shard-{n:05d}.array_record")):
+                n += 1  # an orphan of an interrupted pack: never overwritten, cleaned below
+            name = f"shard-{n:05d}.array_record"
+            final = os.path.join(self.folder, name)
+            tmp = os.path.join(self.folder, f".tmp-{os.getpid()}-{name}")
+            writer = ArrayRecordWriter(tmp, _WRITER_OPTIONS)
+            try:
+                for k in group:
+                    with open(self._part_path(k), "rb") as f:
+                        writer.write(f.read())
+            finally:
+                writer.close()
+            os.replace(tmp, final)
+            index.shards.append(name)
+            for r, k in enumerate(group):
+                index.entries[k] = (len(index.shards) - 1, r)
+            n += 1
+        index.write(os.path.join(self.folder, "index.json"))
+        self._clean(index)
+
+    def _clean(self, index: _Index) -> None:
+        """Deletes packed parts and shard files no index entry points at (interrupted packs)."""
+        packed = {_sha(k, 24) + ".npz" for k in index.entries}
+        parts = os.path.join(self.folder, "parts")
+        for name in os.listdir(parts) if os.path.isdir(parts) else []:
+            if name in packed:
+                os.remove(os.path.join(parts, name))
+        live = set(index.shards)
+        for name in os.listdir(self.folder):
+            if name.startswith("shard-") and name not in live:
+                os.remove(os.path.join(self.folder, name))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def view(self, keys: Sequence[str], ids: Sequence[str]) -> FeatureSet:
+        """The :class:`FeatureSet` of entries ``keys`` (all must be packed)."""
+        index = _Index.read(os.path.join(self.folder, "index.json"))
+        missing = [k for k in keys if k not in index.entries]
+        if missing:
+            raise KeyError(f"{self.folder}: no features for {missing[:3]} (run ensure first)")
+        used = sorted({index.entries[k][0] for k in keys})
+        remap = {s: i for i, s in enumerate(used)}
+        locations = [(remap[index.entries[k][0]], index.entries[k][1]) for k in keys]
+        return FeatureSet(self.folder, [index.shards[s] for s in used], locations, ids)

@@ -1,0 +1,116 @@
+"""The ``Method`` protocol every method package implements, and the pieces they share.
+
+A method (``vau_jax/methods/<name>/``) is built from its config and run folder and then
+driven in this order (:func:`vau_jax.methods.runner.run`):
+
+1. ``Method(config, workdir)``: cheap, it only reads the config;
+2. :meth:`Method.prepare`: builds (or finds cached) everything training needs: the dataset
+   index, frozen encoders, the feature store entries, auxiliary heads trained alone (TETG),
+   pretrained tiny encoders; idempotent, with progress bars. ``prepare(inference=True)``
+   only loads what prediction needs (encoders, heads) and never trains or encodes a split;
+3. :meth:`Method.stages` -> the trainer runs them (``abstract_params`` / ``init_params``
+   describe the trained tree);
+4. :meth:`Method.evaluate` on the test split -> ``metrics.json``;
+5. :meth:`Method.predict` (one video -> timeline) and :meth:`Method.report` (``report.html``);
+6. :meth:`Method.finish`: runs that follow the main one (VAD-LLaMA's phase 3).
+
+``predict(params, frames, fps, state)`` returns a timeline dict with at least
+``frame_probs`` (per input frame, in [0, 1]), ``intervals_s`` (``[[start, end], ...]``
+seconds, half-open), ``fps`` and ``n_frames``, plus the method's own extras; ``state``
+carries what a stream needs between windows (``None`` starts a new video).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from vau_jax.train.trainer import Stage
+
+
+@runtime_checkable
+class Method(Protocol):
+    """What :func:`vau_jax.methods.runner.run`, ``main``, ``explain`` and ``serve`` use."""
+
+    name: str
+    config: Any
+    workdir: str
+
+    def prepare(self, inference: bool = False) -> None:
+        """Builds / loads the cached artefacts (see the module docstring)."""
+        ...
+
+    def abstract_params(self) -> Any:
+        """Boxed ``ShapeDtypeStruct`` tree (logical axis names) of the trained params."""
+        ...
+
+    def init_params(self, rng: Any) -> Any:
+        """Fresh (unboxed) params."""
+        ...
+
+    def stages(self) -> Sequence[Stage]:
+        """The training stages, in order."""
+        ...
+
+    def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
+        """Test-split metrics, flat ``{"name": number}``."""
+        ...
+
+    def predict(
+        self, params: Any, frames: np.ndarray, fps: float, state: Any = None
+    ) -> tuple[dict[str, Any], Any]:
+        """uint8 ``[T, H, W, 3]`` frames at ``fps`` -> ``(timeline, state)``."""
+        ...
+
+    def report(self, params: Any, metrics: dict[str, float], workdir: str) -> str | None:
+        """Writes ``workdir/report.html``; returns its path (``None``: no report)."""
+        ...
+
+    def finish(self, params: Any, metrics: dict[str, float], mode: str) -> dict[str, float]:
+        """Runs after the main run (e.g. another phase); returns extra metrics."""
+        ...
+
+
+class MethodBase:
+    """Defaults for the optional parts of :class:`Method` and the cheap constructor."""
+
+    name = "method"
+
+    def __init__(self, config: Any, workdir: str):
+        self.config, self.workdir = config, workdir
+        self.prepared: str | None = None  # None, "inference" or "train"
+
+    def _need(self, what: str = "train") -> None:
+        if self.prepared is None or (what == "train" and self.prepared != "train"):
+            raise RuntimeError(f"{self.name}: call prepare() first (needs {what!r} artefacts)")
+
+    def report(self, params: Any, metrics: dict[str, float], workdir: str) -> str | None:
+        return None
+
+    def finish(self, params: Any, metrics: dict[str, float], mode: str) -> dict[str, float]:
+        return {}
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Per-token standardisation over the last axis (zero mean, unit variance), float32: the
+    scale every frozen-encoder token has before a trained head sees it."""
+    x = np.asarray(x, np.float32)
+    x = x - x.mean(-1, keepdims=True)
+    return x / np.sqrt(np.mean(np.square(x), -1, keepdims=True) + 1e-6)
+
+
+def runs_seconds(
+    probs: np.ndarray, timestamps: np.ndarray, threshold: float, frame_seconds: float
+) -> list[list[float]]:
+    """Half-open ``[start, end)`` second intervals where ``probs >= threshold`` (each frame
+    covers ``frame_seconds`` from its timestamp)."""
+    on = np.asarray(probs) >= threshold
+    edges = np.flatnonzero(np.diff(np.r_[0, on.astype(np.int8), 0]))
+    out = []
+    for s, e in edges.reshape(-1, 2):
+        out.append(
+            [round(float(timestamps[s]), 3), round(float(timestamps[e - 1]) + frame_seconds, 3)]
+        )
+    return out

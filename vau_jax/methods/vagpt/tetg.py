@@ -1,0 +1,138 @@
+"""VA-GPT's TETG, trained alone and then frozen: its run, its sentence and its frame AUC.
+
+The classifier (:class:`vau_jax.models.heads.tetg.TETG`, a 3-layer MLP on each frame's CLIP
+class token) is trained in its own resumable run in ``<workdir>/tetg`` during
+``VAGPT.prepare()`` (SGD lr 1e-3, batch 32, BCE on frame labels: as the supplementary, the
+labels come from the training videos' annotated times), evaluated by frame AUC on the test
+videos, then frozen. Its longest run of confident frames becomes the prior sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from vau_jax.data.formats.record import VideoRecord
+from vau_jax.data.instruct import tetg_text
+from vau_jax.data.pipeline import PipelineConfig, make_iterator
+from vau_jax.data.synthvad.types import label_runs
+from vau_jax.eval.metrics import frame_auc
+from vau_jax.methods.base import MethodBase
+from vau_jax.models.heads.tetg import TETG, TETGConfig, longest_run, run_to_seconds, tetg_loss
+from vau_jax.train.trainer import Stage
+
+
+def tetg_prompt(
+    probs: np.ndarray, fps: float, threshold: float, class_names: Sequence[str]
+) -> tuple[str, tuple[float, float] | None]:
+    """The TETG sentence for one video.
+
+    Args:
+      probs: float ``[T]`` per-frame anomaly probabilities (``sigmoid`` of :class:`TETG`).
+      fps: frames per second of ``probs`` (the sampled frame rate, not the source video's).
+      threshold: ``τ`` (0.5 in the paper).
+      class_names: the dataset's anomaly class list, in the order to print.
+
+    Returns:
+      ``(sentence, interval)``: the template filled with the longest confident run in
+      seconds, or the "no anomaly" sentence and None when no frame reaches ``threshold``.
+    """
+    run = longest_run(probs, threshold)
+    interval = None if run is None else run_to_seconds(run, fps)
+    return tetg_text(class_names, interval), interval
+
+
+def tetg_auc(
+    probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], ids: Sequence[str]
+) -> float:
+    """Frame-level AUC (all videos' frames concatenated) of per-frame probabilities."""
+    recs = [
+        VideoRecord(
+            id=i, n_frames=len(lab), intervals=[(int(a), int(b)) for a, b in label_runs(lab)]
+        )
+        for i, lab in zip(ids, labels)
+    ]
+    return float(frame_auc(recs, dict(zip(ids, probs)), snippet=1)["AUC_O"])
+
+
+class TETGRun(MethodBase):
+    """TETG's own trainer run: the MLP on frame class tokens, SGD, BCE (frozen afterwards).
+
+    Args:
+      config: the VA-GPT config (``config.tetg`` holds the knobs).
+      dim: the class-token width.
+      train: ``(cls [T_i, D], labels [T_i])`` per training video (``None`` for inference).
+      test: the same for the test videos (frame AUC), or ``None``.
+    """
+
+    name = "vagpt_tetg"
+
+    def __init__(self, config: Any, dim: int, train: Any = None, test: Any = None):
+        super().__init__(config, "")
+        self.model = TETG(TETGConfig(hidden=tuple(config.tetg.hidden)))
+        self.dim, self.train, self.test = int(dim), train, test
+        self.prepared = "train"
+
+    def abstract_params(self) -> Any:
+        z = jnp.zeros((1, self.dim))
+        return jax.eval_shape(lambda: self.model.init(jax.random.key(0), z))["params"]
+
+    def init_params(self, rng: jax.Array) -> Any:
+        return nn.unbox(self.model.init(rng, jnp.zeros((1, self.dim)))["params"])
+
+    def stages(self) -> list[Stage]:
+        c = self.config.tetg
+        frames = [
+            {"z": z[t].astype(np.float32), "label": np.float32(lab[t])}
+            for z, lab in self.train
+            for t in range(len(lab))
+        ]
+        pcfg = PipelineConfig(
+            int(c.batch_size), seed=self.config.seed, num_epochs=None, read_threads=1
+        )
+
+        def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+            del rng
+            logits = self.model.apply({"params": params}, batch["z"])
+            return tetg_loss(logits, batch["label"]), {}
+
+        opt = {"name": "sgd", "lr": float(c.lr), "momentum": float(c.momentum)}
+        return [
+            Stage(
+                "tetg",
+                int(c.steps),
+                opt,
+                loss_fn,
+                lambda: make_iterator(frames, pcfg),
+                log_every=500,
+            )
+        ]
+
+    def probs_fn(self):
+        """Jitted ``(params, z [T, D]) -> probabilities [T]``."""
+        return jax.jit(lambda p, z: jax.nn.sigmoid(self.model.apply({"params": p}, z)))
+
+    def probs(self, params: Any, cls: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per-video frame probabilities ``[T_i]`` (videos padded to one length: one shape)."""
+        fn = self.probs_fn()
+        tmax = max(len(z) for z in cls)
+        tmax = -(-tmax // 64) * 64
+        out = []
+        for z in cls:
+            pad = np.zeros((tmax, z.shape[-1]), np.float32)
+            pad[: len(z)] = z
+            out.append(np.asarray(fn(params, pad))[: len(z)])
+        return out
+
+    def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
+        del workdir
+        if not self.test:
+            return {}
+        cls, labels = zip(*self.test)
+        ids = [f"v{i}" for i in range(len(cls))]
+        return {"tetg_frame_auc": tetg_auc(self.probs(params, cls), labels, ids)}
