@@ -169,6 +169,16 @@ class VADLLaMA(MethodBase):
         tok, mask = self._dummy()
         return nn.unbox(self.model.init(rng, tok, mask)["params"])
 
+    def load_pretrained(self, params: Any) -> Any:
+        """Phase 1's starting point: in the paper preset the VADor's video Q-Former comes
+        from the converted Video-LLaMA checkpoint (``paper_checkpoints.video_qformer``)."""
+        if self.config.preset != "paper":
+            return params
+        from vau_jax.methods.vadllama.paper import video_qformer_parts
+        from vau_jax.methods.vagpt.method import put_parts
+
+        return put_parts(params, video_qformer_parts(self.config, params))
+
     # -- stages ----------------------------------------------------------------------------
 
     def _loss(self, phase: int):
@@ -213,6 +223,7 @@ class VADLLaMA(MethodBase):
                 self._loss(1),
                 data(c.seed),
                 log_every=c.log_every,
+                on_start=self.load_pretrained,
             ),
             Stage(
                 "phase2",
