@@ -25,7 +25,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from vau_jax.train.trainer import Stage
 
@@ -113,4 +116,25 @@ def runs_seconds(
         out.append(
             [round(float(timestamps[s]), 3), round(float(timestamps[e - 1]) + frame_seconds, 3)]
         )
+    return out
+
+
+def put_parts(params: Any, parts: dict[str, Any]) -> Any:
+    """``params`` with top-level subtrees replaced by host arrays of the same shapes, placed on
+    the replaced leaves' shardings (raises naming the leaf on a shape mismatch)."""
+    if not parts:
+        return params
+
+    def put(path: Any, new: Any, old: jax.Array) -> jax.Array:
+        if np.shape(new) != old.shape:
+            raise ValueError(
+                f"pretrained weight {jax.tree_util.keystr(path)} has shape {np.shape(new)}, "
+                f"the model expects {old.shape}"
+            )
+        return jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+
+    out = dict(params)
+    for key, tree in parts.items():
+        out[key] = jax.tree_util.tree_map_with_path(put, tree, dict(params[key]))
+    logging.info("loaded pretrained %s", sorted(parts))
     return out

@@ -31,7 +31,7 @@ from vau_jax.data.features import FeatureStore
 from vau_jax.data.frames import FrameSpec
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.eval.metrics import frame_metrics
-from vau_jax.methods.base import MethodBase
+from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.vadllama import data as D
 from vau_jax.models import registry
 from vau_jax.models.heads.ltc import LTCConfig, init_state
@@ -175,7 +175,6 @@ class VADLLaMA(MethodBase):
         if self.config.preset != "paper":
             return params
         from vau_jax.methods.vadllama.paper import video_qformer_parts
-        from vau_jax.methods.vagpt.method import put_parts
 
         return put_parts(params, video_qformer_parts(self.config, params))
 

@@ -29,14 +29,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from flax import linen as nn
 
 from vau_jax.data.datasets import load_dataset
 from vau_jax.data.features import FeatureStore
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.eval.scoring import Scorer
-from vau_jax.methods.base import MethodBase
+from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.vagpt import data as D
 from vau_jax.methods.vagpt.tetg import TETGRun, tetg_prompt
 from vau_jax.models import registry
@@ -385,24 +384,3 @@ class VAGPT(MethodBase):
         from vau_jax.methods.vagpt.report import write_vagpt_report
 
         return write_vagpt_report(self, params, metrics, workdir)
-
-
-def put_parts(params: Any, parts: dict[str, Any]) -> Any:
-    """``params`` with top-level subtrees replaced by host arrays of the same shapes, placed on
-    the replaced leaves' shardings (raises naming the leaf on a shape mismatch)."""
-    if not parts:
-        return params
-
-    def put(path: Any, new: Any, old: jax.Array) -> jax.Array:
-        if np.shape(new) != old.shape:
-            raise ValueError(
-                f"pretrained weight {jax.tree_util.keystr(path)} has shape {np.shape(new)}, "
-                f"the model expects {old.shape}"
-            )
-        return jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
-
-    out = dict(params)
-    for key, tree in parts.items():
-        out[key] = jax.tree_util.tree_map_with_path(put, tree, dict(params[key]))
-    logging.info("loaded pretrained %s", sorted(parts))
-    return out
