@@ -150,7 +150,10 @@ def test_second_split_merges(tmp_path):
     assert len(meta["videos"]) == 4
     with open(tmp_path / "Temporal_Anomaly_Annotation.txt") as f:
         names = [line.split()[0] for line in f]
-    assert names == ["test_000000.mp4", "test_000001.mp4", "train_000000.mp4", "train_000001.mp4"]
+    assert names == ["test_000000.mp4", "test_000001.mp4"]  # train: video-level labels only
+    with open(tmp_path / "annotations.txt") as f:
+        assert not [line for line in f if line.startswith("train_")]
+    assert not [d for d in os.listdir(tmp_path / "videos") if d.startswith("train_")]
     assert not os.path.exists(tmp_path / "videos" / "test_000000.mp4")
 
 

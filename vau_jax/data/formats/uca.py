@@ -1,9 +1,11 @@
 """UCA (UCF-Crime Annotation) event captions, text and JSON layouts.
 
-Text (one caption per line, times in seconds, ``##`` before the sentence)::
+Text (one caption per line, ``##`` before the sentence, optionally after a space). UCA
+publishes clock times ``MM:SS.s`` (``HH:MM:SS.s`` from one hour on); plain seconds are read
+too::
 
+    Abuse037_x264 00:01.2 00:08.2 ##A white car stops in front of the gate.
     Abuse001_x264 0.0 5.2##A woman in a white shirt stands at the counter.
-    Abuse001_x264 5.2 9.8##A man grabs her arm and pushes her to the floor.
 
 JSON (ActivityNet-Captions style)::
 
@@ -20,19 +22,43 @@ UCF-Crime class implied by the name (``"Anomaly"`` when the name has no class).
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+from decimal import Decimal
 
 from vau_jax.data.formats.names import ucf_class_from_name
 from vau_jax.data.formats.record import VideoRecord, format_error, video_id
 
 ANOMALY = "Anomaly"
+_CLOCK = re.compile(r"^(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+(?:\.\d*)?)$")
+
+
+def parse_clock(token: str) -> float | None:
+    """Seconds of a clock time ``MM:SS.s`` / ``HH:MM:SS.s``; ``None`` if not one.
+
+    Exact decimal arithmetic, so ``"01:05.3"`` gives the same float as ``65.3``.
+    """
+    m = _CLOCK.match(token.strip())
+    if not m or (m.group("h") is not None and int(m.group("m")) >= 60):
+        return None
+    seconds = Decimal(m.group("s"))
+    if seconds >= 60:
+        return None
+    total = Decimal(m.group("h") or 0) * 3600 + Decimal(m.group("m")) * 60 + seconds
+    return float(total)
 
 
 def _seconds(token, path: str, line: int | None, what: str) -> float:
+    value = parse_clock(token) if isinstance(token, str) and ":" in token else None
     try:
-        value = float(token)
+        value = float(token) if value is None else value
     except (TypeError, ValueError):
-        raise format_error(path, line, f"{what}: expected seconds, got {token!r}") from None
+        raise format_error(
+            path, line, f"{what}: expected seconds or a clock time [HH:]MM:SS.s, got {token!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise format_error(path, line, f"{what}: not a finite time: {token!r}")
     if value < 0:
         raise format_error(path, line, f"{what}: negative time {value}")
     return value
@@ -48,7 +74,7 @@ def _record(vid: str, segments: list, extra: dict) -> VideoRecord:
 
 
 def read_uca_txt(path: str | os.PathLike) -> list[VideoRecord]:
-    """Read the UCA text layout ``<video> <start> <end>##<sentence>``."""
+    """Read the UCA text layout ``<video> <start> <end> ##<sentence>`` (seconds or clock)."""
     path = os.fspath(path)
     per_video: dict[str, list] = {}
     with open(path, encoding="utf-8") as f:
