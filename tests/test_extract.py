@@ -1,4 +1,5 @@
-"""Feature extraction CLI/library: layout, batching/padding, reruns, bad videos, preprocessing."""
+"""Feature extraction CLI/library: the store it writes, batching/padding, reruns, bad videos,
+preprocessing."""
 
 import json
 import os
@@ -8,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from vau_jax import extract
+from vau_jax import encoders, extract
+from vau_jax.data.features import open_store
 from vau_jax.data.video import read_frames
 from vau_jax.models import registry
 
@@ -48,46 +50,55 @@ def extracted(tmp_path_factory):
         encoder="tiny-clip-vit",
         fps=4.0,
         batch_size=3,
-        patch_tokens=True,
+        outputs=("cls", "patches"),
         dtype="float32",
         seed=7,
     )
     return videos, out, result
 
 
-def test_layout_and_shapes(extracted):
+def _record(result, vid):
+    fs = open_store(result["store"])
+    return fs[fs.ids.index(vid)]
+
+
+def test_store_layout_and_shapes(extracted):
     videos, out, result = extracted
     assert result["done"] == ["a", "b"]
-    with np.load(out / "a.npz") as z:
-        assert set(z.files) == {"cls", "patches", "timestamps", "indices"}
-        assert z["cls"].shape == (7, 64) and z["cls"].dtype == np.float32
-        assert z["patches"].shape == (7, 64, 64)  # (64/8)^2 patches, class token dropped
-        np.testing.assert_allclose(z["timestamps"], np.arange(7) / 4)
-        np.testing.assert_array_equal(z["indices"], np.arange(0, 14, 2))
-    meta = json.loads((out / "a.json").read_text())
-    assert meta["n_frames"] == 7 and meta["normalisation"] == "clip"
-    assert meta["source"]["n_frames"] == 14 and meta["encoder"] == "random:tiny-clip-vit:seed=7"
-    assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
+    rec = _record(result, "a")
+    assert set(rec) == {"cls", "patches", "timestamps", "indices", "video_id"}
+    assert rec["cls"].shape == (7, 64) and rec["cls"].dtype == np.float32
+    assert rec["patches"].shape == (7, 64, 64)  # (64/8)^2 patches, class token dropped
+    np.testing.assert_allclose(rec["timestamps"], np.arange(7) / 4)
+    np.testing.assert_array_equal(rec["indices"], np.arange(0, 14, 2))
+    folder = result["store"]
+    spec = json.loads(open(os.path.join(folder, "spec.json")).read())
+    assert spec["frames"]["fps"] == 4.0 and spec["dtype"] == "float32"
+    assert "random:tiny-clip-vit:seed=7" in spec["encoder"]
+    names = os.listdir(folder)
+    assert any(n.endswith(".array_record") for n in names) and "index.json" in names
+    assert not [n for n in names if n.startswith(".tmp-")]
+    assert not os.listdir(os.path.join(folder, "parts"))  # every part packed, then deleted
 
 
 def test_features_match_unbatched_model(extracted):
-    videos, out, _ = extracted
-    module, params, desc = extract.load_encoder("tiny-clip-vit", None, seed=7)
-    assert desc == "random:tiny-clip-vit:seed=7"
+    videos, out, result = extracted
+    enc = encoders.from_registry("tiny-clip-vit", seed=7)
     frames = read_frames(str(videos / "sub" / "b.mp4"), fps=4.0, size=64).frames
-    pixels = extract.normalise(frames, extract.preprocess_for(module.config))
-    ref = jax.jit(module.apply)({"params": params}, pixels)
-    with np.load(out / "b.npz") as z:
-        np.testing.assert_allclose(z["cls"], ref["pooler_output"], atol=1e-4)
-        np.testing.assert_allclose(z["patches"], ref["last_hidden_state"][:, 1:], atol=1e-4)
+    x = (frames.astype(np.float32) / 255.0 - np.asarray(encoders.CLIP_MEAN, np.float32)) / (
+        np.asarray(encoders.CLIP_STD, np.float32)
+    )
+    ref = jax.jit(enc.module.apply)({"params": enc.params}, x)
+    rec = _record(result, "b")
+    np.testing.assert_allclose(rec["cls"], ref["last_hidden_state"][:, 0], atol=1e-5)
+    np.testing.assert_allclose(rec["patches"], ref["last_hidden_state"][:, 1:], atol=1e-5)
 
 
 def test_bad_video_reported_and_rerun_skips(extracted, capsys):
     videos, out, result = extracted
     assert len(result["failed"]) == 1 and "broken.mp4" in result["failed"][0]
     assert "cannot open as a video" in result["failed"][0]
-    assert not (out / "broken.npz").exists()
-    before = os.stat(out / "a.npz").st_mtime_ns
+    shards = sorted(n for n in os.listdir(result["store"]) if n.endswith(".array_record"))
     code = extract.main(
         [
             f"--video={videos}",
@@ -95,14 +106,33 @@ def test_bad_video_reported_and_rerun_skips(extracted, capsys):
             f"--out={out}",
             "--fps=4",
             "--batch_size=3",
-            "--patch_tokens",
+            "--outputs=cls,patches",
+            "--dtype=float32",
             "--seed=7",
         ]
     )
-    assert code == 1  # the broken video still fails
-    assert os.stat(out / "a.npz").st_mtime_ns == before
-    err = capsys.readouterr().err
-    assert "skip a: already extracted" in err and "FAILED" in err and "broken.mp4" in err
+    assert code == 2  # the broken video still fails; the others were kept
+    now = sorted(n for n in os.listdir(result["store"]) if n.endswith(".array_record"))
+    assert now == shards  # nothing re-encoded
+    captured = capsys.readouterr()
+    err_lines = [ln for ln in captured.err.splitlines() if ln.startswith("error:")]
+    assert len(err_lines) == 1 and "broken.mp4" in err_lines[0]
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["done"] == 0 and summary["skipped"] == 2 and summary["failed"] == 1
+
+
+def test_bad_arguments_one_line_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        extract.main([f"--video={tmp_path}", f"--out={tmp_path}/o"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: ")
+    assert (
+        extract.main(
+            [f"--video={tmp_path}/none.mp4", "--encoder=tiny-clip-vit", f"--out={tmp_path}/o"]
+        )
+        == 2
+    )
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_vtest_first_seconds(vtest_path, tmp_path):
@@ -113,40 +143,37 @@ def test_vtest_first_seconds(vtest_path, tmp_path):
         fps=2.0,
         batch_size=3,
         max_seconds=3.0,
-        patch_tokens=True,
         dtype="float32",
         seed=7,
     )
     assert result["done"] == ["vtest"]
-    with np.load(tmp_path / "vtest.npz") as z:
-        assert z["cls"].shape == (6, 64)
-        np.testing.assert_allclose(z["timestamps"], np.arange(6) / 2)
-        np.testing.assert_array_equal(z["indices"], np.arange(0, 30, 5))
-        assert np.isfinite(z["cls"]).all()
-    meta = json.loads((tmp_path / "vtest.json").read_text())
-    assert meta["source"]["n_frames"] == 795 and meta["max_seconds"] == 3.0
+    rec = _record(result, "vtest")
+    assert rec["cls"].shape == (6, 64)
+    np.testing.assert_allclose(rec["timestamps"], np.arange(6) / 2)
+    np.testing.assert_array_equal(rec["indices"], np.arange(0, 30, 5))
+    assert np.isfinite(rec["cls"]).all()
 
 
 @pytest.mark.slow
 def test_converted_checkpoint_gives_same_features(extracted, tmp_path):
     from vau_jax.convert.checkpoint import save_converted
 
-    videos, out, _ = extracted
-    module, params, _ = extract.load_encoder("tiny-clip-vit", None, seed=7)
-    save_converted(str(tmp_path / "ckpt"), module, params, source="test")
-    result = extract.run(
+    videos, out, result = extracted
+    enc = encoders.from_registry("tiny-clip-vit", seed=7)
+    save_converted(str(tmp_path / "ckpt"), enc.module, enc.params, source="test")
+    got = extract.run(
         str(videos / "a.mp4"),
         str(tmp_path / "o"),
         checkpoint=str(tmp_path / "ckpt"),
         fps=4.0,
         batch_size=3,
+        outputs=("cls", "patches"),
         dtype="float32",
     )
-    assert result["done"] == ["a"]
-    with np.load(tmp_path / "o" / "a.npz") as got, np.load(out / "a.npz") as want:
-        np.testing.assert_allclose(got["cls"], want["cls"], atol=1e-5)
-    meta = json.loads((tmp_path / "o" / "a.json").read_text())
-    assert meta["encoder"] == f"checkpoint:{tmp_path / 'ckpt'}"
+    assert got["done"] == ["a"]
+    np.testing.assert_allclose(_record(got, "a")["cls"], _record(result, "a")["cls"], atol=1e-5)
+    spec = json.loads(open(os.path.join(got["store"], "spec.json")).read())
+    assert "checkpoint:ckpt:" in spec["encoder"]
 
 
 @pytest.mark.slow
@@ -155,20 +182,23 @@ def test_float16_dinov2_single_file(tmp_path):
     result = extract.run(
         video, str(tmp_path / "o"), encoder="tiny-dinov2", fps=None, batch_size=8, dtype="float16"
     )
-    assert result == {"done": ["c"], "skipped": [], "failed": []}
-    with np.load(tmp_path / "o" / "c.npz") as z:
-        assert z["cls"].shape == (5, 64) and z["cls"].dtype == np.float16
-        assert "patches" not in z.files
-    meta = json.loads((tmp_path / "o" / "c.json").read_text())
-    assert meta["normalisation"] == "imagenet" and meta["image_size"] == 56
+    assert result["done"] == ["c"] and result["failed"] == []
+    rec = _record(result, "c")
+    assert rec["cls"].shape == (5, 64) and rec["cls"].dtype == np.float16
+    spec = json.loads(open(os.path.join(result["store"], "spec.json")).read())
+    assert spec["frames"]["size"] == 56 and spec["frames"]["resize"] == 64
+    assert '"normalisation": "imagenet"' in spec["encoder"]
 
 
-def test_preprocess_constants():
-    clip = extract.preprocess_for(registry.get_config("clip-vit-l/14"))
-    assert (clip.resize, clip.crop, clip.name) == (224, 224, "clip")
-    dino = extract.preprocess_for(registry.get_config("dinov2-l/14"))
-    assert (dino.resize, dino.crop) == (256, 224)
-    assert dino.mean == (0.485, 0.456, 0.406) and dino.std == (0.229, 0.224, 0.225)
+def test_frame_specs_follow_hf_processors():
+    clip = extract.frame_spec(encoders.FrozenEncoder(registry.build("clip-vit-l/14"), {}, "x"), 1.0)
+    assert (clip.size, clip.shorter_side) == (224, 224)
+    dino = extract.frame_spec(encoders.FrozenEncoder(registry.build("dinov2-l/14"), {}, "x"), 1.0)
+    assert (dino.size, dino.shorter_side) == (224, 256)
+    assert encoders.normalisation(registry.build("dinov2-l/14"))[1:] == (
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+    )
 
 
 @pytest.mark.parity
@@ -176,12 +206,16 @@ def test_preprocessing_close_to_hf_clip_processor(tmp_path):
     transformers = pytest.importorskip("transformers")
     from PIL import Image
 
+    from vau_jax.data.datasets import FileVideo
+    from vau_jax.data.frames import FrameSpec
+
     video = _write_video(tmp_path / "d.mp4", 1, w=96, h=72, smooth=True)
     frame = read_frames(video).frames[0]  # [72, 96, 3] decoded RGB
-    ours = extract.normalise(
-        read_frames(video, size=64).frames,
-        extract.preprocess_for(registry.get_config("tiny-clip-vit")),
-    )[0]
+    src = FileVideo(id="d", split="test", path=video)
+    ours = next(iter(src.frames(FrameSpec(fps=None, size=64)))).frames[0]
+    ours = (ours.astype(np.float32) / 255.0 - np.asarray(encoders.CLIP_MEAN, np.float32)) / (
+        np.asarray(encoders.CLIP_STD, np.float32)
+    )
     proc = transformers.CLIPImageProcessor(size={"shortest_edge": 64}, crop_size=64)
     hf = np.asarray(proc(images=Image.fromarray(frame), return_tensors="np")["pixel_values"][0])
     hf = hf.transpose(1, 2, 0)  # CHW -> HWC

@@ -1,91 +1,42 @@
-"""Feature extraction: decoded frames → a registry vision encoder → per-video feature files.
+"""Feature extraction: decoded frames -> a frozen vision encoder -> a feature store.
 
-    python -m vau_jax.extract --video=PATH_OR_DIR --encoder=NAME [--checkpoint=DIR] --out=DIR \
-        [--fps=1.0] [--batch_size=32] [--patch_tokens] [--dtype=float16|float32] [--seed=0] \
-        [--max_seconds=S]
+    python -m vau_jax.extract --video=PATH_OR_DIR --out=DIR (--encoder=NAME | --checkpoint=DIR) \
+        [--fps=1.0] [--outputs=cls,patches] [--patch_pool=0] [--dtype=float16|float32] \
+        [--batch_size=32] [--seed=0] [--max_seconds=S] [--size=S]
 
-``--video`` is one file or a directory searched recursively for video files; the video id is
-the file name without its extension (ids must be unique). Without ``--checkpoint`` the
-encoder ``--encoder`` (a name of :mod:`vau_jax.models.registry`, e.g. ``tiny-clip-vit``,
-``clip-vit-l/14``, ``dinov2-l/14``) gets random weights from ``--seed``; with it, the converted
-checkpoint (``vau_jax.convert.checkpoint.load_converted``) supplies module and weights.
+``--video`` is one file or a directory searched recursively for video files; the video id
+is the file name without its extension (ids must be unique). The encoder is a converted
+checkpoint (``--checkpoint``, from ``python -m vau_jax.convert``) or a registry vision tower
+(``--encoder``, e.g. ``tiny-clip-vit``, ``clip-vit-l/14``, ``dinov2-l/14``) with random
+weights from ``--seed``.
 
 Preprocessing follows the encoder's HF image processor: frames sampled at ``--fps``
-(sample-and-hold, ``--fps=0`` keeps every frame), shorter side resized (bicubic) and the
-centre cropped — CLIP / EVA: shorter side → ``image_size``, crop ``image_size``; DINOv2:
-shorter side → ``256/224·crop``, crop ``min(image_size, 224)`` — then ``/255`` and normalised
-with the CLIP mean/std (CLIP, EVA) or the ImageNet mean/std (DINOv2).
+(sample-and-hold; ``--fps=0`` keeps every frame); CLIP / EVA: shorter side -> ``image_size``,
+centre crop ``image_size``; DINOv2: shorter side -> ``256/224·crop``, crop
+``min(image_size, 224)``; ``--size`` overrides the crop side. Pixels are normalised with the
+CLIP (CLIP, EVA) or ImageNet (DINOv2) mean and std.
 
-Output layout, per video (each file written to a temporary name, then renamed)::
-
-    OUT/<video_id>.npz    cls         [T, D]      pooler_output (CLIP: post-LN class token)
-                          embeds      [T, P]      image_embeds (CLIP towers with projection)
-                          patches     [T, N, D]   last_hidden_state without class/register
-                                                  tokens (only with --patch_tokens)
-                          timestamps  [T]         seconds (float64)
-                          indices     [T]         source frame index (int64)
-    OUT/<video_id>.json   {"video", "encoder", "checkpoint", "fps", "n_frames", "dtype",
-                           "image_size", "normalisation", "source": {probe info}, "shapes"}
-
-``--max_seconds=S`` extracts only the first ``S`` seconds (previews; recorded in the
-``.json``). The ``.json`` is written last: a video counts as done when both files exist, and a rerun
-skips it. A video that fails to decode is reported (file and reason) and skipped; the exit
-code is 1 when any video failed, else 0.
+The output is the library's feature store (:mod:`vau_jax.data.features`), the same cache
+every method reads: ``DIR/extract-<key>/`` with ``spec.json``, ``index.json`` and ArrayRecord
+shards, one record per video (``cls [T, D]``, ``patches [T, N, D]``, ... in ``--dtype``, plus
+``timestamps [T]`` seconds and ``indices [T]`` source frames). Read it back with
+``vau_jax.data.features.open_store(folder)``. Reruns skip finished videos; a video that
+fails to decode is reported (``error: FILE: reason``) and skipped, the others are kept; the
+exit code is then 2 (0 when every video was extracted).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from vau_jax.data.video import VideoDecodeError, iter_frames, probe
+from vau_jax.data.video import VideoDecodeError, probe
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocess:
-    """How frames become encoder input: resize shorter side, centre crop, normalise."""
-
-    resize: int  # shorter side after resizing, pixels
-    crop: int  # square centre crop, pixels
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    name: str  # "clip" or "imagenet"
-
-
-def preprocess_for(cfg: Any) -> Preprocess:
-    """The HF-processor-equivalent preprocessing of a ViT config (see module docstring)."""
-    if cfg.variant == "dinov2":
-        crop = min(int(cfg.image_size), 224)
-        return Preprocess(round(crop * 256 / 224), crop, IMAGENET_MEAN, IMAGENET_STD, "imagenet")
-    size = int(cfg.image_size)
-    return Preprocess(size, size, CLIP_MEAN, CLIP_STD, "clip")
-
-
-def normalise(frames: np.ndarray, prep: Preprocess) -> np.ndarray:
-    """uint8 ``[B, H, W, 3]`` → float32 normalised pixels ``[B, H, W, 3]``."""
-    x = frames.astype(np.float32) / 255.0
-    return (x - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
-
-
-def _centre_crop(frames: np.ndarray, crop: int) -> np.ndarray:  # [B, H, W, 3]
-    h, w = frames.shape[1:3]
-    y0, x0 = (h - crop) // 2, (w - crop) // 2
-    return frames[:, y0 : y0 + crop, x0 : x0 + crop]
 
 
 def find_videos(path: str) -> dict[str, str]:
@@ -103,214 +54,44 @@ def find_videos(path: str) -> dict[str, str]:
                 continue
             full = os.path.join(dirpath, name)
             if stem in found:
-                raise ValueError(f"video id {stem!r} is not unique: {found[stem]} and {full}")
+                raise ValueError(f"{full}: video id {stem!r} is not unique (also {found[stem]})")
             found[stem] = full
     return found
 
 
-def load_encoder(
-    encoder: str | None, checkpoint: str | None, seed: int = 0
-) -> tuple[Any, Any, str]:
-    """``(module, params, description)`` from a converted checkpoint or a random init."""
-    import jax
-    from flax import linen as nn
+def frame_spec(
+    encoder: Any, fps: float | None, size: int | None = None, max_seconds: float | None = None
+) -> Any:
+    """The HF-processor-equivalent :class:`~vau_jax.data.frames.FrameSpec` of an encoder."""
+    from vau_jax.data.frames import FrameSpec
 
+    cfg = encoder.config
+    if cfg.variant == "dinov2":
+        crop = int(size or min(int(cfg.image_size), 224))
+        return FrameSpec(
+            fps=fps, size=crop, resize=round(crop * 256 / 224), max_seconds=max_seconds
+        )
+    crop = int(size or cfg.image_size)
+    return FrameSpec(fps=fps, size=crop, max_seconds=max_seconds)
+
+
+def make_encoder(
+    encoder: str | None,
+    checkpoint: str | None,
+    outputs: Sequence[str],
+    patch_pool: int = 0,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> Any:
+    """The frozen encoder of a converted checkpoint or a seeded registry tower."""
+    from vau_jax import encoders
+
+    kw = {"outputs": tuple(outputs), "patch_pool": int(patch_pool), "batch_size": int(batch_size)}
     if checkpoint:
-        from vau_jax.convert.checkpoint import load_converted
-
-        module, params = load_converted(checkpoint)
-        return module, params, f"checkpoint:{checkpoint}"
+        return encoders.from_checkpoint(checkpoint, **kw)
     if not encoder:
-        raise ValueError("--encoder is required without --checkpoint")
-    from vau_jax.models import registry
-
-    module = registry.build(encoder)
-    cfg = module.config
-    dummy = np.zeros([1, cfg.image_size, cfg.image_size, cfg.num_channels], np.float32)
-    params = jax.jit(module.init)(jax.random.key(seed), dummy)["params"]
-    return module, nn.unbox(params), f"random:{encoder}:seed={seed}"
-
-
-def make_encode_fn(module: Any, patch_tokens: bool) -> Callable[[Any, np.ndarray], dict]:
-    """A jitted ``(params, pixels [B, S, S, 3]) -> {"cls", ["embeds"], ["patches"]}``."""
-    import jax
-
-    cfg = module.config
-    n_prefix = 1 + int(getattr(cfg, "num_register_tokens", 0))
-
-    def encode(params: Any, pixels: Any) -> dict:
-        out = module.apply({"params": params}, pixels)
-        feats = {"cls": out["pooler_output"]}  # [B, D]
-        if "image_embeds" in out:
-            feats["embeds"] = out["image_embeds"]  # [B, P]
-        if patch_tokens:
-            feats["patches"] = out["last_hidden_state"][:, n_prefix:]  # [B, N, D]
-        return feats
-
-    return jax.jit(encode)
-
-
-_LAST_ENCODER: dict[tuple, tuple[Any, Any, str, Callable]] = {}
-
-
-def _encoder_cached(
-    encoder: str | None, checkpoint: str | None, seed: int, patch_tokens: bool
-) -> tuple[Any, Any, str, Callable]:
-    """:func:`load_encoder` + :func:`make_encode_fn`, reusing the last one (and its jit cache)."""
-    key = (encoder, os.path.abspath(checkpoint) if checkpoint else None, seed, patch_tokens)
-    if key not in _LAST_ENCODER:
-        _LAST_ENCODER.clear()  # keep at most one model's weights alive
-        module, params, desc = load_encoder(encoder, checkpoint, seed)
-        _LAST_ENCODER[key] = (module, params, desc, make_encode_fn(module, patch_tokens))
-    return _LAST_ENCODER[key]
-
-
-def _atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-class _Progress:
-    """tqdm bar on a TTY; plain periodic lines (frames/s) otherwise."""
-
-    def __init__(self, label: str, total: int | None, stream=None, every_s: float = 10.0):
-        stream = sys.stderr if stream is None else stream
-        self.label, self.total, self.stream, self.every_s = label, total, stream, every_s
-        self.n, self.t0, self.last = 0, time.perf_counter(), time.perf_counter()
-        self.bar = None
-        if stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=label, unit="frame", file=stream, dynamic_ncols=True)
-
-    def update(self, n: int) -> None:
-        self.n += n
-        if self.bar is not None:
-            self.bar.update(n)
-            return
-        now = time.perf_counter()
-        if now - self.last >= self.every_s:
-            self.last = now
-            print(
-                f"{self.label}: {self.n}/{self.total or '?'} frames, {self.rate():.1f} frames/s",
-                file=self.stream,
-                flush=True,
-            )
-
-    def rate(self) -> float:
-        return self.n / max(time.perf_counter() - self.t0, 1e-9)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def extract_video(
-    video: str,
-    video_id: str,
-    out_dir: str,
-    *,
-    module: Any,
-    params: Any,
-    encode_fn: Callable,
-    batch_size: int,
-    fps: float | None,
-    dtype: str,
-    encoder_name: str,
-    progress_label: str,
-    max_seconds: float | None = None,
-    stream=None,
-) -> dict:
-    """Extracts one video into ``out_dir/<video_id>.npz`` + ``.json``; returns the metadata.
-
-    Raises:
-      VideoDecodeError: the video cannot be decoded (nothing is written).
-    """
-    info = probe(video)
-    prep = preprocess_for(module.config)
-    out_fps = fps or info.fps
-    expected = int(np.floor((info.n_frames - 1) / info.fps * out_fps + 1e-6)) + 1
-    max_frames = None
-    if max_seconds is not None:
-        max_frames = max(1, int(np.floor(max_seconds * out_fps + 1e-6)))
-        expected = min(expected, max_frames)
-    parts: dict[str, list[np.ndarray]] = {}
-    times: list[np.ndarray] = []
-    idx: list[np.ndarray] = []
-    progress = _Progress(progress_label, expected, stream=stream)
-
-    def collect(feats: dict, n: int) -> None:  # blocks on the device result
-        for key, value in feats.items():
-            parts.setdefault(key, []).append(np.asarray(value)[:n].astype(dtype))
-        progress.update(n)
-
-    pending = None  # the previous batch: its device work overlaps decoding the next one
-    try:
-        for chunk in iter_frames(
-            video,
-            fps=fps or None,
-            size=prep.resize,
-            resize="crop",
-            chunk_size=batch_size,
-            max_frames=max_frames,
-        ):
-            frames = _centre_crop(chunk.frames, prep.crop)  # [b, S, S, 3]
-            n = len(frames)
-            pixels = normalise(frames, prep)
-            if n < batch_size:  # static batch shape: pad the last batch
-                pad = np.zeros((batch_size - n, *pixels.shape[1:]), np.float32)
-                pixels = np.concatenate([pixels, pad])
-            feats = encode_fn(params, pixels)  # dispatched asynchronously
-            if pending is not None:
-                collect(*pending)
-            pending = (feats, n)
-            times.append(chunk.timestamps)
-            idx.append(chunk.indices)
-        if pending is not None:
-            collect(*pending)
-    finally:
-        progress.close()
-    if not times:
-        raise VideoDecodeError(f"{video}: no frames decoded")
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    arrays["timestamps"] = np.concatenate(times)
-    arrays["indices"] = np.concatenate(idx)
-    meta = {
-        "video": os.path.abspath(video),
-        "video_id": video_id,
-        "encoder": encoder_name,
-        "fps": out_fps,
-        "max_seconds": max_seconds,
-        "n_frames": int(len(arrays["timestamps"])),
-        "dtype": dtype,
-        "image_size": prep.crop,
-        "normalisation": prep.name,
-        "frames_per_second_extracted": round(progress.rate(), 2),
-        "source": {k: v for k, v in dataclasses.asdict(info).items() if k != "path"},
-        "shapes": {k: list(v.shape) for k, v in arrays.items()},
-    }
-    npz_path = os.path.join(out_dir, f"{video_id}.npz")
-    _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
-    _atomic_write(
-        os.path.join(out_dir, f"{video_id}.json"),
-        lambda f: json.dump(meta, f, indent=2, sort_keys=True),
-        mode="w",
-    )
-    return meta
-
-
-def is_done(out_dir: str, video_id: str) -> bool:
-    """True when both output files of ``video_id`` exist."""
-    return all(os.path.isfile(os.path.join(out_dir, f"{video_id}{e}")) for e in (".npz", ".json"))
+        raise ValueError("--encoder or --checkpoint is required")
+    return encoders.from_registry(encoder, seed=seed, **kw)
 
 
 def run(
@@ -320,89 +101,76 @@ def run(
     encoder: str | None = None,
     checkpoint: str | None = None,
     fps: float | None = 1.0,
+    outputs: Sequence[str] = ("cls",),
+    patch_pool: int = 0,
     batch_size: int = 32,
-    patch_tokens: bool = False,
     dtype: str = "float16",
     seed: int = 0,
     max_seconds: float | None = None,
-    stream=None,
-) -> dict[str, list[str]]:
-    """Extracts every video under ``video`` into ``out``.
+    size: int | None = None,
+    stream: Any = None,
+) -> dict[str, Any]:
+    """Extracts every video under ``video`` into the feature store under ``out``.
 
     Returns:
-      ``{"done": [...], "skipped": [...], "failed": ["<file>: <reason>", ...]}``.
+      ``{"store": folder, "done": [...], "skipped": [...], "failed": ["<file>: <reason>"]}``
+      (``skipped``: already extracted by an earlier run).
     """
+    from vau_jax.data.datasets import FileHashes, FileVideo
+    from vau_jax.data.features import FeatureStore, _Index
+
     stream = sys.stderr if stream is None else stream
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise ValueError(f"--batch_size must be positive, got {batch_size}")
     videos = find_videos(video)
     os.makedirs(out, exist_ok=True)
-    todo = {vid: path for vid, path in videos.items() if not is_done(out, vid)}
-    result: dict[str, list[str]] = {
-        "done": [],
-        "skipped": sorted(set(videos) - set(todo)),
-        "failed": [],
-    }
-    for vid in result["skipped"]:
-        print(f"skip {vid}: already extracted", file=stream, flush=True)
-    for vid, path in sorted(todo.items()):  # unreadable files fail before the model loads
+    failed: list[str] = []
+    sources = []
+    hashes = FileHashes(os.path.join(out, "file_hashes.json"))
+    for vid, path in sorted(videos.items()):  # unreadable files fail before the model loads
         try:
             probe(path)
         except VideoDecodeError as err:
-            result["failed"].append(str(err))
-            print(f"FAILED {vid}: {err}", file=stream, flush=True)
-            del todo[vid]
-    if not todo:
-        return result
-    module, params, desc, encode_fn = _encoder_cached(encoder, checkpoint, seed, patch_tokens)
-    for i, (vid, path) in enumerate(sorted(todo.items()), start=1):
-        label = f"[{i}/{len(todo)}] {vid}"
-        try:
-            meta = extract_video(
-                path,
-                vid,
-                out,
-                module=module,
-                params=params,
-                encode_fn=encode_fn,
-                batch_size=batch_size,
-                fps=fps,
-                dtype=dtype,
-                encoder_name=desc,
-                progress_label=label,
-                max_seconds=max_seconds,
-                stream=stream,
-            )
-        except VideoDecodeError as err:
-            result["failed"].append(str(err))
-            print(f"FAILED {label}: {err}", file=stream, flush=True)
+            failed.append(str(err))
+            print(f"error: {err}", file=stream, flush=True)
             continue
-        result["done"].append(vid)
-        print(
-            f"done {label}: {meta['n_frames']} frames, "
-            f"{meta['frames_per_second_extracted']} frames/s",
-            file=stream,
-            flush=True,
-        )
-    return result
+        sources.append(FileVideo(id=vid, split="test", path=path, hashes=hashes))
+    enc = make_encoder(encoder, checkpoint, outputs, patch_pool, batch_size, seed)
+    store = FeatureStore(
+        out, enc, frame_spec(enc, fps, size, max_seconds), dtype=dtype, name="extract"
+    )
+    index = _Index.read(os.path.join(store.folder, "index.json"))
+    before = {s.id for s in sources if store.entry_key(s) in index.entries}
+    fs = store.ensure(sources, desc="extract", skip_errors=(VideoDecodeError,))
+    for msg in store.failed:
+        failed.append(msg)
+        print(f"error: {msg}", file=stream, flush=True)
+    done = [i for i in fs.ids if i not in before]
+    return {"store": store.folder, "done": done, "skipped": sorted(before), "failed": failed}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m vau_jax.extract", description=__doc__.split("\n")[0]
-    )
+    p = _Parser(prog="python -m vau_jax.extract", description=__doc__.split("\n")[0])
     p.add_argument("--video", required=True, help="a video file or a directory of videos")
     p.add_argument("--encoder", default=None, help="registry name, e.g. tiny-clip-vit")
     p.add_argument("--checkpoint", default=None, help="converted checkpoint directory")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (the feature store's root)")
     p.add_argument("--fps", type=float, default=1.0, help="frames per second; 0 = every frame")
+    p.add_argument(
+        "--outputs", default="cls", help="comma list: cls,patches,pooled,embeds,hidden_<i>"
+    )
+    p.add_argument("--patch_pool", type=int, default=0, help="pool patch tokens to a k x k grid")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--patch_tokens", action="store_true", help="also store patch tokens")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--seed", type=int, default=0, help="random-init seed (no checkpoint)")
     p.add_argument("--max_seconds", type=float, default=None, help="only the first seconds")
+    p.add_argument("--size", type=int, default=None, help="crop side (default: the encoder's)")
     args = p.parse_args(argv)
     if not args.encoder and not args.checkpoint:
         p.error("one of --encoder or --checkpoint is required")
@@ -410,25 +178,31 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (1 if any video failed)."""
+    """CLI entry point; returns the exit code (2 when a video or an argument was bad)."""
     args = _parse(sys.argv[1:] if argv is None else argv)
-    result = run(
-        args.video,
-        args.out,
-        encoder=args.encoder,
-        checkpoint=args.checkpoint,
-        fps=args.fps if args.fps > 0 else None,
-        batch_size=args.batch_size,
-        patch_tokens=args.patch_tokens,
-        dtype=args.dtype,
-        seed=args.seed,
-        max_seconds=args.max_seconds,
-    )
+    try:
+        result = run(
+            args.video,
+            args.out,
+            encoder=args.encoder,
+            checkpoint=args.checkpoint,
+            fps=args.fps if args.fps > 0 else None,
+            outputs=[o.strip() for o in args.outputs.split(",") if o.strip()],
+            patch_pool=args.patch_pool,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            seed=args.seed,
+            max_seconds=args.max_seconds,
+            size=args.size,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    summary = {k: len(v) for k, v in result.items() if isinstance(v, list)}
     print(
-        json.dumps({k: len(v) for k, v in result.items()} | {"failures": result["failed"]}),
-        flush=True,
+        json.dumps({**summary, "store": result["store"], "failures": result["failed"]}), flush=True
     )
-    return 1 if result["failed"] else 0
+    return 2 if result["failed"] else 0
 
 
 if __name__ == "__main__":

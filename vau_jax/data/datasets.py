@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data.formats.record import NORMAL, FormatError, VideoRecord, format_error
-from vau_jax.data.frames import FrameSpec, prepare_chunks, resample_array, resize_crop
+from vau_jax.data.frames import (
+    FrameSpec,
+    centre_crop,
+    prepare_chunks,
+    resample_array,
+    resize_crop,
+)
 from vau_jax.data.video import FrameChunk, iter_frames, probe
 
 DATASETS = ("synthvad", "ucf_crime", "xd_violence", "tad", "ubnormal", "shanghaitech", "folder")
@@ -162,8 +168,17 @@ class FileVideo(Video):
     def frames(self, spec: FrameSpec) -> Iterator[FrameChunk]:
         self._probe()
         chunks = iter_frames(
-            self.path, fps=spec.fps, size=spec.size, resize="crop", max_frames=spec.max_frames()
+            self.path,
+            fps=spec.fps,
+            size=spec.shorter_side,
+            resize="crop",
+            max_frames=spec.max_frames(),
         )
+        if spec.shorter_side != spec.size:
+            chunks = (
+                FrameChunk(centre_crop(c.frames, spec.size), c.timestamps, c.indices)
+                for c in chunks
+            )
         n = self.expected_frames(dataclasses.replace(spec, count=0)) if spec.count else None
         return prepare_chunks(chunks, spec, n)
 

@@ -317,10 +317,18 @@ class FeatureStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def ensure(self, sources: Sequence[VideoSource], desc: str = "features") -> FeatureSet:
+    def ensure(
+        self,
+        sources: Sequence[VideoSource],
+        desc: str = "features",
+        skip_errors: tuple[type[BaseException], ...] = (),
+    ) -> FeatureSet:
         """Encodes the videos that have no entry yet, packs them, returns their :class:`FeatureSet`.
 
         Idempotent and resumable (see the module docstring). ``desc`` labels the progress bar.
+        A video raising one of ``skip_errors`` while decoding is left out (its message is
+        in ``self.failed``; the others are kept); any other error propagates, and the
+        videos finished before it stay cached.
         """
         import jax
 
@@ -328,12 +336,21 @@ class FeatureStore:
         if len(set(keys)) != len(keys):
             dup = sorted({k for k in keys if keys.count(k) > 1})[:3]
             raise ValueError(f"{self.folder}: the same video is listed twice: {dup}")
+        self.failed: list[str] = []
+        bad: set[str] = set()
         if jax.process_index() == 0:
-            self._fill(sources, keys, desc)
+            bad = self._fill(sources, keys, desc, tuple(skip_errors))
         _barrier(f"feature-store-{os.path.basename(self.folder)}")
-        return self.view(keys, [s.id for s in sources])
+        good = [(k, s.id) for k, s in zip(keys, sources) if k not in bad]
+        return self.view([k for k, _ in good], [i for _, i in good])
 
-    def _fill(self, sources: Sequence[VideoSource], keys: Sequence[str], desc: str) -> None:
+    def _fill(
+        self,
+        sources: Sequence[VideoSource],
+        keys: Sequence[str],
+        desc: str,
+        skip_errors: tuple[type[BaseException], ...],
+    ) -> set[str]:
         os.makedirs(os.path.join(self.folder, "parts"), exist_ok=True)
         spec_path = os.path.join(self.folder, "spec.json")
         if not os.path.isfile(spec_path):
@@ -344,18 +361,30 @@ class FeatureStore:
             for s, k in zip(sources, keys)
             if k not in index.entries and not os.path.isfile(self._part_path(k))
         ]
+        bad: set[str] = set()
         if todo:
-            counts = [s.expected_frames(self.spec) for s, _ in todo]
+            counts = []
+            for s, _ in todo:
+                try:
+                    counts.append(s.expected_frames(self.spec))
+                except skip_errors:
+                    counts.append(None)
             total = sum(counts) if all(c is not None for c in counts) else None
             bar = _progress(total, f"{desc}: {len(todo)} videos")
             try:
                 for s, k in todo:
-                    arrays = encode_video(s, self.spec, self.encoder, self.dtype, bar)
+                    try:
+                        arrays = encode_video(s, self.spec, self.encoder, self.dtype, bar)
+                    except skip_errors as err:
+                        self.failed.append(str(err))
+                        bad.add(k)
+                        continue
                     arrays["video_id"] = np.asarray(s.id)
                     atomic_write(self._part_path(k), lambda f, a=arrays: np.savez(f, **a))
             finally:
                 bar.close()
-        self._pack(index, keys)
+        self._pack(index, [k for k in keys if k not in bad])
+        return bad
 
     def _pack(self, index: _Index, keys: Sequence[str]) -> None:
         """Moves finished parts of ``keys`` into new shards, then rewrites the index."""
@@ -402,6 +431,10 @@ class FeatureStore:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def read_all(self) -> FeatureSet:
+        """Every packed video of the store, in index order."""
+        return open_store(self.folder)
+
     def view(self, keys: Sequence[str], ids: Sequence[str]) -> FeatureSet:
         """The :class:`FeatureSet` of entries ``keys`` (all must be packed)."""
         index = _Index.read(os.path.join(self.folder, "index.json"))
@@ -412,3 +445,18 @@ class FeatureStore:
         remap = {s: i for i, s in enumerate(used)}
         locations = [(remap[index.entries[k][0]], index.entries[k][1]) for k in keys]
         return FeatureSet(self.folder, [index.shards[s] for s in used], locations, ids)
+
+
+def open_store(folder: str) -> FeatureSet:
+    """A :class:`FeatureSet` over every video packed in a store folder (e.g. the output of
+    ``python -m vau_jax.extract``), sorted by video id; ``fs.keys`` are the entry keys."""
+    path = os.path.join(folder, "index.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: missing; not a feature store folder")
+    index = _Index.read(path)
+    keys = sorted(index.entries, key=lambda k: (k.split("/", 1)[1], k))
+    ids = [k.split("/", 1)[1] for k in keys]
+    locations = [index.entries[k] for k in keys]
+    fs = FeatureSet(folder, index.shards, locations, ids)
+    fs.keys = keys
+    return fs

@@ -5,8 +5,9 @@ file decoded with PyAV, a ShanghaiTech frame folder, a rendered SynthVAD record)
 
 1. **rate**: frames are resampled to ``fps`` (sample-and-hold, :mod:`vau_jax.data.video`);
    ``fps=None`` keeps every source frame;
-2. **size**: the shorter side is resized to ``size`` and the centre ``size × size`` is cropped
-   (what CLIP / DINOv2 processors do); a source already ``size × size`` is left untouched;
+2. **size**: the shorter side is resized to ``resize`` (default ``size``) and the centre
+   ``size × size`` is cropped (CLIP's processor: ``resize = size``; DINOv2's: 256 -> 224); a
+   source already ``size × size`` is left untouched;
 3. **input**: ``"rgb"`` (the pixels) or ``"background"``: each frame minus a causal
    per-video background estimate (:class:`BackgroundSubtractor`), so an encoder sees what
    moves rather than the scene;
@@ -39,6 +40,7 @@ class FrameSpec:
     Attributes:
       fps: output frame rate in frames per second; ``None`` keeps the source rate.
       size: square output side in pixels (shorter side resized, centre crop).
+      resize: shorter side before the crop (0: ``size``).
       input: ``"rgb"`` or ``"background"``.
       count: ``> 0``: keep this many frames spread uniformly over the video; ``0``: all.
       max_seconds: only the first seconds of the video (``None``: all of it).
@@ -47,6 +49,7 @@ class FrameSpec:
 
     fps: float | None = None
     size: int = 224
+    resize: int = 0
     input: str = "rgb"
     count: int = 0
     max_seconds: float | None = None
@@ -57,6 +60,8 @@ class FrameSpec:
             raise ValueError(f"FrameSpec.fps must be positive or None, got {self.fps}")
         if self.size <= 0:
             raise ValueError(f"FrameSpec.size must be positive, got {self.size}")
+        if self.resize and self.resize < self.size:
+            raise ValueError(f"FrameSpec.resize {self.resize} < size {self.size}")
         if self.input not in INPUT_MODES:
             raise ValueError(f"FrameSpec.input must be one of {INPUT_MODES}, got {self.input!r}")
         if self.count < 0:
@@ -69,6 +74,11 @@ class FrameSpec:
     def key(self) -> str:
         """A stable text identity (part of the feature-cache key)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @property
+    def shorter_side(self) -> int:
+        """The shorter side before the centre crop."""
+        return self.resize or self.size
 
     def max_frames(self) -> int | None:
         """Output frames of ``max_seconds`` at ``fps`` (``None`` when uncut or rate unknown)."""
@@ -189,22 +199,33 @@ def resample_array(
         src, times = src[:limit], times[:limit]
     for a in range(0, len(src), chunk_size):
         idx = src[a : a + chunk_size]
-        yield FrameChunk(resize_crop(frames[idx], spec.size), times[a : a + chunk_size], idx)
+        frames_out = resize_crop(frames[idx], spec.size, spec.shorter_side)
+        yield FrameChunk(frames_out, times[a : a + chunk_size], idx)
 
 
-def resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
-    """uint8 ``[n, H, W, 3]`` -> ``[n, size, size, 3]``: shorter side to ``size`` (bicubic,
-    PIL), centre crop; frames already ``size × size`` are returned unchanged."""
+def centre_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """The centre ``size × size`` of uint8 ``[n, H, W, 3]`` (no-op when already that size)."""
+    h, w = frames.shape[1:3]
+    if h == size and w == size:
+        return frames
+    y0, x0 = (h - size) // 2, (w - size) // 2
+    return frames[:, y0 : y0 + size, x0 : x0 + size]
+
+
+def resize_crop(frames: np.ndarray, size: int, shorter: int = 0) -> np.ndarray:
+    """uint8 ``[n, H, W, 3]`` -> ``[n, size, size, 3]``: shorter side to ``shorter`` (default
+    ``size``; bicubic, PIL), centre crop; frames already ``size × size`` are unchanged."""
     n, h, w = frames.shape[:3]
     if h == size and w == size:
         return frames
+    shorter = shorter or size
+    if min(h, w) == shorter:
+        return centre_crop(frames, size)
     from PIL import Image
 
-    scale = max(size / w, size / h)
-    sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
-    x0, y0 = (sw - size) // 2, (sh - size) // 2
-    out = np.empty((n, size, size, 3), np.uint8)
+    scale = max(shorter / w, shorter / h)
+    sw, sh = max(shorter, round(w * scale)), max(shorter, round(h * scale))
+    out = np.empty((n, sh, sw, 3), np.uint8)
     for i in range(n):
-        img = Image.fromarray(frames[i]).resize((sw, sh), Image.BICUBIC)
-        out[i] = np.asarray(img)[y0 : y0 + size, x0 : x0 + size]
-    return out
+        out[i] = np.asarray(Image.fromarray(frames[i]).resize((sw, sh), Image.BICUBIC))
+    return centre_crop(out, size)

@@ -82,11 +82,12 @@ def single_stage(
     name: str,
     config: Any,
     loss_fn: Callable[..., Any],
-    source: Sequence[Mapping[str, Any]],
+    source: Sequence[Mapping[str, Any]] | Callable[[], Sequence[Mapping[str, Any]]],
 ) -> list[Stage]:
     """The one training stage of a pretraining method: ``loss_fn`` over in-memory examples.
 
-    ``source`` (a list of example dicts) is shuffled and batched endlessly by
+    ``source`` (a list of example dicts, or a function building it when the stage starts,
+    so that ``stages()`` stays cheap) is shuffled and batched endlessly by
     :func:`vau_jax.data.pipeline.make_iterator`; ``config`` gives ``batch_size``, ``seed``,
     ``num_steps``, ``optimizer``, ``checkpoint_every`` and ``log_every``.
     """
@@ -100,7 +101,7 @@ def single_stage(
             num_steps=c.num_steps,
             optimizer=dict(c.optimizer),
             loss_fn=loss_fn,
-            make_data=lambda: make_iterator(source, pcfg),
+            make_data=lambda: make_iterator(source() if callable(source) else source, pcfg),
             checkpoint_every=c.checkpoint_every,
             log_every=c.log_every,
         )

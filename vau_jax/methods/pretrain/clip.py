@@ -230,7 +230,7 @@ class ClipPretrain(MethodBase):
         return loss, {"batch_retrieval_acc": acc}
 
     def stages(self) -> list[Stage]:
-        return single_stage("contrastive", self.config, self._loss, self._source())
+        return single_stage("contrastive", self.config, self._loss, self._source)
 
     # -- evaluation ----------------------------------------------------------------------
 

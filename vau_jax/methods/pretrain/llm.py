@@ -213,7 +213,7 @@ class LLMPretrain(MethodBase):
         return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
 
     def stages(self) -> list[Stage]:
-        return single_stage("text_lm", self.config, self._loss, self._source())
+        return single_stage("text_lm", self.config, self._loss, self._source)
 
     # -- evaluation ----------------------------------------------------------------------
 

@@ -192,9 +192,8 @@ class VADLLaMA(MethodBase):
 
     def stages(self) -> list[Stage]:
         c = self.config
-        train = self.source("train")
 
-        def data(seed: int):
+        def data(seed: int):  # built when a stage starts (stages() itself stays cheap)
             pcfg = PipelineConfig(
                 global_batch_size=c.batch_size,
                 seed=seed,
@@ -202,7 +201,7 @@ class VADLLaMA(MethodBase):
                 read_threads=1,
                 prefetch=2,
             )
-            return lambda: make_iterator(train, pcfg)
+            return lambda: make_iterator(self.source("train"), pcfg)
 
         def copy_ap(params: Any) -> Any:
             return {**params, "ap_base": jax.tree.map(jnp.copy, params["ap"])}

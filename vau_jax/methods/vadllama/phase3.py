@@ -283,8 +283,14 @@ class VADLLaMAPhase3:
 
     def stages(self) -> list[Stage]:
         p3 = self.p3
-        source = self.train_examples(self.scores("train"))
-        self._clips.pop("train", None)  # the float16 copies in ``source`` are what is kept
+        cache: dict[str, Any] = {}
+
+        def source() -> list[dict[str, np.ndarray]]:  # built when the stage starts
+            if "rows" not in cache:
+                cache["rows"] = self.train_examples(self.scores("train"))
+                self._clips.pop("train", None)  # the float16 copies in the rows are kept
+            return cache["rows"]
+
         pcfg = PipelineConfig(
             global_batch_size=p3.batch_size,
             seed=self.config.seed + 3,
@@ -300,7 +306,7 @@ class VADLLaMAPhase3:
                 p3.steps,
                 opt,
                 self._loss,
-                lambda: make_iterator(source, pcfg),
+                lambda: make_iterator(source(), pcfg),
                 log_every=self.config.log_every,
                 on_start=self.load_frozen,
             )

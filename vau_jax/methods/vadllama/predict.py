@@ -96,7 +96,7 @@ def predict(
     f = method.frames_per_clip
     new_tokens = np.zeros((0, 1, 1), np.float32)
     if len(seen):
-        x = resize_crop(seen, spec.size)
+        x = resize_crop(seen, spec.size, spec.shorter_side)
         if st.background is not None:
             x = st.background(x)
         enc = method.encoder

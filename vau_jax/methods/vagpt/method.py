@@ -244,6 +244,7 @@ class VAGPT(MethodBase):
         )
 
     def train_examples(self) -> list[dict[str, np.ndarray]]:
+        self._need()
         c = self.config
         out = []
         for i, v in enumerate(self.dataset.split("train")):
@@ -280,14 +281,19 @@ class VAGPT(MethodBase):
         return loss_fn
 
     def stages(self) -> list[Stage]:
-        self._need()
         c = self.config
-        examples = self.train_examples()
-        attach = D.AttachVisual(self.feats["train"])
+        cache: dict[str, Any] = {}
+
+        def examples() -> list[dict[str, np.ndarray]]:  # built once, when a stage starts
+            if "rows" not in cache:
+                cache["rows"] = self.train_examples()
+            return cache["rows"]
 
         def data(seed: int):
             pcfg = PipelineConfig(int(c.batch_size), seed=seed, num_epochs=None, read_threads=1)
-            return lambda: make_iterator(examples, pcfg, transforms=[attach])
+            return lambda: make_iterator(
+                examples(), pcfg, transforms=[D.AttachVisual(self.feats["train"])]
+            )
 
         freeze = [] if c.train_llm else [r"^llm/"]
 

@@ -87,11 +87,14 @@ class TETGRun(MethodBase):
 
     def stages(self) -> list[Stage]:
         c = self.config.tetg
-        frames = [
-            {"z": z[t].astype(np.float32), "label": np.float32(lab[t])}
-            for z, lab in self.train
-            for t in range(len(lab))
-        ]
+
+        def frames() -> list[dict[str, np.ndarray]]:
+            return [
+                {"z": z[t].astype(np.float32), "label": np.float32(lab[t])}
+                for z, lab in self.train
+                for t in range(len(lab))
+            ]
+
         pcfg = PipelineConfig(
             int(c.batch_size), seed=self.config.seed, num_epochs=None, read_threads=1
         )
@@ -108,7 +111,7 @@ class TETGRun(MethodBase):
                 int(c.steps),
                 opt,
                 loss_fn,
-                lambda: make_iterator(frames, pcfg),
+                lambda: make_iterator(frames(), pcfg),
                 log_every=500,
             )
         ]
