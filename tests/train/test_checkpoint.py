@@ -6,10 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from vau_jax.convert.common import CheckpointMismatchError
 from vau_jax.train.checkpoint import Checkpointer, abstract_like, load_partial, resolve_start
 from vau_jax.train.optimizer import make_optimizer
 from vau_jax.train.step import create_train_state
+from vau_jax.tree import CheckpointMismatchError
 
 
 def _state(seed=0):

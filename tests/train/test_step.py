@@ -1,4 +1,5 @@
-"""The pure train step: accumulation, freezing, NaN refusal, sharded == single device."""
+"""The pure train step: accumulation, freezing, NaN refusal recorded on device, sharded ==
+single device."""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ from flax import linen as nn
 from vau_jax import sharding
 from vau_jax.models import layers
 from vau_jax.train.optimizer import make_optimizer
+from vau_jax.train.state import LOSS_FAULT, NO_FAULT
 from vau_jax.train.step import (
     create_train_state,
     make_train_step,
@@ -50,7 +52,9 @@ def test_loss_decreases_and_metrics_present():
         losses.append(float(m["loss"]))
     assert losses[-1] < 0.5 * losses[0]
     assert set(m) >= {"loss", "grad_norm", "param_norm", "lr", "mae"}
-    assert int(state.step) == 30 and int(m["nonfinite_leaf"]) == -2
+    assert int(state.step) == 30
+    assert int(state.fault_leaf) == NO_FAULT and int(state.fault_step) == -1
+    raise_if_nonfinite(state, [])  # no fault: no error
 
 
 def test_grad_accumulation_matches_full_batch():
@@ -82,15 +86,65 @@ def test_frozen_leaves_bit_identical_through_steps():
     )
 
 
-def test_nonfinite_gradient_is_refused_and_named():
+def _same(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_nonfinite_loss_is_refused_recorded_and_sticky():
     _, params, opt, step, batch = _setup()
     state = create_train_state(params, opt, seed=0)
+    state, _ = step(state, batch)  # one good step: the fault is stage step 2
     bad = {"x": batch["x"].at[0, 0].set(jnp.nan), "y": batch["y"]}
     new, m = step(state, bad)
-    assert int(new.step) == 0
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), new.params, state.params)
+    assert not np.isfinite(float(m["loss"]))
+    assert int(new.step) == 1
+    assert (int(new.fault_step), int(new.fault_leaf)) == (2, LOSS_FAULT)
+    _same(new.params, state.params)
+    _same(new.opt_state, state.opt_state)
+    # Once a fault is recorded, good batches change nothing (the record stays the first fault).
+    later = new
+    for _ in range(3):
+        later, m = step(later, batch)
+    assert np.isfinite(float(m["loss"]))
+    _same(later, new)
     with pytest.raises(FloatingPointError, match="step 7: the loss is not finite"):
-        raise_if_nonfinite(jax.device_get(m), 7, trainable_paths(params, opt))
+        raise_if_nonfinite(later, trainable_paths(params, opt), step_offset=5)
+
+
+def _poison(x, flag):
+    """Identity whose gradient is NaN where ``flag`` is true (the loss stays finite)."""
+
+    @jax.custom_vjp
+    def f(x):
+        return x
+
+    f.defvjp(lambda x: (x, None), lambda _, g: (jnp.where(flag, jnp.nan, g),))
+    return f(x)
+
+
+def test_nonfinite_gradient_of_one_leaf_is_named():
+    model = _MLP()
+    x = jax.random.normal(jax.random.key(1), (16, 8))
+    params = nn.unbox(model.init(jax.random.key(0), x)["params"])
+    opt = make_optimizer({"name": "adamw", "lr": 1e-2, "freeze": [r"^enc/bias$"]}, params)
+
+    def loss_fn(p, batch, rng):
+        p = {**p, "head": {**p["head"], "kernel": _poison(p["head"]["kernel"], batch["bad"][0])}}
+        pred = model.apply({"params": p}, batch["x"])
+        return jnp.mean((pred - jnp.sin(batch["x"].sum(-1))) ** 2), {}
+
+    step = make_train_step(loss_fn, opt, donate=False)
+    state = create_train_state(params, opt, seed=0)
+    good, bad = {"x": x, "bad": jnp.zeros(16, bool)}, {"x": x, "bad": jnp.ones(16, bool)}
+    state, _ = step(state, good)
+    new, m = step(state, bad)
+    assert np.isfinite(float(m["loss"]))  # only the gradient is poisoned
+    paths = trainable_paths(params, opt)
+    assert paths == ["enc/kernel", "head/bias", "head/kernel"]  # enc/bias is frozen
+    assert (int(new.fault_step), int(new.fault_leaf)) == (2, paths.index("head/kernel"))
+    _same(new.params, state.params)
+    with pytest.raises(FloatingPointError, match="step 2: the gradient of 'head/kernel'"):
+        raise_if_nonfinite(new, paths)
 
 
 def test_sharded_step_equals_single_device():

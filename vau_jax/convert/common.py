@@ -9,6 +9,9 @@ A converter module ``vau_jax/convert/hf_<family>.py`` defines
   :func:`assemble` so a missing key or a wrong shape names the key and both shapes;
 - ``params_to_hf(params, cfg) -> dict[str, np.ndarray]`` (exact inverse);
 - ``handles(cfg) -> bool`` (used by ``export_hf`` to pick the converter).
+
+``flatten``/``unflatten``/``CheckpointMismatchError``/``to_numpy_tree`` live in the neutral
+:mod:`vau_jax.tree` (the training layer uses them too) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,38 +24,13 @@ from typing import Any
 import jax
 import numpy as np
 
-Params = dict[str, Any]
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model: missing/unexpected key or wrong shape."""
-
-
-def flatten(tree: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:
-    """Nested dict -> ``{"a/b/c": leaf}``."""
-    out: dict[str, Any] = {}
-
-    def rec(prefix: str, node: Any) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                rec(f"{prefix}{sep}{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = node
-
-    rec("", tree)
-    return out
-
-
-def unflatten(flat: Mapping[str, Any], sep: str = "/") -> Params:
-    """``{"a/b/c": leaf}`` -> nested dict."""
-    out: Params = {}
-    for key, value in flat.items():
-        node = out
-        *parents, last = key.split(sep)
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    return out
+from vau_jax.tree import (  # noqa: F401
+    CheckpointMismatchError,
+    Params,
+    flatten,
+    to_numpy_tree,
+    unflatten,
+)
 
 
 def abstract_params(module: Any, *args: Any, **kwargs: Any) -> Params:
@@ -212,8 +190,3 @@ def _read_safetensors_bf16(fpath: str) -> dict[str, np.ndarray]:
         arr = arr.reshape(info["shape"])
         out[key] = arr.astype(np.float32) if info["dtype"] == "BF16" else arr.copy()
     return out
-
-
-def to_numpy_tree(tree: Any) -> Any:
-    """Device arrays -> numpy arrays (host copy), structure kept."""
-    return jax.tree.map(np.asarray, tree)

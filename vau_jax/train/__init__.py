@@ -1,1 +1,2 @@
-"""Generic training stack: optimizer, pure step, checkpoints, writers, trainer."""
+"""Generic training stack: optimizer, train state + layout, pure step, step contexts,
+checkpoints, writers, trainer. Knows no method and no converter (DESIGN §2)."""

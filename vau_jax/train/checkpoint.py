@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from vau_jax.convert.common import CheckpointMismatchError, flatten, unflatten
+from vau_jax.tree import CheckpointMismatchError, flatten, unflatten
 
 
 class Checkpointer:

@@ -25,15 +25,9 @@ from typing import Any
 import jax
 import optax
 
+from vau_jax.tree import path_str
+
 FROZEN = "frozen"
-
-
-def path_str(path: Sequence[Any]) -> str:
-    """A pytree key path -> ``"a/b/c"``."""
-    parts = []
-    for k in path:
-        parts.append(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))))
-    return "/".join(parts)
 
 
 def param_paths(params: Any) -> list[str]:

@@ -7,11 +7,15 @@
 - accumulates gradients over ``grad_accum_steps`` micro-batches (``lax.scan``; the leading
   batch axis is split ``[B] -> [A, B/A]``), averaging loss and gradients;
 - applies the optax chain (zero-for-frozen -> clip -> per-group optimizer);
-- refuses non-finite updates: if the loss or any gradient is not finite, the state is kept as
-  it was and ``metrics["nonfinite_leaf"]`` says which leaf (``-1`` for the loss itself), so
-  the trainer can stop with a message naming the step and the leaf;
+- refuses non-finite updates *on device*: if the loss or any trainable gradient is not
+  finite, the state is kept as it was and the fault is recorded in the state
+  (``fault_step`` = the 1-based step within the stage, ``fault_leaf`` = the trainable-leaf
+  index or ``LOSS_FAULT`` for the loss itself; see :mod:`vau_jax.train.state`). Once a fault
+  is recorded every later step leaves the whole state unchanged, so the caller may read the
+  record only now and then (no device->host sync per step) and still stop at the first
+  fault with :func:`raise_if_nonfinite`, which names the step and the leaf;
 - returns ``loss``, ``grad_norm`` (trainable grads, before clipping), ``param_norm``, ``lr``
-  and the method's ``aux`` metrics.
+  and the method's ``aux`` metrics (device scalars; reading them is the caller's choice).
 """
 
 from __future__ import annotations
@@ -19,34 +23,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from vau_jax.train.optimizer import Optimizer, path_str
+from vau_jax.train.optimizer import Optimizer
+from vau_jax.train.state import (
+    LOSS_FAULT,
+    NO_FAULT,
+    TrainState,
+    create_train_state,
+)
+from vau_jax.tree import path_str
+
+__all__ = [
+    "LossFn",
+    "TrainState",
+    "create_train_state",
+    "host_scalar",
+    "make_train_step",
+    "nonfinite_message",
+    "raise_if_nonfinite",
+    "trainable_paths",
+]
 
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
-
-
-@flax.struct.dataclass
-class TrainState:
-    """Everything a step changes. ``rng`` is raw key data (uint32) so orbax can store it."""
-
-    step: jax.Array  # int32 [], optimizer steps taken
-    params: Any
-    opt_state: Any
-    rng: jax.Array  # uint32 [2] (threefry key data)
-
-
-def create_train_state(params: Any, optimizer: Optimizer, seed: int) -> TrainState:
-    """Fresh state: step 0, optimizer moments for the trainable params, rng from ``seed``."""
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=optimizer.tx.init(params),
-        rng=jax.random.key_data(jax.random.key(seed)),
-    )
 
 
 def _split(tree: Any, mask: Any) -> tuple[list, list, Any, list[bool]]:
@@ -65,7 +67,7 @@ def _merge(train: list, frozen: list, treedef: Any, flags: list[bool]) -> Any:
 
 
 def trainable_paths(params: Any, optimizer: Optimizer) -> list[str]:
-    """Paths of the trainable leaves, in the order ``nonfinite_leaf`` indexes them."""
+    """Paths of the trainable leaves, in the order ``TrainState.fault_leaf`` indexes them."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     flags = jax.tree.leaves(optimizer.trainable)
     return [path_str(p) for (p, _), m in zip(flat, flags) if m]
@@ -139,11 +141,13 @@ def make_train_step(
             jnp.stack([jnp.all(jnp.isfinite(g)) for g in grads]) if grads else jnp.ones((0,), bool)
         )
         finite = jnp.isfinite(loss) & jnp.all(leaf_finite)
-        nonfinite_leaf = jnp.where(
+        code = jnp.where(
             jnp.isfinite(loss),
-            jnp.where(jnp.all(leaf_finite), -2, jnp.argmin(leaf_finite)),
-            -1,
-        )
+            jnp.where(jnp.all(leaf_finite), NO_FAULT, jnp.argmin(leaf_finite)),
+            LOSS_FAULT,
+        ).astype(jnp.int32)
+        clean = state.fault_leaf == NO_FAULT  # no earlier fault: this step may change the state
+        apply = clean & finite
 
         full_grads = _merge(grads, [jnp.zeros_like(x) for x in frozen], treedef, flags)
         updates, new_opt = optimizer.tx.update(full_grads, state.opt_state, state.params)
@@ -151,19 +155,20 @@ def make_train_step(
         new_train = [x for x, m in zip(jax.tree.leaves(new_all), flags) if m]
         new_params = _merge(new_train, frozen, treedef, flags)  # frozen: the same arrays
 
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
         new_state = TrainState(
-            step=state.step + jnp.where(finite, 1, 0).astype(jnp.int32),
+            step=state.step + apply.astype(jnp.int32),
             params=jax.tree.map(keep, new_params, state.params),
             opt_state=jax.tree.map(keep, new_opt, state.opt_state),
             rng=state.rng,
+            fault_step=jnp.where(clean & ~finite, state.step + 1, state.fault_step),
+            fault_leaf=jnp.where(clean, code, state.fault_leaf),
         )
         metrics = {
             "loss": loss,
             "grad_norm": optax.tree.norm(grads),
             "param_norm": optax.tree.norm(state.params),
             "lr": optimizer.schedule(state.step),
-            "nonfinite_leaf": nonfinite_leaf,
             **aux,
         }
         return new_state, metrics
@@ -176,13 +181,34 @@ def make_train_step(
     )
 
 
-def raise_if_nonfinite(metrics: dict[str, Any], step: int, paths: list[str]) -> None:
-    """Host-side check after a step: raises ``FloatingPointError`` naming step and leaf."""
-    leaf = int(metrics["nonfinite_leaf"])
-    if leaf == -2:
-        return
-    what = "the loss" if leaf == -1 else f"the gradient of {paths[leaf]!r}"
-    raise FloatingPointError(
-        f"step {step}: {what} is not finite (loss={float(metrics['loss'])}); "
-        "the update was not applied, the last checkpoint is intact"
+def host_scalar(x: Any) -> float:
+    """A replicated (possibly multi-process) scalar -> Python float (a device->host read)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        x = x.addressable_data(0)
+    return float(np.asarray(x))
+
+
+def nonfinite_message(step: int, leaf: int, paths: list[str]) -> str:
+    """The message for a fault at global ``step`` in ``leaf`` (``LOSS_FAULT`` or an index)."""
+    what = "the loss" if leaf == LOSS_FAULT else f"the gradient of {paths[leaf]!r}"
+    return (
+        f"step {step}: {what} is not finite; the update was not applied and no later state "
+        "is saved, so the last checkpoint is intact"
     )
+
+
+def raise_if_nonfinite(state: TrainState, paths: list[str], *, step_offset: int = 0) -> None:
+    """Reads the state's fault record (a device->host read) and raises if there is one.
+
+    Args:
+      state: a ``TrainState`` after any number of steps.
+      paths: :func:`trainable_paths` of the state's params and optimizer.
+      step_offset: added to the stage-local step in the message (the trainer's global step).
+    Raises:
+      FloatingPointError: ``"step N: the gradient of 'enc/kernel' is not finite; ..."``.
+    """
+    leaf = int(host_scalar(state.fault_leaf))
+    if leaf == NO_FAULT:
+        return
+    step = int(host_scalar(state.fault_step))
+    raise FloatingPointError(nonfinite_message(step_offset + step, leaf, paths))

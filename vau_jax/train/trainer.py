@@ -9,17 +9,31 @@ A *method* (``vau_jax.methods.*``) supplies
   number of steps and a data factory;
 - ``evaluate(params, workdir) -> {"name": number}``;
 - optionally ``init_from_rules``: ``[(target_regex, source_replacement)]`` for
-  ``config.init_from`` (a converted checkpoint loaded partially).
+  ``config.init_from`` (a checkpoint loaded partially). The trainer knows no checkpoint
+  format for it: the caller passes ``load_init(path) -> nested dict of host arrays``
+  (``vau_jax.methods.runner`` passes ``vau_jax.convert``'s ``load_converted``).
 
 Checkpoints are numbered by the *global* step (steps of all earlier stages + the step within
 the current stage) and carry ``{"stage_index", "stage", "stage_step", "done", "data"}``; a
 stage's last step is always saved (the stage boundary), so rerunning the same command after
 an interruption continues at the right stage, step and batch. Numbers are reproducible: the
-step rng is ``fold_in(seed, step)`` and the data iterator state is restored.
+step rng is ``fold_in(seed, step)`` and the data iterator state is restored. Restoring never
+builds a random init: the state is restored onto :func:`vau_jax.train.state.abstract_train_state`
+(``method.abstract_params()`` + ``jax.eval_shape`` of the optimizer init, with shardings).
+
+Every step is traced and run inside :meth:`Trainer.context` (the mesh + logical-axis rules,
+:func:`vau_jax.train.context.activation_context`), so the models' activation constraints
+shard. A step that neither logs nor checkpoints makes no device->host transfer: it runs under
+:func:`vau_jax.train.context.no_host_sync` (except the first step of a (re)started stage, which
+traces and compiles). Non-finite losses/gradients are recorded in the state on device and read
+only at log and checkpoint boundaries, *before* anything is saved: the run stops with a
+``FloatingPointError`` naming the global step and the leaf, and no state after the fault is
+ever checkpointed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -28,18 +42,24 @@ from typing import Any, Protocol
 import jax
 import numpy as np
 from absl import logging
+from flax import linen as nn
 
 from vau_jax import sharding as shd
-from vau_jax.train.checkpoint import Checkpointer, abstract_like, load_partial, resolve_start
-from vau_jax.train.optimizer import make_optimizer
+from vau_jax.train.checkpoint import Checkpointer, load_partial, resolve_start
+from vau_jax.train.context import activation_context, no_host_sync
+from vau_jax.train.optimizer import Optimizer, make_optimizer
+from vau_jax.train.state import TrainState, abstract_train_state, init_train_state
 from vau_jax.train.step import (
     LossFn,
-    create_train_state,
+    host_scalar,
     make_train_step,
     raise_if_nonfinite,
     trainable_paths,
 )
 from vau_jax.train.writers import MetricWriter, Progress
+
+#: ``load_init(path) -> nested dict of host arrays``: reads ``config.init_from``.
+LoadInit = Callable[[str], Any]
 
 
 @dataclasses.dataclass
@@ -82,20 +102,29 @@ class Method(Protocol):
     def evaluate(self, params: Any, workdir: str) -> dict[str, float]: ...
 
 
-def host_scalar(x: Any) -> float:
-    """A replicated (possibly multi-process) scalar -> Python float."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        x = x.addressable_data(0)
-    return float(np.asarray(x))
-
-
 class Trainer:
-    """Runs a method's stages on a mesh with checkpointing, logging and resumption."""
+    """Runs a method's stages on a mesh with checkpointing, logging and resumption.
+
+    Args:
+      method: see the module docstring.
+      config: ``seed``, ``mesh``, ``sharding_rules``, ``resume``, ``init_from``,
+        ``keep_checkpoints``, ``async_checkpointing``.
+      workdir: checkpoints, metrics and TensorBoard events go here.
+      mesh: overrides ``config.mesh``.
+      load_init: reads ``config.init_from`` (required when a run starts from it).
+    """
 
     def __init__(
-        self, method: Method, config: Any, workdir: str, *, mesh: jax.sharding.Mesh | None = None
+        self,
+        method: Method,
+        config: Any,
+        workdir: str,
+        *,
+        mesh: jax.sharding.Mesh | None = None,
+        load_init: LoadInit | None = None,
     ):
         self.method, self.config, self.workdir = method, config, workdir
+        self.load_init = load_init
         self.mesh = mesh or shd.mesh_from_config(config)
         self.rules = shd.rules_from_config(config)
         self.seed = int(config.get("seed", 0))
@@ -106,8 +135,13 @@ class Trainer:
         )
         self.writer = MetricWriter(workdir)
         self.batch_sharding = shd.data_sharding(self.mesh)
-        abstract = method.abstract_params()
-        self.param_sharding = shd.param_shardings(abstract, self.mesh, self.rules)
+        boxed = method.abstract_params()
+        self.param_sharding = shd.param_shardings(boxed, self.mesh, self.rules)
+        self.abstract_params = nn.unbox(boxed)  # ShapeDtypeStructs, no memory
+
+    def context(self) -> contextlib.AbstractContextManager:
+        """The mesh + logical-axis rules the steps run in; reuse it for jitted evaluation."""
+        return activation_context(self.mesh, self.rules)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -115,40 +149,49 @@ class Trainer:
         rng = jax.random.key(self.seed)
         return jax.jit(self.method.init_params, out_shardings=self.param_sharding)(rng)
 
-    def _state(self, params: Any, stage: Stage):
-        optimizer = make_optimizer(stage.optimizer, params)
-        state = jax.jit(lambda p: create_train_state(p, optimizer, self.seed))(params)
-        state = state.replace(params=params)
-        return optimizer, state
+    def _layout(self, stage: Stage) -> tuple[Optimizer, TrainState]:
+        """The stage's optimizer and its state as sharded ``ShapeDtypeStruct`` s (no memory)."""
+        optimizer = make_optimizer(stage.optimizer, self.abstract_params)
+        abstract = abstract_train_state(
+            self.abstract_params, optimizer, self.seed, self.param_sharding, self.mesh
+        )
+        return optimizer, abstract
+
+    def _restore(self, ckpt: Checkpointer, stages: Sequence[Stage]) -> tuple[int, Any, dict]:
+        """-> (stage index, TrainState, meta) of ``ckpt``'s latest checkpoint."""
+        k = int(ckpt.read_meta()["stage_index"])
+        if k >= len(stages):
+            raise ValueError(
+                f"{ckpt.directory}: checkpoint stage {k} but the method has {len(stages)} stages"
+            )
+        _, abstract = self._layout(stages[k])
+        state, meta = ckpt.restore(abstract)
+        return k, state, meta
 
     def _start(self, stages: Sequence[Stage]) -> tuple[int, int, Any, tuple[Any, Any]]:
         """-> (stage index, step within it, params, (restored TrainState, data state) or Nones)."""
         start = resolve_start(self.workdir, self.config)
-        params = self._init_params()
         if start.kind == "scratch":
-            return 0, 0, params, (None, None)
+            return 0, 0, self._init_params(), (None, None)
         if start.kind == "init_from":
-            from vau_jax.convert.checkpoint import load_converted
-
-            _, source = load_converted(start.path)
             rules = getattr(self.method, "init_from_rules", None)
             if not rules:
                 raise ValueError(
                     f"config.init_from={start.path!r} but {self.method.name} defines no init_from_rules"
                 )
-            host = jax.tree.map(np.asarray, params)
+            if self.load_init is None:
+                raise ValueError(
+                    f"config.init_from={start.path!r} but this Trainer has no load_init: build it "
+                    "with Trainer(..., load_init=lambda path: <nested dict of arrays>) "
+                    "(vau_jax.methods.runner passes vau_jax.convert's load_converted)"
+                )
+            source = self.load_init(start.path)
+            host = jax.tree.map(np.asarray, self._init_params())
             new, loaded = load_partial(host, source, list(rules), source_name=start.path)
             logging.info("init_from %s: loaded %d tensors", start.path, len(loaded))
             return 0, 0, jax.device_put(new, self.param_sharding), (None, None)
         ckpt = self.ckpt if start.kind == "workdir" else Checkpointer(start.path)
-        meta = ckpt.read_meta()
-        k = int(meta["stage_index"])
-        if k >= len(stages):
-            raise ValueError(
-                f"{start.path}: checkpoint stage {k} but the method has {len(stages)} stages"
-            )
-        _, abstract_state = self._state(params, stages[k])
-        state, meta = ckpt.restore(abstract_like(abstract_state))
+        k, state, meta = self._restore(ckpt, stages)
         logging.info(
             "resuming from %s: stage %s step %s", start.path, meta["stage"], meta["stage_step"]
         )
@@ -158,11 +201,17 @@ class Trainer:
 
     def restore_params(self) -> Any:
         """The params of the workdir's latest checkpoint (any stage), sharded."""
-        stages = list(self.method.stages())
-        meta = self.ckpt.read_meta()
-        _, abstract_state = self._state(self._init_params(), stages[int(meta["stage_index"])])
-        state, _ = self.ckpt.restore(abstract_like(abstract_state))
+        _, state, _ = self._restore(self.ckpt, list(self.method.stages()))
         return state.params
+
+    def _check_fault(self, state: TrainState, offset: int, paths: list[str]) -> None:
+        """Raises on a recorded fault, after the pending (pre-fault) saves have finished."""
+        try:
+            raise_if_nonfinite(state, paths, step_offset=offset)
+        except FloatingPointError:
+            self.ckpt.wait()
+            self.writer.flush()
+            raise
 
     # -- loop ----------------------------------------------------------------------------
 
@@ -176,10 +225,12 @@ class Trainer:
             fresh = restored is None
             if fresh and stage.on_start is not None:
                 params = stage.on_start(params)
-            optimizer, state = self._state(params, stage)
-            if not fresh:
+            optimizer, abstract = self._layout(stage)
+            state_sharding = jax.tree.map(lambda a: a.sharding, abstract)
+            if fresh:
+                state = init_train_state(params, optimizer, self.seed, state_sharding)
+            else:
                 state = restored
-            state_sharding = jax.tree.map(lambda x: x.sharding, state)
             step_fn = make_train_step(
                 stage.loss_fn,
                 optimizer,
@@ -195,29 +246,33 @@ class Trainer:
                 stage.num_steps, desc=stage.name, initial=start_step, log_every=stage.log_every
             )
             for s in range(start_step, stage.num_steps):
-                batch = _to_device(next(data), self.batch_sharding)
-                state, metrics = step_fn(state, batch)
-                if (
-                    s + 1 == stage.num_steps
-                    or (s + 1) % stage.log_every == 0
-                    or not np.isfinite(host_scalar(metrics["loss"]))
-                ):
+                n = s + 1  # steps done in this stage after this one
+                last = n == stage.num_steps
+                log = last or n % stage.log_every == 0
+                save = last or bool(stage.checkpoint_every and n % stage.checkpoint_every == 0)
+                # A quiet step (no log, no save) must not read the device; the first step of
+                # a (re)started stage traces and compiles, so it may.
+                quiet = not (log or save) and s != start_step
+                with no_host_sync() if quiet else contextlib.nullcontext():
+                    batch = _to_device(next(data), self.batch_sharding)
+                    with self.context():
+                        state, metrics = step_fn(state, batch)
+                if not (log or save):
+                    continue
+                self._check_fault(state, offset, paths)  # before any write or save
+                if log:
                     host = {k_: host_scalar(v) for k_, v in metrics.items()}
-                    raise_if_nonfinite(host, offset + s + 1, paths)
-                    self.writer.write(
-                        offset + s + 1, {k_: v for k_, v in host.items() if k_ != "nonfinite_leaf"}
-                    )
-                    progress.update(s + 1, host["loss"])
-                last = s + 1 == stage.num_steps
-                if last or (stage.checkpoint_every and (s + 1) % stage.checkpoint_every == 0):
+                    self.writer.write(offset + n, host)
+                    progress.update(n, host["loss"])
+                if save:
                     meta = {
                         "stage_index": k,
                         "stage": stage.name,
-                        "stage_step": s + 1,
+                        "stage_step": n,
                         "done": last,
                         "data": _encode_data_state(data.get_state()),
                     }
-                    self.ckpt.save(offset + s + 1, state, meta, force=last)
+                    self.ckpt.save(offset + n, state, meta, force=last)
             progress.close()
             params, restored, data_state, s0 = state.params, None, None, 0
             offset += stage.num_steps
