@@ -21,3 +21,67 @@ def vtest_path() -> str:
     if not path or not os.path.isfile(path):
         pytest.skip("real clip not available (set VAU_JAX_VTEST to ../shared/data/vtest.avi)")
     return path
+
+
+# ----------------------------------------------------------------------- tiny finished runs
+# One tiny VAD-LLaMA and one tiny VA-GPT run (and their data dir: tokenizer, tiny CLIP,
+# SynthVAD ArrayRecord, cached features) are built once per test session and shared by every
+# xdist worker: the first worker builds them under a file lock, the others wait and reuse.
+
+
+def _shared_root(tmp_path_factory) -> str:
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return str(root / "tiny_runs")
+
+
+def _built(tmp_path_factory, name: str, build) -> str:
+    from filelock import FileLock
+
+    root = _shared_root(tmp_path_factory)
+    os.makedirs(root, exist_ok=True)
+    done = os.path.join(root, f"{name}.done")
+    with FileLock(os.path.join(root, f"{name}.lock")):
+        if not os.path.isfile(done):
+            build(root)
+            open(done, "w").close()
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> str:
+    """A data dir with the tokenizer, the tiny CLIP and both runs' features built."""
+    tiny_vadllama_run(tmp_path_factory)
+    tiny_vagpt_run(tmp_path_factory)
+    return os.path.join(_shared_root(tmp_path_factory), "data")
+
+
+def _train(root: str, which: str) -> None:
+    from tests.tiny_configs import tiny_vadllama, tiny_vagpt
+    from vau_jax.main import run
+
+    config = (tiny_vagpt if which == "vagpt" else tiny_vadllama)(os.path.join(root, "data"))
+    assert run(config, os.path.join(root, which), "train_and_eval") == 0
+
+
+def tiny_vadllama_run(tmp_path_factory) -> str:
+    root = _built(tmp_path_factory, "vadllama", lambda r: _train(r, "vadllama"))
+    return os.path.join(root, "vadllama")
+
+
+def tiny_vagpt_run(tmp_path_factory) -> str:
+    tiny_vadllama_run(tmp_path_factory)  # same data dir: build the shared parts once, in order
+    root = _built(tmp_path_factory, "vagpt", lambda r: _train(r, "vagpt"))
+    return os.path.join(root, "vagpt")
+
+
+@pytest.fixture(scope="session")
+def vadllama_run(tmp_path_factory) -> str:
+    """The workdir of a finished tiny VAD-LLaMA run (phases 1-2, SynthVAD)."""
+    return tiny_vadllama_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def vagpt_run(tmp_path_factory) -> str:
+    """The workdir of a finished tiny VA-GPT run (TETG, stages 1-2, SynthVAD)."""
+    return tiny_vagpt_run(tmp_path_factory)

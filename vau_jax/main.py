@@ -50,11 +50,16 @@ def run(config, workdir: str, mode: str) -> int:
 
 
 class _QuietLibraries(std_logging.Filter):
-    """Drops INFO chatter of orbax / grain / jax internals (warnings and errors still show)."""
+    """Drops INFO chatter of orbax / grain / jax internals (warnings and errors still show),
+    and tensorflow_datasets' notes below ERROR (its "custom data configuration" warning is
+    how every SynthVAD build is made)."""
 
     NOISY = ("/orbax/", "/grain/", "/jax/_src/", "/tensorstore/")
+    CHATTY = ("/tensorflow_datasets/",)
 
     def filter(self, record: std_logging.LogRecord) -> bool:
+        if any(s in record.pathname for s in self.CHATTY):
+            return record.levelno >= std_logging.ERROR
         return record.levelno >= std_logging.WARNING or not any(
             s in record.pathname for s in self.NOISY
         )

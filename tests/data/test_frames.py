@@ -1,10 +1,20 @@
-"""The scene-invariant encoder input: causal background subtraction of SynthVAD frames."""
+"""Frame specs: causal background subtraction, uniform selection, resampling and resizing of
+in-memory frames the same way file decoding does."""
 
 import numpy as np
 import pytest
 
 from vau_jax.data import synthvad
-from vau_jax.methods.synth_features import background_subtracted, prepare_frames
+from vau_jax.data.frames import (
+    BackgroundSubtractor,
+    FrameSpec,
+    background_subtracted,
+    prepare_chunks,
+    resample_array,
+    resize_crop,
+    uniform_indices,
+)
+from vau_jax.data.video import FrameChunk, read_frames
 
 
 def _scene_with_blob(t: int = 24, start: int = 18) -> np.ndarray:
@@ -40,9 +50,59 @@ def test_background_subtraction_is_causal():
     np.testing.assert_array_equal(background_subtracted(changed)[:12], full[:12])
 
 
-def test_prepare_frames_modes():
-    f = _scene_with_blob()
-    assert prepare_frames(f, "rgb") is f
-    np.testing.assert_array_equal(prepare_frames(f, "background"), background_subtracted(f))
-    with pytest.raises(ValueError, match="input mode"):
-        prepare_frames(f, "depth")
+def test_streamed_background_equals_whole_video():
+    v = synthvad.render_video(7, synthvad.SynthConfig(min_seconds=4.0, max_seconds=4.0))
+    whole = background_subtracted(v.frames)
+    sub = BackgroundSubtractor()
+    parts = [sub(v.frames[a : a + 5]) for a in range(0, v.num_frames, 5)]  # odd chunk size
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_frame_spec_validation():
+    for bad in (dict(fps=0.0), dict(size=0), dict(input="depth"), dict(count=-1),
+                dict(size=224, resize=200)):
+        with pytest.raises(ValueError, match="FrameSpec"):
+            FrameSpec(**bad)
+    assert FrameSpec(fps=8.0, max_seconds=2.0).max_frames() == 16
+    assert FrameSpec(size=224, resize=256).shorter_side == 256
+
+
+def test_uniform_selection_keeps_times_and_sources():
+    frames = np.arange(20, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    chunks = [
+        FrameChunk(frames[a : a + 6], np.arange(a, min(a + 6, 20)) / 4.0,
+                   np.arange(a, min(a + 6, 20)))
+        for a in range(0, 20, 6)
+    ]
+    (out,) = list(prepare_chunks(chunks, FrameSpec(size=2, count=5), n_frames=20))
+    want = uniform_indices(20, 5)
+    np.testing.assert_array_equal(out.indices, want)
+    np.testing.assert_array_equal(out.frames[:, 0, 0, 0], want)
+    np.testing.assert_allclose(out.timestamps, want / 4.0)
+    with pytest.raises(ValueError, match="frame count"):
+        list(prepare_chunks(chunks, FrameSpec(size=2, count=5)))
+
+
+def test_resample_array_matches_decoding_rule(tmp_path):
+    """In-memory frames resampled like iter_frames resamples a file (sample-and-hold)."""
+    from vau_jax.data.synthvad.writers import write_mp4
+
+    v = synthvad.render_video(3, synthvad.SynthConfig(min_seconds=3.0, max_seconds=3.0))
+    path = str(tmp_path / "v.mp4")
+    write_mp4(path, v.frames, v.fps)
+    for fps in (8.0, 3.0, 5.5):
+        spec = FrameSpec(fps=fps, size=64)
+        mem = list(resample_array(v.frames, v.fps, spec))
+        disk = read_frames(path, fps=fps, size=64)
+        np.testing.assert_array_equal(np.concatenate([c.indices for c in mem]), disk.indices)
+        np.testing.assert_allclose(np.concatenate([c.timestamps for c in mem]), disk.timestamps)
+
+
+def test_resize_crop_geometry():
+    img = np.zeros((1, 40, 60, 3), np.uint8)
+    img[:, :, 30:] = 255  # right half white
+    out = resize_crop(img, 20)
+    assert out.shape == (1, 20, 20, 3)
+    assert out[0, :, 0].max() < 30 and out[0, :, -1].min() > 225  # centre crop of the halves
+    assert resize_crop(out, 20) is out  # already the size: untouched
+    assert resize_crop(img, 20, 24).shape == (1, 20, 20, 3)

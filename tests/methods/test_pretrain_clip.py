@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vau_jax.data import synthvad
-from vau_jax.methods.clip_pretrain import (
+from vau_jax.methods.pretrain.clip import (
     CLIP_MEAN,
     CLIP_STD,
     ZEROSHOT_CLASSES,

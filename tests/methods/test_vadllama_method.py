@@ -1,10 +1,13 @@
-"""End-to-end plumbing of the tiny VAD-LLaMA preset (tiny sizes: checks wiring, not quality)."""
+"""VAD-LLaMA phases 1-2 through the methods layer (tiny sizes: wiring, not quality): clip
+layout, a finished run's metrics and report, resumption, streamed prediction, and the same
+AUC from SynthVAD rendered natively or written in UCF-Crime's published layout."""
 
 import io
 import json
 import os
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -13,55 +16,90 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"
 import vadllama as vadllama_config  # noqa: E402
 
 from tests.tiny_configs import tiny_vadllama  # noqa: E402
-from vau_jax.methods import paper  # noqa: E402
-from vau_jax.methods.runner import run_method  # noqa: E402
-from vau_jax.methods.vadllama import VADLLaMA, clips_from_frames  # noqa: E402
-
-_tiny = tiny_vadllama  # also used by test_vadllama_phase3.py
+from vau_jax import methods  # noqa: E402
+from vau_jax.methods import paper, runner  # noqa: E402
+from vau_jax.methods.vadllama import data as D  # noqa: E402
 
 
-def test_clips_from_frames_padding_and_mask():
+def test_clip_layout_padding_and_subsampling():
     tok = np.arange(10 * 2 * 3, dtype=np.float32).reshape(10, 2, 3)
-    clips, mask = clips_from_frames(tok, 10, 4, 4)
+    clips, mask = D.clips_from_frames(tok, 10, 4, 4)
     assert clips.shape == (4, 8, 3) and mask.tolist() == [True, True, True, False]
     np.testing.assert_array_equal(clips[0].reshape(4, 2, 3), tok[:4])
     np.testing.assert_array_equal(clips[2, 4:], 0.0)  # frames 10, 11 do not exist
     with pytest.raises(ValueError, match="max_clips"):
-        clips_from_frames(tok, 10, 2, 4)
+        D.clips_from_frames(tok, 10, 2, 4)
+    long = D.to_clips(tok, 1)  # 10 one-frame clips
+    sub, mask = D.pad_clips(long, 4)  # training keeps 4 spread over the video
+    assert mask.all() and [int(c[0, 0]) for c in sub] == [int(long[i][0, 0]) for i in (0, 3, 6, 9)]
+
+
+def test_frame_tokens_are_standardised_class_then_patches():
+    rec = {"cls": np.random.rand(3, 5) * 10, "patches": np.random.rand(3, 4, 5) + 7}
+    tok = D.frame_tokens(rec)
+    assert tok.shape == (3, 5, 5)
+    np.testing.assert_allclose(tok.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(tok.std(-1), 1, atol=1e-3)
+    np.testing.assert_allclose(tok[:, 0], D.frame_tokens({"cls": rec["cls"]})[:, 0], atol=1e-6)
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_metrics_and_resumes(tmp_path):
-    c = _tiny(str(tmp_path / "data"))
-    workdir = str(tmp_path / "run")
-    _, metrics = run_method(VADLLaMA(c), c, workdir, "train_and_eval")
-    saved = json.load(open(os.path.join(workdir, "metrics.json")))
-    assert saved == pytest.approx(metrics)
+def test_finished_run_metrics_report_and_eval_mode(vadllama_run):
+    saved = json.load(open(os.path.join(vadllama_run, "metrics.json")))
     for key in ("AUC_O", "AUC_A", "AUC_O_phase1", "AUC_A_phase1"):
         assert 0.0 <= saved[key] <= 1.0
-    assert os.listdir(os.path.join(workdir, "tensorboard"))
-    # the pretrained tiny CLIP was built once, as a converted checkpoint
-    built = [
-        d
-        for d in os.listdir(c.data_dir)
-        if d.startswith("clip_pretrain_") and not d.endswith(".run")
-    ]
-    assert len(built) == 1 and os.path.isfile(os.path.join(c.data_dir, built[0], "config.json"))
-    # rerunning finds the finished stages and only evaluates: same numbers
-    _, again = run_method(VADLLaMA(c), c, workdir, "eval")
-    assert again["AUC_O"] == pytest.approx(metrics["AUC_O"])
-    # streaming the LTC over 1-clip chunks gives the same scores as whole videos
-    method = VADLLaMA(c)
-    assert method.encoder.input_mode == "background"  # the tower saw background-subtracted frames
-    from vau_jax.train.trainer import Trainer
+    assert os.listdir(os.path.join(vadllama_run, "tensorboard"))
+    assert os.path.isfile(os.path.join(vadllama_run, "report.html"))
+    data_dir = os.path.join(os.path.dirname(vadllama_run), "data")
+    built = [d for d in os.listdir(data_dir) if d.startswith("clip_pretrain_") and "." not in d]
+    assert len(built) == 1 and os.path.isfile(os.path.join(data_dir, built[0], "config.json"))
+    # rerunning in eval mode restores the finished stages and only evaluates: same numbers
+    c = tiny_vadllama(data_dir)
+    again = runner.run(methods.build(c, vadllama_run), "eval")
+    assert again["AUC_O"] == pytest.approx(saved["AUC_O"])
 
-    t = Trainer(method, c, workdir)
-    params = t.restore_params()
-    t.close()
-    full = method.clip_scores(params, "test")
-    streamed = method.clip_scores(params, "test", chunk=1)
-    for a, b in zip(full, streamed):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+@pytest.mark.slow
+def test_streamed_prediction_equals_whole_video_scores(vadllama_run):
+    import vau_jax
+
+    run = vau_jax.load_run(vadllama_run)
+    c = run.config
+    method = methods.build(tiny_vadllama(c.data_dir), vadllama_run)
+    method.prepare()
+    video = method.dataset.split("test")[0]
+    frames = video.record()["frames"]
+    whole = method.frame_scores(run.params, "test")[0]
+    t1, state = run.predict(frames, 8.0)
+    np.testing.assert_allclose(t1["frame_probs"], whole, rtol=1e-4, atol=1e-5)
+    parts, state = [], None
+    for a in range(0, len(frames), 5):  # windows that cut clips in the middle
+        t, state = run.predict(frames[a : a + 5], 8.0, state)
+        parts.append(t)
+    # complete clips are final; the last window's scores are whole-video scores
+    np.testing.assert_allclose(parts[-1]["frame_probs"], whole[-len(parts[-1]["frame_probs"]):],
+                               rtol=1e-4, atol=1e-5)
+    assert parts[-1]["start_s"] == pytest.approx((len(frames) - len(frames[a:])) / 8.0)
+    assert state.clips_done == len(frames) // method.frames_per_clip
+
+
+@pytest.mark.slow
+def test_ucf_crime_layout_gives_the_native_auc(tmp_path, tiny_data_dir):
+    """The same videos written losslessly in UCF-Crime's published tree (train videos with
+    video-level labels only) train the same VADor: AUC_O within 1e-3."""
+    from vau_jax.data import synthvad
+    from vau_jax.data.synthvad.layouts import write_layout
+
+    native = tiny_vadllama(tiny_data_dir)
+    root = str(tmp_path / "UCF_Crimes")
+    synth = synthvad.SynthConfig(**dict(native.synthvad))
+    write_layout(root, "ucf_crime", {"train": native.num_train_videos,
+                                     "test": native.num_test_videos}, synth, codec="ffv1")
+    ucf = tiny_vadllama(tiny_data_dir)
+    ucf.dataset, ucf.dataset_dir = "ucf_crime", root
+    a = runner.run(methods.build(native, str(tmp_path / "native")), "train_and_eval")
+    b = runner.run(methods.build(ucf, str(tmp_path / "ucf")), "train_and_eval")
+    assert abs(a["AUC_O"] - b["AUC_O"]) < 1e-3 and abs(a["AUC_A"] - b["AUC_A"]) < 1e-3
 
 
 def test_paper_preset_without_weights_says_what_to_convert():
@@ -76,11 +114,10 @@ def test_paper_preset_without_weights_says_what_to_convert():
 
 
 def test_paper_preset_builds_full_size_under_eval_shape_with_shardings():
-    import jax
     from flax import linen as nn
 
     from vau_jax import sharding
-    from vau_jax.methods.vadllama import paper_abstract_params
+    from vau_jax.methods.vadllama.paper import paper_abstract_params
 
     c = vadllama_config.get_config("paper")
     trees = paper_abstract_params(c)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -20,9 +21,9 @@ import vadllama as vadllama_config  # noqa: E402
 
 from vau_jax.data import synthvad  # noqa: E402
 from vau_jax.data.formats.record import VideoRecord  # noqa: E402
-from vau_jax.methods import vadllama_phase3 as P3  # noqa: E402
-from vau_jax.methods import vadllama_text as vt  # noqa: E402
 from vau_jax.methods.runner import run_method  # noqa: E402
+from vau_jax.methods.vadllama import phase3 as P3  # noqa: E402
+from vau_jax.methods.vadllama import text as vt  # noqa: E402
 from vau_jax.models import registry  # noqa: E402
 from vau_jax.models.heads.ltc import LTCConfig  # noqa: E402
 from vau_jax.models.heads.vador import VADor, VADorConfig  # noqa: E402
@@ -65,6 +66,9 @@ class FakeVADorMethod:
         )
         self.config, self.model = config, VADor(self.vcfg)
         self.synth = synthvad.SynthConfig(**dict(config.synthvad))
+        self.spec = types.SimpleNamespace(fps=float(self.synth.fps))
+        self.frames_per_clip = FPC
+        self.dataset = types.SimpleNamespace(name="synthvad")
         self.n = num_videos
         tok = jnp.zeros((1, 2, FPC * TPF, DV))
         init = jax.jit(lambda k: self.model.init(k, tok, jnp.ones((1, 2), bool)))
@@ -72,6 +76,9 @@ class FakeVADorMethod:
         self._apply = jax.jit(
             lambda p, t, m: self.model.apply({"params": p}, t, m, phase=2)["scores"]
         )
+
+    def source(self, split):
+        return self.examples(split)
 
     def examples(self, split):
         rng = np.random.default_rng(0 if split == "train" else 1)
@@ -284,13 +291,12 @@ def test_interval_iou_and_answer_metrics():
 
 
 @pytest.mark.slow
-def test_vadllama_run_with_phase3_enabled(tmp_path):
+def test_vadllama_run_with_phase3_enabled(tmp_path, tiny_data_dir):
     """The real wiring: tiny CLIP, phases 1-2, the text-pretrained tiny LLM, phase 3."""
-    import test_vadllama_method as phases12
+    from tests.tiny_configs import tiny_vadllama
+    from vau_jax.main import run
 
-    from vau_jax.methods import vadllama
-
-    c = phases12._tiny(str(tmp_path / "data"))
+    c = tiny_vadllama(tiny_data_dir)
     p3 = c.phase3
     p3.enabled, p3.steps, p3.optimizer.warmup_steps = True, 2, 1
     p3.batch_size, p3.eval_batch_size, p3.num_description_videos = 2, 4, 6
@@ -300,7 +306,7 @@ def test_vadllama_run_with_phase3_enabled(tmp_path):
     lp.batch_size, lp.max_answer, lp.log_every, lp.checkpoint_every = 2, 4, 1, 0
     lp.async_checkpointing, lp.mesh.data = False, 2
     workdir = str(tmp_path / "run")
-    assert vadllama.run(c, workdir, "train_and_eval") == 0
+    assert run(c, workdir, "train_and_eval") == 0
     merged = json.load(open(os.path.join(workdir, "metrics.json")))
     for key in ("AUC_O", "phase3_yes_no_accuracy", "phase3_baseline_temporal_iou"):
         assert 0.0 <= merged[key] <= 1.0

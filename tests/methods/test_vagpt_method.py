@@ -1,132 +1,60 @@
-"""End-to-end plumbing of the tiny VA-GPT preset (tiny sizes: checks wiring, not quality)."""
+"""VA-GPT through the methods layer (tiny sizes: wiring, not quality): questions, a finished
+run's metrics and report, evaluations that never recompile, a frozen LLM, resumption."""
 
 import json
 import os
 from html.parser import HTMLParser
 
+import chex
 import jax
 import numpy as np
 import pytest
 
 from tests.tiny_configs import tiny_vagpt
-from vau_jax.methods import vagpt_data as D
-from vau_jax.methods.runner import run_method
-from vau_jax.methods.vagpt import VAGPT
-from vau_jax.methods.vagpt_report import report_videos
+from vau_jax import methods
+from vau_jax.data.datasets import Video
+from vau_jax.methods import runner
+from vau_jax.methods.vagpt import data as D
+from vau_jax.methods.vagpt.report import report_videos
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """One data dir (tokenizer, tiny CLIP, cached features) shared by the slow tests."""
-    return str(tmp_path_factory.mktemp("vagpt_data"))
+def _video(vid="v0", label="fire", intervals=((8, 20),)):
+    return Video(id=vid, split="train", label=label, fps=8.0, n_frames=40,
+                 frame_intervals=tuple(intervals), info={"anomaly_type": label})
 
 
-def test_sample_frames_and_questions_are_deterministic():
-    idx = D.sample_frames(50, 16)
-    assert idx[0] == 0 and idx[-1] == 49 and (np.diff(idx) > 0).all()
-    feats = {
-        "video_id": np.array(["v0"]),
-        "n_frames": np.array([40]),
-        "fps": np.array([8.0]),
-        "anomaly_type": np.array(["fire"]),
-        "intervals": np.array([[[1.0, 2.5], [-1, -1], [-1, -1], [-1, -1]]], np.float32),
-    }
-    a, b = D.questions(feats, 0, 3), D.questions(feats, 0, 3)
+def test_questions_are_deterministic_and_hold_the_truth():
+    v = _video()
+    a = D.questions(v, 3, ("fire", "running", "falling", "fighting"))
+    b = D.questions(v, 3, ("fire", "running", "falling", "fighting"))
     assert [q.prompt() for q in a] == [q.prompt() for q in b]
     assert len({q.prompt() for q in a}) > 1  # different distractors / orders per question
     for q in a:
-        assert q.options[q.answer_index].interval == (1.0, 2.5)
+        assert q.options[q.answer_index].interval == (1.0, 2.5)  # frames 8-20 at 8 fps
     text = D.human_text(a[0], "PRIOR.")
     assert text.startswith("<video>\nPRIOR.\n") and a[0].prompt() in text
+    normal = D.facts(_video(label="Normal", intervals=()))
+    assert normal.anomaly_type == "normal" and normal.intervals == ()
 
 
-class _Bytes:
-    """Byte-level toy tokenizer: id = byte + 3; 0 pad, 1 bos, 2 eos."""
-
-    pad_id, bos_id, eos_id = 0, 1, 2
-
-    def encode(self, text: str, add_bos: bool = False) -> list[int]:
-        return ([1] if add_bos else []) + [b + 3 for b in text.encode()]
-
-
-def test_rows_trim_exactly_and_options_split_into_prompt_and_answers():
-    import ml_collections
-
-    c = ml_collections.ConfigDict(
-        dict(max_length=400, max_query_length=8, chat_format="vicuna_v1", system_prompt="")
-    )
-    tok, q = (
-        _Bytes(),
-        D.questions(
-            {
-                "video_id": np.array(["v0"]),
-                "n_frames": np.array([40]),
-                "fps": np.array([8.0]),
-                "anomaly_type": np.array(["fire"]),
-                "intervals": np.array([[[1.0, 2.5], [-1, -1], [-1, -1], [-1, -1]]], np.float32),
-            },
-            0,
-            1,
-        )[0],
-    )
-    human = D.human_text(q, None)
-    rows = [
-        D.chat_row(tok, c, human, q.question, f"{o.letter}. {o.text}", 0, 4, "v0")
-        for o in q.options
-    ]
-    b = D.stack_rows(rows)
-    n = max(int(r["attention_mask"].sum()) for r in rows)
-    assert b["input_ids"].shape == (4, -(-n // 16) * 16) and b["video"].shape == (4,)
-    np.testing.assert_array_equal(
-        b["input_ids"], np.stack([r["input_ids"] for r in rows])[:, : b["input_ids"].shape[1]]
-    )
-    assert not np.stack([r["attention_mask"] for r in rows])[:, b["input_ids"].shape[1] :].any()
-    # Generation prompts are left-padded: the cut keeps the right end.
-    gen = D.chat_row(tok, c, human, q.question, None, 0, 4, "v0")
-    m = int(gen["attention_mask"].sum())
-    g = D.stack_rows([gen, gen])
-    assert g["attention_mask"][:, -1].all() and g["input_ids"].shape[1] == -(-m // 16) * 16
-    np.testing.assert_array_equal(g["input_ids"][0], gen["input_ids"][-g["input_ids"].shape[1] :])
-    assert D.stack_rows([gen], min_length=n)["input_ids"].shape[1] == n
-    # The options share the prompt; the continuations are the answer lines (+ EOS).
-    sp = D.split_options(rows, "v0")
-    p = len(sp["prefix_ids"])
-    for r, o, cont, score in zip(rows, q.options, sp["cont_ids"], sp["score"]):
-        assert bytes(x - 3 for x in cont[score] if x > 2).decode() == f"{o.letter}. {o.text}"
-        np.testing.assert_array_equal(r["input_ids"][:p], sp["prefix_ids"])
-    packed = D.pack_options([sp, sp], p + 3, 40, tok.pad_id)
-    assert (
-        packed["prefix_mask"].sum(1).tolist() == [p, p] and not packed["prefix_mask"][:, :3].any()
-    )
-    assert packed["cont_ids"].shape == (2, 4, 40)
-    bad = [rows[0], D.chat_row(tok, c, human + "!", q.question, "A. x", 0, 4, "v0")]
-    with pytest.raises(ValueError, match="v0: the option rows do not share one prompt"):
-        D.split_options(bad, "v0")
+def test_report_videos_alternate_anomalous_and_normal():
+    labels = ["Normal", "Normal", "fire", "running", "Normal"]
+    vids = [_video(str(i), lab, () if lab == "Normal" else ((1, 2),)) for i, lab in
+            enumerate(labels)]
+    assert report_videos(vids, 4) == [2, 0, 3, 1]
+    assert report_videos(vids, 10) == [2, 0, 3, 1, 4]
 
 
 @pytest.mark.slow
-def test_tiny_run_trains_evaluates_reports_and_resumes(tmp_path, data_dir):
-    c = tiny_vagpt(data_dir)
-    workdir = str(tmp_path / "run")
-    method = VAGPT(c, workdir)
-    # TETG was trained alone in its own run and is frozen (a plain array tree, no optimizer).
-    assert os.path.isdir(os.path.join(workdir, "tetg"))
-    _, metrics = run_method(method, c, workdir, "train_and_eval")
-    saved = json.load(open(os.path.join(workdir, "metrics.json")))
-    assert saved == pytest.approx(metrics)
-    for key in (
-        "total_acc",
-        "temporal_acc",
-        "total_acc_stage1",
-        "temporal_acc_stage1",
-        "total_acc_generate",
-        "tetg_frame_auc",
-    ):
+def test_finished_run_metrics_and_report(vagpt_run):
+    saved = json.load(open(os.path.join(vagpt_run, "metrics.json")))
+    for key in ("total_acc", "temporal_acc", "total_acc_stage1", "temporal_acc_stage1",
+                "total_acc_generate", "tetg_frame_auc"):
         assert 0.0 <= saved[key] <= 1.0, key
     assert saved["test_questions"] == 4 and saved["sets_keep_ratio"] == 0.5
-    assert os.listdir(os.path.join(workdir, "tensorboard"))
-    # The report: one curve per shown video, frames as images, the questions.
-    html = open(os.path.join(workdir, "report.html")).read()
+    assert os.path.isdir(os.path.join(vagpt_run, "tetg", "checkpoints"))  # TETG's own run
+    assert os.listdir(os.path.join(vagpt_run, "tensorboard"))
+    html = open(os.path.join(vagpt_run, "report.html")).read()
 
     class Count(HTMLParser):
         imgs = svgs = 0
@@ -136,22 +64,45 @@ def test_tiny_run_trains_evaluates_reports_and_resumes(tmp_path, data_dir):
             Count.svgs += tag == "svg"
 
     Count().feed(html)
-    assert Count.imgs == 2 * 6 and Count.svgs >= 2
+    assert Count.imgs == 2 * 4 and Count.svgs >= 2  # 2 videos x frames_per_video sampled frames
     assert "Answer with the option" in html
-    # Rerunning in eval mode restores the final params: same numbers.
-    _, again = run_method(VAGPT(c, workdir), c, workdir, "eval")
-    assert again["total_acc"] == pytest.approx(metrics["total_acc"])
 
 
 @pytest.mark.slow
-def test_frozen_llm_stays_bit_identical(tmp_path, data_dir):
-    c = tiny_vagpt(data_dir)
+def test_evaluations_compile_once_per_shape(vagpt_run):
+    """The scoring functions are built once: a second evaluation traces nothing new (the
+    option scorer and prefix embedder are wrapped in chex.assert_max_traces(n=1); the
+    generation loop's jit cache does not grow)."""
+    from vau_jax.eval import generate as G
+    from vau_jax.methods.vagpt.evaluation import evaluate
+    from vau_jax.train.trainer import Trainer
+
+    c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
+    m = methods.build(c, vagpt_run)
+    m.trace_wrap = lambda f: chex.assert_max_traces(f, n=1)
+    m.prepare()
+    t = Trainer(m, c, vagpt_run)
+    params = t.restore_params()
+    t.close()
+    first = evaluate(m, params, vagpt_run)
+    cache = G._generate._cache_size()
+    second = evaluate(m, params, vagpt_run)  # would raise on a retrace
+    assert G._generate._cache_size() == cache
+    assert first == second
+    saved = json.load(open(os.path.join(vagpt_run, "metrics.json")))
+    assert first["total_acc"] == pytest.approx(saved["total_acc"])
+
+
+@pytest.mark.slow
+def test_frozen_llm_stays_bit_identical(tmp_path, tiny_data_dir):
+    c = tiny_vagpt(tiny_data_dir)
     c.train_llm = False
     workdir = str(tmp_path / "run")
-    method = VAGPT(c, workdir)
+    method = methods.build(c, workdir)
+    method.prepare()
     # The trainer initialises under jit (bitwise different from eager init).
     init = jax.device_get(jax.jit(method.init_params)(jax.random.key(c.seed)))
-    params, _ = run_method(method, c, workdir, "train")
+    params, _ = runner.run_method(method, c, workdir, "train")
     params = jax.device_get(params)
     for a, b in zip(jax.tree.leaves(init["llm"]), jax.tree.leaves(params["llm"])):
         np.testing.assert_array_equal(a, b)
@@ -162,9 +113,3 @@ def test_frozen_llm_stays_bit_identical(tmp_path, data_dir):
         )
     ]
     assert any(moved)
-
-
-def test_report_videos_alternate_anomalous_and_normal():
-    feats = {"anomaly_type": np.array(["normal", "normal", "fire", "running", "normal"])}
-    assert report_videos(feats, 4) == [2, 0, 3, 1]
-    assert report_videos(feats, 10) == [2, 0, 3, 1, 4]

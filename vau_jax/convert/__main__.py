@@ -3,7 +3,9 @@
 PATH is an HF ``save_pretrained`` folder (config.json + *.safetensors) of a supported model
 (CLIP, CLIP vision/text, DINOv2 (+registers), BLIP-2 vision/Q-Former, LLaMA) or a llama
 ``.gguf`` file. DIR receives an orbax param tree + ``config.json`` (see
-``vau_jax.convert.checkpoint``), loadable with ``load_converted(DIR)``.
+``vau_jax.convert.checkpoint``), loadable with ``load_converted(DIR)``, and the tokenizer:
+a GGUF's embedded one, or an HF folder's tokenizer files copied as they are
+(``load_converted_tokenizer(DIR)``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ Layout written by ``python -m vau_jax.convert --src=PATH --dst=DIR``::
                           "config_class": "LlamaConfig", "config": {...}, "source": PATH}
     DIR/params/          orbax StandardCheckpointer tree (float32 numpy leaves)
     DIR/tokenizer.json   (GGUF sources) the embedded tokenizer, when it can be saved
+    DIR/tokenizer.*      (HF folders) the source folder's tokenizer files, copied as they are
+                         (``tokenizer.json``, ``tokenizer.model``, ``tokenizer_config.json``,
+                         ``special_tokens_map.json``, ``vocab.txt``), and those of its
+                         ``qformer_tokenizer/`` subfolder (InstructBLIP's Q-Former tokenizer)
 
 Loading checks every key and shape against the model the config describes and fails with
 :class:`~vau_jax.convert.common.CheckpointMismatchError` naming the key and both shapes.
@@ -27,6 +31,17 @@ import numpy as np
 from vau_jax.convert.common import abstract_params, assemble, flatten
 
 FORMAT = "vau_jax.converted/1"
+#: Tokenizer files of an HF folder that :func:`save_converted` keeps beside the weights.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
+#: Subfolders of an HF folder whose tokenizer files are kept too (InstructBLIP's processor
+#: saves the Q-Former's BERT tokenizer there).
+TOKENIZER_SUBFOLDERS = ("", "qformer_tokenizer")
 _ALLOWED_FAMILY_PREFIX = "vau_jax.models."
 
 
@@ -86,6 +101,11 @@ def save_converted(
 ) -> None:
     """Writes ``module.config`` + ``params`` (+ tokenizer) to ``dst`` atomically.
 
+    ``tokenizer`` (an object with ``save(path)``, e.g. a GGUF's embedded tokenizer) is saved
+    as ``tokenizer.json``; without one, when ``source`` is a folder (an HF ``save_pretrained``
+    download) its tokenizer files are copied (:func:`tokenizer_files`), so a converted LLM
+    keeps the tokenizer its ids belong to.
+
     Everything is first written into a temporary sibling folder which is renamed into place,
     so an interrupted conversion never leaves a half-written ``dst``.
     """
@@ -105,6 +125,14 @@ def save_converted(
         if tokenizer is not None and hasattr(tokenizer, "save"):
             tokenizer.save(os.path.join(tmp, "tokenizer.json"))
             meta["tokenizer"] = "tokenizer.json"
+        elif source and os.path.isdir(source):
+            copied = []
+            for rel in tokenizer_files(source):
+                os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
+                shutil.copyfile(os.path.join(source, rel), os.path.join(tmp, rel))
+                copied.append(rel)
+            if copied:
+                meta["tokenizer_files"] = copied
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
         if os.path.exists(dst):
@@ -123,6 +151,29 @@ def load_converted(path: str) -> tuple[Any, Any]:
     """
     import orbax.checkpoint as ocp
 
+    cfg, meta = _read_meta(path)
+    family = importlib.import_module(meta["family"])
+    module = family.module_from_config(cfg)
+    args, kwargs = family.dummy_inputs(cfg)
+    template = abstract_params(module, *args, **kwargs)
+    restored = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(path, "params")))
+    params = assemble(template, flatten(restored), source=os.path.join(path, "params"))
+    return module, params
+
+
+def tokenizer_files(folder: str) -> list[str]:
+    """Relative paths of the tokenizer files of an HF folder (:data:`TOKENIZER_FILES` at the
+    top level and in :data:`TOKENIZER_SUBFOLDERS`), sorted."""
+    out = []
+    for sub in TOKENIZER_SUBFOLDERS:
+        for name in TOKENIZER_FILES:
+            rel = os.path.join(sub, name) if sub else name
+            if os.path.isfile(os.path.join(folder, rel)):
+                out.append(rel)
+    return sorted(out)
+
+
+def _read_meta(path: str) -> tuple[Any, dict]:
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"{path}: no config.json (not a vau_jax converted checkpoint)")
@@ -133,21 +184,22 @@ def load_converted(path: str) -> tuple[Any, Any]:
             raise ValueError(f"{cfg_path}: not valid JSON: {e}") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{cfg_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    cfg = config_from_json(meta, source=cfg_path)
-    family = importlib.import_module(meta["family"])
-    module = family.module_from_config(cfg)
-    args, kwargs = family.dummy_inputs(cfg)
-    template = abstract_params(module, *args, **kwargs)
-    restored = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(path, "params")))
-    params = assemble(template, flatten(restored), source=os.path.join(path, "params"))
-    return module, params
+    return config_from_json(meta, source=cfg_path), meta
 
 
-def load_converted_tokenizer(path: str) -> Any:
-    """The tokenizer saved beside a converted checkpoint, or ``None``."""
-    tok = os.path.join(path, "tokenizer.json")
-    if not os.path.isfile(tok):
-        return None
+def read_converted_config(path: str) -> Any:
+    """The model config dataclass of a converted checkpoint folder, without reading params
+    (``FileNotFoundError`` / ``ValueError`` naming the file when it is not one)."""
+    return _read_meta(path)[0]
+
+
+def load_converted_tokenizer(path: str, subfolder: str = "") -> Any:
+    """The tokenizer saved beside a converted checkpoint (``tokenizer.json`` or a
+    sentencepiece ``tokenizer.model`` in ``path/subfolder``), or ``None``."""
     from vau_jax.data.tokenizer import load_tokenizer
 
-    return load_tokenizer(tok)
+    folder = os.path.join(path, subfolder) if subfolder else path
+    for name in ("tokenizer.json", "tokenizer.model"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return load_tokenizer(os.path.join(folder, name))
+    return None

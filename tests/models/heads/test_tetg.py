@@ -7,14 +7,12 @@ import optax
 import pytest
 from flax import linen as nn
 
-from vau_jax.data import templates as T
 from vau_jax.models.heads.tetg import (
     TETG,
     TETGConfig,
     longest_run,
     run_to_seconds,
     tetg_loss,
-    tetg_prompt,
 )
 
 
@@ -128,14 +126,3 @@ def test_run_to_seconds():
     assert run_to_seconds((1, 2), 3.0) == (0.3, 1.0)  # 1/3 and 3/3, rounded to 0.1 s
     with pytest.raises(ValueError, match="fps"):
         run_to_seconds((0, 1), 0.0)
-
-
-def test_tetg_prompt():
-    names = ["Shooting", "Arson", "Arrest"]
-    probs = np.array([0.1, 0.7, 0.8, 0.2, 0.9, 0.95, 0.99, 0.3])
-    text, interval = tetg_prompt(probs, 2.0, 0.5, names)
-    assert interval == (2.0, 3.5)
-    assert text.startswith(T.TETG_CLASSES.format(types="'Shooting', 'Arson', 'Arrest'"))
-    assert "from 2.0s to 3.5s" in text and T.TETG_NONE not in text
-    cold, none = tetg_prompt(np.full(8, 0.2), 2.0, 0.5, names)
-    assert none is None and cold.endswith(T.TETG_NONE) and "'Arson'" in cold

@@ -91,8 +91,13 @@ class VADLLaMA(MethodBase):
             self.encoder = make_encoder(c, inference)
             width, per_frame = self.encoder.width, self.encoder.tokens_per_frame
             self.frames_per_clip = int(c.frames_per_clip)
+        base = registry.get_config(c.video_qformer)
+        if c.preset == "paper":  # sizes of the converted video Q-Former
+            from vau_jax.methods.vadllama.paper import video_qformer_config
+
+            base = video_qformer_config(c)
         qcfg = dataclasses.replace(
-            registry.get_config(c.video_qformer),
+            base,
             encoder_hidden_size=width,
             text_input=False,
             hf_model_type="blip_2_qformer",

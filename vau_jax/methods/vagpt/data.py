@@ -109,23 +109,90 @@ class SplitFeatures:
         }
 
 
-def facts(video: Any, n_frames: int | None = None, fps: float | None = None) -> VideoFacts:
-    """The :class:`VideoFacts` of a dataset video (type and intervals for MC questions)."""
+def anomaly_intervals(videos: Sequence[Any]) -> list[tuple[tuple[float, float], ...]]:
+    """Per video of a split its anomalous intervals in seconds (``()`` for normal videos).
+
+    Annotated videos give theirs. A weakly labelled anomalous video (a UCF-Crime training
+    video: a class, no times) takes them from its UCA captions, as the supplementary labels
+    TETG's training frames with "video-level captions (with temporal information)": its
+    caption segments are anomalous except those whose sentence also describes a normal
+    video of the split (normal activity), adjacent segments merged.
+
+    Raises ``ValueError`` naming the video when neither source gives a time.
+    """
+    normal = {text for v in videos if not v.is_anomalous for _, _, text in v.captions}
+    out = []
+    for v in videos:
+        if not v.is_anomalous or v.has_frame_truth:
+            out.append(tuple(video_seconds(v)) if v.is_anomalous else ())
+            continue
+        spans: list[list[float]] = []
+        for s, e, text in v.captions:
+            if text in normal:
+                continue
+            if spans and abs(spans[-1][1] - s) < 1e-6:
+                spans[-1][1] = e
+            else:
+                spans.append([s, e])
+        if not spans:
+            raise ValueError(
+                f"video {v.id!r} ({v.split}): anomalous, but no frame annotation and no UCA "
+                "caption that places the anomaly in time (VA-GPT needs one of them)"
+            )
+        out.append(tuple((float(s), float(e)) for s, e in spans))
+    return out
+
+
+def video_seconds(video: Any) -> list[tuple[float, float]]:
+    """``video.anomaly_seconds()``, after reading the frame rate from the file when the
+    layout gives none (frame annotations count native frames)."""
+    if video.fps is None and hasattr(video, "_probe"):
+        video._probe()
+    return video.anomaly_seconds()
+
+
+def interval_labels(timestamps: np.ndarray, intervals: Sequence[tuple[float, float]]) -> np.ndarray:
+    """uint8 ``[T]``: 1 where a timestamp (seconds) falls in a half-open interval."""
+    t = np.asarray(timestamps, np.float64)
+    out = np.zeros(len(t), bool)
+    for s, e in intervals:
+        out |= (t >= s - 1e-6) & (t < e - 1e-6)
+    return out.astype(np.uint8)
+
+
+def facts(
+    video: Any,
+    n_frames: int | None = None,
+    fps: float | None = None,
+    intervals: Sequence[tuple[float, float]] | None = None,
+) -> VideoFacts:
+    """The :class:`VideoFacts` of a dataset video (type and intervals for MC questions);
+    ``intervals`` (seconds) replace the video's own (:func:`anomaly_intervals`). A layout's
+    file video without frame count or rate reads them from the file."""
+    if not ((n_frames or video.n_frames) and (fps or video.fps)) and hasattr(video, "_probe"):
+        video._probe()
     fps = fps or video.fps
     n = n_frames or video.n_frames
     kind = NORMAL if not video.is_anomalous else video.info.get("anomaly_type", video.label)
+    if intervals is None:
+        intervals = video_seconds(video) if video.is_anomalous else ()
     return VideoFacts(
         video_id=video.id,
         duration=float(n) / float(fps),
         anomaly_type=kind,
-        intervals=tuple(video.anomaly_seconds()) if video.is_anomalous else (),
+        intervals=tuple(intervals),
     )
 
 
-def questions(video: Any, count: int, class_names: Sequence[str]) -> list[MCQuestion]:
+def questions(
+    video: Any,
+    count: int,
+    class_names: Sequence[str],
+    intervals: Sequence[tuple[float, float]] | None = None,
+) -> list[MCQuestion]:
     """``count`` MC questions of a video (different distractors and option orders), seeded by
-    the video id and the question number."""
-    f = facts(video)
+    the video id and the question number (``intervals``: see :func:`facts`)."""
+    f = facts(video, intervals=intervals)
     base = zlib.crc32(f.video_id.encode())
     return [multiple_choice(f, class_names, seed=base * 16 + q) for q in range(count)]
 

@@ -91,14 +91,23 @@ class VAGPT(MethodBase):
         grid = vis.config.image_size // vis.config.patch_size
         self.num_patches = grid * grid
         self.dino_width = self.encoders["dino"].width
-        qcfg = dataclasses.replace(
-            registry.get_config(c.qformer),
-            encoder_hidden_size=self.vision_width,
-            text_input=True,
-            hidden_dropout_prob=0.0,
-            max_position_embeddings=max(64, int(c.max_query_length)),
-            **({} if self.query_tok is not self.tok else {"vocab_size": int(self.tok.vocab_size)}),
-        )
+        if c.llm == "paper":  # sizes of the converted Q-Former
+            from vau_jax.methods.vagpt.paper import paper_qformer_config
+
+            qcfg = paper_qformer_config(c, self.vision_width)
+        else:
+            qcfg = dataclasses.replace(
+                registry.get_config(c.qformer),
+                encoder_hidden_size=self.vision_width,
+                text_input=True,
+                hidden_dropout_prob=0.0,
+                max_position_embeddings=max(64, int(c.max_query_length)),
+                **(
+                    {}
+                    if self.query_tok is not self.tok
+                    else {"vocab_size": int(self.tok.vocab_size)}
+                ),
+            )
         self.vcfg = VLMConfig(self.llm_cfg, qcfg, self.vision_width, int(c.projector_hidden))
         self.model = VideoLLM(self.vcfg)
         self.num_video_tokens = 2 * int(c.frames_per_video)
@@ -171,9 +180,14 @@ class VAGPT(MethodBase):
         from vau_jax.methods.base import standardise
 
         out = []
-        for v, i in zip(self.dataset.split(split), range(len(self.feats[split]))):
+        videos = self.dataset.split(split)
+        for v, iv, i in zip(videos, D.anomaly_intervals(videos), range(len(self.feats[split]))):
             rec = self.feats[split].cls[i]
-            out.append((standardise(rec["cls"]), v.frame_labels(rec["indices"], rec["timestamps"])))
+            if v.has_frame_truth:
+                labels = v.frame_labels(rec["indices"], rec["timestamps"])
+            else:  # weakly labelled (UCF-Crime train): the UCA caption times
+                labels = D.interval_labels(rec["timestamps"], iv)
+            out.append((standardise(rec["cls"]), labels))
         return out
 
     def _train_tetg(self) -> Any:
@@ -247,9 +261,10 @@ class VAGPT(MethodBase):
         self._need()
         c = self.config
         out = []
-        for i, v in enumerate(self.dataset.split("train")):
+        videos = self.dataset.split("train")
+        for i, (v, iv) in enumerate(zip(videos, D.anomaly_intervals(videos))):
             sentence, _ = self.tetg_sentence("train", i)
-            for q in D.questions(v, int(c.questions_per_train_video), self.class_names):
+            for q in D.questions(v, int(c.questions_per_train_video), self.class_names, iv):
                 out.append(
                     D.training_example(
                         self.tok, c, q, sentence, i, self.num_video_tokens, self.query_tok

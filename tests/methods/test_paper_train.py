@@ -1,0 +1,330 @@
+"""The paper presets train: the ``:paper`` code path end to end, at toy sizes.
+
+Scaled-down HF checkpoints of the paper architectures are built with ``transformers`` from
+tiny random configs (the same model families as the paper roles), saved with
+``save_pretrained`` as the HF downloads are, and converted by running the very commands
+``vau_jax.main`` prints for the missing roles (``python -m vau_jax.convert`` and the
+``python -c`` loader / prepare lines, executed in-process). SynthVAD is written in the
+UCF-Crime layout (FFV1), and ``vau_jax.main.run`` trains and evaluates each ``:paper``
+preset with only sizes overridden (steps, batch, frames, frame size, lengths, mesh, folders)
+on the 8 forced CPU devices, on a mesh that shards. On a pod only the sizes differ.
+
+Roles: VAD-LLaMA: EVA (``Blip2VisionModel`` out of a full ``Blip2Model``), the BLIP-2 image
+Q-Former (read from the full model), a bare ``Blip2QFormerModel`` video Q-Former. VA-GPT:
+``CLIPVisionModel``, ``Dinov2Model``, the InstructBLIP Q-Former (read from a full
+``InstructBlipForConditionalGeneration`` folder with its ``qformer_tokenizer/``: a WordPiece
+vocabulary the size of the Q-Former's), ``LlamaForCausalLM`` with a byte-level BPE
+``tokenizer.json`` trained on the SynthVAD corpus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import shlex
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
+
+import vadllama as vadllama_config  # noqa: E402
+import vagpt as vagpt_config  # noqa: E402
+
+from vau_jax import main as vau_main  # noqa: E402
+from vau_jax.methods import paper  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SYNTH = dict(height=64, width=64, fps=8.0, min_seconds=3.0, max_seconds=3.0)
+IMAGE = dict(image_size=32, patch_size=8)  # 4 x 4 patch grid at frame_size 32
+TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+QFORMER = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    cross_attention_frequency=1,
+    max_position_embeddings=64,
+)
+QFORMER_VOCAB = 256
+LLM = dict(
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
+
+
+# ------------------------------------------------------------------ HF folders and tokenizers
+
+
+def _corpus() -> list[str]:
+    from vau_jax.data import synthvad
+    from vau_jax.data.corpus import synthvad_corpus
+    from vau_jax.data.templates import SYSTEM_PROMPT
+
+    cfg = dataclasses.replace(synthvad.SynthConfig(), height=64, width=64)
+    return synthvad_corpus(6, cfg) + [SYSTEM_PROMPT, "USER: ASSISTANT:"]
+
+
+def _llm_tokenizer(lines: list[str]) -> object:
+    """A byte-level BPE ``tokenizer.json`` (any text encodes) with LLaMA's special ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=LLM["vocab_size"],
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tk.train_from_iterator(lines, trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def _bert_tokenizer(lines: list[str]) -> object:
+    """A WordPiece ``tokenizer.json`` sized to the Q-Former's vocabulary (BERT's layout)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.decoder = decoders.WordPiece()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=QFORMER_VOCAB, special_tokens=special, show_progress=False
+    )
+    tk.train_from_iterator(lines, trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def _save(model: object, path: str) -> None:
+    model.eval().save_pretrained(path, safe_serialization=True)
+
+
+def _hf_vadllama(hf: str) -> None:
+    """``hf/<role>`` as downloaded: BLIP-2 (EVA + image Q-Former) and the video Q-Former."""
+    torch.manual_seed(0)
+    opt = dict(
+        model_type="opt",
+        vocab_size=64,
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        word_embed_proj_dim=32,
+        max_position_embeddings=64,
+    )
+    blip2 = transformers.Blip2Model(
+        transformers.Blip2Config(
+            vision_config={**TOWER, **IMAGE},
+            qformer_config={**QFORMER, "encoder_hidden_size": TOWER["hidden_size"]},
+            text_config=opt,
+            num_query_tokens=8,
+        )
+    )
+    for role in ("vision", "image_qformer"):  # one repository serves both roles
+        _save(blip2, os.path.join(hf, role))
+    video = transformers.Blip2QFormerModel(
+        transformers.Blip2QFormerConfig(**QFORMER, encoder_hidden_size=QFORMER["hidden_size"])
+    )
+    _save(video, os.path.join(hf, "video_qformer"))
+
+
+def _hf_vagpt(hf: str) -> None:
+    """``hf/<role>`` as downloaded: CLIP, DINOv2, InstructBLIP (+ its Q-Former tokenizer)
+    and the LLaMA (+ its tokenizer)."""
+    torch.manual_seed(1)
+    lines = _corpus()
+    llm_tok, bert_tok = _llm_tokenizer(lines), _bert_tokenizer(lines)
+    _save(
+        transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**TOWER, **IMAGE)),
+        os.path.join(hf, "vision"),
+    )
+    dino = transformers.Dinov2Config(
+        hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, **IMAGE
+    )
+    _save(transformers.Dinov2Model(dino), os.path.join(hf, "patch_encoder"))
+    # InstructBLIP's Q-Former reads a 48-wide EVA; VA-GPT feeds it 32-wide CLIP tokens, so
+    # its cross-attention key/value kernels keep their fresh values (as 1408 vs 1024).
+    iblip = transformers.InstructBlipForConditionalGeneration(
+        transformers.InstructBlipConfig(
+            vision_config={**TOWER, **IMAGE, "hidden_size": 48, "intermediate_size": 96},
+            qformer_config={**QFORMER, "vocab_size": QFORMER_VOCAB},
+            text_config={"model_type": "llama", **LLM, "num_hidden_layers": 1},
+            num_query_tokens=8,
+        )
+    )
+    folder = os.path.join(hf, "qformer")
+    _save(iblip, folder)
+    llm_tok.save_pretrained(folder)  # the repository's top level: the LLM's tokenizer
+    bert_tok.save_pretrained(os.path.join(folder, "qformer_tokenizer"))
+    llm = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLM))
+    _save(llm, os.path.join(hf, "llm"))
+    llm_tok.save_pretrained(os.path.join(hf, "llm"))
+
+
+# ------------------------------------------------------------- the printed commands, run
+
+
+def _printed_commands(config: object) -> list[str]:
+    """The conversion lines ``vau_jax.main`` prints for a preset with no checkpoint."""
+    buf = io.StringIO()
+    assert paper.explain_missing_weights(config, stream=buf) == 2
+    lines = [line.strip() for line in buf.getvalue().splitlines()]
+    return [line for line in lines if line.startswith("python ")]
+
+
+def _run(line: str) -> None:
+    """One printed ``python -m vau_jax.convert ...`` / ``python -c "..."`` line, in-process."""
+    argv = shlex.split(line)
+    if argv[:3] == ["python", "-m", "vau_jax.convert"]:
+        from vau_jax.convert.__main__ import convert
+
+        args = dict(a.split("=", 1) for a in argv[3:])
+        convert(args["--src"], args["--dst"])
+    elif argv[:2] == ["python", "-c"] and len(argv) == 3:
+        exec(compile(argv[2], "<printed command>", "exec"), {})
+    else:
+        raise AssertionError(f"unexpected printed command: {line}")
+
+
+@contextlib.contextmanager
+def _cwd(path: str):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _converted(method: str, make_hf, root: str) -> dict[str, str]:
+    """Builds ``root/hf/<role>`` and runs the printed commands in ``root``; returns role ->
+    the converted folder (absolute)."""
+    config = (vagpt_config if method == "vagpt" else vadllama_config).get_config("paper")
+    os.makedirs(root)
+    with _cwd(root):
+        make_hf("hf")
+        for line in _printed_commands(config):
+            _run(line)
+    return {
+        role: os.path.join(root, "checkpoints", role) for role in config.paper_checkpoints
+    }
+
+
+@pytest.fixture(scope="module")
+def ucf_root(tmp_path_factory) -> str:
+    from vau_jax.data.synthvad import SynthConfig
+    from vau_jax.data.synthvad.layouts import write_layout
+
+    root = str(tmp_path_factory.mktemp("paper") / "ucf_crime")
+    meta = write_layout(root, "ucf_crime", {"train": 6, "test": 4}, SynthConfig(**SYNTH), "ffv1")
+    test = [v for v in meta["videos"] if v["split"] == "test"]
+    assert {bool(v["intervals_seconds"]) for v in test} == {True, False}  # both AUCs defined
+    return root
+
+
+def _paper_config(module: object, checkpoints: dict[str, str], tmp: str, ucf: str) -> object:
+    """The ``:paper`` preset, locked (so only existing fields are overridden), pointed at the
+    converted checkpoints and the data folders."""
+    c = module.get_config("paper")
+    c.lock()
+    for role, path in checkpoints.items():
+        c.paper_checkpoints[role] = path
+    c.data_dir = os.path.join(tmp, "data")
+    c.dataset_dir = ucf
+    c.frame_size = IMAGE["image_size"]
+    c.report_videos = 1
+    return c
+
+
+def _check_run(workdir: str, data_dir: str, stores: list[str], steps: list[int]) -> dict:
+    """Features extracted, one checkpoint at the end of every stage, ``metrics.json``."""
+    names = os.listdir(os.path.join(data_dir, "features"))
+    for store in stores:
+        assert any(n.startswith(store) for n in names), (store, names)
+    saved = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+    assert set(steps) <= set(saved), saved
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        return json.load(f)
+
+
+# --------------------------------------------------------------------------------- tests
+
+
+def test_vadllama_paper_preset_trains_from_converted_checkpoints(tmp_path, ucf_root):
+    ck = _converted("vadllama", _hf_vadllama, str(tmp_path / "weights"))
+    c = _paper_config(vadllama_config, ck, str(tmp_path), ucf_root)
+    c.frames_per_clip = 8
+    c.batch_size = 4
+    c.encoder_batch = 16
+    c.phase1.steps = c.phase2.steps = 2
+    c.phase1.optimizer.warmup_steps = c.phase2.optimizer.warmup_steps = 1
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 2, 2
+
+    # A missing role still stops before any work, with its conversion command.
+    c.paper_checkpoints.video_qformer = ""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert vau_main.run(c, str(tmp_path / "none"), "train_and_eval") == 2
+    assert "--config.paper_checkpoints.video_qformer=" in err.getvalue()
+    assert not os.path.exists(tmp_path / "none")
+    c.paper_checkpoints.video_qformer = ck["video_qformer"]
+
+    workdir = str(tmp_path / "run")
+    assert vau_main.run(c, workdir, "train_and_eval") == 0
+    m = _check_run(workdir, c.data_dir, ["ucf_crime-vadllama-"], [2, 4])
+    for key in ("AUC_O", "AUC_A", "AUC_O_phase1", "AUC_A_phase1"):
+        assert 0.0 <= m[key] <= 1.0, (key, m)
+    assert m["test_videos"] == 4
+
+
+def test_vagpt_paper_preset_trains_from_converted_checkpoints(tmp_path, ucf_root):
+    ck = _converted("vagpt", _hf_vagpt, str(tmp_path / "weights"))
+    assert os.path.isfile(os.path.join(ck["llm"], "tokenizer.json"))
+    assert os.path.isfile(os.path.join(ck["qformer"], "qformer_tokenizer", "tokenizer.json"))
+    c = _paper_config(vagpt_config, ck, str(tmp_path), ucf_root)
+    c.frames_per_video = 4
+    c.max_length = 384
+    c.batch_size = 8
+    c.questions_per_test_video = 1
+    c.tetg.steps, c.tetg.batch_size = 4, 8
+    c.stage1.steps = c.stage2.steps = 2
+    c.stage1.optimizer.warmup_steps = c.stage2.optimizer.warmup_steps = 1
+    c.projector_hidden = 64
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 4, 1
+
+    workdir = str(tmp_path / "run")
+    assert vau_main.run(c, workdir, "train_and_eval") == 0
+    stores = [f"ucf_crime-vagpt-{name}-" for name in ("cls", "visual", "dino")]
+    m = _check_run(workdir, c.data_dir, stores, [2, 4])
+    assert os.path.isfile(os.path.join(workdir, "metrics_stage1.json"))
+    for key in ("total_acc", "temporal_acc", "tetg_frame_auc", "total_acc_stage1"):
+        assert 0.0 <= m[key] <= 1.0, (key, m)
+    assert m["test_questions"] == 4

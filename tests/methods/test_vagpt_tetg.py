@@ -1,0 +1,27 @@
+"""VA-GPT's TETG helpers: the prior sentence and the frame AUC."""
+
+import numpy as np
+
+from vau_jax.data import templates as T
+from vau_jax.methods.vagpt.tetg import tetg_auc, tetg_prompt
+
+
+def test_tetg_prompt():
+    names = ["Shooting", "Arson", "Arrest"]
+    probs = np.array([0.1, 0.7, 0.8, 0.2, 0.9, 0.95, 0.99, 0.3])
+    text, interval = tetg_prompt(probs, 2.0, 0.5, names)
+    assert interval == (2.0, 3.5)
+    assert text.startswith(T.TETG_CLASSES.format(types="'Shooting', 'Arson', 'Arrest'"))
+    assert "from 2.0s to 3.5s" in text and T.TETG_NONE not in text
+    cold, none = tetg_prompt(np.full(8, 0.2), 2.0, 0.5, names)
+    assert none is None and cold.endswith(T.TETG_NONE) and "'Arson'" in cold
+
+
+def test_tetg_auc_against_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, 2, n).astype(np.uint8) for n in (7, 12, 5)]
+    probs = [rng.random(len(lab)) for lab in labels]
+    want = roc_auc_score(np.concatenate(labels), np.concatenate(probs))
+    assert abs(tetg_auc(probs, labels, ["a", "b", "c"]) - want) < 1e-12
