@@ -65,16 +65,38 @@ class _QuietLibraries(std_logging.Filter):
         )
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing whose errors are one line (``error: ...``, exit code 2): a config
+    key typo names the nearest valid keys, a bad preset or config file says why."""
+    from vau_jax.cli import explain_flag_error, fail
+
+    try:
+        rest = flags.FLAGS(argv)
+        if _CONFIG.value is None:
+            raise flags.IllegalFlagValueError("--config is required")
+        _CONFIG.value.get("method")  # a config file that failed to load raises here
+        return rest
+    except SystemExit:
+        raise
+    except Exception as err:  # noqa: BLE001 - flag, config-file and override errors alike
+        fail(explain_flag_error(argv[1:], err))
+
+
 def main(argv: list[str]) -> None:
+    from vau_jax.cli import fail, user_errors
+
     logging.get_absl_handler().addFilter(_QuietLibraries())
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        fail(f"unexpected arguments: {argv[1:]}")
     config_arg = flags.FLAGS["config"].serialize().split("=", 1)[-1]
     workdir = _WORKDIR.value or default_workdir(config_arg)
     logging.info("config %s, workdir %s, mode %s", config_arg, workdir, _MODE.value)
-    sys.exit(run(_CONFIG.value, workdir, _MODE.value))
+    try:
+        code = run(_CONFIG.value, workdir, _MODE.value)
+    except user_errors() as err:
+        fail(str(err))
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config"])
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

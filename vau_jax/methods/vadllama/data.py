@@ -18,6 +18,7 @@ examples are read through grain from the store's ArrayRecord shards (:class:`Cli
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,3 +152,114 @@ class SnippetFeatures:
                 f"(shape {tuple(x.shape)})"
             )
         return snippet_tokens(x, self.crop)
+
+
+# ------------------------------------------------------------- pre-extracted snippet features
+
+SNIPPET_FRAMES = 16  # native frames per pre-extracted snippet (I3D / VadCLIP convention)
+#: dataset -> its test annotation files (any one present), relative to ``dataset_dir``.
+TEST_ANNOTATIONS = {
+    "ucf_crime": (
+        "Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
+        "Temporal_Anomaly_Annotation.txt",
+    ),
+    "tad": ("vals.txt", "Temporal_Anomaly_Annotation.txt"),
+    "xd_violence": ("annotations.txt",),
+}
+
+
+def feature_dataset(config: Any) -> Any:
+    """A :class:`~vau_jax.data.datasets.Dataset` of pre-extracted snippet features.
+
+    ``features_dir`` (default ``<dataset_dir>/features``) holds ``train/`` and ``test/``,
+    each a feature layout :func:`vau_jax.data.formats.read_features` knows (``features``:
+    ``i3d`` ``<name>_i3d.npy [T, 10, D]`` or ``vadclip`` ``<Class>/<name>__<k>.npy [T, D]``).
+    Train videos get their video-level label from the class folder or name; test videos
+    their frame intervals from the dataset's test annotation in ``dataset_dir``
+    (:data:`TEST_ANNOTATIONS`). Every file's width must be ``feature_width`` (checked on
+    the ``.npy`` headers, before anything is trained).
+    """
+    from vau_jax.data.datasets import Dataset, Video
+    from vau_jax.data.formats import read_features, read_tad, read_ucf_crime, read_xd_violence
+    from vau_jax.data.formats.record import NORMAL, FormatError, format_error
+
+    name, layout = str(config.dataset), str(config.features)
+    if name not in TEST_ANNOTATIONS:
+        raise FormatError(
+            f"--config.features={layout}: pre-extracted features are read for "
+            f"{sorted(TEST_ANNOTATIONS)}, not {name!r}"
+        )
+    root = str(config.get("dataset_dir", ""))
+    feats_root = str(config.get("features_dir", "")) or os.path.join(root, "features")
+    ann = next(
+        (
+            os.path.join(root, a)
+            for a in TEST_ANNOTATIONS[name]
+            if os.path.isfile(os.path.join(root, a))
+        ),
+        None,
+    )
+    if ann is None:
+        raise format_error(os.path.join(root, TEST_ANNOTATIONS[name][0]), None, "missing")
+    width = int(config.feature_width)
+    splits: dict[str, list[Any]] = {}
+    records: dict[str, list[Any]] = {}
+    for split in ("train", "test"):
+        recs = read_features(os.path.join(feats_root, split), layout)
+        for r in recs:
+            if width and r.extra["feature_shape"][-1] != width:
+                raise format_error(
+                    r.path,
+                    None,
+                    f"feature width {r.extra['feature_shape'][-1]}"
+                    f", expected {width} (shape {r.extra['feature_shape']})",
+                )
+        records[split] = recs
+    if name == "xd_violence":
+        truth = read_xd_violence(ann, test_videos=[r.id for r in records["test"]])
+    elif name == "tad":
+        truth = read_tad(ann)
+    else:
+        truth = read_ucf_crime(ann)
+    by_id = {t.id: t for t in truth}
+    for split, recs in records.items():
+        vids = []
+        for r in recs:
+            gt = by_id.get(r.id) if split == "test" else None
+            if split == "test" and gt is None:
+                raise format_error(r.path, None, f"test video {r.id!r} has no row in {ann}")
+            label = gt.label if gt is not None else r.label
+            vids.append(
+                Video(
+                    id=r.id,
+                    split=split,
+                    label=label,
+                    frame_intervals=tuple(gt.intervals) if gt is not None else (),
+                    n_frames=SNIPPET_FRAMES * int(r.extra["n_snippets"]),
+                    info={"features": r.path, "feature_record": r},
+                )
+            )
+        splits[split] = vids
+    classes = sorted({v.label for vs in splits.values() for v in vs if v.label != NORMAL})
+    return Dataset(name, root, splits, tuple(classes), feature_layout=layout)
+
+
+def snippet_feature_records(config: Any, dataset: Any, split: str) -> list[Any]:
+    """The feature records of a split of :func:`feature_dataset` (in video order)."""
+    del config
+    return [v.info["feature_record"] for v in dataset.split(split)]
+
+
+def snippet_records(videos: Sequence[Any], feats: Any) -> list[Any]:
+    """Ground truth on native frames, ``16·T`` per video (the snippet protocol)."""
+    from vau_jax.data.formats.record import VideoRecord
+
+    return [
+        VideoRecord(
+            id=v.id,
+            n_frames=SNIPPET_FRAMES * len(feats[i]),
+            label=v.label,
+            intervals=[(int(a), int(b)) for a, b in v.frame_intervals],
+        )
+        for i, v in enumerate(videos)
+    ]

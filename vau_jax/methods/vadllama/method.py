@@ -83,8 +83,12 @@ class VADLLaMA(MethodBase):
         c = self.config
         if self.prepared == "train" or (inference and self.prepared):
             return
+        if not inference:  # the dataset index first: bad input fails before anything is built
+            self.dataset = D.feature_dataset(c) if c.get("features", "") else load_dataset(c)
         self.spec = frame_spec(c)
         if c.get("features", ""):
+            if not int(c.get("feature_width", 0)):
+                raise ValueError("--config.features needs --config.feature_width (e.g. 2048)")
             self.encoder, width, per_frame = None, int(c.feature_width), 1
             self.frames_per_clip = 1
         else:
@@ -121,7 +125,6 @@ class VADLLaMA(MethodBase):
         )
         self.model = VADor(self.vcfg)
         if not inference:
-            self.dataset = load_dataset(c)
             for split in ("train", "test"):
                 self.feats[split] = self._features(split)
         self.prepared = "inference" if inference else "train"
@@ -284,10 +287,12 @@ class VADLLaMA(MethodBase):
     def frame_scores(self, params: Any, split: str = "test", phase: int = 2) -> list[np.ndarray]:
         """Per-video scores of every encoded frame (clip score repeated over its frames)."""
         feats = self.feats[split]
+        snippets = isinstance(feats, D.SnippetFeatures)
+        repeat = D.SNIPPET_FRAMES if snippets else self.frames_per_clip
         out = []
         for i, s in enumerate(self.clip_scores(params, split, phase)):
-            n = self._n_frames(feats, i)
-            out.append(np.repeat(s, self.frames_per_clip)[:n])
+            n = len(s) * repeat if snippets else self._n_frames(feats, i)
+            out.append(np.repeat(s, repeat)[:n])
         return out
 
     @staticmethod

@@ -49,7 +49,6 @@ SOURCES: dict[str, Source] = {
 }
 
 
-
 def paper_encoder(config: Any) -> Any:
     """The frozen VE of the paper preset: converted EVA-ViT-g + image Q-Former."""
     from vau_jax import encoders

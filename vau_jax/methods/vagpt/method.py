@@ -83,6 +83,8 @@ class VAGPT(MethodBase):
         c = self.config
         if self.prepared == "train" or (inference and self.prepared):
             return
+        if not inference:  # the dataset index first: bad input fails before anything is built
+            self.dataset = load_dataset(c)
         self._setup_llm()
         self.encoders = D.make_encoders(c, inference)
         self.specs = D.frame_specs(c)
@@ -117,7 +119,6 @@ class VAGPT(MethodBase):
         if inference:
             self.tetg_params = self._restore_tetg()
         else:
-            self.dataset = load_dataset(c)
             self.class_names = self.class_names or self.dataset.class_names
             for split in ("train", "test"):
                 self.feats[split] = self._features(split)
