@@ -116,10 +116,18 @@ class VAGPT(MethodBase):
         self.class_names = tuple(c.get("class_names", ()) or ())
         self.keep = {"stage1": 1.0, "stage2": float(c.sets_keep_ratio) if c.use_sets else 1.0}
         self.tetg = TETGRun(c, self.encoders["cls"].width)
+        classes_path = os.path.join(self.workdir, "classes.json")
         if inference:
             self.tetg_params = self._restore_tetg()
+            if not self.class_names and os.path.isfile(classes_path):
+                with open(classes_path, encoding="utf-8") as fh:
+                    self.class_names = tuple(json.load(fh))
         else:
             self.class_names = self.class_names or self.dataset.class_names
+            from vau_jax.data.features import atomic_write
+
+            names = list(self.class_names)  # the templates' class list, for prediction
+            atomic_write(classes_path, lambda fh: json.dump(names, fh), mode="w")
             for split in ("train", "test"):
                 self.feats[split] = self._features(split)
             self.tetg_params = self._train_tetg()
