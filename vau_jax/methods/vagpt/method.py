@@ -185,29 +185,31 @@ class VAGPT(MethodBase):
             sets[name] = store.ensure(videos, desc=f"VA-GPT {split} {name}")
         return D.SplitFeatures(**sets)
 
-    def _frame_truth(self, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
-        from vau_jax.methods.base import standardise
-
+    def _frame_labels(self, split: str) -> list[np.ndarray]:
+        """Per video, uint8 labels of its encoded frames: TETG's targets (train) and its AUC's
+        truth (test). Weakly labelled videos (UCF-Crime train) take the UCA caption times."""
         out = []
         videos = self.dataset.split(split)
-        for v, iv, i in zip(videos, D.anomaly_intervals(videos), range(len(self.feats[split]))):
-            rec = self.feats[split].cls[i]
+        fs = self.feats[split].cls
+        for v, iv, i in zip(videos, D.anomaly_intervals(videos), range(len(fs))):
+            rec = fs[i]
             if v.has_frame_truth:
-                labels = v.frame_labels(rec["indices"], rec["timestamps"])
+                out.append(v.frame_labels(rec["indices"], rec["timestamps"]))
             else:  # weakly labelled (UCF-Crime train): the UCA caption times
-                labels = D.interval_labels(rec["timestamps"], iv)
-            out.append((standardise(rec["cls"]), labels))
+                out.append(D.interval_labels(rec["timestamps"], iv))
         return out
 
     def _train_tetg(self) -> Any:
+        from vau_jax.methods.base import standardise
         from vau_jax.methods.runner import run_method
+        from vau_jax.methods.vagpt.tetg import FrameSource
 
-        run = TETGRun(
-            self.config,
-            self.encoders["cls"].width,
-            self._frame_truth("train"),
-            self._frame_truth("test"),
-        )
+        fs = self.feats["test"].cls
+        test = [
+            (standardise(fs[i]["cls"]), lab) for i, lab in enumerate(self._frame_labels("test"))
+        ]
+        train = FrameSource(self.feats["train"].cls, self._frame_labels("train"))
+        run = TETGRun(self.config, self.encoders["cls"].width, train, test)
         params, metrics = run_method(
             run, self.config, os.path.join(self.workdir, "tetg"), "train_and_eval"
         )

@@ -22,7 +22,7 @@ from vau_jax.data.instruct import tetg_text
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.data.synthvad.types import label_runs
 from vau_jax.eval.metrics import frame_auc
-from vau_jax.methods.base import MethodBase
+from vau_jax.methods.base import MethodBase, standardise
 from vau_jax.models.heads.tetg import TETG, TETGConfig, longest_run, run_to_seconds, tetg_loss
 from vau_jax.train.trainer import Stage
 
@@ -60,14 +60,49 @@ def tetg_auc(
     return float(frame_auc(recs, dict(zip(ids, probs)), snippet=1)["AUC_O"])
 
 
+class FrameSource:
+    """TETG's training frames as a grain random-access source over the ``cls`` feature store
+    (ArrayRecord): example ``i`` is one frame, ``{"z": [D] standardised, "label": 0/1}``.
+
+    Args:
+      features: the per-video ``cls`` records (a :class:`~vau_jax.data.features.FeatureSet`).
+      labels: per video, uint8 ``[T_i]`` frame labels of the encoded frames.
+    """
+
+    def __init__(self, features: Any, labels: Sequence[np.ndarray]):
+        self.features, self.labels = features, [np.asarray(x) for x in labels]
+        self.index = np.array(
+            [(v, t) for v, lab in enumerate(self.labels) for t in range(len(lab))], np.int64
+        ).reshape(-1, 2)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _video(self, v: int) -> np.ndarray:
+        if v not in self._cache:
+            if len(self._cache) >= 64:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[v] = standardise(self.features[v]["cls"])
+        return self._cache[v]
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        v, t = (int(x) for x in self.index[int(i)])
+        return {"z": self._video(v)[t], "label": np.float32(self.labels[v][t])}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_cache": {}}
+
+
 class TETGRun(MethodBase):
     """TETG's own trainer run: the MLP on frame class tokens, SGD, BCE (frozen afterwards).
 
     Args:
       config: the VA-GPT config (``config.tetg`` holds the knobs).
       dim: the class-token width.
-      train: ``(cls [T_i, D], labels [T_i])`` per training video (``None`` for inference).
-      test: the same for the test videos (frame AUC), or ``None``.
+      train: a :class:`FrameSource` of the training frames (``None`` for inference).
+      test: ``(standardised cls [T_i, D], labels [T_i])`` per test video (frame AUC), or
+        ``None``.
     """
 
     name = "vagpt_tetg"
@@ -87,14 +122,6 @@ class TETGRun(MethodBase):
 
     def stages(self) -> list[Stage]:
         c = self.config.tetg
-
-        def frames() -> list[dict[str, np.ndarray]]:
-            return [
-                {"z": z[t].astype(np.float32), "label": np.float32(lab[t])}
-                for z, lab in self.train
-                for t in range(len(lab))
-            ]
-
         pcfg = PipelineConfig(
             int(c.batch_size), seed=self.config.seed, num_epochs=None, read_threads=1
         )
@@ -111,7 +138,7 @@ class TETGRun(MethodBase):
                 int(c.steps),
                 opt,
                 loss_fn,
-                lambda: make_iterator(frames(), pcfg),
+                lambda: make_iterator(self.train, pcfg),
                 log_every=500,
             )
         ]
