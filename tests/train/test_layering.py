@@ -97,3 +97,12 @@ def test_train_imports_nothing_from_convert():
 def test_models_import_nothing_from_data():
     assert _violations("models", "vau_jax.data") == []
     assert _loaded_by_importing("models", "vau_jax.data") == []
+
+
+def test_data_imports_no_models_and_no_methods():
+    for forbidden in ("vau_jax.models", "vau_jax.methods", "vau_jax.train"):
+        assert _violations("data", forbidden) == [], forbidden
+
+
+def test_train_imports_no_methods():
+    assert _violations("train", "vau_jax.methods") == []
