@@ -367,39 +367,12 @@ def _text_metric() -> dict[str, float]:
     return qa_lib.mcqa_accuracy(chosen, correct, intervals)
 
 
-def _interval(value: Any) -> tuple[float, float] | None:
-    ok = isinstance(value, list) and len(value) == 2
-    if ok and all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
-        return (float(value[0]), float(value[1]))
-    if value is None:
-        return None
-    raise ValueError(value)
-
-
 def _mc_options(g: dict, where: str) -> tuple[list[str], list[tuple[float, float] | None]]:
-    """Option texts and intervals of one MC-QA ground-truth object.
+    """Option texts and intervals of one MC-QA ground-truth object
+    (:func:`vau_jax.data.formats.mcqa.mc_options`)."""
+    from vau_jax.data.formats.mcqa import mc_options
 
-    Either ``"options": [str, ...]`` with ``"intervals": [[s, e] | null, ...]`` or
-    ``"options": [{"text": str, "interval": [s, e] | null}, ...]`` (null = no anomaly).
-    """
-    options = g["options"]
-    try:
-        if options and all(isinstance(o, dict) for o in options):
-            texts = [o["text"] for o in options]
-            ivs = [_interval(o.get("interval")) for o in options]
-        else:
-            texts, raw = list(options), g.get("intervals")
-            if not isinstance(raw, list) or len(raw) != len(texts):
-                raise ValueError(raw)
-            ivs = [_interval(x) for x in raw]
-    except (KeyError, ValueError):
-        raise InputError(
-            f"{where}: expected 'options' (strings) with one 'intervals' entry [start, end] or "
-            'null per option, or \'options\' of {"text", "interval"} objects'
-        ) from None
-    if not texts or not all(isinstance(t, str) for t in texts):
-        raise InputError(f"{where}: option texts must be non-empty strings")
-    return texts, ivs
+    return mc_options(g, where)
 
 
 def evaluate() -> dict[str, float]:
