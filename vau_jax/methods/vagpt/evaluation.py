@@ -20,13 +20,32 @@ from vau_jax.methods.vagpt import data as D
 
 
 def test_items(method: Any) -> list[tuple[int, Any, str | None, Any]]:
-    """``(video index, MCQuestion, TETG sentence, TETG interval)`` of every test question."""
+    """``(video index, MCQuestion, TETG sentence, TETG interval)`` of every test question:
+    the benchmark file's (``config.test_questions``, :mod:`vau_jax.data.formats.mcqa`) or
+    ``questions_per_test_video`` generated from each test video's annotation."""
+    from vau_jax.data import templates as T
+    from vau_jax.data.formats.mcqa import read_mc_questions
+    from vau_jax.data.formats.record import FormatError
+
     c = method.config
+    videos = method.dataset.split("test")
+    given = None
+    if c.get("test_questions", ""):
+        given = read_mc_questions(str(c.test_questions), T.MC_QUESTIONS[0])
+        unknown = sorted(set(given) - {v.id for v in videos})
+        if unknown:
+            raise FormatError(f"{c.test_questions}: questions about videos not in the test "
+                              f"split: {unknown[:3]}")
     items = []
-    for i, v in enumerate(method.dataset.split("test")):
+    for i, v in enumerate(videos):
         sentence, interval = method.tetg_sentence("test", i)
-        for q in D.questions(v, int(c.questions_per_test_video), method.class_names):
-            items.append((i, q, sentence, interval))
+        if given is not None:
+            qs = given.get(v.id, [])
+        else:
+            qs = D.questions(v, int(c.questions_per_test_video), method.class_names)
+        items += [(i, q, sentence, interval) for q in qs]
+    if not items:
+        raise FormatError(f"{c.get('test_questions', '')}: no question about a test video")
     return items
 
 
