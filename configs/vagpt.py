@@ -54,6 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})
     add_dataset_fields(c, frame_size=64)
     c.class_names = ()  # anomaly classes of the templates; () = the dataset's
+    c.test_questions = ""  # a benchmark JSONL (vau_jax/data/formats/mcqa.py); "" = generated
+    c.features = ""  # pre-extracted features are VAD-LLaMA's only: VA-GPT needs frames
     c.num_train_videos = 400
     c.num_test_videos = 96
     c.questions_per_train_video = 4  # MC questions per video (different distractors/order)
@@ -119,4 +121,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.paper_checkpoints = ml_collections.ConfigDict(
             {"vision": "", "patch_encoder": "", "qformer": "", "llm": ""}
         )
+        # The Q-Former's instruction tokenizer (a folder or tokenizer.json); "" = the
+        # qformer_tokenizer/ folder the conversion kept beside the converted Q-Former.
+        c.qformer_tokenizer = ""
     return c

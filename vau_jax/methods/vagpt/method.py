@@ -83,6 +83,13 @@ class VAGPT(MethodBase):
         c = self.config
         if self.prepared == "train" or (inference and self.prepared):
             return
+        if c.get("features", ""):
+            from vau_jax.cli import ConfigError
+
+            raise ConfigError(
+                f"--config.features={c.features}: VA-GPT needs frames (its CLIP and DINOv2 "
+                "see every sampled frame); pre-extracted snippet features are for VAD-LLaMA"
+            )
         if not inference:  # the dataset index first: bad input fails before anything is built
             self.dataset = load_dataset(c)
         self._setup_llm()
