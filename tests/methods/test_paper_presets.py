@@ -21,7 +21,9 @@ import vagpt as vagpt_config  # noqa: E402
 
 from vau_jax import sharding  # noqa: E402
 from vau_jax.methods import paper  # noqa: E402
-from vau_jax.methods.vadllama import paper_abstract_params as vadllama_abstract_params  # noqa: E402
+from vau_jax.methods.paper import explain_missing_weights  # noqa: E402
+from vau_jax.methods.vadllama.paper import paper_abstract_params  # noqa: E402
+from vau_jax.methods.vagpt.paper import vagpt_abstract_params  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -64,7 +66,7 @@ def _shard_all(trees, mesh):
 @pytest.fixture(scope="module")
 def vagpt_paper():
     c = vagpt_config.get_config("paper")
-    return c, paper.vagpt_abstract_params(c)
+    return c, vagpt_abstract_params(c)
 
 
 def test_vagpt_paper_tree_layout_and_parameter_counts(vagpt_paper):
@@ -129,7 +131,7 @@ def test_vagpt_paper_shardings_split_the_7b_llm_over_fsdp(vagpt_paper):
 
 def test_vadllama_paper_trees_counts_and_shardings():
     c = vadllama_config.get_config("paper")
-    trees = vadllama_abstract_params(c)
+    trees = paper_abstract_params(c)
     assert _count(trees["vision"]) == EVA_VIT_G14
     assert _count(trees["image_qformer"]) == 185_683_968  # BLIP-2 Q-Former on EVA tokens
     mesh = sharding.mesh_from_config(c)
@@ -144,15 +146,15 @@ def test_vadllama_paper_trees_counts_and_shardings():
 def test_explain_missing_weights_names_every_role_and_command(method):
     c = (vagpt_config if method == "vagpt" else vadllama_config).get_config("paper")
     roles = list(c.paper_checkpoints)
-    assert roles and set(roles) <= set(paper.SOURCES[method])
+    assert roles and set(roles) <= set(paper.sources(method))
     buf = io.StringIO()
-    assert paper.explain_missing_weights(c, stream=buf) == 2
+    assert explain_missing_weights(c, stream=buf) == 2
     text = buf.getvalue()
     for role in roles:
         assert f"--config.paper_checkpoints.{role}=checkpoints/{role}" in text
         assert f"--local-dir hf/{role}" in text
         assert f"hf/{role}" in text and f"checkpoints/{role}" in text
-        repo = paper.SOURCES[method][role].repo
+        repo = paper.sources(method)[role].repo
         assert f"huggingface-cli download {repo} " in text
     assert f"python -m vau_jax.main --config=configs/{method}.py:paper" in text
 
@@ -164,21 +166,21 @@ def test_explain_missing_weights_passes_when_every_role_is_converted(tmp_path):
         d.mkdir()
         (d / "config.json").write_text("{}")
         c.paper_checkpoints[role] = str(d)
-    assert paper.explain_missing_weights(c, stream=io.StringIO()) == 0
+    assert explain_missing_weights(c, stream=io.StringIO()) == 0
     c.paper_checkpoints.llm = str(tmp_path / "nowhere")
     buf = io.StringIO()
-    assert paper.explain_missing_weights(c, stream=buf) == 2
+    assert explain_missing_weights(c, stream=buf) == 2
     assert "Missing: llm." in buf.getvalue()
 
 
 def test_vagpt_qformer_command_reads_the_full_instructblip_folder():
     """`python -m vau_jax.convert` only reads bare models; the InstructBLIP Q-Former is
     extracted from the full model folder with ``hf_qformer.load_full_model``."""
-    src = paper.SOURCES["vagpt"]["qformer"]
+    src = paper.sources("vagpt")["qformer"]
     cmd = paper.convert_command(src, "hf/qformer", "checkpoints/qformer")
     assert cmd.startswith('python -c "from vau_jax.convert.hf_qformer import load_full_model;')
     assert "load_full_model('hf/qformer')" in cmd and "save_converted('checkpoints/qformer'" in cmd
-    plain = paper.convert_command(paper.SOURCES["vagpt"]["vision"], "hf/v", "checkpoints/v")
+    plain = paper.convert_command(paper.sources("vagpt")["vision"], "hf/v", "checkpoints/v")
     assert plain == "python -m vau_jax.convert --src=hf/v --dst=checkpoints/v"
 
 

@@ -105,17 +105,14 @@ class VAGPT(MethodBase):
 
             qcfg = paper_qformer_config(c, self.vision_width)
         else:
+            vocab = {} if self.query_tok is not self.tok else {"vocab_size": self.tok.vocab_size}
             qcfg = dataclasses.replace(
                 registry.get_config(c.qformer),
                 encoder_hidden_size=self.vision_width,
                 text_input=True,
                 hidden_dropout_prob=0.0,
                 max_position_embeddings=max(64, int(c.max_query_length)),
-                **(
-                    {}
-                    if self.query_tok is not self.tok
-                    else {"vocab_size": int(self.tok.vocab_size)}
-                ),
+                **{k: int(v) for k, v in vocab.items()},
             )
         self.vcfg = VLMConfig(self.llm_cfg, qcfg, self.vision_width, int(c.projector_hidden))
         self.model = VideoLLM(self.vcfg)
