@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -131,7 +130,8 @@ def put_parts(params: Any, parts: dict[str, Any]) -> Any:
                 f"pretrained weight {jax.tree_util.keystr(path)} has shape {np.shape(new)}, "
                 f"the model expects {old.shape}"
             )
-        return jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+        # straight from the host onto the leaf's sharding: no whole copy on one device
+        return jax.device_put(np.asarray(new, dtype=old.dtype), old.sharding)
 
     out = dict(params)
     for key, tree in parts.items():

@@ -97,7 +97,7 @@ def explain_missing_weights(config: Any, stream: Any = None) -> int:
         lines.append(f"  # {role}: {src.what} <- {src.repo}")
         lines.append(
             f"  huggingface-cli download {src.repo} --local-dir {hf} "
-            '--include "*.json" "*.safetensors"'
+            '--include "*.json" "*.safetensors" "tokenizer.model"'
         )
         if src.prepare:
             bare = f"{hf}_bare"
