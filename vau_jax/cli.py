@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib.util
 import os
@@ -36,6 +37,13 @@ def fail(message: str, stream: Any = None) -> NoReturn:
     line = " ".join(str(message).split("\n")[0].split()) or "unknown error"
     print(f"error: {line}", file=stream or sys.stderr, flush=True)
     raise SystemExit(2)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors are one ``error:`` line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(message)
 
 
 def _leaves(config: Any, prefix: str = "") -> Iterator[str]:

@@ -67,6 +67,19 @@ def _check_outputs(outputs: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
+def padded_call(fn: Any, batch_size: int, frames: np.ndarray, *params: Any) -> dict[str, Any]:
+    """``fn(*params, frames)`` on a batch padded to ``batch_size`` (one compiled shape), the
+    padded rows cut from every output."""
+    n = len(frames)
+    if n > batch_size:
+        raise ValueError(f"{n} frames > batch_size {batch_size}")
+    if n < batch_size:
+        pad = np.zeros((batch_size - n, *frames.shape[1:]), np.uint8)
+        frames = np.concatenate([frames, pad])
+    out = fn(*params, frames)
+    return {k: v[:n] for k, v in out.items()} if n < batch_size else out
+
+
 @dataclasses.dataclass
 class FrozenEncoder:
     """A frozen vision module as the feature store's :class:`~vau_jax.data.features.Encoder`.
@@ -191,14 +204,7 @@ class FrozenEncoder:
         arrays, computed asynchronously; padded rows are cut)."""
         if self._fn is None:
             self._fn = self._build()
-        n = len(frames)
-        if n > self.batch_size:
-            raise ValueError(f"{n} frames > batch_size {self.batch_size}")
-        if n < self.batch_size:
-            pad = np.zeros((self.batch_size - n, *frames.shape[1:]), np.uint8)
-            frames = np.concatenate([frames, pad])
-        out = self._fn(self.params, frames)
-        return {k: v[:n] for k, v in out.items()} if n < self.batch_size else out
+        return padded_call(self._fn, self.batch_size, frames, self.params)
 
 
 def checkpoint_hash(path: str) -> str:
@@ -311,14 +317,9 @@ class QFormerEncoder:
     def __call__(self, frames: np.ndarray) -> dict[str, Any]:
         if self._fn is None:
             self._fn = self._build()
-        n = len(frames)
-        if n > self.batch_size:
-            raise ValueError(f"{n} frames > batch_size {self.batch_size}")
-        if n < self.batch_size:
-            pad = np.zeros((self.batch_size - n, *frames.shape[1:]), np.uint8)
-            frames = np.concatenate([frames, pad])
-        out = self._fn(self.vision.params, self.qformer_params, frames)
-        return {k: v[:n] for k, v in out.items()} if n < self.batch_size else out
+        return padded_call(
+            self._fn, self.batch_size, frames, self.vision.params, self.qformer_params
+        )
 
 
 def qformer_from_checkpoints(vision_path: str, qformer_path: str, **kwargs: Any) -> QFormerEncoder:

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from vau_jax.cli import ArgumentParser
 from vau_jax.data.video import VideoDecodeError, probe, read_frames
 
 
@@ -160,14 +161,8 @@ def run(
     return {**timeline, "paths": [json_path, html_path]}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit code 2
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
-
-
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m vau_jax.explain", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m vau_jax.explain", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="a finished run folder (VA-GPT, VAD-LLaMA)")
     p.add_argument("--video", required=True, help="the video file to explain")
     p.add_argument("--out", default=None, help="output folder (default DIR/explain/<stem>)")

@@ -34,6 +34,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from vau_jax.cli import ArgumentParser
 from vau_jax.data.video import VideoDecodeError, probe
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
@@ -149,14 +150,8 @@ def run(
     return {"store": store.folder, "done": done, "skipped": sorted(before), "failed": failed}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit code 2
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
-
-
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m vau_jax.extract", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m vau_jax.extract", description=__doc__.split("\n")[0])
     p.add_argument("--video", required=True, help="a video file or a directory of videos")
     p.add_argument("--encoder", default=None, help="registry name, e.g. tiny-clip-vit")
     p.add_argument("--checkpoint", default=None, help="converted checkpoint directory")
