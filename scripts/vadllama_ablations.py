@@ -34,8 +34,8 @@ LENGTHS = (0, 2, 4, 6, 8)
 def run_one(ltc: dict, seed: int, out: str) -> dict[str, float]:
     import vadllama as vadllama_config
 
-    from vau_jax.methods.runner import run_method
-    from vau_jax.methods.vadllama import VADLLaMA
+    from vau_jax import methods
+    from vau_jax.methods import runner
 
     c = vadllama_config.get_config("tiny")
     c.seed = seed
@@ -45,8 +45,7 @@ def run_one(ltc: dict, seed: int, out: str) -> dict[str, float]:
     if os.path.isfile(os.path.join(workdir, "metrics.json")):
         with open(os.path.join(workdir, "metrics.json")) as f:
             return json.load(f)
-    _, metrics = run_method(VADLLaMA(c), c, workdir, "train_and_eval")
-    return metrics
+    return runner.run(methods.build(c, workdir), "train_and_eval")
 
 
 def table(title: str, rows: dict[str, list[dict[str, float]]]) -> str:

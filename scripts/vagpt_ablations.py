@@ -60,15 +60,14 @@ def make_config(llm: str, seed: int, overrides: list[str], **fields):
 
 
 def run(c, workdir: str) -> dict[str, float]:
-    from vau_jax.methods.runner import run_method
-    from vau_jax.methods.vagpt import VAGPT
+    from vau_jax import methods
+    from vau_jax.methods import runner
 
     path = os.path.join(workdir, "metrics.json")
     if os.path.isfile(path):
         with open(path) as f:
             return json.load(f)
-    _, metrics = run_method(VAGPT(c, workdir), c, workdir, "train_and_eval")
-    return metrics
+    return runner.run(methods.build(c, workdir), "train_and_eval")
 
 
 def branch_at_stage1(src: str, dst: str, stage1_steps: int) -> None:

@@ -159,14 +159,15 @@ class FileVideo(Video):
     def content_hash(self) -> str:
         return (self.hashes or FileHashes(None)).get(self.path)
 
-    def _probe(self) -> None:
+    def load_meta(self) -> None:
+        """Reads the frame rate and count from the file when the layout gave none."""
         if self.fps is None or self.n_frames is None:
             info = probe(self.path)
             self.fps = self.fps or info.fps
             self.n_frames = self.n_frames or info.n_frames
 
     def frames(self, spec: FrameSpec) -> Iterator[FrameChunk]:
-        self._probe()
+        self.load_meta()
         chunks = iter_frames(
             self.path,
             fps=spec.fps,
@@ -183,7 +184,7 @@ class FileVideo(Video):
         return prepare_chunks(chunks, spec, n)
 
     def expected_frames(self, spec: FrameSpec) -> int | None:
-        self._probe()
+        self.load_meta()
         return super().expected_frames(spec)
 
 

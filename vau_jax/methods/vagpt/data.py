@@ -146,8 +146,8 @@ def anomaly_intervals(videos: Sequence[Any]) -> list[tuple[tuple[float, float], 
 def video_seconds(video: Any) -> list[tuple[float, float]]:
     """``video.anomaly_seconds()``, after reading the frame rate from the file when the
     layout gives none (frame annotations count native frames)."""
-    if video.fps is None and hasattr(video, "_probe"):
-        video._probe()
+    if video.fps is None and hasattr(video, "load_meta"):
+        video.load_meta()
     return video.anomaly_seconds()
 
 
@@ -169,8 +169,8 @@ def facts(
     """The :class:`VideoFacts` of a dataset video (type and intervals for MC questions);
     ``intervals`` (seconds) replace the video's own (:func:`anomaly_intervals`). A layout's
     file video without frame count or rate reads them from the file."""
-    if not ((n_frames or video.n_frames) and (fps or video.fps)) and hasattr(video, "_probe"):
-        video._probe()
+    if not ((n_frames or video.n_frames) and (fps or video.fps)) and hasattr(video, "load_meta"):
+        video.load_meta()
     fps = fps or video.fps
     n = n_frames or video.n_frames
     kind = NORMAL if not video.is_anomalous else video.info.get("anomaly_type", video.label)
