@@ -11,7 +11,7 @@ import pytest
 import vau_jax
 from vau_jax import explain as E
 from vau_jax.data import synthvad
-from vau_jax.data.instruct import candidate_options, human_turn, mc_prompt, relettered
+from vau_jax.data.benchmark import candidate_options, human_turn, mc_prompt, relettered
 from vau_jax.data.synthvad.writers import write_mp4
 from vau_jax.methods.base import runs_seconds
 from vau_jax.methods.vagpt import data as D

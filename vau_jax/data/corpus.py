@@ -12,7 +12,8 @@ import dataclasses
 import os
 
 from vau_jax.data import synthvad
-from vau_jax.data.instruct import MCQuestion, synth_instructions
+from vau_jax.data.benchmark import MCQuestion
+from vau_jax.data.instruct import synth_instructions
 from vau_jax.data.synthvad import text as synth_text
 from vau_jax.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 

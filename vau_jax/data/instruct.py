@@ -10,20 +10,7 @@ for SynthVAD, :func:`facts_from_synth` / :func:`synth_instructions` read a ``Syn
 A conversation is LLaVA's format, a list of turns
 ``[{"from": "human", "value": "<video>\\n..."}, {"from": "gpt", "value": "..."}]``.
 
-VA-GPT multiple choice (:func:`multiple_choice`): four options, each an (anomaly type,
-interval) pair, exactly one correct. For an anomalous video the distractors are
-
-* the true interval with a wrong type   (Temporal hit, Total miss),
-* the true type with a wrong interval   (Temporal miss, Total miss),
-* a wrong type with a wrong interval    (both miss),
-
-so Total Acc (chosen option is the correct one) and Temporal Acc (chosen option's interval
-equals the true interval) differ. With several ground-truth intervals the longest is the
-true one. Intervals are compared after rounding to 0.1 s, the precision they are written
-with. For a **normal** video the correct option is "No anomaly happens in this video"
-(type ``"normal"``, interval ``None``) and the three distractors are anomaly types with
-random intervals; there only the correct option has the true (``None``) interval, so a
-Temporal hit equals a Total hit.
+VA-GPT's multiple-choice questions live in :mod:`vau_jax.data.benchmark`.
 """
 
 from __future__ import annotations
@@ -38,6 +25,7 @@ import numpy as np
 from vau_jax.data import templates as T
 
 if TYPE_CHECKING:
+    from vau_jax.data.benchmark import MCQuestion
     from vau_jax.data.synthvad.types import SynthVideo
 
 NORMAL = "normal"
@@ -255,176 +243,6 @@ def spatial_conversation(facts: VideoFacts, seed: int) -> Conversation | None:
 # --- VA-GPT multiple choice -----------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class MCOption:
-    """One option: its letter, anomaly type, interval in seconds (None = no anomaly), text."""
-
-    letter: str
-    anomaly_type: str
-    interval: Interval | None
-    text: str
-
-
-@dataclasses.dataclass(frozen=True)
-class MCQuestion:
-    """A 4-option multiple-choice question with exactly one correct option."""
-
-    video_id: str
-    question: str
-    options: tuple[MCOption, ...]
-    answer_index: int
-
-    @property
-    def answer_letter(self) -> str:
-        """Letter of the correct option."""
-        return self.options[self.answer_index].letter
-
-    def prompt(self) -> str:
-        """The question with its lettered options, as put to the model."""
-        return mc_prompt(self.question, self.options)
-
-    def conversation(self) -> Conversation:
-        """Training conversation: the prompt and the correct option "A. text"."""
-        o = self.options[self.answer_index]
-        return _conversation(self.prompt(), T.MC_OPTION_LINE.format(letter=o.letter, text=o.text))
-
-    def is_correct(self, chosen: int) -> bool:
-        """Total Acc hit: the chosen option is the correct one."""
-        return chosen == self.answer_index
-
-    def is_temporally_correct(self, chosen: int) -> bool:
-        """Temporal Acc hit: the chosen option's interval equals the true interval."""
-        return self.options[chosen].interval == self.options[self.answer_index].interval
-
-
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def mc_prompt(question: str, options: Sequence[MCOption]) -> str:
-    """The question with its lettered option lines (each option's own letter)."""
-    lines = "\n".join(T.MC_OPTION_LINE.format(letter=o.letter, text=o.text) for o in options)
-    return T.MC_PROMPT.format(question=question, options=lines)
-
-
-def human_turn(prompt: str, tetg_sentence: str | None) -> str:
-    """VA-GPT's human turn: the ``<video>`` marker, TETG's sentence (when used), the prompt."""
-    prior = f"{tetg_sentence}\n" if tetg_sentence else ""
-    return f"{T.VIDEO_MARKER}\n{prior}{prompt}"
-
-
-def relettered(options: Sequence[MCOption]) -> list[MCOption]:
-    """The options lettered A, B, ... in their order."""
-    if len(options) > len(LETTERS):
-        raise ValueError(f"{len(options)} options > {len(LETTERS)} letters")
-    return [dataclasses.replace(o, letter=LETTERS[i]) for i, o in enumerate(options)]
-
-
-def candidate_options(
-    class_names: Sequence[str], interval: Interval | None, duration: float
-) -> list[MCOption]:
-    """Options for an unlabelled video: every anomaly type with ``interval`` (the whole video
-    when None), then "no anomaly"; lettered A, B, ...; texts written as
-    :func:`multiple_choice` writes them."""
-    iv = interval if interval is not None else (0.0, round(float(duration), 1))
-    out = []
-    for kind in class_names:
-        if kind == "normal":
-            continue
-        text = T.MC_OPTION.format(type=type_phrase(kind), interval=format_interval(iv))
-        out.append(MCOption("", kind, (float(iv[0]), float(iv[1])), text[:1].upper() + text[1:]))
-    out.append(MCOption("", "normal", None, T.MC_NORMAL_OPTION))
-    return relettered(out)
-
-
-def _wrong_intervals(
-    rng: np.random.Generator, true: Interval | None, duration: float, count: int
-) -> list[Interval]:
-    """``count`` distinct intervals (rounded to 0.1 s) inside the video that differ from
-    ``true``; preferably overlapping it by at most 30% IoU, with a similar length."""
-    out: list[Interval] = []
-    taken = {true} if true is not None else set()
-    if true is not None:
-        length = true[1] - true[0]
-    for attempt in range(400):
-        if true is None or attempt >= 200:  # free length once same-length placement failed
-            length = duration * float(rng.uniform(0.1, 0.5))
-        length = min(max(length, 0.1), duration)
-        start = float(rng.uniform(0.0, max(duration - length, 0.0)))
-        cand = _round_interval((start, min(start + length, duration)))
-        if cand[1] <= cand[0] or cand in taken:
-            continue
-        if true is not None and attempt < 300:
-            inter = max(0.0, min(cand[1], true[1]) - max(cand[0], true[0]))
-            union = (cand[1] - cand[0]) + (true[1] - true[0]) - inter
-            if inter / union > 0.3:
-                continue
-        out.append(cand)
-        taken.add(cand)
-        if len(out) == count:
-            return out
-    # Degenerate durations: shift by 0.1 s steps (still distinct, maybe outside the video).
-    base = true or (0.0, 0.1)
-    step = 1
-    while len(out) < count:
-        cand = _round_interval((base[0] + 0.1 * step, base[1] + 0.1 * step))
-        if cand not in taken:
-            out.append(cand)
-            taken.add(cand)
-        step += 1
-    return out
-
-
-def multiple_choice(
-    facts: VideoFacts,
-    type_vocab: Sequence[str],
-    seed: int,
-    questions: Sequence[str] = T.MC_QUESTIONS,
-) -> MCQuestion:
-    """VA-GPT multiple-choice question (see the module docstring for the option design).
-
-    Args:
-      facts: the video's ground truth.
-      type_vocab: the dataset's anomaly class names (``"normal"`` is ignored); wrong types
-        are drawn from it, so it needs a type other than the true one.
-      seed: the example's seed; options are shuffled with it.
-      questions: question paraphrases.
-    """
-    rng = _rng(seed, "multiple_choice")
-    others = [t for t in dict.fromkeys(type_vocab) if t not in (NORMAL, facts.anomaly_type)]
-    if not others:
-        raise ValueError(
-            f"video {facts.video_id!r}: type_vocab {tuple(type_vocab)} has no type other "
-            f"than {facts.anomaly_type!r} to build distractors from"
-        )
-    order = [others[i] for i in rng.permutation(len(others))]
-    wrong_types = [order[i % len(order)] for i in range(3)]
-    true = facts.main_interval
-    if true is not None:
-        true = _round_interval(true)
-        wrong = _wrong_intervals(rng, true, facts.duration, 2)
-        picks = [
-            (facts.anomaly_type, true),  # correct
-            (wrong_types[0], true),  # true interval, wrong type
-            (facts.anomaly_type, wrong[0]),  # true type, wrong interval
-            (wrong_types[1], wrong[1]),  # both wrong
-        ]
-    else:
-        wrong = _wrong_intervals(rng, None, facts.duration, 3)
-        picks = [(NORMAL, None)] + list(zip(wrong_types, wrong))
-    perm = rng.permutation(4)
-    options = []
-    for slot, src in enumerate(perm):
-        kind, interval = picks[int(src)]
-        if interval is None:
-            text = T.MC_NORMAL_OPTION
-        else:
-            text = T.MC_OPTION.format(type=type_phrase(kind), interval=format_interval(interval))
-        text = text[:1].upper() + text[1:]
-        options.append(MCOption(T.MC_LETTERS[slot], kind, interval, text))
-    answer = int(np.flatnonzero(perm == 0)[0])
-    return MCQuestion(facts.video_id, _pick(rng, questions), tuple(options), answer)
-
-
 def tetg_text(class_names: Sequence[str], interval: Interval | None) -> str:
     """VA-GPT's temporal prior sentence: the class list, then the predicted interval
     (or the "no anomaly" sentence when ``interval`` is None)."""
@@ -501,6 +319,8 @@ def build_instructions(
         item = build(facts, seed) if build is not None else None
         if item is not None:
             out[name] = item
+    from vau_jax.data.benchmark import multiple_choice
+
     out["mcqa"] = multiple_choice(facts, type_vocab, seed)
     return out
 

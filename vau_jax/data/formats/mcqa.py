@@ -61,7 +61,8 @@ def mc_options(obj: dict, where: str) -> tuple[list[str], list[tuple[float, floa
 
 def read_mc_questions(path: str | os.PathLike, default_question: str) -> dict[str, list[Any]]:
     """``video id -> [MCQuestion, ...]`` (file order) of a benchmark file."""
-    from vau_jax.data.instruct import LETTERS, NORMAL, MCOption, MCQuestion
+    from vau_jax.data.benchmark import LETTERS, MCOption, MCQuestion
+    from vau_jax.data.instruct import NORMAL
 
     path = os.fspath(path)
     if not os.path.isfile(path):

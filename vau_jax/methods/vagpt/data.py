@@ -31,7 +31,8 @@ import numpy as np
 
 from vau_jax.data.chat import tokenize_chat
 from vau_jax.data.frames import FrameSpec
-from vau_jax.data.instruct import NORMAL, MCQuestion, VideoFacts, human_turn, multiple_choice
+from vau_jax.data.benchmark import MCQuestion, human_turn, multiple_choice
+from vau_jax.data.instruct import NORMAL, VideoFacts
 from vau_jax.methods.base import standardise
 
 

@@ -1,0 +1,149 @@
+"""VA-GPT's multiple-choice benchmark: balanced options (Total and Temporal chance 1/4),
+chance values, benchmark files that the evaluation CLI and the reader read back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from vau_jax.data import benchmark as B
+from vau_jax.data import instruct as I
+from vau_jax.data import templates as T
+from vau_jax.data.synthvad.types import ANOMALY_TYPES
+
+VOCAB = ANOMALY_TYPES
+
+
+def _facts(seed: int) -> I.VideoFacts:
+    """Random anomalous facts: duration 4-30 s, one interval inside it."""
+    rng = np.random.default_rng(seed)
+    duration = float(rng.uniform(4.0, 30.0))
+    start = float(rng.uniform(0.0, duration * 0.7))
+    end = float(min(duration, start + rng.uniform(0.5, duration * 0.3)))
+    return I.VideoFacts(
+        video_id=f"v{seed}",
+        duration=duration,
+        anomaly_type=VOCAB[seed % len(VOCAB)],
+        intervals=((start, end),),
+        spatial_word="left",
+        description="A quiet plaza.",
+        event_description="Something happens.",
+        target="person",
+        trajectory="right",
+    )
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_multiple_choice_option_design(seed):
+    facts = _facts(seed)
+    q = B.multiple_choice(facts, VOCAB, seed)
+    assert [o.letter for o in q.options] == ["A", "B", "C", "D"]
+    true = (round(facts.intervals[0][0], 1), round(facts.intervals[0][1], 1))
+    kinds = []
+    for o in q.options:
+        kinds.append((o.anomaly_type == facts.anomaly_type, o.interval == true, o.interval is None))
+        if o.interval is not None:
+            assert 0.0 <= o.interval[0] < o.interval[1] <= round(facts.duration, 1) + 1e-9
+            assert I.format_interval(o.interval) in o.text
+    # correct, true type at another time, another type at another time, no anomaly
+    assert sorted(kinds) == sorted(
+        [(True, True, False), (True, False, False), (False, False, False), (False, False, True)]
+    )
+    assert kinds[q.answer_index] == (True, True, False)
+    assert len({o.interval for o in q.options}) == 4  # every option its own time
+    assert q.is_correct(q.answer_index) and q.is_temporally_correct(q.answer_index)
+    assert q.prompt().count("\n") == 5
+    assert B.multiple_choice(facts, VOCAB, seed) == q
+    assert json.loads(json.dumps(dataclasses.asdict(q)))["answer_index"] == q.answer_index
+
+
+def test_total_and_temporal_chance_are_equal():
+    questions = [B.multiple_choice(_facts(s), VOCAB, s) for s in range(200)]
+    questions += [
+        B.multiple_choice(I.VideoFacts(f"n{s}", 9.0, "normal"), VOCAB, s) for s in range(50)
+    ]
+    assert B.chance(questions) == {"total_acc_chance": 0.25, "temporal_acc_chance": 0.25}
+    # a uniformly random chooser scores about the same on both
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, 4, size=len(questions))
+    total = np.mean([q.is_correct(int(c)) for q, c in zip(questions, picks)])
+    temporal = np.mean([q.is_temporally_correct(int(c)) for q, c in zip(questions, picks)])
+    assert 0.18 < total < 0.32 and 0.18 < temporal < 0.32
+    # the type right at the wrong time scores nothing on either
+    wrong_time = [
+        next(
+            i
+            for i, o in enumerate(q.options)
+            if o.anomaly_type == q.options[q.answer_index].anomaly_type and i != q.answer_index
+        )
+        for q in questions[:200]
+    ]
+    assert not any(q.is_temporally_correct(c) for q, c in zip(questions, wrong_time))
+    counts = np.bincount([q.answer_index for q in questions], minlength=4)
+    assert counts.min() > 40  # the correct letter is spread over the four positions
+
+
+def test_multiple_choice_normal_video():
+    facts = I.VideoFacts("n0", 10.0, "normal")
+    q = B.multiple_choice(facts, VOCAB, 5)
+    correct = q.options[q.answer_index]
+    assert correct.anomaly_type == "normal" and correct.interval is None
+    assert correct.text == T.MC_NORMAL_OPTION
+    others = [o for i, o in enumerate(q.options) if i != q.answer_index]
+    assert all(o.interval is not None and o.anomaly_type in VOCAB for o in others)
+    for i in range(4):
+        assert q.is_temporally_correct(i) == q.is_correct(i)
+
+
+def test_multiple_choice_needs_a_wrong_type():
+    with pytest.raises(ValueError, match="v0.*no type other"):
+        B.multiple_choice(_facts(0), [VOCAB[0]], 0)
+
+
+def test_multiple_choice_short_video_still_distinct():
+    facts = I.VideoFacts("s", 1.0, "fire", ((0.0, 1.0),))
+    q = B.multiple_choice(facts, ["fire", "running"], 0)
+    assert len({o.interval for o in q.options}) == 4
+    assert sum(o.interval == (0.0, 1.0) for o in q.options) == 1
+
+
+def test_benchmark_file_round_trips_through_the_reader_and_the_cli(tmp_path):
+    from vau_jax.data.formats.mcqa import read_mc_questions
+
+    questions = [B.multiple_choice(_facts(s), VOCAB, s) for s in range(5)]
+    path = B.write_benchmark(str(tmp_path / "bench.jsonl"), questions)
+    back = read_mc_questions(path, T.MC_QUESTIONS[0])
+    got = [q for qs in back.values() for q in qs]
+    assert [q.answer_index for q in got] == [q.answer_index for q in questions]
+    assert [[o.interval for o in q.options] for q in got] == [
+        [o.interval for o in q.options] for q in questions
+    ]
+    assert got[0].prompt() == questions[0].prompt()
+    # the evaluation CLI reads the same file as ground truth
+    import subprocess
+    import sys
+
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "answer_index": q.answer_index}) + "\n"
+            for i, q in enumerate(questions)
+        )
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vau_jax.evaluate",
+            "--metric=mcqa",
+            f"--gt={path}",
+            f"--pred={pred}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout) == {"Total_Acc": 1.0, "Temporal_Acc": 1.0}

@@ -1,0 +1,262 @@
+"""VA-GPT's multiple-choice benchmark: questions, prompts, and benchmark files.
+
+Each question has four options, each an (anomaly type, time interval) pair or "no anomaly",
+exactly one correct. The options are drawn so that **Total and Temporal chance are both
+0.25**: every option has a different interval (``None`` for "no anomaly"), so a uniform
+random choice hits the true interval with probability 1/4, the same as the correct option.
+For an anomalous video the distractors are the true type at another time, another type at
+another time, and "no anomaly"; for a normal video the correct option is "no anomaly" and the
+distractors are anomaly types at random times. Intervals are rounded to 0.1 s, the precision
+they are written with; with several ground-truth intervals the longest is the true one.
+:func:`chance` computes the exact chance values of a question set.
+
+**Total Acc**: the chosen option is the correct one. **Temporal Acc**: the chosen option's
+interval equals the correct option's interval.
+
+Benchmark files (:func:`write_benchmark`, read by
+:func:`vau_jax.data.formats.mcqa.read_mc_questions` and ``python -m vau_jax.evaluate
+--metric=mcqa``) are JSONL, one question per line:
+``{"id", "video", "question", "options": [str], "answer_index", "intervals": [[s, e] | null]}``.
+Training never sees these questions nor any lettered-option prompt about a video.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from vau_jax.data import templates as T
+from vau_jax.data.instruct import (
+    NORMAL,
+    Conversation,
+    Interval,
+    VideoFacts,
+    _conversation,
+    _pick,
+    _rng,
+    _round_interval,
+    format_interval,
+    type_phrase,
+)
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclasses.dataclass(frozen=True)
+class MCOption:
+    """One option: its letter, anomaly type, interval in seconds (None = no anomaly), text."""
+
+    letter: str
+    anomaly_type: str
+    interval: Interval | None
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MCQuestion:
+    """A 4-option multiple-choice question with exactly one correct option."""
+
+    video_id: str
+    question: str
+    options: tuple[MCOption, ...]
+    answer_index: int
+
+    @property
+    def answer_letter(self) -> str:
+        """Letter of the correct option."""
+        return self.options[self.answer_index].letter
+
+    def prompt(self) -> str:
+        """The question with its lettered options, as put to the model."""
+        return mc_prompt(self.question, self.options)
+
+    def conversation(self) -> Conversation:
+        """Training conversation: the prompt and the correct option "A. text"."""
+        o = self.options[self.answer_index]
+        return _conversation(self.prompt(), T.MC_OPTION_LINE.format(letter=o.letter, text=o.text))
+
+    def is_correct(self, chosen: int) -> bool:
+        """Total Acc hit: the chosen option is the correct one."""
+        return chosen == self.answer_index
+
+    def is_temporally_correct(self, chosen: int) -> bool:
+        """Temporal Acc hit: the chosen option's interval equals the true interval."""
+        return self.options[chosen].interval == self.options[self.answer_index].interval
+
+
+def mc_prompt(question: str, options: Sequence[MCOption]) -> str:
+    """The question with its lettered option lines (each option's own letter)."""
+    lines = "\n".join(T.MC_OPTION_LINE.format(letter=o.letter, text=o.text) for o in options)
+    return T.MC_PROMPT.format(question=question, options=lines)
+
+
+def human_turn(prompt: str, tetg_sentence: str | None) -> str:
+    """VA-GPT's human turn: the ``<video>`` marker, TETG's sentence (when used), the prompt."""
+    prior = f"{tetg_sentence}\n" if tetg_sentence else ""
+    return f"{T.VIDEO_MARKER}\n{prior}{prompt}"
+
+
+def relettered(options: Sequence[MCOption]) -> list[MCOption]:
+    """The options lettered A, B, ... in their order."""
+    if len(options) > len(LETTERS):
+        raise ValueError(f"{len(options)} options > {len(LETTERS)} letters")
+    return [dataclasses.replace(o, letter=LETTERS[i]) for i, o in enumerate(options)]
+
+
+def candidate_options(
+    class_names: Sequence[str], interval: Interval | None, duration: float
+) -> list[MCOption]:
+    """Options for an unlabelled video: every anomaly type with ``interval`` (the whole video
+    when None), then "no anomaly"; lettered A, B, ...; texts written as
+    :func:`multiple_choice` writes them."""
+    iv = interval if interval is not None else (0.0, round(float(duration), 1))
+    out = []
+    for kind in class_names:
+        if kind == "normal":
+            continue
+        text = T.MC_OPTION.format(type=type_phrase(kind), interval=format_interval(iv))
+        out.append(MCOption("", kind, (float(iv[0]), float(iv[1])), text[:1].upper() + text[1:]))
+    out.append(MCOption("", "normal", None, T.MC_NORMAL_OPTION))
+    return relettered(out)
+
+
+def _wrong_intervals(
+    rng: np.random.Generator, true: Interval | None, duration: float, count: int
+) -> list[Interval]:
+    """``count`` distinct intervals (rounded to 0.1 s) inside the video that differ from
+    ``true``; preferably overlapping it by at most 30% IoU, with a similar length."""
+    out: list[Interval] = []
+    taken = {true} if true is not None else set()
+    if true is not None:
+        length = true[1] - true[0]
+    for attempt in range(400):
+        if true is None or attempt >= 200:  # free length once same-length placement failed
+            length = duration * float(rng.uniform(0.1, 0.5))
+        length = min(max(length, 0.1), duration)
+        start = float(rng.uniform(0.0, max(duration - length, 0.0)))
+        cand = _round_interval((start, min(start + length, duration)))
+        if cand[1] <= cand[0] or cand in taken:
+            continue
+        if true is not None and attempt < 300:
+            inter = max(0.0, min(cand[1], true[1]) - max(cand[0], true[0]))
+            union = (cand[1] - cand[0]) + (true[1] - true[0]) - inter
+            if inter / union > 0.3:
+                continue
+        out.append(cand)
+        taken.add(cand)
+        if len(out) == count:
+            return out
+    # Degenerate durations: shift by 0.1 s steps (still distinct, maybe outside the video).
+    base = true or (0.0, 0.1)
+    step = 1
+    while len(out) < count:
+        cand = _round_interval((base[0] + 0.1 * step, base[1] + 0.1 * step))
+        if cand not in taken:
+            out.append(cand)
+            taken.add(cand)
+        step += 1
+    return out
+
+
+def multiple_choice(
+    facts: VideoFacts,
+    type_vocab: Sequence[str],
+    seed: int,
+    questions: Sequence[str] = T.MC_QUESTIONS,
+) -> MCQuestion:
+    """VA-GPT multiple-choice question with equal Total and Temporal chance (module docstring).
+
+    Args:
+      facts: the video's ground truth.
+      type_vocab: the dataset's anomaly class names (``"normal"`` is ignored); wrong types
+        are drawn from it, so it needs a type other than the true one.
+      seed: the example's seed; options are shuffled with it.
+      questions: question paraphrases.
+    """
+    rng = _rng(seed, "multiple_choice")
+    others = [t for t in dict.fromkeys(type_vocab) if t not in (NORMAL, facts.anomaly_type)]
+    if not others:
+        raise ValueError(
+            f"video {facts.video_id!r}: type_vocab {tuple(type_vocab)} has no type other "
+            f"than {facts.anomaly_type!r} to build distractors from"
+        )
+    order = [others[i] for i in rng.permutation(len(others))]
+    wrong_types = [order[i % len(order)] for i in range(3)]
+    true = facts.main_interval
+    if true is not None:
+        true = _round_interval(true)
+        wrong = _wrong_intervals(rng, true, facts.duration, 2)
+        picks = [
+            (facts.anomaly_type, true),  # correct
+            (facts.anomaly_type, wrong[0]),  # true type, another time
+            (wrong_types[0], wrong[1]),  # another type, another time
+            (NORMAL, None),  # no anomaly
+        ]
+    else:
+        wrong = _wrong_intervals(rng, None, facts.duration, 3)
+        picks = [(NORMAL, None)] + list(zip(wrong_types, wrong))
+    perm = rng.permutation(4)
+    options = []
+    for slot, src in enumerate(perm):
+        kind, interval = picks[int(src)]
+        options.append(MCOption(T.MC_LETTERS[slot], kind, interval, option_text(kind, interval)))
+    answer = int(np.flatnonzero(perm == 0)[0])
+    return MCQuestion(facts.video_id, _pick(rng, questions), tuple(options), answer)
+
+
+def option_text(kind: str, interval: Interval | None) -> str:
+    """An option's text: "A fire from 1.0s to 2.5s" or the "no anomaly" sentence."""
+    if interval is None:
+        return T.MC_NORMAL_OPTION
+    text = T.MC_OPTION.format(type=type_phrase(kind), interval=format_interval(interval))
+    return text[:1].upper() + text[1:]
+
+
+def chance(questions: Sequence[MCQuestion]) -> dict[str, float]:
+    """Expected Total / Temporal Acc of a uniform random choice over each question's options:
+    ``{"total_acc_chance", "temporal_acc_chance"}``."""
+    if not questions:
+        raise ValueError("no questions")
+    total = np.mean([1.0 / len(q.options) for q in questions])
+    temporal = np.mean(
+        [
+            sum(o.interval == q.options[q.answer_index].interval for o in q.options)
+            / len(q.options)
+            for q in questions
+        ]
+    )
+    return {"total_acc_chance": float(total), "temporal_acc_chance": float(temporal)}
+
+
+def to_json(q: MCQuestion, qid: str) -> dict:
+    """The benchmark JSON object of a question (``python -m vau_jax.evaluate --metric=mcqa``'s
+    ground truth plus the video): ``{"id", "video", "question", "options": [str],
+    "answer_index", "intervals": [[s, e] | null, ...]}``."""
+    return {
+        "id": qid,
+        "video": q.video_id,
+        "question": q.question,
+        "options": [o.text for o in q.options],
+        "answer_index": int(q.answer_index),
+        "intervals": [None if o.interval is None else list(o.interval) for o in q.options],
+    }
+
+
+def write_benchmark(path: str, questions: Sequence[MCQuestion], prefix: str = "q") -> str:
+    """Writes a benchmark JSONL (one :func:`to_json` object per line, ids ``<prefix><n>``)
+    atomically; returns ``path``."""
+    import json
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for n, q in enumerate(questions):
+            f.write(json.dumps(to_json(q, f"{prefix}{n}")) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
