@@ -301,3 +301,24 @@ def test_two_explosions_give_two_intervals():
         np.testing.assert_array_equal(tr.frames, np.arange(s, e))
     line = ucf_lines([video_meta(v, "test")]).split()
     assert [int(x) for x in line[2:]] == v.frame_intervals().ravel().tolist()
+
+
+def test_shifted_domain_changes_the_look_not_the_events():
+    from vau_jax.data.synthvad import render_split_video
+    from vau_jax.data.synthvad.scene import SHIFTED_GROUNDS
+
+    base = SynthConfig(min_seconds=4.0, max_seconds=4.0)
+    shifted = SynthConfig(min_seconds=4.0, max_seconds=4.0, domain="shifted")
+    for i in range(4):
+        a, b = render_split_video("test", i, base), render_split_video("test", i, shifted)
+        assert a.anomaly_type == b.anomaly_type and a.num_frames == b.num_frames
+        assert a.spatial_word == b.spatial_word
+        assert np.abs(a.frames.astype(int) - b.frames).mean() > 10  # another palette
+        assert any(name in b.scene_description for name, _ in SHIFTED_GROUNDS)
+        # people are drawn 1.3x larger: their masks cover more pixels
+        pa = sum((a.masks == k + 1).sum() for k, t in enumerate(a.tracks) if t.kind == "person")
+        pb = sum((b.masks == k + 1).sum() for k, t in enumerate(b.tracks) if t.kind == "person")
+        if pa:
+            assert pb > 1.2 * pa
+    with pytest.raises(ValueError, match="domain"):
+        SynthConfig(domain="night")

@@ -26,6 +26,7 @@ class Context:
     height: int
     width: int
     shirts: list[int]  # unused shirt palette indices, consumed front to back
+    actor_scale: float = 1.0  # people's size and walking speed (the "shifted" domain: 1.3)
 
     @property
     def size(self) -> float:
@@ -37,10 +38,10 @@ class Context:
 
     @property
     def person_height(self) -> float:
-        return 0.17 * self.size
+        return 0.17 * self.size * self.actor_scale
 
     def walk_speed(self) -> float:
-        return float(self.rng.uniform(0.08, 0.12) * self.size)
+        return float(self.rng.uniform(0.08, 0.12) * self.size * self.actor_scale)
 
     def look(self) -> A.PersonLook:
         """A new person, in a shirt colour not used yet (until the palette runs out)."""

@@ -43,11 +43,12 @@ def render_video(
         raise ValueError(f"render_video: unknown anomaly type {anomaly_type!r}")
     h, w, fps = config.height, config.width, float(config.fps)
     num_frames = max(2, int(round(rng.uniform(config.min_seconds, config.max_seconds) * fps)))
-    scene = make_scene(rng, h, w)
+    scene = make_scene(rng, h, w, config.domain)
     shirts = [int(i) for i in rng.permutation(len(SHIRTS))]
-    ctx = Context(rng, scene, num_frames, fps, h, w, shirts)
+    shifted = config.domain == "shifted"
+    ctx = Context(rng, scene, num_frames, fps, h, w, shirts, 1.3 if shifted else 1.0)
     walkers = normal_walkers(ctx, int(rng.integers(config.min_walkers, config.max_walkers + 1)))
-    light = _light(rng, num_frames, fps)
+    light = _light(rng, num_frames, fps, noise=2.2 if shifted else 1.0)
 
     for _ in range(_MAX_ATTEMPTS):
         actors, window = list(walkers), np.zeros(num_frames, bool)
@@ -91,8 +92,11 @@ def render_video(
     )
 
 
-def _light(rng: np.random.Generator, num_frames: int, fps: float) -> dict[str, np.ndarray]:
-    """Slow global gain and colour-temperature drift, and the camera noise level."""
+def _light(
+    rng: np.random.Generator, num_frames: int, fps: float, noise: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Slow global gain and colour-temperature drift, and the camera noise level (times
+    ``noise``: the "shifted" domain's camera is noisier)."""
     t = np.arange(num_frames) / fps
     gain = 1.0 + rng.uniform(0.03, 0.08) * np.sin(
         2 * np.pi * t / rng.uniform(20, 60) + rng.uniform(0, 2 * np.pi)
@@ -104,7 +108,7 @@ def _light(rng: np.random.Generator, num_frames: int, fps: float) -> dict[str, n
     return {
         "gain": gain.astype(np.float32),
         "tint": tint.astype(np.float32),
-        "sigma": np.float32(rng.uniform(1.5, 4.0)),
+        "sigma": np.float32(rng.uniform(1.5, 4.0) * noise),
     }
 
 

@@ -20,6 +20,25 @@ PAVINGS = (
     ("sandy gravel", (195, 180, 145)),
     ("pale concrete", (200, 200, 195)),
 )
+# The "shifted" domain (cross-domain tests): winter / night / industrial looks.
+SHIFTED_GROUNDS = (
+    ("snow", (225, 228, 235)),
+    ("red clay", (150, 80, 60)),
+    ("wet asphalt", (40, 42, 50)),
+    ("sand", (210, 190, 140)),
+)
+SHIFTED_PAVINGS = (
+    ("dark slate", (70, 75, 85)),
+    ("red brick paving", (160, 85, 70)),
+    ("yellow tiles", (205, 185, 90)),
+)
+SHIFTED_WALLS = (
+    ("black", (40, 40, 45)),
+    ("green", (70, 130, 80)),
+    ("orange", (210, 120, 50)),
+    ("purple", (120, 80, 140)),
+    ("teal", (60, 140, 140)),
+)
 WALLS = (
     ("red brick", (150, 70, 55)),
     ("beige", (190, 170, 130)),
@@ -150,17 +169,22 @@ def _path_mask(paths: list[Path], height: int, width: int) -> np.ndarray:
     return mask
 
 
-def make_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
-    """Draw a random static scene (all randomness from ``rng``)."""
+def make_scene(rng: np.random.Generator, height: int, width: int, domain: str = "default") -> Scene:
+    """Draw a random static scene (all randomness from ``rng``; ``domain="shifted"`` uses
+    the shifted palettes and a stronger texture, with the same random draws)."""
     size = min(height, width)
-    gname, gcol = GROUNDS[rng.integers(len(GROUNDS))]
-    pname, pcol = PAVINGS[rng.integers(len(PAVINGS))]
+    shifted = domain == "shifted"
+    grounds, pavings = (SHIFTED_GROUNDS, SHIFTED_PAVINGS) if shifted else (GROUNDS, PAVINGS)
+    gname, gcol = grounds[rng.integers(len(grounds))]
+    pname, pcol = pavings[rng.integers(len(pavings))]
     paths = _make_paths(rng, height, width)
     on_path = _path_mask(paths, height, width)
 
     texture = 14.0 * smooth_noise(rng, height, width, 6) + 5.0 * smooth_noise(
         rng, height, width, max(size // 4, 8)
     )  # [H, W]
+    if shifted:
+        texture = 1.8 * texture
     image = np.where(on_path[..., None], np.float32(pcol), np.float32(gcol))
     image = image + np.where(on_path, 0.4, 1.0)[..., None] * texture[..., None]
     image = image.astype(np.float32)
@@ -180,7 +204,8 @@ def make_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
         if occupied[ys, xs].any():
             continue
         occupied[ys, xs] = True
-        wname, wcol = WALLS[rng.integers(len(WALLS))]
+        walls = SHIFTED_WALLS if shifted else WALLS
+        wname, wcol = walls[rng.integers(len(walls))]
         _draw_building(image, (x0, y0, x0 + bw - 1, y0 + bh - 1), np.float32(wcol), size)
         buildings.append(Building((x0, y0, x0 + bw - 1, y0 + bh - 1), wname))
 
