@@ -26,6 +26,11 @@ fractions in [0, 1]. Text files (scores, boxes) are whitespace- or comma-separat
 lines and lines starting with ``#`` are skipped. Bad input (mismatched video ids, length
 mismatches, NaN scores, malformed lines) prints ``error: <file>[:<line>]: <reason>`` on
 stderr and exits with status 1. The protocols are documented in the README (section *Evaluation metrics*).
+
+``--protocol=ucf|umil|vadllama`` (frame_auc, xd_ap): ``vadllama`` reproduces VAD-LLaMA's public
+evaluation (``gt[s:e] = 1`` only when ``s > 0``, the ``int(i·r + 0.5)`` segment mapping, the
+32-window averaging) to match published numbers; ``--gt_format=umil`` reads the UMIL /
+VAD-LLaMA ``path n_frames class s1 e1 ...`` lists and VAD-LLaMA's JSON lists (``.json``).
 """
 
 from __future__ import annotations
@@ -68,8 +73,17 @@ flags.DEFINE_enum("metric", None, METRICS, "Metric to compute.")
 flags.DEFINE_string("gt", None, "Ground-truth file or folder (see the module docstring).")
 flags.DEFINE_string("pred", None, "Prediction file or folder (see the module docstring).")
 flags.DEFINE_enum("gt_format", "auto", GT_FORMATS, "Ground-truth format; auto = per metric.")
-flags.DEFINE_enum("protocol", "ucf", frame_lib.PROTOCOLS, "Snippet->frame protocol.")
-flags.DEFINE_integer("windows", 0, "umil protocol: averaging windows (public code: 32; 0 = off).")
+flags.DEFINE_enum(
+    "protocol",
+    "ucf",
+    frame_lib.PROTOCOLS,
+    "Snippet->frame protocol: ucf (np.repeat x16), umil (int(i*r+0.5) segment mapping), "
+    "vadllama (VAD-LLaMA's public evaluation exactly: umil mapping, 32-window averaging, "
+    "intervals count only when s > 0).",
+)
+flags.DEFINE_integer(
+    "windows", 0, "umil protocol: averaging windows (public code: 32; 0 = off; vadllama: 32)."
+)
 flags.DEFINE_float("sigma", 0.0, "ubnormal_auc: Gaussian smoothing std in frames (0 = off).")
 flags.DEFINE_string("subset", None, "Text file of video names to evaluate (frame metrics).")
 flags.DEFINE_integer("num_frames", None, "rbdc_tbdc: total number of test frames.")

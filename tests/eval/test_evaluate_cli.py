@@ -141,6 +141,68 @@ def test_frame_auc_errors(tmp_path):
     assert rc == 1 and f"{bad}:1" in err
 
 
+def _write_tad_list(tmp_path):
+    """A TAD-style list (normal written as '0 n_frames', an anomaly from frame 0), its JSON
+    twin and scores; hand-derived AUCs in tests/eval/test_frame_protocols.py."""
+    lst = tmp_path / "TAD_test.txt"
+    lst.write_text(
+        "frames/abnormal/A.mp4 64 1 16 48\n"
+        "frames/abnormal/B.mp4 64 1 0 32\n"
+        "frames/normal/N.mp4 64 0 0 64\n"
+    )
+    js = tmp_path / "TAD_Eval.json"
+    js.write_text(
+        json.dumps(
+            [
+                {"video": "frames/abnormal/A.mp4", "temporal_label": [16, 48], "length": 64},
+                {"video": "frames/abnormal/B.mp4", "temporal_label": [0, 32], "length": 64},
+                {"video": "frames/normal/N.mp4", "temporal_label": [0, 64], "length": 64},
+            ]
+        )
+    )
+    pred = tmp_path / "scores"
+    pred.mkdir()
+    for vid, v in {
+        "A": [0.10, 0.80, 0.68, 0.72],
+        "B": [0.70, 0.60, 0.30, 0.75],
+        "N": [0.65, 0.40, 0.25, 0.05],
+    }.items():
+        np.save(pred / f"{vid}.npy", np.asarray(v, np.float32))
+    return lst, js, pred
+
+
+@pytest.mark.parametrize(
+    ("protocol", "expected"),
+    [
+        ("ucf", {"AUC_O": 25 / 32, "AUC_A": 10 / 16}),
+        ("umil", {"AUC_O": 25 / 32, "AUC_A": 10 / 16}),
+        ("vadllama", {"AUC_O": 17 / 20, "AUC_A": 3 / 4}),
+    ],
+)
+def test_frame_auc_tad_list_protocols(tmp_path, protocol, expected):
+    lst, js, pred = _write_tad_list(tmp_path)
+    for gt in (lst, js):
+        rc, out, err = run_cli(
+            "--metric=frame_auc",
+            "--gt_format=umil",
+            f"--gt={gt}",
+            f"--pred={pred}",
+            f"--protocol={protocol}",
+        )
+        assert rc == 0, err
+        assert out == pytest.approx(expected, abs=1e-12)
+        assert err.count("1 video(s) of class normal") == 1  # the reader's warning, once
+    rc, _, err = run_cli(
+        "--metric=frame_auc",
+        "--gt_format=umil",
+        f"--gt={lst}",
+        f"--pred={pred}",
+        "--protocol=vadllama",
+        "--windows=8",
+    )
+    assert rc == 1 and "always averages over 32 windows" in err
+
+
 @pytest.mark.parity
 def test_xd_ap(tmp_path):
     ann = tmp_path / "annotations.txt"

@@ -67,3 +67,11 @@ def test_malformed(tmp_path, line, reason):
     with pytest.raises(FormatError, match=reason) as err:
         read_xd_violence(path)
     assert str(err.value).startswith(f"{path}:4:")
+
+
+def test_synthvad_codes_read_as_synthvad_classes(tmp_path):
+    text = "test_000001_label_S1-0-0 1 5\ntest_000002_label_S4-B6-0 2 6\ntest_000003_label_Z9-0-0 3 7\n"
+    recs = read_xd_violence(_write(tmp_path, text))
+    assert recs[0].label == "Running"
+    assert recs[1].extra["labels"] == ["AbandonedObject", "Car accident"]
+    assert recs[2].label == "Z9"  # an unknown code is kept as written

@@ -4,17 +4,19 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from vau_jax.data.formats import read_uca
-from vau_jax.data.synthvad import NORMAL, SynthConfig, render_split_video
+from vau_jax.data.formats.xd_violence import XD_CLASSES, xd_labels
+from vau_jax.data.synthvad import ANOMALY_TYPES, NORMAL, SynthConfig, render_split_video
 from vau_jax.data.synthvad.__main__ import main
 from vau_jax.data.synthvad.captions import clock, uca_entry, uca_segments, write_uca
-from vau_jax.data.synthvad.layouts import write_layout
-from vau_jax.data.synthvad.writers import write_video
+from vau_jax.data.synthvad.layouts import XD_CODES, write_layout, xd_name
+from vau_jax.data.synthvad.writers import class_name, write_video
 from vau_jax.data.video import probe, read_frames
 
 CONFIG = SynthConfig(min_seconds=3, max_seconds=3, anomaly_prob=0.6)
@@ -197,3 +199,49 @@ def test_cli_subprocess_exit_code(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+
+
+# XD-Violence's own codes (Wu et al. 2020): B1 fighting, B2 shooting, B4 riot, B5 abuse,
+# B6 car accident, G explosion; A normal.
+XD_REAL = {"B1", "B2", "B4", "B5", "B6", "G"}
+
+
+def test_xd_codes_real_where_xd_has_the_class_own_codes_elsewhere():
+    assert set(XD_CODES) == set(ANOMALY_TYPES)
+    assert len(set(XD_CODES.values())) == len(XD_CODES)  # no type reuses another's code
+    assert {t: XD_CODES[t] for t in ("fighting", "explosion", "vehicle")} == {
+        "fighting": "B1",
+        "explosion": "G",
+        "vehicle": "B6",
+    }
+    assert {t: XD_CODES[t] for t in ("running", "falling", "fire", "abandoned_object")} == {
+        "running": "S1",
+        "falling": "S2",
+        "fire": "S3",
+        "abandoned_object": "S4",
+    }
+    own = {c for c in XD_CODES.values() if c not in XD_REAL}
+    assert own == {"S1", "S2", "S3", "S4"}
+
+
+def test_xd_names_read_back_as_the_type():
+    """The reader gives the XD class for real codes and the SynthVAD class for S1..S4."""
+    want = {
+        "running": "Running",
+        "fighting": "Fighting",
+        "falling": "Falling",
+        "explosion": "Explosion",
+        "fire": "Fire",
+        "vehicle": "Car accident",
+        "abandoned_object": "AbandonedObject",
+    }
+    for anomaly_type in ANOMALY_TYPES:
+        video = SimpleNamespace(video_id="test_000003", anomaly_type=anomaly_type)
+        name = xd_name(video)
+        assert name == f"test_000003_label_{XD_CODES[anomaly_type]}-0-0"
+        assert xd_labels(name) == [want[anomaly_type]]
+    assert xd_labels(xd_name(SimpleNamespace(video_id="v", anomaly_type=NORMAL))) == ["Normal"]
+    for anomaly_type, code in XD_CODES.items():
+        assert XD_CLASSES[code] == want[anomaly_type]
+        if code not in XD_REAL:
+            assert XD_CLASSES[code] == class_name(anomaly_type)

@@ -9,8 +9,11 @@ scripts' convention). Test videos not listed are normal: pass ``test_videos`` (n
 file, one path per line) to get records for them too. The class comes from the name's
 ``_label_<codes>`` suffix (``A`` normal, ``B1`` fighting, ``B2`` shooting, ``B4`` riot,
 ``B5`` abuse, ``B6`` car accident, ``G`` explosion; ``0`` = none); all codes go to
-``extra["labels"]``. A name without that suffix gets the label ``"Anomaly"``. Odd trailing
-columns are kept in ``extra["columns"]``.
+``extra["labels"]``. ``S1``..``S4`` are not XD-Violence codes: SynthVAD's XD-Violence tree
+uses them for its types XD has no class for (``Running``, ``Falling``, ``Fire``,
+``AbandonedObject``, :mod:`vau_jax.data.synthvad.layouts`); an unknown code is kept as is.
+A name without that suffix gets the label ``"Anomaly"``. Odd trailing columns are kept in
+``extra["columns"]``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ XD_CLASSES = {
     "B5": "Abuse",
     "B6": "Car accident",
     "G": "Explosion",
+    # SynthVAD-only codes (vau_jax.data.synthvad.layouts.XD_CODES), the SynthVAD class names
+    "S1": "Running",
+    "S2": "Falling",
+    "S3": "Fire",
+    "S4": "AbandonedObject",
 }
 ANOMALY = "Anomaly"
 

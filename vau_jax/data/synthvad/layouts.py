@@ -39,6 +39,12 @@ to ``videos/`` and the test annotation uses the UCF-Crime layout::
 
 ``xd_violence`` (Wu et al. 2020). Names carry XD's ``_label_<codes>`` suffix: ``A`` normal,
 else the type's code (:data:`XD_CODES`) then ``-0-0``, e.g. ``test_000003_label_B1-0-0``.
+A type that is an XD-Violence class keeps its real code: ``fighting`` ``B1`` (Fighting),
+``explosion`` ``G`` (Explosion), ``vehicle`` ``B6`` (Car accident). The types XD-Violence
+has no class for get codes of their own, which no real XD name uses: ``running`` ``S1``,
+``falling`` ``S2``, ``fire`` ``S3``, ``abandoned_object`` ``S4`` (no code is shared, so the
+name gives the type back; ``vau_jax.data.formats.xd_violence.XD_CLASSES`` reads ``S1``..``S4``
+as the SynthVAD class names ``Running``, ``Falling``, ``Fire``, ``AbandonedObject``).
 The release's train/test folder names vary between mirrors; ``videos/train`` and
 ``videos/test`` are used, with optional list files::
 
@@ -114,18 +120,17 @@ from vau_jax.data.synthvad.writers import (
 LAYOUTS = ("ucf_crime", "tad", "xd_violence", "ubnormal", "shanghaitech", "folder")
 SPLITS = ("train", "test")
 IDS_FILE = "synthvad_ids.json"
-# XD-Violence label codes of the SynthVAD types: the closest XD class (XD has six violent
-# classes: B1 fighting, B2 shooting, B4 riot, B5 abuse, B6 car accident, G explosion).
-# running -> riot (people running), falling -> abuse (a person ends on the ground), fire and
-# abandoned_object (an unattended bag, the bomb-threat case) -> explosion.
+# XD-Violence label codes of the SynthVAD types (module docstring): XD's real code where the
+# type is an XD class (B1 fighting, B6 car accident, G explosion; XD's others: B2 shooting,
+# B4 riot, B5 abuse), else a SynthVAD-only code S1..S4. One code per type, none shared.
 XD_CODES = {
-    "running": "B4",
+    "running": "S1",
     "fighting": "B1",
-    "falling": "B5",
+    "falling": "S2",
     "explosion": "G",
-    "fire": "G",
+    "fire": "S3",
     "vehicle": "B6",
-    "abandoned_object": "G",
+    "abandoned_object": "S4",
 }
 UCF_NORMAL_FOLDERS = {
     "train": "Training_Normal_Videos_Anomaly",

@@ -17,7 +17,18 @@ Snippet -> frame protocols (``protocol=``):
   with ``r = L / T``; segment ``i`` fills frames ``[int(i r + 0.5), int((i + 1) r + 0.5))``.
   ``L`` is ``n_frames`` (``16 T`` when unknown). Optional ``windows=W`` (the public code uses
   32) then replaces each of ``W`` equal windows of ``L // W`` frames, and the remaining
-  tail, by its mean.
+  tail, by its mean. Labels are the annotation as read (``gt[s:e] = 1`` for every interval).
+* ``"vadllama"`` (VAD-LLaMA's public ``evaluate_result``, exactly): the ``"umil"`` mapping
+  into a float32 frame array, always followed by the 32-window averaging (``np.mean`` of each
+  window in float32, as the public ``postpress``), and labels built by the public rule
+  ``if s > 0: gt[s:e] = 1``: an interval that starts at frame 0 is **not** anomalous (TAD
+  has such videos; they then count as normal for AUC_O and drop out of AUC_A). Use it to
+  match published VAD-LLaMA / UMIL numbers; ``"umil"`` is the same mapping on the
+  annotation as written. (The public code skips listed videos that have no scores; here
+  they raise, as in the other protocols.)
+
+Every protocol clips intervals that end past the last frame (the UCF-Crime and TAD lists
+have some; numpy slicing clips them in the public code too).
 
 AUC_O is the ROC AUC over all videos' frames concatenated; AUC_A the same over only the
 videos that contain anomalous frames.
@@ -32,7 +43,8 @@ import numpy as np
 
 from vau_jax.eval.metrics.auc import ap_step, ap_trapz, roc_auc
 
-PROTOCOLS = ("ucf", "umil")
+PROTOCOLS = ("ucf", "umil", "vadllama")
+VADLLAMA_WINDOWS = 32  # the public post-processing's window count (``postpress``)
 SNIPPET = 16  # frames per snippet score in the "ucf" protocol
 
 
@@ -96,6 +108,51 @@ def umil_frames(
     if windows:
         frames = window_average(frames, windows)
     return record.frame_labels(n), frames
+
+
+def vadllama_labels(record: Any, n_frames: int) -> np.ndarray:
+    """VAD-LLaMA's ground truth of one video: ``gt[s:e] = 1`` only for intervals with ``s > 0``."""
+    labels = np.zeros([n_frames], np.uint8)
+    for start, end in record.intervals:
+        if start > 0:
+            labels[int(start) : max(int(start), int(end))] = 1  # slicing clips the end
+    return labels
+
+
+def vadllama_frames(
+    scores: np.ndarray, record: Any, snippet: int = SNIPPET
+) -> tuple[np.ndarray, np.ndarray]:
+    """``"vadllama"`` protocol for one video: ``(labels uint8 [L], frame scores float32 [L])``.
+
+    Written from VAD-LLaMA's public ``evaluate_result``: ``L`` frames (``n_frames``, else
+    ``16 T``), ``r = L / T``, segment ``i`` fills ``[int(i r + 0.5), int((i + 1) r + 0.5))``
+    of a float32 array, then :func:`vadllama_postprocess` (32 windows).
+    """
+    t = scores.shape[0]
+    n = int(record.n_frames) if record.n_frames is not None else snippet * t
+    if n <= 0:
+        raise ValueError(f"video {record.id!r}: n_frames is {n}")
+    ratio = float(n) / float(t)
+    # float64 i * r + 0.5 truncated: the same numbers as the public int(i * ratio + 0.5).
+    bounds = (np.arange(t + 1) * ratio + 0.5).astype(np.int64)  # [T + 1]
+    seg = np.searchsorted(bounds, np.arange(n), side="right") - 1  # last segment starting <= f
+    frames = scores.astype(np.float32)[np.clip(seg, 0, t - 1)]
+    frames[np.arange(n) >= bounds[-1]] = 0.0  # never in practice: the public array starts at 0
+    return vadllama_labels(record, n), vadllama_postprocess(frames)
+
+
+def vadllama_postprocess(frames: np.ndarray, windows: int = VADLLAMA_WINDOWS) -> np.ndarray:
+    """The public ``postpress``: each of ``windows`` windows of ``L // windows`` frames, then
+    the tail, replaced by its ``np.mean`` (float32 in, float32 out, one mean per slice)."""
+    n = frames.shape[0]
+    size = n // windows
+    out = np.zeros_like(frames)
+    for w in range(windows):
+        if size:
+            out[w * size : (w + 1) * size] = np.mean(frames[w * size : (w + 1) * size])
+    if n > size * windows:
+        out[size * windows :] = np.mean(frames[size * windows :])
+    return out
 
 
 def window_average(frames: np.ndarray, windows: int) -> np.ndarray:
@@ -162,9 +219,11 @@ def video_frames(
 
     Args:
       records: annotation records of the test videos.
-      scores: video id -> snippet (``"ucf"``) or segment (``"umil"``) scores ``[T]``.
-      protocol: ``"ucf"`` or ``"umil"`` (module docstring).
-      windows: ``"umil"`` only: number of averaging windows (0 = off; public code: 32).
+      scores: video id -> snippet (``"ucf"``) or segment (``"umil"``, ``"vadllama"``)
+        scores ``[T]``.
+      protocol: ``"ucf"``, ``"umil"`` or ``"vadllama"`` (module docstring).
+      windows: ``"umil"``: number of averaging windows (0 = off; public code: 32).
+        ``"vadllama"`` always averages over 32 windows (``windows`` must be 0 or 32).
       unlisted_normal: score ids absent from ``records`` are normal videos (XD-Violence's
         ``annotations.txt`` lists only anomalous videos); otherwise they raise.
       snippet: frames per score in the ``"ucf"`` protocol (16 for the public benchmarks;
@@ -172,16 +231,23 @@ def video_frames(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
-    if windows and protocol != "umil":
-        raise ValueError("window averaging belongs to the 'umil' protocol")
     if windows < 0:
         raise ValueError(f"windows must be >= 0, got {windows}")
+    if protocol == "vadllama" and windows not in (0, VADLLAMA_WINDOWS):
+        raise ValueError(
+            f"the 'vadllama' protocol always averages over {VADLLAMA_WINDOWS} windows "
+            f"(got windows={windows}; use protocol='umil' for another count)"
+        )
+    if windows and protocol == "ucf":
+        raise ValueError("window averaging belongs to the 'umil' and 'vadllama' protocols")
     out = []
     for rec, s in _match(records, scores, unlisted_normal):
         if protocol == "ucf":
             labels, frames = ucf_frames(s, rec, snippet)
+        elif protocol == "vadllama":
+            labels, frames = vadllama_frames(s, rec, snippet)
         else:
-            labels, frames = umil_frames(s, rec, windows)
+            labels, frames = umil_frames(s, rec, windows, snippet)
         out.append((rec.id, labels, frames))
     return out
 
@@ -290,7 +356,9 @@ METRIC_KEYS = {
 }
 
 
-def frame_metrics(metric: str, records: Iterable[Any], scores: Mapping[str, Any]) -> dict[str, float]:
+def frame_metrics(
+    metric: str, records: Iterable[Any], scores: Mapping[str, Any]
+) -> dict[str, float]:
     """A dataset's protocol on one score per *frame* (records count the same frames).
 
     ``metric`` is ``"frame_auc"`` (UCF-Crime, TAD, folder, SynthVAD: ``AUC_O`` / ``AUC_A``),
