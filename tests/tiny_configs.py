@@ -37,7 +37,16 @@ def tiny_vagpt(data_dir: str):
     c = vagpt_config.get_config("tiny")
     _shrink_clip_pretrain(c, data_dir)
     c.num_train_videos, c.num_test_videos = 6, 4
-    c.questions_per_train_video, c.questions_per_test_video = 2, 1
+    c.questions_per_test_video = 1
+    c.cross_domain.num_test_videos = 2
+    b = c.base_llm
+    b.num_videos, b.num_eval_videos, b.steps, b.batch_size = 4, 2, 2, 4
+    b.optimizer.warmup_steps = 1
+    tp = b.text_pretrain
+    tp.data_dir, tp.num_train_videos, tp.num_eval_videos, tp.num_train_examples = data_dir, 4, 2, 16
+    tp.num_steps, tp.optimizer.warmup_steps, tp.batch_size = 2, 1, 4
+    tp.checkpoint_every, tp.log_every, tp.async_checkpointing, tp.mesh.data = 0, 1, False, 2
+    tp.synthvad.min_seconds = tp.synthvad.max_seconds = 3.0
     c.frames_per_video, c.batch_size, c.log_every = 4, 4, 1
     c.tetg.steps, c.tetg.batch_size = 5, 8
     c.stage1.steps, c.stage2.steps = 3, 2

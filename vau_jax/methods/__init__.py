@@ -15,6 +15,8 @@ REGISTRY: dict[str, str] = {
     "vadllama": "vau_jax.methods.vadllama.method:VADLLaMA",
     "clip_pretrain": "vau_jax.methods.pretrain.clip:ClipPretrain",
     "llm_pretrain": "vau_jax.methods.pretrain.llm:LLMPretrain",
+    "text_pretrain": "vau_jax.methods.pretrain.text_llm:TextPretrain",
+    "video_pretrain": "vau_jax.methods.pretrain.video_llm:VideoPretrain",
 }
 
 #: Methods whose runs ``explain`` / ``serve`` / ``load_run`` can predict with.

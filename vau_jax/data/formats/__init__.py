@@ -16,7 +16,7 @@ from vau_jax.data.formats.tad import read_tad
 from vau_jax.data.formats.ubnormal import read_ubnormal
 from vau_jax.data.formats.uca import read_uca, read_uca_json, read_uca_txt
 from vau_jax.data.formats.ucf_crime import read_ucf_crime
-from vau_jax.data.formats.umil import read_umil
+from vau_jax.data.formats.umil import read_umil, read_vadllama_json
 from vau_jax.data.formats.xd_violence import read_xd_violence
 
 __all__ = [
@@ -37,5 +37,6 @@ __all__ = [
     "read_ubnormal",
     "read_ucf_crime",
     "read_umil",
+    "read_vadllama_json",
     "read_xd_violence",
 ]

@@ -12,102 +12,33 @@ Per video, from three feature stores (:mod:`vau_jax.data.features`, encoded once
 
 CLIP tokens are standardised per token when read (:func:`vau_jax.methods.base.standardise`).
 
-Rows are tokenised chats (:func:`chat_row`): the human turn is ``<video>`` + (TETG's
-sentence) + the lettered options of a multiple-choice question; the answer is the correct
-option line ("B. A person running from 2.0s to 4.5s"); ``video`` indexes the split's
-features, attached per batch (:class:`AttachVisual`).
+Training rows (:func:`instruction_rows`) are conversations about the train videos' caption
+clips, never multiple choice; evaluation rows (:func:`chat_row`) put ``<video>`` + (TETG's
+sentence) + a lettered benchmark question. ``video`` indexes the split's features, attached
+per batch (:class:`AttachVisual`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
-import grain
 import numpy as np
 
-from vau_jax.data.chat import tokenize_chat
-from vau_jax.data.frames import FrameSpec
 from vau_jax.data.benchmark import MCQuestion, human_turn, multiple_choice
 from vau_jax.data.instruct import NORMAL, VideoFacts
-from vau_jax.methods.base import standardise
-
-
-def frame_specs(config: Any) -> dict[str, FrameSpec]:
-    """The frame specs of the three stores: ``cls`` (every frame), ``visual`` and ``dino``
-    (``frames_per_video`` uniform samples; DINOv2 sees pixels, CLIP what it was trained on)."""
-    fps = float(config.get("fps", None) or config.synthvad.fps)
-    size = int(config.frame_size)
-    mode = "rgb" if config.preset == "paper" else str(config.clip_pretrain.get("input", "rgb"))
-    s = int(config.frames_per_video)
-    return {
-        "cls": FrameSpec(fps=fps, size=size, input=mode),
-        "visual": FrameSpec(fps=fps, size=size, input=mode, count=s),
-        "dino": FrameSpec(fps=fps, size=size, input="rgb", count=s),
-    }
-
-
-def make_encoders(config: Any, inference: bool = False) -> dict[str, Any]:
-    """The frozen encoders of the three stores: the CLIP (tiny: pretrained when missing,
-    unless ``inference``; paper: the converted ``vision`` checkpoint) for ``cls`` and
-    ``visual``, and the DINOv2 for ``dino`` (tiny: seeded random weights on the CLIP's
-    patch grid; paper: the converted ``patch_encoder``)."""
-    from vau_jax import encoders
-
-    c = config
-    if c.preset == "paper":
-        ck = c.paper_checkpoints
-        clip_cls = encoders.from_checkpoint(str(ck.vision), outputs=("cls",), batch_size=32)
-        clip_vis = encoders.from_checkpoint(str(ck.vision), outputs=("patches",), batch_size=32)
-        dino = encoders.from_checkpoint(str(ck.patch_encoder), outputs=("patches",), batch_size=32)
-        return {"cls": clip_cls, "visual": clip_vis, "dino": dino}
-    from vau_jax.methods.pretrain import clip
-
-    if inference:
-        path = clip.checkpoint_dir(c.clip_pretrain)
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise FileNotFoundError(f"{path}: the run's frozen tiny CLIP is missing")
-    size = int(c.frame_size)
-    dino = encoders.from_registry(
-        c.patch_encoder,
-        seed=int(c.patch_encoder_seed),
-        overrides={"image_size": size, "patch_size": size // int(c.patch_encoder_grid)},
-        outputs=("patches",),
-        batch_size=64,
-    )
-    return {
-        "cls": clip.frozen_clip(c.clip_pretrain, ("cls",), batch_size=128),
-        "visual": clip.frozen_clip(c.clip_pretrain, ("patches",), batch_size=64),
-        "dino": dino,
-    }
-
-
-@dataclasses.dataclass
-class SplitFeatures:
-    """The three feature sets of one split (random access per video)."""
-
-    cls: Any
-    visual: Any
-    dino: Any
-
-    def __len__(self) -> int:
-        return len(self.cls)
-
-    def video(self, i: int) -> dict[str, np.ndarray]:
-        """Video ``i``: ``cls [T, Dc]``, ``visual [S, N, Dc]`` (standardised, float32),
-        ``dino [S, N, Dd]`` float32, ``timestamps [T]``, ``indices [T]``, ``sample_times [S]``."""
-        c, v, d = self.cls[i], self.visual[i], self.dino[i]
-        return {
-            "cls": standardise(c["cls"]),
-            "timestamps": c["timestamps"],
-            "indices": c["indices"],
-            "visual": standardise(v["patches"]),
-            "dino": np.asarray(d["patches"], np.float32),
-            "sample_times": v["timestamps"],
-        }
+from vau_jax.methods.base import standardise  # noqa: F401
+from vau_jax.methods.pretrain.video_llm import (  # noqa: F401 - VA-GPT's rows and features
+    AttachVisual,
+    SplitFeatures,
+    attach_batch,
+    chat_row,
+    conversation_row,
+    encode_query,
+    frame_specs,
+    make_encoders,
+)
 
 
 def anomaly_intervals(videos: Sequence[Any]) -> list[tuple[tuple[float, float], ...]]:
@@ -203,108 +134,80 @@ def human_text(question: MCQuestion, tetg_sentence: str | None) -> str:
     return human_turn(question.prompt(), tetg_sentence)
 
 
-def encode_query(tok: Any, text: str, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """The Q-Former's instruction text: ids ``[length]`` int32 (truncated) + mask bool."""
-    ids = list(tok.encode(text))[:length]
-    out = np.full((length,), tok.pad_id, np.int32)
-    out[: len(ids)] = ids
-    mask = np.zeros((length,), bool)
-    mask[: len(ids)] = True
-    return out, mask
+def captions_of(video: Any) -> tuple[tuple[float, float, str], ...]:
+    """A video's caption segments: its UCA captions, or for a SynthVAD record the per-clip
+    captions SynthVAD writes as UCA (:func:`vau_jax.data.synthvad.captions.uca_segments`)."""
+    if video.captions:
+        return tuple(video.captions)
+    if hasattr(video, "record"):
+        from vau_jax.data.synthvad import from_record
+        from vau_jax.data.synthvad.captions import uca_segments
+
+        return tuple(uca_segments(from_record(video.record())))
+    return ()
 
 
-def chat_row(
-    tok: Any,
-    config: Any,
-    human: str,
-    query: str,
-    answer: str | None,
-    video: int,
-    num_video_tokens: int,
-    source: str,
-    max_length: int | None = None,
-    query_tok: Any = None,
-) -> dict[str, np.ndarray]:
-    """One tokenised VA-GPT row, shared by training, evaluation and prediction.
+def _with_prior(conv: list[dict[str, str]], prior: str | None) -> list[dict[str, str]]:
+    """TETG's sentence after the video marker of the first human turn (as at evaluation)."""
+    from vau_jax.data import templates as T
 
-    Args:
-      human: the human turn (``<video>`` marker, TETG's sentence, the lettered prompt).
-      query: the Q-Former's instruction text (the question).
-      answer: the assistant's line; ``None`` -> a left-padded generation prompt.
-      video: index of the video's features in its split.
-      max_length: padded length ``S`` (default ``config.max_length``); a longer row raises a
-        ``ValueError`` naming ``source``.
-      query_tok: the Q-Former's tokenizer (default ``tok``; the paper preset's BERT vocab).
-
-    Returns: ``input_ids``, ``attention_mask``, ``loss_mask``, ``video_mask`` ``[S]``;
-    ``query_ids``, ``query_mask`` ``[config.max_query_length]``; ``video`` int32 scalar.
-    """
-    conv = [{"from": "human", "value": human}]
-    if answer is not None:
-        conv.append({"from": "gpt", "value": answer})
-    ex = tokenize_chat(
-        tok,
-        conv,
-        int(config.max_length if max_length is None else max_length),
-        str(config.chat_format),
-        num_video_tokens=num_video_tokens,
-        add_generation_prompt=answer is None,
-        left_pad=answer is None,
-        system=config.system_prompt,
-        source=source,
-    )
-    ex["query_ids"], ex["query_mask"] = encode_query(
-        query_tok or tok, query, int(config.max_query_length)
-    )
-    ex["video"] = np.int32(video)
-    return ex
+    if not prior or T.VIDEO_MARKER not in conv[0]["value"]:
+        return conv
+    first = conv[0]["value"].replace(f"{T.VIDEO_MARKER}\n", f"{T.VIDEO_MARKER}\n{prior}\n", 1)
+    return [{**conv[0], "value": first}, *conv[1:]]
 
 
-def training_example(
-    tok: Any,
-    config: Any,
-    question: MCQuestion,
-    tetg_sentence: str | None,
-    video: int,
-    num_video_tokens: int,
-    query_tok: Any = None,
-) -> dict[str, np.ndarray]:
-    """One tokenised training example (answer = the correct option line)."""
-    return chat_row(
-        tok,
-        config,
-        human_text(question, tetg_sentence),
-        question.question,
-        question.conversation()[1]["value"],
-        video,
-        num_video_tokens,
-        source=f"{question.video_id} (MC training example)",
-        query_tok=query_tok,
-    )
+def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
+    """VA-GPT's stage 1-2 training rows (its supplementary §1.1), from the train videos'
+    caption clips: per clip a three-turn conversation ending with "Are there any anomalies?"
+    (:mod:`vau_jax.data.caption_qa`), mixed per video with video QA, single-frame QA and
+    text-only dialogue (``config.train_data``: how many of each per video / per clip). TETG's
+    sentence precedes the first question of every video conversation. The generator is
+    ``config.train_data.generator`` (``"template"``; pluggable). No multiple choice."""
+    from vau_jax.data.caption_qa import TemplateQA, caption_at, clips_from_captions
+    from vau_jax.data.formats.record import FormatError
 
-
-class AttachVisual(grain.transforms.Map):
-    """Adds the example's video features ``visual [S, N, Dc]`` and ``dino [S, N, Dd]``
-    (float32) read by its ``video`` index from the split's feature stores (ArrayRecord)."""
-
-    def __init__(self, feats: SplitFeatures):
-        self.feats = feats
-
-    def map(self, element: dict[str, Any]) -> dict[str, Any]:
-        v = int(element["video"])
-        return {
-            **element,
-            "visual": standardise(self.feats.visual[v]["patches"]),
-            "dino": np.asarray(self.feats.dino[v]["patches"], np.float32),
-        }
-
-
-def attach_batch(batch: dict[str, np.ndarray], feats: SplitFeatures) -> dict[str, np.ndarray]:
-    """A row batch with each row's ``visual`` / ``dino`` features added (``video`` indexes
-    ``feats``)."""
-    vids = [int(v) for v in batch["video"]]
-    return {
-        **batch,
-        "visual": np.stack([standardise(feats.visual[v]["patches"]) for v in vids]),
-        "dino": np.stack([np.asarray(feats.dino[v]["patches"], np.float32) for v in vids]),
-    }
+    c, mix = method.config, method.config.train_data
+    gens = {"template": TemplateQA}
+    if str(mix.generator) not in gens:
+        raise ValueError(f"train_data.generator={mix.generator!r}; choose from {sorted(gens)}")
+    gen = gens[str(mix.generator)]()
+    videos = method.dataset.split("train")
+    rows = []
+    for i, (v, iv) in enumerate(zip(videos, anomaly_intervals(videos))):
+        caps = captions_of(v)
+        if not caps:
+            raise FormatError(
+                f"video {v.id!r}: no captions; VA-GPT trains from clip captions (UCA JSON "
+                "UCFCrime_Train.json beside the dataset, or SynthVAD's own)"
+            )
+        f = facts(v, intervals=iv)
+        prior, _ = method.tetg_sentence("train", i)
+        seed = zlib.crc32(v.id.encode())
+        rng = np.random.default_rng(seed)
+        convs: list[list[dict[str, str]]] = []
+        for k, clip in enumerate(clips_from_captions(caps, f.intervals)):
+            convs += [gen.clip(clip, f.anomaly_type, seed * 64 + k)] * int(mix.clip)
+        description = v.info.get("event_description") or " ".join(s for _, _, s in caps)
+        for k in range(int(mix.video)):
+            convs.append(gen.video(description, f.anomaly_type, f.intervals, seed * 64 + 30 + k))
+        for k in range(int(mix.frame)):
+            t = float(rng.uniform(0.0, f.duration))
+            convs.append(gen.frame(t, caption_at(caps, t) or caps[-1][2], seed * 64 + 40 + k))
+        for k in range(int(mix.text)):
+            s, e, sentence = caps[int(rng.integers(len(caps)))]
+            inside = any(min(e, b) > max(s, a) for a, b in f.intervals)
+            convs.append(gen.text(sentence, inside, f.anomaly_type, seed * 64 + 50 + k))
+        for k, conv in enumerate(convs):
+            rows.append(
+                conversation_row(
+                    method.tok,
+                    c,
+                    _with_prior(conv, prior),
+                    i,
+                    method.num_video_tokens,
+                    f"{v.id} instruction {k}",
+                    method.query_tok,
+                )
+            )
+    return rows

@@ -1,56 +1,108 @@
-"""VA-GPT's evaluation on the test split: multiple-choice Total / Temporal Acc.
+"""VA-GPT's evaluation as in the paper: the model *generates* its answer to a four-option
+question, and the letter (or option text) parsed from it is scored.
 
-Each test video gets ``questions_per_test_video`` four-option questions (never seen in
-training: their seeds and videos are the test split's). Scored two ways: by the option
-log-likelihood of each answer line after the prompt (the prompt runs once, the options
-continue it: :class:`vau_jax.eval.scoring.Scorer`), and by generate-and-parse (greedy
-answer, letter parsed). Also TETG's frame AUC, and the stage-1 numbers saved before stage 2.
+Two benchmarks, each a multiple-choice JSONL file (:mod:`vau_jax.data.benchmark`; the
+ground truth ``python -m vau_jax.evaluate --metric=mcqa`` reads), written into the run
+folder with the model's answers beside them:
+
+* **in-domain** (``benchmark_in_domain.jsonl``): ``questions_per_test_video`` questions per
+  test video of the dataset, built from its test annotations (or ``config.test_questions``);
+* **cross-domain** (``benchmark_cross_domain.jsonl``): the same from another dataset
+  (``config.cross_domain``): an XD-Violence tree, or on SynthVAD a domain-shifted test split
+  (``SynthConfig(domain="shifted")``: other palettes, textures, camera noise, actor sizes).
+
+Metrics: ``total_acc`` / ``temporal_acc`` (generated answer, the headline), the option
+log-likelihood diagnostics ``total_acc_loglik`` / ``temporal_acc_loglik`` (each option's
+answer line scored after the prompt), ``total_acc_chance`` / ``temporal_acc_chance`` (a
+uniform random choice, computed from the questions: both 0.25), ``unparsed``, the same with
+an ``xd_`` prefix for the cross-domain benchmark, TETG's frame AUC, and the stage-1 numbers
+(``*_stage1``) saved before stage 2. Training never sees these questions nor any lettered
+prompt about a video.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zlib
 from typing import Any
 
 import numpy as np
 
+from vau_jax.data import templates as T
+from vau_jax.data.benchmark import chance, multiple_choice, write_benchmark
 from vau_jax.eval.metrics import mcqa_accuracy, parse_choice
 from vau_jax.methods.vagpt import data as D
 
+BENCHMARKS = {"in_domain": ("test", ""), "cross_domain": ("cross", "xd_")}
 
-def test_items(method: Any) -> list[tuple[int, Any, str | None, Any]]:
-    """``(video index, MCQuestion, TETG sentence, TETG interval)`` of every test question:
-    the benchmark file's (``config.test_questions``, :mod:`vau_jax.data.formats.mcqa`) or
-    ``questions_per_test_video`` generated from each test video's annotation."""
-    from vau_jax.data import templates as T
+
+def cross_dataset(config: Any) -> Any:
+    """The cross-domain test dataset of ``config.cross_domain`` (``None`` when off):
+    ``"synthvad_shifted"`` (SynthVAD's test split rendered with ``domain="shifted"``) or a
+    published layout (``"xd_violence"`` + ``dataset_dir``)."""
+    import dataclasses
+
+    from vau_jax.data.datasets import layout_dataset, synthvad_dataset
+    from vau_jax.data.synthvad import SynthConfig
+
+    cd = config.get("cross_domain", None)
+    if cd is None or not str(cd.get("dataset", "")):
+        return None
+    if cd.dataset == "synthvad_shifted":
+        synth = SynthConfig(**{**dict(config.synthvad), "domain": "shifted"})
+        ds = synthvad_dataset(config.data_dir, synth, 0, int(cd.num_test_videos))
+        return dataclasses.replace(ds, name="synthvad_shifted")
+    return layout_dataset(
+        str(cd.dataset), str(cd.dataset_dir), config.data_dir, config.get("dataset_fps", None)
+    )
+
+
+def benchmark_questions(method: Any, split: str) -> list[Any]:
+    """The questions of a benchmark (``split``: ``"test"`` in-domain, ``"cross"``)."""
     from vau_jax.data.formats.mcqa import read_mc_questions
     from vau_jax.data.formats.record import FormatError
 
     c = method.config
-    videos = method.dataset.split("test")
-    given = None
-    if c.get("test_questions", ""):
-        given = read_mc_questions(str(c.test_questions), T.MC_QUESTIONS[0])
+    dataset = method.dataset if split == "test" else method.cross
+    videos = dataset.split("test")
+    given_path = str(c.get("test_questions", "")) if split == "test" else ""
+    if given_path:
+        given = read_mc_questions(given_path, T.MC_QUESTIONS[0])
         unknown = sorted(set(given) - {v.id for v in videos})
         if unknown:
-            raise FormatError(f"{c.test_questions}: questions about videos not in the test "
-                              f"split: {unknown[:3]}")
+            raise FormatError(
+                f"{given_path}: questions about videos not in the test split: {unknown[:3]}"
+            )
+        return [q for v in videos for q in given.get(v.id, [])]
+    classes = method.class_names if split == "test" else (dataset.class_names or method.class_names)
+    out = []
+    for v, iv in zip(videos, D.anomaly_intervals(videos)):
+        f = D.facts(v, intervals=iv)
+        base = zlib.crc32(f"{dataset.name}/{v.id}".encode())
+        out += [
+            multiple_choice(f, classes, seed=base * 16 + q)
+            for q in range(int(c.questions_per_test_video))
+        ]
+    return out
+
+
+def benchmark_items(method: Any, split: str) -> list[tuple[int, Any, str | None, Any]]:
+    """``(video index, question, TETG sentence, TETG interval)`` of every benchmark question."""
+    videos = (method.dataset if split == "test" else method.cross).split("test")
+    index = {v.id: i for i, v in enumerate(videos)}
     items = []
-    for i, v in enumerate(videos):
-        sentence, interval = method.tetg_sentence("test", i)
-        if given is not None:
-            qs = given.get(v.id, [])
-        else:
-            qs = D.questions(v, int(c.questions_per_test_video), method.class_names)
-        items += [(i, q, sentence, interval) for q in qs]
+    for q in benchmark_questions(method, split):
+        i = index[q.video_id]
+        sentence, interval = method.tetg_sentence(split, i)
+        items.append((i, q, sentence, interval))
     if not items:
-        raise FormatError(f"{c.get('test_questions', '')}: no question about a test video")
+        raise ValueError(f"the {split} benchmark has no question")
     return items
 
 
 def rows_for(method: Any, items: list, answers: bool) -> list[dict[str, np.ndarray]]:
-    """Tokenised test rows: 4 per question (one per option line) when ``answers``, else one
+    """Tokenised rows: one per option line when ``answers`` (log-likelihood), else one
     left-padded generation prompt per question."""
     rows = []
     for i, q, sentence, _ in items:
@@ -73,60 +125,121 @@ def rows_for(method: Any, items: list, answers: bool) -> list[dict[str, np.ndarr
     return rows
 
 
-def evaluate_mc(method: Any, params: Any, keep: float, generate_too: bool = True) -> dict[str, Any]:
-    """Total / Temporal Acc on the test questions by option log-likelihood (and by
-    generate-and-parse when ``generate_too``); keeps per-question details for the report."""
-    feats = method.feats["test"]
-    items = test_items(method)
-    scorer = method.scorer(keep)
-    scores = scorer.options(
-        params,
-        rows_for(method, items, True),
-        4,
-        int(method.tok.pad_id),
-        attach=lambda b: D.attach_batch(b, feats),
-        source="test",
-    )
-    chosen = scores.argmax(1).tolist()
-    qs = [q for _, q, _, _ in items]
-    intervals = [[o.interval for o in q.options] for q in qs]
-    acc = mcqa_accuracy(chosen, [q.answer_index for q in qs], intervals)
-    out: dict[str, Any] = {"total_acc": acc["Total_Acc"], "temporal_acc": acc["Temporal_Acc"]}
-    details = {"items": items, "scores": scores, "chosen": chosen}
-    if generate_too:
-        from vau_jax.models.llama import LlamaForCausalLM
+def score_benchmark(
+    method: Any,
+    params: Any,
+    keep: float,
+    split: str = "test",
+    generate: bool = True,
+    loglik: bool = True,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Generation-based (headline) and log-likelihood (diagnostic) accuracy on a benchmark;
+    returns ``(metrics, details)`` (details: items, answers, scores, choices)."""
+    from vau_jax.models.llama import LlamaForCausalLM
 
+    feats = method.feats[split]
+    items = benchmark_items(method, split)
+    qs = [q for _, q, _, _ in items]
+    correct = [q.answer_index for q in qs]
+    intervals = [[o.interval for o in q.options] for q in qs]
+    out: dict[str, float] = dict(chance(qs))
+    details: dict[str, Any] = {"items": items}
+    scorer = method.scorer(keep)
+    attach = lambda b: D.attach_batch(b, feats)  # noqa: E731
+    if generate:
         texts = scorer.generate(
             params,
             LlamaForCausalLM(method.llm_cfg),
             rows_for(method, items, False),
             method.tok,
-            attach=lambda b: D.attach_batch(b, feats),
-            max_new_tokens=24,
+            attach=attach,
+            max_new_tokens=int(method.config.get("max_answer_tokens", 24)),
         )
         parsed = [parse_choice(t, [o.text for o in q.options]) for t, q in zip(texts, qs)]
-        g = mcqa_accuracy(parsed, [q.answer_index for q in qs], intervals)
+        acc = mcqa_accuracy(parsed, correct, intervals)
         out.update(
-            total_acc_generate=g["Total_Acc"],
-            temporal_acc_generate=g["Temporal_Acc"],
-            unparsed_generate=float(sum(p is None for p in parsed)) / len(parsed),
+            total_acc=acc["Total_Acc"],
+            temporal_acc=acc["Temporal_Acc"],
+            unparsed=float(sum(p is None for p in parsed)) / len(parsed),
         )
-        details["generated"] = texts
-    method.last_eval = details
-    return out
+        details.update(generated=texts, parsed=parsed)
+    if loglik:
+        counts = {len(q.options) for q in qs}
+        if len(counts) != 1:
+            raise ValueError(f"benchmark questions have different option counts {sorted(counts)}")
+        scores = scorer.options(
+            params,
+            rows_for(method, items, True),
+            counts.pop(),
+            int(method.tok.pad_id),
+            attach=attach,
+            source=split,
+        )
+        chosen = scores.argmax(1).tolist()
+        acc = mcqa_accuracy(chosen, correct, intervals)
+        out.update(total_acc_loglik=acc["Total_Acc"], temporal_acc_loglik=acc["Temporal_Acc"])
+        details.update(scores=scores, chosen=chosen)
+    out["questions"] = float(len(qs))
+    return out, details
+
+
+def write_answers(workdir: str, name: str, details: dict[str, Any]) -> None:
+    """``benchmark_<name>.jsonl`` (the questions) and ``answers_<name>.jsonl`` (the model's
+    generated answers, ``{"id", "answer"}``): ``python -m vau_jax.evaluate --metric=mcqa
+    --gt=... --pred=...`` recomputes ``total_acc`` / ``temporal_acc`` from them."""
+    from vau_jax.data.features import atomic_write
+
+    qs = [q for _, q, _, _ in details["items"]]
+    write_benchmark(os.path.join(workdir, f"benchmark_{name}.jsonl"), qs)
+    if "generated" in details:
+        lines = "".join(
+            json.dumps({"id": f"q{n}", "answer": t}) + "\n"
+            for n, t in enumerate(details["generated"])
+        )
+        atomic_write(
+            os.path.join(workdir, f"answers_{name}.jsonl"), lambda f: f.write(lines), mode="w"
+        )
+
+
+def evaluate_all(
+    method: Any, params: Any, keep: float, workdir: str | None = None, generate: bool = True
+) -> dict[str, float]:
+    """Both benchmarks (the cross-domain one when configured), metric names prefixed
+    ``xd_`` for it; writes the benchmark and answer files into ``workdir`` when given."""
+    metrics: dict[str, float] = {}
+    for name, (split, prefix) in BENCHMARKS.items():
+        if split not in method.feats:
+            continue
+        res, details = score_benchmark(method, params, keep, split, generate=generate)
+        metrics.update({prefix + k: v for k, v in res.items()})
+        if split == "test":
+            method.last_eval = details
+        if workdir is not None and jax_process_index() == 0:
+            write_answers(workdir, name, details)
+    return metrics
+
+
+def jax_process_index() -> int:
+    import jax
+
+    return jax.process_index()
 
 
 def evaluate(method: Any, params: Any, workdir: str) -> dict[str, float]:
     """The run's final metrics (``metrics.json``)."""
-    metrics: dict[str, float] = {"chance_acc": 0.25}
+    metrics: dict[str, float] = {}
     metrics.update({k: float(v) for k, v in method.tetg_metrics.items() if k.startswith("tetg")})
     path = os.path.join(workdir, "metrics_stage1.json")
     if os.path.isfile(path):
         with open(path) as fh:
-            metrics.update({f"{k}_stage1": float(v) for k, v in json.load(fh).items()})
+            metrics.update(
+                {
+                    f"{k}_stage1": float(v)
+                    for k, v in json.load(fh).items()
+                    if "chance" not in k and "questions" not in k
+                }
+            )
     gen = bool(method.config.get("eval_generate", True))
-    res = evaluate_mc(method, params, method.keep["stage2"], generate_too=gen)
-    metrics.update({k: float(v) for k, v in res.items()})
-    metrics["test_questions"] = float(len(method.last_eval["items"]))
+    metrics.update(evaluate_all(method, params, method.keep["stage2"], workdir, generate=gen))
     metrics["sets_keep_ratio"] = method.keep["stage2"]
     return metrics

@@ -21,7 +21,6 @@ split: Total / Temporal Acc, TETG frame AUC, after stage 1 and after stage 2.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Any
@@ -36,11 +35,11 @@ from vau_jax.data.features import FeatureStore
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.eval.scoring import Scorer
 from vau_jax.methods.base import MethodBase, put_parts
+from vau_jax.methods.pretrain.video_llm import build_vlm
 from vau_jax.methods.vagpt import data as D
 from vau_jax.methods.vagpt.tetg import TETGRun, tetg_prompt
-from vau_jax.models import registry
 from vau_jax.models.heads import sets as S
-from vau_jax.models.vlm import VideoLLM, VLMConfig, lm_loss, shared_prefix_logprob
+from vau_jax.models.vlm import VideoLLM, lm_loss, shared_prefix_logprob
 from vau_jax.train.trainer import Stage
 
 
@@ -93,29 +92,26 @@ class VAGPT(MethodBase):
         if not inference:  # the dataset index first: bad input fails before anything is built
             self.dataset = load_dataset(c)
         self._setup_llm()
-        self.encoders = D.make_encoders(c, inference)
+        if c.preset == "paper":  # LLaMA-VID's EVA tokens (raw patches), DINOv2
+            from vau_jax.methods.vagpt.paper import paper_encoders
+
+            self.encoders = paper_encoders(c)
+        else:
+            self.encoders = D.make_encoders(c, inference)
         self.specs = D.frame_specs(c)
         vis = self.encoders["visual"]
         self.vision_width = vis.width
         grid = vis.config.image_size // vis.config.patch_size
         self.num_patches = grid * grid
         self.dino_width = self.encoders["dino"].width
-        if c.llm == "paper":  # sizes of the converted Q-Former
-            from vau_jax.methods.vagpt.paper import paper_qformer_config
+        if c.llm == "paper":  # the converted LLaMA-VID: its layout and sizes
+            from vau_jax.methods.vagpt.paper import paper_vlm_config
 
-            qcfg = paper_qformer_config(c, self.vision_width)
+            self.model = VideoLLM(paper_vlm_config(c, self.vision_width))
         else:
-            vocab = {} if self.query_tok is not self.tok else {"vocab_size": self.tok.vocab_size}
-            qcfg = dataclasses.replace(
-                registry.get_config(c.qformer),
-                encoder_hidden_size=self.vision_width,
-                text_input=True,
-                hidden_dropout_prob=0.0,
-                max_position_embeddings=max(64, int(c.max_query_length)),
-                **{k: int(v) for k, v in vocab.items()},
-            )
-        self.vcfg = VLMConfig(self.llm_cfg, qcfg, self.vision_width, int(c.projector_hidden))
-        self.model = VideoLLM(self.vcfg)
+            vocab = self.tok.vocab_size if self.query_tok is self.tok else None
+            self.model = build_vlm(c, self.llm_cfg, self.vision_width, vocab)
+        self.vcfg = self.model.config
         self.num_video_tokens = 2 * int(c.frames_per_video)
         self.class_names = tuple(c.get("class_names", ()) or ())
         self.keep = {"stage1": 1.0, "stage2": float(c.sets_keep_ratio) if c.use_sets else 1.0}
@@ -132,16 +128,25 @@ class VAGPT(MethodBase):
 
             names = list(self.class_names)  # the templates' class list, for prediction
             atomic_write(classes_path, lambda fh: json.dump(names, fh), mode="w")
+            from vau_jax.methods.base import standardise
+            from vau_jax.methods.vagpt.evaluation import cross_dataset
+
+            self.cross = cross_dataset(c)
             for split in ("train", "test"):
                 self.feats[split] = self._features(split)
+            if self.cross is not None:
+                self.feats["cross"] = self._features("test", self.cross, "cross")
             self.tetg_params = self._train_tetg()
-            for split in ("train", "test"):
+            for split in self.feats:
                 cls = [self.feats[split].cls[i]["cls"] for i in range(len(self.feats[split]))]
-                from vau_jax.methods.base import standardise
-
                 self.tetg_probs[split] = self.tetg.probs(
                     self.tetg_params, [standardise(z) for z in cls]
                 )
+            self.base_params = None
+            if c.llm == "tiny" and c.base_llm.enabled:
+                from vau_jax.methods.pretrain.video_llm import ensure_base_llm
+
+                self.base_params = ensure_base_llm(c)
         self.prepared = "inference" if inference else "train"
 
     def _setup_llm(self) -> None:
@@ -149,16 +154,9 @@ class VAGPT(MethodBase):
         self.llm_params = None
         self.query_tok = None
         if c.llm == "tiny":
-            from vau_jax.methods.pretrain.clip import synthvad_tokenizer
+            from vau_jax.methods.pretrain.video_llm import tiny_llm
 
-            self.tok = synthvad_tokenizer(c.clip_pretrain)
-            self.llm_cfg = dataclasses.replace(
-                registry.get_config(c.llm_preset),
-                vocab_size=int(self.tok.vocab_size),
-                bos_token_id=self.tok.bos_id,
-                eos_token_id=self.tok.eos_id,
-                pad_token_id=self.tok.pad_id,
-            )
+            self.tok, self.llm_cfg = tiny_llm(c)
         elif c.llm == "smollm2":
             from vau_jax.convert import load_gguf
 
@@ -172,10 +170,11 @@ class VAGPT(MethodBase):
             raise ValueError(f"config.llm={c.llm!r}: use 'tiny' or 'smollm2' (or the paper preset)")
         self.query_tok = self.query_tok or self.tok
 
-    def _features(self, split: str) -> D.SplitFeatures:
-        videos = self.dataset.split(split)
+    def _features(self, split: str, dataset: Any = None, tag: str = "") -> D.SplitFeatures:
+        dataset = dataset or self.dataset
+        videos = dataset.split(split)
         if not videos:
-            raise ValueError(f"dataset {self.dataset.name!r}: the {split} split is empty")
+            raise ValueError(f"dataset {dataset.name!r}: the {split} split is empty")
         root = os.path.join(self.config.data_dir, "features")
         sets = {}
         for name in ("cls", "visual", "dino"):
@@ -184,9 +183,9 @@ class VAGPT(MethodBase):
                 self.encoders[name],
                 self.specs[name],
                 dtype=str(self.config.feature_dtype),
-                name=f"{self.dataset.name}-vagpt-{name}",
+                name=f"{dataset.name}-vagpt-{name}",
             )
-            sets[name] = store.ensure(videos, desc=f"VA-GPT {split} {name}")
+            sets[name] = store.ensure(videos, desc=f"VA-GPT {tag or split} {name}")
         return D.SplitFeatures(**sets)
 
     def _frame_labels(self, split: str) -> list[np.ndarray]:
@@ -249,9 +248,12 @@ class VAGPT(MethodBase):
         return nn.unbox(self.model.init(rng, *self._dummy())["params"])
 
     def load_pretrained(self, params: Any) -> Any:
-        """``params`` with the pretrained parts put in (SmolLM2's LLM; in the paper preset
-        the converted Q-Former and Vicuna), on the params' own shardings."""
+        """``params`` with the pretrained parts put in (the tiny presets' base video LLM, as
+        VA-GPT starts from LLaMA-VID; SmolLM2's LLM; in the paper preset every part of the
+        converted LLaMA-VID), on the params' own shardings."""
         parts = {}
+        if getattr(self, "base_params", None) is not None:
+            parts.update(self.base_params)
         if self.llm_params is not None:
             parts["llm"] = self.llm_params
         if self.config.llm == "paper":
@@ -273,19 +275,10 @@ class VAGPT(MethodBase):
         )
 
     def train_examples(self) -> list[dict[str, np.ndarray]]:
+        """Stage 1-2 instruction rows from the train videos' caption clips
+        (:func:`vau_jax.methods.vagpt.data.instruction_rows`): never multiple choice."""
         self._need()
-        c = self.config
-        out = []
-        videos = self.dataset.split("train")
-        for i, (v, iv) in enumerate(zip(videos, D.anomaly_intervals(videos))):
-            sentence, _ = self.tetg_sentence("train", i)
-            for q in D.questions(v, int(c.questions_per_train_video), self.class_names, iv):
-                out.append(
-                    D.training_example(
-                        self.tok, c, q, sentence, i, self.num_video_tokens, self.query_tok
-                    )
-                )
-        return out
+        return D.instruction_rows(self)
 
     def select(self, visual: jax.Array, dino: jax.Array, keep: float) -> jax.Array:
         """SETS under jit: ``[B, S, N, D]`` -> ``[B, S, round(keep*N), D]`` (identity at 1)."""
@@ -336,9 +329,10 @@ class VAGPT(MethodBase):
             path = os.path.join(self.workdir, "metrics_stage1.json")
             if not os.path.isfile(path) and jax.process_index() == 0:
                 from vau_jax.data.features import atomic_write
-                from vau_jax.methods.vagpt.evaluation import evaluate_mc
+                from vau_jax.methods.vagpt.evaluation import evaluate_all
 
-                m = evaluate_mc(self, params, self.keep["stage1"], generate_too=False)
+                gen = bool(self.config.get("eval_generate", True))
+                m = evaluate_all(self, params, self.keep["stage1"], generate=gen)
                 atomic_write(path, lambda fh: json.dump(m, fh), mode="w")
             return params
 

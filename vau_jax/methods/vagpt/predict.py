@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data import templates as T
+from vau_jax.data.benchmark import MCOption, candidate_options, human_turn, mc_prompt, relettered
 from vau_jax.data.datasets import ArrayVideo
 from vau_jax.data.features import encode_video
-from vau_jax.data.benchmark import MCOption, candidate_options, human_turn, mc_prompt, relettered
 from vau_jax.methods.base import runs_seconds, standardise
 from vau_jax.methods.vagpt import data as D
 from vau_jax.methods.vagpt.tetg import tetg_prompt

@@ -1,0 +1,55 @@
+"""Text-only pretraining of the tiny LLaMA that VA-GPT's video LLM starts from.
+
+    python -m vau_jax.main --config=configs/text_pretrain.py
+
+VA-GPT's tiny preset builds it automatically when missing (``data_cache/text_pretrain_<hash>``):
+reports (captions with times) of SynthVAD *pretrain*-split videos, answered as multiple
+choice on text, anomaly QA and summaries (vau_jax/methods/pretrain/text_llm.py). Reported:
+``text_mc_acc``, the generated letter's accuracy on held-out pretrain-split reports (chance
+0.25).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import ml_collections  # noqa: E402
+from common import base_config, data_dir, parse_preset  # noqa: E402
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    preset = parse_preset(arg, ("tiny",))
+    c = base_config()
+    c.method = "text_pretrain"
+    c.preset = preset
+    c.data_dir = data_dir()
+    c.model = "tiny-llama"
+    c.vocab_size = 512
+    c.chat_format = "vicuna_v1"
+    c.system = ""  # the Vicuna system sentence is 93 pieces of the tiny tokenizer: left out
+    c.max_length = 320
+    c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})
+    c.num_train_videos = 300  # pretrain-split videos whose reports are trained on
+    c.num_eval_videos = 64  # the next ones, held out for text_mc_acc
+    c.num_train_examples = 6000
+    c.mix = ml_collections.ConfigDict({"mc": 0.5, "qa": 0.3, "summary": 0.2})
+    c.batch_size = 16
+    steps = ml_collections.FieldReference(1500)
+    c.num_steps = steps
+    c.checkpoint_every = 500
+    c.log_every = 100
+    c.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "lr": 3e-3,
+            "weight_decay": 0.01,
+            "warmup_steps": 100,
+            "total_steps": steps,
+            "grad_clip_norm": 1.0,
+            "no_decay": [r"(bias|scale|embedding|norm)"],
+        }
+    )
+    return c

@@ -1,0 +1,249 @@
+"""Text-only pretraining of the tiny LLaMA that VA-GPT's video LLM starts from.
+
+Vicuna arrives knowing how to read a report and answer a lettered question; the tiny LLaMA
+trained from scratch does not, so it first learns those general skills from text alone, on
+videos of SynthVAD's ``pretrain`` split (never a train or test video of any method). Every
+example starts from a *report*: the video's captions with their times, one line per caption
+segment (``"2.1s-4.5s: A person in red runs along the path."``), and asks one of:
+
+* **multiple choice on text** (``mc``): which option describes the anomaly and when —
+  the balanced four options of :mod:`vau_jax.data.benchmark`, answered "C. A person
+  running from 2.1s to 4.5s" (answering with a letter is a general skill, as for Vicuna);
+* **anomaly QA** (``qa``): is there an anomaly, what and when — answered in a sentence;
+* **summary** (``summary``): the report summarised as the video's event description.
+
+The loss is the next-token cross-entropy on the answers. Evaluation: accuracy of the
+generated letter on held-out pretrain-split reports (``text_mc_acc``; chance 0.25). The
+result is cached as a converted checkpoint ``<data_dir>/text_pretrain_<hash>``.
+
+    python -m vau_jax.main --config=configs/text_pretrain.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import linen as nn
+
+from vau_jax.data import templates as T
+from vau_jax.data.benchmark import MCQuestion, multiple_choice
+from vau_jax.data.chat import tokenize_chat
+from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
+from vau_jax.methods.base import MethodBase
+from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
+from vau_jax.models import registry
+from vau_jax.models.llama import LlamaForCausalLM
+from vau_jax.models.vlm import lm_loss
+from vau_jax.train.trainer import Stage
+
+KINDS = ("mc", "qa", "summary")
+SUMMARY_QUESTIONS = ("Summarize the report in one sentence.", "What happened, in short?")
+QA_QUESTIONS = (
+    "Is there an anomaly in this report? If so, what is it and when does it happen?",
+    "Does the report describe anything abnormal? Say what and when.",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What the text tasks know of one pretrain-split video."""
+
+    facts: VideoFacts
+    captions: tuple[tuple[float, float, str], ...]
+    description: str
+
+    def text(self) -> str:
+        lines = [f"{format_time(s)}-{format_time(e)}: {c}" for s, e, c in self.captions]
+        return "Report:\n" + "\n".join(lines)
+
+
+def reports(data_dir: str, synth_cfg: Any, num_videos: int) -> list[Report]:
+    """The :class:`Report` of the first ``num_videos`` videos of SynthVAD's pretrain split."""
+    from vau_jax.data.datasets import synthvad_dataset
+    from vau_jax.data.instruct import facts_from_synth
+    from vau_jax.data.synthvad import from_record
+    from vau_jax.data.synthvad.captions import uca_segments
+
+    out = []
+    for v in synthvad_dataset(data_dir, synth_cfg, 0, 0, num_pretrain=num_videos).split("pretrain"):
+        video = from_record(v.record())
+        out.append(
+            Report(facts_from_synth(video), tuple(uca_segments(video)), video.event_description)
+        )
+    return out
+
+
+def anomaly_answer(facts: VideoFacts) -> str:
+    """The sentence answer to "is there an anomaly, what and when" (never an option letter)."""
+    if facts.anomaly_type == NORMAL or not facts.intervals:
+        return "No, nothing abnormal happens in this video."
+    times = " and ".join(
+        f"between {format_time(a)} and {format_time(b)}" for a, b in facts.intervals
+    )
+    return f"Yes: {type_phrase(facts.anomaly_type)}, {times}."
+
+
+def conversation(
+    report: Report, kind: str, seed: int, class_names: tuple[str, ...]
+) -> tuple[list[dict[str, str]], MCQuestion | None]:
+    """One text example of ``kind`` (module docstring); the question for ``mc``."""
+    rng = np.random.default_rng(seed)
+    if kind == "mc":
+        q = multiple_choice(report.facts, class_names, seed)
+        o = q.options[q.answer_index]
+        answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
+        return [
+            {"from": "human", "value": f"{report.text()}\n{q.prompt()}"},
+            {"from": "gpt", "value": answer},
+        ], q
+    if kind == "qa":
+        question = QA_QUESTIONS[int(rng.integers(len(QA_QUESTIONS)))]
+        return [
+            {"from": "human", "value": f"{report.text()}\n{question}"},
+            {"from": "gpt", "value": anomaly_answer(report.facts)},
+        ], None
+    if kind == "summary":
+        question = SUMMARY_QUESTIONS[int(rng.integers(len(SUMMARY_QUESTIONS)))]
+        return [
+            {"from": "human", "value": f"{report.text()}\n{question}"},
+            {"from": "gpt", "value": report.description},
+        ], None
+    raise ValueError(f"unknown text task {kind!r}; choose from {KINDS}")
+
+
+class TextPretrain(MethodBase):
+    """The method object the trainer runs (module docstring)."""
+
+    name = "text_pretrain"
+
+    def __init__(self, config: Any, workdir: str = "", tokenizer: Any = None):
+        super().__init__(config, workdir)
+        self.tok = tokenizer
+
+    def prepare(self, inference: bool = False) -> None:
+        from vau_jax.data.synthvad import ANOMALY_TYPES, SynthConfig
+        from vau_jax.methods.pretrain.clip import synthvad_tokenizer
+
+        c = self.config
+        self.tok = self.tok or synthvad_tokenizer(c)
+        self.llm_cfg = registry.get_config(
+            c.model,
+            vocab_size=self.tok.vocab_size,
+            bos_token_id=self.tok.bos_id,
+            eos_token_id=self.tok.eos_id,
+            pad_token_id=self.tok.pad_id,
+        )
+        self.model = LlamaForCausalLM(self.llm_cfg)
+        self.synth = SynthConfig(**dict(c.synthvad))
+        self.class_names = tuple(ANOMALY_TYPES)
+        self.prepared = "inference" if inference else "train"
+
+    def abstract_params(self) -> Any:
+        ids = jnp.zeros((1, 8), jnp.int32)
+        return jax.eval_shape(lambda: self.model.init(jax.random.key(0), ids))["params"]
+
+    def init_params(self, rng: jax.Array) -> Any:
+        return nn.unbox(self.model.init(rng, jnp.zeros((1, 8), jnp.int32))["params"])
+
+    def encode(self, conv: list, **kw: Any) -> dict[str, np.ndarray]:
+        c = self.config
+        return tokenize_chat(
+            self.tok,
+            conv,
+            int(kw.pop("max_length", c.max_length)),
+            str(c.chat_format),
+            system=c.system,
+            **kw,
+        )
+
+    def _source(self) -> list[dict[str, np.ndarray]]:
+        c = self.config
+        reps = reports(c.data_dir, self.synth, int(c.num_train_videos))
+        weights = np.array([float(c.mix[k]) for k in KINDS])
+        rng = np.random.default_rng(c.seed)
+        out = []
+        for i in range(int(c.num_train_examples)):
+            kind = KINDS[int(rng.choice(len(KINDS), p=weights / weights.sum()))]
+            rep = reps[int(rng.integers(len(reps)))]
+            conv, _ = conversation(rep, kind, c.seed * 1_000_003 + i, self.class_names)
+            ex = self.encode(conv, source=f"text example {i}")
+            out.append({k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")})
+        return out
+
+    def _loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        del rng
+        logits = self.model.apply(
+            {"params": params}, batch["input_ids"], attention_mask=batch["attention_mask"]
+        )["logits"]
+        return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
+
+    def stages(self) -> list[Stage]:
+        return single_stage("text_lm", self.config, self._loss, self._source)
+
+    def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
+        """Generated-letter accuracy on held-out pretrain-split reports (the videos after the
+        training ones; chance 0.25)."""
+        from vau_jax.eval.generate import generate
+        from vau_jax.eval.metrics import mcqa_accuracy, parse_choice
+        from vau_jax.eval.scoring import stack_rows
+
+        del workdir
+        c = self.config
+        n_train, n_eval = int(c.num_train_videos), int(c.num_eval_videos)
+        held = reports(c.data_dir, self.synth, n_train + n_eval)[n_train:]
+        qs, rows = [], []
+        for i, rep in enumerate(held):
+            conv, q = conversation(rep, "mc", 10**9 + i, self.class_names)
+            rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))
+            qs.append(q)
+        b = stack_rows(rows)
+        toks, lengths = generate(
+            self.model,
+            params,
+            input_ids=b["input_ids"],
+            attention_mask=b["attention_mask"],
+            max_new_tokens=12,
+            eos_id=self.tok.eos_id,
+            pad_id=self.tok.pad_id,
+        )
+        toks, lengths = np.asarray(toks), np.asarray(lengths)
+        texts = [
+            self.tok.decode(
+                [
+                    int(t)
+                    for t in toks[r, : lengths[r]]
+                    if int(t) not in (self.tok.eos_id, self.tok.pad_id)
+                ]
+            )
+            for r in range(len(qs))
+        ]
+        chosen = [parse_choice(t, [o.text for o in q.options]) for t, q in zip(texts, qs)]
+        acc = mcqa_accuracy(
+            chosen, [q.answer_index for q in qs], [[o.interval for o in q.options] for q in qs]
+        )
+        logging.info("text pretraining, held-out answers: %s", texts[:3])
+        return {
+            "text_mc_acc": acc["Total_Acc"],
+            "text_mc_temporal_acc": acc["Temporal_Acc"],
+            "text_mc_eval_questions": float(len(qs)),
+        }
+
+
+def checkpoint_dir(config: Any) -> str:
+    """Where the converted text-pretrained LLM of a ``text_pretrain`` config lives (by hash)."""
+    return pretrained_dir(config, "text_pretrain")
+
+
+def ensure_text_llm(config: Any) -> str:
+    """The converted checkpoint folder, training it first when missing (run in ``<dir>.run``)."""
+    return ensure_pretrained(
+        config,
+        "text_pretrain",
+        "text-pretrained tiny LLM",
+        lambda: TextPretrain(config, checkpoint_dir(config) + ".run"),
+    )
