@@ -68,7 +68,9 @@ def write_vagpt_report(method: Any, params: Any, metrics: dict[str, float], work
         questions, texts = [], {}
         for k in by_video.get(i, []):
             _, q, sentence, _ = ev["items"][k]
-            chosen = int(ev["chosen"][k])
+            # the generated answer's parsed choice (the headline); log-likelihood's otherwise
+            parsed = ev.get("parsed", [None] * len(ev["items"]))[k]
+            chosen = int(parsed) if parsed is not None else int(ev["chosen"][k])
             questions.append(
                 ReportQuestion(
                     prompt=q.prompt(),
@@ -82,7 +84,8 @@ def write_vagpt_report(method: Any, params: Any, metrics: dict[str, float], work
             if sentence:
                 texts["TETG prior sentence"] = sentence
             if "generated" in ev:
-                texts[f"generated answer (question {len(questions)})"] = ev["generated"][k]
+                note = "" if parsed is not None else " (unparsed: the row shows the best option by log-likelihood)"
+                texts[f"generated answer (question {len(questions)}){note}"] = ev["generated"][k]
         _, tetg_interval = method.tetg_sentence("test", i)
         videos.append(
             ReportVideo(
@@ -102,8 +105,9 @@ def write_vagpt_report(method: Any, params: Any, metrics: dict[str, float], work
             )
         )
     notes = [
-        f"{method.dataset.name} test split, {int(metrics.get('test_questions', 0))} four-option "
-        "questions; chance accuracy 0.25.",
+        f"{method.dataset.name} test split, {int(metrics.get('questions', 0))} four-option "
+        "questions (in-domain benchmark); the model generates its answer and the parsed letter "
+        "is scored; Total and Temporal chance are both 0.25.",
         f"SETS keeps {keep:.0%} of the patches per frame (highlighted; others dimmed).",
         "TETG: frame probabilities of the frozen MLP on CLIP class tokens; shaded = ground "
         "truth, band = the longest run above the threshold (the interval written in the prompt).",
