@@ -19,8 +19,15 @@ from vau_jax.methods.vagpt.report import report_videos
 
 
 def _video(vid="v0", label="fire", intervals=((8, 20),)):
-    return Video(id=vid, split="train", label=label, fps=8.0, n_frames=40,
-                 frame_intervals=tuple(intervals), info={"anomaly_type": label})
+    return Video(
+        id=vid,
+        split="train",
+        label=label,
+        fps=8.0,
+        n_frames=40,
+        frame_intervals=tuple(intervals),
+        info={"anomaly_type": label},
+    )
 
 
 def test_questions_are_deterministic_and_hold_the_truth():
@@ -39,21 +46,61 @@ def test_questions_are_deterministic_and_hold_the_truth():
 
 def test_report_videos_alternate_anomalous_and_normal():
     labels = ["Normal", "Normal", "fire", "running", "Normal"]
-    vids = [_video(str(i), lab, () if lab == "Normal" else ((1, 2),)) for i, lab in
-            enumerate(labels)]
+    vids = [
+        _video(str(i), lab, () if lab == "Normal" else ((1, 2),)) for i, lab in enumerate(labels)
+    ]
     assert report_videos(vids, 4) == [2, 0, 3, 1]
     assert report_videos(vids, 10) == [2, 0, 3, 1, 4]
 
 
 @pytest.mark.slow
-def test_finished_run_metrics_and_report(vagpt_run):
+def test_finished_run_metrics_benchmarks_and_report(vagpt_run):
     saved = json.load(open(os.path.join(vagpt_run, "metrics.json")))
-    for key in ("total_acc", "temporal_acc", "total_acc_stage1", "temporal_acc_stage1",
-                "total_acc_generate", "tetg_frame_auc"):
+    for key in (
+        "total_acc",
+        "temporal_acc",
+        "total_acc_loglik",
+        "temporal_acc_loglik",
+        "total_acc_stage1",
+        "temporal_acc_loglik_stage1",
+        "xd_total_acc",
+        "xd_temporal_acc",
+        "xd_total_acc_loglik",
+        "tetg_frame_auc",
+        "unparsed",
+    ):
         assert 0.0 <= saved[key] <= 1.0, key
-    assert saved["test_questions"] == 4 and saved["sets_keep_ratio"] == 0.5
+    assert saved["total_acc_chance"] == saved["temporal_acc_chance"] == 0.25
+    assert saved["xd_total_acc_chance"] == saved["xd_temporal_acc_chance"] == 0.25
+    assert saved["questions"] == 4 and saved["xd_questions"] == 2
+    assert saved["sets_keep_ratio"] == 0.5
     assert os.path.isdir(os.path.join(vagpt_run, "tetg", "checkpoints"))  # TETG's own run
     assert os.listdir(os.path.join(vagpt_run, "tensorboard"))
+    # The benchmark files and the generated answers reproduce the headline with the CLI.
+    import subprocess
+    import sys
+
+    for name, prefix in (("in_domain", ""), ("cross_domain", "xd_")):
+        gt = os.path.join(vagpt_run, f"benchmark_{name}.jsonl")
+        pred = os.path.join(vagpt_run, f"answers_{name}.jsonl")
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vau_jax.evaluate",
+                "--metric=mcqa",
+                f"--gt={gt}",
+                f"--pred={pred}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        got = json.loads(out.stdout)
+        assert got["Total_Acc"] == pytest.approx(saved[f"{prefix}total_acc"])
+        assert got["Temporal_Acc"] == pytest.approx(saved[f"{prefix}temporal_acc"])
+        rows = [json.loads(x) for x in open(gt)]
+        assert {"id", "video", "question", "options", "answer_index", "intervals"} <= set(rows[0])
     html = open(os.path.join(vagpt_run, "report.html")).read()
 
     class Count(HTMLParser):
@@ -69,26 +116,63 @@ def test_finished_run_metrics_and_report(vagpt_run):
 
 
 @pytest.mark.slow
+def test_training_never_sees_a_multiple_choice_prompt(vagpt_run):
+    """Stage 1-2 rows come from caption clips: no lettered options, no benchmark question;
+    every clip conversation ends with "Are there any anomalies?"."""
+    from vau_jax.data.caption_qa import ANOMALY_QUESTION
+
+    c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
+    m = methods.build(c, vagpt_run)
+    m.prepare()
+    rows = m.train_examples()
+    texts = [m.tok.decode([int(t) for t in r["input_ids"][r["attention_mask"]]]) for r in rows]
+    assert texts and not any("Answer with the option" in t or "\nA. " in t for t in texts)
+    bench = [
+        json.loads(x)["question"]
+        for x in open(os.path.join(vagpt_run, "benchmark_in_domain.jsonl"))
+    ]
+    assert not any(q in t for q in bench for t in texts)
+    assert sum(ANOMALY_QUESTION in t for t in texts) >= len(m.dataset.split("train"))
+
+
+@pytest.mark.slow
 def test_evaluations_compile_once_per_shape(vagpt_run):
-    """The scoring functions are built once: a second evaluation traces nothing new (the
-    option scorer and prefix embedder are wrapped in chex.assert_max_traces(n=1); the
-    generation loop's jit cache does not grow)."""
+    """The scoring functions are built once per method: a second evaluation traces nothing
+    new. The first evaluation learns how many shapes there are (one per benchmark at most);
+    a fresh method whose functions are wrapped in ``chex.assert_max_traces`` with that count
+    then evaluates twice (a retrace raises); the generation loop's jit cache does not grow."""
     from vau_jax.eval import generate as G
     from vau_jax.methods.vagpt.evaluation import evaluate
     from vau_jax.train.trainer import Trainer
 
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
-    m = methods.build(c, vagpt_run)
-    m.trace_wrap = lambda f: chex.assert_max_traces(f, n=1)
-    m.prepare()
-    t = Trainer(m, c, vagpt_run)
-    params = t.restore_params()
-    t.close()
+    traces: dict[str, int] = {}
+
+    def counting(f):
+        def g(*a, **k):
+            traces[f.__name__] = traces.get(f.__name__, 0) + 1
+            return f(*a, **k)
+
+        return g
+
+    def load(wrap):
+        m = methods.build(c, vagpt_run)
+        m.trace_wrap = wrap
+        m.prepare()
+        t = Trainer(m, c, vagpt_run)
+        params = t.restore_params()
+        t.close()
+        return m, params
+
+    m, params = load(counting)
     first = evaluate(m, params, vagpt_run)
+    assert set(traces) == {"option_logprob", "prefix_embeds"}  # one trace per shape each
+    m, params = load(lambda f: chex.assert_max_traces(f, n=traces[f.__name__]))
+    again = evaluate(m, params, vagpt_run)
     cache = G._generate._cache_size()
-    second = evaluate(m, params, vagpt_run)  # would raise on a retrace
+    third = evaluate(m, params, vagpt_run)  # would raise on a retrace
     assert G._generate._cache_size() == cache
-    assert first == second
+    assert first == again == third
     saved = json.load(open(os.path.join(vagpt_run, "metrics.json")))
     assert first["total_acc"] == pytest.approx(saved["total_acc"])
 
