@@ -166,13 +166,20 @@ class TextPretrain(MethodBase):
         reps = reports(c.data_dir, self.synth, int(c.num_train_videos))
         weights = np.array([float(c.mix[k]) for k in KINDS])
         rng = np.random.default_rng(c.seed)
-        out = []
+        out, skipped = [], 0
         for i in range(int(c.num_train_examples)):
             kind = KINDS[int(rng.choice(len(KINDS), p=weights / weights.sum()))]
             rep = reps[int(rng.integers(len(reps)))]
             conv, _ = conversation(rep, kind, c.seed * 1_000_003 + i, self.class_names)
-            ex = self.encode(conv, source=f"text example {i}")
+            try:
+                ex = self.encode(conv, source=f"text example {i}")
+            except ValueError:  # a report longer than max_length (a video of many segments)
+                skipped += 1
+                continue
             out.append({k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")})
+        if skipped:
+            logging.info("text pretraining: %d of %d examples longer than max_length left out",
+                         skipped, int(c.num_train_examples))
         return out
 
     def _loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
@@ -199,7 +206,10 @@ class TextPretrain(MethodBase):
         qs, rows = [], []
         for i, rep in enumerate(held):
             conv, q = conversation(rep, "mc", 10**9 + i, self.class_names)
-            rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))
+            try:
+                rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))
+            except ValueError:  # longer than max_length: not asked
+                continue
             qs.append(q)
         b = stack_rows(rows)
         toks, lengths = generate(
