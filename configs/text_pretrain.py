@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.vocab_size = 512
     c.chat_format = "vicuna_v1"
     c.system = ""  # the Vicuna system sentence is 93 pieces of the tiny tokenizer: left out
-    c.max_length = 320
+    c.max_length = 288  # a report (normal stretches merged) + question + options: <= 270
     c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})
     c.num_train_videos = 300  # pretrain-split videos whose reports are trained on
     c.num_eval_videos = 64  # the next ones, held out for text_mc_acc

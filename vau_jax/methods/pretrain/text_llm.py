@@ -22,6 +22,7 @@ result is cached as a converted checkpoint ``<data_dir>/text_pretrain_<hash>``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -62,8 +63,25 @@ class Report:
         return "Report:\n" + "\n".join(lines)
 
 
+def merge_normal(
+    captions: Sequence[tuple[float, float, str]], anomaly: Sequence[tuple[float, float]]
+) -> tuple[tuple[float, float, str], ...]:
+    """Caption segments with every run of consecutive segments outside the anomaly merged
+    into one (keeping its first sentence): a report of a few lines, not one per change of
+    walkers."""
+    out: list[list] = []
+    for s, e, text in captions:
+        normal = not any(min(e, b) > max(s, a) for a, b in anomaly)
+        if out and normal and out[-1][3]:
+            out[-1][1] = e
+        else:
+            out.append([s, e, text, normal])
+    return tuple((s, e, text) for s, e, text, _ in out)
+
+
 def reports(data_dir: str, synth_cfg: Any, num_videos: int) -> list[Report]:
-    """The :class:`Report` of the first ``num_videos`` videos of SynthVAD's pretrain split."""
+    """The :class:`Report` of the first ``num_videos`` videos of SynthVAD's pretrain split
+    (its captions with the normal stretches merged, :func:`merge_normal`)."""
     from vau_jax.data.datasets import synthvad_dataset
     from vau_jax.data.instruct import facts_from_synth
     from vau_jax.data.synthvad import from_record
@@ -72,9 +90,9 @@ def reports(data_dir: str, synth_cfg: Any, num_videos: int) -> list[Report]:
     out = []
     for v in synthvad_dataset(data_dir, synth_cfg, 0, 0, num_pretrain=num_videos).split("pretrain"):
         video = from_record(v.record())
-        out.append(
-            Report(facts_from_synth(video), tuple(uca_segments(video)), video.event_description)
-        )
+        facts = facts_from_synth(video)
+        captions = merge_normal(uca_segments(video), facts.intervals)
+        out.append(Report(facts, captions, video.event_description))
     return out
 
 
