@@ -2,14 +2,17 @@
 
     python -m vau_jax.main --config=configs/vagpt.py                    # tiny preset, SynthVAD
     python -m vau_jax.main --config=configs/vagpt.py --config.llm=smollm2   # real SmolLM2-135M
-    python -m vau_jax.main --config=configs/vagpt.py:paper              # CLIP-L + DINOv2-L + Vicuna
+    python -m vau_jax.main --config=configs/vagpt.py:paper      # LLaMA-VID (EVA + Q-Former + Vicuna)
 
 Tiny: the frozen contrastively pretrained tiny CLIP (built automatically when missing) gives
 per-frame class + patch tokens; a frozen seeded tiny DINOv2 on the same 8×8 grid drives SETS;
 TETG (3-layer MLP on class tokens, SGD lr 1e-3, batch 32) is trained alone first and then
-frozen; the LLM (tiny LLaMA from scratch, vocabulary = the SynthVAD sentencepiece model) is
-instruction-tuned on 4-option multiple-choice questions: stage 1 on full tokens, stage 2
-(≤150 iterations) on SETS tokens. Evaluation: Total / Temporal Acc on SynthVAD *test*.
+frozen; the video LLM starts from the base video LLM (text-pretrained tiny LLaMA, then
+caption pretraining on SynthVAD's pretrain split) and is instruction-tuned on conversations
+about the train videos' caption clips (never multiple choice): stage 1 on full tokens,
+stage 2 (≤150 iterations) on SETS tokens. Evaluation: the generated answer to four-option
+questions, parsed (Total / Temporal Acc), in-domain (SynthVAD test) and cross-domain (its
+domain-shifted version).
 Paper: where VA-GPT is silent the LLaMA-VID fine-tuning settings are used (AdamW lr 2e-5, no
 weight decay, 3% warm-up, cosine, global batch 128), one epoch over the 775,241 UCF-Crime
 instruction pairs of the supplementary material, then 150 SETS iterations.
@@ -58,8 +61,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.features = ""  # pre-extracted features are VAD-LLaMA's only: VA-GPT needs frames
     c.num_train_videos = 400
     c.num_test_videos = 96
-    c.questions_per_train_video = 4  # MC questions per video (different distractors/order)
+    # Stage 1-2 instruction data from the train videos' caption clips (VA-GPT supplementary
+    # §1.1; vau_jax/data/caption_qa.py): per caption segment `clip` three-turn conversations
+    # (the last "Are there any anomalies?"), per video `video` video-QA, `frame` single-frame
+    # and `text` text-only conversations. Never multiple choice.
+    c.train_data = ml_collections.ConfigDict(
+        {"generator": "template", "clip": 1, "video": 1, "frame": 1, "text": 1}
+    )
+    # Evaluation (VA-GPT §4, supplementary §1.2): the model generates its answer to each
+    # four-option question; the parsed letter is scored (option log-likelihood: a diagnostic).
     c.questions_per_test_video = 2
+    c.max_answer_tokens = 24
+    # The cross-domain benchmark: "synthvad_shifted" (SynthVAD's test split rendered with
+    # domain="shifted"), "xd_violence" (+ dataset_dir), or "" (off).
+    c.cross_domain = ml_collections.ConfigDict(
+        {"dataset": "synthvad_shifted", "dataset_dir": "", "num_test_videos": 96}
+    )
     c.frames_per_video = 16  # frames sampled uniformly for the visual tokens
     # Encoders (frozen; features cached in the data dir).
     c.vision_encoder = "tiny-clip-vit"
@@ -88,7 +105,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.qformer = "tiny-qformer"
     c.projector_hidden = 0
     c.chat_format = "vicuna_v1"
-    c.max_length = 320
+    c.max_length = 448  # a clip conversation: TETG sentence + 32 video tokens + 3 turns
     # "" drops the system sentence (93 tokens of the tiny tokenizer, no use to an LLM trained
     # from scratch); None = the chat format's default system prompt.
     c.system_prompt = ""
@@ -98,30 +115,71 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 50
     c.stage1 = _stage(200, 1e-3, 20, [])
     c.stage2 = _stage(50, 2e-4, 5, [])
+    # The base video LLM VA-GPT starts from (LLaMA-VID's role; tiny LLM only): the tiny LLaMA
+    # pretrained on text (configs/text_pretrain.py), then the video LLM pretrained on generic
+    # captions of SynthVAD's pretrain split (vau_jax/methods/pretrain/video_llm.py); cached in
+    # the data dir, shared by every VA-GPT run with the same encoders and sizes.
+    import text_pretrain as text_pretrain_config  # configs/text_pretrain.py
+
+    steps = ml_collections.FieldReference(300)
+    c.base_llm = ml_collections.ConfigDict(
+        {
+            "enabled": True,
+            "num_videos": 300,  # pretrain-split videos captioned
+            "num_eval_videos": 32,
+            "steps": steps,
+            "batch_size": 8,
+            "optimizer": {
+                "name": "adamw",
+                "lr": 1e-3,
+                "weight_decay": 0.0,
+                "warmup_steps": 30,
+                "total_steps": steps,
+                "grad_clip_norm": 1.0,
+            },
+            "text_pretrain": text_pretrain_config.get_config("tiny"),
+        }
+    )
     c.report_videos = 8
     if preset == "paper":
-        c.vision_encoder = "clip-vit-l/14"
-        c.patch_encoder = "dinov2-l/14"
-        c.patch_encoder_grid = 16
-        c.qformer = "blip2-qformer"
-        c.llm = "paper"
-        c.llm_preset = "vicuna-7b"
-        c.projector_hidden = 4096
-        c.frames_per_video = 32
-        c.frame_size = 224
-        c.fps = 1.0
-        c.dataset = "ucf_crime"
-        c.max_length = 2048
-        c.system_prompt = None
-        c.batch_size = 128
-        steps = 775241 // 128
+        # Roles: LLaMA-VID's (VA-GPT is built on it, §3 / Table 1 "LLaMA-VID (Baseline)"):
+        # EVA-ViT-g + its Q-Former + projectors + Vicuna-7B; DINOv2-L for SETS (§3 SETS).
+        c.vision_encoder = "eva-vit-g/14"  # LLaMA-VID --vision_tower LAVIS eva_vit_g.pth
+        c.patch_encoder = "dinov2-l/14"  # VA-GPT §3 SETS: DINOv2 patch embeddings
+        c.patch_encoder_grid = 16  # = EVA's 224/14 grid (DESIGN §5: resize D_t to it)
+        c.qformer = "llama-vid-qformer"  # LLaMA-VID init_bert (InstructBLIP's, +[DEC])
+        c.llm = "paper"  # the converted LLaMA-VID release (paper_checkpoints.vlm)
+        c.llm_preset = "vicuna-7b"  # VA-GPT Table 1 (Vicuna-7B); LLaMA-VID vicuna 7B-V1.5
+        c.projector_hidden = 4096  # LLaMA-VID --mm_projector_type mlp2x_gelu (LLM width)
+        c.frames_per_video = 32  # ours: a static count (LLaMA-VID samples 1 fps, no cap)
+        c.frame_size = 224  # LLaMA-VID --image_processor clip-patch14-224
+        c.fps = 1.0  # LLaMA-VID --video_fps 1
+        c.dataset = "ucf_crime"  # VA-GPT supplementary §1.1 (UCF-Crime + UCA)
+        # The cross-domain benchmark is XD-Violence (supplementary §1.2): point it at a tree
+        # with --config.cross_domain.dataset=xd_violence --config.cross_domain.dataset_dir=DIR.
+        c.cross_domain.dataset = ""
+        c.max_length = 2048  # LLaMA-VID --model_max_length 2048
+        c.system_prompt = None  # LLaMA-VID --version imgsp_v1 = Vicuna v1's system prompt
+        c.max_query_length = 256  # LLaMA-VID vlm_attention: BERT tokenizer max_length=256
+        c.sets_keep_ratio = 0.5  # VA-GPT §4 ablation on K: 0.5 best
+        c.tetg.hidden = (256, 128)  # ours: VA-GPT supp. §2.3 says "three-layer MLP" only
+        c.tetg.lr = 1e-3  # VA-GPT supplementary §2.3
+        c.tetg.batch_size = 32  # VA-GPT supplementary §2.3 (SGD)
+        c.tetg.threshold = 0.5  # ours (DESIGN §5: tau = 0.5)
+        c.batch_size = 128  # LLaMA-VID: 4 per device x 4 accumulation x 8 GPUs
+        steps = 775241 // 128  # VA-GPT supp. §1.1: 775,241 pairs; LLaMA-VID --num_train_epochs 1
+        # LLaMA-VID stage 2: --learning_rate 2e-5 --weight_decay 0. --warmup_ratio 0.03 cosine;
+        # gradient clipping 1.0 (HF Trainer's max_grad_norm default, _stage's).
         c.stage1 = _stage(steps, 2e-5, int(0.03 * steps), [])
+        # VA-GPT §3 Loss & Training: stage 2 "fewer than 150 iterations"; lr as stage 1 (ours),
+        # 5 warm-up steps (ours).
         c.stage2 = _stage(150, 2e-5, 5, [])
-        c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 8, "tensor": 1})
+        c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 8, "tensor": 1})  # ours (v5e-8)
         c.paper_checkpoints = ml_collections.ConfigDict(
-            {"vision": "", "patch_encoder": "", "qformer": "", "llm": ""}
-        )
+            {"vision": "", "patch_encoder": "", "vlm": ""}
+        )  # vau_jax/methods/vagpt/paper.py SOURCES
         # The Q-Former's instruction tokenizer (a folder or tokenizer.json); "" = the
-        # qformer_tokenizer/ folder the conversion kept beside the converted Q-Former.
+        # qformer_tokenizer/ folder the conversion kept beside the converted LLaMA-VID
+        # (bert-base-uncased's: LLaMA-VID init_bert).
         c.qformer_tokenizer = ""
     return c

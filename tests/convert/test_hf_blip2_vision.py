@@ -123,3 +123,40 @@ def test_checkpoint_errors(tmp_path):
     nonzero_k[40] = 1.0
     with pytest.raises(CheckpointMismatchError, match="key slice"):
         hf_blip2_vision.params_from_hf({**sd, bias_key: nonzero_k}, cfg)
+
+
+def test_full_blip2_folder_gives_its_vision_tower(tmp_path):
+    """``load_full_model`` reads only ``vision_model.*`` of a full BLIP-2 folder (the paper
+    presets' ``vision`` role): the same params as the bare tower's folder."""
+    torch.manual_seed(3)
+    opt = dict(
+        model_type="opt",
+        vocab_size=64,
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        word_embed_proj_dim=32,
+        max_position_embeddings=64,
+    )
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    full = transformers.Blip2Model(
+        transformers.Blip2Config(
+            vision_config={**tower, "image_size": 28, "patch_size": 7},
+            qformer_config=dict(
+                hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+            ),
+            text_config=opt,
+            num_query_tokens=4,
+        )
+    ).eval()
+    module, params = hf_blip2_vision.load_full_model(_save(full, tmp_path / "full"))
+    _, bare = load_hf(_save(full.vision_model, tmp_path / "bare"))
+    assert module.config.num_hidden_layers == 2 and module.config.image_size == 28
+    flat = export_hf(module, params)
+    ref = export_hf(module, bare)
+    assert flat.keys() == ref.keys()
+    for k in flat:
+        np.testing.assert_array_equal(flat[k], ref[k], err_msg=k)
+    with pytest.raises(ValueError, match="not a full"):
+        hf_blip2_vision.load_full_model(str(tmp_path / "bare"))

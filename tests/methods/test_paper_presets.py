@@ -29,12 +29,15 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # Parameter counts of the public checkpoints (HF models, all tensors of each tower).
 VICUNA_7B = 6_738_415_616
-CLIP_L14_VISION = 303_179_776  # CLIPVisionModel, no visual_projection
 DINOV2_L14 = 304_368_640  # Dinov2Model incl. mask token
-# BLIP-2 Q-Former (BERT-base, 32 queries) with text embeddings, cross-attention on 1024-wide
-# CLIP-L tokens: 185,683,968 on 1408-wide EVA tokens minus 6 x (k, v) x 384 x 768.
-QFORMER_ON_CLIP_L = 185_683_968 - 6 * 2 * 384 * 768
-EVA_VIT_G14 = 985_897_344
+EVA_VIT_G14 = 985_897_344  # Blip2VisionModel (its all-zero key bias not stored)
+# BLIP-2 / InstructBLIP Q-Former (BERT-base, 32 queries, text embeddings) on 1408-wide EVA
+# tokens; LLaMA-VID's adds one word embedding ([DEC]: vocabulary 30,523).
+BLIP2_QFORMER = 185_683_968
+LLAMA_VID_QFORMER = BLIP2_QFORMER + 768
+# Video-LLaMA's video Q-Former: HF Blip2QFormerModel(2 layers, cross-attention every layer,
+# 768-wide inputs) = 18,905,088 on the meta device, + 32 x 768 video queries.
+VIDEO_LLAMA_QFORMER = 18_929_664
 
 
 def _is_box(x):
@@ -70,30 +73,43 @@ def vagpt_paper():
 
 
 def test_vagpt_paper_tree_layout_and_parameter_counts(vagpt_paper):
+    """LLaMA-VID's roles: EVA-ViT-g, its Q-Former (+ ``vlm_att_ln``), projectors, Vicuna-7B."""
     c, trees = vagpt_paper
     assert set(trees) == {"vision", "patch_encoder", "vlm", "tetg"}
     vlm = trees["vlm"]
-    assert set(vlm) == {"qformer", "query_proj", "context_proj", "content_proj", "llm"}
-    assert _count(trees["vision"]) == CLIP_L14_VISION
+    assert set(vlm) == {
+        "qformer",
+        "qformer_ln",
+        "query_proj",
+        "key_proj",
+        "context_proj",
+        "content_proj",
+        "llm",
+    }
+    assert _count(trees["vision"]) == EVA_VIT_G14
     assert _count(trees["patch_encoder"]) == DINOV2_L14
     assert _count(vlm["llm"]) == VICUNA_7B
-    assert _count(vlm["qformer"]) == QFORMER_ON_CLIP_L
-    # text-conditioned Q-Former: BERT word embeddings, queries of the Q-Former width
+    assert _count(vlm["qformer"]) == LLAMA_VID_QFORMER
+    # text-conditioned Q-Former: BERT word embeddings (+[DEC]), cross-attention on EVA tokens
     q = nn.unbox(vlm["qformer"])
-    assert q["embeddings"]["word_embeddings"]["embedding"].shape == (30522, 768)
+    assert q["embeddings"]["word_embeddings"]["embedding"].shape == (30523, 768)
     assert q["query_tokens"].shape == (1, 32, 768)
-    assert q["encoder"]["layer_0"]["crossattention"]["attention"]["key"]["kernel"].shape == (
-        1024,
-        768,
-    )
-    # projectors: query 768 -> 1024; context/content: 1024 -> 4096 -> 4096 (mlp2x_gelu)
-    h = c.projector_hidden
-    assert _count(vlm["query_proj"]) == 768 * 1024 + 1024
-    for name in ("context_proj", "content_proj"):
-        assert _count(vlm[name]) == (1024 * h + h) + (h * 4096 + 4096)
-    # TETG: 3-layer MLP on the 1024-wide CLIP-L class token
+    kv = q["encoder"]["layer_0"]["crossattention"]["attention"]["key"]["kernel"]
+    assert kv.shape == (1408, 768)
+    assert "crossattention" not in q["encoder"]["layer_1"]  # every 2nd layer (init_bert)
+    # LLaMA-VID's projectors (llamavid_arch.py initialize_attention_modules), Dv = 1408:
+    # vlm_att_ln (LayerNorm), vlm_att_projector 768 -> Dv, vlm_att_key_projector Dv -> Dv,
+    # vlm_att_val_projector Dv -> 4096 (one Linear), mm_projector mlp2x_gelu Dv -> 4096 -> 4096
+    dv, h = 1408, c.projector_hidden
+    assert h == 4096
+    assert _count(vlm["qformer_ln"]) == 2 * dv
+    assert _count(vlm["query_proj"]) == 768 * dv + dv
+    assert _count(vlm["key_proj"]) == dv * dv + dv
+    assert _count(vlm["context_proj"]) == dv * 4096 + 4096
+    assert _count(vlm["content_proj"]) == (dv * h + h) + (h * 4096 + 4096)
+    # TETG: 3-layer MLP on the 1408-wide EVA class token
     h1, h2 = c.tetg.hidden
-    assert _count(trees["tetg"]) == (1024 * h1 + h1) + (h1 * h2 + h2) + (h2 + 1)
+    assert _count(trees["tetg"]) == (dv * h1 + h1) + (h1 * h2 + h2) + (h2 + 1)
 
 
 def test_vagpt_paper_shardings_split_the_7b_llm_over_fsdp(vagpt_paper):
@@ -133,13 +149,37 @@ def test_vadllama_paper_trees_counts_and_shardings():
     c = vadllama_config.get_config("paper")
     trees = paper_abstract_params(c)
     assert _count(trees["vision"]) == EVA_VIT_G14
-    assert _count(trees["image_qformer"]) == 185_683_968  # BLIP-2 Q-Former on EVA tokens
+    assert _count(trees["image_qformer"]) == BLIP2_QFORMER  # BLIP-2 Q-Former on EVA tokens
+    vador = nn.unbox(trees["vador"])
+    # Video-LLaMA's video Q-Former on the image Q-Former's 768-wide queries, its frame positions
+    assert _count(vador["video_qformer"]) == VIDEO_LLAMA_QFORMER
+    assert vador["frame_position"].shape == (c.frames_per_clip, 768)
+    assert sorted(vador["video_qformer"]["encoder"]) == ["layer_0", "layer_1"]
+    for layer in vador["video_qformer"]["encoder"].values():
+        assert "crossattention" in layer and "intermediate" not in layer  # no text FFN
     mesh = sharding.mesh_from_config(c)
     assert dict(mesh.shape) == {"data": 8, "fsdp": 1, "tensor": 1}
     shards = _shard_all(trees, mesh)
     # fsdp=1, tensor=1: parameters are replicated, the batch goes over the 8-way data axis
     for _, specs in shards.values():
         assert all(all(a is None for a in s.spec) for s in specs)
+
+
+def test_vadllama_paper_phases_freeze_the_video_encoder():
+    """Phase 1 trains the AP alone on the frozen VE (video Q-Former + frame positions), phase 2
+    AP + LTC: the trainer's regex freeze (zero updates, no optimizer state) leaves the rest."""
+    from vau_jax.train.optimizer import make_optimizer
+
+    c = vadllama_config.get_config("paper")
+    params = nn.unbox(paper_abstract_params(c)["vador"])
+    trained = {}
+    for name in ("phase1", "phase2"):
+        mask = make_optimizer(dict(c[name].optimizer), params).trainable
+        trained[name] = sorted(k for k, v in mask.items() if any(jax.tree.leaves(v)))
+    assert trained["phase1"] == ["ap"]
+    assert trained["phase2"] == ["ap", "ltc"]
+    p3 = c.phase3
+    assert p3.enabled and p3.batch_size == 2 and p3.steps == 30000 and p3.captions == "uca"
 
 
 @pytest.mark.parametrize("method", ["vagpt", "vadllama"])
@@ -173,15 +213,26 @@ def test_explain_missing_weights_passes_when_every_role_is_converted(tmp_path):
     assert "Missing: llm." in buf.getvalue()
 
 
-def test_vagpt_qformer_command_reads_the_full_instructblip_folder():
-    """`python -m vau_jax.convert` only reads bare models; the InstructBLIP Q-Former is
-    extracted from the full model folder with ``hf_qformer.load_full_model``."""
-    src = paper.sources("vagpt")["qformer"]
-    cmd = paper.convert_command(src, "hf/qformer", "checkpoints/qformer")
-    assert cmd.startswith('python -c "from vau_jax.convert.hf_qformer import load_full_model;')
-    assert "load_full_model('hf/qformer')" in cmd and "save_converted('checkpoints/qformer'" in cmd
-    plain = paper.convert_command(paper.sources("vagpt")["vision"], "hf/v", "checkpoints/v")
-    assert plain == "python -m vau_jax.convert --src=hf/v --dst=checkpoints/v"
+def test_printed_commands_read_full_models_and_pytorch_releases():
+    """`python -m vau_jax.convert` only reads bare HF models; the EVA tower and the image
+    Q-Former come out of full BLIP-2 folders, LLaMA-VID / Video-LLaMA out of their PyTorch
+    releases (``.bin`` shards, a LAVIS ``.pth``), each through its loader."""
+    vagpt, vad = paper.sources("vagpt"), paper.sources("vadllama")
+    cmd = paper.convert_command(vagpt["vlm"], "hf/vlm", "checkpoints/vlm")
+    assert cmd.startswith('python -c "from vau_jax.convert.llamavid import load_llamavid;')
+    assert "load_llamavid('hf/vlm')" in cmd and "save_converted('checkpoints/vlm'" in cmd
+    assert '"*.bin"' in " ".join(f'"{p}"' for p in vagpt["vlm"].include)
+    for src in (vagpt["vision"], vad["vision"]):
+        assert src.loader == "vau_jax.convert.hf_blip2_vision:load_full_model"
+    assert vad["video_qformer"].loader == "vau_jax.convert.video_llama:load_video_qformer"
+    plain = paper.convert_command(vagpt["patch_encoder"], "hf/p", "checkpoints/p")
+    assert plain == "python -m vau_jax.convert --src=hf/p --dst=checkpoints/p"
+    buf = io.StringIO()
+    explain_missing_weights(vagpt_config.get_config("paper"), stream=buf)
+    text = buf.getvalue()
+    # the BERT tokenizer is fetched into the release folder, which is then converted as is
+    assert "--local-dir hf/vlm/qformer_tokenizer" in text and "hf/vlm_bare" not in text
+    assert '--include "*.json" "*.bin" "*.safetensors" "tokenizer.model"' in text
 
 
 @pytest.mark.parametrize("method", ["vagpt", "vadllama"])

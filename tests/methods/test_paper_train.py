@@ -9,12 +9,15 @@ UCF-Crime layout (FFV1), and ``vau_jax.main.run`` trains and evaluates each ``:p
 preset with only sizes overridden (steps, batch, frames, frame size, lengths, mesh, folders)
 on the 8 forced CPU devices, on a mesh that shards. On a pod only the sizes differ.
 
-Roles: VAD-LLaMA: EVA (``Blip2VisionModel`` out of a full ``Blip2Model``), the BLIP-2 image
-Q-Former (read from the full model), a bare ``Blip2QFormerModel`` video Q-Former. VA-GPT:
-``CLIPVisionModel``, ``Dinov2Model``, the InstructBLIP Q-Former (read from a full
-``InstructBlipForConditionalGeneration`` folder with its ``qformer_tokenizer/``: a WordPiece
-vocabulary the size of the Q-Former's), ``LlamaForCausalLM`` with a byte-level BPE
-``tokenizer.json`` trained on the SynthVAD corpus.
+Roles: VAD-LLaMA: EVA (read out of a full ``Blip2Model`` folder), the BLIP-2 image Q-Former
+(read from the same folder), Video-LLaMA's video Q-Former (a LAVIS ``.pth`` in Video-LLaMA's
+key layout, built with the PyTorch reference of ``tests/convert/test_lavis_checkpoints.py``),
+a ``LlamaForCausalLM`` for phase 3. VA-GPT: LLaMA-VID's roles: the EVA tower (a full
+``Blip2Model`` folder), ``Dinov2Model``, and a LLaMA-VID release (``pytorch_model-*.bin``
+shards + index + ``config.json`` in LLaMA-VID's key layout: a ``LlamaForCausalLM`` with the
+reference ``vlm_att_*`` / ``mm_projector`` modules, the LLM's byte-level BPE
+``tokenizer.json`` trained on the SynthVAD corpus, and the WordPiece ``qformer_tokenizer/``
+the printed ``huggingface-cli`` line would fetch).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import os
 import shlex
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -47,18 +52,19 @@ pytestmark = pytest.mark.slow
 SYNTH = dict(height=64, width=64, fps=8.0, min_seconds=3.0, max_seconds=3.0)
 IMAGE = dict(image_size=32, patch_size=8)  # 4 x 4 patch grid at frame_size 32
 TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
-QFORMER = dict(
-    hidden_size=32,
+QFORMER = dict(  # the image Q-Former; the video Q-Former shares its width (Video-LLaMA)
+    hidden_size=64,
     intermediate_size=64,
     num_hidden_layers=2,
     num_attention_heads=4,
     cross_attention_frequency=1,
     max_position_embeddings=64,
 )
-# The trained models (video Q-Former, InstructBLIP Q-Former, LLaMA) have one layer: on
-# XLA:CPU every layer adds seconds to each training step's compilation, and the stacking of
-# layers is covered by the converters' parity tests.
-TRAINED_QFORMER = {**QFORMER, "num_hidden_layers": 1}
+# The trained models (Video-LLaMA's video Q-Former, LLaMA-VID's Q-Former, the LLaMAs) have one
+# layer: on XLA:CPU every layer adds seconds to each training step's compilation, and the
+# stacking of layers is covered by the converters' parity tests. LAVIS BERT Q-Formers have
+# 64-wide heads (the converters read heads = width / 64).
+BERT = dict(d=64, heads=1, f=64, n=1, freq=1, positions=64)
 QFORMER_VOCAB = 256
 LLM = dict(
     vocab_size=512,
@@ -132,8 +138,18 @@ def _save(model: object, path: str) -> None:
     model.eval().save_pretrained(path, safe_serialization=True)
 
 
+def _llm_folder(folder: str, llm_tok: object) -> object:
+    llm = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLM))
+    _save(llm, folder)
+    llm_tok.save_pretrained(folder)
+    return llm
+
+
 def _hf_vadllama(hf: str) -> None:
-    """``hf/<role>`` as downloaded: BLIP-2 (EVA + image Q-Former) and the video Q-Former."""
+    """``hf/<role>`` as downloaded: BLIP-2 (EVA + image Q-Former), Video-LLaMA's ``.pth``
+    and the phase-3 LLaMA."""
+    from tests.convert.test_lavis_checkpoints import VideoLlamaVideoBranch
+
     torch.manual_seed(0)
     opt = dict(
         model_type="opt",
@@ -155,45 +171,68 @@ def _hf_vadllama(hf: str) -> None:
     )
     for role in ("vision", "image_qformer"):  # one repository serves both roles
         _save(blip2, os.path.join(hf, role))
-    video = transformers.Blip2QFormerModel(
-        transformers.Blip2QFormerConfig(
-            **TRAINED_QFORMER, encoder_hidden_size=QFORMER["hidden_size"]
-        )
+    video = VideoLlamaVideoBranch(d=QFORMER["hidden_size"], max_frame_pos=32, nq=8)
+    os.makedirs(os.path.join(hf, "video_qformer"))
+    torch.save(
+        {"model": video.state_dict(), "epoch": 1},
+        os.path.join(hf, "video_qformer", "finetune-vicuna7b-v2.pth"),
     )
-    _save(video, os.path.join(hf, "video_qformer"))
+    _llm_folder(os.path.join(hf, "llm"), _llm_tokenizer(_corpus()))
 
 
 def _hf_vagpt(hf: str) -> None:
-    """``hf/<role>`` as downloaded: CLIP, DINOv2, InstructBLIP (+ its Q-Former tokenizer)
-    and the LLaMA (+ its tokenizer)."""
+    """``hf/<role>`` as downloaded: a BLIP-2 (its EVA tower), DINOv2, and a LLaMA-VID
+    release with its tokenizer (+ the BERT tokenizer in ``qformer_tokenizer/``)."""
+    from tests.convert.test_lavis_checkpoints import LlamaVidMultimodal
+
     torch.manual_seed(1)
     lines = _corpus()
     llm_tok, bert_tok = _llm_tokenizer(lines), _bert_tokenizer(lines)
-    _save(
-        transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**TOWER, **IMAGE)),
-        os.path.join(hf, "vision"),
-    )
+    blip2 = transformers.Blip2Model(
+        transformers.Blip2Config(
+            vision_config={**TOWER, **IMAGE},
+            qformer_config={**QFORMER, "encoder_hidden_size": TOWER["hidden_size"]},
+            text_config={"model_type": "opt", "vocab_size": 64, "hidden_size": 32,
+                         "ffn_dim": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+                         "word_embed_proj_dim": 32, "max_position_embeddings": 64},
+            num_query_tokens=8,
+        )
+    )  # fmt: skip
+    _save(blip2, os.path.join(hf, "vision"))
     dino = transformers.Dinov2Config(
         hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, **IMAGE
     )
     _save(transformers.Dinov2Model(dino), os.path.join(hf, "patch_encoder"))
-    # InstructBLIP's Q-Former reads a 48-wide EVA; VA-GPT feeds it 32-wide CLIP tokens, so
-    # its cross-attention key/value kernels keep their fresh values (as 1408 vs 1024).
-    iblip = transformers.InstructBlipForConditionalGeneration(
-        transformers.InstructBlipConfig(
-            vision_config={**TOWER, **IMAGE, "hidden_size": 48, "intermediate_size": 96},
-            qformer_config={**TRAINED_QFORMER, "vocab_size": QFORMER_VOCAB},
-            text_config={"model_type": "llama", **LLM},
-            num_query_tokens=8,
-        )
+    folder = os.path.join(hf, "vlm")
+    llm = _llm_folder(folder, llm_tok)  # safetensors: replaced by the .bin release below
+    for name in os.listdir(folder):
+        if name.endswith((".safetensors", ".safetensors.index.json")):
+            os.remove(os.path.join(folder, name))
+    mm = LlamaVidMultimodal(
+        dv=TOWER["hidden_size"], d_llm=LLM["hidden_size"], nq=8, vocab=QFORMER_VOCAB, **BERT
     )
-    folder = os.path.join(hf, "qformer")
-    _save(iblip, folder)
-    llm_tok.save_pretrained(folder)  # the repository's top level: the LLM's tokenizer
+    sd = dict(llm.state_dict())
+    sd.update({f"model.{k}": v for k, v in mm.state_dict().items()})
+    keys = sorted(sd)
+    shards = {f"pytorch_model-0000{i + 1}-of-00002.bin": keys[i::2] for i in range(2)}
+    for name, part in shards.items():
+        torch.save({k: sd[k].contiguous() for k in part}, os.path.join(folder, name))
+    weight_map = {k: name for name, part in shards.items() for k in part}
+    with open(os.path.join(folder, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"weight_map": weight_map}, f)
+    config = {k: v for k, v in llm.config.to_dict().items() if k != "model_type"}
+    config.update(
+        model_type="llava",
+        mm_hidden_size=TOWER["hidden_size"],
+        mm_projector_type="mlp2x_gelu",
+        bert_type="qformer_pretrain",
+        num_query=8,
+        compress_type="mean",
+    )
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f)
+    # what the printed `huggingface-cli download google-bert/bert-base-uncased` line fetches
     bert_tok.save_pretrained(os.path.join(folder, "qformer_tokenizer"))
-    llm = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLM))
-    _save(llm, os.path.join(hf, "llm"))
-    llm_tok.save_pretrained(os.path.join(hf, "llm"))
 
 
 # ------------------------------------------------------------- the printed commands, run
@@ -292,6 +331,9 @@ def test_vadllama_paper_preset_trains_from_converted_checkpoints(tmp_path, ucf_r
     c.phase1.steps = c.phase2.steps = 2
     c.phase1.optimizer.warmup_steps = c.phase2.optimizer.warmup_steps = 1
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 2, 2
+    p3 = c.phase3  # the paper's phase 3 (Vicuna role, batch 2, UCA captions), 2 steps
+    p3.steps, p3.optimizer.warmup_steps = 2, 1
+    p3.eval_batch_size, p3.llm_pretrain.max_answer = 4, 12
 
     # A missing role still stops before any work, with its conversion command.
     c.paper_checkpoints.video_qformer = ""
@@ -305,38 +347,51 @@ def test_vadllama_paper_preset_trains_from_converted_checkpoints(tmp_path, ucf_r
     workdir = str(tmp_path / "run")
     with caplog.at_level(logging.INFO, logger="absl"):
         assert vau_main.run(c, workdir, "train_and_eval") == 0
-    assert "loaded pretrained ['video_qformer']" in caplog.text  # phase 1 starts from it
+    # phase 1 starts from Video-LLaMA's video Q-Former and frame positions, nothing re-made
+    assert "loaded pretrained ['video_qformer']" in caplog.text
+    assert "loaded pretrained frame positions (8, 64)" in caplog.text
+    assert "fresh initialisation" not in caplog.text
     m = _check_run(workdir, c.data_dir, ["ucf_crime-vadllama-"], [2, 4])
     for key in ("AUC_O", "AUC_A", "AUC_O_phase1", "AUC_A_phase1"):
         assert 0.0 <= m[key] <= 1.0, (key, m)
     assert m["test_videos"] == 4
+    # the VE stayed frozen through phases 1 and 2: the final video Q-Former is the converted one
+    from vau_jax.convert.checkpoint import load_converted
+    from vau_jax.inference import load_run
+
+    run = load_run(workdir)
+    _, converted = load_converted(ck["video_qformer"])
+    final = jax.device_get(run.params["video_qformer"])
+    jax.tree.map(np.testing.assert_array_equal, final, converted["qformer"])
+    assert 0.0 <= m["phase3_yes_no_accuracy"] <= 1.0, m
 
 
 def test_vagpt_paper_preset_trains_from_converted_checkpoints(tmp_path, ucf_root, caplog):
     ck = _converted("vagpt", _hf_vagpt, str(tmp_path / "weights"))
-    assert os.path.isfile(os.path.join(ck["llm"], "tokenizer.json"))
-    assert os.path.isfile(os.path.join(ck["qformer"], "qformer_tokenizer", "tokenizer.json"))
+    assert os.path.isfile(os.path.join(ck["vlm"], "tokenizer.json"))
+    assert os.path.isfile(os.path.join(ck["vlm"], "qformer_tokenizer", "tokenizer.json"))
     c = _paper_config(vagpt_config, ck, str(tmp_path), ucf_root)
     c.frames_per_video = 4
-    c.max_length = 352  # the longest row: ~310 tokens
+    c.max_length = 480  # the longest row: ~410 tokens
+    c.max_query_length = 32
     c.batch_size = 8
     c.questions_per_test_video = 1
     c.tetg.steps, c.tetg.batch_size = 4, 8
     c.stage1.steps = c.stage2.steps = 2
     c.stage1.optimizer.warmup_steps = c.stage2.optimizer.warmup_steps = 1
-    c.projector_hidden = 64
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 4, 1
+    c.cross_domain.num_test_videos = 4
 
     workdir = str(tmp_path / "run")
     with caplog.at_level(logging.INFO, logger="absl"):
         assert vau_main.run(c, workdir, "train_and_eval") == 0
-    assert "loaded pretrained ['llm', 'qformer']" in caplog.text  # stage 1 starts from them
-    # InstructBLIP's cross-attention K/V read 48-wide EVA tokens, the CLIP here is 32 wide
-    kept = [r.getMessage() for r in caplog.records if "fresh initialisation" in r.getMessage()]
-    assert len(kept) == 1 and "crossattention/attention/key/kernel (48, 32) -> (32, 32)" in kept[0]
+    # stage 1 starts from every part of the converted LLaMA-VID; nothing is re-initialised
+    parts = ["content_proj", "context_proj", "key_proj", "llm", "qformer", "qformer_ln"]
+    assert f"loaded pretrained {sorted(parts + ['query_proj'])}" in caplog.text
+    assert "fresh initialisation" not in caplog.text
     stores = [f"ucf_crime-vagpt-{name}-" for name in ("cls", "visual", "dino")]
     m = _check_run(workdir, c.data_dir, stores, [2, 4])
     assert os.path.isfile(os.path.join(workdir, "metrics_stage1.json"))
     for key in ("total_acc", "temporal_acc", "tetg_frame_auc", "total_acc_stage1"):
         assert 0.0 <= m[key] <= 1.0, (key, m)
-    assert m["test_questions"] == 4
+    assert m["questions"] == 4

@@ -5,6 +5,13 @@ Public API (DESIGN §4)::
     module, params = load_hf("path/to/hf_folder")
     state_dict = export_hf(module, params)         # back to HF names/layouts (numpy)
     module, params, tokenizer = load_gguf("model.gguf")
+
+PyTorch releases that are not HF folders have their own loaders (``path -> (module,
+params)``, saved with ``checkpoint.save_converted``): ``llamavid.load_llamavid`` (a LLaMA-VID
+release -> ``VideoLLM``), ``video_llama.load_video_qformer`` (a Video-LLaMA ``.pth`` -> its
+video Q-Former), ``hf_blip2_vision.load_full_model`` / ``hf_qformer.load_full_model`` (the
+EVA tower / Q-Former out of a full BLIP-2 folder). Pickles are read only by
+``torch_checkpoint`` (``torch.load(weights_only=True)``, the ``convert`` extra).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Fitting a converted checkpoint into one part of a bigger model's parameters.
 
 A method whose model embeds a converted model starts that part from the converted weights:
-VA-GPT's video LLM holds the InstructBLIP Q-Former under ``qformer`` and Vicuna under
-``llm``; VAD-LLaMA's VADor holds Video-LLaMA's video Q-Former under ``video_qformer``.
+VA-GPT's video LLM takes every part of a converted LLaMA-VID (``qformer``, ``llm``, the
+projectors); VAD-LLaMA's VADor holds Video-LLaMA's video Q-Former under ``video_qformer``.
 :func:`fit_params` lays the converted tree over the model's own subtree, leaf by leaf:
 
 * a leaf of both with the same shape takes the converted value;
@@ -92,7 +92,8 @@ def fit_params(
     return unflatten(out)
 
 
-#: Q-Former leaves whose shapes follow the width of the tokens it cross-attends to: a
-#: checkpoint trained on another tower (InstructBLIP's 1408-wide EVA, VA-GPT's 1024-wide
-#: CLIP-L) keeps the model's fresh ones (the biases are Q-Former-wide and are loaded).
+#: Q-Former leaves whose shapes follow the width of the tokens it cross-attends to: a bare
+#: Q-Former checkpoint trained on another tower keeps the model's fresh ones (the biases are
+#: Q-Former-wide and are loaded). The paper presets' checkpoints (LLaMA-VID, Video-LLaMA)
+#: fit their towers and never need it.
 QFORMER_VISION_KV = (r"crossattention/attention/(key|value)/kernel$",)

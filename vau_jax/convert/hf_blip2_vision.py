@@ -116,3 +116,25 @@ def params_from_hf(
 def params_to_hf(params: Mapping[str, Any], cfg: vit.ViTConfig) -> dict[str, np.ndarray]:
     """Flax params -> HF ``Blip2VisionModel`` state dict."""
     return export_table(rules_for(cfg), params)
+
+
+def load_full_model(path: str) -> tuple[vit.VisionTransformer, dict]:
+    """The EVA-ViT-g tower out of a full BLIP-2 / InstructBLIP ``save_pretrained`` folder:
+    only its ``vision_model.*`` tensors are read (not the Q-Former nor the LLM), with the
+    ``vision_config`` of its ``config.json``."""
+    from vau_jax.convert.common import read_hf_config
+    from vau_jax.convert.hf_qformer import FULL_MODEL_TYPES, _read_selected
+
+    hf_config = read_hf_config(path)
+    if hf_config.get("model_type") not in FULL_MODEL_TYPES:
+        raise ValueError(
+            f"{path}/config.json: model_type {hf_config.get('model_type')!r} is not a full "
+            f"BLIP-2/InstructBLIP model ({FULL_MODEL_TYPES}); use vau_jax.convert.load_hf for a "
+            "bare Blip2VisionModel"
+        )
+    vision = {**dict(hf_config.get("vision_config") or {}), "model_type": MODEL_TYPES[0]}
+    cfg = config_from_hf(vision)
+    prefix = "vision_model."
+    sd = _read_selected(path, lambda k: k.startswith(prefix))
+    params = params_from_hf({k[len(prefix) :]: v for k, v in sd.items()}, cfg, source=path)
+    return module_from_config(cfg), params

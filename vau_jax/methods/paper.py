@@ -25,8 +25,12 @@ class Source:
         otherwise ``"module:function"``, a ``path -> (module, params)`` reader of a composite
         folder (e.g. the Q-Former inside a full InstructBLIP model), run with ``python -c``.
       prepare: a shell command run before converting, with ``{hf}`` (the download folder)
-        and ``{bare}`` (where it writes a bare model folder, which is then converted).
+        and ``{bare}`` (where it writes a bare model folder, which is then converted; a
+        command without ``{bare}`` adds to ``{hf}``, which is converted).
       note: an extra line printed under the commands (empty: none).
+      include: the download's ``--include`` patterns (PyTorch ``.bin`` / ``.pth`` releases
+        name theirs; they are read with ``torch.load(weights_only=True)``, the ``convert``
+        extra).
     """
 
     repo: str
@@ -34,6 +38,7 @@ class Source:
     loader: str = ""
     prepare: str = ""
     note: str = ""
+    include: tuple[str, ...] = ("*.json", "*.safetensors", "tokenizer.model")
 
 
 BIN_NOTE = (
@@ -95,14 +100,12 @@ def explain_missing_weights(config: Any, stream: Any = None) -> int:
         src = table.get(role, Source("<HF repository>", role))
         hf, dst = f"hf/{role}", f"checkpoints/{role}"
         lines.append(f"  # {role}: {src.what} <- {src.repo}")
-        lines.append(
-            f"  huggingface-cli download {src.repo} --local-dir {hf} "
-            '--include "*.json" "*.safetensors" "tokenizer.model"'
-        )
+        include = " ".join(f'"{p}"' for p in src.include)
+        lines.append(f"  huggingface-cli download {src.repo} --local-dir {hf} --include {include}")
         if src.prepare:
             bare = f"{hf}_bare"
             lines.append("  " + src.prepare.format(hf=hf, bare=bare))
-            hf = bare
+            hf = bare if "{bare}" in src.prepare else hf
         lines.append(f"  {convert_command(src, hf, dst)}")
         if src.note:
             lines.append(f"  #   note: {src.note}")

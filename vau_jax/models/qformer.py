@@ -350,11 +350,62 @@ def _self_attention_mask(attention_mask: Array | None, b: int, nq: int, t: int) 
     return m[:, None, None, :]
 
 
+@dataclasses.dataclass(frozen=True)
+class VideoQFormerConfig:
+    """Video-LLaMA's video Q-Former: learned frame-position embeddings (``max_frames`` rows,
+    the width of the per-frame tokens) added to each frame's tokens, then a Q-Former over
+    the concatenated frames (``qformer``: 2 layers, cross-attention in every layer, no text)."""
+
+    qformer: QFormerConfig
+    max_frames: int = 32
+
+    def __post_init__(self) -> None:
+        if isinstance(self.qformer, dict):  # from a converted checkpoint's JSON
+            object.__setattr__(self, "qformer", QFormerConfig(**self.qformer))
+
+
+class VideoQFormer(nn.Module):
+    """Per-frame tokens ``[B, T, M, De]`` -> Q-Former outputs over the ``T * M`` tokens
+    (Video-LLaMA's ``encode_videoQformer_visual`` after the image Q-Former): frame ``t``'s
+    tokens get ``frame_position_embedding[t]``. Parameters: ``frame_position_embedding``
+    ``[max_frames, De]`` (Video-LLaMA's ``video_frame_position_embedding``) and ``qformer``."""
+
+    config: VideoQFormerConfig
+
+    @nn.compact
+    def __call__(self, frame_tokens: Array, **kwargs: Any) -> dict[str, Any]:
+        cfg = self.config
+        b, t, m, de = frame_tokens.shape
+        if t > cfg.max_frames:
+            raise ValueError(f"{t} frames > max_frames={cfg.max_frames}")
+        pos = self.param(
+            "frame_position_embedding",
+            layers.partitioned(nn.initializers.normal(0.02), ("pos", "embed")),
+            (cfg.max_frames, de),
+            jnp.dtype(cfg.qformer.param_dtype),
+        )
+        x = frame_tokens + pos[None, :t, None, :].astype(frame_tokens.dtype)  # [B, T, M, De]
+        return QFormer(cfg.qformer, name="qformer")(x.reshape(b, t * m, de), **kwargs)
+
+
 # ------------------------------------------------------------------------------ registry
 
 PRESETS: dict[str, QFormerConfig] = {
     # BLIP-2 / InstructBLIP Q-Former on EVA-ViT-g/14 features (BERT-base init, 32 queries).
     "blip2-qformer": QFormerConfig(),
+    # LLaMA-VID's context Q-Former (llamavid_arch.py init_bert: InstructBLIP's, BERT vocabulary
+    # + [DEC] = 30,523, cross-attention every 2nd layer, reading 1408-wide EVA-ViT-g tokens).
+    "llama-vid-qformer": QFormerConfig(vocab_size=30523),
+    # Video-LLaMA's video Q-Former (video_llama.py init_video_Qformer: BERT-base width, 2
+    # layers, cross-attention in every layer over the image Q-Former's 768-wide queries, 32
+    # video queries, no text embeddings / text FFN); its frame positions: VideoQFormer.
+    "video-llama-qformer": QFormerConfig(
+        num_hidden_layers=2,
+        cross_attention_frequency=1,
+        encoder_hidden_size=768,
+        text_input=False,
+        hf_model_type="blip_2_qformer",
+    ),
     "tiny-qformer": QFormerConfig(
         hidden_size=64,
         num_hidden_layers=2,
@@ -368,13 +419,19 @@ PRESETS: dict[str, QFormerConfig] = {
 }
 
 
-def module_from_config(cfg: QFormerConfig) -> QFormer:
-    """The Flax module of a Q-Former config."""
+def module_from_config(cfg: QFormerConfig | VideoQFormerConfig) -> nn.Module:
+    """The Flax module of a Q-Former (or video Q-Former) config."""
+    if isinstance(cfg, VideoQFormerConfig):
+        return VideoQFormer(config=cfg)
     return QFormer(config=cfg)
 
 
-def dummy_inputs(cfg: QFormerConfig) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Tiny ``(args, kwargs)`` for ``init``/``eval_shape``: 4 image tokens (+ 4 text tokens)."""
+def dummy_inputs(cfg: QFormerConfig | VideoQFormerConfig) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Tiny ``(args, kwargs)`` for ``init``/``eval_shape``: 4 image tokens (+ 4 text tokens);
+    a video Q-Former gets 2 frames of 2 tokens ``[1, 2, 2, De]``."""
+    if isinstance(cfg, VideoQFormerConfig):
+        de = cfg.qformer.encoder_hidden_size
+        return (jnp.zeros((1, 2, 2, de), jnp.float32),), {}
     image = jnp.zeros((1, 4, cfg.encoder_hidden_size), jnp.float32)  # [B, M, De]
     kwargs: dict[str, Any] = {}
     if cfg.text_input:

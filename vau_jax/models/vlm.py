@@ -9,6 +9,16 @@ Per frame, the (SETS-selected) visual tokens ``X_t`` ``[K, Dv]`` become two LLM 
   queries); ``context_proj`` maps ``E_t`` to the LLM width;
 * **content token**: ``mean_k X_t`` through ``content_proj``.
 
+LLaMA-VID's own checkpoints (``vau_jax.convert.llamavid``) add two pieces, switched on by
+:class:`VLMConfig` fields and absent by default: ``qformer_ln`` (``vlm_att_ln``, a LayerNorm
+on the visual tokens the Q-Former reads) and ``key_proj`` (``vlm_att_key_projector``, the
+attention's keys are ``key_proj(X_t)``; the values stay ``X_t``); there the context
+projector is one Linear (``context_hidden=0``) while the content projector is
+``mlp2x_gelu``. Name map (ours <- LLaMA-VID's ``model.*``): ``qformer`` <- ``vlm_att_encoder``
++ ``vlm_att_query``, ``qformer_ln`` <- ``vlm_att_ln``, ``query_proj`` <- ``vlm_att_projector``,
+``key_proj`` <- ``vlm_att_key_projector``, ``context_proj`` <- ``vlm_att_val_projector``,
+``content_proj`` <- ``mm_projector``, ``llm`` <- the LLaMA tensors.
+
 Frame ``t`` contributes ``[context_t, content_t]``; a video of ``T`` frames gives ``2T``
 embeddings, spliced into the text embeddings at the ``video_mask`` positions that
 :func:`vau_jax.data.chat.tokenize_chat` reserved (in order). Top-level parameter names
@@ -45,14 +55,28 @@ class VLMConfig:
       vision_width: width ``Dv`` of the visual tokens.
       projector_hidden: 0 -> linear projectors; > 0 -> ``Dense -> GELU -> Dense`` with this
         hidden width (LLaVA's ``mlp2x_gelu``).
+      context_hidden: the context projector's hidden width when it differs from
+        ``projector_hidden`` (``None``: the same; LLaMA-VID: 0, one Linear).
+      key_proj: a ``Dv -> Dv`` Linear on the attention keys (LLaMA-VID).
+      qformer_ln: a LayerNorm (eps ``qformer_ln_eps``) on the Q-Former's visual input
+        (LLaMA-VID's ``vlm_att_ln``).
     """
 
     llm: LlamaConfig
     qformer: QFormerConfig
     vision_width: int
     projector_hidden: int = 0
+    context_hidden: int | None = None
+    key_proj: bool = False
+    qformer_ln: bool = False
+    qformer_ln_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        # Nested configs come back from a converted checkpoint's JSON as dicts.
+        if isinstance(self.llm, dict):
+            object.__setattr__(self, "llm", LlamaConfig(**self.llm))
+        if isinstance(self.qformer, dict):
+            object.__setattr__(self, "qformer", QFormerConfig(**self.qformer))
         if self.qformer.encoder_hidden_size != self.vision_width:
             raise ValueError(
                 f"qformer.encoder_hidden_size={self.qformer.encoder_hidden_size} != "
@@ -87,7 +111,12 @@ class VideoLLM(nn.Module):
         d = cfg.llm.hidden_size
         self.qformer = QFormer(cfg.qformer)
         self.query_proj = layers.dense(cfg.vision_width, (None, "embed"), name="query_proj")
-        self.context_proj = Projector(d, cfg.projector_hidden)
+        if cfg.key_proj:
+            self.key_proj = layers.dense(cfg.vision_width, (None, "embed"), name="key_proj")
+        if cfg.qformer_ln:
+            self.qformer_ln = layers.layer_norm(name="qformer_ln", eps=cfg.qformer_ln_eps)
+        ctx = cfg.projector_hidden if cfg.context_hidden is None else cfg.context_hidden
+        self.context_proj = Projector(d, ctx)
         self.content_proj = Projector(d, cfg.projector_hidden)
         self.llm = LlamaForCausalLM(cfg.llm)
 
@@ -102,10 +131,13 @@ class VideoLLM(nn.Module):
         x = visual.reshape(b * t, k, dv)
         ids = jnp.repeat(query_ids, t, axis=0)  # [B*T, Lq]
         mask = None if query_mask is None else jnp.repeat(query_mask, t, axis=0)
-        nq = self.config.qformer.num_query_tokens
-        q = self.qformer(x, input_ids=ids, attention_mask=mask)["last_hidden_state"][:, :nq]
+        cfg = self.config
+        nq = cfg.qformer.num_query_tokens
+        q_in = self.qformer_ln(x) if cfg.qformer_ln else x
+        q = self.qformer(q_in, input_ids=ids, attention_mask=mask)["last_hidden_state"][:, :nq]
         q = self.query_proj(q)  # [B*T, Nq, Dv]
-        att = jnp.einsum("bqd,bkd->bqk", q, x) / jnp.sqrt(jnp.float32(dv))
+        keys = self.key_proj(x) if cfg.key_proj else x  # [B*T, K, Dv]
+        att = jnp.einsum("bqd,bkd->bqk", q, keys) / jnp.sqrt(jnp.float32(dv))
         ctx = jnp.einsum("bqk,bkd->bqd", jax.nn.softmax(att, axis=-1), x).mean(1)  # [B*T, Dv]
         context = self.context_proj(ctx)
         content = self.content_proj(x.mean(1))
@@ -144,6 +176,21 @@ class VideoLLM(nn.Module):
         """``{"logits": [B, L, V]}`` of the multimodal sequence."""
         x = self.prefix_embeds(input_ids, video_mask, visual, query_ids, query_mask)
         return self.llm(inputs_embeds=x, attention_mask=attention_mask)
+
+
+def module_from_config(cfg: VLMConfig) -> VideoLLM:
+    """The Flax module of a video-LLM config (a converted LLaMA-VID checkpoint's family)."""
+    return VideoLLM(cfg)
+
+
+def dummy_inputs(cfg: VLMConfig) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Tiny ``(args, kwargs)`` for ``init`` / ``eval_shape``: one frame of 4 visual tokens,
+    its 2 LLM slots in an 8-token prompt, a 4-token instruction."""
+    ids = jnp.zeros((1, 8), jnp.int32)  # [B, L]
+    video = jnp.zeros((1, 8), bool).at[:, 1:3].set(True)
+    visual = jnp.zeros((1, 1, 4, cfg.vision_width), jnp.float32)  # [B, T, K, Dv]
+    query = jnp.zeros((1, 4), jnp.int32)  # [B, Lq]
+    return (ids, jnp.ones((1, 8), bool), video, visual, query), {}
 
 
 def lm_loss(logits: Array, input_ids: Array, loss_mask: Array) -> tuple[Array, dict[str, Array]]:

@@ -55,19 +55,13 @@ def frame_specs(config: Any) -> dict[str, FrameSpec]:
 
 
 def make_encoders(config: Any, inference: bool = False) -> dict[str, Any]:
-    """The frozen encoders of the three stores: the CLIP (tiny: pretrained when missing,
-    unless ``inference``; paper: the converted ``vision`` checkpoint) for ``cls`` and
-    ``visual``, and the DINOv2 for ``dino`` (tiny: seeded random weights on the CLIP's
-    patch grid; paper: the converted ``patch_encoder``)."""
+    """The tiny presets' frozen encoders of the three stores: the tiny CLIP (pretrained when
+    missing, unless ``inference``) for ``cls`` and ``visual``, and a DINOv2 with seeded random
+    weights on the CLIP's patch grid for ``dino`` (the paper preset's converted encoders:
+    ``vau_jax.methods.vagpt.paper.paper_encoders``)."""
     from vau_jax import encoders
 
     c = config
-    if c.preset == "paper":
-        ck = c.paper_checkpoints
-        clip_cls = encoders.from_checkpoint(str(ck.vision), outputs=("cls",), batch_size=32)
-        clip_vis = encoders.from_checkpoint(str(ck.vision), outputs=("patches",), batch_size=32)
-        dino = encoders.from_checkpoint(str(ck.patch_encoder), outputs=("patches",), batch_size=32)
-        return {"cls": clip_cls, "visual": clip_vis, "dino": dino}
     from vau_jax.methods.pretrain import clip
 
     if inference:

@@ -31,11 +31,11 @@ from vau_jax.data.features import FeatureStore
 from vau_jax.data.frames import FrameSpec
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.eval.metrics import frame_metrics
-from vau_jax.methods.base import MethodBase, put_parts
+from vau_jax.methods.base import MethodBase
 from vau_jax.methods.vadllama import data as D
 from vau_jax.models import registry
 from vau_jax.models.heads.ltc import LTCConfig, init_state
-from vau_jax.models.heads.vador import VADor, VADorConfig, mil_loss
+from vau_jax.models.heads.vador import VADor, VADorConfig, check_mil_objective, mil_loss
 from vau_jax.train.trainer import Stage
 
 
@@ -178,23 +178,24 @@ class VADLLaMA(MethodBase):
         return nn.unbox(self.model.init(rng, tok, mask)["params"])
 
     def load_pretrained(self, params: Any) -> Any:
-        """Phase 1's starting point: in the paper preset the VADor's video Q-Former comes
-        from the converted Video-LLaMA checkpoint (``paper_checkpoints.video_qformer``)."""
+        """Phase 1's starting point: in the paper preset the VADor's video Q-Former and frame
+        positions come from the converted Video-LLaMA checkpoint
+        (``paper_checkpoints.video_qformer``)."""
         if self.config.preset != "paper":
             return params
-        from vau_jax.methods.vadllama.paper import video_qformer_parts
+        from vau_jax.methods.vadllama.paper import load_video_encoder
 
-        return put_parts(params, video_qformer_parts(self.config, params))
+        return load_video_encoder(self.config, params)
 
     # -- stages ----------------------------------------------------------------------------
 
     def _loss(self, phase: int):
-        extras = bool(self.config.extra_losses)
+        objective = check_mil_objective(str(self.config.mil_loss))
 
         def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
             del rng
             out = self.model.apply({"params": params}, batch["tokens"], batch["mask"], phase=phase)
-            return mil_loss(out["scores"], batch["mask"], batch["label"], extras=extras)
+            return mil_loss(out["scores"], batch["mask"], batch["label"], objective=objective)
 
         return loss_fn
 

@@ -246,10 +246,17 @@ class VADLLaMAPhase3:
             logging.warning("phase3: %d over-long pseudo-instructions left out", self.dropped)
         n = min(p3.num_description_videos, len(clips))
         normal = []
-        if self.vm.dataset.name == "synthvad":  # descriptions need SynthVAD's ground truth
+        captions = str(p3.get("captions", "synthvad"))  # where the caption data comes from
+        if captions == "synthvad" and self.vm.dataset.name == "synthvad":  # its ground truth
             synth = synthvad.SynthConfig(**dict(self.config.synthvad))
             descs = llm_pretrain.video_descriptions(self.config.data_dir, "train", n, synth)
             normal = [d for d in descs if d["anomaly_type"] == synthvad.NORMAL]
+        elif captions == "uca":  # the dataset's UCA captions of normal train videos
+            from vau_jax.methods.vadllama.paper import caption_conversations
+
+            question = f"{T.VIDEO_MARKER}\n{T.DESCRIBE_QUESTIONS[0]}"
+            pairs = caption_conversations(self.vm.dataset.split("train"), question)
+            normal = [{"index": i, "conversation": conv} for i, conv in pairs]
         k = round(len(out) * p3.description_fraction / (1.0 - p3.description_fraction))
         if normal and k:
             rng = np.random.default_rng(self.config.seed)
@@ -396,7 +403,15 @@ def run_phase3(
     cfg = config.copy_and_resolve_references()
     with cfg.unlocked():
         cfg.resume, cfg.init_from = "", ""  # they name phases-1–2 checkpoints
-    method = VADLLaMAPhase3(cfg, vador_method, vador_params)
+        if cfg.phase3.get("mesh", None) is not None:  # its own (paper: batch 2, a 7B LLM)
+            cfg.mesh = cfg.phase3.mesh
+    extra = {}
+    if cfg.get("preset", "tiny") == "paper":  # Vicuna-7B (paper_checkpoints.llm), frozen
+        from vau_jax.methods.vadllama.paper import phase3_llm
+
+        llm, tok = phase3_llm(cfg)
+        extra = {"llm": llm, "tokenizer": tok}
+    method = VADLLaMAPhase3(cfg, vador_method, vador_params, **extra)
     _, metrics = run_method(method, cfg, os.path.join(workdir, "phase3"), mode)
     metrics = {k: v for k, v in metrics.items()}
     if mode != "train" and jax.process_index() == 0:
