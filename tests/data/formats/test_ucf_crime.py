@@ -75,3 +75,14 @@ def test_tad_same_layout(tmp_path):
     assert recs[0].id == "01_Accident_001" and recs[0].intervals == [(186, 296)]
     assert recs[1].label == "Normal"
     assert recs[0].extra["dataset"] == "tad"
+
+
+def test_normal_class_in_any_case(tmp_path):
+    from vau_jax.data.formats import read_ucf_crime
+
+    p = tmp_path / "a.txt"
+    p.write_text("v1.mp4  normal  -1  -1  -1  -1\nv2.mp4  NORMAL  -1  -1  -1  -1\n")
+    assert [r.label for r in read_ucf_crime(str(p))] == ["Normal", "Normal"]
+    p.write_text("v3.mp4  normal  3  9  -1  -1\n")
+    with pytest.raises(ValueError, match="a.txt:1"):
+        read_ucf_crime(str(p))

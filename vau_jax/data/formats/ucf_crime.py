@@ -50,6 +50,8 @@ def parse_temporal_annotation(
                 f"expected {_N_FIXED} columns 'name class s1 e1 s2 e2', got {len(cols)}",
             )
         name, label = cols[0], cols[1]
+        if label.lower() == NORMAL.lower():  # "normal" in any case is the normal class
+            label = NORMAL
         nums = [parse_int(t, path, lineno, f"column {i + 3}") for i, t in enumerate(cols[2:6])]
         intervals = []
         for s, e in (nums[0:2], nums[2:4]):
