@@ -3,7 +3,9 @@
     python -m vau_jax.main --config=configs/clip_pretrain.py
 
 Every method's tiny preset starts from this checkpoint and builds it automatically when it
-is missing (``data_cache/clip_pretrain_<hash>``). Reported: zero-shot accuracy on SynthVAD
+is missing (``data_cache/clip_pretrain_<hash>``). Trained on the frames and per-frame captions
+of ``num_train_videos`` videos of SynthVAD's own ``pretrain`` split (``split``; disjoint seeds).
+Reported: zero-shot accuracy on SynthVAD
 *test* frames over the 7 anomaly types + normal (chance 1/8) and on anomalous frames over the
 7 types (chance 1/7).
 """
@@ -32,7 +34,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.vocab_size = 512
     c.max_text_length = 16
     c.synthvad = ml_collections.ConfigDict({"height": 64, "width": 64, "fps": 8.0})
-    c.num_train_videos = 400
+    # The split pretrained on. CLIP pretrains on the web, never on a benchmark's training
+    # videos: SynthVAD's "pretrain" split has its own seeds, disjoint from the train videos the
+    # weakly supervised methods learn from (their per-frame captions describe the anomaly frame
+    # by frame, i.e. are frame labels) and from the test videos. "train"/"test" are refused.
+    c.split = "pretrain"
+    c.num_train_videos = 400  # videos of `split` pretrained on
     c.num_test_videos = 48
     c.frames_per_video = 8
     c.batch_size = 64

@@ -4,9 +4,12 @@
 
 Table A, LTC components: baseline (no lists), +N, +A, +N+A, +N+A+H (K=4).
 Table B, list length K in {0, 2, 4, 6, 8} with all three lists.
-Each cell trains phases 1-2 of ``configs/vadllama.py`` (tiny) from scratch with that seed and
-reports frame-level AUC_O / AUC_A on the SynthVAD *test* split. The frozen tiny CLIP and its
-cached features are shared by every run. Writes ``OUT/vadllama_ablations.md`` and ``.json``.
+Each cell trains phases 1-2 of ``configs/vadllama.py`` (tiny: its default MIL objective,
+``mil_loss="paper"``; past-clips-only LTC lists) from scratch with that seed and reports
+frame-level AUC_O / AUC_A on the SynthVAD *test* split. The frozen tiny CLIP (pretrained on
+SynthVAD's own ``pretrain`` split) and its cached features are shared by every run; run it
+from the folder whose ``data_cache`` holds them. Writes ``OUT/vadllama_ablations.md`` and
+``.json``.
 """
 
 from __future__ import annotations

@@ -67,8 +67,15 @@ def test_not_a_predicting_run_and_no_checkpoint(tmp_path, capsys):
 def test_prompt_is_written_like_the_training_prompt():
     from vau_jax.data.datasets import Video
 
-    v = Video(id="v", split="test", label="fire", fps=8.0, n_frames=48,
-              frame_intervals=((8, 20),), info={"anomaly_type": "fire"})
+    v = Video(
+        id="v",
+        split="test",
+        label="fire",
+        fps=8.0,
+        n_frames=48,
+        frame_intervals=((8, 20),),
+        info={"anomaly_type": "fire"},
+    )
     q = D.questions(v, 1, synthvad.ANOMALY_TYPES)[0]
     assert human_turn(mc_prompt(q.question, q.options), "PRIOR.") == D.human_text(q, "PRIOR.")
     assert [o.letter for o in relettered(q.options[::-1])] == ["A", "B", "C", "D"]
@@ -153,9 +160,21 @@ def test_explain_vagpt_end_to_end(vagpt_run, vagpt_loaded, tmp_path, capsys):
     t = E.run(vagpt_run, video, out, loaded=vagpt_loaded)
     assert t["paths"] == [os.path.join(out, "timeline.json"), os.path.join(out, "report.html")]
     saved = json.load(open(os.path.join(out, "timeline.json")))
-    for key in ("video", "fps", "n_frames", "duration_s", "frame_probs", "threshold",
-                "intervals_s", "tetg_interval_s", "tetg_sentence", "explanation", "options",
-                "method", "run"):
+    for key in (
+        "video",
+        "fps",
+        "n_frames",
+        "duration_s",
+        "frame_probs",
+        "threshold",
+        "intervals_s",
+        "tetg_interval_s",
+        "tetg_sentence",
+        "explanation",
+        "options",
+        "method",
+        "run",
+    ):
         assert key in saved, key
     assert saved["fps"] == c.synthvad.fps and saved["n_frames"] == v.num_frames
     assert len(saved["frame_probs"]) == v.num_frames
@@ -183,8 +202,9 @@ def test_four_options_and_free_form(vagpt_loaded):
     assert sum(o["p"] for o in t["options"]) == pytest.approx(1.0, abs=1e-4)
     assert "A. " in t["prompt"] and "E. " not in t["prompt"]
     assert state == {"seconds": 1.5}
-    t, _ = vagpt_loaded.predict(frames, 8.0, state, question="What happens?", free_form=True,
-                                max_new_tokens=4)
+    t, _ = vagpt_loaded.predict(
+        frames, 8.0, state, question="What happens?", free_form=True, max_new_tokens=4
+    )
     assert t["prompt"].endswith("What happens?") and "A. " not in t["prompt"]
     assert t["start_s"] == 1.5
 
@@ -192,8 +212,9 @@ def test_four_options_and_free_form(vagpt_loaded):
 @pytest.mark.slow
 def test_explain_vadllama_and_the_real_clip(vadllama_run, vtest_path, tmp_path, capsys):
     out = str(tmp_path / "vtest")
-    code = E.main(["--workdir", vadllama_run, "--video", vtest_path, "--max_seconds", "4",
-                   "--out", out])
+    code = E.main(
+        ["--workdir", vadllama_run, "--video", vtest_path, "--max_seconds", "4", "--out", out]
+    )
     assert code == 0 and "vadllama" in capsys.readouterr().out
     t = json.load(open(os.path.join(out, "timeline.json")))
     assert t["method"] == "vadllama" and t["n_frames"] == 32 == len(t["frame_probs"])

@@ -31,8 +31,12 @@ def data(tmp_path_factory):
     for name in ("ucf_crime", "folder", "shanghaitech"):
         write_layout(str(root / name), name, {"train": 5, "test": 4}, SYNTH, codec="ffv1")
         cfg = ml_collections.ConfigDict(
-            {"dataset": name, "dataset_dir": str(root / name), "data_dir": str(root / "cache"),
-             "dataset_fps": 8.0}
+            {
+                "dataset": name,
+                "dataset_dir": str(root / name),
+                "data_dir": str(root / "cache"),
+                "dataset_fps": 8.0,
+            }
         )
         layouts[name] = load_dataset(cfg)
     return root, native, layouts
@@ -95,8 +99,9 @@ def test_shanghaitech_test_videos_are_frame_folders(data):
 
 
 def test_config_errors_name_the_problem(tmp_path):
-    cfg = ml_collections.ConfigDict({"dataset": "ucf_crime", "dataset_dir": "",
-                                     "data_dir": str(tmp_path)})
+    cfg = ml_collections.ConfigDict(
+        {"dataset": "ucf_crime", "dataset_dir": "", "data_dir": str(tmp_path)}
+    )
     with pytest.raises(ValueError, match="dataset_dir"):
         load_dataset(cfg)
     cfg.dataset_dir = str(tmp_path / "nowhere")
@@ -114,7 +119,8 @@ def test_missing_split_file_is_one_error_naming_it(data, tmp_path):
     bad = tmp_path / "ucf"
     shutil.copytree(root / "ucf_crime", bad)
     os.remove(bad / "Anomaly_Detection_splits" / "Anomaly_Train.txt")
-    cfg = ml_collections.ConfigDict({"dataset": "ucf_crime", "dataset_dir": str(bad),
-                                     "data_dir": str(tmp_path)})
+    cfg = ml_collections.ConfigDict(
+        {"dataset": "ucf_crime", "dataset_dir": str(bad), "data_dir": str(tmp_path)}
+    )
     with pytest.raises(FormatError, match="Anomaly_Train.txt"):
         load_dataset(cfg)

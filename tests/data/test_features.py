@@ -31,8 +31,9 @@ class CountingEncoder:
 
 def _video(vid, n=10, seed=0, fps=4.0):
     rng = np.random.default_rng(seed)
-    return ArrayVideo(id=vid, split="test", fps=fps,
-                      array=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8))
+    return ArrayVideo(
+        id=vid, split="test", fps=fps, array=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    )
 
 
 SPEC = FrameSpec(fps=2.0, size=8)

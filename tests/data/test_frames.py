@@ -59,8 +59,13 @@ def test_streamed_background_equals_whole_video():
 
 
 def test_frame_spec_validation():
-    for bad in (dict(fps=0.0), dict(size=0), dict(input="depth"), dict(count=-1),
-                dict(size=224, resize=200)):
+    for bad in (
+        dict(fps=0.0),
+        dict(size=0),
+        dict(input="depth"),
+        dict(count=-1),
+        dict(size=224, resize=200),
+    ):
         with pytest.raises(ValueError, match="FrameSpec"):
             FrameSpec(**bad)
     assert FrameSpec(fps=8.0, max_seconds=2.0).max_frames() == 16
@@ -70,8 +75,9 @@ def test_frame_spec_validation():
 def test_uniform_selection_keeps_times_and_sources():
     frames = np.arange(20, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
     chunks = [
-        FrameChunk(frames[a : a + 6], np.arange(a, min(a + 6, 20)) / 4.0,
-                   np.arange(a, min(a + 6, 20)))
+        FrameChunk(
+            frames[a : a + 6], np.arange(a, min(a + 6, 20)) / 4.0, np.arange(a, min(a + 6, 20))
+        )
         for a in range(0, 20, 6)
     ]
     (out,) = list(prepare_chunks(chunks, FrameSpec(size=2, count=5), n_frames=20))

@@ -26,8 +26,15 @@ def rows():
     c = ml_collections.ConfigDict(
         dict(max_length=400, max_query_length=8, chat_format="vicuna_v1", system_prompt="")
     )
-    video = Video(id="v0", split="test", label="fire", fps=8.0, n_frames=40,
-                  frame_intervals=((8, 20),), info={"anomaly_type": "fire"})
+    video = Video(
+        id="v0",
+        split="test",
+        label="fire",
+        fps=8.0,
+        n_frames=40,
+        frame_intervals=((8, 20),),
+        info={"anomaly_type": "fire"},
+    )
     q = D.questions(video, 1, ("fire", "running", "falling", "fighting"))[0]
     human = D.human_text(q, None)
     tok = _Bytes()
@@ -65,7 +72,9 @@ def test_options_split_into_prompt_and_answers(rows):
         np.testing.assert_array_equal(r["input_ids"][:p], sp["prefix_ids"])
     assert set(sp) >= {"query_ids", "query_mask", "video"}
     packed = S.pack_options([sp, sp], p + 3, 40, tok.pad_id)
-    assert packed["prefix_mask"].sum(1).tolist() == [p, p] and not packed["prefix_mask"][:, :3].any()
+    assert (
+        packed["prefix_mask"].sum(1).tolist() == [p, p] and not packed["prefix_mask"][:, :3].any()
+    )
     assert packed["cont_ids"].shape == (2, 4, 40) and packed["query_ids"].shape == (2, 8)
     bad = [full[0], D.chat_row(tok, c, human + "!", q.question, "A. x", 0, 4, "v0")]
     with pytest.raises(ValueError, match="v0: the option rows do not share one prompt"):
@@ -90,8 +99,9 @@ def test_scorer_traces_once_per_shape(rows):
     def option_logprob(params, b):  # a stand-in model: sums the scored continuation ids
         return (b["cont_ids"] * b["score_mask"]).sum(-1).astype(jnp.float32) * params
 
-    scorer = S.Scorer(option_logprob, lambda p, b: b["input_ids"],
-                      wrap=lambda f: chex.assert_max_traces(f, n=1))
+    scorer = S.Scorer(
+        option_logprob, lambda p, b: b["input_ids"], wrap=lambda f: chex.assert_max_traces(f, n=1)
+    )
     a = scorer.options(jnp.float32(1.0), full * 3, 4, tok.pad_id, batch_size=2)
     b = scorer.options(jnp.float32(1.0), full * 3, 4, tok.pad_id, batch_size=2)  # no retrace
     np.testing.assert_array_equal(a, b)

@@ -352,17 +352,23 @@ def prepared_synthvad(tfds_dir: str, split: str, num_videos: int, synth_cfg: Any
     return synthvad.prepare(tfds_dir, split, best or num_videos, synth_cfg)
 
 
-def synthvad_dataset(data_dir: str, synth_cfg: Any, num_train: int, num_test: int) -> Dataset:
+def synthvad_dataset(
+    data_dir: str, synth_cfg: Any, num_train: int, num_test: int, num_pretrain: int = 0
+) -> Dataset:
     """SynthVAD's first ``num_train`` / ``num_test`` videos, rendered once into ArrayRecord
     by its tfds builder under ``<data_dir>/tfds`` (:func:`prepared_synthvad`); a split of 0
-    videos is left empty."""
+    videos is left empty. ``num_pretrain > 0`` adds the ``"pretrain"`` split (disjoint seeds,
+    :mod:`vau_jax.data.synthvad.splits`: encoder pretraining data, never a method's train or
+    test videos)."""
     import dataclasses as dc
 
     from vau_jax.data import synthvad
 
     cfg_key = hashlib.sha1(json.dumps(dc.asdict(synth_cfg), sort_keys=True).encode()).hexdigest()
     out: dict[str, list[Video]] = {}
-    for split, n in (("train", num_train), ("test", num_test)):
+    counts = [("train", num_train), ("test", num_test)]
+    counts += [("pretrain", num_pretrain)] if int(num_pretrain) > 0 else []
+    for split, n in counts:
         if int(n) <= 0:
             out[split] = []
             continue

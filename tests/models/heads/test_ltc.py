@@ -1,4 +1,4 @@
-"""LTC lists against a brute-force numpy reference; causality; streaming == full."""
+"""LTC lists against a reference written from the paper; past clips only; streaming == full."""
 
 import jax
 import jax.numpy as jnp
@@ -16,16 +16,46 @@ from vau_jax.models.heads.ltc import (
 )
 
 
-def _reference(x, s, k, mode):
-    """For each clip i: lists from clips 0..i (K lowest, K highest, last K), then retrieval."""
+def _reference(x, s, valid, k, mode):
+    """The LTC lists and their reads, written from the paper's text (not from ltc.py).
+
+    VAD-LLaMA (Lv & Sun), the sentences followed:
+
+    - §3.1: "we collect the clip-level VE features with K lowest (highest) anomaly scores and
+      stack them into a normal (abnormal) list."
+    - §3.1: "These two lists are online updated and every new clip will be immediately
+      evaluated based on its anomaly score to update the lists (or not)."
+    - §1: "Given the “raw” features of the next clip, we integrate the current lists of
+      normal and abnormal features by cross-attention and weighted-sum operations".
+    - §3.2, Eq. (2): "(x_i × X^T) × X, X ∈ {N, A}" ... "the i-th VE feature is first
+      multiplied with the LTC-listed features to generate attention weights, then the
+      relative features are retrieved with these weights".
+    - §3.2: "we add a list for storing the past K VE features, represented as H".
+    - DESIGN §5: "Past clips only: clip i retrieves from lists built from clips < i, then is
+      inserted."
+
+    So clip ``i`` reads lists made of the valid clips ``j < i``: ``N`` the K lowest scores,
+    ``A`` the K highest, ``H`` the K most recent; a list with nothing in it reads zeros (our
+    decision, documented in ltc.py). The normalised reads are this library's options, not
+    the paper's: ``softmax`` weights ``softmax_j(x_i·X_j/√D)``, ``cosine`` the mean over the
+    list of ``cos(x_i, X_j) X_j``.
+
+    Args: ``x`` [N, D], ``s`` [N], ``valid`` [N] bool, list length ``k``, read ``mode``.
+    Returns: ``{"n", "a", "h": [N, D], "past": [N] bool}``.
+    """
     n, d = x.shape
-    out = {"n": np.zeros((n, d)), "a": np.zeros((n, d)), "h": np.zeros((n, d))}
+    out = {name: np.zeros((n, d)) for name in ("n", "a", "h")}
+    out["past"] = np.zeros(n, bool)
     for i in range(n):
-        order = np.argsort(s[: i + 1])
-        lists = {"n": order[:k], "a": order[::-1][:k], "h": np.arange(max(0, i + 1 - k), i + 1)}
+        past = [j for j in range(i) if valid[j]]  # the clips seen before clip i
+        by_score = sorted(past, key=lambda j: s[j])
+        lists = {"n": by_score[:k], "a": by_score[::-1][:k], "h": past[-k:]}
+        out["past"][i] = bool(past)
         for name, idx in lists.items():
-            items = x[idx]
-            dots = items @ x[i]
+            if not idx:
+                continue  # empty list: zeros
+            items = x[idx]  # [L, D]
+            dots = items @ x[i]  # attention weights of Eq. (2)
             if mode == "dot":
                 w = dots
             elif mode == "softmax":
@@ -33,25 +63,52 @@ def _reference(x, s, k, mode):
                 w = np.exp(z - z.max())
                 w = w / w.sum()
             else:
-                w = dots / (np.linalg.norm(items, axis=-1) * np.linalg.norm(x[i]) + 1e-6) / len(idx)
+                cos = dots / (np.linalg.norm(items, axis=-1) * np.linalg.norm(x[i]) + 1e-6)
+                w = cos / len(idx)
             out[name][i] = w @ items
     return out
 
 
 @pytest.mark.parametrize("mode", ["dot", "softmax", "cosine"])
-def test_lists_match_bruteforce(mode):
+def test_lists_match_the_paper_reference(mode):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 11, 6)).astype(np.float32)
     s = rng.uniform(size=(2, 11)).astype(np.float32)
+    valid = np.ones((2, 11), bool)
+    valid[1, [0, 4, 5, 9, 10]] = False  # padding anywhere: never inserted
     cfg = LTCConfig(dim=6, k=3, retrieval=mode)
-    (n, a, h), _ = scan_lists(
-        jnp.asarray(x), jnp.asarray(s), jnp.ones((2, 11), bool), init_state(2, 3, 6), cfg
+    ctx, _ = scan_lists(
+        jnp.asarray(x), jnp.asarray(s), jnp.asarray(valid), init_state(2, 3, 6), cfg
     )
     for b in range(2):
-        ref = _reference(x[b], s[b], 3, mode)
-        np.testing.assert_allclose(np.asarray(n[b]), ref["n"], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(a[b]), ref["a"], rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(np.asarray(h[b]), ref["h"], rtol=1e-4, atol=1e-5)
+        ref = _reference(x[b], s[b], valid[b], 3, mode)
+        v = valid[b]  # padding clips' reads are not used
+        for got, name in ((ctx.normal, "n"), (ctx.abnormal, "a"), (ctx.history, "h")):
+            np.testing.assert_allclose(
+                np.asarray(got[b])[v], ref[name][v], rtol=1e-4, atol=1e-5, err_msg=name
+            )
+        np.testing.assert_array_equal(np.asarray(ctx.has_past[b])[v], ref["past"][v])
+
+
+def test_first_clip_reads_empty_lists():
+    x = jax.random.normal(jax.random.key(0), (1, 3, 4))
+    for mode in ("dot", "softmax", "cosine"):
+        ctx, _ = scan_lists(
+            x, jnp.zeros((1, 3)), jnp.ones((1, 3), bool), init_state(1, 2, 4), LTCConfig(4, 2)
+        )
+        for r in (ctx.normal, ctx.abnormal, ctx.history):
+            np.testing.assert_array_equal(np.asarray(r[0, 0]), np.zeros(4))
+        assert ctx.has_past.tolist() == [[False, True, True]], mode
+
+
+@pytest.mark.parametrize("mode", ["dot", "softmax", "cosine"])
+def test_empty_lists_give_finite_gradients(mode):
+    m = LTC(LTCConfig(dim=4, k=2, retrieval=mode))
+    x = jax.random.normal(jax.random.key(0), (1, 3, 4))
+    mask = jnp.array([[False, True, True]])  # all-empty lists at clips 0 and 1
+    params = m.init(jax.random.key(1), x, jnp.zeros((1, 3)), mask)["params"]
+    g = jax.grad(lambda x: m.apply({"params": params}, x, jnp.zeros((1, 3)), mask)[0].sum())(x)
+    assert bool(jnp.all(jnp.isfinite(g)))
 
 
 def _module_and_params(k=4):
@@ -74,6 +131,9 @@ def test_causal_and_streaming_equals_full():
     changed, _ = m.apply({"params": params}, x2, s2, mask)
     np.testing.assert_allclose(np.asarray(changed[:, :8]), np.asarray(full[:, :8]), rtol=1e-6)
     assert not np.allclose(np.asarray(changed[:, 8:]), np.asarray(full[:, 8:]))
+    # x̃_0 = x_0: the first clip has no past, so no context term (not W(0)).
+    np.testing.assert_array_equal(np.asarray(full[:, 0]), np.asarray(x[:, 0]))
+    assert not np.allclose(np.asarray(full[:, 1:]), np.asarray(x[:, 1:]))
     state = None
     outs = []
     for c in range(0, 12, 5):  # chunks of 5, 5, 2
@@ -85,6 +145,20 @@ def test_causal_and_streaming_equals_full():
         np.asarray(jnp.concatenate(outs, 1)), np.asarray(full), rtol=1e-5, atol=1e-6
     )
     assert state.normal.shape == (2, 4, 8)  # fixed-size carry, whatever the video length
+
+
+def test_past_clips_only_a_clip_never_reads_itself():
+    """Clip i's own score decides only where it is inserted: it moves clips > i, never i."""
+    m, params, x, s, mask = _module_and_params()
+    full, _ = m.apply({"params": params}, x, s, mask)
+    for i in (0, 5, 11):
+        for new in (0.0, 1.0):  # clip i enters the normal list, or the abnormal one
+            moved, _ = m.apply({"params": params}, x, s.at[:, i].set(new), mask)
+            np.testing.assert_array_equal(
+                np.asarray(moved[:, : i + 1]), np.asarray(full[:, : i + 1])
+            )
+    moved, _ = m.apply({"params": params}, x, s.at[:, 5].set(-1.0), mask)  # lowest ever
+    assert not np.allclose(np.asarray(moved[:, 6:]), np.asarray(full[:, 6:]))
 
 
 def test_padding_clips_do_not_update_lists():

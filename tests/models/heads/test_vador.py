@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 
 from vau_jax.models.heads.ltc import LTCConfig, init_state
@@ -63,16 +64,42 @@ def test_streaming_chunks_equal_full_video():
     )
 
 
-def test_mil_loss_uses_max_valid_clip():
+def _bce(p, y):
+    return -(y * np.log(p + 1e-6) + (1 - y) * np.log(1 - p + 1e-6))
+
+
+def test_mil_loss_objectives_by_hand():
     scores = jnp.array([[0.1, 0.9, 0.2], [0.3, 0.2, 0.95]])
     mask = jnp.array([[True, True, True], [True, True, False]])  # 0.95 is padding
     labels = jnp.array([1, 0])
-    loss, aux = mil_loss(scores, mask, labels)
-    expected = -(np.log(0.9 + 1e-6) + np.log(1 - 0.3 + 1e-6)) / 2
+    # "bce": Eq. (1) on the max valid clip score.
+    loss, aux = mil_loss(scores, mask, labels, objective="bce")
+    expected = (_bce(0.9, 1) + _bce(0.3, 0)) / 2
     np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
-    loss_x, aux_x = mil_loss(scores, mask, labels, extras=True)
+    # "paper" (the default): + Eq. (1) on the max-min margin (0.9-0.1 and 0.3-0.2).
+    loss_p, aux_p = mil_loss(scores, mask, labels)
+    margin = (_bce(0.8, 1) + _bce(0.1, 0)) / 2
+    np.testing.assert_allclose(float(aux_p["mil_margin"]), margin, rtol=1e-5)
+    np.testing.assert_allclose(float(loss_p), expected + margin, rtol=1e-5)
+    # "bce_extras": the previous extras.
+    loss_x, aux_x = mil_loss(scores, mask, labels, objective="bce_extras")
     # smoothness over valid neighbours: (0.8^2 + 0.7^2 + 0.1^2) / 3
     np.testing.assert_allclose(float(aux_x["smoothness"]), (0.64 + 0.49 + 0.01) / 3, rtol=1e-5)
     np.testing.assert_allclose(float(aux_x["sparsity"]), (0.1 + 0.9 + 0.2) / 3, rtol=1e-5)
     np.testing.assert_allclose(float(aux_x["margin"]), max(0.0, 1 - 0.9 + 0.3), rtol=1e-5)
     assert float(loss_x) > float(loss)
+    with pytest.raises(ValueError, match="unknown MIL objective"):
+        mil_loss(scores, mask, labels, objective="umil")
+
+
+def test_paper_margin_term_skips_single_clip_videos_and_has_the_right_sign():
+    mask = jnp.array([[True, False, False], [True, True, True]])
+    labels = jnp.array([1, 1])
+    scores = jnp.array([[0.5, 0.0, 0.0], [0.2, 0.6, 0.4]])
+    _, aux = mil_loss(scores, mask, labels)
+    np.testing.assert_allclose(float(aux["mil_margin"]), _bce(0.4, 1), rtol=1e-5)  # video 2
+    # Anomalous video: the margin term pushes the max up and the min down; normal: flattens.
+    g = jax.grad(lambda s: mil_loss(s, mask, labels)[1]["mil_margin"])(scores)
+    assert float(g[1, 1]) < 0 < float(g[1, 0]) and float(g[0, 0]) == 0.0
+    g0 = jax.grad(lambda s: mil_loss(s, mask, jnp.array([0, 0]))[1]["mil_margin"])(scores)
+    assert float(g0[1, 1]) > 0 > float(g0[1, 0])

@@ -1,4 +1,13 @@
-"""Which video is which: disjoint seeds per split and a balanced, prefix-stable type schedule."""
+"""Which video is which: disjoint seeds per split and a balanced, prefix-stable type schedule.
+
+Splits: ``train`` and ``test`` (the benchmark: weakly labelled training videos, frame-labelled
+test videos), ``validation``, and ``pretrain``: videos no method trains or evaluates on as
+anomaly-detection data, reserved for pretraining the tiny frozen encoders (the tiny CLIP's
+frame/caption pairs), the stand-in for the web data a real CLIP is pretrained on. Keeping it
+apart is what makes the benchmark weakly supervised: per-frame captions describe the anomaly
+frame by frame, so pretraining on ``train`` videos would hand their frame labels to the
+frozen encoder the weakly supervised detector stands on (DESIGN §5, VAD-LLaMA).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ SPLIT_OFFSETS = {
     "train": 1 * SPLIT_STRIDE,
     "validation": 2 * SPLIT_STRIDE,
     "test": 3 * SPLIT_STRIDE,
+    "pretrain": 4 * SPLIT_STRIDE,  # encoder pretraining only (module docstring)
 }
 _GOLDEN = 0.6180339887498949
 

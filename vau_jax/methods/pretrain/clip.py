@@ -1,8 +1,13 @@
 """Contrastive pretraining of the tiny CLIP on SynthVAD frame/caption pairs.
 
 No pretrained CLIP exists offline, so the tiny presets of every method start from this
-checkpoint (``init_from``). Pairs are SynthVAD *train* frames with their per-frame captions
-("a person running on the path at the left", "people walking on the paths", ...). Many
+checkpoint (``init_from``). Pairs are frames of SynthVAD's *pretrain* split
+(``config.split``) with their per-frame captions ("a person running on the path at the
+left", "people walking on the paths", ...): a split of its own, with seeds disjoint from
+the train and test videos, as a real CLIP pretrains on the web and never on a benchmark's
+training videos. The captions describe the anomaly frame by frame, so pretraining on the
+*train* videos would hand their frame labels to every weakly supervised method standing on
+this frozen encoder (DESIGN §5); ``split="train"`` is refused for that reason. Many
 frames share a caption, so the InfoNCE targets are soft: each image's target is spread
 uniformly over the texts in the batch with the same caption (and vice versa). With
 ``config.input = "background"`` the tower sees every frame minus a causal per-video
@@ -84,8 +89,13 @@ def frame_caption_pairs(
     if os.path.isfile(path):
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    counts = {"train": 0, "test": 0, split: num_videos}
-    videos = synthvad_dataset(data_dir, synth_cfg, counts["train"], counts["test"]).split(split)
+    counts = {"train": 0, "test": 0, "pretrain": 0}
+    if split not in counts:
+        raise ValueError(f"frame_caption_pairs: split {split!r} not in {sorted(counts)}")
+    counts[split] = num_videos
+    videos = synthvad_dataset(
+        data_dir, synth_cfg, counts["train"], counts["test"], num_pretrain=counts["pretrain"]
+    ).split(split)
     frames, captions, klass = [], [], []
     for v in videos:
         rec = v.record()
@@ -145,6 +155,7 @@ class ClipPretrain(MethodBase):
         self.synth = synthvad.SynthConfig(**dict(config.synthvad))
         self.data_dir = config.data_dir
         self.input_mode = input_mode(config)
+        self.split = pretrain_split(config)  # validated before anything is built
         self._pairs = None
         self.model = None
 
@@ -193,11 +204,12 @@ class ClipPretrain(MethodBase):
         return out
 
     def pairs(self) -> dict[str, np.ndarray]:
+        """The training pairs: ``num_train_videos`` videos of :func:`pretrain_split`."""
         if self._pairs is None:
             c = self.config
             self._pairs = frame_caption_pairs(
                 self.data_dir,
-                "train",
+                self.split,
                 c.num_train_videos,
                 self.synth,
                 c.frames_per_video,
@@ -291,6 +303,21 @@ class ClipPretrain(MethodBase):
 
 
 # -- the pretrained checkpoint other methods start from ----------------------------------------
+
+
+def pretrain_split(config: Any) -> str:
+    """The SynthVAD split the tiny CLIP pretrains on (``config.split``, default
+    ``"pretrain"``). ``"train"`` is refused (the weakly supervised methods' training videos:
+    their per-frame captions are frame labels) and so is ``"test"`` (the zero-shot evaluation
+    reads it)."""
+    split = str(config.get("split", "pretrain"))
+    if split in ("train", "test"):
+        raise ValueError(
+            f"clip_pretrain.split={split!r}: the tiny CLIP pretrains on SynthVAD's own "
+            "'pretrain' split, never on the train/test videos of the methods built on it "
+            "(per-frame captions would leak frame labels)"
+        )
+    return split
 
 
 def input_mode(config: Any) -> str:

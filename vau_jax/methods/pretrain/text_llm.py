@@ -196,8 +196,11 @@ class TextPretrain(MethodBase):
                 continue
             out.append({k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")})
         if skipped:
-            logging.info("text pretraining: %d of %d examples longer than max_length left out",
-                         skipped, int(c.num_train_examples))
+            logging.info(
+                "text pretraining: %d of %d examples longer than max_length left out",
+                skipped,
+                int(c.num_train_examples),
+            )
         return out
 
     def _loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):

@@ -84,7 +84,11 @@ def write_vagpt_report(method: Any, params: Any, metrics: dict[str, float], work
             if sentence:
                 texts["TETG prior sentence"] = sentence
             if "generated" in ev:
-                note = "" if parsed is not None else " (unparsed: the row shows the best option by log-likelihood)"
+                note = (
+                    ""
+                    if parsed is not None
+                    else " (unparsed: the row shows the best option by log-likelihood)"
+                )
                 texts[f"generated answer (question {len(questions)}){note}"] = ev["generated"][k]
         _, tetg_interval = method.tetg_sentence("test", i)
         videos.append(

@@ -7,23 +7,32 @@ causally* (a ``lax.scan`` over clips with fixed-size buffers):
 - ``A``: the ``K`` highest-scored clips so far (abnormal context),
 - ``H``: the last ``K`` clips (short-term history; LSTC).
 
-At clip ``i`` the lists are first updated with clip ``i`` itself (it is "immediately
-evaluated"), then each list ``X`` is read by the cross-attention ``r = (x_i · Xᵀ) · X`` (raw
-dot product as in the paper; ``"softmax"`` and ``"cosine"`` normalised variants as options),
-and ``x̃_i = x_i + W_n(n_i) + W_a(a_i) + W_h(h_i)``, each ``W`` a D→64→D MLP ("soft
-weights"). The AP maps features to 2 logits: Linear(D→64) → LayerNorm → Linear(64→2); the
-abnormal probability ``softmax(logits)[..., 1]`` is the clip score.
+**Past clips only.** Clip ``i`` reads lists built from clips ``< i`` ("given the raw
+features of the next clip, we integrate the current lists", paper §1), and only then is it
+inserted ("every new clip will be immediately evaluated based on its anomaly score to update
+the lists (or not)", §3.1). Each list ``X`` is read by the cross-attention
+``r = (x_i · Xᵀ) · X`` (Eq. 2, raw dot product; ``"softmax"`` and ``"cosine"`` normalised
+variants as options) and ``x̃_i = x_i + W_n(n_i) + W_a(a_i) + W_h(h_i)`` (Eq. 3), each ``W`` a
+D→64→D MLP ("soft weights"). **Empty lists**: before a video's first valid clip has been
+inserted (its clip 0, or a chunk after only padding) every list is empty; an empty list
+retrieves zeros and its ``W`` term is dropped, so ``x̃_i = x_i`` there (no context yet, so
+no change; a ``W`` applied to zeros would add a learned constant instead). The three lists
+fill together (the first inserted clip enters ``N``, ``A`` and ``H``), so one flag per clip,
+``has_past``, says whether they hold anything. The AP maps features to 2 logits:
+Linear(D→64) → LayerNorm → Linear(64→2); the abnormal probability ``softmax(logits)[..., 1]``
+is the clip score.
 
 The selection scores deciding list membership are supplied by the caller (VAD-LLaMA uses the
 phase-1 baseline VADor's scores) and never receive gradients. Streaming: the scan carry is a
 :class:`LTCState` of fixed size, so an arbitrarily long video can be processed chunk by
-chunk with memory independent of its length.
+chunk with memory independent of its length, giving the numbers of one pass over the whole
+video.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -97,50 +106,71 @@ def _update_one(state: LTCState, x: Array, score: Array, valid: Array) -> LTCSta
 
 
 def _retrieve(x: Array, items: Array, valid: Array, mode: str) -> Array:
-    """``x`` [D], ``items`` [K, D], ``valid`` [K] -> [D]."""
+    """Cross-attention read of one list: ``x`` [D], ``items`` [K, D], ``valid`` [K] -> [D].
+
+    ``"dot"`` (paper Eq. 2): ``Σ_j (x·X_j) X_j``; ``"softmax"``: weights
+    ``softmax_j(x·X_j / √D)``; ``"cosine"``: the mean over the list of ``cos(x, X_j) X_j``.
+    Only valid slots count; an empty list retrieves zeros.
+    """
     if mode == "dot":
         w = (items @ x) * valid
     elif mode == "cosine":
         cos = (items @ x) / (jnp.linalg.norm(items, axis=-1) * jnp.linalg.norm(x) + 1e-6)
         w = cos * valid / jnp.maximum(valid.sum(), 1)
     elif mode == "softmax":
-        logits = jnp.where(valid, (items @ x) / jnp.sqrt(x.shape[-1]), -jnp.inf)
-        w = jnp.where(valid.any(), jax.nn.softmax(logits), 0.0)
-        w = jnp.where(valid, w, 0.0)
+        # A finite fill keeps an empty list (every video's first clip) free of NaNs, also in
+        # the backward pass; its weights are then zeroed.
+        logits = jnp.where(valid, (items @ x) / jnp.sqrt(x.shape[-1]), -1e30)
+        w = jnp.where(valid, jax.nn.softmax(logits), 0.0)
     else:
         raise ValueError(f"unknown LTC retrieval {mode!r}; choose dot, softmax or cosine")
     return w @ items
 
 
+class Context(NamedTuple):
+    """What :func:`scan_lists` retrieves for every clip from the lists of its past clips."""
+
+    normal: Array  # [B, N, D]  n_i from N (zeros when empty)
+    abnormal: Array  # [B, N, D]  a_i from A (zeros when empty)
+    history: Array  # [B, N, D]  h_i from H (zeros when empty)
+    has_past: Array  # [B, N] bool: the lists held at least one clip when clip i read them
+
+
 def scan_lists(
     x: Array, scores: Array, mask: Array, state: LTCState, cfg: LTCConfig
-) -> tuple[tuple[Array, Array, Array], LTCState]:
-    """Runs the online lists over clips and retrieves per clip.
+) -> tuple[Context, LTCState]:
+    """Runs the online lists over clips: clip ``i`` retrieves from the lists of clips ``< i``
+    (this chunk's earlier clips and ``state``), then is inserted.
 
     Args:
       x: ``[B, N, D]`` clip features; scores: ``[B, N]`` selection scores (no gradient);
-      mask: ``[B, N]`` bool, False on padding clips (they neither update nor matter).
+      mask: ``[B, N]`` bool, False on padding clips (never inserted; their retrievals are
+        computed but meaningless).
       state: lists carried in from earlier chunks (:func:`init_state` for a new video).
     Returns:
-      ``(n, a, h)`` retrievals, each ``[B, N, D]``, and the final state.
+      the :class:`Context` of every clip (``[B, N, D]`` retrievals, ``[B, N]`` flags) and the
+      lists after the last clip.
     """
     scores = jax.lax.stop_gradient(scores.astype(jnp.float32))
 
     def per_video(st: LTCState, xv: Array, sv: Array, mv: Array):
         def body(carry: LTCState, inp):
             xi, si, mi = inp
-            carry = _update_one(carry, xi, si, mi)
+            # Read the lists of past clips first ...
             n = _retrieve(xi, carry.normal, jnp.isfinite(carry.normal_score), cfg.retrieval)
             a = _retrieve(xi, carry.abnormal, jnp.isfinite(carry.abnormal_score), cfg.retrieval)
             h = _retrieve(xi, carry.history, carry.history_valid, cfg.retrieval)
-            return carry, (n, a, h)
+            past = jnp.any(carry.history_valid)
+            # ... then insert clip i (or not) for the clips after it.
+            carry = _update_one(carry, xi, si, mi)
+            return carry, (n, a, h, past)
 
         return jax.lax.scan(body, st, (xv, sv, mv))
 
     # The lists hold raw features: retrieval does not backpropagate into list membership,
     # but gradients flow through the retrieved feature values.
-    state, (n, a, h) = jax.vmap(per_video)(state, x, scores, mask)
-    return (n, a, h), state
+    state, (n, a, h, past) = jax.vmap(per_video)(state, x, scores, mask)
+    return Context(n, a, h, past), state
 
 
 class SoftWeight(nn.Module):
@@ -184,15 +214,16 @@ class LTC(nn.Module):
         if not cfg.enabled:
             return x, state if state is not None else init_state(b, max(cfg.k, 1), d, x.dtype)
         state = init_state(b, cfg.k, d, x.dtype) if state is None else state
-        (n, a, h), state = scan_lists(x, scores, mask, state, cfg)
-        out = x
+        ctx, state = scan_lists(x, scores, mask, state, cfg)
+        terms = []  # [B, N, D] each
         if cfg.use_normal:
-            out = out + SoftWeight(d, cfg.hidden, name="w_normal")(n)
+            terms.append(SoftWeight(d, cfg.hidden, name="w_normal")(ctx.normal))
         if cfg.use_abnormal:
-            out = out + SoftWeight(d, cfg.hidden, name="w_abnormal")(a)
+            terms.append(SoftWeight(d, cfg.hidden, name="w_abnormal")(ctx.abnormal))
         if cfg.use_history:
-            out = out + SoftWeight(d, cfg.hidden, name="w_history")(h)
-        return out, state
+            terms.append(SoftWeight(d, cfg.hidden, name="w_history")(ctx.history))
+        context = jnp.where(ctx.has_past[..., None], sum(terms), 0.0)  # empty lists: no term
+        return x + context.astype(x.dtype), state
 
 
 def anomaly_scores(logits: Array) -> Array:

@@ -99,24 +99,65 @@ class VADor(nn.Module):
         }
 
 
+#: ``config.mil_loss`` names (see :func:`mil_loss`); ``"paper"`` is the default.
+MIL_OBJECTIVES = ("paper", "bce", "bce_extras")
+
+
+def check_mil_objective(name: str) -> str:
+    """``name`` if it is one of :data:`MIL_OBJECTIVES`, else a ``ValueError`` listing them."""
+    if name not in MIL_OBJECTIVES:
+        raise ValueError(f"unknown MIL objective {name!r}; choose one of {MIL_OBJECTIVES}")
+    return name
+
+
+def _bce(p: Array, y: Array, eps: float = 1e-6) -> Array:
+    """Eq. (1)'s binary cross-entropy per video: ``p``, ``y`` ``[B]`` -> ``[B]``."""
+    return -(y * jnp.log(p + eps) + (1 - y) * jnp.log(1 - p + eps))
+
+
 def mil_loss(
-    scores: Array, mask: Array, video_label: Array, *, extras: bool = False
+    scores: Array, mask: Array, video_label: Array, *, objective: str = "paper"
 ) -> tuple[Array, dict]:
-    """MIL BCE on the max clip score per video (+ the public code's optional terms).
+    """The weakly supervised MIL objective on video-level labels (no frame label anywhere).
+
+    Every term is a function of the clip scores and the video label ``y`` only. With
+    ``s_max = max_i g(x_i)`` and ``s_min = min_i g(x_i)`` over a video's valid clips:
+
+    - ``"paper"`` (default; VAD-LLaMA §3.2 Eq. (1) as implemented per §4.2, "We implemented
+      the max value scores and max margin scores in Eq 1 as [13, 14]"): Eq. (1)'s BCE on the
+      *max value score* ``y' = s_max`` (§3.2: "y' is computed as max{g(x_i)}", as UMIL [13])
+      plus Eq. (1)'s BCE on the *max margin score* ``y' = s_max − s_min`` (the within-video
+      score margin of WSAL [14]: an anomalous video must hold both a confident clip and a
+      normal one, a normal video's scores must stay flat), weight 1 each (the paper gives no
+      weight; the public code's ``w_margin`` is 1). The margin term averages over videos with
+      at least 2 valid clips (one clip has no margin).
+    - ``"bce"``: Eq. (1) on ``s_max`` alone.
+    - ``"bce_extras"``: ``"bce"`` + ``0.01·smoothness`` (mean squared difference of
+      consecutive valid clips) + ``0.01·sparsity`` (mean clip score of anomalous videos) —
+      the public code's two extra terms — + a batch max-margin hinge
+      ``relu(1 − max_{y=1} s_max + max_{y=0} s_max)`` (Sultani et al.'s ranking idea, 0 when
+      the batch lacks either kind).
 
     Args:
-      scores: ``[B, Nc]`` abnormal probabilities; mask: ``[B, Nc]``; video_label: ``[B]`` 0/1.
-      extras: add ``0.01·smoothness`` (squared differences of consecutive valid clips),
-        ``0.01·sparsity`` (mean score of anomalous videos) and a max-margin term between the
-        highest anomalous-video and normal-video maxima in the batch.
+      scores: ``[B, Nc]`` abnormal probabilities; mask: ``[B, Nc]`` bool (False = padding);
+      video_label: ``[B]`` 0/1; objective: one of :data:`MIL_OBJECTIVES`.
+    Returns:
+      the scalar loss and its terms (``mil_bce``, and ``mil_margin`` / ``smoothness``,
+      ``sparsity``, ``margin`` for the objectives that have them).
     """
-    eps = 1e-6
+    check_mil_objective(objective)
     y = video_label.astype(jnp.float32)
-    top = jnp.max(jnp.where(mask, scores, 0.0), axis=1)  # [B]
-    bce = -(y * jnp.log(top + eps) + (1 - y) * jnp.log(1 - top + eps))
-    loss = bce.mean()
+    top = jnp.max(jnp.where(mask, scores, 0.0), axis=1)  # [B] s_max
+    loss = _bce(top, y).mean()
     aux = {"mil_bce": loss}
-    if extras:
+    if objective == "paper":
+        bottom = jnp.min(jnp.where(mask, scores, 1.0), axis=1)  # [B] s_min
+        has_two = mask.sum(1) >= 2  # [B]
+        margin = jnp.where(has_two, top - bottom, 0.0)  # [B] in [0, 1]
+        term = jnp.sum(jnp.where(has_two, _bce(margin, y), 0.0)) / jnp.maximum(has_two.sum(), 1)
+        loss = loss + term
+        aux["mil_margin"] = term
+    elif objective == "bce_extras":
         pair = mask[:, 1:] & mask[:, :-1]
         smooth = jnp.sum(
             jnp.where(pair, jnp.square(scores[:, 1:] - scores[:, :-1]), 0.0)
