@@ -44,6 +44,19 @@ def test_questions_are_deterministic_and_hold_the_truth():
     assert normal.anomaly_type == "normal" and normal.intervals == ()
 
 
+def test_over_long_conversations_are_left_out_only_up_to_a_bound(caplog):
+    from vau_jax.data.chat import TooLongError
+
+    few = [TooLongError("train_000031 instruction 1", 468, 448)]
+    with caplog.at_level("WARNING"):
+        D._check_dropped(few, 100)  # 1 % of the conversations: left out, said once
+    assert "1 of 100 training conversations" in caplog.text and "468" in caplog.text
+    D._check_dropped([], 100)  # nothing to say
+    many = few + [TooLongError(f"v{i}", 450, 448) for i in range(2)]
+    with pytest.raises(ValueError, match="3 of 100 .* raise max_length"):
+        D._check_dropped(many, 100)
+
+
 def test_report_videos_alternate_anomalous_and_normal():
     labels = ["Normal", "Normal", "fire", "running", "Normal"]
     vids = [

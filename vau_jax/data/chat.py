@@ -92,6 +92,14 @@ def chat_ids(
     return ids, loss, video
 
 
+class TooLongError(ValueError):
+    """A conversation longer than ``max_length`` tokens (:func:`tokenize_chat`)."""
+
+    def __init__(self, source: str, length: int, max_length: int):
+        super().__init__(f"{source}: {length} tokens > max_length={max_length}; raise max_length")
+        self.source, self.length, self.max_length = source, length, max_length
+
+
 def tokenize_chat(
     tok: Any,
     conversation: Sequence[Mapping[str, str]],
@@ -113,8 +121,8 @@ def tokenize_chat(
     generation prompts.
 
     Raises:
-      ValueError: naming ``source``, when the example is longer than ``max_length`` (it
-        would cut visual tokens or the answer; raise ``max_length`` instead).
+      TooLongError: (a ``ValueError``) naming ``source``, when the example is longer than
+        ``max_length`` (it would cut visual tokens or the answer; raise ``max_length``).
     """
     ids, loss, video = chat_ids(
         tok,
@@ -126,7 +134,7 @@ def tokenize_chat(
     )
     n = len(ids)
     if n > max_length:
-        raise ValueError(f"{source}: {n} tokens > max_length={max_length}; raise max_length")
+        raise TooLongError(source, n, max_length)
     sl = slice(max_length - n, max_length) if left_pad else slice(0, n)
     out = {
         "input_ids": np.full((max_length,), tok.pad_id, np.int32),

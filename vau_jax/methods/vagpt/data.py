@@ -20,6 +20,7 @@ per batch (:class:`AttachVisual`).
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data.benchmark import MCQuestion, human_turn, multiple_choice
+from vau_jax.data.chat import TooLongError
 from vau_jax.data.instruct import NORMAL, VideoFacts
 from vau_jax.methods.base import standardise  # noqa: F401
 from vau_jax.methods.pretrain.video_llm import (  # noqa: F401 - VA-GPT's rows and features
@@ -173,7 +175,7 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
         raise ValueError(f"train_data.generator={mix.generator!r}; choose from {sorted(gens)}")
     gen = gens[str(mix.generator)]()
     videos = method.dataset.split("train")
-    rows = []
+    rows, too_long, total = [], [], 0
     for i, (v, iv) in enumerate(zip(videos, anomaly_intervals(videos))):
         caps = captions_of(v)
         if not caps:
@@ -199,15 +201,40 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
             inside = any(min(e, b) > max(s, a) for a, b in f.intervals)
             convs.append(gen.text(sentence, inside, f.anomaly_type, seed * 64 + 50 + k))
         for k, conv in enumerate(convs):
-            rows.append(
-                conversation_row(
-                    method.tok,
-                    c,
-                    _with_prior(conv, prior),
-                    i,
-                    method.num_video_tokens,
-                    f"{v.id} instruction {k}",
-                    method.query_tok,
+            total += 1
+            try:
+                rows.append(
+                    conversation_row(
+                        method.tok,
+                        c,
+                        _with_prior(conv, prior),
+                        i,
+                        method.num_video_tokens,
+                        f"{v.id} instruction {k}",
+                        method.query_tok,
+                    )
                 )
-            )
+            except TooLongError as e:
+                too_long.append(e)
+    _check_dropped(too_long, total)
     return rows
+
+
+#: The largest fraction of training conversations that may be left out for exceeding
+#: ``max_length`` before :func:`instruction_rows` refuses (raise ``max_length`` instead).
+MAX_DROPPED_FRACTION = 0.02
+
+
+def _check_dropped(too_long: list[Any], total: int) -> None:
+    """Logs the conversations left out for length; raises when more than
+    :data:`MAX_DROPPED_FRACTION` of ``total`` are."""
+    if not too_long:
+        return
+    worst = max(too_long, key=lambda e: e.length)
+    msg = (
+        f"{len(too_long)} of {total} training conversations are longer than max_length="
+        f"{worst.max_length} tokens (longest: {worst.source}, {worst.length})"
+    )
+    if len(too_long) > MAX_DROPPED_FRACTION * total:
+        raise ValueError(f"{msg}; raise max_length")
+    logging.warning("%s: left out", msg)
