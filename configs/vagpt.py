@@ -65,8 +65,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # §1.1; vau_jax/data/caption_qa.py): per caption segment `clip` three-turn conversations
     # (the last "Are there any anomalies?"), per video `video` video-QA, `frame` single-frame
     # and `text` text-only conversations. Never multiple choice.
+    # text_replay (tiny LLM only): text-only rows of the text pretraining corpus
+    # (pretrain-split reports: text multiple choice, anomaly QA, summaries) added at this
+    # fraction of the rows above, so that the 4-layer LLM keeps its general skills (fine-tuned
+    # on clip dialogues alone it stopped answering with a letter: 100% unparsed).
     c.train_data = ml_collections.ConfigDict(
-        {"generator": "template", "clip": 1, "video": 1, "frame": 1, "text": 1}
+        {"generator": "template", "clip": 1, "video": 1, "frame": 1, "text": 1, "text_replay": 0.25}
     )
     # Evaluation (VA-GPT §4, supplementary §1.2): the model generates its answer to each
     # four-option question; the parsed letter is scored (option log-likelihood: a diagnostic).
@@ -125,6 +129,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.base_llm = ml_collections.ConfigDict(
         {
             "enabled": True,
+            "seed": 0,  # the base model's own seed (one checkpoint for every VA-GPT seed)
+            "text_replay": 0.25,  # text-only replay rows per caption row (replay_rows)
             "num_videos": 300,  # pretrain-split videos captioned
             "num_eval_videos": 32,
             "steps": steps,

@@ -138,8 +138,17 @@ def test_training_never_sees_a_multiple_choice_prompt(vagpt_run):
     m = methods.build(c, vagpt_run)
     m.prepare()
     rows = m.train_examples()
-    texts = [m.tok.decode([int(t) for t in r["input_ids"][r["attention_mask"]]]) for r in rows]
+    video_rows = [r for r in rows if r["video_mask"].any()]
+    text_rows = [r for r in rows if not r["video_mask"].any()]
+    decode = lambda r: m.tok.decode([int(t) for t in r["input_ids"][r["attention_mask"]]])  # noqa: E731
+    texts = [decode(r) for r in video_rows]
     assert texts and not any("Answer with the option" in t or "\nA. " in t for t in texts)
+    # The text-only replay rows (the text pretraining corpus) do hold lettered questions,
+    # each about a written report of a pretrain-split video, never about a video.
+    replay = [decode(r) for r in text_rows]
+    lettered = [t for t in replay if "\nA. " in t]
+    assert lettered and all("Report:" in t for t in lettered)
+    texts += replay
     bench = [
         json.loads(x)["question"]
         for x in open(os.path.join(vagpt_run, "benchmark_in_domain.jsonl"))
@@ -201,7 +210,14 @@ def test_frozen_llm_stays_bit_identical(tmp_path, tiny_data_dir):
     init = jax.device_get(jax.jit(method.init_params)(jax.random.key(c.seed)))
     params, _ = runner.run_method(method, c, workdir, "train")
     params = jax.device_get(params)
-    for a, b in zip(jax.tree.leaves(init["llm"]), jax.tree.leaves(params["llm"])):
+    # Stage 1 starts from the base video LLM (its LLM replaces the random init), then the
+    # frozen LLM must not move by a bit.
+    assert method.base_params is not None
+    start = jax.device_get(method.base_params["llm"])
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(init["llm"]), jax.tree.leaves(start))
+    )
+    for a, b in zip(jax.tree.leaves(start), jax.tree.leaves(params["llm"])):
         np.testing.assert_array_equal(a, b)
     moved = [
         not np.array_equal(a, b)

@@ -106,13 +106,27 @@ def anomaly_answer(facts: VideoFacts) -> str:
     return f"Yes: {type_phrase(facts.anomaly_type)}, {times}."
 
 
+#: The multiple-choice questions of the replayed text rows (:func:`replay_conversations`):
+#: about the report, so that no training row of a video method carries the wording of its
+#: evaluation questions (``templates.MC_QUESTIONS``).
+REPORT_MC_QUESTIONS = (
+    "Which option describes the anomaly in this report and when it happens?",
+    "Select the anomaly type and the time interval that the report describes.",
+)
+
+
 def conversation(
-    report: Report, kind: str, seed: int, class_names: tuple[str, ...]
+    report: Report,
+    kind: str,
+    seed: int,
+    class_names: tuple[str, ...],
+    mc_questions: Sequence[str] = T.MC_QUESTIONS,
 ) -> tuple[list[dict[str, str]], MCQuestion | None]:
-    """One text example of ``kind`` (module docstring); the question for ``mc``."""
+    """One text example of ``kind`` (module docstring); the question for ``mc``, worded
+    from ``mc_questions``."""
     rng = np.random.default_rng(seed)
     if kind == "mc":
-        q = multiple_choice(report.facts, class_names, seed)
+        q = multiple_choice(report.facts, class_names, seed, questions=mc_questions)
         o = q.options[q.answer_index]
         answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
         return [
@@ -132,6 +146,36 @@ def conversation(
             {"from": "gpt", "value": report.description},
         ], None
     raise ValueError(f"unknown text task {kind!r}; choose from {KINDS}")
+
+
+def replay_conversations(config: Any, count: int, seed: int) -> list[list[dict[str, str]]]:
+    """``count`` text-only conversations drawn like the text pretraining corpus of
+    ``config`` (a ``configs/text_pretrain.py`` config: its pretrain-split reports and
+    ``mix``), for the later trainings of the same LLM to replay.
+
+    A 4-layer LLM trained from scratch forgets what it is not shown: fine-tuned on video
+    captions and clip dialogues alone it stops answering lettered questions at all. Replaying
+    text-only dialogue keeps its general skills, as LLaVA-style instruction data mixes text
+    conversations in. Every conversation is about a pretrain-split report, never about a
+    video of any method's train or test split.
+    """
+    from vau_jax.data.synthvad import ANOMALY_TYPES, SynthConfig
+
+    if count <= 0:
+        return []
+    reps = reports(
+        config.data_dir, SynthConfig(**dict(config.synthvad)), int(config.num_train_videos)
+    )
+    weights = np.array([float(config.mix[k]) for k in KINDS])
+    rng = np.random.default_rng([int(seed), 7919])
+    out = []
+    for _ in range(int(count)):
+        kind = KINDS[int(rng.choice(len(KINDS), p=weights / weights.sum()))]
+        rep = reps[int(rng.integers(len(reps)))]
+        seed_k = int(rng.integers(2**31))
+        conv, _ = conversation(rep, kind, seed_k, tuple(ANOMALY_TYPES), REPORT_MC_QUESTIONS)
+        out.append(conv)
+    return out
 
 
 class TextPretrain(MethodBase):

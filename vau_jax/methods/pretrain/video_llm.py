@@ -223,6 +223,37 @@ def conversation_row(
     return ex
 
 
+def replay_rows(method: Any, num_rows: int, fraction: float) -> list[dict[str, np.ndarray]]:
+    """``round(fraction * num_rows)`` text-only replay rows
+    (:func:`vau_jax.methods.pretrain.text_llm.replay_conversations` of the config's
+    ``base_llm.text_pretrain``), tokenized like ``method``'s video rows; their video index
+    is 0 and they hold no video token. Conversations longer than ``max_length`` are skipped."""
+    from vau_jax.data.chat import TooLongError
+    from vau_jax.methods.pretrain.text_llm import replay_conversations
+
+    c = method.config
+    convs = replay_conversations(c.base_llm.text_pretrain, round(fraction * num_rows), int(c.seed))
+    out = []
+    for k, conv in enumerate(convs):
+        try:
+            out.append(
+                conversation_row(
+                    method.tok,
+                    c,
+                    conv,
+                    0,
+                    method.num_video_tokens,
+                    f"text replay {k}",
+                    getattr(method, "query_tok", None),
+                )
+            )
+        except TooLongError:
+            continue
+    if convs:
+        logging.info("text replay: %d text-only rows beside %d video rows", len(out), num_rows)
+    return out
+
+
 def tiny_llm(config: Any) -> tuple[Any, Any]:
     """``(tokenizer, LlamaConfig)`` of the tiny presets' LLM (the SynthVAD tokenizer)."""
     from vau_jax.methods.pretrain.clip import synthvad_tokenizer
@@ -405,6 +436,8 @@ class VideoPretrain(MethodBase):
                         f"{v.id} caption {k}",
                     )
                 )
+        if split == "train":
+            out += replay_rows(self, len(out), float(self.config.base_llm.get("text_replay", 0.0)))
         return out
 
     def abstract_params(self) -> Any:
@@ -489,6 +522,10 @@ def ensure_base_llm(config: Any) -> Any:
 
     path = base_dir(config)
     params_dir = os.path.abspath(os.path.join(path, "params"))
+    # One released checkpoint whatever the VA-GPT seed: the base model's own seed is
+    # ``base_llm.seed`` (part of its cache key), not the seed of the run that asks for it.
+    config = config.copy_and_resolve_references()
+    config.seed = int(config.base_llm.get("seed", 0))
     method = VideoPretrain(config, path + ".run")
     if not os.path.isdir(params_dir):
         logging.info("no base video LLM at %s: pretraining it on captions", path)

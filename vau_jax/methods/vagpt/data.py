@@ -40,6 +40,7 @@ from vau_jax.methods.pretrain.video_llm import (  # noqa: F401 - VA-GPT's rows a
     encode_query,
     frame_specs,
     make_encoders,
+    replay_rows,
 )
 
 
@@ -217,6 +218,8 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
             except TooLongError as e:
                 too_long.append(e)
     _check_dropped(too_long, total)
+    if c.llm == "tiny" and c.base_llm.enabled:  # the tiny LLM's general skills (replay_rows)
+        rows += replay_rows(method, len(rows), float(mix.get("text_replay", 0.0)))
     return rows
 
 

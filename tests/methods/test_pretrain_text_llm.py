@@ -1,0 +1,67 @@
+"""Text pretraining corpus of the tiny LLaMA (``methods/pretrain/text_llm.py``) and the text
+rows later trainings replay from it."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from vau_jax.data import templates as T
+from vau_jax.data.instruct import NORMAL, VideoFacts
+from vau_jax.methods.pretrain import text_llm as TL
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
+
+
+def _report(anomaly: str, intervals) -> TL.Report:
+    facts = VideoFacts(
+        video_id="pretrain_000001", anomaly_type=anomaly, intervals=intervals, duration=10.0
+    )
+    caps = ((0.0, 4.0, "People walk."), (4.0, 6.0, "A person runs."), (6.0, 10.0, "People walk."))
+    return TL.Report(facts, caps, "A person runs across the path.")
+
+
+def test_merge_normal_keeps_anomalous_segments_apart():
+    caps = [(0.0, 1.0, "a"), (1.0, 2.0, "b"), (2.0, 3.0, "run"), (3.0, 4.0, "c"), (4.0, 5.0, "d")]
+    merged = TL.merge_normal(caps, [(2.0, 3.0)])
+    assert merged == ((0.0, 2.0, "a"), (2.0, 3.0, "run"), (3.0, 5.0, "c"))
+    assert TL.merge_normal(caps, []) == ((0.0, 5.0, "a"),)
+
+
+def test_conversations_of_every_kind_answer_from_the_report():
+    rep = _report("running", ((4.0, 6.0),))
+    conv, q = TL.conversation(rep, "mc", 3, ("running", "fighting", "explosion"))
+    assert conv[0]["value"].startswith("Report:\n") and "4.0s-6.0s: A person runs." in conv[0]["value"]
+    letter = q.options[q.answer_index].letter
+    assert conv[1]["value"].startswith(f"{letter}. ") and q.options[q.answer_index].interval == (4.0, 6.0)
+    assert q.question in T.MC_QUESTIONS  # the text pretraining corpus itself
+    conv, q = TL.conversation(rep, "qa", 3, ("running",))
+    assert q is None and conv[1]["value"].startswith("Yes: ") and "4.0" in conv[1]["value"]
+    conv, _ = TL.conversation(_report(NORMAL, ()), "qa", 3, ("running",))
+    assert conv[1]["value"].startswith("No")
+    conv, _ = TL.conversation(rep, "summary", 3, ("running",))
+    assert conv[1]["value"] == rep.description
+    with pytest.raises(ValueError, match="unknown text task"):
+        TL.conversation(rep, "poem", 3, ("running",))
+
+
+def test_replayed_text_rows_are_about_pretrain_reports_never_eval_wording(tmp_path):
+    import text_pretrain as text_pretrain_config
+
+    c = text_pretrain_config.get_config("tiny")
+    c.data_dir, c.num_train_videos = str(tmp_path), 3
+    c.synthvad.min_seconds = c.synthvad.max_seconds = 2.0
+    convs = TL.replay_conversations(c, 40, seed=0)
+    assert len(convs) == 40 and TL.replay_conversations(c, 0, seed=0) == []
+    assert convs == TL.replay_conversations(c, 40, seed=0)  # deterministic
+    assert convs != TL.replay_conversations(c, 40, seed=1)
+    humans = [conv[0]["value"] for conv in convs]
+    assert all(h.startswith("Report:\n") and T.VIDEO_MARKER not in h for h in humans)
+    lettered = [h for h in humans if "\nA. " in h]
+    assert lettered, "the mix holds text multiple choice"
+    assert all(any(q in h for q in TL.REPORT_MC_QUESTIONS) for h in lettered)
+    assert not any(q in h for q in T.MC_QUESTIONS for h in humans)
+    kinds = {("\nA. " in h) + 2 * any(q in h for q in TL.SUMMARY_QUESTIONS) for h in humans}
+    assert kinds == {0, 1, 2}  # qa, mc and summary all drawn (mix 0.3 / 0.5 / 0.2)
+    assert np.mean(["\nA. " in h for h in humans]) > 0.25
