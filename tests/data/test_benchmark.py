@@ -9,31 +9,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.data.test_instruct import VOCAB, _facts  # noqa: E402
 from vau_jax.data import benchmark as B
 from vau_jax.data import instruct as I
 from vau_jax.data import templates as T
-from vau_jax.data.synthvad.types import ANOMALY_TYPES
-
-VOCAB = ANOMALY_TYPES
-
-
-def _facts(seed: int) -> I.VideoFacts:
-    """Random anomalous facts: duration 4-30 s, one interval inside it."""
-    rng = np.random.default_rng(seed)
-    duration = float(rng.uniform(4.0, 30.0))
-    start = float(rng.uniform(0.0, duration * 0.7))
-    end = float(min(duration, start + rng.uniform(0.5, duration * 0.3)))
-    return I.VideoFacts(
-        video_id=f"v{seed}",
-        duration=duration,
-        anomaly_type=VOCAB[seed % len(VOCAB)],
-        intervals=((start, end),),
-        spatial_word="left",
-        description="A quiet plaza.",
-        event_description="Something happens.",
-        target="person",
-        trajectory="right",
-    )
 
 
 @pytest.mark.parametrize("seed", range(60))

@@ -32,9 +32,14 @@ def test_merge_normal_keeps_anomalous_segments_apart():
 def test_conversations_of_every_kind_answer_from_the_report():
     rep = _report("running", ((4.0, 6.0),))
     conv, q = TL.conversation(rep, "mc", 3, ("running", "fighting", "explosion"))
-    assert conv[0]["value"].startswith("Report:\n") and "4.0s-6.0s: A person runs." in conv[0]["value"]
+    assert (
+        conv[0]["value"].startswith("Report:\n") and "4.0s-6.0s: A person runs." in conv[0]["value"]
+    )
     letter = q.options[q.answer_index].letter
-    assert conv[1]["value"].startswith(f"{letter}. ") and q.options[q.answer_index].interval == (4.0, 6.0)
+    assert conv[1]["value"].startswith(f"{letter}. ") and q.options[q.answer_index].interval == (
+        4.0,
+        6.0,
+    )
     assert q.question in T.MC_QUESTIONS  # the text pretraining corpus itself
     conv, q = TL.conversation(rep, "qa", 3, ("running",))
     assert q is None and conv[1]["value"].startswith("Yes: ") and "4.0" in conv[1]["value"]

@@ -36,10 +36,10 @@ from vau_jax.data.benchmark import MCQuestion, multiple_choice
 from vau_jax.data.chat import tokenize_chat
 from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
 from vau_jax.methods.base import MethodBase
+from vau_jax.methods.pretrain.llm import LLMPretrain
 from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
 from vau_jax.models import registry
 from vau_jax.models.llama import LlamaForCausalLM
-from vau_jax.models.vlm import lm_loss
 from vau_jax.train.trainer import Stage
 
 KINDS = ("mc", "qa", "summary")
@@ -247,12 +247,7 @@ class TextPretrain(MethodBase):
             )
         return out
 
-    def _loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
-        del rng
-        logits = self.model.apply(
-            {"params": params}, batch["input_ids"], attention_mask=batch["attention_mask"]
-        )["logits"]
-        return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
+    _loss = LLMPretrain._loss  # the next-token loss on the answers, as the text LLM's
 
     def stages(self) -> list[Stage]:
         return single_stage("text_lm", self.config, self._loss, self._source)
