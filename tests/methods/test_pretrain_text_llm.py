@@ -70,3 +70,23 @@ def test_replayed_text_rows_are_about_pretrain_reports_never_eval_wording(tmp_pa
     kinds = {("\nA. " in h) + 2 * any(q in h for q in TL.SUMMARY_QUESTIONS) for h in humans}
     assert kinds == {0, 1, 2}  # qa, mc and summary all drawn (mix 0.3 / 0.5 / 0.2)
     assert np.mean(["\nA. " in h for h in humans]) > 0.25
+
+
+def test_approximate_reports_move_times_by_at_most_the_noise_and_keep_order():
+    rep = _report("running", ((4.0, 6.0),))
+    assert TL.approximate(rep, 0.0, np.random.default_rng(0)) is rep
+    moved_any = False
+    for seed in range(20):
+        out = TL.approximate(rep, 1.0, np.random.default_rng(seed))
+        assert [c for _, _, c in out.captions] == [c for _, _, c in rep.captions]
+        starts_ends = [b for s, e, _ in out.captions for b in (s, e)]
+        assert starts_ends == sorted(starts_ends) and all(s < e for s, e, _ in out.captions)
+        assert out.captions[0][0] == 0.0 and out.captions[-1][1] == 10.0  # video ends stay
+        for (s0, e0, _), (s1, e1, _) in zip(rep.captions, out.captions):
+            assert abs(s1 - s0) <= 1.0 + 1e-9 and abs(e1 - e0) <= 1.0 + 1e-9
+        moved_any |= out.captions != rep.captions
+        assert out.facts == rep.facts  # the answer stays the truth
+    assert moved_any
+    conv, q = TL.conversation(rep, "mc", 5, ("running", "fighting"), time_noise=1.0)
+    exact, q0 = TL.conversation(rep, "mc", 5, ("running", "fighting"))
+    assert q == q0 and conv[1] == exact[1]  # same question and answer, rougher report

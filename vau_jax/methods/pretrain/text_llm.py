@@ -115,18 +115,41 @@ REPORT_MC_QUESTIONS = (
 )
 
 
+def approximate(report: Report, noise: float, rng: np.random.Generator) -> Report:
+    """``report`` with every caption boundary moved by up to ``±noise`` seconds (uniform,
+    kept inside the video and in order, rounded to 0.1 s): evidence that is only roughly
+    right, as a video LLM's own reading of a video or TETG's interval is."""
+    if noise <= 0:
+        return report
+    dur = float(report.facts.duration)
+    bounds = sorted({b for s, e, _ in report.captions for b in (s, e)})
+    moved = {b: b for b in bounds}
+    prev = 0.0
+    for b in bounds:
+        if 0.0 < b < dur:
+            moved[b] = max(prev, min(dur, round(b + float(rng.uniform(-noise, noise)), 1)))
+        prev = moved[b]
+    caps = tuple((moved[s], moved[e], c) for s, e, c in report.captions if moved[e] > moved[s])
+    return dataclasses.replace(report, captions=caps or report.captions)
+
+
 def conversation(
     report: Report,
     kind: str,
     seed: int,
     class_names: tuple[str, ...],
     mc_questions: Sequence[str] = T.MC_QUESTIONS,
+    time_noise: float = 0.0,
 ) -> tuple[list[dict[str, str]], MCQuestion | None]:
     """One text example of ``kind`` (module docstring); the question for ``mc``, worded
-    from ``mc_questions``."""
+    from ``mc_questions``. With ``time_noise > 0`` an ``mc`` report's times are only
+    approximate (:func:`approximate`), so the right option is the one that agrees best with
+    the report, not the one that repeats its numbers (the distractors' intervals overlap the
+    true one by at most 30% IoU)."""
     rng = np.random.default_rng(seed)
     if kind == "mc":
         q = multiple_choice(report.facts, class_names, seed, questions=mc_questions)
+        report = approximate(report, time_noise, np.random.default_rng([seed, 1]))
         o = q.options[q.answer_index]
         answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
         return [
@@ -146,6 +169,11 @@ def conversation(
             {"from": "gpt", "value": report.description},
         ], None
     raise ValueError(f"unknown text task {kind!r}; choose from {KINDS}")
+
+
+def _noise(config: Any) -> float:
+    """``config.mc_time_noise``: seconds of noise on the times of multiple-choice reports."""
+    return float(config.get("mc_time_noise", 0.0))
 
 
 def replay_conversations(config: Any, count: int, seed: int) -> list[list[dict[str, str]]]:
@@ -173,7 +201,9 @@ def replay_conversations(config: Any, count: int, seed: int) -> list[list[dict[s
         kind = KINDS[int(rng.choice(len(KINDS), p=weights / weights.sum()))]
         rep = reps[int(rng.integers(len(reps)))]
         seed_k = int(rng.integers(2**31))
-        conv, _ = conversation(rep, kind, seed_k, tuple(ANOMALY_TYPES), REPORT_MC_QUESTIONS)
+        conv, _ = conversation(
+            rep, kind, seed_k, tuple(ANOMALY_TYPES), REPORT_MC_QUESTIONS, _noise(config)
+        )
         out.append(conv)
     return out
 
@@ -232,7 +262,9 @@ class TextPretrain(MethodBase):
         for i in range(int(c.num_train_examples)):
             kind = KINDS[int(rng.choice(len(KINDS), p=weights / weights.sum()))]
             rep = reps[int(rng.integers(len(reps)))]
-            conv, _ = conversation(rep, kind, c.seed * 1_000_003 + i, self.class_names)
+            conv, _ = conversation(
+                rep, kind, c.seed * 1_000_003 + i, self.class_names, time_noise=_noise(c)
+            )
             try:
                 ex = self.encode(conv, source=f"text example {i}")
             except ValueError:  # a report longer than max_length (a video of many segments)
@@ -265,7 +297,7 @@ class TextPretrain(MethodBase):
         held = reports(c.data_dir, self.synth, n_train + n_eval)[n_train:]
         qs, rows = [], []
         for i, rep in enumerate(held):
-            conv, q = conversation(rep, "mc", 10**9 + i, self.class_names)
+            conv, q = conversation(rep, "mc", 10**9 + i, self.class_names, time_noise=_noise(c))
             try:
                 rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))
             except ValueError:  # longer than max_length: not asked
