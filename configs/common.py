@@ -56,3 +56,25 @@ def parse_preset(arg: str | None, allowed: tuple[str, ...] = ("tiny", "paper")) 
     if preset not in allowed:
         raise ValueError(f"unknown preset {preset!r}; choose one of {allowed}")
     return preset
+
+
+def text_lm_schedule(c: ml_collections.ConfigDict, steps: int = 1500) -> None:
+    """The tiny text LLMs' shared schedule (``configs/llm_pretrain.py``,
+    ``configs/text_pretrain.py``): batch 16, ``steps`` AdamW steps at 3e-3 (weight decay 0.01,
+    none on biases / norms / embeddings), 100 warm-up steps, cosine to ``steps``."""
+    ref = ml_collections.FieldReference(steps)
+    c.batch_size = 16
+    c.num_steps = ref
+    c.checkpoint_every = 500
+    c.log_every = 100
+    c.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "lr": 3e-3,
+            "weight_decay": 0.01,
+            "warmup_steps": 100,
+            "total_steps": ref,
+            "grad_clip_norm": 1.0,
+            "no_decay": [r"(bias|scale|embedding|norm)"],
+        }
+    )

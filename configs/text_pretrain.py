@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 import ml_collections  # noqa: E402
-from common import base_config, data_dir, parse_preset  # noqa: E402
+from common import base_config, data_dir, parse_preset, text_lm_schedule  # noqa: E402
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -40,20 +40,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # choosing the option that agrees best with the evidence, not copying its numbers
     # (methods/pretrain/text_llm.py::approximate). 0 = exact times.
     c.mc_time_noise = 1.0
-    c.batch_size = 16
-    steps = ml_collections.FieldReference(1500)
-    c.num_steps = steps
-    c.checkpoint_every = 500
-    c.log_every = 100
-    c.optimizer = ml_collections.ConfigDict(
-        {
-            "name": "adamw",
-            "lr": 3e-3,
-            "weight_decay": 0.01,
-            "warmup_steps": 100,
-            "total_steps": steps,
-            "grad_clip_norm": 1.0,
-            "no_decay": [r"(bias|scale|embedding|norm)"],
-        }
-    )
+    text_lm_schedule(c, steps=1500)
     return c

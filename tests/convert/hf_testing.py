@@ -16,3 +16,16 @@ def save(model, path) -> str:
     """``save_pretrained`` as safetensors; returns the folder as a string."""
     model.save_pretrained(str(path), safe_serialization=True)
     return str(path)
+
+
+#: A tiny OPT text config, the language model of the tiny BLIP-2 test folders.
+TINY_OPT = dict(
+    model_type="opt",
+    vocab_size=64,
+    hidden_size=32,
+    ffn_dim=64,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    word_embed_proj_dim=32,
+    max_position_embeddings=64,
+)

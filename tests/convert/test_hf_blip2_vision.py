@@ -129,16 +129,9 @@ def test_full_blip2_folder_gives_its_vision_tower(tmp_path):
     """``load_full_model`` reads only ``vision_model.*`` of a full BLIP-2 folder (the paper
     presets' ``vision`` role): the same params as the bare tower's folder."""
     torch.manual_seed(3)
-    opt = dict(
-        model_type="opt",
-        vocab_size=64,
-        hidden_size=32,
-        ffn_dim=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        word_embed_proj_dim=32,
-        max_position_embeddings=64,
-    )
+    from tests.convert.hf_testing import TINY_OPT
+
+    opt = dict(TINY_OPT)
     tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
     full = transformers.Blip2Model(
         transformers.Blip2Config(

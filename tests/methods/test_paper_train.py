@@ -151,16 +151,9 @@ def _hf_vadllama(hf: str) -> None:
     from tests.convert.test_lavis_checkpoints import VideoLlamaVideoBranch
 
     torch.manual_seed(0)
-    opt = dict(
-        model_type="opt",
-        vocab_size=64,
-        hidden_size=32,
-        ffn_dim=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        word_embed_proj_dim=32,
-        max_position_embeddings=64,
-    )
+    from tests.convert.hf_testing import TINY_OPT
+
+    opt = dict(TINY_OPT)
     blip2 = transformers.Blip2Model(
         transformers.Blip2Config(
             vision_config={**TOWER, **IMAGE},
