@@ -25,15 +25,12 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from flax import linen as nn
 
 from vau_jax.data import templates as T
 from vau_jax.data.benchmark import MCQuestion, multiple_choice
-from vau_jax.data.chat import tokenize_chat
+from vau_jax.data.chat import TooLongError, tokenize_chat
 from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
 from vau_jax.methods.base import MethodBase
 from vau_jax.methods.pretrain.llm import LLMPretrain
@@ -235,12 +232,9 @@ class TextPretrain(MethodBase):
         self.class_names = tuple(ANOMALY_TYPES)
         self.prepared = "inference" if inference else "train"
 
-    def abstract_params(self) -> Any:
-        ids = jnp.zeros((1, 8), jnp.int32)
-        return jax.eval_shape(lambda: self.model.init(jax.random.key(0), ids))["params"]
-
-    def init_params(self, rng: jax.Array) -> Any:
-        return nn.unbox(self.model.init(rng, jnp.zeros((1, 8), jnp.int32))["params"])
+    # The same text-only LLaMA as the text LLM's: its params and loss.
+    abstract_params = LLMPretrain.abstract_params
+    init_params = LLMPretrain.init_params
 
     def encode(self, conv: list, **kw: Any) -> dict[str, np.ndarray]:
         c = self.config
@@ -267,7 +261,7 @@ class TextPretrain(MethodBase):
             )
             try:
                 ex = self.encode(conv, source=f"text example {i}")
-            except ValueError:  # a report longer than max_length (a video of many segments)
+            except TooLongError:  # a report longer than max_length (a video of many segments)
                 skipped += 1
                 continue
             out.append({k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")})
@@ -279,7 +273,7 @@ class TextPretrain(MethodBase):
             )
         return out
 
-    _loss = LLMPretrain._loss  # the next-token loss on the answers, as the text LLM's
+    _loss = LLMPretrain._loss  # the next-token loss on the answers
 
     def stages(self) -> list[Stage]:
         return single_stage("text_lm", self.config, self._loss, self._source)
@@ -300,7 +294,7 @@ class TextPretrain(MethodBase):
             conv, q = conversation(rep, "mc", 10**9 + i, self.class_names, time_noise=_noise(c))
             try:
                 rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))
-            except ValueError:  # longer than max_length: not asked
+            except TooLongError:  # longer than max_length: not asked
                 continue
             qs.append(q)
         b = stack_rows(rows)

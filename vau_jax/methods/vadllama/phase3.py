@@ -50,7 +50,7 @@ from flax import linen as nn
 
 from vau_jax.data import synthvad
 from vau_jax.data import templates as T
-from vau_jax.data.chat import tokenize_chat
+from vau_jax.data.chat import TooLongError, tokenize_chat
 from vau_jax.data.instruct import pseudo_instruction
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.methods.pretrain import llm as llm_pretrain
@@ -240,7 +240,7 @@ class VADLLaMAPhase3:
             conv = pseudo_instruction(s, self.clip_seconds, p3.threshold, seed=i)
             try:
                 out.append(self._example(ex, self.encode(conv, len(s)), PSEUDO))
-            except ValueError:  # longer than max_length (many short intervals): left out
+            except TooLongError:  # longer than max_length (many short intervals): left out
                 self.dropped += 1
         if self.dropped:
             logging.warning("phase3: %d over-long pseudo-instructions left out", self.dropped)
