@@ -67,3 +67,24 @@ def tiny_vadllama(data_dir: str):
     c.async_checkpointing = False
     c.mesh.data = 2  # batch 2 over 2 of the 8 test devices
     return c
+
+
+def tiny_tvau(data_dir: str):
+    """The ``tiny`` T-VAU preset shrunk further, with all its data in ``data_dir``; its frozen
+    LVLM fields are :func:`tiny_vagpt`'s, so both share one base video LLM."""
+    import tvau as tvau_config
+
+    c = tvau_config.get_config("tiny")
+    lvlm = tiny_vagpt(data_dir)
+    for key in tvau_config.LVLM_KEYS:
+        c[key] = lvlm[key]
+    c.num_train_videos, c.num_test_videos = 4, 3
+    c.ahd.frames_per_video, c.ahd.anomalous_frames, c.ahd.batch_size = 4, 4, 8
+    c.ahd_stage.steps, c.rae_narration.steps, c.rae_anomaly.steps = 3, 2, 2
+    for s in (c.ahd_stage, c.rae_narration, c.rae_anomaly):
+        s.optimizer.warmup_steps = 1
+    c.rae.batch_size, c.log_every, c.max_answer_tokens = 4, 1, 8
+    c.async_checkpointing = False
+    c.report_videos = 2
+    c.mesh.data = 2
+    return c

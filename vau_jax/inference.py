@@ -56,6 +56,8 @@ class Run:
     def frame_rate(self) -> float:
         """Frames per second the method's encoders see (decode at this rate)."""
         m = self.method
+        if hasattr(m, "predict_fps"):  # methods whose encoders see every native frame
+            return float(m.predict_fps)
         spec = m.spec if hasattr(m, "spec") else m.specs["cls"]
         return float(spec.fps)
 

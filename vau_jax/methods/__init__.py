@@ -13,6 +13,7 @@ from typing import Any
 REGISTRY: dict[str, str] = {
     "vagpt": "vau_jax.methods.vagpt.method:VAGPT",
     "vadllama": "vau_jax.methods.vadllama.method:VADLLaMA",
+    "tvau": "vau_jax.methods.tvau.method:TVAU",
     "clip_pretrain": "vau_jax.methods.pretrain.clip:ClipPretrain",
     "llm_pretrain": "vau_jax.methods.pretrain.llm:LLMPretrain",
     "text_pretrain": "vau_jax.methods.pretrain.text_llm:TextPretrain",
@@ -20,7 +21,7 @@ REGISTRY: dict[str, str] = {
 }
 
 #: Methods whose runs ``explain`` / ``serve`` / ``load_run`` can predict with.
-PREDICTORS = ("vagpt", "vadllama")
+PREDICTORS = ("vagpt", "vadllama", "tvau")
 
 
 def names() -> list[str]:

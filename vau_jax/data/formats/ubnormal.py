@@ -76,7 +76,9 @@ def _mask_files(annot_dir: str, vid: str) -> dict[int, str]:
     return out
 
 
-def _load_mask(path: str) -> np.ndarray:
+def load_mask(path: str) -> np.ndarray:
+    """An id mask ``[H, W]`` from a ``_gt.png`` (RGB masks: any non-zero channel counts,
+    ids from the first channel); ``FormatError`` naming the file when unreadable."""
     from PIL import Image
 
     try:
@@ -106,7 +108,7 @@ def boxes_from_masks(
     rows: dict[int, list[list[int]]] = {tid: [] for tid in spans}
     unassigned: list[list[int]] = []
     for frame in sorted(masks):
-        mask = _load_mask(masks[frame])
+        mask = load_mask(masks[frame])
         values = [int(v) for v in np.unique(mask) if v != 0]
         active = [t for t, (s, e) in spans.items() if s <= frame <= e]
         for value in values:

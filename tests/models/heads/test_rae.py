@@ -1,0 +1,155 @@
+"""RAE: PyTorch-equal adaptive pooling, prompt order, masking, temporal order, signed diffs."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import linen as nn
+
+from vau_jax.models.heads.rae import RAE, RAEConfig, adaptive_avg_pool, added_params, num_prompts
+
+CFG = RAEConfig(llm_width=12, channels=(4, 6), num_base=3, grid=3)
+CFG2 = dataclasses.replace(CFG, time_segments=2)  # same param shapes
+
+
+@functools.cache
+def _params(cfg, seed=0):
+    """Random params of the right shapes (``eval_shape`` + numpy: no PRNG compile, fast)."""
+    shapes = jax.eval_shape(RAE(cfg).init, jax.random.key(0), jnp.zeros((1, 2, 4, 4)))
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(
+        lambda s: jnp.asarray(rng.normal(scale=0.5, size=s.shape), jnp.float32),
+        nn.unbox(shapes["params"]),
+    )
+
+
+def _init(cfg=CFG, shape=(2, 6, 8, 8), seed=0):
+    hm = jnp.asarray(np.random.default_rng(seed).uniform(size=shape), jnp.float32)
+    return _params(cfg, seed), hm
+
+
+def _apply(cfg, params, hm, valid=None):
+    return np.asarray(RAE(cfg).apply({"params": params}, hm, valid))
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 5), (3, 3), (2, 4)])
+def test_adaptive_pool_equals_torch(hw):
+    x = np.random.default_rng(0).normal(size=(2, *hw, 4)).astype(np.float32)
+    got = np.asarray(adaptive_avg_pool(jnp.asarray(x), 3))
+    ref = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), 3)
+    np.testing.assert_allclose(got, ref.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+
+
+def test_shapes_names_and_prompt_count():
+    boxed = jax.eval_shape(RAE(CFG).init, jax.random.key(0), jnp.zeros((1, 2, 4, 4)))["params"]
+    assert boxed["conv_0"]["kernel"].names == ("conv", "conv", "conv", None)
+    assert boxed["region_proj"]["kernel"].names == (None, "embed")
+    assert boxed["base"].names == (None, "embed")
+    params, hm = _init()
+    assert sorted(params) == ["base", "conv_0", "conv_1", "global_proj", "region_proj"]
+    assert params["conv_0"]["kernel"].shape == (3, 3, 1, 4)
+    out = _apply(CFG, params, hm)
+    assert num_prompts(CFG) == 3 + 9 + 1 == out.shape[1]
+    assert out.shape == (2, 13, 12)
+    assert _apply(CFG2, _params(CFG2), hm).shape == (2, num_prompts(CFG2), 12) == (2, 23, 12)
+    with pytest.raises(ValueError, match="T>=2"):
+        RAE(CFG).apply({"params": params}, hm[:, :1])
+
+
+def _np_reference(params, hm):
+    """One segment's prompts recomputed with torch: base, region (row-major), global."""
+    x = torch.from_numpy(np.asarray(hm[:, 1:] - hm[:, :-1], np.float64))  # [B, T-1, h, w]
+    b, n = x.shape[:2]
+    f = x.reshape(b * n, 1, *x.shape[2:])
+    for name in ("conv_0", "conv_1"):
+        k = torch.from_numpy(np.asarray(params[name]["kernel"], np.float64)).permute(3, 2, 0, 1)
+        bias = torch.from_numpy(np.asarray(params[name]["bias"], np.float64))
+        f = torch.nn.functional.gelu(torch.nn.functional.conv2d(f, k, bias, padding=1))
+    region = torch.nn.functional.adaptive_avg_pool2d(f, 3).flatten(2).transpose(1, 2)  # [N, 9, C]
+    region = region.reshape(b, n, 9, -1).mean(1).numpy()  # row-major cells, mean over time
+    glob = f.mean(dim=(2, 3)).reshape(b, n, -1).mean(1).numpy()  # [B, C]
+    rp, gp = params["region_proj"], params["global_proj"]
+    p_region = region @ np.asarray(rp["kernel"]) + np.asarray(rp["bias"])
+    p_global = glob @ np.asarray(gp["kernel"]) + np.asarray(gp["bias"])
+    base = np.broadcast_to(np.asarray(params["base"]), (b, *params["base"].shape))
+    return np.concatenate([base, p_region, p_global[:, None]], axis=1)
+
+
+def test_order_matches_reference():
+    params, hm = _init()
+    np.testing.assert_allclose(_apply(CFG, params, hm), _np_reference(params, hm), atol=1e-5)
+
+
+def test_invalid_frames_do_not_count():
+    params, hm = _init()
+    valid = np.ones((2, 6), bool)
+    valid[0, 4:] = False  # trailing padding
+    valid[1, 2] = False  # a dropped frame in the middle
+    out = _apply(CFG, params, hm, jnp.asarray(valid))
+    noisy = hm.at[0, 4:].set(5.0).at[1, 2].set(-3.0)
+    np.testing.assert_allclose(_apply(CFG, params, noisy, jnp.asarray(valid)), out, atol=1e-6)
+    # where the padding sits does not matter: the same 4 frames padded at the front
+    front = jnp.concatenate([hm[:, 4:], hm[:, :4]], axis=1)
+    valid_front = jnp.asarray([[False, False, True, True, True, True]] * 2)
+    np.testing.assert_allclose(_apply(CFG, params, front, valid_front)[0], out[0], atol=1e-6)
+    assert not np.allclose(_apply(CFG, params, hm), out, atol=1e-4)
+    none_valid = _apply(CFG, params, hm, jnp.zeros((2, 6), bool))
+    assert np.all(np.isfinite(none_valid))
+
+
+def _from_diffs(first, diffs):
+    """Heatmaps [T, h, w] with H[0] = first and H[t+1] - H[t] = diffs[t]."""
+    return np.concatenate([first[None], first[None] + np.cumsum(diffs, 0)])
+
+
+def test_time_segments_keep_the_order_of_motion():
+    rng = np.random.default_rng(1)
+    first = rng.uniform(size=(8, 8))
+    a, b, c = rng.normal(scale=0.3, size=(3, 8, 8))
+    # 4 valid differences (the last frame is padding): motion a early vs late
+    hm = jnp.asarray(np.stack([_from_diffs(first, d) for d in ([a, a, b, b, c], [b, b, a, a, c])]))
+    valid = jnp.asarray([[True] * 5 + [False]] * 2)
+    early, late = _apply(CFG, _params(CFG), hm, valid)
+    np.testing.assert_allclose(early, late, atol=1e-5)  # S=1: a mean over time
+    e, lt = _apply(CFG2, _params(CFG2), hm, valid)
+    seg0, seg1 = slice(3, 13), slice(13, 23)
+    assert not np.allclose(e, lt, atol=1e-3)
+    np.testing.assert_allclose(e[seg0], lt[seg1], atol=1e-5)  # segments swapped
+    np.testing.assert_allclose(e[seg1], lt[seg0], atol=1e-5)
+
+
+def test_uneven_segments():
+    """5 differences in 3 segments: sizes 2, 2, 1 (rank r -> floor(3r/5))."""
+    cfg3 = dataclasses.replace(CFG, time_segments=3)
+    params, hm = _init(cfg3)
+    out = _apply(cfg3, params, hm)
+    for seg, (lo, hi) in enumerate([(0, 3), (2, 5), (4, 6)]):
+        valid = jnp.asarray(np.broadcast_to((np.arange(6) >= lo) & (np.arange(6) < hi), (2, 6)))
+        ref = _apply(CFG, params, hm, valid)[:, 3:]  # that segment's differences alone, S=1
+        np.testing.assert_allclose(out[:, 3 + 10 * seg : 13 + 10 * seg], ref, atol=1e-5)
+
+
+def test_differences_are_signed():
+    params, hm = _init()
+    fwd, rev = _apply(CFG, params, hm), _apply(CFG, params, hm[:, ::-1])
+    np.testing.assert_allclose(fwd[:, :3], rev[:, :3])  # base prompts
+    assert np.abs(fwd[:, 3:] - rev[:, 3:]).max() > 1e-4
+
+
+def test_gradients_reach_every_param():
+    params, hm = _init(CFG2)
+    w = jnp.asarray(np.random.default_rng(2).normal(size=(2, num_prompts(CFG2), 12)), jnp.float32)
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(RAE(CFG2).apply({"params": p}, hm) * w)))(params)
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.all(np.isfinite(g)) and np.any(np.asarray(g) != 0), path
+
+
+@pytest.mark.parametrize("channels, segments", [((4, 6), 1), ((5,), 3), ((), 1)])
+def test_added_params_equals_real_count(channels, segments):
+    cfg = RAEConfig(llm_width=12, channels=channels, num_base=2, grid=3, time_segments=segments)
+    shapes = jax.eval_shape(RAE(cfg).init, jax.random.key(0), jnp.zeros((1, 3, 6, 6)))
+    assert added_params(cfg) == sum(x.size for x in jax.tree_util.tree_leaves(shapes))

@@ -1,0 +1,310 @@
+"""T-VAU data: the dataset in a published layout, anomaly masks, tapped features, prompts.
+
+* :func:`ensure_layout`: SynthVAD written once into the data dir in the UBnormal (or
+  ShanghaiTech) layout, atomically, when ``config.dataset_dir`` is empty; a user's tree
+  otherwise. Everything is then read through the real readers
+  (:func:`vau_jax.data.datasets.layout_dataset` for the videos,
+  :func:`vau_jax.data.formats.layouts.read_layout` for tracks and masks).
+* :func:`anomaly_masks`: the anomalous-object pixel masks of chosen native frames (UBnormal:
+  the per-frame ``_gt.png`` id masks; ShanghaiTech: the ``test_pixel_mask`` array), mapped
+  onto the encoder's input square (:func:`mask_to_input`) and pooled to patch targets.
+* :func:`box_to_native`: the inverse map for predicted boxes (encoder square -> native pixels).
+* :class:`TapFeatures`: per video the frozen tower's patch tokens at the tapped blocks
+  (``hidden_<i>``, every native frame), from the feature store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from typing import Any
+
+import grain
+import numpy as np
+
+from vau_jax.data.formats.record import FormatError, VideoRecord
+from vau_jax.methods.base import standardise
+
+LAYOUTS = ("ubnormal", "shanghaitech")
+
+
+def layout_key(config: Any) -> str:
+    """Hash of what SynthVAD's layout tree depends on."""
+    body = {
+        "layout": str(config.dataset),
+        "synthvad": dict(config.synthvad),
+        "train": int(config.num_train_videos),
+        "test": int(config.num_test_videos),
+        "codec": str(config.layout_codec),
+    }
+    return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def ensure_layout(config: Any) -> str:
+    """The dataset root: ``config.dataset_dir``, or SynthVAD written in ``config.dataset``'s
+    layout under ``<data_dir>/synthvad_<layout>_<hash>`` (rendered once; written into a
+    temporary folder and renamed, so a killed run never leaves a half tree behind)."""
+    if str(config.dataset) not in LAYOUTS:
+        raise ValueError(f"T-VAU reads dataset in {LAYOUTS}, got {config.dataset!r}")
+    if str(config.get("dataset_dir", "")):
+        return str(config.dataset_dir)
+    from vau_jax.data.synthvad import SynthConfig
+    from vau_jax.data.synthvad.layouts import write_layout
+
+    root = os.path.join(str(config.data_dir), f"synthvad_{config.dataset}_{layout_key(config)}")
+    if os.path.isdir(root):
+        return root
+    tmp = root + ".tmp"
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
+    write_layout(
+        tmp,
+        str(config.dataset),
+        {"train": int(config.num_train_videos), "test": int(config.num_test_videos)},
+        SynthConfig(**dict(config.synthvad)),
+        codec=str(config.layout_codec),
+        progress=True,
+    )
+    os.replace(tmp, root)
+    return root
+
+
+def records_by_id(dataset: str, root: str) -> dict[str, VideoRecord]:
+    """Every record of a layout tree by video id, with the frame truth, tracks and mask
+    locations the tree holds for **both** splits (T-VAU is trained on object masks, as the
+    paper; ``read_layout`` alone keeps video-level labels for training videos)."""
+    from vau_jax.data.formats.layouts import read_layout
+    from vau_jax.data.tvau_dataset import attach_truth
+
+    out = {}
+    for recs in read_layout(dataset, root).values():
+        attach_truth(dataset, root, recs)
+        out.update({r.id: r for r in recs})
+    return out
+
+
+def _ubnormal_mask(annot_dir: str, vid: str, frame: int) -> np.ndarray | None:
+    from vau_jax.data.formats.ubnormal import load_mask
+
+    for digits in (4, 3, 5, 6):
+        path = os.path.join(annot_dir, f"{vid}_{frame:0{digits}d}_gt.png")
+        if os.path.isfile(path):
+            return load_mask(path)
+    return None
+
+
+def anomaly_masks(record: VideoRecord, frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """bool ``[n, H, W]``: the anomalous pixels of native frames ``frames`` (all False for a
+    normal video or a frame without a mask file).
+
+    Args:
+      record: the layout record (``masks_path``: a UBnormal ``_annotations`` folder or a
+        ShanghaiTech pixel-mask ``.npy``).
+      frames: int ``[n]`` native frame numbers.
+      hw: the native frame size ``(H, W)``.
+    Raises:
+      FormatError: a mask whose size is not the video's.
+    """
+    out = np.zeros((len(frames), *hw), bool)
+    path = record.masks_path
+    if not path or not record.is_anomalous:
+        return out
+    if os.path.isdir(path):
+        for k, f in enumerate(frames):
+            m = _ubnormal_mask(path, record.id, int(f))
+            if m is not None:
+                if m.shape != tuple(hw):
+                    raise FormatError(f"{path}: mask of frame {f} is {m.shape}, the video {hw}")
+                out[k] = m > 0
+        return out
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    if arr.shape[1:] != tuple(hw):
+        raise FormatError(f"{path}: masks are {arr.shape[1:]}, the video {hw}")
+    for k, f in enumerate(frames):
+        if 0 <= int(f) < len(arr):
+            out[k] = np.asarray(arr[int(f)]) > 0
+    return out
+
+
+def input_geometry(hw: tuple[int, int], size: int) -> tuple[float, int, int]:
+    """``(scale, y0, x0)`` of :func:`vau_jax.data.frames.resize_crop`: native pixels are
+    scaled by ``scale`` (shorter side to ``size``) and the centre ``size`` square is kept,
+    starting at ``(y0, x0)`` of the scaled frame."""
+    h, w = hw
+    if h == size and w == size:
+        return 1.0, 0, 0
+    scale = max(size / w, size / h)
+    sh, sw = max(size, round(h * scale)), max(size, round(w * scale))
+    return scale, (sh - size) // 2, (sw - size) // 2
+
+
+def mask_to_input(masks: np.ndarray, size: int) -> np.ndarray:
+    """bool ``[n, H, W]`` native masks -> ``[n, size, size]`` on the encoder's input square
+    (nearest-neighbour resize of the shorter side to ``size``, centre crop; as the frames)."""
+    n, h, w = masks.shape
+    scale, y0, x0 = input_geometry((h, w), size)
+    ys = np.clip(((np.arange(size) + y0 + 0.5) / scale).astype(int), 0, h - 1)
+    xs = np.clip(((np.arange(size) + x0 + 0.5) / scale).astype(int), 0, w - 1)
+    return masks[:, ys][:, :, xs]
+
+
+def box_to_native(boxes: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray:
+    """Inclusive boxes ``[..., 4]`` (x1, y1, x2, y2) on the input square -> native pixels
+    (clipped to the frame)."""
+    scale, y0, x0 = input_geometry(hw, size)
+    b = np.asarray(boxes, np.float64)
+    out = np.empty_like(b)
+    out[..., 0] = (b[..., 0] + x0) / scale
+    out[..., 2] = (b[..., 2] + 1 + x0) / scale - 1
+    out[..., 1] = (b[..., 1] + y0) / scale
+    out[..., 3] = (b[..., 3] + 1 + y0) / scale - 1
+    h, w = hw
+    out[..., [0, 2]] = np.clip(np.round(out[..., [0, 2]]), 0, w - 1)
+    out[..., [1, 3]] = np.clip(np.round(out[..., [1, 3]]), 0, h - 1)
+    return out
+
+
+def gt_track_rows(record: VideoRecord) -> np.ndarray:
+    """int ``[N, 6]`` RBDC/TBDC ground truth ``track_id, frame, x1, y1, x2, y2`` (native)."""
+    rows = [
+        np.concatenate([np.full((len(r), 1), tid), np.asarray(r)[:, :5]], axis=1)
+        for tid, r in sorted(record.tracks.items())
+        if len(r)
+    ]
+    return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 6), np.int64)
+
+
+def sample_indices(n: int, count: int) -> np.ndarray:
+    """int ``[count]``: ``count`` positions spread uniformly over ``n`` frames (repeats when
+    ``n < count``), as the LVLM samples its frames."""
+    if n <= 0:
+        raise ValueError("a video with no frame")
+    return np.round(np.linspace(0, n - 1, count)).astype(np.int64)
+
+
+@dataclasses.dataclass
+class TapFeatures:
+    """The tapped patch tokens of one split, per video (random access).
+
+    ``store[i]`` holds ``hidden_<b>`` ``[T, N, D]`` for each tapped block ``b`` plus
+    ``indices`` (native frame numbers) and ``timestamps``.
+    """
+
+    store: Any
+    taps: tuple[int, ...]
+    last: int  # the tower's last block: its tokens are the LVLM's visual tokens
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def video(self, i: int) -> dict[str, np.ndarray]:
+        """``taps`` list of float32 ``[T, N, D_b]``, ``visual`` ``[T, N, D]`` (standardised
+        last-block tokens), ``indices`` ``[T]``, ``timestamps`` ``[T]``."""
+        e = self.store[i]
+        return {
+            "taps": [np.asarray(e[f"hidden_{b}"], np.float32) for b in self.taps],
+            "visual": standardise(e[f"hidden_{self.last}"]),
+            "indices": np.asarray(e["indices"]),
+            "timestamps": np.asarray(e["timestamps"]),
+        }
+
+
+def prompt_texts(config: Any, anomaly_types: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The normal and abnormal prompt ensembles (config, or the tiny CLIP's caption
+    vocabulary: :func:`vau_jax.methods.pretrain.clip.class_prompts`)."""
+    from vau_jax.methods.pretrain.clip import class_prompts
+
+    normal = list(config.normal_prompts) or class_prompts("normal")
+    abnormal = list(config.abnormal_prompts) or [p for t in anomaly_types for p in class_prompts(t)]
+    if not normal or not abnormal:
+        raise ValueError("T-VAU needs at least one normal and one abnormal prompt")
+    return normal, abnormal
+
+
+def native_size(video: Any) -> tuple[int, int]:
+    """``(H, W)`` of a layout video (probed from its file or first frame image)."""
+    from vau_jax.data.video import probe
+
+    if os.path.isdir(video.path):
+        from PIL import Image
+
+        first = sorted(os.listdir(video.path))[0]
+        with Image.open(os.path.join(video.path, first)) as img:
+            return img.height, img.width
+    info = probe(video.path)
+    return int(info.height), int(info.width)
+
+
+def ahd_rows(method: Any, split: str) -> list[dict[str, np.ndarray]]:
+    """AHD's training rows, one per frame: ``tap_<k> [N, D_k]`` and ``target [g, g]`` (the
+    fraction of each patch covered by an anomalous object's mask). Per video
+    ``ahd.frames_per_video`` frames spread uniformly, plus ``ahd.anomalous_frames`` spread
+    over its anomalous frames (anomalous patches are rare)."""
+    from vau_jax.models.heads.ahd import patch_targets
+
+    c, feats = method.config, method.feats[split]
+    rows = []
+    for i, v in enumerate(method.dataset.split(split)):
+        f = feats.video(i)
+        n = len(f["indices"])
+        pick = [sample_indices(n, int(c.ahd.frames_per_video))]
+        rec = method.records[v.id]
+        native = rec.frame_labels(max(int(rec.n_frames or 0), int(f["indices"].max()) + 1))
+        on = np.flatnonzero(native[f["indices"]])
+        if len(on) and int(c.ahd.anomalous_frames):
+            pick.append(on[sample_indices(len(on), int(c.ahd.anomalous_frames))])
+        pick = np.unique(np.concatenate(pick))
+        masks = anomaly_masks(rec, f["indices"][pick], native_size(v))
+        targets = patch_targets(mask_to_input(masks, method.size), (method.grid, method.grid))
+        for k, t in enumerate(pick):
+            row = {f"tap_{j}": f["taps"][j][t] for j in range(len(method.taps))}
+            row["target"] = targets[k].astype(np.float32)
+            rows.append(row)
+    return rows
+
+
+class SampledTaps:
+    """Per video of a split the LVLM's ``frames_per_video`` sampled frames: ``visual
+    [S, N, D]`` and ``tap_<k> [S, N, D_k]`` (computed once per video, kept in memory)."""
+
+    def __init__(self, feats: TapFeatures, frames: int):
+        self.feats, self.frames = feats, int(frames)
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def __call__(self, i: int) -> dict[str, np.ndarray]:
+        if i not in self._cache:
+            f = self.feats.video(i)
+            idx = sample_indices(len(f["indices"]), self.frames)
+            out = {"visual": f["visual"][idx], "frame_valid": np.ones(self.frames, bool)}
+            for k, t in enumerate(f["taps"]):
+                out[f"tap_{k}"] = t[idx]
+            self._cache[i] = out
+        return self._cache[i]
+
+
+def sampled(method: Any, split: str) -> SampledTaps:
+    """The method's :class:`SampledTaps` of a split (one per split)."""
+    cache = method.__dict__.setdefault("_sampled", {})
+    if split not in cache:
+        cache[split] = SampledTaps(method.feats[split], method.frames)
+    return cache[split]
+
+
+def attach(method: Any, split: str, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A row batch with each row's sampled frames' features (``video`` indexes the split)."""
+    src = sampled(method, split)
+    per = [src(int(v)) for v in batch["video"]]
+    return {**batch, **{k: np.stack([p[k] for p in per]) for k in per[0]}}
+
+
+class AttachTaps(grain.transforms.Map):
+    """grain map: adds a row's :class:`SampledTaps` features (by its ``video`` index)."""
+
+    def __init__(self, method: Any, split: str):
+        self.src = sampled(method, split)
+
+    def map(self, element: dict[str, Any]) -> dict[str, Any]:
+        return {**element, **self.src(int(element["video"]))}

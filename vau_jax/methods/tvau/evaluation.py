@@ -1,0 +1,170 @@
+"""T-VAU evaluation on the test split, its prediction files, and one-video prediction.
+
+Metrics (``metrics.json``):
+
+* ``micro_auc`` / ``macro_auc``: UBnormal's frame-level protocol
+  (:func:`vau_jax.eval.metrics.ubnormal_auc`) on the frame score = the heatmap maximum,
+  every native frame;
+* ``rbdc`` / ``tbdc``: :func:`vau_jax.eval.metrics.rbdc_tbdc` of the boxes of
+  :func:`vau_jax.eval.boxes.video_boxes` (``config.box_rule``) against the layout's
+  anomalous-object tracks, over ``test_frames`` frames. Both are written as
+  ``predictions/boxes/<video>.txt`` (``frame, x1, y1, x2, y2, score``) and
+  ``predictions/gt_tracks/<video>.txt`` (``track_id, frame, x1, y1, x2, y2``), so
+  ``python -m vau_jax.evaluate --metric=rbdc_tbdc --gt=DIR/predictions/gt_tracks
+  --pred=DIR/predictions/boxes --num_frames=<test_frames>`` gives the same numbers;
+* ``bleu4_target`` / ``bleu4_trajectory``: corpus BLEU-4 (lowercase word tokens, no
+  smoothing: ``evaluate --metric=bleu``'s BLEU-4) of the generated answers to the target and
+  trajectory questions; ``yesno_acc``: Yes/No accuracy of the generated answers. Every
+  answer is written to ``answers_test.jsonl`` beside the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vau_jax.methods.tvau import data as D
+
+#: Frames per jitted AHD call (one compiled shape; the last batch is padded).
+HEAT_BATCH = 64
+
+
+def _heat_fn(method: Any) -> Any:
+    """Jitted ``(ahd params, taps [n, N, D_k]...) -> heatmap [n, size, size]`` (built once)."""
+    if "heat" not in method._jit:
+        from vau_jax.models.heads.ahd import upsample_heatmap
+
+        size = method.size
+
+        def fn(ahd_params: Any, taps: list[jax.Array]) -> jax.Array:
+            h = method.heat(ahd_params, taps)["heatmap"]
+            return upsample_heatmap(h, (size, size))
+
+        method._jit["heat"] = jax.jit(fn)
+    return method._jit["heat"]
+
+
+def heatmaps(method: Any, ahd_params: Any, taps: list[np.ndarray]) -> np.ndarray:
+    """float32 ``[T, size, size]`` heatmaps of one video's tapped tokens (``[T, N, D_k]``)."""
+    fn, n = _heat_fn(method), len(taps[0])
+    out = []
+    for s in range(0, n, HEAT_BATCH):
+        chunk = [t[s : s + HEAT_BATCH] for t in taps]
+        pad = HEAT_BATCH - len(chunk[0])
+        chunk = [np.concatenate([t, np.repeat(t[-1:], pad, 0)]) if pad else t for t in chunk]
+        out.append(np.asarray(fn(ahd_params, [jnp.asarray(t) for t in chunk]))[: HEAT_BATCH - pad])
+    return np.concatenate(out)
+
+
+def box_rule(config: Any) -> Any:
+    """The config's :class:`vau_jax.eval.boxes.BoxRule`."""
+    from vau_jax.eval.boxes import BoxRule
+
+    r = config.box_rule
+    return BoxRule(
+        levels=tuple(float(x) for x in r.levels),
+        relative=bool(r.relative),
+        min_area=int(r.min_area),
+        nms_iou=float(r.nms_iou),
+        max_boxes=int(r.max_boxes),
+    )
+
+
+def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
+    """Frame AUCs and RBDC/TBDC on the test split; writes the prediction folders."""
+    from vau_jax.data.datasets import frame_records
+    from vau_jax.eval.boxes import frame_scores, video_boxes, write_boxes, write_gt_tracks
+    from vau_jax.eval.metrics import frame_metrics, rbdc_tbdc
+
+    videos, feats = method.dataset.split("test"), method.feats["test"]
+    rule = box_rule(method.config)
+    boxes_dir = os.path.join(workdir, "predictions", "boxes")
+    gt_dir = os.path.join(workdir, "predictions", "gt_tracks")
+    os.makedirs(boxes_dir, exist_ok=True)
+    os.makedirs(gt_dir, exist_ok=True)
+    scores, encoded, preds, gt = {}, [], {}, {}
+    for i, v in enumerate(videos):
+        f = feats.video(i)
+        heat = heatmaps(method, params["ahd"], f["taps"])
+        scores[v.id] = frame_scores(heat)
+        encoded.append(f)
+        rows = video_boxes(heat, rule, frames=f["indices"])
+        rows[:, 1:5] = D.box_to_native(rows[:, 1:5], D.native_size(v), method.size)
+        preds[v.id] = rows
+        write_boxes(os.path.join(boxes_dir, f"{v.id}.txt"), rows)
+        truth = D.gt_track_rows(method.records[v.id])
+        if len(truth):
+            gt[v.id] = truth
+            write_gt_tracks(os.path.join(gt_dir, f"{v.id}.txt"), truth)
+    recs = frame_records(videos, encoded)
+    auc = frame_metrics("ubnormal_auc", recs, scores)
+    test_frames = int(sum(len(f["indices"]) for f in encoded))
+    loc = rbdc_tbdc(gt, preds, test_frames)
+    return {
+        "micro_auc": float(auc["micro_AUC"]),
+        "macro_auc": float(auc["macro_AUC"]),
+        "rbdc": float(loc["RBDC"]),
+        "tbdc": float(loc["TBDC"]),
+        "test_frames": float(test_frames),
+    }
+
+
+def scorer(method: Any) -> Any:
+    """The run's :class:`vau_jax.eval.scoring.Scorer` (built once)."""
+    if "scorer" not in method._jit:
+        from vau_jax.eval.scoring import Scorer
+
+        method._jit["scorer"] = Scorer(lambda p, b: None, method.prefix_embeds)
+    return method._jit["scorer"]
+
+
+def answer_questions(method: Any, params: Any, split: str) -> list[dict[str, Any]]:
+    """Greedy answers to a split's evaluation questions: ``{"video", "kind", "question",
+    "answer", "truth"}`` per question."""
+    from vau_jax.methods.tvau import questions as Q
+    from vau_jax.models.llama import LlamaForCausalLM
+
+    rows, items = Q.eval_rows(method, split)
+    texts = scorer(method).generate(
+        {**params, "llm": params["vlm"]["llm"]},  # the scorer decodes with params["llm"]
+        LlamaForCausalLM(method.llm_cfg),
+        rows,
+        method.tok,
+        attach=lambda b: D.attach(method, split, b),
+        max_new_tokens=int(method.config.max_answer_tokens),
+    )
+    return [{**item, "answer": t} for item, t in zip(items, texts)]
+
+
+def language(method: Any, params: Any, workdir: str) -> dict[str, float]:
+    """BLEU-4 of target / trajectory answers and Yes/No accuracy; writes the answers."""
+    from vau_jax.eval.metrics import bleu_scores, yes_no_accuracy
+
+    answers = answer_questions(method, params, "test")
+    path = os.path.join(workdir, "answers_test.jsonl")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for a in answers:
+            f.write(json.dumps(a) + "\n")
+    os.replace(tmp, path)
+    out: dict[str, float] = {}
+    for kind in ("target", "trajectory"):
+        got = [a for a in answers if a["kind"] == kind]
+        if got:
+            b = bleu_scores([a["answer"] for a in got], [a["truth"] for a in got])
+            out[f"bleu4_{kind}"] = float(b["BLEU-4"])
+    yn = [a for a in answers if a["kind"] == "yes_no"]
+    if yn:
+        out["yesno_acc"] = yes_no_accuracy([a["answer"] for a in yn], [a["truth"] for a in yn])
+    out["questions"] = float(len(answers))
+    return out
+
+
+def evaluate(method: Any, params: Any, workdir: str) -> dict[str, float]:
+    """Every test metric (module docstring)."""
+    return {**localisation(method, params, workdir), **language(method, params, workdir)}

@@ -1,0 +1,328 @@
+"""T-VAU: AHD heatmaps and RAE region prompts on a frozen video LLM (DESIGN §5).
+
+Parameters: ``{"ahd", "rae", "vlm"}``. ``vlm`` is the frozen LVLM: on the tiny preset the
+base video LLM that [2/7] pretrains on captions of SynthVAD's pretrain split (the same cached
+artefact VA-GPT starts from), put in place when training starts and never updated (every
+stage freezes it: no gradient step, no optimizer state). Stages, in order:
+
+1. ``ahd``: AHD alone (RAE and LVLM frozen), patch-level soft cross-entropy against the
+   fraction of each patch covered by an anomalous object's mask (train split frames);
+2. ``rae_narration`` then ``rae_anomaly``: RAE alone (AHD and LVLM frozen), the curriculum
+   of T-VAU's "Loss & Training": appearance/motion narration of the objects first, then the
+   anomaly-focused questions (Yes/No, target, trajectory, spatial) of the dataset-construction
+   pipeline (:mod:`vau_jax.data.tvau_dataset`). The LVLM reads ``[visual tokens, P_An]`` at
+   the video marker: the LLaMA-VID context/content tokens of ``frames_per_video`` frames,
+   then RAE's ``[P_base, P_region, p_global]`` from the AHD heatmaps of those frames.
+
+Evaluation on the test split (:mod:`vau_jax.methods.tvau.evaluation`).
+
+    python -m vau_jax.main --config=configs/tvau.py
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from vau_jax.methods.base import MethodBase, put_parts
+from vau_jax.methods.tvau import data as D
+from vau_jax.models.heads.ahd import AHD, AHDConfig, ahd_loss, proportional_taps
+from vau_jax.models.heads.rae import RAE, RAEConfig, num_prompts
+from vau_jax.models.vlm import VideoLLM, lm_loss
+from vau_jax.train.trainer import Stage
+
+
+class TVAU(MethodBase):
+    """AHD, then RAE with the LVLM frozen (see the module docstring)."""
+
+    name = "tvau"
+
+    def __init__(self, config: Any, workdir: str):
+        super().__init__(config, workdir)
+        self.dataset = None
+        self.feats: dict[str, D.TapFeatures] = {}
+        self._jit: dict[str, Any] = {}
+
+    # -- preparation -----------------------------------------------------------------------
+
+    def prepare(self, inference: bool = False) -> None:
+        """Encoders, prompts and the models; for training also the layout tree, the tapped
+        features of both splits and the constructed questions (all cached)."""
+        from vau_jax.methods.pretrain.video_llm import build_vlm, tiny_llm
+
+        c = self.config
+        if self.prepared == "train" or (inference and self.prepared):
+            return
+        if c.llm != "tiny":
+            raise ValueError(
+                f"T-VAU's frozen LVLM is the tiny base video LLM; llm={c.llm!r} is not supported "
+                "yet"
+            )
+        if not inference:  # the dataset index first: bad input fails before anything is built
+            from vau_jax.data.datasets import layout_dataset
+
+            self.root = D.ensure_layout(c)
+            self.dataset = layout_dataset(
+                str(c.dataset), self.root, c.data_dir, c.get("dataset_fps", None) or None
+            )
+            self.records = D.records_by_id(str(c.dataset), self.root)
+        self._encoders(inference)
+        self.tok, self.llm_cfg = tiny_llm(c)
+        llm_cfg = self.llm_cfg
+        self.vlm = build_vlm(c, llm_cfg, self.width, self.tok.vocab_size)
+        self.frames = int(c.frames_per_video)
+        self.ahd = AHD(
+            AHDConfig(
+                num_taps=len(self.taps),
+                text_width=int(self.prompts.shape[-1]),
+                mlp_hidden=int(c.ahd.mlp_hidden),
+                init_temperature=float(c.ahd.init_temperature),
+            )
+        )
+        self.rcfg = RAEConfig(
+            llm_width=int(llm_cfg.hidden_size),
+            channels=tuple(c.rae.channels),
+            num_base=int(c.rae.num_base),
+            time_segments=int(c.rae.time_segments),
+        )
+        self.rae = RAE(self.rcfg)
+        self.num_video_tokens = 2 * self.frames + num_prompts(self.rcfg)
+        if not inference:
+            for split in ("train", "test"):
+                self.feats[split] = self._features(split)
+            self._questions()
+        self.prepared = "inference" if inference else "train"
+
+    def _encoders(self, inference: bool) -> None:
+        """The frozen tiny CLIP at the tapped blocks and the prompt embeddings of its text
+        tower (``self.prompts [2, P]``: normal, abnormal)."""
+        from vau_jax.data.frames import FrameSpec
+        from vau_jax.data.synthvad.types import ANOMALY_TYPES
+        from vau_jax.methods.pretrain import clip
+
+        c = self.config
+        if inference:
+            path = clip.checkpoint_dir(c.clip_pretrain)
+            if not os.path.isfile(os.path.join(path, "config.json")):
+                raise FileNotFoundError(f"{path}: the run's frozen tiny CLIP is missing")
+        probe = clip.frozen_clip(c.clip_pretrain, ("cls",))
+        depth = int(probe.config.num_hidden_layers)
+        self.taps = tuple(int(t) for t in c.taps) or proportional_taps(depth)
+        if max(self.taps) > depth or min(self.taps) < 1:
+            raise ValueError(f"taps {self.taps} outside the tower's blocks 1..{depth}")
+        outputs = tuple(sorted({f"hidden_{b}" for b in (*self.taps, depth)}))
+        self.encoder = clip.frozen_clip(c.clip_pretrain, outputs, batch_size=64)
+        self.depth, self.width = depth, int(self.encoder.width)
+        vcfg = self.encoder.config
+        self.grid = int(vcfg.image_size) // int(vcfg.patch_size)
+        self.size = int(c.frame_size)
+        mode = str(c.clip_pretrain.get("input", "rgb"))
+        self.spec = FrameSpec(fps=None, size=self.size, input=mode)  # every native frame
+        # explain / serve decode a user's video at the rate the layout's videos have
+        self.predict_fps = float(c.get("fps", 0.0) or c.synthvad.fps)
+        normal, abnormal = D.prompt_texts(c, ANOMALY_TYPES)
+        self.prompt_texts = (normal, abnormal)
+        self.prompts = self._embed_prompts(probe, normal, abnormal)
+
+    def _embed_prompts(self, enc: Any, normal: list[str], abnormal: list[str]) -> np.ndarray:
+        from vau_jax.methods.pretrain.clip import synthvad_tokenizer
+        from vau_jax.models.clip_text import CLIPModel
+        from vau_jax.models.heads.ahd import prompt_embeddings
+
+        tok = synthvad_tokenizer(self.config.clip_pretrain)
+        length = int(self.config.clip_pretrain.max_text_length)
+
+        def embed(texts: list[str]) -> jax.Array:
+            ids = np.full((len(texts), length), tok.pad_id, np.int32)
+            for i, t in enumerate(texts):
+                row = list(tok.encode(t))[: length - 1] + [tok.eos_id]
+                ids[i, : len(row)] = row
+            out = enc.module.apply(
+                {"params": enc.params},
+                jnp.asarray(ids),
+                jnp.asarray(ids != tok.pad_id),
+                method=CLIPModel.get_text_features,
+            )
+            return out["pooler_output"]
+
+        return np.asarray(prompt_embeddings(embed(normal), embed(abnormal)), np.float32)
+
+    def _features(self, split: str) -> D.TapFeatures:
+        from vau_jax.data.features import FeatureStore
+
+        c = self.config
+        videos = self.dataset.split(split)
+        if not videos:
+            raise ValueError(f"{self.root}: the {split} split has no video")
+        store = FeatureStore(
+            os.path.join(c.data_dir, "features"),
+            self.encoder,
+            self.spec,
+            dtype=str(c.feature_dtype),
+            name=f"{self.dataset.name}-tvau",
+        )
+        fs = store.ensure(videos, desc=f"T-VAU {split} taps")
+        return D.TapFeatures(fs, self.taps, self.depth)
+
+    def _questions(self) -> None:
+        """The constructed annotations and questions of both splits (cached per layout)."""
+        from vau_jax.methods.tvau import questions as Q
+
+        self.qa = Q.ensure_questions(self.config, self.root)
+
+    # -- parameters ------------------------------------------------------------------------
+
+    def _dummy(self) -> tuple[Any, ...]:
+        from vau_jax.methods.pretrain.video_llm import dummy_inputs
+
+        g, n = self.grid, self.grid * self.grid
+        taps = [jnp.zeros((1, 2, g, g, self.width), jnp.float32) for _ in self.taps]
+        heat = jnp.zeros((1, self.frames, g, g), jnp.float32)
+        return taps, heat, dummy_inputs(self.config, n, self.width)
+
+    def _init(self, rng: jax.Array) -> Any:
+        taps, heat, vlm_args = self._dummy()
+        r1, r2, r3 = jax.random.split(rng, 3)
+        return {
+            "ahd": self.ahd.init(r1, taps, jnp.asarray(self.prompts))["params"],
+            "rae": self.rae.init(r2, heat)["params"],
+            "vlm": self.vlm.init(r3, *vlm_args)["params"],
+        }
+
+    def abstract_params(self) -> Any:
+        return jax.eval_shape(self._init, jax.random.key(0))
+
+    def init_params(self, rng: jax.Array) -> Any:
+        return nn.unbox(jax.jit(self._init)(rng))
+
+    def _load_lvlm(self, params: Any) -> Any:
+        from vau_jax.methods.pretrain.video_llm import ensure_base_llm
+
+        return put_parts(params, {"vlm": ensure_base_llm(self.config)})
+
+    # -- the model -------------------------------------------------------------------------
+
+    def heat(self, ahd_params: Any, taps: list[jax.Array]) -> dict[str, jax.Array]:
+        """AHD on ``taps`` (each ``[..., N, D]`` patch tokens) -> its outputs on the
+        ``grid × grid`` patch grid (``heatmap [..., g, g]``, ``logits [..., g, g, 2]``)."""
+        g = self.grid
+        grids = [t.reshape(*t.shape[:-2], g, g, t.shape[-1]) for t in taps]
+        return self.ahd.apply({"params": ahd_params}, grids, jnp.asarray(self.prompts))
+
+    def prefix_embeds(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
+        """LLM input embeddings ``[B, L, D]``: text with ``[visual tokens (2S), P_An]`` at
+        the video marker (``batch``: ``visual [B, S, N, D]``, ``tap_<k> [B, S, N, D_k]``,
+        ``frame_valid [B, S]``, ``input_ids``, ``video_mask``, ``query_ids``/``mask``)."""
+        vlm = {"params": params["vlm"]}
+        vis = self.vlm.apply(
+            vlm,
+            batch["visual"],
+            batch["query_ids"],
+            batch["query_mask"],
+            method=VideoLLM.visual_embeds,
+        )
+        taps = [batch[f"tap_{k}"] for k in range(len(self.taps))]
+        heat = jax.lax.stop_gradient(self.heat(params["ahd"], taps)["heatmap"])
+        prompts = self.rae.apply({"params": params["rae"]}, heat, batch["frame_valid"])
+        embeds = jnp.concatenate([vis, prompts.astype(vis.dtype)], axis=1)
+        return self.vlm.apply(
+            vlm, batch["input_ids"], batch["video_mask"], embeds, method=VideoLLM.embed
+        )
+
+    def _lm_logits(self, params: Any, embeds: jax.Array, mask: jax.Array) -> jax.Array:
+        return self.vlm.apply(
+            {"params": params["vlm"]},
+            embeds,
+            mask,
+            method=lambda m, x, a: m.llm(inputs_embeds=x, attention_mask=a)["logits"],
+        )
+
+    # -- losses ----------------------------------------------------------------------------
+
+    def _ahd_loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        del rng
+        taps = [batch[f"tap_{k}"] for k in range(len(self.taps))]
+        out = self.heat(params["ahd"], taps)
+        loss = ahd_loss(
+            out["logits"], batch["target"], pos_weight=float(self.config.ahd.pos_weight)
+        )
+        hit = (out["heatmap"] >= 0.5) == (batch["target"] >= 0.5)
+        return loss, {"patch_accuracy": jnp.mean(hit.astype(jnp.float32))}
+
+    def _rae_loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        del rng
+        embeds = self.prefix_embeds(params, batch)
+        logits = self._lm_logits(params, embeds, batch["attention_mask"])
+        return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def stages(self) -> list[Stage]:
+        from vau_jax.data.pipeline import PipelineConfig, make_iterator
+        from vau_jax.methods.tvau import questions as Q
+
+        c = self.config
+        seed = int(c.seed)
+
+        def opt(stage: Any, frozen: list[str]) -> dict[str, Any]:
+            return {**dict(stage.optimizer), "freeze": frozen}
+
+        def ahd_data():
+            rows = D.ahd_rows(self, "train")
+            pcfg = PipelineConfig(int(c.ahd.batch_size), seed=seed, num_epochs=None)
+            return make_iterator(rows, pcfg)
+
+        def rae_data(kind: str):
+            def make():
+                rows = Q.rae_rows(self, "train", kind)
+                pcfg = PipelineConfig(int(c.rae.batch_size), seed=seed, num_epochs=None)
+                return make_iterator(rows, pcfg, transforms=[D.AttachTaps(self, "train")])
+
+            return make
+
+        return [
+            Stage(
+                "ahd",
+                int(c.ahd_stage.steps),
+                opt(c.ahd_stage, [r"^rae/", r"^vlm/"]),
+                self._ahd_loss,
+                ahd_data,
+                log_every=int(c.log_every),
+                on_start=self._load_lvlm,
+            ),
+            Stage(
+                "rae_narration",
+                int(c.rae_narration.steps),
+                opt(c.rae_narration, [r"^ahd/", r"^vlm/"]),
+                self._rae_loss,
+                rae_data("narration"),
+                log_every=int(c.log_every),
+            ),
+            Stage(
+                "rae_anomaly",
+                int(c.rae_anomaly.steps),
+                opt(c.rae_anomaly, [r"^ahd/", r"^vlm/"]),
+                self._rae_loss,
+                rae_data("anomaly"),
+                log_every=int(c.log_every),
+            ),
+        ]
+
+    # -- evaluation, prediction, report ----------------------------------------------------
+
+    def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
+        from vau_jax.methods.tvau.evaluation import evaluate
+
+        return evaluate(self, params, workdir)
+
+    def predict(
+        self, params: Any, frames: np.ndarray, fps: float, state: Any = None
+    ) -> tuple[dict[str, Any], Any]:
+        from vau_jax.methods.tvau.predict import predict
+
+        return predict(self, params, frames, fps, state)

@@ -1,0 +1,139 @@
+"""T-VAU on one video: heatmaps, boxes, frame scores and the LVLM's answers.
+
+``predict(method, params, frames, fps)``:
+
+1. every input frame is encoded like the training features (the feature-store code path,
+   :func:`vau_jax.data.features.encode_video`, without caching): the frozen tower's patch
+   tokens at the tapped blocks;
+2. AHD gives one heatmap per frame (upsampled to the encoder's input square); the frame
+   score is its maximum, the boxes come from :func:`vau_jax.eval.boxes.video_boxes`
+   (``config.box_rule``), mapped back to the input frame's pixels;
+3. the LVLM, reading ``frames_per_video`` sampled frames and RAE's prompts from their
+   heatmaps, answers the Yes/No, target, trajectory and spatial questions (greedy); the
+   explanation joins the answers.
+
+The timeline holds ``frame_probs`` per input frame, ``intervals_s`` (runs of frames whose
+score is at least ``threshold``), ``heatmaps`` (per frame, the ``g × g`` patch-grid heatmap,
+values rounded to 3 decimals), ``boxes`` (``frame, x1, y1, x2, y2, score`` rows), the
+``answers`` and the ``explanation``. ``state`` only carries the stream time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vau_jax.data import templates as T
+from vau_jax.data.datasets import ArrayVideo
+from vau_jax.data.features import encode_video
+from vau_jax.methods.base import runs_seconds, standardise
+from vau_jax.methods.tvau import data as D
+
+#: The questions asked of every video, in order (the anomaly questions of training).
+QUESTIONS = (
+    ("yes_no", "Is there an anomaly in this video?"),
+    ("target", "What is the anomalous object?"),
+    ("trajectory", "How does it move?"),
+    ("spatial", "Where is the anomaly?"),
+)
+THRESHOLD = 0.5
+
+
+def video_features(method: Any, frames: np.ndarray, fps: float) -> dict[str, Any]:
+    """The tapped tokens of every frame: ``taps`` (``[T, N, D_k]`` each), ``visual``
+    (``[T, N, D]``, standardised), ``indices``, ``timestamps``."""
+    src = ArrayVideo(id="input", split="test", label="Normal", fps=float(fps), array=frames)
+    rec = encode_video(src, method.spec, method.encoder, "float32")
+    return {
+        "taps": [np.asarray(rec[f"hidden_{b}"], np.float32) for b in method.taps],
+        "visual": standardise(rec[f"hidden_{method.depth}"]),
+        "indices": np.asarray(rec["indices"]),
+        "timestamps": np.asarray(rec["timestamps"]),
+    }
+
+
+def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int) -> list[dict]:
+    """Greedy answers to :data:`QUESTIONS` about the video of ``feats``."""
+    from vau_jax.methods.pretrain.video_llm import chat_row
+    from vau_jax.methods.tvau.evaluation import scorer
+    from vau_jax.models.llama import LlamaForCausalLM
+
+    idx = D.sample_indices(len(feats["indices"]), method.frames)
+    sampled = {"visual": feats["visual"][idx], "frame_valid": np.ones(len(idx), bool)}
+    for k, t in enumerate(feats["taps"]):
+        sampled[f"tap_{k}"] = t[idx]
+    rows = [
+        chat_row(
+            method.tok,
+            method.config,
+            f"{T.VIDEO_MARKER}\n{q}",
+            q,
+            None,
+            0,
+            method.num_video_tokens,
+            f"question {kind}",
+        )
+        for kind, q in QUESTIONS
+    ]
+
+    def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["video"])
+        return {**batch, **{k: np.repeat(v[None], n, 0) for k, v in sampled.items()}}
+
+    texts = scorer(method).generate(
+        {**params, "llm": params["vlm"]["llm"]},  # the scorer decodes with params["llm"]
+        LlamaForCausalLM(method.llm_cfg),
+        rows,
+        method.tok,
+        attach=attach,
+        max_new_tokens=int(max_new_tokens),
+    )
+    return [{"kind": k, "question": q, "answer": a} for (k, q), a in zip(QUESTIONS, texts)]
+
+
+def predict(
+    method: Any,
+    params: Any,
+    frames: np.ndarray,
+    fps: float,
+    state: Any = None,
+    max_new_tokens: int = 32,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Frames -> ``(timeline, state)`` (module docstring)."""
+    from vau_jax.eval.boxes import frame_scores, video_boxes
+    from vau_jax.methods.tvau.evaluation import box_rule, heatmaps
+
+    method._need("inference")
+    start_s = float((state or {}).get("seconds", 0.0))
+    feats = video_features(method, frames, fps)
+    heat = heatmaps(method, params["ahd"], feats["taps"])  # [T', size, size]
+    probs = frame_scores(heat)
+    rows = video_boxes(heat, box_rule(method.config), frames=feats["indices"])
+    rows[:, 1:5] = D.box_to_native(rows[:, 1:5], frames.shape[1:3], method.size)
+    t_in = np.arange(len(frames)) / float(fps)
+    j = np.clip(
+        np.searchsorted(feats["timestamps"], t_in + 1e-6, side="right") - 1, 0, len(probs) - 1
+    )
+    frame_probs = probs[j]
+    g = method.grid
+    grid_heat = heat.reshape(len(heat), g, heat.shape[1] // g, g, heat.shape[2] // g).mean((2, 4))
+    answers = answer(method, params, feats, max_new_tokens)
+    duration = len(frames) / float(fps)
+    timeline = {
+        "method": "tvau",
+        "fps": float(fps),
+        "n_frames": int(len(frames)),
+        "start_s": start_s,
+        "duration_s": round(duration, 4),
+        "frame_probs": [round(float(x), 6) for x in frame_probs],
+        "threshold": THRESHOLD,
+        "intervals_s": runs_seconds(frame_probs, t_in, THRESHOLD, 1.0 / float(fps)),
+        "heatmap_grid": [g, g],
+        "heatmaps": np.round(grid_heat[j], 3).tolist(),
+        "boxes": [[int(r[0]), *(int(x) for x in r[1:5]), round(float(r[5]), 4)] for r in rows],
+        "answers": answers,
+        "explanation": " ".join(a["answer"] for a in answers),
+    }
+    method.last_prediction = {"heatmaps": heat, "indices": feats["indices"]}
+    return timeline, {"seconds": start_s + duration}

@@ -1,0 +1,163 @@
+"""T-VAU's language data: the dataset-construction pipeline's output as LVLM rows.
+
+:func:`ensure_questions` runs :func:`vau_jax.data.tvau_dataset.build` once per layout tree and
+annotator (cached in the data dir, written into a temporary folder and renamed) and reads its
+``tvau_annotations.json`` and ``questions.jsonl``. From them:
+
+* **narration** rows (curriculum step 1, T-VAU "Loss & Training": appearance-motion
+  narration): "Describe the objects in this video and how they move." answered with one
+  sentence per object timeline (colour, kind, trajectory), normal walkers included, in order
+  of appearance;
+* **anomaly** rows (step 2, anomaly-focused answers): the pipeline's Yes/No, target,
+  trajectory and spatial questions of the split's videos;
+* **evaluation** rows: the test split's questions as left-padded generation prompts, with
+  the truth kept beside them (:func:`eval_rows`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+
+from vau_jax.data import templates as T
+from vau_jax.data.chat import TooLongError
+
+NARRATION_QUESTION = "Describe the objects in this video and how they move."
+#: At most this many objects are narrated per video (the earliest to appear).
+MAX_NARRATED = 6
+
+
+def questions_dir(config: Any, root: str) -> str:
+    """``<data_dir>/tvau_questions_<hash>``: keyed by the tree and the annotator."""
+    body = json.dumps(
+        {
+            "root": os.path.abspath(root),
+            "dataset": str(config.dataset),
+            "ann": str(config.annotator),
+        },
+        sort_keys=True,
+    )
+    return os.path.join(
+        str(config.data_dir), f"tvau_questions_{hashlib.sha1(body.encode()).hexdigest()[:10]}"
+    )
+
+
+def ensure_questions(config: Any, root: str) -> dict[str, Any]:
+    """``{"videos": {id: annotation}, "questions": [line, ...]}`` of the whole tree."""
+    from vau_jax.data.tvau_dataset import build
+
+    out = questions_dir(config, root)
+    if not os.path.isfile(os.path.join(out, "questions.jsonl")):
+        tmp = out + ".tmp"
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+        build(
+            str(config.dataset),
+            root,
+            tmp,
+            annotator=str(config.annotator),
+            split="all",
+            seed=0,
+            write_refined=False,
+        )
+        if os.path.isdir(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    with open(os.path.join(out, "tvau_annotations.json"), encoding="utf-8") as f:
+        ann = json.load(f)
+    with open(os.path.join(out, "questions.jsonl"), encoding="utf-8") as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    return {"videos": ann["videos"], "questions": lines, "dir": out}
+
+
+def narration(entry: dict[str, Any]) -> str:
+    """One sentence per object of a video's annotation: "A red person moves to the right."."""
+    objects = sorted(entry.get("objects", []), key=lambda o: (o["first_frame"], o["object_id"]))
+    out = []
+    for o in objects[:MAX_NARRATED]:
+        kind = T.TARGET_PHRASES.get(o["kind"], o["kind"])
+        colour = f"{o['colour']} " if o.get("colour") else ""
+        motion = T.TRAJECTORY_PHRASES.get(o.get("trajectory") or "", "appears")
+        article = "An" if (colour or kind)[:1] in "aeiou" else "A"
+        out.append(f"{article} {colour}{kind} {motion}.")
+    return " ".join(out) if out else "The scene is empty."
+
+
+def _index(method: Any, split: str) -> dict[str, int]:
+    return {v.id: i for i, v in enumerate(method.dataset.split(split))}
+
+
+def _row(method: Any, conv: list[dict[str, str]], video: int, source: str) -> dict[str, Any]:
+    from vau_jax.methods.pretrain.video_llm import conversation_row
+
+    return conversation_row(method.tok, method.config, conv, video, method.num_video_tokens, source)
+
+
+def rae_rows(method: Any, split: str, kind: str) -> list[dict[str, np.ndarray]]:
+    """Training rows of a curriculum step (``"narration"`` or ``"anomaly"``)."""
+    qa, index = method.qa, _index(method, split)
+    rows = []
+    if kind == "narration":
+        for vid, i in index.items():
+            entry = qa["videos"].get(vid)
+            if entry is None:
+                continue
+            conv = [
+                {"from": "human", "value": f"{T.VIDEO_MARKER}\n{NARRATION_QUESTION}"},
+                {"from": "gpt", "value": narration(entry)},
+            ]
+            rows.append(_row(method, conv, i, f"{vid} narration"))
+    elif kind == "anomaly":
+        for k, q in enumerate(qa["questions"]):
+            if q["video"] in index:
+                rows.append(
+                    _row(method, q["conversations"], index[q["video"]], f"{q['video']} {k}")
+                )
+    else:
+        raise ValueError(f"unknown curriculum step {kind!r}")
+    if not rows:
+        raise ValueError(f"no {kind} rows for the {split} split ({qa['dir']})")
+    return rows
+
+
+def eval_rows(method: Any, split: str) -> tuple[list[dict[str, np.ndarray]], list[dict]]:
+    """Generation prompts of a split's questions and ``{"video", "kind", "question",
+    "truth"}`` per prompt."""
+    from vau_jax.methods.pretrain.video_llm import chat_row
+
+    index = _index(method, split)
+    rows, items = [], []
+    for k, q in enumerate(method.qa["questions"]):
+        if q["video"] not in index:
+            continue
+        human = q["conversations"][0]["value"]
+        try:
+            row = chat_row(
+                method.tok,
+                method.config,
+                human,
+                q["question"],
+                None,
+                index[q["video"]],
+                method.num_video_tokens,
+                f"{q['video']} question {k}",
+            )
+        except TooLongError as e:
+            raise ValueError(f"{e}; raise max_length") from None
+        rows.append(row)
+        items.append(
+            {
+                "video": q["video"],
+                "kind": q["kind"],
+                "question": q["question"],
+                "truth": q["answer"],
+            }
+        )
+    if not rows:
+        raise ValueError(f"no evaluation question for the {split} split ({method.qa['dir']})")
+    return rows, items

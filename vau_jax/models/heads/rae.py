@@ -1,0 +1,167 @@
+"""T-VAU's Region-aware Anomaly Encoder (RAE) (DESIGN §5; paper arXiv 2511.00524 §3.2).
+
+The per-frame AHD heatmaps ``H [B, T, h, w]`` are turned into a few prompt tokens for the
+frozen LLM:
+
+1. Signed temporal differences ``X[t] = H[t+1] − H[t]`` (``[B, T−1, h, w]``); a difference is
+   valid only when both of its frames are.
+2. A small conv net, shared over differences: per width in ``channels`` a 3x3 ``nn.Conv``
+   (SAME padding) then GELU; the first conv sees the one-channel difference map.
+3. Adaptive average pooling to ``grid x grid`` (PyTorch ``AdaptiveAvgPool2d`` bins) → region
+   features; the spatial mean → the global feature.
+4. Time: the valid differences of each video, in order, are split into ``time_segments``
+   consecutive segments (valid difference of rank ``r`` among ``n`` goes to segment
+   ``floor(r * S / n)``; segments may be uneven) and each segment is mean-pooled over its
+   valid differences, so padding never counts and the prompts keep the order of motion.
+   A segment with no valid difference pools to zeros.
+5. ``region_proj`` / ``global_proj`` (Dense → ``llm_width``) and the learned base prompts.
+
+Output order, ``P_An [B, num_base + S * (grid² + 1), llm_width]``::
+
+    [base_0 .. base_{num_base-1},
+     seg 0: region (0,0), (0,1), .., (grid-1, grid-1) (row-major: row = height), global,
+     seg 1: ..., ...]
+
+The paper's ``[P_base, P_region, p_global]`` is the case ``time_segments == 1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from vau_jax.models import layers
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class RAEConfig:
+    """RAE hyper-parameters (see the module docstring)."""
+
+    llm_width: int
+    channels: tuple[int, ...] = (16, 32)
+    num_base: int = 4
+    grid: int = 3
+    time_segments: int = 1
+
+
+def num_prompts(cfg: RAEConfig) -> int:
+    """Prompt tokens per video: ``num_base + time_segments * (grid² + 1)``."""
+    return cfg.num_base + cfg.time_segments * (cfg.grid * cfg.grid + 1)
+
+
+def _pool_matrix(size: int, out: int) -> np.ndarray:
+    """``[out, size]`` averaging weights of PyTorch's adaptive pooling bins.
+
+    Bin ``i`` covers ``[floor(i * size / out), ceil((i + 1) * size / out))``.
+    """
+    m = np.zeros((out, size), np.float32)
+    for i in range(out):
+        s, e = (i * size) // out, -(-(i + 1) * size // out)
+        m[i, s:e] = 1.0 / (e - s)
+    return m
+
+
+def adaptive_avg_pool(x: Array, out: int) -> Array:
+    """Adaptive average pooling ``[..., H, W, C] -> [..., out, out, C]`` (PyTorch's bins)."""
+    h, w = x.shape[-3], x.shape[-2]
+    if out < 1 or h < 1 or w < 1:
+        raise ValueError(f"cannot pool [..., {h}, {w}, C] to {out}x{out}")
+    ph, pw = jnp.asarray(_pool_matrix(h, out)), jnp.asarray(_pool_matrix(w, out))
+    return jnp.einsum("ih,jw,...hwc->...ijc", ph, pw, x, precision=jax.lax.Precision.HIGHEST)
+
+
+def _segment_weights(valid: Array, segments: int) -> Array:
+    """``[B, N]`` bool → ``[B, N, S]`` 0/1: valid item of rank ``r`` of ``n`` → ``floor(r*S/n)``."""
+    v = valid.astype(jnp.int32)
+    rank = jnp.cumsum(v, axis=1) - 1  # [B, N]
+    n = jnp.maximum(jnp.sum(v, axis=1, keepdims=True), 1)  # [B, 1]
+    seg = (rank * segments) // n  # [B, N]
+    return jax.nn.one_hot(seg, segments, dtype=jnp.float32) * v[..., None]
+
+
+class RAE(nn.Module):
+    """The Region-aware Anomaly Encoder.
+
+    Params: ``conv_{i}`` (3x3 kernels, axes ``("conv", "conv", "conv", None)``),
+    ``region_proj`` / ``global_proj`` (kernel axes ``(None, "embed")``) and ``base``
+    ``[num_base, llm_width]`` (axes ``(None, "embed")``).
+    """
+
+    config: RAEConfig
+
+    @nn.compact
+    def __call__(self, heatmaps: Array, valid: Array | None = None) -> Array:
+        """Prompt tokens from per-frame heatmaps.
+
+        Args:
+          heatmaps: ``[B, T, h, w]`` AHD heatmaps (patch or pixel resolution), ``T >= 2``.
+          valid: optional bool ``[B, T]``, False on padding frames (all True when None).
+
+        Returns:
+          float32 ``P_An [B, num_prompts(cfg), llm_width]`` in the order of the module
+          docstring.
+        """
+        cfg = self.config
+        if heatmaps.ndim != 4 or heatmaps.shape[1] < 2:
+            raise ValueError(f"heatmaps must be [B, T>=2, h, w], got {heatmaps.shape}")
+        b, t, h, w = heatmaps.shape
+        if valid is None:
+            valid = jnp.ones((b, t), bool)
+        hm = heatmaps.astype(jnp.float32)
+        x = hm[:, 1:] - hm[:, :-1]  # [B, T-1, h, w]: X[t] = H[t+1] - H[t]
+        dvalid = valid[:, 1:] & valid[:, :-1]  # [B, T-1]
+        x = jnp.where(dvalid[..., None, None], x, 0.0)  # padding values never reach the net
+        f = x.reshape(b * (t - 1), h, w, 1)
+        for i, c in enumerate(cfg.channels):
+            conv = nn.Conv(
+                c,
+                (3, 3),
+                padding="SAME",
+                kernel_init=layers.partitioned(
+                    nn.initializers.lecun_normal(), ("conv", "conv", "conv", None)
+                ),
+                bias_init=layers.partitioned(nn.initializers.zeros_init(), (None,)),
+                name=f"conv_{i}",
+            )
+            f = jax.nn.gelu(conv(f), approximate=False)  # [B*(T-1), h, w, C]
+        g2 = cfg.grid * cfg.grid
+        region = adaptive_avg_pool(f, cfg.grid).reshape(b, t - 1, g2, -1)  # [B, T-1, g², C]
+        glob = jnp.mean(f, axis=(1, 2)).reshape(b, t - 1, 1, -1)  # [B, T-1, 1, C]
+        feats = jnp.concatenate([region, glob], axis=2)  # [B, T-1, g²+1, C]
+        seg_w = _segment_weights(dvalid, cfg.time_segments)  # [B, T-1, S]
+        counts = jnp.maximum(jnp.sum(seg_w, axis=1), 1.0)  # [B, S]
+        pooled = (
+            jnp.einsum("bts,btkc->bskc", seg_w, feats, precision=jax.lax.Precision.HIGHEST)
+            / counts[..., None, None]
+        )  # [B, S, g²+1, C]
+        p_region = layers.dense(cfg.llm_width, (None, "embed"), name="region_proj")(
+            pooled[:, :, :g2]
+        )  # [B, S, g², W]
+        p_global = layers.dense(cfg.llm_width, (None, "embed"), name="global_proj")(
+            pooled[:, :, g2:]
+        )  # [B, S, 1, W]
+        seg_prompts = jnp.concatenate([p_region, p_global], axis=2).reshape(
+            b, cfg.time_segments * (g2 + 1), cfg.llm_width
+        )
+        base = self.param(
+            "base",
+            layers.partitioned(layers.default_kernel_init, (None, "embed")),
+            (cfg.num_base, cfg.llm_width),
+            jnp.float32,
+        )
+        base = jnp.broadcast_to(base[None], (b, cfg.num_base, cfg.llm_width))
+        return jnp.concatenate([base, seg_prompts], axis=1)
+
+
+def added_params(cfg: RAEConfig) -> int:
+    """Number of RAE parameters (convs, both projections, base prompts)."""
+    widths = (1, *cfg.channels)
+    conv = sum(9 * cin * cout + cout for cin, cout in zip(widths[:-1], widths[1:]))
+    proj = 2 * (widths[-1] * cfg.llm_width + cfg.llm_width)
+    return conv + proj + cfg.num_base * cfg.llm_width
