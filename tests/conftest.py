@@ -57,10 +57,11 @@ def tiny_data_dir(tmp_path_factory) -> str:
 
 
 def _train(root: str, which: str) -> None:
-    from tests.tiny_configs import tiny_vadllama, tiny_vagpt
+    from tests.tiny_configs import tiny_tvau, tiny_vadllama, tiny_vagpt
     from vau_jax.main import run
 
-    config = (tiny_vagpt if which == "vagpt" else tiny_vadllama)(os.path.join(root, "data"))
+    recipes = {"vagpt": tiny_vagpt, "vadllama": tiny_vadllama, "tvau": tiny_tvau}
+    config = recipes[which](os.path.join(root, "data"))
     assert run(config, os.path.join(root, which), "train_and_eval") == 0
 
 
@@ -73,6 +74,18 @@ def tiny_vagpt_run(tmp_path_factory) -> str:
     tiny_vadllama_run(tmp_path_factory)  # same data dir: build the shared parts once, in order
     root = _built(tmp_path_factory, "vagpt", lambda r: _train(r, "vagpt"))
     return os.path.join(root, "vagpt")
+
+
+def tiny_tvau_run(tmp_path_factory) -> str:
+    tiny_vagpt_run(tmp_path_factory)  # T-VAU's frozen LVLM is VA-GPT's base video LLM
+    root = _built(tmp_path_factory, "tvau", lambda r: _train(r, "tvau"))
+    return os.path.join(root, "tvau")
+
+
+@pytest.fixture(scope="session")
+def tvau_run(tmp_path_factory) -> str:
+    """The workdir of a finished tiny T-VAU run (AHD, RAE curriculum, UBnormal layout)."""
+    return tiny_tvau_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,10 @@ def write_report(path: str, run: Any, timeline: dict[str, Any], frames: np.ndarr
         from vau_jax.methods.vagpt.report import write_explain_report
 
         return write_explain_report(path, timeline, frames, run.method.last_prediction)
+    if run.name == "tvau":
+        from vau_jax.methods.tvau.report import write_explain_report as tvau_page
+
+        return tvau_page(path, timeline, frames, run.method.last_prediction)
     from vau_jax.report import ReportVideo
     from vau_jax.report import write_report as write_html
 

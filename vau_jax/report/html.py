@@ -61,6 +61,8 @@ class ReportVideo:
     patch_masks: np.ndarray | None = None  # [F, gh, gw] bool, True = patch kept by SETS
     questions: list[ReportQuestion] = dataclasses.field(default_factory=list)
     texts: dict[str, str] = dataclasses.field(default_factory=dict)  # title -> text
+    frame_captions: list[str] | None = None  # [F] replaces "t = ... s" under each frame
+    curve_label: str = "TETG anomaly probability"  # what ``tetg_probs`` is
 
     def __post_init__(self) -> None:
         if self.tetg_probs is not None and np.asarray(self.tetg_probs).ndim != 1:
@@ -77,6 +79,8 @@ class ReportVideo:
             and len(self.frame_times) != n_frames
         ):
             raise ValueError(f"{len(self.frame_times)} frame_times for {n_frames} frames")
+        if self.frame_captions is not None and len(self.frame_captions) != n_frames:
+            raise ValueError(f"{len(self.frame_captions)} frame_captions for {n_frames} frames")
         if self.patch_masks is not None:
             shape = np.shape(self.patch_masks)
             if len(shape) != 3 or (n_frames is not None and shape[0] != n_frames):
@@ -193,6 +197,8 @@ def _frames_html(v: ReportVideo, frame_px: int) -> str:
         mask = None if v.patch_masks is None else np.asarray(v.patch_masks[i], bool)  # [gh, gw]
         img = plots.overlay_patches(rgb, mask, scale)
         cap = f"t = {float(v.frame_times[i]):.2f} s" if v.frame_times is not None else f"frame {i}"
+        if v.frame_captions is not None:
+            cap = v.frame_captions[i]
         if mask is not None:
             cap += f" · kept {int(mask.sum())}/{mask.size}"
         figs.append(
@@ -273,7 +279,7 @@ def _video_html(v: ReportVideo, idx: int, frame_px: int) -> str:
                 v.tetg_interval,
                 v.tetg_threshold,
                 v.frame_times,
-                label=f"TETG anomaly probability of {v.video_id}",
+                label=f"{v.curve_label} of {v.video_id}",
             )
         )
     else:

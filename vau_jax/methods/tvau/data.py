@@ -308,3 +308,16 @@ class AttachTaps(grain.transforms.Map):
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
         return {**element, **self.src(int(element["video"]))}
+
+
+def box_to_input(boxes: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray:
+    """Native inclusive boxes ``[..., 4]`` -> the encoder's input square (clipped); the
+    inverse of :func:`box_to_native`."""
+    scale, y0, x0 = input_geometry(hw, size)
+    b = np.asarray(boxes, np.float64)
+    out = np.empty_like(b)
+    out[..., 0] = b[..., 0] * scale - x0
+    out[..., 2] = (b[..., 2] + 1) * scale - 1 - x0
+    out[..., 1] = b[..., 1] * scale - y0
+    out[..., 3] = (b[..., 3] + 1) * scale - 1 - y0
+    return np.clip(np.round(out), 0, size - 1)

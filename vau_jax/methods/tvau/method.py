@@ -326,3 +326,8 @@ class TVAU(MethodBase):
         from vau_jax.methods.tvau.predict import predict
 
         return predict(self, params, frames, fps, state)
+
+    def report(self, params: Any, metrics: dict[str, float], workdir: str) -> str | None:
+        from vau_jax.methods.tvau.report import write_report
+
+        return write_report(self, params, metrics, workdir)

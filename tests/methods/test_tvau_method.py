@@ -1,0 +1,154 @@
+"""T-VAU end to end on a tiny SynthVAD tree in the UBnormal layout, and its data helpers."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vau_jax.data.formats.record import VideoRecord
+from vau_jax.methods.tvau import data as D
+from vau_jax.methods.tvau import questions as Q
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _metrics(run: str) -> dict:
+    with open(os.path.join(run, "metrics.json")) as f:
+        return json.load(f)
+
+
+def test_main_job_writes_every_metric(tvau_run):
+    m = _metrics(tvau_run)
+    for key in (
+        "micro_auc",
+        "macro_auc",
+        "rbdc",
+        "tbdc",
+        "bleu4_target",
+        "bleu4_trajectory",
+        "yesno_acc",
+        "test_frames",
+    ):
+        assert key in m, key
+        assert np.isfinite(m[key]), key
+    assert 0.0 <= m["micro_auc"] <= 1.0 and 0.0 <= m["rbdc"] <= 1.0
+    # 3 test videos of 3 s at 8 fps: every native frame is scored
+    assert m["test_frames"] == 3 * 24
+    with open(os.path.join(tvau_run, "answers_test.jsonl")) as f:
+        answers = [json.loads(x) for x in f]
+    assert len(answers) == m["questions"]
+    assert {a["kind"] for a in answers} >= {"yes_no", "target"}
+
+
+def test_evaluate_cli_reproduces_rbdc_tbdc(tvau_run):
+    m = _metrics(tvau_run)
+    pred = os.path.join(tvau_run, "predictions")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vau_jax.evaluate",
+            "--metric=rbdc_tbdc",
+            f"--gt={pred}/gt_tracks",
+            f"--pred={pred}/boxes",
+            f"--num_frames={int(m['test_frames'])}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    got = {k: float(v) for k, v in (line.split()[:2] for line in out.splitlines() if line)}
+    assert got["RBDC"] == pytest.approx(m["rbdc"], abs=1e-6)
+    assert got["TBDC"] == pytest.approx(m["tbdc"], abs=1e-6)
+
+
+def test_frozen_parts_stay_frozen(tvau_run):
+    """The LVLM never moves; each stage's optimizer updates only its own head."""
+    import jax
+
+    import vau_jax
+    from vau_jax.methods.pretrain.video_llm import ensure_base_llm
+    from vau_jax.train.optimizer import FROZEN, param_labels
+
+    run = vau_jax.load_run(tvau_run)
+    base = ensure_base_llm(run.config)
+    for a, b in zip(jax.tree.leaves(base), jax.tree.leaves(run.params["vlm"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    trained = {"ahd": "ahd", "rae_narration": "rae", "rae_anomaly": "rae"}
+    for stage in run.method.stages():
+        labels = param_labels(run.params, stage.optimizer)
+        for top, tree in labels.items():
+            frozen = {lab == FROZEN for lab in jax.tree.leaves(tree)}
+            assert frozen == {top != trained[stage.name]}, (stage.name, top)
+
+
+def test_predict_gives_heatmaps_boxes_and_answers(tvau_run):
+    import vau_jax
+    from vau_jax.data.synthvad import SynthConfig, render_video
+
+    run = vau_jax.load_run(tvau_run)
+    video = render_video(11, SynthConfig(min_seconds=3.0, max_seconds=3.0), "fire", "x")
+    timeline, state = run.predict(video.frames, video.fps)
+    n = len(video.frames)
+    assert len(timeline["frame_probs"]) == n
+    assert np.asarray(timeline["heatmaps"]).shape == (n, *timeline["heatmap_grid"])
+    assert [a["kind"] for a in timeline["answers"]] == ["yes_no", "target", "trajectory", "spatial"]
+    assert state["seconds"] == pytest.approx(n / video.fps)
+    for row in timeline["boxes"]:
+        assert 0 <= row[1] <= row[3] < video.frames.shape[2]
+
+
+def test_geometry_round_trip_on_a_wide_video():
+    """Masks map onto the encoder square as the frames do; boxes map back."""
+    hw, size = (48, 96), 32  # 2x downscale of the shorter side, then a centre crop in x
+    masks = np.zeros((1, *hw), bool)
+    masks[0, 10:20, 40:60] = True  # x 40..59 -> scaled 20..29 -> cropped (x0 = 16) 4..13
+    m = D.mask_to_input(masks, size)
+    ys, xs = np.nonzero(m[0])
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (4, 13, 5, 9)
+    back = D.box_to_native(np.array([[4, 5, 13, 9]]), hw, size)
+    np.testing.assert_array_equal(back, [[40, 10, 59, 19]])
+    assert D.input_geometry((64, 64), 64) == (1.0, 0, 0)
+
+
+def test_gt_rows_and_normal_masks():
+    rec = VideoRecord(
+        id="v",
+        label="Anomaly",
+        intervals=[(0, 2)],
+        tracks={2: np.array([[1, 5, 6, 7, 8]]), 1: np.array([[0, 1, 2, 3, 4], [1, 1, 2, 3, 4]])},
+    )
+    np.testing.assert_array_equal(
+        D.gt_track_rows(rec), [[1, 0, 1, 2, 3, 4], [1, 1, 1, 2, 3, 4], [2, 1, 5, 6, 7, 8]]
+    )
+    normal = VideoRecord(id="n", masks_path=None)
+    assert not D.anomaly_masks(normal, np.arange(3), (8, 8)).any()
+    np.testing.assert_array_equal(D.sample_indices(5, 3), [0, 2, 4])
+    np.testing.assert_array_equal(D.sample_indices(2, 4), [0, 0, 1, 1])
+
+
+def test_narration_orders_objects_and_names_motion():
+    entry = {
+        "objects": [
+            {
+                "object_id": 3,
+                "first_frame": 5,
+                "kind": "vehicle",
+                "colour": "",
+                "trajectory": "left",
+            },
+            {
+                "object_id": 1,
+                "first_frame": 0,
+                "kind": "person",
+                "colour": "red",
+                "trajectory": "static",
+            },
+        ]
+    }
+    assert Q.narration(entry) == "A red person stays in place. A vehicle moves to the left."
+    assert Q.narration({"objects": []}) == "The scene is empty."
