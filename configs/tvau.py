@@ -118,6 +118,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         {"levels": (0.3, 0.5, 0.7), "relative": False, "min_area": 4, "nms_iou": 0.5,
          "max_boxes": 10}
     )  # fmt: skip
+    # Padded length of T-VAU's rows: 2 x frames_per_video visual tokens + RAE's prompts + a
+    # short question and answer (max_length, 448, is the LVLM's, for its caption rows).
+    c.rae_max_length = 224
     c.max_answer_tokens = 24
     c.report_videos = 6
     c.log_every = 100

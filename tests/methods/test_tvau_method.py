@@ -43,27 +43,49 @@ def test_main_job_writes_every_metric(tvau_run):
     assert {a["kind"] for a in answers} >= {"yes_no", "target"}
 
 
-def test_evaluate_cli_reproduces_rbdc_tbdc(tvau_run):
-    m = _metrics(tvau_run)
-    pred = os.path.join(tvau_run, "predictions")
+def _evaluate(*args: str) -> dict:
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "vau_jax.evaluate",
-            "--metric=rbdc_tbdc",
-            f"--gt={pred}/gt_tracks",
-            f"--pred={pred}/boxes",
-            f"--num_frames={int(m['test_frames'])}",
-        ],
+        [sys.executable, "-m", "vau_jax.evaluate", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=True,
     ).stdout
-    got = {k: float(v) for k, v in (line.split()[:2] for line in out.splitlines() if line)}
-    assert got["RBDC"] == pytest.approx(m["rbdc"], abs=1e-6)
-    assert got["TBDC"] == pytest.approx(m["tbdc"], abs=1e-6)
+    return json.loads(out)
+
+
+def test_evaluate_cli_reproduces_every_metric(tvau_run):
+    """The prediction files the run writes give its metrics through ``vau_jax.evaluate``."""
+    from vau_jax.inference import load_config
+    from vau_jax.methods.tvau.data import ensure_layout
+
+    m = _metrics(tvau_run)
+    pred = os.path.join(tvau_run, "predictions")
+    got = _evaluate(
+        "--metric=rbdc_tbdc",
+        f"--gt={pred}/gt_tracks",
+        f"--pred={pred}/boxes",
+        f"--num_frames={int(m['test_frames'])}",
+    )
+    assert got["RBDC"] == pytest.approx(m["rbdc"], abs=1e-9)
+    assert got["TBDC"] == pytest.approx(m["tbdc"], abs=1e-9)
+    root = ensure_layout(load_config(tvau_run))  # the cached UBnormal tree
+    got = _evaluate(
+        "--metric=ubnormal_auc",
+        f"--gt={root}",
+        f"--pred={pred}/frame_scores",
+        f"--subset={pred}/test_videos.txt",
+    )
+    assert got["micro_AUC"] == pytest.approx(m["micro_auc"], abs=1e-6)
+    for kind, key in (("target", "bleu4_target"), ("trajectory", "bleu4_trajectory")):
+        got = _evaluate(
+            "--metric=bleu", f"--gt={pred}/{kind}_gt.jsonl", f"--pred={pred}/{kind}_pred.jsonl"
+        )
+        assert got["BLEU-4"] == pytest.approx(m[key], abs=1e-9)
+    got = _evaluate(
+        "--metric=yesno", f"--gt={pred}/yes_no_gt.jsonl", f"--pred={pred}/yes_no_pred.jsonl"
+    )
+    assert got["Acc"] == pytest.approx(m["yesno_acc"], abs=1e-9)
 
 
 def test_frozen_parts_stay_frozen(tvau_run):

@@ -15,7 +15,12 @@ Metrics (``metrics.json``):
 * ``bleu4_target`` / ``bleu4_trajectory``: corpus BLEU-4 (lowercase word tokens, no
   smoothing: ``evaluate --metric=bleu``'s BLEU-4) of the generated answers to the target and
   trajectory questions; ``yesno_acc``: Yes/No accuracy of the generated answers. Every
-  answer is written to ``answers_test.jsonl`` beside the truth.
+  answer is written to ``answers_test.jsonl`` beside the truth, and per question kind
+  ``predictions/<kind>_gt.jsonl`` / ``<kind>_pred.jsonl`` (``{"id", "answer"}``: the
+  ``evaluate --metric=bleu|yesno`` inputs); per-frame scores go to
+  ``predictions/frame_scores/<video>.txt`` and the test videos' names to
+  ``predictions/test_videos.txt`` (``evaluate --metric=ubnormal_auc --gt=<layout root>
+  --subset=...``).
 """
 
 from __future__ import annotations
@@ -87,11 +92,14 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     gt_dir = os.path.join(workdir, "predictions", "gt_tracks")
     os.makedirs(boxes_dir, exist_ok=True)
     os.makedirs(gt_dir, exist_ok=True)
+    score_dir = os.path.join(workdir, "predictions", "frame_scores")
+    os.makedirs(score_dir, exist_ok=True)
     scores, encoded, preds, gt = {}, [], {}, {}
     for i, v in enumerate(videos):
         f = feats.video(i)
         heat = heatmaps(method, params["ahd"], f["taps"])
         scores[v.id] = frame_scores(heat)
+        _write_lines(os.path.join(score_dir, f"{v.id}.txt"), [f"{x:.6f}" for x in scores[v.id]])
         encoded.append(f)
         rows = video_boxes(heat, rule, frames=f["indices"])
         rows[:, 1:5] = D.box_to_native(rows[:, 1:5], D.native_size(v), method.size)
@@ -101,6 +109,7 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
         if len(truth):
             gt[v.id] = truth
             write_gt_tracks(os.path.join(gt_dir, f"{v.id}.txt"), truth)
+    _write_lines(os.path.join(workdir, "predictions", "test_videos.txt"), [v.id for v in videos])
     recs = frame_records(videos, encoded)
     auc = frame_metrics("ubnormal_auc", recs, scores)
     test_frames = int(sum(len(f["indices"]) for f in encoded))
@@ -112,6 +121,14 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
         "tbdc": float(loc["TBDC"]),
         "test_frames": float(test_frames),
     }
+
+
+def _write_lines(path: str, lines: list[str]) -> None:
+    """Text lines written atomically (temporary file + rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)
 
 
 def scorer(method: Any) -> Any:
@@ -146,12 +163,15 @@ def language(method: Any, params: Any, workdir: str) -> dict[str, float]:
     from vau_jax.eval.metrics import bleu_scores, yes_no_accuracy
 
     answers = answer_questions(method, params, "test")
-    path = os.path.join(workdir, "answers_test.jsonl")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for a in answers:
-            f.write(json.dumps(a) + "\n")
-    os.replace(tmp, path)
+    _write_lines(os.path.join(workdir, "answers_test.jsonl"), [json.dumps(a) for a in answers])
+    folder = os.path.join(workdir, "predictions")
+    os.makedirs(folder, exist_ok=True)
+    for kind in ("target", "trajectory", "yes_no", "spatial"):
+        got = [(f"q{k}", a) for k, a in enumerate(answers) if a["kind"] == kind]
+        gt = [json.dumps({"id": i, "answer": a["truth"]}) for i, a in got]
+        pred = [json.dumps({"id": i, "answer": a["answer"]}) for i, a in got]
+        _write_lines(os.path.join(folder, f"{kind}_gt.jsonl"), gt)
+        _write_lines(os.path.join(folder, f"{kind}_pred.jsonl"), pred)
     out: dict[str, float] = {}
     for kind in ("target", "trajectory"):
         got = [a for a in answers if a["kind"] == kind]

@@ -73,6 +73,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
             0,
             method.num_video_tokens,
             f"question {kind}",
+            max_length=int(method.config.rae_max_length),
         )
         for kind, q in QUESTIONS
     ]

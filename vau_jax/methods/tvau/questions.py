@@ -23,13 +23,16 @@ import shutil
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from vau_jax.data import templates as T
 from vau_jax.data.chat import TooLongError
 
+#: The largest fraction of training rows that may be left out for length.
+MAX_DROPPED_FRACTION = 0.02
 NARRATION_QUESTION = "Describe the objects in this video and how they move."
 #: At most this many objects are narrated per video (the earliest to appear).
-MAX_NARRATED = 6
+MAX_NARRATED = 4
 
 
 def questions_dir(config: Any, root: str) -> str:
@@ -95,13 +98,23 @@ def _index(method: Any, split: str) -> dict[str, int]:
 def _row(method: Any, conv: list[dict[str, str]], video: int, source: str) -> dict[str, Any]:
     from vau_jax.methods.pretrain.video_llm import conversation_row
 
-    return conversation_row(method.tok, method.config, conv, video, method.num_video_tokens, source)
+    c = method.config
+    return conversation_row(
+        method.tok,
+        c,
+        conv,
+        video,
+        method.num_video_tokens,
+        source,
+        max_length=int(c.rae_max_length),
+    )
 
 
 def rae_rows(method: Any, split: str, kind: str) -> list[dict[str, np.ndarray]]:
     """Training rows of a curriculum step (``"narration"`` or ``"anomaly"``)."""
     qa, index = method.qa, _index(method, split)
-    rows = []
+    rows: list[dict[str, np.ndarray]] = []
+    convs: list[tuple[list[dict[str, str]], int, str]] = []
     if kind == "narration":
         for vid, i in index.items():
             entry = qa["videos"].get(vid)
@@ -111,15 +124,26 @@ def rae_rows(method: Any, split: str, kind: str) -> list[dict[str, np.ndarray]]:
                 {"from": "human", "value": f"{T.VIDEO_MARKER}\n{NARRATION_QUESTION}"},
                 {"from": "gpt", "value": narration(entry)},
             ]
-            rows.append(_row(method, conv, i, f"{vid} narration"))
+            convs.append((conv, i, f"{vid} narration"))
     elif kind == "anomaly":
         for k, q in enumerate(qa["questions"]):
             if q["video"] in index:
-                rows.append(
-                    _row(method, q["conversations"], index[q["video"]], f"{q['video']} {k}")
-                )
+                convs.append((q["conversations"], index[q["video"]], f"{q['video']} {k}"))
     else:
         raise ValueError(f"unknown curriculum step {kind!r}")
+    too_long = []
+    for conv, i, source in convs:
+        try:
+            rows.append(_row(method, conv, i, source))
+        except TooLongError as e:
+            too_long.append(e)
+    if len(too_long) > MAX_DROPPED_FRACTION * len(convs):
+        raise ValueError(
+            f"{len(too_long)} of {len(convs)} {kind} rows are longer than rae_max_length="
+            f"{method.config.rae_max_length} (e.g. {too_long[0]}); raise rae_max_length"
+        )
+    if too_long:
+        logging.warning("%d of %d %s rows are too long: left out", len(too_long), len(convs), kind)
     if not rows:
         raise ValueError(f"no {kind} rows for the {split} split ({qa['dir']})")
     return rows
@@ -146,9 +170,10 @@ def eval_rows(method: Any, split: str) -> tuple[list[dict[str, np.ndarray]], lis
                 index[q["video"]],
                 method.num_video_tokens,
                 f"{q['video']} question {k}",
+                max_length=int(method.config.rae_max_length),
             )
         except TooLongError as e:
-            raise ValueError(f"{e}; raise max_length") from None
+            raise ValueError(f"{e}; raise rae_max_length") from None
         rows.append(row)
         items.append(
             {
