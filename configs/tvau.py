@@ -90,6 +90,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # AHD (T-VAU §3.1): taps = ViT blocks (1-based; () = the paper's 1/8/16/32 of 32 mapped
     # proportionally onto the tower: 1/2/4 on the 4-block tiny CLIP).
     c.taps = ()
+    # Ablations (T-VAU Table "w/o AHD / w/o RAE"): without AHD, RAE reads all-zero heatmaps
+    # and there is no localisation; without RAE the frozen LVLM answers alone.
+    c.use_ahd = True
+    c.use_rae = True
     c.ahd = ml_collections.ConfigDict(
         {
             "mlp_hidden": 64,  # ours: the paper says "MLP" without a width
@@ -98,6 +102,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "frames_per_video": 16,  # train frames per video (uniform) ...
             "anomalous_frames": 16,  # ... plus this many inside the anomaly of anomalous ones
             "batch_size": 64,  # frames per step
+            "one_shot": False,  # T-VAU's one-shot setting: AHD trained on one anomalous video
         }
     )
     c.ahd_stage = _stage(1500, 3e-3, 100)

@@ -135,6 +135,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "enabled": True,
             "seed": 0,  # the base model's own seed (one checkpoint for every VA-GPT seed)
             "text_replay": 0.25,  # text-only replay rows per caption row (replay_rows)
+            # generic object questions (which objects, is there a X, where, how it moves;
+            # vau_jax/data/object_qa.py): the general video-QA skill a real LVLM brings, which
+            # T-VAU's frozen LVLM needs to answer at all; never about anomalies
+            "object_qa": True,
             "num_videos": 300,  # pretrain-split videos captioned
             "num_eval_videos": 32,
             "steps": steps,

@@ -80,3 +80,21 @@ def test_cli_other_user_errors(tree, tmp_path, capsys):
     os.remove(os.path.join(real, "meta.json"))
     argv = ["--dataset=ubnormal", f"--dataset_dir={real}", f"--out={tmp_path / 'o'}"]
     assert "oracle annotator needs SynthVAD" in _error_line(capsys, argv)
+
+
+def test_cli_object_id_without_mask(tree, tmp_path, capsys):
+    """A track listed in ``_tracks.txt`` that no mask pixel belongs to: one line, exit 2."""
+    bad = str(tmp_path / "bad")
+    shutil.copytree(tree, bad)
+    tracks = [
+        os.path.join(d, f)
+        for d, _, files in os.walk(bad)
+        for f in files
+        if f.endswith("_tracks.txt")
+    ][0]
+    with open(tracks, "a") as f:
+        f.write("9,0,1\n")
+    line = _error_line(
+        capsys, ["--dataset=ubnormal", f"--dataset_dir={bad}", f"--out={tmp_path}/o"]
+    )
+    assert line.startswith(f"error: {tracks}: ") and "object id 9" in line

@@ -79,6 +79,21 @@ def attach_truth(dataset: str, root: str, records: list[VideoRecord]) -> None:
             continue
         rec.intervals, rec.tracks, rec.masks_path = full.intervals, full.tracks, full.masks_path
         rec.n_frames = rec.n_frames or full.n_frames
+    for rec in records:
+        check_track_masks(rec)
+
+
+def check_track_masks(rec: VideoRecord) -> None:
+    """A UBnormal track that no mask pixel belongs to cannot supervise T-VAU (no box, no
+    object to describe): ``FormatError`` naming the track file and the object id."""
+    if not rec.masks_path or not os.path.isdir(rec.masks_path):
+        return
+    empty = sorted(int(t) for t, rows in rec.tracks.items() if not len(rows))
+    if empty:
+        path = os.path.join(rec.masks_path, f"{rec.id}_tracks.txt")
+        raise format_error(
+            path, None, f"object id {empty[0]} has no pixel in any of the video's _gt.png masks"
+        )
 
 
 def _video_input(rec: VideoRecord, split: str, synth: dict | None, fps: float | None) -> VideoInput:

@@ -8,8 +8,10 @@ for the tiny presets, so this run builds one, in two cached steps:
 2. :class:`VideoPretrain` trains the video LLM (:class:`vau_jax.models.vlm.VideoLLM`: the
    text-conditioned Q-Former, the context / content projectors and that LLM) to caption
    videos of SynthVAD's **pretrain** split — "Describe this video." and "What happens from
-   s to e?" answered with the videos' descriptions and caption segments: generic captions,
-   no anomaly question, no multiple choice.
+   s to e?" answered with the videos' descriptions and caption segments, and (``base_llm.
+   object_qa``) generic questions about the objects (which, is there a X, where, how it
+   moves: :mod:`vau_jax.data.object_qa`): general video-QA skills, no anomaly question, no
+   multiple choice.
 
 The result (the whole ``VideoLLM`` params tree) is saved with orbax under
 ``<data_dir>/base_video_llm_<hash>/params`` and loaded by :func:`ensure_base_llm`. The same
@@ -425,6 +427,10 @@ class VideoPretrain(MethodBase):
                         {"from": "gpt", "value": sentence},
                     ]
                 )
+            if self.config.base_llm.get("object_qa", False):
+                from vau_jax.data.object_qa import conversations as object_qa
+
+                convs += object_qa(video, int(rng.integers(1 << 30)))
             for k, conv in enumerate(convs):
                 out.append(
                     conversation_row(

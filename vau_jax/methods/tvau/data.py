@@ -242,15 +242,22 @@ def ahd_rows(method: Any, split: str) -> list[dict[str, np.ndarray]]:
     """AHD's training rows, one per frame: ``tap_<k> [N, D_k]`` and ``target [g, g]`` (the
     fraction of each patch covered by an anomalous object's mask). Per video
     ``ahd.frames_per_video`` frames spread uniformly, plus ``ahd.anomalous_frames`` spread
-    over its anomalous frames (anomalous patches are rare)."""
+    over its anomalous frames (anomalous patches are rare). ``ahd.one_shot``: the frames of
+    the split's first anomalous video only (T-VAU's one-shot setting), all of them."""
     from vau_jax.models.heads.ahd import patch_targets
 
     c, feats = method.config, method.feats[split]
+    videos = list(enumerate(method.dataset.split(split)))
+    one_shot = bool(c.ahd.get("one_shot", False))
+    if one_shot:
+        videos = [(i, v) for i, v in videos if method.records[v.id].is_anomalous][:1]
+        if not videos:
+            raise ValueError(f"ahd.one_shot: the {split} split has no anomalous video")
     rows = []
-    for i, v in enumerate(method.dataset.split(split)):
+    for i, v in videos:
         f = feats.video(i)
         n = len(f["indices"])
-        pick = [sample_indices(n, int(c.ahd.frames_per_video))]
+        pick = [np.arange(n) if one_shot else sample_indices(n, int(c.ahd.frames_per_video))]
         rec = method.records[v.id]
         native = rec.frame_labels(max(int(rec.n_frames or 0), int(f["indices"].max()) + 1))
         on = np.flatnonzero(native[f["indices"]])

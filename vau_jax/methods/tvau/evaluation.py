@@ -186,5 +186,7 @@ def language(method: Any, params: Any, workdir: str) -> dict[str, float]:
 
 
 def evaluate(method: Any, params: Any, workdir: str) -> dict[str, float]:
-    """Every test metric (module docstring)."""
-    return {**localisation(method, params, workdir), **language(method, params, workdir)}
+    """Every test metric (module docstring); without AHD (``use_ahd=False``, an ablation)
+    there is no heatmap, so no localisation metric."""
+    loc = localisation(method, params, workdir) if method.use_ahd else {}
+    return {**loc, **language(method, params, workdir)}

@@ -21,6 +21,7 @@ Evaluation on the test split (:mod:`vau_jax.methods.tvau.evaluation`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -91,7 +92,8 @@ class TVAU(MethodBase):
             time_segments=int(c.rae.time_segments),
         )
         self.rae = RAE(self.rcfg)
-        self.num_video_tokens = 2 * self.frames + num_prompts(self.rcfg)
+        self.use_ahd, self.use_rae = bool(c.get("use_ahd", True)), bool(c.get("use_rae", True))
+        self.num_video_tokens = 2 * self.frames + (num_prompts(self.rcfg) if self.use_rae else 0)
         if not inference:
             for split in ("train", "test"):
                 self.feats[split] = self._features(split)
@@ -227,9 +229,13 @@ class TVAU(MethodBase):
             method=VideoLLM.visual_embeds,
         )
         taps = [batch[f"tap_{k}"] for k in range(len(self.taps))]
-        heat = jax.lax.stop_gradient(self.heat(params["ahd"], taps)["heatmap"])
-        prompts = self.rae.apply({"params": params["rae"]}, heat, batch["frame_valid"])
-        embeds = jnp.concatenate([vis, prompts.astype(vis.dtype)], axis=1)
+        embeds = vis
+        if self.use_rae:  # without AHD (ablation) RAE reads all-zero heatmaps: no evidence
+            heat = jax.lax.stop_gradient(self.heat(params["ahd"], taps)["heatmap"])
+            if not self.use_ahd:
+                heat = jnp.zeros_like(heat)
+            prompts = self.rae.apply({"params": params["rae"]}, heat, batch["frame_valid"])
+            embeds = jnp.concatenate([vis, prompts.astype(vis.dtype)], axis=1)
         return self.vlm.apply(
             vlm, batch["input_ids"], batch["video_mask"], embeds, method=VideoLLM.embed
         )
@@ -285,7 +291,7 @@ class TVAU(MethodBase):
 
             return make
 
-        return [
+        stages = [
             Stage(
                 "ahd",
                 int(c.ahd_stage.steps),
@@ -312,6 +318,16 @@ class TVAU(MethodBase):
                 log_every=int(c.log_every),
             ),
         ]
+        # Ablations (config.use_ahd / use_rae): a part that is off is not trained; the first
+        # stage that runs puts the LVLM in place.
+        kept = [st for st, k in zip(stages, (self.use_ahd, self.use_rae, self.use_rae)) if k]
+        if not kept:
+            raise ValueError(
+                "use_ahd=False and use_rae=False: nothing to train (the frozen LVLM alone is "
+                "evaluated by scripts/tvau_ablations.py)"
+            )
+        kept[0] = dataclasses.replace(kept[0], on_start=self._load_lvlm)
+        return kept
 
     # -- evaluation, prediction, report ----------------------------------------------------
 
