@@ -58,7 +58,9 @@ def make_config(seed: int, overrides: list[str], fields: dict):
         *parents, leaf = key.split(".")
         for p in parents:
             node = node[p]
-        node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else value == "True"
+        node[leaf] = (
+            type(node[leaf])(value) if not isinstance(node[leaf], bool) else value == "True"
+        )
     fields = dict(fields)
     if fields.pop("one_shot", False):
         c.ahd.one_shot = True
