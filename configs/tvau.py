@@ -114,10 +114,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # RAE (T-VAU §3.2) and its curriculum (T-VAU "Loss & Training": narration, then
     # anomaly-focused answers), the LVLM frozen.
     c.rae = ml_collections.ConfigDict(
-        {"channels": (16, 32), "num_base": 4, "time_segments": 2, "batch_size": 16}
+        {"channels": (16, 32), "num_base": 16, "time_segments": 2, "batch_size": 16}
     )
-    c.rae_narration = _stage(300, 2e-3, 30)
-    c.rae_anomaly = _stage(600, 2e-3, 30)
+    # Measured (seed 0): 4 base prompts at lr 2e-3, 300 + 600 steps -> Yes/No 0.54, BLEU-4
+    # target 0.00 / trajectory 0.07; 16 base prompts at lr 1e-2, 300 + 1200 steps -> 0.65,
+    # 0.08 / 0.20 (README, T-VAU). A frozen 4-layer LLM is steered by its prompts only.
+    c.rae_narration = _stage(300, 1e-2, 30)
+    c.rae_anomaly = _stage(1200, 1e-2, 30)
     # Heatmap -> scored boxes (vau_jax.eval.boxes.BoxRule) for RBDC/TBDC.
     c.box_rule = ml_collections.ConfigDict(
         {"levels": (0.3, 0.5, 0.7), "relative": False, "min_area": 4, "nms_iou": 0.5,
