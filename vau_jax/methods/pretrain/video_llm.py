@@ -14,293 +14,40 @@ for the tiny presets, so this run builds one, in two cached steps:
    multiple choice.
 
 The result (the whole ``VideoLLM`` params tree) is saved with orbax under
-``<data_dir>/base_video_llm_<hash>/params`` and loaded by :func:`ensure_base_llm`. The same
-module holds what every user of such a video LLM shares: the frozen encoders and frame specs
-of its feature stores (:func:`make_encoders`, :func:`frame_specs`), per-split features
-(:class:`SplitFeatures`), the Q-Former/LLM assembly (:func:`build_vlm`) and row building
-(:func:`conversation_row`, :func:`chat_row`, :class:`AttachVisual`).
+``<data_dir>/base_video_llm_<hash>/params`` and loaded by :func:`ensure_base_llm`. What
+every user of such a video LLM shares (encoders, frame specs, per-split features, the
+Q-Former/LLM assembly, row building) is :mod:`vau_jax.methods.pretrain.vlm_parts`,
+re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from flax import linen as nn
 
-from vau_jax.data.chat import tokenize_chat
-from vau_jax.data.frames import FrameSpec
-from vau_jax.methods.base import MethodBase, standardise
-from vau_jax.models import registry
-from vau_jax.models.vlm import VideoLLM, VLMConfig, lm_loss
+from vau_jax.methods.base import MethodBase
+from vau_jax.methods.pretrain.vlm_parts import (  # noqa: F401 - shared parts, re-exported
+    AttachVisual,
+    SplitFeatures,
+    attach_batch,
+    build_vlm,
+    chat_row,
+    conversation_row,
+    dummy_inputs,
+    encode_query,
+    frame_specs,
+    make_encoders,
+    replay_rows,
+    tiny_llm,
+)
+from vau_jax.models.vlm import lm_loss
 from vau_jax.train.trainer import Stage
-
-
-def frame_specs(config: Any) -> dict[str, FrameSpec]:
-    """The frame specs of the three stores: ``cls`` (every frame), ``visual`` and ``dino``
-    (``frames_per_video`` uniform samples; DINOv2 sees pixels, CLIP what it was trained on)."""
-    fps = float(config.get("fps", None) or config.synthvad.fps)
-    size = int(config.frame_size)
-    mode = "rgb" if config.preset == "paper" else str(config.clip_pretrain.get("input", "rgb"))
-    s = int(config.frames_per_video)
-    return {
-        "cls": FrameSpec(fps=fps, size=size, input=mode),
-        "visual": FrameSpec(fps=fps, size=size, input=mode, count=s),
-        "dino": FrameSpec(fps=fps, size=size, input="rgb", count=s),
-    }
-
-
-def make_encoders(config: Any, inference: bool = False) -> dict[str, Any]:
-    """The tiny presets' frozen encoders of the three stores: the tiny CLIP (pretrained when
-    missing, unless ``inference``) for ``cls`` and ``visual``, and a DINOv2 with seeded random
-    weights on the CLIP's patch grid for ``dino`` (the paper preset's converted encoders:
-    ``vau_jax.methods.vagpt.paper.paper_encoders``)."""
-    from vau_jax import encoders
-
-    c = config
-    from vau_jax.methods.pretrain import clip
-
-    if inference:
-        path = clip.checkpoint_dir(c.clip_pretrain)
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise FileNotFoundError(f"{path}: the run's frozen tiny CLIP is missing")
-    size = int(c.frame_size)
-    dino = encoders.from_registry(
-        c.patch_encoder,
-        seed=int(c.patch_encoder_seed),
-        overrides={"image_size": size, "patch_size": size // int(c.patch_encoder_grid)},
-        outputs=("patches",),
-        batch_size=64,
-    )
-    return {
-        "cls": clip.frozen_clip(c.clip_pretrain, ("cls",), batch_size=128),
-        "visual": clip.frozen_clip(c.clip_pretrain, ("patches",), batch_size=64),
-        "dino": dino,
-    }
-
-
-@dataclasses.dataclass
-class SplitFeatures:
-    """The three feature sets of one split (random access per video)."""
-
-    cls: Any
-    visual: Any
-    dino: Any
-
-    def __len__(self) -> int:
-        return len(self.cls)
-
-    def video(self, i: int) -> dict[str, np.ndarray]:
-        """Video ``i``: ``cls [T, Dc]``, ``visual [S, N, Dc]`` (standardised, float32),
-        ``dino [S, N, Dd]`` float32, ``timestamps [T]``, ``indices [T]``, ``sample_times [S]``."""
-        c, v, d = self.cls[i], self.visual[i], self.dino[i]
-        return {
-            "cls": standardise(c["cls"]),
-            "timestamps": c["timestamps"],
-            "indices": c["indices"],
-            "visual": standardise(v["patches"]),
-            "dino": np.asarray(d["patches"], np.float32),
-            "sample_times": v["timestamps"],
-        }
-
-
-def encode_query(tok: Any, text: str, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """The Q-Former's instruction text: ids ``[length]`` int32 (truncated) + mask bool."""
-    ids = list(tok.encode(text))[:length]
-    out = np.full((length,), tok.pad_id, np.int32)
-    out[: len(ids)] = ids
-    mask = np.zeros((length,), bool)
-    mask[: len(ids)] = True
-    return out, mask
-
-
-def chat_row(
-    tok: Any,
-    config: Any,
-    human: str,
-    query: str,
-    answer: str | None,
-    video: int,
-    num_video_tokens: int,
-    source: str,
-    max_length: int | None = None,
-    query_tok: Any = None,
-) -> dict[str, np.ndarray]:
-    """One tokenised VA-GPT row, shared by training, evaluation and prediction.
-
-    Args:
-      human: the human turn (``<video>`` marker, TETG's sentence, the lettered prompt).
-      query: the Q-Former's instruction text (the question).
-      answer: the assistant's line; ``None`` -> a left-padded generation prompt.
-      video: index of the video's features in its split.
-      max_length: padded length ``S`` (default ``config.max_length``); a longer row raises a
-        ``ValueError`` naming ``source``.
-      query_tok: the Q-Former's tokenizer (default ``tok``; the paper preset's BERT vocab).
-
-    Returns: ``input_ids``, ``attention_mask``, ``loss_mask``, ``video_mask`` ``[S]``;
-    ``query_ids``, ``query_mask`` ``[config.max_query_length]``; ``video`` int32 scalar.
-    """
-    conv = [{"from": "human", "value": human}]
-    if answer is not None:
-        conv.append({"from": "gpt", "value": answer})
-    ex = tokenize_chat(
-        tok,
-        conv,
-        int(config.max_length if max_length is None else max_length),
-        str(config.chat_format),
-        num_video_tokens=num_video_tokens,
-        add_generation_prompt=answer is None,
-        left_pad=answer is None,
-        system=config.system_prompt,
-        source=source,
-    )
-    ex["query_ids"], ex["query_mask"] = encode_query(
-        query_tok or tok, query, int(config.max_query_length)
-    )
-    ex["video"] = np.int32(video)
-    return ex
-
-
-class AttachVisual(grain.transforms.Map):
-    """Adds the example's video features ``visual [S, N, Dc]`` and ``dino [S, N, Dd]``
-    (float32) read by its ``video`` index from the split's feature stores (ArrayRecord)."""
-
-    def __init__(self, feats: SplitFeatures):
-        self.feats = feats
-
-    def map(self, element: dict[str, Any]) -> dict[str, Any]:
-        v = int(element["video"])
-        return {
-            **element,
-            "visual": standardise(self.feats.visual[v]["patches"]),
-            "dino": np.asarray(self.feats.dino[v]["patches"], np.float32),
-        }
-
-
-def attach_batch(batch: dict[str, np.ndarray], feats: SplitFeatures) -> dict[str, np.ndarray]:
-    """A row batch with each row's ``visual`` / ``dino`` features added (``video`` indexes
-    ``feats``)."""
-    vids = [int(v) for v in batch["video"]]
-    return {
-        **batch,
-        "visual": np.stack([standardise(feats.visual[v]["patches"]) for v in vids]),
-        "dino": np.stack([np.asarray(feats.dino[v]["patches"], np.float32) for v in vids]),
-    }
-
-
-def conversation_row(
-    tok: Any,
-    config: Any,
-    conversation: list[dict[str, str]],
-    video: int,
-    num_video_tokens: int,
-    source: str,
-    query_tok: Any = None,
-    max_length: int | None = None,
-) -> dict[str, np.ndarray]:
-    """A multi-turn training conversation -> one row (the :func:`chat_row` keys); the
-    Q-Former's instruction is the first human turn (without the video marker)."""
-    from vau_jax.data import templates as T
-
-    ex = tokenize_chat(
-        tok,
-        conversation,
-        int(config.max_length if max_length is None else max_length),
-        str(config.chat_format),
-        num_video_tokens=num_video_tokens,
-        system=config.system_prompt,
-        source=source,
-    )
-    query = conversation[0]["value"].replace(T.VIDEO_MARKER, "").strip()
-    ex["query_ids"], ex["query_mask"] = encode_query(
-        query_tok or tok, query, int(config.max_query_length)
-    )
-    ex["video"] = np.int32(video)
-    return ex
-
-
-def replay_rows(method: Any, num_rows: int, fraction: float) -> list[dict[str, np.ndarray]]:
-    """``round(fraction * num_rows)`` text-only replay rows
-    (:func:`vau_jax.methods.pretrain.text_llm.replay_conversations` of the config's
-    ``base_llm.text_pretrain``), tokenized like ``method``'s video rows; their video index
-    is 0 and they hold no video token. Conversations longer than ``max_length`` are skipped."""
-    from vau_jax.data.chat import TooLongError
-    from vau_jax.methods.pretrain.text_llm import replay_conversations
-
-    c = method.config
-    convs = replay_conversations(c.base_llm.text_pretrain, round(fraction * num_rows), int(c.seed))
-    out = []
-    for k, conv in enumerate(convs):
-        try:
-            out.append(
-                conversation_row(
-                    method.tok,
-                    c,
-                    conv,
-                    0,
-                    method.num_video_tokens,
-                    f"text replay {k}",
-                    getattr(method, "query_tok", None),
-                )
-            )
-        except TooLongError:
-            continue
-    if convs:
-        logging.info("text replay: %d text-only rows beside %d video rows", len(out), num_rows)
-    return out
-
-
-def tiny_llm(config: Any) -> tuple[Any, Any]:
-    """``(tokenizer, LlamaConfig)`` of the tiny presets' LLM (the SynthVAD tokenizer)."""
-    from vau_jax.methods.pretrain.clip import synthvad_tokenizer
-
-    tok = synthvad_tokenizer(config.clip_pretrain)
-    cfg = dataclasses.replace(
-        registry.get_config(config.llm_preset),
-        vocab_size=int(tok.vocab_size),
-        bos_token_id=tok.bos_id,
-        eos_token_id=tok.eos_id,
-        pad_token_id=tok.pad_id,
-    )
-    return tok, cfg
-
-
-def build_vlm(
-    config: Any, llm_cfg: Any, vision_width: int, vocab_size: int | None, qformer_cfg: Any = None
-) -> VideoLLM:
-    """The video LLM: the registry Q-Former ``config.qformer`` reading ``vision_width``-wide
-    tokens (vocabulary ``vocab_size``: the LLM's, when the Q-Former shares its tokenizer),
-    ``projector_hidden`` projectors and the LLM ``llm_cfg``."""
-    if qformer_cfg is None:
-        extra = {} if vocab_size is None else {"vocab_size": int(vocab_size)}
-        qformer_cfg = dataclasses.replace(
-            registry.get_config(config.qformer),
-            encoder_hidden_size=int(vision_width),
-            text_input=True,
-            hidden_dropout_prob=0.0,
-            max_position_embeddings=max(64, int(config.max_query_length)),
-            **extra,
-        )
-    return VideoLLM(
-        VLMConfig(llm_cfg, qformer_cfg, int(vision_width), int(config.projector_hidden))
-    )
-
-
-def dummy_inputs(config: Any, num_patches: int, vision_width: int) -> tuple:
-    """Inputs that initialise a :class:`VideoLLM` of this config (any values)."""
-    nv = 2 * int(config.frames_per_video)
-    ids = jnp.zeros((1, nv + 4), jnp.int32)
-    video = jnp.arange(ids.shape[1])[None] < nv
-    visual = jnp.zeros((1, int(config.frames_per_video), num_patches, vision_width))
-    q = jnp.zeros((1, int(config.max_query_length)), jnp.int32)
-    return ids, jnp.ones(ids.shape, bool), video, visual, q
-
 
 # ------------------------------------------------------------------------ base pretraining
 
