@@ -78,3 +78,23 @@ def text_lm_schedule(c: ml_collections.ConfigDict, steps: int = 1500) -> None:
             "no_decay": [r"(bias|scale|embedding|norm)"],
         }
     )
+
+
+def adamw_stage(
+    steps: int, lr: float, warmup: int, freeze: list[str] | tuple = (), weight_decay: float = 0.0
+) -> ml_collections.ConfigDict:
+    """One training stage: ``steps`` and an AdamW optimizer (cosine with warm-up, clip 1.0)
+    whose ``total_steps`` shares ``steps``' FieldReference (override either)."""
+    ref = ml_collections.FieldReference(steps)
+    opt = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "warmup_steps": warmup,
+            "total_steps": ref,
+            "grad_clip_norm": 1.0,
+            "freeze": list(freeze),
+        }
+    )
+    return ml_collections.ConfigDict({"steps": ref, "optimizer": opt})

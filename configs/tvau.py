@@ -23,49 +23,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import ml_collections  # noqa: E402
 import vagpt as vagpt_config  # noqa: E402
-from common import base_config, data_dir, parse_preset  # noqa: E402
+from common import adamw_stage, base_config, data_dir, parse_preset  # noqa: E402
 
-#: The fields of VA-GPT's config the shared base video LLM is keyed by
-#: (vau_jax.methods.pretrain.video_llm.BASE_KEYS): T-VAU copies them, so both methods load
-#: the same cached LVLM.
-LVLM_KEYS = (
-    "clip_pretrain",
-    "synthvad",
-    "fps",
-    "frame_size",
-    "frames_per_video",
-    "patch_encoder",
-    "patch_encoder_grid",
-    "patch_encoder_seed",
-    "qformer",
-    "projector_hidden",
-    "max_query_length",
-    "max_length",
-    "chat_format",
-    "system_prompt",
-    "llm",
-    "llm_preset",
-    "base_llm",
-    "data_dir",
-    "feature_dtype",
-)
-
-
-def _stage(steps: int, lr: float, warmup: int) -> ml_collections.ConfigDict:
-    ref = ml_collections.FieldReference(steps)
-    return ml_collections.ConfigDict(
-        {
-            "steps": ref,
-            "optimizer": {
-                "name": "adamw",
-                "lr": lr,
-                "weight_decay": 0.0,
-                "warmup_steps": warmup,
-                "total_steps": ref,
-                "grad_clip_norm": 1.0,
-            },
-        }
-    )
+#: The fields of VA-GPT's config the shared base video LLM is keyed by: T-VAU copies them, so
+#: both methods load the same cached LVLM.
+from vau_jax.methods.pretrain.video_llm import BASE_KEYS as LVLM_KEYS  # noqa: E402
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -105,7 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "one_shot": False,  # T-VAU's one-shot setting: AHD trained on one anomalous video
         }
     )
-    c.ahd_stage = _stage(1500, 3e-3, 100)
+    c.ahd_stage = adamw_stage(1500, 3e-3, 100)
     # Prompt ensembles of the frozen text tower, averaged per class (T-VAU §3.1). () = the
     # tiny CLIP's own frame-caption vocabulary (vau_jax.methods.pretrain.clip.class_prompts):
     # "normal" for the normal class, every anomaly type at every spatial word for the other.
@@ -119,8 +81,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Measured (seed 0): 4 base prompts at lr 2e-3, 300 + 600 steps -> Yes/No 0.54, BLEU-4
     # target 0.00 / trajectory 0.07; 16 base prompts at lr 1e-2, 300 + 1200 steps -> 0.65,
     # 0.08 / 0.20 (README, T-VAU). A frozen 4-layer LLM is steered by its prompts only.
-    c.rae_narration = _stage(300, 1e-2, 30)
-    c.rae_anomaly = _stage(1200, 1e-2, 30)
+    c.rae_narration = adamw_stage(300, 1e-2, 30)
+    c.rae_anomaly = adamw_stage(1200, 1e-2, 30)
     # Heatmap -> scored boxes (vau_jax.eval.boxes.BoxRule) for RBDC/TBDC.
     c.box_rule = ml_collections.ConfigDict(
         {"levels": (0.3, 0.5, 0.7), "relative": False, "min_area": 4, "nms_iou": 0.5,

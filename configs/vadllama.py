@@ -20,24 +20,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import clip_pretrain  # noqa: E402
 import ml_collections  # noqa: E402
-from common import add_dataset_fields, base_config, data_dir, parse_preset  # noqa: E402
-
-
-def _phase(steps: int, lr: float, warmup: int, freeze: list[str]) -> ml_collections.ConfigDict:
-    """A phase: ``steps`` is shared with the schedule's ``total_steps`` (override either)."""
-    ref = ml_collections.FieldReference(steps)
-    opt = ml_collections.ConfigDict(
-        {
-            "name": "adamw",
-            "lr": lr,
-            "weight_decay": 1e-3,
-            "warmup_steps": warmup,
-            "total_steps": ref,
-            "grad_clip_norm": 1.0,
-            "freeze": freeze,
-        }
-    )
-    return ml_collections.ConfigDict({"steps": ref, "optimizer": opt})
+from common import adamw_stage, add_dataset_fields, base_config, data_dir, parse_preset  # noqa: E402
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -83,8 +66,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 50
     phase1_freeze = [r"^ap_base/", r"^ltc/"]
     phase2_freeze = [r"^video_qformer/", r"^frame_position$", r"^ap_base/"]
-    c.phase1 = _phase(400, 1e-3, 40, phase1_freeze)
-    c.phase2 = _phase(400, 5e-4, 40, phase2_freeze)
+    c.phase1 = adamw_stage(400, 1e-3, 40, phase1_freeze, weight_decay=1e-3)
+    c.phase2 = adamw_stage(400, 5e-4, 40, phase2_freeze, weight_decay=1e-3)
     if preset == "paper":
         # 30 epochs per phase, 5 warm-up epochs (§4.2); an epoch = 1,610 UCF-Crime training
         # videos (§4.1) / batch 8 = 202 steps.
@@ -105,9 +88,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # passing the VE features through AP g"; §4.3 "we froze the pre-trained VE"): the video
         # Q-Former and its frame positions get no update. AdamW 1e-5, wd 1e-3, cosine (§4.2).
         vision_frozen = [r"^video_qformer/", r"^frame_position$"]
-        c.phase1 = _phase(steps, 1e-5, warmup, vision_frozen + phase1_freeze)
+        c.phase1 = adamw_stage(
+            steps, 1e-5, warmup, vision_frozen + phase1_freeze, weight_decay=1e-3
+        )
         # Phase 2 co-trains AP + LTC on the same frozen VE (§3.2 Phase 2), AdamW as phase 1.
-        c.phase2 = _phase(steps, 1e-5, warmup, phase2_freeze)
+        c.phase2 = adamw_stage(steps, 1e-5, warmup, phase2_freeze, weight_decay=1e-3)
         c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})  # ours
         c.paper_checkpoints = ml_collections.ConfigDict(
             {"vision": "", "image_qformer": "", "video_qformer": "", "llm": ""}
@@ -117,7 +102,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # trained alone on pseudo-instructions + normal descriptions; own run in <workdir>/phase3.
     import llm_pretrain as llm_pretrain_config  # configs/llm_pretrain.py (the frozen tiny LLM)
 
-    p3 = _phase(300, 1e-3, 30, [r"^vador/", r"^llm/"])
+    p3 = adamw_stage(300, 1e-3, 30, [r"^vador/", r"^llm/"], weight_decay=1e-3)
     p3.enabled = False  # --config.phase3.enabled=True (tiny: see the README for its cost)
     p3.llm_pretrain = llm_pretrain_config.get_config("tiny")
     p3.threshold = 0.5  # clip score -> anomalous clip in the pseudo-instructions

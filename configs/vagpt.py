@@ -27,23 +27,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import ml_collections  # noqa: E402
 import vadllama as vadllama_config  # noqa: E402
-from common import add_dataset_fields, base_config, data_dir, parse_preset  # noqa: E402
-
-
-def _stage(steps: int, lr: float, warmup: int, freeze: list[str]) -> ml_collections.ConfigDict:
-    ref = ml_collections.FieldReference(steps)
-    opt = ml_collections.ConfigDict(
-        {
-            "name": "adamw",
-            "lr": lr,
-            "weight_decay": 0.0,
-            "warmup_steps": warmup,
-            "total_steps": ref,
-            "grad_clip_norm": 1.0,
-            "freeze": freeze,
-        }
-    )
-    return ml_collections.ConfigDict({"steps": ref, "optimizer": opt})
+from common import adamw_stage, add_dataset_fields, base_config, data_dir, parse_preset  # noqa: E402
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -121,8 +105,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 50
     # Fine-tuning a pretrained (base) LLM: lr 1e-4 / 5e-5 (at 1e-3 / 2e-4 stage 1 overwrote
     # the base model's answering skill; README, VA-GPT).
-    c.stage1 = _stage(200, 1e-4, 20, [])
-    c.stage2 = _stage(50, 5e-5, 5, [])
+    c.stage1 = adamw_stage(200, 1e-4, 20, [])
+    c.stage2 = adamw_stage(50, 5e-5, 5, [])
     # The base video LLM VA-GPT starts from (LLaMA-VID's role; tiny LLM only): the tiny LLaMA
     # pretrained on text (configs/text_pretrain.py), then the video LLM pretrained on generic
     # captions of SynthVAD's pretrain split (vau_jax/methods/pretrain/video_llm.py); cached in
@@ -184,10 +168,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         steps = 775241 // 128  # VA-GPT supp. §1.1: 775,241 pairs; LLaMA-VID --num_train_epochs 1
         # LLaMA-VID stage 2: --learning_rate 2e-5 --weight_decay 0. --warmup_ratio 0.03 cosine;
         # gradient clipping 1.0 (HF Trainer's max_grad_norm default, _stage's).
-        c.stage1 = _stage(steps, 2e-5, int(0.03 * steps), [])
+        c.stage1 = adamw_stage(steps, 2e-5, int(0.03 * steps), [])
         # VA-GPT §3 Loss & Training: stage 2 "fewer than 150 iterations"; lr as stage 1 (ours),
         # 5 warm-up steps (ours).
-        c.stage2 = _stage(150, 2e-5, 5, [])
+        c.stage2 = adamw_stage(150, 2e-5, 5, [])
         c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 8, "tensor": 1})  # ours (v5e-8)
         c.paper_checkpoints = ml_collections.ConfigDict(
             {"vision": "", "patch_encoder": "", "vlm": ""}

@@ -118,6 +118,35 @@ def runs_seconds(
     return out
 
 
+def timeline_head(
+    method: str,
+    frames: np.ndarray,
+    fps: float,
+    start_s: float,
+    frame_probs: np.ndarray,
+    threshold: float,
+    stream_times: bool = False,
+) -> dict[str, Any]:
+    """The keys every method's timeline starts with: ``method``, ``fps``, ``n_frames``,
+    ``start_s``, ``duration_s``, ``frame_probs`` (per input frame, 6 decimals), ``threshold``
+    and ``intervals_s`` (runs of ``frame_probs >= threshold``, half-open seconds from the
+    window's first frame, or stream seconds when ``stream_times``)."""
+    n = len(frames)
+    t_in = (float(start_s) if stream_times else 0.0) + np.arange(n) / float(fps)
+    return {
+        "method": method,
+        "fps": float(fps),
+        "n_frames": int(n),
+        "start_s": round(float(start_s), 6),
+        "duration_s": round(n / float(fps), 6),
+        "frame_probs": [round(float(x), 6) for x in frame_probs],
+        "threshold": float(threshold),
+        "intervals_s": [
+            [a + 0.0, b + 0.0] for a, b in runs_seconds(frame_probs, t_in, threshold, 1 / fps)
+        ],
+    }
+
+
 def put_parts(params: Any, parts: dict[str, Any]) -> Any:
     """``params`` with top-level subtrees replaced by host arrays of the same shapes, placed on
     the replaced leaves' shardings (raises naming the leaf on a shape mismatch)."""

@@ -27,7 +27,7 @@ import numpy as np
 from vau_jax.data import templates as T
 from vau_jax.data.datasets import ArrayVideo
 from vau_jax.data.features import encode_video
-from vau_jax.methods.base import runs_seconds, standardise
+from vau_jax.methods.base import standardise, timeline_head
 from vau_jax.methods.tvau import data as D
 
 #: The questions asked of every video, in order (the anomaly questions of training).
@@ -122,14 +122,7 @@ def predict(
     answers = answer(method, params, feats, max_new_tokens)
     duration = len(frames) / float(fps)
     timeline = {
-        "method": "tvau",
-        "fps": float(fps),
-        "n_frames": int(len(frames)),
-        "start_s": start_s,
-        "duration_s": round(duration, 4),
-        "frame_probs": [round(float(x), 6) for x in frame_probs],
-        "threshold": THRESHOLD,
-        "intervals_s": runs_seconds(frame_probs, t_in, THRESHOLD, 1.0 / float(fps)),
+        **timeline_head("tvau", frames, fps, start_s, frame_probs, THRESHOLD),
         "heatmap_grid": [g, g],
         "heatmaps": np.round(grid_heat[j], 3).tolist(),
         "boxes": [[int(r[0]), *(int(x) for x in r[1:5]), round(float(r[5]), 4)] for r in rows],

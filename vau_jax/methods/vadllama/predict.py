@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data.frames import BackgroundSubtractor, resize_crop
-from vau_jax.methods.base import runs_seconds
+from vau_jax.methods.base import timeline_head
 from vau_jax.methods.vadllama import data as D
 
 
@@ -133,17 +133,7 @@ def predict(
     st.clips_done += n_complete
     thr = float(method.config.get("threshold", 0.5))
     timeline = {
-        "method": "vadllama",
-        "fps": float(fps),
-        "n_frames": int(len(frames)),
-        "start_s": round(float(start_s), 6),
-        "duration_s": round(len(frames) / fps, 6),
-        "frame_probs": [round(float(p), 6) for p in frame_probs],
-        "threshold": thr,
-        "intervals_s": [
-            [round(a + 0.0, 3), round(b + 0.0, 3)]
-            for a, b in runs_seconds(frame_probs, t_in, thr, 1.0 / fps)
-        ],
+        **timeline_head("vadllama", frames, fps, start_s, frame_probs, thr, stream_times=True),
         "clip_seconds": f / float(spec.fps),
         "clip_scores": [round(float(s), 6) for s in clip_scores],
         "clips_done": st.clips_done,

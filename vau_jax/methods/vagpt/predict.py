@@ -31,7 +31,7 @@ from vau_jax.data import templates as T
 from vau_jax.data.benchmark import MCOption, candidate_options, human_turn, mc_prompt, relettered
 from vau_jax.data.datasets import ArrayVideo
 from vau_jax.data.features import encode_video
-from vau_jax.methods.base import runs_seconds, standardise
+from vau_jax.methods.base import standardise, timeline_head
 from vau_jax.methods.vagpt import data as D
 from vau_jax.methods.vagpt.tetg import tetg_prompt
 
@@ -175,14 +175,7 @@ def predict(
     )
     frame_probs = probs[j]
     timeline = {
-        "method": "vagpt",
-        "fps": float(fps),
-        "n_frames": int(len(frames)),
-        "start_s": start_s,
-        "duration_s": round(duration, 4),
-        "frame_probs": [round(float(x), 6) for x in frame_probs],
-        "threshold": threshold,
-        "intervals_s": runs_seconds(frame_probs, t_in, threshold, 1.0 / float(fps)),
+        **timeline_head("vagpt", frames, fps, start_s, frame_probs, threshold),
         "tetg_fps": run_fps,
         "tetg_probs": [round(float(x), 6) for x in probs],
         "tetg_interval_s": None if interval is None else [float(interval[0]), float(interval[1])],
