@@ -126,7 +126,7 @@ def test_predict_gives_heatmaps_boxes_and_answers(tvau_run):
 
 def test_geometry_round_trip_on_a_wide_video():
     """Masks map onto the encoder square as the frames do; boxes map back."""
-    hw, size = (48, 96), 32  # 2x downscale of the shorter side, then a centre crop in x
+    hw, size = (64, 128), 32  # 2x downscale of the shorter side, then a centre crop in x
     masks = np.zeros((1, *hw), bool)
     masks[0, 10:20, 40:60] = True  # x 40..59 -> scaled 20..29 -> cropped (x0 = 16) 4..13
     m = D.mask_to_input(masks, size)
