@@ -98,3 +98,16 @@ def adamw_stage(
         }
     )
     return ml_collections.ConfigDict({"steps": ref, "optimizer": opt})
+
+
+def apply_overrides(c: ml_collections.ConfigDict, items: list[str]) -> None:
+    """``key.sub=value`` strings (scripts' ``--set``) applied to ``c``, each value converted
+    to the type of the field it replaces (booleans: ``True`` / anything else)."""
+    for item in items:
+        key, _, value = item.partition("=")
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        old = node[leaf]
+        node[leaf] = value == "True" if isinstance(old, bool) else type(old)(value)

@@ -49,18 +49,11 @@ COLUMNS = (
 
 def make_config(seed: int, overrides: list[str], fields: dict):
     import tvau as tvau_config
+    from common import apply_overrides
 
     c = tvau_config.get_config("tiny")
     c.seed = seed
-    for item in overrides:
-        key, _, value = item.partition("=")
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = (
-            type(node[leaf])(value) if not isinstance(node[leaf], bool) else value == "True"
-        )
+    apply_overrides(c, overrides)
     fields = dict(fields)
     if fields.pop("one_shot", False):
         c.ahd.one_shot = True

@@ -45,20 +45,13 @@ RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 def make_config(llm: str, seed: int, overrides: list[str], **fields):
     import vagpt as vagpt_config
+    from common import apply_overrides
 
     c = vagpt_config.get_config("tiny")
     c.seed = seed
     if llm == "smollm2":
         c.llm, c.chat_format, c.train_llm = "smollm2", "chatml", False
-    for item in overrides:
-        key, _, value = item.partition("=")
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = (
-            type(node[leaf])(value) if not isinstance(node[leaf], bool) else value == "True"
-        )
+    apply_overrides(c, overrides)
     c.update(fields)
     return c
 
