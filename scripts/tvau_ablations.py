@@ -70,7 +70,7 @@ def frozen_lvlm(c, workdir: str) -> dict[str, float]:
 
     m = methods.build(c, workdir)
     m.prepare()
-    params = m._load_lvlm(m.init_params(jax.random.key(int(c.seed))))
+    params = m.load_lvlm(m.init_params(jax.random.key(int(c.seed))))
     os.makedirs(workdir, exist_ok=True)
     return language(m, params, workdir)
 

@@ -202,7 +202,8 @@ class TVAU(MethodBase):
     def init_params(self, rng: jax.Array) -> Any:
         return nn.unbox(jax.jit(self._init)(rng))
 
-    def _load_lvlm(self, params: Any) -> Any:
+    def load_lvlm(self, params: Any) -> Any:
+        """``params`` with the frozen LVLM (the cached base video LLM) put in ``vlm``."""
         from vau_jax.methods.pretrain.video_llm import ensure_base_llm
 
         return put_parts(params, {"vlm": ensure_base_llm(self.config)})
@@ -299,7 +300,7 @@ class TVAU(MethodBase):
                 self._ahd_loss,
                 ahd_data,
                 log_every=int(c.log_every),
-                on_start=self._load_lvlm,
+                on_start=self.load_lvlm,
             ),
             Stage(
                 "rae_narration",
@@ -326,7 +327,7 @@ class TVAU(MethodBase):
                 "use_ahd=False and use_rae=False: nothing to train (the frozen LVLM alone is "
                 "evaluated by scripts/tvau_ablations.py)"
             )
-        kept[0] = dataclasses.replace(kept[0], on_start=self._load_lvlm)
+        kept[0] = dataclasses.replace(kept[0], on_start=self.load_lvlm)
         return kept
 
     # -- evaluation, prediction, report ----------------------------------------------------
