@@ -174,3 +174,21 @@ def test_narration_orders_objects_and_names_motion():
     }
     assert Q.narration(entry) == "A red person stays in place. A vehicle moves to the left."
     assert Q.narration({"objects": []}) == "The scene is empty."
+
+
+def test_report_renders_in_chromium(tvau_run, tmp_path):
+    """The run's report: every image (heatmap overlays, trajectory images) loads, one curve
+    per video, no script error, and the questions are shown with the truth."""
+    from tests.report.test_report import _render
+
+    path = os.path.join(tvau_run, "report.html")
+    body, console = _render(path, tmp_path)
+    assert console == []
+    with open(path, encoding="utf-8") as f:
+        html = f.read()
+    videos = html.count('<section class="video"')
+    assert videos == 2  # tiny recipe: report_videos = 2
+    assert body.get("data-svgs") == str(videos)
+    total = int(body["data-images-total"])
+    assert total >= 2 * videos and body["data-images-loaded"] == str(total)
+    assert "trajectory (accumulated heatmap" in html and "truth:" in html
