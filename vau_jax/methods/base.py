@@ -118,6 +118,19 @@ def runs_seconds(
     return out
 
 
+def pick_videos(videos: list[Any], count: int) -> list[int]:
+    """Up to ``count`` indices, anomalous and normal alternating (split order): the videos
+    a report shows."""
+    anomalous = [i for i, v in enumerate(videos) if v.is_anomalous]
+    normal = [i for i, v in enumerate(videos) if not v.is_anomalous]
+    out: list[int] = []
+    for k in range(count):
+        for group in (anomalous, normal):
+            if k < len(group) and len(out) < count:
+                out.append(group[k])
+    return out
+
+
 def timeline_head(
     method: str,
     frames: np.ndarray,

@@ -67,7 +67,9 @@ def read_tracks_txt(path: str) -> dict[int, tuple[int, int]]:
     return tracks
 
 
-def _mask_files(annot_dir: str, vid: str) -> dict[int, str]:
+def mask_files(annot_dir: str, vid: str) -> dict[int, str]:
+    """``frame -> path`` of video ``vid``'s ``<vid>_<frame>_gt.png`` masks in ``annot_dir``
+    (any number of digits)."""
     out: dict[int, str] = {}
     for name in os.listdir(annot_dir):
         m = _MASK_RE.match(name)
@@ -159,7 +161,7 @@ def read_ubnormal_video(annot_dir: str, video_path: str | None = None) -> VideoR
     if not os.path.isfile(tracks_path):
         raise FormatError(f"{annot_dir}: missing {vid}_tracks.txt")
     spans = read_tracks_txt(tracks_path)
-    masks = _mask_files(annot_dir, vid)
+    masks = mask_files(annot_dir, vid)
     tracks, unassigned = boxes_from_masks(masks, spans)
     fps, probed_frames = _probe_frames(video_path)
     mask_frames = (max(masks) + 1) if masks else None

@@ -134,11 +134,12 @@ def anomaly_mask(video: VideoInput, t: int, timelines: list[Timeline]) -> np.nda
     path, vid = video.record.masks_path, video.record.id
     if path and path.endswith(".npy"):
         return np.load(path, mmap_mode="r", allow_pickle=False)[t] > 0
-    png = os.path.join(path, f"{vid}_{t:04d}_gt.png") if path else ""
-    if png and os.path.isfile(png):
-        from vau_jax.data.formats.ubnormal import load_mask
+    if path and os.path.isdir(path):
+        from vau_jax.data.formats.ubnormal import load_mask, mask_files
 
-        return load_mask(png) > 0
+        png = mask_files(path, vid).get(int(t))
+        if png:
+            return load_mask(png) > 0
     mask = np.zeros([video.height, video.width], bool)
     for tl in timelines:
         for x1, y1, x2, y2 in tl.boxes[(tl.frames == t)] if tl.anomalous else []:

@@ -86,16 +86,6 @@ def records_by_id(dataset: str, root: str) -> dict[str, VideoRecord]:
     return out
 
 
-def _ubnormal_mask(annot_dir: str, vid: str, frame: int) -> np.ndarray | None:
-    from vau_jax.data.formats.ubnormal import load_mask
-
-    for digits in (4, 3, 5, 6):
-        path = os.path.join(annot_dir, f"{vid}_{frame:0{digits}d}_gt.png")
-        if os.path.isfile(path):
-            return load_mask(path)
-    return None
-
-
 def anomaly_masks(record: VideoRecord, frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """bool ``[n, H, W]``: the anomalous pixels of native frames ``frames`` (all False for a
     normal video or a frame without a mask file).
@@ -113,9 +103,12 @@ def anomaly_masks(record: VideoRecord, frames: np.ndarray, hw: tuple[int, int]) 
     if not path or not record.is_anomalous:
         return out
     if os.path.isdir(path):
+        from vau_jax.data.formats.ubnormal import load_mask, mask_files
+
+        files = mask_files(path, record.id)
         for k, f in enumerate(frames):
-            m = _ubnormal_mask(path, record.id, int(f))
-            if m is not None:
+            if int(f) in files:
+                m = load_mask(files[int(f)])
                 if m.shape != tuple(hw):
                     raise FormatError(f"{path}: mask of frame {f} is {m.shape}, the video {hw}")
                 out[k] = m > 0
@@ -273,9 +266,20 @@ def ahd_rows(method: Any, split: str) -> list[dict[str, np.ndarray]]:
     return rows
 
 
+def sample_frames(feats: dict[str, Any], frames: int) -> dict[str, np.ndarray]:
+    """The LVLM's view of one video (:meth:`TapFeatures.video` output): ``frames`` frames
+    spread uniformly, as ``visual [S, N, D]``, ``tap_<k> [S, N, D_k]`` and ``frame_valid
+    [S]``."""
+    idx = sample_indices(len(feats["indices"]), frames)
+    out = {"visual": feats["visual"][idx], "frame_valid": np.ones(frames, bool)}
+    for k, t in enumerate(feats["taps"]):
+        out[f"tap_{k}"] = t[idx]
+    return out
+
+
 class SampledTaps:
-    """Per video of a split the LVLM's ``frames_per_video`` sampled frames: ``visual
-    [S, N, D]`` and ``tap_<k> [S, N, D_k]`` (computed once per video, kept in memory)."""
+    """Per video of a split its :func:`sample_frames` (computed once per video, kept in
+    memory)."""
 
     def __init__(self, feats: TapFeatures, frames: int):
         self.feats, self.frames = feats, int(frames)
@@ -283,21 +287,15 @@ class SampledTaps:
 
     def __call__(self, i: int) -> dict[str, np.ndarray]:
         if i not in self._cache:
-            f = self.feats.video(i)
-            idx = sample_indices(len(f["indices"]), self.frames)
-            out = {"visual": f["visual"][idx], "frame_valid": np.ones(self.frames, bool)}
-            for k, t in enumerate(f["taps"]):
-                out[f"tap_{k}"] = t[idx]
-            self._cache[i] = out
+            self._cache[i] = sample_frames(self.feats.video(i), self.frames)
         return self._cache[i]
 
 
 def sampled(method: Any, split: str) -> SampledTaps:
-    """The method's :class:`SampledTaps` of a split (one per split)."""
-    cache = method.__dict__.setdefault("_sampled", {})
-    if split not in cache:
-        cache[split] = SampledTaps(method.feats[split], method.frames)
-    return cache[split]
+    """The method's :class:`SampledTaps` of a split (one per split, in ``method.sampled``)."""
+    if split not in method.sampled:
+        method.sampled[split] = SampledTaps(method.feats[split], method.frames)
+    return method.sampled[split]
 
 
 def attach(method: Any, split: str, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

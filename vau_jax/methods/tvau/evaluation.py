@@ -40,30 +40,36 @@ HEAT_BATCH = 64
 
 
 def _heat_fn(method: Any) -> Any:
-    """Jitted ``(ahd params, taps [n, N, D_k]...) -> heatmap [n, size, size]`` (built once)."""
+    """Jitted ``(ahd params, taps [n, N, D_k]...) -> (heatmap [n, size, size], patch-grid
+    heatmap [n, g, g])`` (built once)."""
     if "heat" not in method._jit:
         from vau_jax.models.heads.ahd import upsample_heatmap
 
         size = method.size
 
-        def fn(ahd_params: Any, taps: list[jax.Array]) -> jax.Array:
+        def fn(ahd_params: Any, taps: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
             h = method.heat(ahd_params, taps)["heatmap"]
-            return upsample_heatmap(h, (size, size))
+            return upsample_heatmap(h, (size, size)), h
 
         method._jit["heat"] = jax.jit(fn)
     return method._jit["heat"]
 
 
-def heatmaps(method: Any, ahd_params: Any, taps: list[np.ndarray]) -> np.ndarray:
-    """float32 ``[T, size, size]`` heatmaps of one video's tapped tokens (``[T, N, D_k]``)."""
+def heatmaps(
+    method: Any, ahd_params: Any, taps: list[np.ndarray], grid: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """float32 ``[T, size, size]`` heatmaps of one video's tapped tokens (``[T, N, D_k]``);
+    with ``grid`` also AHD's own ``[T, g, g]`` patch-grid heatmaps."""
     fn, n = _heat_fn(method), len(taps[0])
-    out = []
+    up, coarse = [], []
     for s in range(0, n, HEAT_BATCH):
         chunk = [t[s : s + HEAT_BATCH] for t in taps]
         pad = HEAT_BATCH - len(chunk[0])
         chunk = [np.concatenate([t, np.repeat(t[-1:], pad, 0)]) if pad else t for t in chunk]
-        out.append(np.asarray(fn(ahd_params, [jnp.asarray(t) for t in chunk]))[: HEAT_BATCH - pad])
-    return np.concatenate(out)
+        a, b = fn(ahd_params, [jnp.asarray(t) for t in chunk])
+        up.append(np.asarray(a)[: HEAT_BATCH - pad])
+        coarse.append(np.asarray(b)[: HEAT_BATCH - pad])
+    return (np.concatenate(up), np.concatenate(coarse)) if grid else np.concatenate(up)
 
 
 def box_rule(config: Any) -> Any:
@@ -124,11 +130,10 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
 
 
 def _write_lines(path: str, lines: list[str]) -> None:
-    """Text lines written atomically (temporary file + rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+    """Text lines written atomically (:func:`vau_jax.data.features.atomic_write`)."""
+    from vau_jax.data.features import atomic_write
+
+    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in lines)), mode="w")
 
 
 def scorer(method: Any) -> Any:

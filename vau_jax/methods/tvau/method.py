@@ -47,6 +47,7 @@ class TVAU(MethodBase):
         super().__init__(config, workdir)
         self.dataset = None
         self.feats: dict[str, D.TapFeatures] = {}
+        self.sampled: dict[str, D.SampledTaps] = {}  # per split, built on first use
         self._jit: dict[str, Any] = {}
 
     # -- preparation -----------------------------------------------------------------------
@@ -74,8 +75,7 @@ class TVAU(MethodBase):
             self.records = D.records_by_id(str(c.dataset), self.root)
         self._encoders(inference)
         self.tok, self.llm_cfg = tiny_llm(c)
-        llm_cfg = self.llm_cfg
-        self.vlm = build_vlm(c, llm_cfg, self.width, self.tok.vocab_size)
+        self.vlm = build_vlm(c, self.llm_cfg, self.width, self.tok.vocab_size)
         self.frames = int(c.frames_per_video)
         self.ahd = AHD(
             AHDConfig(
@@ -86,7 +86,7 @@ class TVAU(MethodBase):
             )
         )
         self.rcfg = RAEConfig(
-            llm_width=int(llm_cfg.hidden_size),
+            llm_width=int(self.llm_cfg.hidden_size),
             channels=tuple(c.rae.channels),
             num_base=int(c.rae.num_base),
             time_segments=int(c.rae.time_segments),
@@ -118,7 +118,8 @@ class TVAU(MethodBase):
         if max(self.taps) > depth or min(self.taps) < 1:
             raise ValueError(f"taps {self.taps} outside the tower's blocks 1..{depth}")
         outputs = tuple(sorted({f"hidden_{b}" for b in (*self.taps, depth)}))
-        self.encoder = clip.frozen_clip(c.clip_pretrain, outputs, batch_size=64)
+        # the same loaded tower and weights, other outputs (no second checkpoint read)
+        self.encoder = dataclasses.replace(probe, outputs=outputs, batch_size=64)
         self.depth, self.width = depth, int(self.encoder.width)
         vcfg = self.encoder.config
         self.grid = int(vcfg.image_size) // int(vcfg.patch_size)
@@ -128,7 +129,6 @@ class TVAU(MethodBase):
         # explain / serve decode a user's video at the rate the layout's videos have
         self.predict_fps = float(c.get("fps", 0.0) or c.synthvad.fps)
         normal, abnormal = D.prompt_texts(c, ANOMALY_TYPES)
-        self.prompt_texts = (normal, abnormal)
         self.prompts = self._embed_prompts(probe, normal, abnormal)
 
     def _embed_prompts(self, enc: Any, normal: list[str], abnormal: list[str]) -> np.ndarray:
@@ -292,43 +292,29 @@ class TVAU(MethodBase):
 
             return make
 
-        stages = [
-            Stage(
-                "ahd",
-                int(c.ahd_stage.steps),
-                opt(c.ahd_stage, [r"^rae/", r"^vlm/"]),
-                self._ahd_loss,
-                ahd_data,
-                log_every=int(c.log_every),
-                on_start=self.load_lvlm,
-            ),
-            Stage(
-                "rae_narration",
-                int(c.rae_narration.steps),
-                opt(c.rae_narration, [r"^ahd/", r"^vlm/"]),
-                self._rae_loss,
-                rae_data("narration"),
-                log_every=int(c.log_every),
-            ),
-            Stage(
-                "rae_anomaly",
-                int(c.rae_anomaly.steps),
-                opt(c.rae_anomaly, [r"^ahd/", r"^vlm/"]),
-                self._rae_loss,
-                rae_data("anomaly"),
-                log_every=int(c.log_every),
-            ),
-        ]
         # Ablations (config.use_ahd / use_rae): a part that is off is not trained; the first
         # stage that runs puts the LVLM in place.
-        kept = [st for st, k in zip(stages, (self.use_ahd, self.use_rae, self.use_rae)) if k]
-        if not kept:
+        stages = []
+        if self.use_ahd:
+            frozen = [r"^rae/", r"^vlm/"]
+            stages.append(
+                Stage("ahd", int(c.ahd_stage.steps), opt(c.ahd_stage, frozen), self._ahd_loss,
+                      ahd_data, log_every=int(c.log_every))
+            )  # fmt: skip
+        if self.use_rae:
+            for kind in ("narration", "anomaly"):  # the curriculum, in order
+                cfg = c[f"rae_{kind}"]
+                stages.append(
+                    Stage(f"rae_{kind}", int(cfg.steps), opt(cfg, [r"^ahd/", r"^vlm/"]),
+                          self._rae_loss, rae_data(kind), log_every=int(c.log_every))
+                )  # fmt: skip
+        if not stages:
             raise ValueError(
                 "use_ahd=False and use_rae=False: nothing to train (the frozen LVLM alone is "
                 "evaluated by scripts/tvau_ablations.py)"
             )
-        kept[0] = dataclasses.replace(kept[0], on_start=self.load_lvlm)
-        return kept
+        stages[0] = dataclasses.replace(stages[0], on_start=self.load_lvlm)
+        return stages
 
     # -- evaluation, prediction, report ----------------------------------------------------
 

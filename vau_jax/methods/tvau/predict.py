@@ -59,10 +59,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
     from vau_jax.methods.tvau.evaluation import scorer
     from vau_jax.models.llama import LlamaForCausalLM
 
-    idx = D.sample_indices(len(feats["indices"]), method.frames)
-    sampled = {"visual": feats["visual"][idx], "frame_valid": np.ones(len(idx), bool)}
-    for k, t in enumerate(feats["taps"]):
-        sampled[f"tap_{k}"] = t[idx]
+    sampled = D.sample_frames(feats, method.frames)
     rows = [
         chat_row(
             method.tok,
@@ -108,7 +105,7 @@ def predict(
     method._need("inference")
     start_s = float((state or {}).get("seconds", 0.0))
     feats = video_features(method, frames, fps)
-    heat = heatmaps(method, params["ahd"], feats["taps"])  # [T', size, size]
+    heat, grid_heat = heatmaps(method, params["ahd"], feats["taps"], grid=True)
     probs = frame_scores(heat)
     rows = video_boxes(heat, box_rule(method.config), frames=feats["indices"])
     rows[:, 1:5] = D.box_to_native(rows[:, 1:5], frames.shape[1:3], method.size)
@@ -118,7 +115,6 @@ def predict(
     )
     frame_probs = probs[j]
     g = method.grid
-    grid_heat = heat.reshape(len(heat), g, heat.shape[1] // g, g, heat.shape[2] // g).mean((2, 4))
     answers = answer(method, params, feats, max_new_tokens)
     duration = len(frames) / float(fps)
     timeline = {

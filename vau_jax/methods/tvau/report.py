@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vau_jax.methods.base import pick_videos
 from vau_jax.methods.tvau import data as D
 
 FRAMES_SHOWN = 4
@@ -73,14 +74,6 @@ def rgb_frames(video: Any, size: int) -> np.ndarray:
     return np.concatenate([c.frames for c in chunks])
 
 
-def _pick(videos: list[Any], count: int) -> list[int]:
-    anomalous = [i for i, v in enumerate(videos) if v.is_anomalous]
-    normal = [i for i, v in enumerate(videos) if not v.is_anomalous]
-    order = [x for pair in zip(anomalous, normal) for x in pair]
-    order += anomalous[len(order) // 2 :] + normal[len(order) // 2 :]
-    return order[:count]
-
-
 def _qa_text(answers: list[dict]) -> str:
     return "\n".join(
         f"Q ({a['kind']}): {a['question']}\n  answer: {a['answer']}\n  truth:  {a['truth']}"
@@ -104,7 +97,7 @@ def write_report(method: Any, params: Any, metrics: dict[str, float], workdir: s
                 a = json.loads(line)
                 answers.setdefault(a["video"], []).append(a)
     out = []
-    for i in _pick(videos, int(method.config.report_videos)):
+    for i in pick_videos(videos, int(method.config.report_videos)):
         v, f = videos[i], feats.video(i)
         heat = heatmaps(method, params["ahd"], f["taps"])
         frames = rgb_frames(v, method.size)[: len(heat)]

@@ -8,21 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from vau_jax.methods.base import pick_videos
 from vau_jax.report import ReportVideo, write_report
 
 FRAMES_SHOWN = 4
-
-
-def pick_videos(videos: list[Any], count: int) -> list[int]:
-    """Up to ``count`` indices, anomalous and normal alternating (split order)."""
-    anomalous = [i for i, v in enumerate(videos) if v.is_anomalous]
-    normal = [i for i, v in enumerate(videos) if not v.is_anomalous]
-    out: list[int] = []
-    for k in range(count):
-        for group in (anomalous, normal):
-            if k < len(group) and len(out) < count:
-                out.append(group[k])
-    return out
 
 
 def write_vadllama_report(method: Any, params: Any, metrics: dict[str, float], workdir: str) -> str:
