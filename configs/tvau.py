@@ -1,6 +1,8 @@
 """T-VAU: anomaly heatmaps (AHD), region prompts (RAE) on a frozen video LLM; a main job.
 
     python -m vau_jax.main --config=configs/tvau.py            # tiny preset, SynthVAD
+    python -m vau_jax.main --config=configs/tvau.py:paper \
+        --config.dataset_dir=UBNORMAL --config.paper_checkpoints.clip=DIR ...
 
 Tiny: SynthVAD is written once into the data dir in the **UBnormal layout** (videos,
 per-frame anomaly masks, track files) and read back through the UBnormal reader, so the run
@@ -31,13 +33,14 @@ from vau_jax.methods.pretrain.video_llm import BASE_KEYS as LVLM_KEYS  # noqa: E
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    preset = parse_preset(arg, ("tiny",))  # the paper preset: issue [3/7] item 8
+    preset = parse_preset(arg)
     c = base_config()
     c.method = "tvau"
     c.preset = preset
     lvlm = vagpt_config.get_config("tiny")
     for key in LVLM_KEYS:
         c[key] = lvlm[key]
+    c.llm = "tiny"
     c.data_dir = data_dir()
     # Data: "ubnormal" or "shanghaitech" (a tree in the published layout, dataset_dir), or
     # SynthVAD written in that layout when dataset_dir is "" (cached in the data dir).
@@ -94,4 +97,59 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.max_answer_tokens = 24
     c.report_videos = 6
     c.log_every = 100
+    if preset == "paper":
+        paper(c)
     return c
+
+
+def paper(c: ml_collections.ConfigDict) -> None:
+    """The paper preset in place (methods/tvau/paper.py). T-VAU names no LVLM and gives no
+    batch size, step count or learning rate: every value marked "ours" is our choice."""
+    lvlm = vagpt_config.get_config("paper")
+    # The frozen LVLM: LLaMA-VID (Vicuna-7B, EVA-ViT-g, its Q-Former and projectors), as the
+    # tiny preset's frozen LVLM is the base video LLM VA-GPT starts from (ours: T-VAU §3 says
+    # "a frozen LVLM backbone"); its frame rate, size and lengths are LLaMA-VID's.
+    for key in (*LVLM_KEYS, "vision_encoder", "llm_preset", "system_prompt"):
+        if key in lvlm:
+            c[key] = lvlm[key]
+    c.llm = "paper"
+    c.qformer_tokenizer = ""  # as VA-GPT's paper preset: qformer_tokenizer/ of the vlm role
+    # AHD's tower: a 32-block CLIP-family tower with its text tower (T-VAU §3.1 taps blocks
+    # 1/8/16/32 of 32): OpenCLIP ViT-H/14, laion2B (ours: the paper names no tower).
+    c.clip_encoder = "clip-h/14"
+    c.taps = (1, 8, 16, 32)  # T-VAU §3.1
+    c.dataset = "ubnormal"  # T-VAU §4 (UBnormal; ShanghaiTech: --config.dataset=shanghaitech)
+    c.dataset_dir = ""  # required: the UBnormal tree in its published layout
+    c.fps = 0.0  # every native frame is scored (UBnormal's frame-level protocol)
+    c.frame_size = 224  # ViT-H/14 and EVA-ViT-g/14 at 224: a 16 x 16 patch grid each
+    c.frames_per_video = 32  # ours: LLaMA-VID's 1 fps has no cap; 32 frames -> 64 tokens
+    # Prompt ensembles for the frozen text tower (T-VAU §3.1: normal/abnormal prompts,
+    # averaged per class); ours: the paper lists none. UBnormal's anomaly types.
+    c.normal_prompts = (
+        "a photo of a normal scene.",
+        "a photo of people walking.",
+        "a photo of an ordinary street.",
+        "a photo of people standing.",
+    )
+    c.abnormal_prompts = tuple(
+        f"a photo of {x}."
+        for x in (
+            "an anomaly", "people fighting", "a person falling", "a person running",
+            "a fire", "smoke", "a car crash", "a person jumping", "a person dancing",
+            "a person lying on the ground", "a car on the sidewalk", "an abandoned bag",
+        )
+    )  # fmt: skip
+    c.ahd.mlp_hidden = 1024  # ours: T-VAU §3.1 "MLP" without a width
+    c.ahd.batch_size = 64  # ours (frames per step)
+    c.ahd_stage = adamw_stage(3000, 1e-4, 100)  # ours
+    c.rae.channels = (64, 128)  # ours: T-VAU §3.2 "a small convolutional network"
+    c.rae.num_base = 16  # ours
+    c.rae.batch_size = 16  # ours
+    c.rae_narration = adamw_stage(1000, 1e-4, 30)  # ours (curriculum step 1)
+    c.rae_anomaly = adamw_stage(3000, 1e-4, 30)  # ours (curriculum step 2)
+    c.rae_max_length = 2048  # LLaMA-VID --model_max_length 2048
+    c.max_answer_tokens = 64
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 8, "tensor": 1})  # ours (v5e-8)
+    c.paper_checkpoints = ml_collections.ConfigDict(
+        {"clip": "", "vision": "", "vlm": ""}
+    )  # vau_jax/methods/tvau/paper.py SOURCES

@@ -1,4 +1,5 @@
-"""Paper presets of VA-GPT and VAD-LLaMA: full-size trees, shardings, and the no-weights exit.
+"""Paper presets of VA-GPT, VAD-LLaMA and T-VAU: full-size trees, shardings, and the
+no-weights exit.
 
 Everything is built under ``jax.eval_shape`` (no parameter memory). The meshes come from each
 config's ``mesh`` field on the 8 CPU devices ``tests/conftest.py`` forces.
@@ -16,12 +17,14 @@ from flax import linen as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
 
+import tvau as tvau_config  # noqa: E402
 import vadllama as vadllama_config  # noqa: E402
 import vagpt as vagpt_config  # noqa: E402
 
 from vau_jax import sharding  # noqa: E402
 from vau_jax.methods import paper  # noqa: E402
 from vau_jax.methods.paper import explain_missing_weights  # noqa: E402
+from vau_jax.methods.tvau.paper import tvau_abstract_params  # noqa: E402
 from vau_jax.methods.vadllama.paper import paper_abstract_params  # noqa: E402
 from vau_jax.methods.vagpt.paper import vagpt_abstract_params  # noqa: E402
 
@@ -38,6 +41,10 @@ LLAMA_VID_QFORMER = BLIP2_QFORMER + 768
 # Video-LLaMA's video Q-Former: HF Blip2QFormerModel(2 layers, cross-attention every layer,
 # 768-wide inputs) = 18,905,088 on the meta device, + 32 x 768 video queries.
 VIDEO_LLAMA_QFORMER = 18_929_664
+# OpenCLIP ViT-H/14 (laion2B) as HF CLIPModel: vision 630,766,080 + text 352,984,064 +
+# the two projections (1280 -> 1024, 1024 -> 1024) + the logit scale; OpenCLIP's 986.11M.
+CLIP_VIT_H14 = 986_109_441
+CONFIGS = {"vagpt": vagpt_config, "vadllama": vadllama_config, "tvau": tvau_config}
 
 
 def _is_box(x):
@@ -182,9 +189,42 @@ def test_vadllama_paper_phases_freeze_the_video_encoder():
     assert p3.enabled and p3.batch_size == 2 and p3.steps == 30000 and p3.captions == "uca"
 
 
-@pytest.mark.parametrize("method", ["vagpt", "vadllama"])
+def test_tvau_paper_trees_counts_and_shardings():
+    """A 32-block CLIP-family tower with its text tower (OpenCLIP ViT-H/14), the frozen
+    LLaMA-VID LVLM (EVA-ViT-g + Vicuna-7B), AHD on blocks 1/8/16/32, RAE to Vicuna's width;
+    every leaf gets a NamedSharding on the preset's 8-device mesh."""
+    from vau_jax.models.heads.ahd import proportional_taps
+    from vau_jax.models.heads.rae import RAEConfig, added_params
+
+    c = tvau_config.get_config("paper")
+    trees = tvau_abstract_params(c)
+    assert set(trees) == {"clip", "vision", "vlm", "ahd", "rae"}
+    clip = nn.unbox(trees["clip"])
+    assert len(clip["vision_model"]["encoder"]) == 32 and "text_model" in clip
+    assert _count(trees["clip"]) == CLIP_VIT_H14
+    assert _count(trees["vision"]) == EVA_VIT_G14
+    assert _count(nn.unbox(trees["vlm"])["llm"]) == VICUNA_7B
+    assert tuple(c.taps) == (1, 8, 16, 32) == proportional_taps(32)
+    # AHD: per tap an MLP 1280 -> mlp_hidden -> 1024 (the text tower's joint width), one
+    # weight per tap and the learned temperature
+    h = c.ahd.mlp_hidden
+    per_tap = (1280 * h + h) + (h * 1024 + 1024)
+    assert _count(trees["ahd"]) == 4 * per_tap + 4 + 1
+    rae = RAEConfig(4096, tuple(c.rae.channels), c.rae.num_base, 3, c.rae.time_segments)
+    assert _count(trees["rae"]) == added_params(rae)
+    assert nn.unbox(trees["rae"])["base"].shape == (c.rae.num_base, 4096)
+    mesh = sharding.mesh_from_config(c)
+    assert dict(mesh.shape) == {"data": 1, "fsdp": 8, "tensor": 1}
+    shards = _shard_all(trees, mesh)
+    for name in ("clip", "vision", "vlm"):  # frozen towers are FSDP-split too
+        boxes, specs = shards[name]
+        split = [b for b, s in zip(boxes, specs) if "fsdp" in jax.tree.leaves(tuple(s.spec))]
+        assert sum(int(np.prod(b.value.shape)) for b in split) > 0.95 * _count(trees[name]), name
+
+
+@pytest.mark.parametrize("method", ["vagpt", "vadllama", "tvau"])
 def test_explain_missing_weights_names_every_role_and_command(method):
-    c = (vagpt_config if method == "vagpt" else vadllama_config).get_config("paper")
+    c = CONFIGS[method].get_config("paper")
     roles = list(c.paper_checkpoints)
     assert roles and set(roles) <= set(paper.sources(method))
     buf = io.StringIO()
@@ -235,7 +275,7 @@ def test_printed_commands_read_full_models_and_pytorch_releases():
     assert '--include "*.json" "*.bin" "*.safetensors" "tokenizer.model"' in text
 
 
-@pytest.mark.parametrize("method", ["vagpt", "vadllama"])
+@pytest.mark.parametrize("method", ["vagpt", "vadllama", "tvau"])
 def test_main_with_paper_preset_and_no_weights_exits_nonzero(method, tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
@@ -256,7 +296,7 @@ def test_main_with_paper_preset_and_no_weights_exits_nonzero(method, tmp_path):
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr
-    c = (vagpt_config if method == "vagpt" else vadllama_config).get_config("paper")
+    c = CONFIGS[method].get_config("paper")
     for role in c.paper_checkpoints:
         assert f"--config.paper_checkpoints.{role}=checkpoints/{role}" in err
     assert "python -m vau_jax.convert --src=" in err

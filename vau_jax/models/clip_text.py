@@ -335,6 +335,14 @@ PRESETS: dict[str, Any] = {
         vision_config=vit.PRESETS["clip-vit-l/14-336"],
         projection_dim=768,
     ),
+    # OpenCLIP ViT-H/14 (laion2B): a 24-layer, 1024-wide text tower, 1024-d joint space
+    "clip-h/14": CLIPConfig(
+        text_config=dataclasses.replace(
+            _text_cfg(1024, 16, 1024), num_hidden_layers=24, hidden_act="gelu"
+        ),
+        vision_config=vit.PRESETS["clip-vit-h/14"],
+        projection_dim=1024,
+    ),
     "tiny-clip-text": _TINY_TEXT,
     "tiny-clip": CLIPConfig(
         text_config=_TINY_TEXT, vision_config=vit.PRESETS["tiny-clip-vit"], projection_dim=32

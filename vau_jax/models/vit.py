@@ -439,7 +439,13 @@ def dummy_inputs(cfg: ViTConfig) -> tuple[tuple[Any, ...], dict[str, Any]]:
 
 
 def _clip(
-    width: int, layers_: int, heads: int, patch: int, image: int = 224, proj: int = 512
+    width: int,
+    layers_: int,
+    heads: int,
+    patch: int,
+    image: int = 224,
+    proj: int = 512,
+    act: str = "quick_gelu",
 ) -> ViTConfig:
     return ViTConfig(
         variant="clip",
@@ -449,7 +455,7 @@ def _clip(
         intermediate_size=4 * width,
         num_hidden_layers=layers_,
         num_attention_heads=heads,
-        hidden_act="quick_gelu",
+        hidden_act=act,
         layer_norm_eps=1e-5,
         projection_dim=proj,
     )
@@ -475,6 +481,9 @@ PRESETS: dict[str, ViTConfig] = {
     "clip-vit-b/16": _clip(768, 12, 12, 16),
     "clip-vit-l/14": _clip(1024, 24, 16, 14, proj=768),
     "clip-vit-l/14-336": _clip(1024, 24, 16, 14, image=336, proj=768),
+    # OpenCLIP ViT-H/14 (laion/CLIP-ViT-H-14-laion2B-s32B-b79K in HF's CLIPModel layout):
+    # 32 blocks of width 1280, 16 heads, exact GELU (OpenCLIP's, not OpenAI's quick GELU)
+    "clip-vit-h/14": _clip(1280, 32, 16, 14, proj=1024, act="gelu"),
     "dinov2-s/14": _dinov2(384, 12, 6),
     "dinov2-b/14": _dinov2(768, 12, 12),
     "dinov2-l/14": _dinov2(1024, 24, 16),

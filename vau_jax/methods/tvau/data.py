@@ -188,18 +188,26 @@ class TapFeatures:
 
     store: Any
     taps: tuple[int, ...]
-    last: int  # the tower's last block: its tokens are the LVLM's visual tokens
+    last: int  # the tower's last block: its tokens are the LVLM's visual tokens ...
+    visual_store: Any = None  # ... unless the LVLM has its own tower (``patches``, paper)
 
     def __len__(self) -> int:
         return len(self.store)
 
     def video(self, i: int) -> dict[str, np.ndarray]:
-        """``taps`` list of float32 ``[T, N, D_b]``, ``visual`` ``[T, N, D]`` (standardised
-        last-block tokens), ``indices`` ``[T]``, ``timestamps`` ``[T]``."""
+        """``taps`` list of float32 ``[T, N, D_b]``, ``visual`` ``[T, N', D']`` (the LVLM's
+        tokens, standardised), ``indices`` ``[T]``, ``timestamps`` ``[T]``."""
         e = self.store[i]
+        if self.visual_store is None:
+            visual = e[f"hidden_{self.last}"]
+        else:
+            v = self.visual_store[i]
+            if not np.array_equal(np.asarray(v["indices"]), np.asarray(e["indices"])):
+                raise ValueError(f"video {i}: the two feature stores hold different frames")
+            visual = v["patches"]
         return {
             "taps": [np.asarray(e[f"hidden_{b}"], np.float32) for b in self.taps],
-            "visual": standardise(e[f"hidden_{self.last}"]),
+            "visual": standardise(visual),
             "indices": np.asarray(e["indices"]),
             "timestamps": np.asarray(e["timestamps"]),
         }

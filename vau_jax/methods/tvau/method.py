@@ -60,10 +60,10 @@ class TVAU(MethodBase):
         c = self.config
         if self.prepared == "train" or (inference and self.prepared):
             return
-        if c.llm != "tiny":
+        if c.llm not in ("tiny", "paper"):
             raise ValueError(
-                f"T-VAU's frozen LVLM is the tiny base video LLM; llm={c.llm!r} is not supported "
-                "yet"
+                f"config.llm={c.llm!r}: T-VAU's frozen LVLM is the tiny base video LLM ('tiny') "
+                "or the paper preset's converted LLaMA-VID ('paper')"
             )
         if not inference:  # the dataset index first: bad input fails before anything is built
             from vau_jax.data.datasets import layout_dataset
@@ -74,8 +74,15 @@ class TVAU(MethodBase):
             )
             self.records = D.records_by_id(str(c.dataset), self.root)
         self._encoders(inference)
-        self.tok, self.llm_cfg = tiny_llm(c)
-        self.vlm = build_vlm(c, self.llm_cfg, self.width, self.tok.vocab_size)
+        if c.llm == "paper":  # the converted LLaMA-VID: its layout, sizes and tokenizers
+            from vau_jax.methods.vagpt.paper import load_paper_llm, paper_vlm_config
+
+            self.llm_cfg, self.tok, self.query_tok = load_paper_llm(c)
+            self.vlm = VideoLLM(paper_vlm_config(c, self.vis_width))
+        else:
+            self.tok, self.llm_cfg = tiny_llm(c)
+            self.query_tok = self.tok
+            self.vlm = build_vlm(c, self.llm_cfg, self.vis_width, self.tok.vocab_size)
         self.frames = int(c.frames_per_video)
         self.ahd = AHD(
             AHDConfig(
@@ -101,48 +108,72 @@ class TVAU(MethodBase):
         self.prepared = "inference" if inference else "train"
 
     def _encoders(self, inference: bool) -> None:
-        """The frozen tiny CLIP at the tapped blocks and the prompt embeddings of its text
-        tower (``self.prompts [2, P]``: normal, abnormal)."""
+        """The frozen CLIP tower at the tapped blocks, the prompt embeddings of its text tower
+        (``self.prompts [2, P]``: normal, abnormal) and the LVLM's visual encoder.
+
+        Tiny: the pretrained tiny CLIP is both (its last block's tokens are the LVLM's).
+        Paper: the converted CLIP model (``paper_checkpoints.clip``) for AHD, and the
+        converted EVA tower's raw last-block tokens (``paper_checkpoints.vision``) for the
+        LVLM (:mod:`vau_jax.methods.tvau.paper`)."""
         from vau_jax.data.frames import FrameSpec
         from vau_jax.data.synthvad.types import ANOMALY_TYPES
-        from vau_jax.methods.pretrain import clip
 
         c = self.config
-        if inference:
-            path = clip.checkpoint_dir(c.clip_pretrain)
-            if not os.path.isfile(os.path.join(path, "config.json")):
-                raise FileNotFoundError(f"{path}: the run's frozen tiny CLIP is missing")
-        probe = clip.frozen_clip(c.clip_pretrain, ("cls",))
+        self.visual_encoder = None
+        if c.preset == "paper":
+            from vau_jax.methods.tvau import paper
+
+            probe, text_tok = paper.clip_tower(c)
+            self.visual_encoder = paper.visual_encoder(c)
+            text = (text_tok, int(probe.config.text_config.max_position_embeddings), True)
+        else:
+            from vau_jax.methods.pretrain import clip
+
+            if inference:
+                path = clip.checkpoint_dir(c.clip_pretrain)
+                if not os.path.isfile(os.path.join(path, "config.json")):
+                    raise FileNotFoundError(f"{path}: the run's frozen tiny CLIP is missing")
+            probe = clip.frozen_clip(c.clip_pretrain, ("cls",))
+            tok = clip.synthvad_tokenizer(c.clip_pretrain)
+            text = (tok, int(c.clip_pretrain.max_text_length), False)
         depth = int(probe.config.num_hidden_layers)
         self.taps = tuple(int(t) for t in c.taps) or proportional_taps(depth)
         if max(self.taps) > depth or min(self.taps) < 1:
             raise ValueError(f"taps {self.taps} outside the tower's blocks 1..{depth}")
-        outputs = tuple(sorted({f"hidden_{b}" for b in (*self.taps, depth)}))
+        lvlm_tokens = () if self.visual_encoder is not None else (depth,)
+        outputs = tuple(sorted({f"hidden_{b}" for b in (*self.taps, *lvlm_tokens)}))
         # the same loaded tower and weights, other outputs (no second checkpoint read)
         self.encoder = dataclasses.replace(probe, outputs=outputs, batch_size=64)
         self.depth, self.width = depth, int(self.encoder.width)
         vcfg = self.encoder.config
         self.grid = int(vcfg.image_size) // int(vcfg.patch_size)
+        lvlm = self.visual_encoder or self.encoder
+        self.vis_width = int(lvlm.width)
+        self.vis_tokens = (int(lvlm.config.image_size) // int(lvlm.config.patch_size)) ** 2
         self.size = int(c.frame_size)
         mode = str(c.clip_pretrain.get("input", "rgb"))
         self.spec = FrameSpec(fps=None, size=self.size, input=mode)  # every native frame
         # explain / serve decode a user's video at the rate the layout's videos have
         self.predict_fps = float(c.get("fps", 0.0) or c.synthvad.fps)
         normal, abnormal = D.prompt_texts(c, ANOMALY_TYPES)
-        self.prompts = self._embed_prompts(probe, normal, abnormal)
+        self.prompts = self._embed_prompts(probe, text, normal, abnormal)
 
-    def _embed_prompts(self, enc: Any, normal: list[str], abnormal: list[str]) -> np.ndarray:
-        from vau_jax.methods.pretrain.clip import synthvad_tokenizer
+    def _embed_prompts(
+        self, enc: Any, text: tuple[Any, int, bool], normal: list[str], abnormal: list[str]
+    ) -> np.ndarray:
+        """``[2, P]`` prompt-ensemble embeddings of the CLIP text tower; ``text`` is
+        ``(tokenizer, length, add_bos)`` (the tiny CLIP was trained without a BOS token; an
+        HF CLIP tokenizer's rows start with ``<|startoftext|>``). Rows end with EOS, the
+        pooled position."""
         from vau_jax.models.clip_text import CLIPModel
         from vau_jax.models.heads.ahd import prompt_embeddings
 
-        tok = synthvad_tokenizer(self.config.clip_pretrain)
-        length = int(self.config.clip_pretrain.max_text_length)
+        tok, length, bos = text
 
         def embed(texts: list[str]) -> jax.Array:
             ids = np.full((len(texts), length), tok.pad_id, np.int32)
             for i, t in enumerate(texts):
-                row = list(tok.encode(t))[: length - 1] + [tok.eos_id]
+                row = list(tok.encode(t, add_bos=bos))[: length - 1] + [tok.eos_id]
                 ids[i, : len(row)] = row
             out = enc.module.apply(
                 {"params": enc.params},
@@ -169,7 +200,16 @@ class TVAU(MethodBase):
             name=f"{self.dataset.name}-tvau",
         )
         fs = store.ensure(videos, desc=f"T-VAU {split} taps")
-        return D.TapFeatures(fs, self.taps, self.depth)
+        visual = None
+        if self.visual_encoder is not None:  # the LVLM's own tower (paper preset)
+            visual = FeatureStore(
+                os.path.join(c.data_dir, "features"),
+                self.visual_encoder,
+                self.spec,
+                dtype=str(c.feature_dtype),
+                name=f"{self.dataset.name}-tvau-visual",
+            ).ensure(videos, desc=f"T-VAU {split} LVLM tokens")
+        return D.TapFeatures(fs, self.taps, self.depth, visual)
 
     def _questions(self) -> None:
         """The constructed annotations and questions of both splits (cached per layout)."""
@@ -182,10 +222,10 @@ class TVAU(MethodBase):
     def _dummy(self) -> tuple[Any, ...]:
         from vau_jax.methods.pretrain.video_llm import dummy_inputs
 
-        g, n = self.grid, self.grid * self.grid
+        g = self.grid
         taps = [jnp.zeros((1, 2, g, g, self.width), jnp.float32) for _ in self.taps]
         heat = jnp.zeros((1, self.frames, g, g), jnp.float32)
-        return taps, heat, dummy_inputs(self.config, n, self.width)
+        return taps, heat, dummy_inputs(self.config, self.vis_tokens, self.vis_width)
 
     def _init(self, rng: jax.Array) -> Any:
         taps, heat, vlm_args = self._dummy()
@@ -203,7 +243,13 @@ class TVAU(MethodBase):
         return nn.unbox(jax.jit(self._init)(rng))
 
     def load_lvlm(self, params: Any) -> Any:
-        """``params`` with the frozen LVLM (the cached base video LLM) put in ``vlm``."""
+        """``params`` with the frozen LVLM put in ``vlm``: the cached base video LLM (tiny),
+        or every part of the converted LLaMA-VID (paper; checked leaf by leaf, nothing
+        re-initialised)."""
+        if self.config.llm == "paper":
+            from vau_jax.methods.vagpt.paper import paper_parts
+
+            return put_parts(params, {"vlm": paper_parts(self.config, params["vlm"])})
         from vau_jax.methods.pretrain.video_llm import ensure_base_llm
 
         return put_parts(params, {"vlm": ensure_base_llm(self.config)})

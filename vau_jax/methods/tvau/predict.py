@@ -45,9 +45,13 @@ def video_features(method: Any, frames: np.ndarray, fps: float) -> dict[str, Any
     (``[T, N, D]``, standardised), ``indices``, ``timestamps``."""
     src = ArrayVideo(id="input", split="test", label="Normal", fps=float(fps), array=frames)
     rec = encode_video(src, method.spec, method.encoder, "float32")
+    if method.visual_encoder is None:
+        visual = rec[f"hidden_{method.depth}"]
+    else:  # the LVLM's own tower (paper preset)
+        visual = encode_video(src, method.spec, method.visual_encoder, "float32")["patches"]
     return {
         "taps": [np.asarray(rec[f"hidden_{b}"], np.float32) for b in method.taps],
-        "visual": standardise(rec[f"hidden_{method.depth}"]),
+        "visual": standardise(visual),
         "indices": np.asarray(rec["indices"]),
         "timestamps": np.asarray(rec["timestamps"]),
     }
@@ -71,6 +75,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
             method.num_video_tokens,
             f"question {kind}",
             max_length=int(method.config.rae_max_length),
+            query_tok=method.query_tok,
         )
         for kind, q in QUESTIONS
     ]

@@ -107,6 +107,7 @@ def _row(method: Any, conv: list[dict[str, str]], video: int, source: str) -> di
         method.num_video_tokens,
         source,
         max_length=int(c.rae_max_length),
+        query_tok=method.query_tok,
     )
 
 
@@ -171,6 +172,7 @@ def eval_rows(method: Any, split: str) -> tuple[list[dict[str, np.ndarray]], lis
                 method.num_video_tokens,
                 f"{q['video']} question {k}",
                 max_length=int(method.config.rae_max_length),
+                query_tok=method.query_tok,
             )
         except TooLongError as e:
             raise ValueError(f"{e}; raise rae_max_length") from None

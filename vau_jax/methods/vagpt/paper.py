@@ -83,6 +83,23 @@ def vagpt_vlm_config(config: Any) -> VLMConfig:
     )
 
 
+def lvlm_abstract_params(config: Any) -> Any:
+    """The boxed :class:`~vau_jax.models.vlm.VideoLLM` tree of :func:`vagpt_vlm_config`
+    under ``jax.eval_shape`` (LLaMA-VID's layout; also T-VAU's frozen LVLM)."""
+    vcfg = vagpt_vlm_config(config)
+    t, k, length = 1, 4, 8  # dummy shapes: any values give the same parameter shapes
+    ids = jnp.zeros((1, length), jnp.int32)
+    video = jnp.zeros((1, length), bool).at[:, 1 : 1 + 2 * t].set(True)
+    visual = jnp.zeros((1, t, k, vcfg.vision_width), jnp.float32)
+    query = jnp.zeros((1, 4), jnp.int32)
+    vlm = jax.eval_shape(
+        lambda: VideoLLM(vcfg).init(
+            jax.random.key(0), ids, jnp.ones_like(video), video, visual, query
+        )
+    )
+    return vlm["params"]
+
+
 def vagpt_abstract_params(config: Any) -> dict[str, Any]:
     """Full-size VA-GPT parameter trees under ``jax.eval_shape`` (no memory).
 
@@ -98,23 +115,13 @@ def vagpt_abstract_params(config: Any) -> dict[str, Any]:
       ``last_hidden_state[:, 0]`` as in the tiny preset).
     """
     vcfg = vagpt_vlm_config(config)
-    t, k, length = 1, 4, 8  # dummy shapes: any values give the same parameter shapes
-    ids = jnp.zeros((1, length), jnp.int32)
-    video = jnp.zeros((1, length), bool).at[:, 1 : 1 + 2 * t].set(True)
-    visual = jnp.zeros((1, t, k, vcfg.vision_width), jnp.float32)
-    query = jnp.zeros((1, 4), jnp.int32)
-    vlm = jax.eval_shape(
-        lambda: VideoLLM(vcfg).init(
-            jax.random.key(0), ids, jnp.ones_like(video), video, visual, query
-        )
-    )
     tetg_module = TETG(TETGConfig(hidden=tuple(config.tetg.hidden)))
     cls = jnp.zeros((1, vcfg.vision_width), jnp.float32)
     tetg = jax.eval_shape(lambda: tetg_module.init(jax.random.key(0), cls))
     return {
         "vision": registry.abstract_params(config.vision_encoder),
         "patch_encoder": registry.abstract_params(config.patch_encoder),
-        "vlm": vlm["params"],
+        "vlm": lvlm_abstract_params(config),
         "tetg": tetg["params"],
     }
 
@@ -122,7 +129,7 @@ def vagpt_abstract_params(config: Any) -> dict[str, Any]:
 # ------------------------------------------------------------- the converted checkpoints
 
 
-def _converted(config: Any, role: str, kind: type) -> tuple[str, Any]:
+def converted_role(config: Any, role: str, kind: type) -> tuple[str, Any]:
     """``(folder, model config)`` of ``config.paper_checkpoints.<role>``, checked to be a
     ``kind`` checkpoint (``ValueError`` naming the folder otherwise)."""
     from vau_jax.convert.checkpoint import read_converted_config
@@ -175,7 +182,7 @@ def load_paper_llm(config: Any) -> tuple[LlamaConfig, Any, Any]:
     from vau_jax.convert.checkpoint import load_converted_tokenizer
     from vau_jax.data.tokenizer import load_tokenizer
 
-    path, vcfg = _converted(config, "vlm", VLMConfig)
+    path, vcfg = converted_role(config, "vlm", VLMConfig)
     tok = load_converted_tokenizer(path)
     if tok is None:
         raise FileNotFoundError(
@@ -207,7 +214,7 @@ def paper_vlm_config(config: Any, vision_width: int) -> VLMConfig:
     Q-Former and projectors read (nothing is re-initialised to make them fit), or the
     Q-Former has fewer text positions than ``config.max_query_length``.
     """
-    path, cfg = _converted(config, "vlm", VLMConfig)
+    path, cfg = converted_role(config, "vlm", VLMConfig)
     if int(vision_width) != cfg.vision_width:
         raise ValueError(
             f"{path}: the video LLM reads {cfg.vision_width}-wide visual tokens but the vision "
@@ -256,6 +263,18 @@ class _RenamedOutputs:
         return {self.names.get(k, k): v for k, v in self.inner(frames).items()}
 
 
+def eva_patches(path: str, batch_size: int = 32) -> Any:
+    """The converted EVA tower at ``path`` as a frozen encoder of its **raw** patch tokens
+    after the last block, before ``post_layernorm`` (``hidden_states[-1]``), cached as
+    ``patches``: what LLaMA-VID's ``EVAVisionTowerLavis`` feeds ``vlm_attention``."""
+    from vau_jax import encoders
+    from vau_jax.convert.checkpoint import read_converted_config
+
+    last = f"hidden_{int(read_converted_config(path).num_hidden_layers)}"
+    raw = encoders.from_checkpoint(path, outputs=(last,), batch_size=batch_size)
+    return _RenamedOutputs(raw, {last: "patches"})
+
+
 def paper_encoders(config: Any) -> dict[str, Any]:
     """The frozen encoders of the three feature stores in the paper preset:
 
@@ -267,15 +286,12 @@ def paper_encoders(config: Any) -> dict[str, Any]:
     * ``dino``: DINOv2's patch tokens (SETS).
     """
     from vau_jax import encoders
-    from vau_jax.convert.checkpoint import read_converted_config
 
     ck = config.paper_checkpoints
     vision = str(ck.vision)
-    last = f"hidden_{int(read_converted_config(vision).num_hidden_layers)}"
-    raw = encoders.from_checkpoint(vision, outputs=(last,), batch_size=32)
     return {
         "cls": encoders.from_checkpoint(vision, outputs=("cls",), batch_size=32),
-        "visual": _RenamedOutputs(raw, {last: "patches"}),
+        "visual": eva_patches(vision),
         "dino": encoders.from_checkpoint(
             str(ck.patch_encoder), outputs=("patches",), batch_size=32
         ),
