@@ -17,7 +17,9 @@ a ``LlamaForCausalLM`` for phase 3. VA-GPT: LLaMA-VID's roles: the EVA tower (a 
 shards + index + ``config.json`` in LLaMA-VID's key layout: a ``LlamaForCausalLM`` with the
 reference ``vlm_att_*`` / ``mm_projector`` modules, the LLM's byte-level BPE
 ``tokenizer.json`` trained on the SynthVAD corpus, and the WordPiece ``qformer_tokenizer/``
-the printed ``huggingface-cli`` line would fetch).
+the printed ``huggingface-cli`` line would fetch). T-VAU: an HF ``CLIPModel`` (vision and
+text towers, a byte-level BPE CLIP tokenizer) for AHD, and VA-GPT's EVA and LLaMA-VID roles for
+its frozen LVLM; SynthVAD in the UBnormal layout (object masks).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ tokenizers = pytest.importorskip("tokenizers")
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
 
+import tvau as tvau_config  # noqa: E402
 import vadllama as vadllama_config  # noqa: E402
 import vagpt as vagpt_config  # noqa: E402
 
@@ -228,6 +231,57 @@ def _hf_vagpt(hf: str) -> None:
     bert_tok.save_pretrained(os.path.join(folder, "qformer_tokenizer"))
 
 
+def _clip_tokenizer(lines: list[str]) -> object:
+    """A byte-level BPE CLIP tokenizer (``<|startoftext|>`` / ``<|endoftext|>``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|startoftext|>", "<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tk.train_from_iterator(lines, trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+
+
+def _hf_tvau(hf: str) -> None:
+    """``hf/clip``: an HF ``CLIPModel`` (4-block vision tower, text tower) and its tokenizer;
+    ``hf/vision`` and ``hf/vlm``: VA-GPT's EVA and LLaMA-VID roles (the frozen LVLM)."""
+    _hf_vagpt(hf)
+    torch.manual_seed(2)
+    tok = _clip_tokenizer(_corpus() + list(tvau_config.get_config("paper").abnormal_prompts))
+    ids = {k: tok.convert_tokens_to_ids(t) for k, t in (("bos", "<|startoftext|>"),
+                                                          ("eos", "<|endoftext|>"))}  # fmt: skip
+    clip = transformers.CLIPModel(
+        transformers.CLIPConfig(
+            vision_config={**TOWER, **IMAGE, "num_hidden_layers": 4, "hidden_act": "gelu"},
+            text_config={
+                "vocab_size": len(tok),
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 4,
+                "max_position_embeddings": 24,
+                "bos_token_id": ids["bos"],
+                "eos_token_id": ids["eos"],
+                "pad_token_id": ids["eos"],
+            },
+            projection_dim=16,
+        )
+    )
+    _save(clip, os.path.join(hf, "clip"))
+    tok.save_pretrained(os.path.join(hf, "clip"))
+
+
 # ------------------------------------------------------------- the printed commands, run
 
 
@@ -266,7 +320,8 @@ def _cwd(path: str):
 def _converted(method: str, make_hf, root: str) -> dict[str, str]:
     """Builds ``root/hf/<role>`` and runs the printed commands in ``root``; returns role ->
     the converted folder (absolute)."""
-    config = (vagpt_config if method == "vagpt" else vadllama_config).get_config("paper")
+    modules = {"vagpt": vagpt_config, "vadllama": vadllama_config, "tvau": tvau_config}
+    config = modules[method].get_config("paper")
     os.makedirs(root)
     with _cwd(root):
         make_hf("hf")
@@ -388,3 +443,52 @@ def test_vagpt_paper_preset_trains_from_converted_checkpoints(tmp_path, ucf_root
     for key in ("total_acc", "temporal_acc", "tetg_frame_auc", "total_acc_stage1"):
         assert 0.0 <= m[key] <= 1.0, (key, m)
     assert m["questions"] == 4
+
+
+def test_tvau_paper_preset_trains_from_converted_checkpoints(tmp_path, caplog):
+    """AHD on the converted CLIP's taps and prompt embeddings, RAE on the frozen converted
+    LLaMA-VID reading its own EVA tokens; SynthVAD in the UBnormal layout."""
+    from vau_jax.data.synthvad import SynthConfig
+    from vau_jax.data.synthvad.layouts import write_layout
+
+    ck = _converted("tvau", _hf_tvau, str(tmp_path / "weights"))
+    assert sorted(ck) == ["clip", "vision", "vlm"]
+    assert os.path.isfile(os.path.join(ck["clip"], "tokenizer.json"))
+    root = str(tmp_path / "ubnormal")
+    meta = write_layout(root, "ubnormal", {"train": 4, "test": 3}, SynthConfig(**SYNTH), "ffv1")
+    for split in ("train", "test"):
+        got = {bool(v["intervals_seconds"]) for v in meta["videos"] if v["split"] == split}
+        assert got == {True, False}, split  # masks to learn from, both AUC classes
+    c = _paper_config(tvau_config, ck, str(tmp_path), root)
+    c.taps = ()  # the paper's 1/8/16/32 of 32, proportionally: 1/2/4 on the 4-block tower
+    c.frames_per_video = 4
+    c.ahd.frames_per_video = c.ahd.anomalous_frames = 4
+    c.ahd.batch_size = c.rae.batch_size = 8  # the 8 data x fsdp devices
+    c.rae.channels = (8, 8)
+    for stage in (c.ahd_stage, c.rae_narration, c.rae_anomaly):
+        stage.steps, stage.optimizer.warmup_steps = 2, 1
+    c.rae_max_length = 480
+    c.max_query_length = 32
+    c.max_answer_tokens = 6
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 4, 1
+
+    workdir = str(tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="absl"):
+        assert vau_main.run(c, workdir, "train_and_eval") == 0
+    assert "loaded pretrained ['vlm']" in caplog.text
+    assert "fresh initialisation" not in caplog.text
+    stores = ["ubnormal-tvau-", "ubnormal-tvau-visual-"]  # CLIP taps; the LVLM's EVA tokens
+    m = _check_run(workdir, c.data_dir, stores, [4, 6])  # the last 2 of 3 stage ends are kept
+    for key in ("micro_auc", "macro_auc", "rbdc", "tbdc", "bleu4_target", "yesno_acc"):
+        assert 0.0 <= m[key] <= 1.0, (key, m)
+    n_test = sum(v["n_frames"] for v in meta["videos"] if v["split"] == "test")
+    assert m["test_frames"] == n_test
+    # the LVLM stayed frozen: its final weights are the converted LLaMA-VID's
+    from vau_jax.convert.checkpoint import load_converted
+    from vau_jax.inference import load_run
+
+    run = load_run(workdir)
+    _, converted = load_converted(ck["vlm"])
+    final = jax.device_get(run.params["vlm"])
+    jax.tree.map(np.testing.assert_array_equal, final["llm"], converted["llm"])
+    jax.tree.map(np.testing.assert_array_equal, final["qformer"], converted["qformer"])

@@ -125,7 +125,7 @@ class TVAU(MethodBase):
 
             probe, text_tok = paper.clip_tower(c)
             self.visual_encoder = paper.visual_encoder(c)
-            text = (text_tok, int(probe.config.text_config.max_position_embeddings), True)
+            text = (text_tok, int(probe.module.config.text_config.max_position_embeddings), True)
         else:
             from vau_jax.methods.pretrain import clip
 
