@@ -192,3 +192,49 @@ def test_report_renders_in_chromium(tvau_run, tmp_path):
     total = int(body["data-images-total"])
     assert total >= 2 * videos and body["data-images-loaded"] == str(total)
     assert "trajectory (accumulated heatmap" in html and "truth:" in html
+
+
+def test_trim_padding_removes_only_padding():
+    """Rows cut to the longest row rounded up to 16: every real token kept, and a causal LM
+    gives the same logits on them (right padding) as on the full-length rows."""
+    import jax
+    import jax.numpy as jnp
+
+    from vau_jax.models.llama import LlamaConfig, LlamaForCausalLM
+
+    def row(n: int, full: int, left: bool) -> dict[str, np.ndarray]:
+        ids = np.zeros(full, np.int32)
+        mask = np.zeros(full, bool)
+        sl = slice(full - n, full) if left else slice(0, n)
+        ids[sl] = np.arange(3, 3 + n) % 60 + 3
+        mask[sl] = True
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "loss_mask": mask.copy(),
+            "video_mask": np.zeros(full, bool),
+            "query_ids": np.arange(40, dtype=np.int32),  # not a sequence key: kept whole
+            "video": np.int32(n),
+        }
+
+    for left in (False, True):
+        rows = [row(n, 40, left) for n in (7, 19)]
+        out = Q.trim_padding(rows, left=left)
+        for r, o in zip(rows, out):
+            assert len(o["input_ids"]) == 32 and len(o["query_ids"]) == 40
+            assert o["attention_mask"].sum() == r["attention_mask"].sum()
+            np.testing.assert_array_equal(o["input_ids"][o["attention_mask"]],
+                                          r["input_ids"][r["attention_mask"]])  # fmt: skip
+    assert len(Q.trim_padding([row(40, 40, False)], left=False)[0]["input_ids"]) == 40
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, head_dim=8)  # fmt: skip
+    lm = LlamaForCausalLM(cfg)
+    rows = [row(n, 40, False) for n in (7, 19)]
+    full = {k: jnp.stack([r[k] for r in rows]) for k in ("input_ids", "attention_mask")}
+    cut = Q.trim_padding(rows, left=False)
+    short = {k: jnp.stack([r[k] for r in cut]) for k in ("input_ids", "attention_mask")}
+    params = lm.init(jax.random.key(0), **full)
+    a = np.asarray(lm.apply(params, **full)["logits"])[:, :32]
+    b = np.asarray(lm.apply(params, **short)["logits"])
+    m = np.stack([r["attention_mask"] for r in cut])
+    np.testing.assert_allclose(b[m], a[m], atol=1e-5)

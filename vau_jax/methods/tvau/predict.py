@@ -61,6 +61,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
     """Greedy answers to :data:`QUESTIONS` about the video of ``feats``."""
     from vau_jax.methods.pretrain.video_llm import chat_row
     from vau_jax.methods.tvau.evaluation import scorer
+    from vau_jax.methods.tvau.questions import trim_padding
     from vau_jax.models.llama import LlamaForCausalLM
 
     sampled = D.sample_frames(feats, method.frames)
@@ -79,6 +80,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
         )
         for kind, q in QUESTIONS
     ]
+    rows = trim_padding(rows, left=True)
 
     def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["video"])
