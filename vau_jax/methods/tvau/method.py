@@ -2,8 +2,10 @@
 
 Parameters: ``{"ahd", "rae", "vlm"}``. ``vlm`` is the frozen LVLM: on the tiny preset the
 base video LLM that [2/7] pretrains on captions of SynthVAD's pretrain split (the same cached
-artefact VA-GPT starts from), put in place when training starts and never updated (every
-stage freezes it: no gradient step, no optimizer state). Stages, in order:
+artefact VA-GPT starts from; ``llm="smollm2"``: the one built on the frozen SmolLM2-135M-
+Instruct, ``chat_format="chatml"``), on the paper preset the converted LLaMA-VID; put in place
+when training starts and never updated (every stage freezes it: no gradient step, no
+optimizer state). Stages, in order:
 
 1. ``ahd``: AHD alone (RAE and LVLM frozen), patch-level soft cross-entropy against the
    fraction of each patch covered by an anomalous object's mask (train split frames);
@@ -60,10 +62,11 @@ class TVAU(MethodBase):
         c = self.config
         if self.prepared == "train" or (inference and self.prepared):
             return
-        if c.llm not in ("tiny", "paper"):
+        if c.llm not in ("tiny", "smollm2", "paper"):
             raise ValueError(
-                f"config.llm={c.llm!r}: T-VAU's frozen LVLM is the tiny base video LLM ('tiny') "
-                "or the paper preset's converted LLaMA-VID ('paper')"
+                f"config.llm={c.llm!r}: T-VAU's frozen LVLM is the base video LLM on the tiny "
+                "LLaMA ('tiny') or on SmolLM2-135M-Instruct ('smollm2'), or the paper preset's "
+                "converted LLaMA-VID ('paper')"
             )
         if not inference:  # the dataset index first: bad input fails before anything is built
             from vau_jax.data.datasets import layout_dataset
@@ -79,8 +82,15 @@ class TVAU(MethodBase):
 
             self.llm_cfg, self.tok, self.query_tok = load_paper_llm(c)
             self.vlm = VideoLLM(paper_vlm_config(c, self.vis_width))
-        else:
-            self.tok, self.llm_cfg = tiny_llm(c)
+        else:  # the base video LLM's own LLM and tokenizer (its shape; weights: load_lvlm)
+            if c.llm == "smollm2":
+                from vau_jax.convert import load_gguf
+                from vau_jax.methods.pretrain.vlm_parts import smollm2_gguf_path
+
+                module, _, self.tok = load_gguf(smollm2_gguf_path())
+                self.llm_cfg = module.config
+            else:
+                self.tok, self.llm_cfg = tiny_llm(c)
             self.query_tok = self.tok
             self.vlm = build_vlm(c, self.llm_cfg, self.vis_width, self.tok.vocab_size)
         self.frames = int(c.frames_per_video)

