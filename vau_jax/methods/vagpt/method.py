@@ -36,8 +36,8 @@ from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.eval.scoring import Scorer
 from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.pretrain.video_llm import build_vlm
-from vau_jax.methods.vagpt import data as D
 from vau_jax.methods.pretrain.vlm_parts import smollm2_gguf_path
+from vau_jax.methods.vagpt import data as D
 from vau_jax.methods.vagpt.tetg import TETGRun, tetg_prompt
 from vau_jax.models.heads import sets as S
 from vau_jax.models.vlm import VideoLLM, lm_loss, shared_prefix_logprob
