@@ -120,7 +120,9 @@ def paper(c: ml_collections.ConfigDict) -> None:
     c.taps = (1, 8, 16, 32)  # T-VAU §3.1
     c.dataset = "ubnormal"  # T-VAU §4 (UBnormal; ShanghaiTech: --config.dataset=shanghaitech)
     c.dataset_dir = ""  # required: the UBnormal tree in its published layout
-    c.fps = 0.0  # every native frame is scored (UBnormal's frame-level protocol)
+    # Training and evaluation read every native frame (UBnormal's frame-level protocol);
+    # explain decodes a user's video at UBnormal's 30 fps.
+    c.fps = 30.0
     c.frame_size = 224  # ViT-H/14 and EVA-ViT-g/14 at 224: a 16 x 16 patch grid each
     c.frames_per_video = 32  # ours: LLaMA-VID's 1 fps has no cap; 32 frames -> 64 tokens
     # Prompt ensembles for the frozen text tower (T-VAU §3.1: normal/abnormal prompts,

@@ -55,3 +55,25 @@ def test_normalize_pixels_uint8_and_float_agree():
     np.testing.assert_allclose(
         np.asarray(a)[0, 0, 0], (px[0, 0, 0] / 255.0 - CLIP_MEAN) / CLIP_STD, rtol=1e-5
     )
+
+
+def test_pretrained_dir_does_not_depend_on_where_the_data_dir_is():
+    """Relative or absolute, moved: the same pretraining config has the same cache name."""
+    import os
+    import sys
+
+    from vau_jax.methods.runner import pretrained_dir
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
+    import vagpt as vagpt_config
+
+    a = vagpt_config.get_config("tiny")
+    b = vagpt_config.get_config("tiny")
+    a.data_dir, b.data_dir = "data_cache", "/mnt/elsewhere/data_cache"
+    a.base_llm.text_pretrain.data_dir = a.data_dir
+    b.base_llm.text_pretrain.data_dir = b.data_dir
+    pa, pb = pretrained_dir(a, "x"), pretrained_dir(b, "x")
+    assert os.path.basename(pa) == os.path.basename(pb)
+    assert pa.startswith("data_cache/") and pb.startswith("/mnt/elsewhere/data_cache/")
+    b.base_llm.steps += 1  # what is trained still counts
+    assert os.path.basename(pretrained_dir(b, "x")) != os.path.basename(pa)

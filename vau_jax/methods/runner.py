@@ -108,10 +108,21 @@ def single_stage(
     ]
 
 
+def _without_locations(tree: Any) -> Any:
+    """A config dict with every ``data_dir`` field (at any depth) left out."""
+    if isinstance(tree, dict):
+        return {k: _without_locations(v) for k, v in tree.items() if k != "data_dir"}
+    return tree
+
+
 def pretrained_dir(config: Any, name: str) -> str:
     """``<config.data_dir>/<name>_<hash>``: the converted checkpoint folder of the pretraining
-    method ``name`` (e.g. ``"clip_pretrain"``) run with ``config`` (hash of its JSON)."""
-    key = hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:10]
+    method ``name`` (e.g. ``"clip_pretrain"``) run with ``config``. The hash is of the
+    config's JSON without its ``data_dir`` fields: where the data dir is (relative or
+    absolute, moved, mounted elsewhere) is not what was trained, so it never invalidates a
+    cached pretraining."""
+    body = json.dumps(_without_locations(config.to_dict()), sort_keys=True, default=str)
+    key = hashlib.sha1(body.encode()).hexdigest()[:10]
     return os.path.join(config.data_dir, f"{name}_{key}")
 
 

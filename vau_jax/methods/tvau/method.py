@@ -161,7 +161,7 @@ class TVAU(MethodBase):
         self.vis_width = int(lvlm.width)
         self.vis_tokens = (int(lvlm.config.image_size) // int(lvlm.config.patch_size)) ** 2
         self.size = int(c.frame_size)
-        mode = str(c.clip_pretrain.get("input", "rgb"))
+        mode = "rgb" if c.preset == "paper" else str(c.clip_pretrain.get("input", "rgb"))
         self.spec = FrameSpec(fps=None, size=self.size, input=mode)  # every native frame
         # explain / serve decode a user's video at the rate the layout's videos have
         self.predict_fps = float(c.get("fps", 0.0) or c.synthvad.fps)
