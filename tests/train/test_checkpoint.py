@@ -65,3 +65,46 @@ def test_load_partial_by_regex_and_errors():
         load_partial(params, bad, [(r"^img/(.*)", r"vision_model/\1")])
     with pytest.raises(CheckpointMismatchError, match="matches no model parameter"):
         load_partial(params, source, [(r"^llm/(.*)", r"\1")])
+
+
+def test_checkpoint_from_8_devices_restores_onto_4_and_1(tmp_path):
+    """A train state saved FSDP-sharded over 8 devices restores onto a 4-device and a
+    1-device mesh with identical values and the target shardings (orbax reshards on read)."""
+    from flax import linen as nn
+
+    from vau_jax import sharding
+    from vau_jax.models.llama import LlamaConfig, LlamaForCausalLM
+
+    assert jax.device_count() == 8, "tests/conftest.py forces 8 CPU devices"
+    cfg = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=16)  # fmt: skip
+    lm = LlamaForCausalLM(cfg)
+    ids = jnp.zeros((1, 8), jnp.int32)
+    boxed = jax.eval_shape(lambda: lm.init(jax.random.key(0), ids))["params"]
+
+    def state_on(mesh):
+        shard = sharding.param_shardings(boxed, mesh)
+        init = jax.jit(lambda k: nn.unbox(lm.init(k, ids)["params"]), out_shardings=shard)
+        params = init(jax.random.key(1))
+        opt = make_optimizer({"name": "adamw", "lr": 1e-3}, params)
+        return create_train_state(params, opt, seed=0)
+
+    big = sharding.make_mesh({"fsdp": 8})
+    saved = state_on(big)
+    kernel = saved.params["model"]["layers_0"]["mlp"]["up_proj"]["kernel"]
+    assert kernel.sharding.shard_shape(kernel.shape)[0] * 8 == kernel.shape[0]  # split 8 ways
+    ck = Checkpointer(str(tmp_path / "ckpt"))
+    ck.save(5, saved, {"stage": "s"})
+    ck.wait()
+    host = jax.device_get(saved)
+    for n in (4, 1):
+        mesh = sharding.make_mesh({"fsdp": n}, devices=jax.devices()[:n])
+        target = abstract_like(state_on(mesh))  # shapes, dtypes and this mesh's shardings
+        restored, meta = ck.restore(target)
+        assert meta["stage"] == "s"
+        jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), host)
+        for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(target)):
+            assert got.sharding == want.sharding
+        for leaf in jax.tree.leaves(restored.params):  # the parameters live on the n devices
+            assert len(leaf.sharding.device_set) == n
+    ck.close()
