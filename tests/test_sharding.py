@@ -98,3 +98,67 @@ def test_vicuna_7b_sharding_every_param_divisible():
     assert sharded_bytes / (6_738_415_616 * 4) > 0.999
     q = shardings["model"]["layers_0"]["self_attn"]["q_proj"]["kernel"].spec
     assert q == P("fsdp", "tensor")
+
+
+@pytest.mark.slow
+def test_compiled_vicuna_width_step_shards_batch_and_weights():
+    """Ahead of time, abstract inputs only: the compiled train step of a Vicuna-7B-width
+    LLaMA (every matrix at paper size; 2 of its 32 identical blocks, to bound compile time)
+    on the 8 forced devices takes and returns its weights split as the rules say (FSDP x
+    tensor, never gathered into the output), reads the batch split over data x fsdp, and the
+    compiled forward's logits stay split over data x fsdp: read from the executable's own
+    shardings, not from the config."""
+    import dataclasses
+
+    from vau_jax.models import registry
+    from vau_jax.models.llama import LlamaForCausalLM
+    from vau_jax.models.vlm import lm_loss
+    from vau_jax.train.context import activation_context
+    from vau_jax.train.optimizer import make_optimizer
+    from vau_jax.train.state import abstract_train_state
+    from vau_jax.train.step import make_train_step
+
+    cfg = dataclasses.replace(registry.get_config("vicuna-7b"), num_hidden_layers=2)
+    lm = LlamaForCausalLM(cfg)
+    mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    b, n = 8, 64
+    boxed = jax.eval_shape(lambda: lm.init(jax.random.key(0), np.zeros((1, 8), np.int32)))
+    boxed = boxed["params"]
+    pshard = sharding.param_shardings(boxed, mesh)
+    params = nn.unbox(boxed)
+    opt = make_optimizer({"name": "adamw", "lr": 1e-4}, params)
+    state = abstract_train_state(params, opt, 0, pshard, mesh)
+    bshard = sharding.data_sharding(mesh, 2)
+    batch = {k: jax.ShapeDtypeStruct((b, n), d, sharding=bshard)
+             for k, d in (("input_ids", np.int32), ("mask", bool))}  # fmt: skip
+
+    def loss_fn(p, batch, rng):
+        logits = lm.apply({"params": p}, batch["input_ids"])["logits"]
+        return lm_loss(logits, batch["input_ids"], batch["mask"])
+
+    step = make_train_step(loss_fn, opt, state_sharding=jax.tree.map(lambda s: s.sharding, state),
+                           batch_sharding={k: bshard for k in batch}, donate=False)  # fmt: skip
+    with activation_context(mesh, sharding.DEFAULT_RULES):
+        compiled = step.lower(state, batch).compile()
+        fwd = jax.jit(lambda p, x: lm.apply({"params": p}, x)["logits"])
+        fwd_compiled = fwd.lower(
+            jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                         params, pshard), jax.ShapeDtypeStruct((b, n), np.int32, sharding=bshard)
+        ).compile()  # fmt: skip
+    (state_in, batch_in), _ = compiled.input_shardings
+    state_out, _ = compiled.output_shardings
+    q = ("model", "layers_0", "self_attn", "q_proj", "kernel")
+    pick = lambda tree: tree[q[0]][q[1]][q[2]][q[3]][q[4]]  # noqa: E731
+    assert pick(state_in.params).spec == P("fsdp", "tensor")
+    assert pick(state_out.params).spec == P("fsdp", "tensor")  # updated in place, still split
+    down = state_in.params["model"]["layers_1"]["mlp"]["down_proj"]["kernel"]
+    assert down.spec == P("tensor", "fsdp")
+    for s in jax.tree.leaves(batch_in):
+        assert s.spec == P(("data", "fsdp"), None)
+    logits = fwd_compiled.output_shardings
+    assert logits.spec[0] == ("data", "fsdp"), logits.spec  # activations split by the batch
+    # per device the step's arguments are 1/4 of the f32 weights and of Adam's two moments
+    # (split over fsdp x tensor = 4; the data axis holds copies) plus the batch and scalars
+    mem = compiled.memory_analysis()
+    weights = sum(int(np.prod(x.shape)) * 4 for x in jax.tree.leaves(params))
+    assert 3 * weights / 4 <= mem.argument_size_in_bytes < 3 * weights / 4 * 1.0001
