@@ -13,8 +13,8 @@ starts from, and the CLIP tower is both AHD's and the LVLM's):
   EVA-ViT-g tokens, since its Q-Former cross-attends 1408-wide EVA tokens.
 
 AHD (4 per-tap MLPs 1280 → text width 1024) and RAE (projections to Vicuna's 4096) are the
-only trained parts; :func:`tvau_abstract_params` gives every tree for the sharding check and
-``scripts/param_counts``-style reports.
+only trained parts; :func:`tvau_abstract_params` gives every full-size tree (shardings,
+parameter counts) without weights.
 """
 
 from __future__ import annotations
