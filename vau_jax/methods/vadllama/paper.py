@@ -173,25 +173,40 @@ def caption_conversations(videos: Any, question: str) -> list[tuple[int, list[di
     return out
 
 
-def paper_abstract_params(config: Any) -> dict[str, Any]:
-    """Full-size parameter trees of the paper preset under ``jax.eval_shape`` (no memory):
-    the EVA-ViT-g image encoder, the image Q-Former and the VADor (video Q-Former on
-    Q-Former-wide query tokens, AP, LTC). Leaves keep their logical axis names."""
+def abstract_vador_config(config: Any) -> VADorConfig:
+    """The paper preset's VADor from the registry names of the config (no checkpoint read):
+    the video Q-Former on the image Q-Former's query tokens, AP and LTC."""
     qcfg = dataclasses.replace(
         registry.get_config(config.video_qformer),
         encoder_hidden_size=registry.get_config(config.image_qformer).hidden_size,
         text_input=False,
         hf_model_type="blip_2_qformer",
+        hidden_dropout_prob=0.0,
     )
-    ltc = LTCConfig(dim=qcfg.hidden_size, k=config.ltc.k)
-    vcfg = VADorConfig(
+    ltc = LTCConfig(
+        dim=qcfg.hidden_size,
+        k=config.ltc.k,
+        use_normal=config.ltc.use_normal,
+        use_abnormal=config.ltc.use_abnormal,
+        use_history=config.ltc.use_history,
+        retrieval=config.ltc.retrieval,
+    )
+    per_frame = registry.get_config(config.image_qformer).num_query_tokens
+    return VADorConfig(
         qformer=qcfg,
         ltc=ltc,
         frames_per_clip=config.frames_per_clip,
-        tokens_per_frame=registry.get_config(config.image_qformer).num_query_tokens,
+        tokens_per_frame=per_frame * (2 if config.get("motion_tokens", False) else 1),
         vision_width=qcfg.encoder_hidden_size,
         ap_hidden=config.ap_hidden,
     )
+
+
+def paper_abstract_params(config: Any) -> dict[str, Any]:
+    """Full-size parameter trees of the paper preset under ``jax.eval_shape`` (no memory):
+    the EVA-ViT-g image encoder, the image Q-Former and the VADor (video Q-Former on
+    Q-Former-wide query tokens, AP, LTC). Leaves keep their logical axis names."""
+    vcfg = abstract_vador_config(config)
     tok = jnp.zeros((1, 2, vcfg.frames_per_clip * vcfg.tokens_per_frame, vcfg.vision_width))
     vador = jax.eval_shape(lambda: VADor(vcfg).init(jax.random.key(0), tok, jnp.ones((1, 2), bool)))
     return {

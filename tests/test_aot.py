@@ -1,0 +1,80 @@
+"""Ahead-of-time compilation for TPU topologies (``vau_jax.aot``).
+
+The compile tests need libtpu (the ``tpu`` extra; ``.ci/run`` runs this file in its own
+virtualenv with it) and are skipped with the reason otherwise. One preset x one topology
+runs by default; the rest is marked ``aot_full`` (deselected in CI, run for the notes).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vau_jax import aot
+
+needs_libtpu = pytest.mark.skipif(
+    not aot.libtpu_available(), reason="libtpu is not installed (pip install -e '.[tpu]')"
+)
+
+
+def test_topology_names_and_the_oom_message():
+    assert aot.topology("v5e-8").hbm_bytes == 16 * aot.GIB
+    assert aot.topology("v5p-8").chips_per_host_bounds == (2, 2, 1)
+    with pytest.raises(ValueError, match="unknown topology 'v9-1'; known: v5e-8"):
+        aot.topology("v9-1")
+    msg = (
+        "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+        "temporaries (32.00G) exceeds available HBM (15.75G)."
+    )
+    assert aot._oom_bytes(msg) == 32 * aot.GIB
+    assert aot._oom_bytes("RESOURCE_EXHAUSTED: something else") is None
+
+
+def test_format_table_marks_what_does_not_fit():
+    rows = [
+        dict(step="s1", topology="v5e-8", devices=8, per_device_bytes=3 * aot.GIB,
+             hbm_bytes_per_device=16 * aot.GIB, fits=True, flops_per_step=2e12,
+             step_seconds_at_40pct_mfu=0.5),
+        dict(step="s2", topology="v5e-8", devices=8, per_device_bytes=None,
+             hbm_bytes_per_device=16 * aot.GIB, fits=False, flops_per_step=None,
+             step_seconds_at_40pct_mfu=None),
+    ]  # fmt: skip
+    table = aot.format_table(rows).splitlines()
+    assert table[2] == "| s1 | v5e-8 | 8 | 3.00 (16) | yes | 2.00 | 0.5 |"
+    assert table[3] == "| s2 | v5e-8 | 8 | ? (16) | NO | — | — |"
+
+
+@needs_libtpu
+def test_compile_time_oom_is_a_row_not_a_traceback():
+    topo = aot.topology("v5e-8")
+    devices = topo.devices()
+    mesh = jax.sharding.Mesh(np.array(devices), ("x",))
+    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    big = jax.ShapeDtypeStruct((65536, 65536), jnp.float32, sharding=rep)  # 16 GiB, replicated
+    step = aot.AotStep("huge", jax.jit(lambda a: a * 2), (big,), 0, 0, lambda: jax.set_mesh(mesh))
+    row = aot.compile_report(step, topo, len(devices))
+    assert row["fits"] is False and row["per_device_bytes"] >= 16 * aot.GIB
+    assert "RESOURCE_EXHAUSTED" in row["error"]
+
+
+@needs_libtpu
+def test_vadllama_paper_fits_v5e_8():
+    """VAD-LLaMA's phases 1-2 and scoring at the paper's batch (8 videos x 16 clips of 16
+    frames x 32 query tokens) on a v5e-8: per-device bytes under the chip's HBM; parameter
+    counts from the compiled steps' trees."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
+    import vadllama as vadllama_config
+
+    c = vadllama_config.get_config("paper")
+    rows = aot.report(c, ["v5e-8"])
+    assert [r["step"] for r in rows] == ["phase1", "phase2", "score"]
+    for r in rows:
+        assert r["fits"] and 0 < r["per_device_bytes"] < r["hbm_bytes_per_device"], r
+        assert r["devices"] == 8 and r["flops_per_step"] > 0
+    # Video-LLaMA's video Q-Former (18,929,664 with its queries) + frame positions + AP,
+    # the phase-1 AP copy and LTC
+    assert rows[0]["params"] > 18_929_664
+    assert 0 < rows[0]["trainable_params"] < rows[1]["trainable_params"] < rows[0]["params"]

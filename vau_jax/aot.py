@@ -1,0 +1,333 @@
+"""Ahead-of-time compilation of a paper preset's steps for real TPU topologies.
+
+    python -m vau_jax.aot --config=configs/<m>.py:paper --topology=v5e-8 [--topology=v5p-8 ...]
+        [--out=FILE.json]
+
+Every train step of the preset (each stage or phase) and its evaluation step is lowered with
+the config's real batch, lengths and shardings on a mesh of the topology's devices, from
+abstract inputs only (``jax.ShapeDtypeStruct``: no weights, no data), and compiled by XLA
+for that chip (``pip install -e '.[tpu]'`` brings libtpu; no TPU is needed). The compiled
+executable's ``memory_analysis()`` gives the bytes per device, ``cost_analysis()`` the FLOPs
+per device. A compile-time out-of-memory (what the hardware would hit) is reported as
+``fits: false`` with the numbers XLA gives, not a traceback.
+
+Per (step, topology) the JSON list has: ``step``, ``topology``, ``devices``,
+``per_device_bytes`` (argument + output + temp − alias), ``argument_bytes``,
+``output_bytes``, ``temp_bytes``, ``alias_bytes``, ``hbm_bytes_per_device``, ``fits``,
+``flops_per_step`` (all devices), ``params``, ``trainable_params`` and
+``step_seconds_at_40pct_mfu`` (``flops_per_step`` / (devices × the chip's bf16 peak × 0.4)).
+
+Methods list their steps in ``vau_jax/methods/<m>/aot.py:aot_steps(config, mesh)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+GIB = 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """A Cloud TPU slice by its public name (``v5e-8``: 8 chips; ``v5p-8`` / ``v4-8``: 4
+    chips, the name counts TensorCores). ``hbm_bytes`` per chip, ``peak_flops`` the chip's
+    bf16 peak per second (Cloud TPU documentation)."""
+
+    name: str
+    topology_name: str
+    chips_per_host_bounds: tuple[int, int, int]
+    hbm_bytes: int
+    peak_flops: float
+
+    def devices(self) -> list[Any]:
+        """The slice's TPU devices, from libtpu's topology description (no TPU needed)."""
+        os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+        from jax.experimental import topologies
+
+        desc = topologies.get_topology_desc(
+            platform="tpu",
+            topology_name=self.topology_name,
+            chip_config_name="default",
+            chips_per_host_bounds=self.chips_per_host_bounds,
+            num_slices=1,
+            wrap=(False, False, False),
+        )
+        return list(desc.devices)
+
+
+_V5E = dict(hbm_bytes=16 * GIB, peak_flops=197e12)
+TOPOLOGIES: dict[str, Topology] = {
+    "v5e-8": Topology("v5e-8", "v5e:2x4", (2, 2, 1), **_V5E),
+    "v5e-16": Topology("v5e-16", "v5e:4x4", (2, 2, 1), **_V5E),
+    "v5e-256": Topology("v5e-256", "v5e:16x16", (2, 2, 1), **_V5E),
+    "v5p-8": Topology("v5p-8", "v5p:2x2x1", (2, 2, 1), 95 * GIB, 459e12),
+    "v4-8": Topology("v4-8", "v4:2x2x1", (2, 2, 1), 32 * GIB, 275e12),
+    "v6e-8": Topology("v6e-8", "v6e:2x4", (2, 2, 1), 32 * GIB, 918e12),
+}
+
+
+def topology(name: str) -> Topology:
+    """The :class:`Topology` of a Cloud TPU name (``ValueError`` listing the known ones)."""
+    if name not in TOPOLOGIES:
+        raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES)}")
+    return TOPOLOGIES[name]
+
+
+def libtpu_available() -> bool:
+    """Whether libtpu is installed (the ``tpu`` extra)."""
+    import importlib.util
+
+    return importlib.util.find_spec("libtpu") is not None
+
+
+@dataclasses.dataclass
+class AotStep:
+    """One step to compile: ``fn`` (jitted, with its shardings) and its abstract ``args``
+    (``ShapeDtypeStruct`` s with shardings), lowered inside ``context`` (the mesh and the
+    logical-axis rules); ``params`` / ``trainable_params`` count the model's parameters."""
+
+    name: str
+    fn: Any
+    args: tuple[Any, ...]
+    params: int
+    trainable_params: int
+    context: Callable[[], Any]
+
+
+def _count(tree: Any, mask: Any = None) -> int:
+    """Parameters in ``tree`` (only where ``mask``, a tree of bools, is True)."""
+    leaves = jax.tree.leaves(tree)
+    flags = jax.tree.leaves(mask) if mask is not None else [True] * len(leaves)
+    return int(sum(int(np.prod(x.shape)) for x, m in zip(leaves, flags) if m))
+
+
+def train_step(
+    name: str,
+    loss_fn: Callable[..., Any],
+    optimizer: dict[str, Any],
+    boxed_params: Any,
+    batch: dict[str, Any],
+    mesh: Any,
+    rules: Any,
+    grad_accum_steps: int = 1,
+) -> AotStep:
+    """A train step as the trainer builds it (:func:`vau_jax.train.step.make_train_step`):
+    the state sharded by the logical rules (moments like their params, nothing for frozen
+    leaves), the batch (``ShapeDtypeStruct`` s) split over ``data`` x ``fsdp``, the state
+    donated."""
+    from flax import linen as nn
+
+    from vau_jax import sharding
+    from vau_jax.train.context import activation_context
+    from vau_jax.train.optimizer import make_optimizer
+    from vau_jax.train.state import abstract_train_state
+    from vau_jax.train.step import make_train_step
+
+    pshard = sharding.param_shardings(boxed_params, mesh, rules)
+    params = nn.unbox(boxed_params)
+    opt = make_optimizer(optimizer, params)
+    state = abstract_train_state(params, opt, 0, pshard, mesh)
+    bshard = {k: sharding.data_sharding(mesh, len(v.shape)) for k, v in batch.items()}
+    batch = {
+        k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=bshard[k]) for k, v in batch.items()
+    }
+    fn = make_train_step(
+        loss_fn,
+        opt,
+        grad_accum_steps=grad_accum_steps,
+        state_sharding=jax.tree.map(lambda x: x.sharding, state),
+        batch_sharding=bshard,
+    )
+    return AotStep(
+        name,
+        fn,
+        (state, batch),
+        _count(params),
+        _count(params, opt.trainable),
+        lambda: activation_context(mesh, rules),
+    )
+
+
+def apply_step(
+    name: str, fn: Callable[..., Any], boxed_params: Any, inputs: dict[str, Any], mesh: Any,
+    rules: Any,
+) -> AotStep:  # fmt: skip
+    """An evaluation step ``fn(params, **inputs)``: params sharded by the rules, inputs split
+    over ``data`` x ``fsdp`` on their leading axis."""
+    from flax import linen as nn
+
+    from vau_jax import sharding
+    from vau_jax.train.context import activation_context
+
+    pshard = sharding.param_shardings(boxed_params, mesh, rules)
+    params = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        nn.unbox(boxed_params),
+        pshard,
+    )
+    keys = sorted(inputs)
+    args = [
+        jax.ShapeDtypeStruct(
+            inputs[k].shape, inputs[k].dtype,
+            sharding=sharding.data_sharding(mesh, len(inputs[k].shape)),
+        )
+        for k in keys
+    ]  # fmt: skip
+    jitted = jax.jit(lambda p, *xs: fn(p, **dict(zip(keys, xs))))
+    n = _count(params)
+    return AotStep(name, jitted, (params, *args), n, 0, lambda: activation_context(mesh, rules))
+
+
+_OOM = re.compile(r"\(([\d.]+)([KMGT]?)i?B?\)\s+exceeds available HBM\s+\(([\d.]+)([KMGT]?)")
+_UNIT = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _oom_bytes(message: str) -> int | None:
+    m = _OOM.search(message)
+    return int(float(m.group(1)) * _UNIT[m.group(2)]) if m else None
+
+
+def compile_report(step: AotStep, topo: Topology, devices: int) -> dict[str, Any]:
+    """Compiles ``step`` and returns its row of the report (module docstring)."""
+    row: dict[str, Any] = {
+        "step": step.name,
+        "topology": topo.name,
+        "devices": devices,
+        "hbm_bytes_per_device": topo.hbm_bytes,
+        "params": step.params,
+        "trainable_params": step.trainable_params,
+    }
+    try:
+        with step.context():
+            compiled = step.fn.lower(*step.args).compile()
+    except Exception as e:  # XLA's compile-time OOM is a JaxRuntimeError RESOURCE_EXHAUSTED
+        text = str(e)
+        if "RESOURCE_EXHAUSTED" not in text:
+            raise
+        need = _oom_bytes(text)
+        row.update(
+            fits=False,
+            per_device_bytes=need,
+            argument_bytes=None,
+            output_bytes=None,
+            temp_bytes=need,
+            alias_bytes=None,
+            flops_per_step=None,
+            step_seconds_at_40pct_mfu=None,
+            error=text.strip().splitlines()[0][:300],
+        )
+        return row
+    mem = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    per_device = (
+        mem.argument_size_in_bytes
+        + mem.output_size_in_bytes
+        + mem.temp_size_in_bytes
+        - mem.alias_size_in_bytes
+    )
+    flops = float(cost.get("flops", 0.0)) * devices  # cost_analysis counts one device
+    row.update(
+        fits=bool(per_device <= topo.hbm_bytes),
+        per_device_bytes=int(per_device),
+        argument_bytes=int(mem.argument_size_in_bytes),
+        output_bytes=int(mem.output_size_in_bytes),
+        temp_bytes=int(mem.temp_size_in_bytes),
+        alias_bytes=int(mem.alias_size_in_bytes),
+        flops_per_step=flops,
+        step_seconds_at_40pct_mfu=flops / (devices * topo.peak_flops * 0.4),
+    )
+    return row
+
+
+def method_steps(config: Any, mesh: Any) -> list[AotStep]:
+    """The preset's steps (``vau_jax/methods/<m>/aot.py:aot_steps``)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"vau_jax.methods.{config.method}.aot")
+    except ModuleNotFoundError:
+        raise ValueError(f"method {config.method!r} has no ahead-of-time steps yet") from None
+    return list(module.aot_steps(config, mesh))
+
+
+def mesh_on(config: Any, devices: Sequence[Any]) -> Any:
+    """The config's ``(data, fsdp, tensor)`` mesh laid over ``devices``."""
+    from vau_jax import sharding
+
+    return sharding.make_mesh(dict(config.mesh), devices=list(devices))
+
+
+def report(config: Any, topologies: Sequence[str]) -> list[dict[str, Any]]:
+    """Every step of ``config`` compiled for every topology: one row each."""
+    rows = []
+    for name in topologies:
+        topo = topology(name)
+        devices = topo.devices()
+        mesh = mesh_on(config, devices)
+        for step in method_steps(config, mesh):
+            rows.append(compile_report(step, topo, len(devices)))
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of the report (GiB per device, TFLOPs per step)."""
+    out = [
+        "| step | topology | devices | GiB / device (HBM) | fits | TFLOPs / step | s / step at 40% MFU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        gib = "?" if r["per_device_bytes"] is None else f"{r['per_device_bytes'] / GIB:.2f}"
+        tf = "—" if r["flops_per_step"] is None else f"{r['flops_per_step'] / 1e12:.2f}"
+        sec = r["step_seconds_at_40pct_mfu"]
+        out.append(
+            f"| {r['step']} | {r['topology']} | {r['devices']} | {gib} "
+            f"({r['hbm_bytes_per_device'] / GIB:.0f}) | {'yes' if r['fits'] else 'NO'} | {tf} | "
+            f"{'—' if sec is None else f'{sec:.3g}'} |"
+        )
+    return "\n".join(out)
+
+
+def run(config: Any, topologies: Sequence[str], out: str = "") -> int:
+    """Compiles, prints the table, writes ``out`` (JSON list); returns the exit code."""
+    if not libtpu_available():
+        print("error: vau_jax.aot: libtpu is not installed (pip install -e '.[tpu]')",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        rows = report(config, list(topologies) or ["v5e-8"])
+    except ValueError as e:
+        print(f"error: {config.method}: {e}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    if out:
+        from vau_jax.data.features import atomic_write
+
+        atomic_write(out, lambda fh: json.dump(rows, fh, indent=1), mode="w")
+    return 0
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<m>.py:paper")
+    _TOPOLOGY = flags.DEFINE_multi_string("topology", [], f"one of {', '.join(TOPOLOGIES)}")
+    _OUT = flags.DEFINE_string("out", "", "also write the report as a JSON list here")
+
+    def _main(argv: Sequence[str]) -> None:
+        if len(argv) > 1:
+            print(f"error: vau_jax.aot: unexpected arguments {list(argv[1:])}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(run(_CONFIG.value, _TOPOLOGY.value, _OUT.value))
+
+    app.run(_main)
