@@ -65,6 +65,37 @@ def make_encoder(config: Any, inference: bool = False) -> Any:
     )
 
 
+def vador_config(
+    config: Any, qformer: Any, width: int, per_frame: int, frames_per_clip: int
+) -> VADorConfig:
+    """The VADor of ``config``: the video Q-Former ``qformer`` (no text input, no dropout)
+    reading ``width``-wide tokens, ``per_frame`` tokens per frame (twice that with motion
+    tokens), the LTC options and the AP width."""
+    qcfg = dataclasses.replace(
+        qformer,
+        encoder_hidden_size=int(width),
+        text_input=False,
+        hf_model_type="blip_2_qformer",
+        hidden_dropout_prob=0.0,
+    )
+    ltc = LTCConfig(
+        dim=qcfg.hidden_size,
+        k=config.ltc.k,
+        use_normal=config.ltc.use_normal,
+        use_abnormal=config.ltc.use_abnormal,
+        use_history=config.ltc.use_history,
+        retrieval=config.ltc.retrieval,
+    )
+    return VADorConfig(
+        qformer=qcfg,
+        ltc=ltc,
+        frames_per_clip=int(frames_per_clip),
+        tokens_per_frame=int(per_frame) * (2 if config.get("motion_tokens", False) else 1),
+        vision_width=int(width),
+        ap_hidden=config.ap_hidden,
+    )
+
+
 class VADLLaMA(MethodBase):
     """VADor phases 1 and 2 (see the module docstring)."""
 
@@ -100,29 +131,7 @@ class VADLLaMA(MethodBase):
             from vau_jax.methods.vadllama.paper import video_qformer_config
 
             base = video_qformer_config(c)
-        qcfg = dataclasses.replace(
-            base,
-            encoder_hidden_size=width,
-            text_input=False,
-            hf_model_type="blip_2_qformer",
-            hidden_dropout_prob=0.0,
-        )
-        ltc = LTCConfig(
-            dim=qcfg.hidden_size,
-            k=c.ltc.k,
-            use_normal=c.ltc.use_normal,
-            use_abnormal=c.ltc.use_abnormal,
-            use_history=c.ltc.use_history,
-            retrieval=c.ltc.retrieval,
-        )
-        self.vcfg = VADorConfig(
-            qformer=qcfg,
-            ltc=ltc,
-            frames_per_clip=self.frames_per_clip,
-            tokens_per_frame=per_frame * (2 if c.motion_tokens else 1),
-            vision_width=width,
-            ap_hidden=c.ap_hidden,
-        )
+        self.vcfg = vador_config(c, base, width, per_frame, self.frames_per_clip)
         self.model = VADor(self.vcfg)
         if not inference:
             for split in ("train", "test"):

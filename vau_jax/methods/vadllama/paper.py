@@ -24,7 +24,6 @@ only describe the full-size trees of :func:`paper_abstract_params`.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -33,7 +32,6 @@ import numpy as np
 
 from vau_jax.methods.paper import BIN_NOTE, Source
 from vau_jax.models import registry
-from vau_jax.models.heads.ltc import LTCConfig
 from vau_jax.models.heads.vador import VADor, VADorConfig
 from vau_jax.models.qformer import QFormerConfig, VideoQFormerConfig
 
@@ -176,29 +174,15 @@ def caption_conversations(videos: Any, question: str) -> list[tuple[int, list[di
 def abstract_vador_config(config: Any) -> VADorConfig:
     """The paper preset's VADor from the registry names of the config (no checkpoint read):
     the video Q-Former on the image Q-Former's query tokens, AP and LTC."""
-    qcfg = dataclasses.replace(
+    from vau_jax.methods.vadllama.method import vador_config
+
+    image = registry.get_config(config.image_qformer)
+    return vador_config(
+        config,
         registry.get_config(config.video_qformer),
-        encoder_hidden_size=registry.get_config(config.image_qformer).hidden_size,
-        text_input=False,
-        hf_model_type="blip_2_qformer",
-        hidden_dropout_prob=0.0,
-    )
-    ltc = LTCConfig(
-        dim=qcfg.hidden_size,
-        k=config.ltc.k,
-        use_normal=config.ltc.use_normal,
-        use_abnormal=config.ltc.use_abnormal,
-        use_history=config.ltc.use_history,
-        retrieval=config.ltc.retrieval,
-    )
-    per_frame = registry.get_config(config.image_qformer).num_query_tokens
-    return VADorConfig(
-        qformer=qcfg,
-        ltc=ltc,
-        frames_per_clip=config.frames_per_clip,
-        tokens_per_frame=per_frame * (2 if config.get("motion_tokens", False) else 1),
-        vision_width=qcfg.encoder_hidden_size,
-        ap_hidden=config.ap_hidden,
+        image.hidden_size,
+        image.num_query_tokens,
+        config.frames_per_clip,
     )
 
 
