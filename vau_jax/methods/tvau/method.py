@@ -202,24 +202,18 @@ class TVAU(MethodBase):
         videos = self.dataset.split(split)
         if not videos:
             raise ValueError(f"{self.root}: the {split} split has no video")
-        store = FeatureStore(
-            os.path.join(c.data_dir, "features"),
-            self.encoder,
-            self.spec,
-            dtype=str(c.feature_dtype),
-            name=f"{self.dataset.name}-tvau",
-        )
-        fs = store.ensure(videos, desc=f"T-VAU {split} taps")
+
+        def store(encoder: Any, tag: str, what: str) -> Any:
+            folder = os.path.join(c.data_dir, "features")
+            name = f"{self.dataset.name}-{tag}"
+            return FeatureStore(folder, encoder, self.spec, dtype=str(c.feature_dtype),
+                                name=name).ensure(videos, desc=f"T-VAU {split} {what}")  # fmt: skip
+
+        taps = store(self.encoder, "tvau", "taps")
         visual = None
         if self.visual_encoder is not None:  # the LVLM's own tower (paper preset)
-            visual = FeatureStore(
-                os.path.join(c.data_dir, "features"),
-                self.visual_encoder,
-                self.spec,
-                dtype=str(c.feature_dtype),
-                name=f"{self.dataset.name}-tvau-visual",
-            ).ensure(videos, desc=f"T-VAU {split} LVLM tokens")
-        return D.TapFeatures(fs, self.taps, self.depth, visual)
+            visual = store(self.visual_encoder, "tvau-visual", "LVLM tokens")
+        return D.TapFeatures(taps, self.taps, self.depth, visual)
 
     def _questions(self) -> None:
         """The constructed annotations and questions of both splits (cached per layout)."""
