@@ -125,7 +125,8 @@ def main() -> None:
 
     def add(name: str, m: dict[str, float], prefix: str = "", suffix: str = "") -> None:
         row = res.setdefault(name, {})
-        for key in ("total_acc", "temporal_acc", "xd_total_acc", "xd_temporal_acc"):
+        for key in ("total_acc", "temporal_acc", "xd_total_acc", "xd_temporal_acc", "unparsed",
+                    "xd_unparsed"):  # fmt: skip
             k = f"{prefix}{key}{suffix}"
             if k in m:
                 row.setdefault(key, []).append(float(m[k]))
@@ -175,13 +176,21 @@ def main() -> None:
     ]
     if args.set:
         lines.append("Overrides: " + ", ".join(f"`{s}`" for s in args.set) + ".")
-    lines += ["", "| setting | Total Acc (in / xd) | Temporal Acc (in / xd) |", "|---|---|---|"]
+    lines += [
+        "",
+        "| setting | Total Acc (in / xd) | Temporal Acc (in / xd) | unparsed (in / xd) |",
+        "|---|---|---|---|",
+    ]
+    nan = [float("nan")]
+
+    def pair(v: dict[str, list[float]], key: str) -> str:
+        return f"{fmt(v.get(key, nan))} / {fmt(v.get('xd_' + key, nan))}"
+
     for name, v in res.items():
         if name == "tetg":
             continue
-        total = f"{fmt(v['total_acc'])} / {fmt(v.get('xd_total_acc', [float('nan')]))}"
-        temporal = f"{fmt(v['temporal_acc'])} / {fmt(v.get('xd_temporal_acc', [float('nan')]))}"
-        lines.append(f"| {name} | {total} | {temporal} |")
+        cells = [pair(v, "total_acc"), pair(v, "temporal_acc"), pair(v, "unparsed")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if "tetg" in res:
         lines += ["", f"TETG frame AUC (test frames): {fmt(res['tetg']['auc'])}"]
     text = "\n".join(lines) + "\n"
