@@ -78,3 +78,19 @@ def test_vadllama_paper_fits_v5e_8():
     # the phase-1 AP copy and LTC
     assert rows[0]["params"] > 18_929_664
     assert 0 < rows[0]["trainable_params"] < rows[1]["trainable_params"] < rows[0]["params"]
+
+
+def test_cli_errors_are_one_line_and_exit_2(monkeypatch, capsys):
+    import ml_collections
+
+    config = ml_collections.ConfigDict({"method": "vagpt", "mesh": {"data": -1}})
+    monkeypatch.setattr(aot, "libtpu_available", lambda: False)
+    assert aot.run(config, ["v5e-8"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: vau_jax.aot: libtpu is not installed (pip install -e '.[tpu]')"
+    ]
+    monkeypatch.setattr(aot, "libtpu_available", lambda: True)
+    assert aot.run(config, ["v9-1"]) == 2  # the topology is checked before any compile
+    assert capsys.readouterr().err.splitlines() == [
+        "error: vagpt: unknown topology 'v9-1'; known: v5e-8, v5e-16, v5e-256, v5p-8, v4-8, v6e-8"
+    ]
