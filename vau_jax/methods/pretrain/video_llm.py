@@ -47,7 +47,6 @@ from vau_jax.methods.pretrain.vlm_parts import (  # noqa: F401 - shared parts, r
     frozen_llm,
     make_encoders,
     replay_rows,
-    smollm2_gguf_path,
     tiny_llm,
 )
 from vau_jax.models.vlm import lm_loss
@@ -108,17 +107,8 @@ class VideoPretrain(MethodBase):
 
     def prepare(self, inference: bool = False) -> None:
         c = self.config
-        if inference:  # only the model's shape is needed: no LLM weights, no pretraining
-            if c.llm == "smollm2":
-                from vau_jax.convert import load_gguf
-
-                module, _, self.tok = load_gguf(smollm2_gguf_path())
-                self.llm_cfg = module.config
-            else:
-                self.tok, self.llm_cfg = tiny_llm(c)
-            self.start_llm = None
-        else:
-            self.tok, self.llm_cfg, self.start_llm = frozen_llm(c)
+        # inference: only the model's shape is needed (no LLM weights, no pretraining)
+        self.tok, self.llm_cfg, self.start_llm = frozen_llm(c, weights=not inference)
         self.encoders = make_encoders(c, inference)
         self.specs = frame_specs(c)
         vis = self.encoders["visual"]

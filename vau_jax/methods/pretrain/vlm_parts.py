@@ -254,22 +254,25 @@ def smollm2_gguf_path() -> str:
     return os.path.join(folder, names[0])
 
 
-def frozen_llm(config: Any) -> tuple[Any, Any, Any]:
+def frozen_llm(config: Any, weights: bool = True) -> tuple[Any, Any, Any]:
     """``(tokenizer, llm_config, llm_params)`` of the LLM the base video LLM is built on:
     ``llm="tiny"``: the tiny LLaMA and its text-pretrained weights (trained further on
-    captions); ``"smollm2"``: the real SmolLM2-135M-Instruct from its GGUF (kept frozen)."""
-    from vau_jax.convert.checkpoint import load_converted
-
+    captions); ``"smollm2"``: the real SmolLM2-135M-Instruct from its GGUF (kept frozen).
+    ``weights=False``: ``llm_params`` is None, and the tiny LLM's text pretraining is neither
+    read nor run (the model's shape is all that is needed)."""
     if config.llm == "smollm2":
         from vau_jax.convert import load_gguf
 
         module, params, tok = load_gguf(smollm2_gguf_path())
-        return tok, module.config, params
+        return tok, module.config, params if weights else None
     if config.llm != "tiny":
         raise ValueError(f"config.llm={config.llm!r}: the base video LLM is 'tiny' or 'smollm2'")
+    tok, llm_cfg = tiny_llm(config)
+    if not weights:
+        return tok, llm_cfg, None
+    from vau_jax.convert.checkpoint import load_converted
     from vau_jax.methods.pretrain.text_llm import ensure_text_llm
 
-    tok, llm_cfg = tiny_llm(config)
     _, params = load_converted(ensure_text_llm(config.base_llm.text_pretrain))
     return tok, llm_cfg, params
 

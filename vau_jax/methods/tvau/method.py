@@ -57,7 +57,7 @@ class TVAU(MethodBase):
     def prepare(self, inference: bool = False) -> None:
         """Encoders, prompts and the models; for training also the layout tree, the tapped
         features of both splits and the constructed questions (all cached)."""
-        from vau_jax.methods.pretrain.video_llm import build_vlm, tiny_llm
+        from vau_jax.methods.pretrain.video_llm import build_vlm, frozen_llm
 
         c = self.config
         if self.prepared == "train" or (inference and self.prepared):
@@ -83,14 +83,7 @@ class TVAU(MethodBase):
             self.llm_cfg, self.tok, self.query_tok = load_paper_llm(c)
             self.vlm = VideoLLM(paper_vlm_config(c, self.vis_width))
         else:  # the base video LLM's own LLM and tokenizer (its shape; weights: load_lvlm)
-            if c.llm == "smollm2":
-                from vau_jax.convert import load_gguf
-                from vau_jax.methods.pretrain.vlm_parts import smollm2_gguf_path
-
-                module, _, self.tok = load_gguf(smollm2_gguf_path())
-                self.llm_cfg = module.config
-            else:
-                self.tok, self.llm_cfg = tiny_llm(c)
+            self.tok, self.llm_cfg, _ = frozen_llm(c, weights=False)
             self.query_tok = self.tok
             self.vlm = build_vlm(c, self.llm_cfg, self.vis_width, self.tok.vocab_size)
         self.frames = int(c.frames_per_video)

@@ -23,8 +23,9 @@ from vau_jax.aot import AotStep, apply_step, train_step
 def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
     """The paper preset's phase 1 and 2 train steps and its scoring step on ``mesh``."""
     from vau_jax import sharding
+    from vau_jax.methods.vadllama.method import vador_loss
     from vau_jax.methods.vadllama.paper import abstract_vador_config
-    from vau_jax.models.heads.vador import VADor, check_mil_objective, mil_loss
+    from vau_jax.models.heads.vador import VADor
 
     rules = sharding.rules_from_config(config)
     vcfg = abstract_vador_config(config)
@@ -39,19 +40,15 @@ def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
         "mask": jax.ShapeDtypeStruct((b, c), jnp.bool_),
         "label": jax.ShapeDtypeStruct((b,), jnp.int32),
     }
-    objective = check_mil_objective(str(config.mil_loss))
-
-    def loss(phase: int):
-        def fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
-            del rng
-            out = model.apply({"params": params}, batch["tokens"], batch["mask"], phase=phase)
-            return mil_loss(out["scores"], batch["mask"], batch["label"], objective=objective)
-
-        return fn
-
     steps = [
         train_step(
-            f"phase{k}", loss(k), dict(config[f"phase{k}"].optimizer), boxed, batch, mesh, rules
+            f"phase{k}",
+            vador_loss(model, str(config.mil_loss), k),
+            dict(config[f"phase{k}"].optimizer),
+            boxed,
+            batch,
+            mesh,
+            rules,
         )  # fmt: skip
         for k in (1, 2)
     ]

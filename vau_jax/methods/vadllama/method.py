@@ -96,6 +96,20 @@ def vador_config(
     )
 
 
+def vador_loss(model: VADor, objective: str, phase: int) -> Any:
+    """The trainer's ``(params, batch, rng) -> (loss, aux)`` of a VADor phase: the MIL
+    ``objective`` on the video-level ``label`` of ``batch`` (``tokens [B, C, F*M, D]``,
+    ``mask [B, C]``)."""
+    objective = check_mil_objective(objective)
+
+    def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        del rng
+        out = model.apply({"params": params}, batch["tokens"], batch["mask"], phase=phase)
+        return mil_loss(out["scores"], batch["mask"], batch["label"], objective=objective)
+
+    return loss_fn
+
+
 class VADLLaMA(MethodBase):
     """VADor phases 1 and 2 (see the module docstring)."""
 
@@ -199,14 +213,7 @@ class VADLLaMA(MethodBase):
     # -- stages ----------------------------------------------------------------------------
 
     def _loss(self, phase: int):
-        objective = check_mil_objective(str(self.config.mil_loss))
-
-        def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
-            del rng
-            out = self.model.apply({"params": params}, batch["tokens"], batch["mask"], phase=phase)
-            return mil_loss(out["scores"], batch["mask"], batch["label"], objective=objective)
-
-        return loss_fn
+        return vador_loss(self.model, str(self.config.mil_loss), phase)
 
     def stages(self) -> list[Stage]:
         c = self.config
