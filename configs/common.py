@@ -25,6 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.sharding_rules = ()  # empty = vau_jax.sharding.DEFAULT_RULES
     c.compute_dtype = "float32"
     c.param_dtype = "float32"
+    c.remat_policy = "none"  # vau_jax/models/precision.py: none | full | dots | dots_no_batch
+    c.scan_layers = False  # the LLM's blocks as one nn.scan (vau_jax/models/precision.py)
     c.resume = ""  # another run's checkpoint folder to continue from
     c.init_from = ""  # a converted checkpoint (python -m vau_jax.convert) to start from
     c.keep_checkpoints = 2
@@ -81,10 +83,16 @@ def text_lm_schedule(c: ml_collections.ConfigDict, steps: int = 1500) -> None:
 
 
 def adamw_stage(
-    steps: int, lr: float, warmup: int, freeze: list[str] | tuple = (), weight_decay: float = 0.0
+    steps: int,
+    lr: float,
+    warmup: int,
+    freeze: list[str] | tuple = (),
+    weight_decay: float = 0.0,
+    grad_accum_steps: int = 1,
 ) -> ml_collections.ConfigDict:
     """One training stage: ``steps`` and an AdamW optimizer (cosine with warm-up, clip 1.0)
-    whose ``total_steps`` shares ``steps``' FieldReference (override either)."""
+    whose ``total_steps`` shares ``steps``' FieldReference (override either);
+    ``grad_accum_steps`` micro-batches make one step's batch."""
     ref = ml_collections.FieldReference(steps)
     opt = ml_collections.ConfigDict(
         {
@@ -97,7 +105,9 @@ def adamw_stage(
             "freeze": list(freeze),
         }
     )
-    return ml_collections.ConfigDict({"steps": ref, "optimizer": opt})
+    return ml_collections.ConfigDict(
+        {"steps": ref, "optimizer": opt, "grad_accum_steps": int(grad_accum_steps)}
+    )
 
 
 def apply_overrides(c: ml_collections.ConfigDict, items: list[str]) -> None:

@@ -146,11 +146,19 @@ def paper(c: ml_collections.ConfigDict) -> None:
     c.ahd_stage = adamw_stage(3000, 1e-4, 100)  # ours
     c.rae.channels = (64, 128)  # ours: T-VAU §3.2 "a small convolutional network"
     c.rae.num_base = 16  # ours
-    c.rae.batch_size = 16  # ours
-    c.rae_narration = adamw_stage(1000, 1e-4, 30)  # ours (curriculum step 1)
-    c.rae_anomaly = adamw_stage(3000, 1e-4, 30)  # ours (curriculum step 2)
+    # T-VAU gives no batch: LLaMA-VID's instruction-tuning one (the frozen LVLM's own
+    # recipe: 4 per GPU x 4 accumulation x 8 GPUs = 128), 16 micro-batches of 8 rows.
+    c.rae.batch_size = 128
+    c.rae_narration = adamw_stage(1000, 1e-4, 30, grad_accum_steps=16)  # ours (curriculum 1)
+    c.rae_anomaly = adamw_stage(3000, 1e-4, 30, grad_accum_steps=16)  # ours (curriculum 2)
     c.rae_max_length = 2048  # LLaMA-VID --model_max_length 2048
     c.max_answer_tokens = 64
+    # The frozen LVLM runs in bf16 (LLaMA-VID's --bf16) with its blocks recomputed in RAE's
+    # backward pass (vau_jax/models/precision.py); AHD and RAE keep f32 weights and state.
+    c.compute_dtype = "bfloat16"
+    c.remat_policy = "full"
+    c.scan_layers = True  # one scanned block: its gathers stay in the loop
+    c.aot_eval_batch = 8  # vau_jax.aot's generation step: 8 videos, one per chip
     c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 8, "tensor": 1})  # ours (v5e-8)
     c.paper_checkpoints = ml_collections.ConfigDict(
         {"clip": "", "vision": "", "vlm": ""}

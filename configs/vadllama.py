@@ -119,6 +119,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         p3.enabled = True  # §3.2: the third phase (instruction-tuning the adaptor)
         p3.steps = 30000  # §4.2 "we trained the adaptor for 30,000 iterations"
         p3.batch_size = 2  # §4.2 "the batch size was reduced to 2 during phase 3"
+        # Vicuna-7B's registry name: the full-size tree of vau_jax.aot (a run reads the sizes
+        # of the converted paper_checkpoints.llm).
+        p3.llm_preset = "vicuna-7b"
+        c.compute_dtype = "bfloat16"  # phase 3's frozen Vicuna (Video-LLaMA runs it in half)
         # ours: the batch of 2 splits over data x fsdp = 2; Vicuna-7B's weights over fsdp x
         # tensor (8 chips of a v5e-8 / a GPU node).
         p3.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": 2, "tensor": 4})

@@ -168,10 +168,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         steps = 775241 // 128  # VA-GPT supp. §1.1: 775,241 pairs; LLaMA-VID --num_train_epochs 1
         # LLaMA-VID stage 2: --learning_rate 2e-5 --weight_decay 0. --warmup_ratio 0.03 cosine;
         # gradient clipping 1.0 (HF Trainer's max_grad_norm default, _stage's).
-        c.stage1 = adamw_stage(steps, 2e-5, int(0.03 * steps), [])
+        # 128 = 16 micro-batches of 8 (one row per v5e-8 chip; LLaMA-VID: 4 per GPU x 4).
+        c.stage1 = adamw_stage(steps, 2e-5, int(0.03 * steps), [], grad_accum_steps=16)
         # VA-GPT §3 Loss & Training: stage 2 "fewer than 150 iterations"; lr as stage 1 (ours),
         # 5 warm-up steps (ours).
-        c.stage2 = adamw_stage(150, 2e-5, 5, [])
+        c.stage2 = adamw_stage(150, 2e-5, 5, [], grad_accum_steps=16)
+        # Memory (vau_jax.aot, v5e-8's 16 GiB per chip): Vicuna-7B fully trained holds
+        # 6.96B f32 master weights + AdamW state sharded over 8 chips. It fits with AdamW's
+        # first moment and the 16 micro-batches' gradient sum in bf16 (master weights and
+        # second moment f32); with both in f32 stage 1 needs ~20 GiB per chip (README).
+        for stage in (c.stage1, c.stage2):
+            stage.optimizer.mu_dtype = "bfloat16"
+            stage.accum_dtype = "bfloat16"
+        # LLaMA-VID trains in bf16 (--bf16 True) on f32 master weights and AdamW state
+        # (DeepSpeed); ours the same, with each Vicuna block recomputed in the backward pass
+        # (vau_jax/models/precision.py). The frozen towers run once per video, when the
+        # features are cached.
+        c.compute_dtype = "bfloat16"
+        c.remat_policy = "full"
+        c.scan_layers = True  # one scanned block: its gathers stay in the loop
+        c.aot_eval_batch = 8  # vau_jax.aot's generation step: 8 videos, one per chip
         c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 8, "tensor": 1})  # ours (v5e-8)
         c.paper_checkpoints = ml_collections.ConfigDict(
             {"vision": "", "patch_encoder": "", "vlm": ""}

@@ -7,15 +7,26 @@ Every train step of the preset (each stage or phase) and its evaluation step is 
 the config's real batch, lengths and shardings on a mesh of the topology's devices, from
 abstract inputs only (``jax.ShapeDtypeStruct``: no weights, no data), and compiled by XLA
 for that chip (``pip install -e '.[tpu]'`` brings libtpu; no TPU is needed). The compiled
-executable's ``memory_analysis()`` gives the bytes per device, ``cost_analysis()`` the FLOPs
-per device. A compile-time out-of-memory (what the hardware would hit) is reported as
-``fits: false`` with the numbers XLA gives, not a traceback.
+executable's ``memory_analysis()`` gives the bytes per device. A compile-time out-of-memory
+(what the hardware would hit) is reported as ``fits: false`` with the bytes XLA's message
+gives, not a traceback.
+
+GPU clusters compile the same way without a GPU (``h100-8``: 8 H100s; ``pip install -e
+'.[cuda12]'``; :mod:`vau_jax.aot_gpu`). XLA:GPU does not fail a compile over the device's
+memory and reports no peak: ``fits`` compares the sum below with the GPU's memory.
 
 Per (step, topology) the JSON list has: ``step``, ``topology``, ``devices``,
-``per_device_bytes`` (argument + output + temp − alias), ``argument_bytes``,
-``output_bytes``, ``temp_bytes``, ``alias_bytes``, ``hbm_bytes_per_device``, ``fits``,
-``flops_per_step`` (all devices), ``params``, ``trainable_params`` and
-``step_seconds_at_40pct_mfu`` (``flops_per_step`` / (devices × the chip's bf16 peak × 0.4)).
+``per_device_bytes`` (argument + output + temp − alias: an upper bound, as if every
+argument and temporary were live at once), ``peak_bytes`` (XLA:TPU's own peak of its
+buffer assignment: dead and donated buffers reused; what its HBM check uses),
+``argument_bytes``, ``output_bytes``, ``temp_bytes``, ``alias_bytes``,
+``hbm_bytes_per_device``, ``fits`` (``peak_bytes``, where XLA gives one, else
+``per_device_bytes``, within the HBM), ``flops_per_step`` (all devices: the step's matmul
+and convolution FLOPs counted from its jaxpr with every scan body times its length,
+:func:`jaxpr_flops`), ``xla_flops_per_step`` (``cost_analysis()`` x devices: XLA counts
+each loop body once, so layer scans and gradient accumulation are undercounted; null on
+GPU), ``params``, ``trainable_params`` and ``step_seconds_at_40pct_mfu``
+(``flops_per_step`` / (devices × the chip's bf16 peak × 0.4)).
 
 Methods list their steps in ``vau_jax/methods/<m>/aot.py:aot_steps(config, mesh)``.
 """
@@ -75,11 +86,28 @@ TOPOLOGIES: dict[str, Topology] = {
 }
 
 
-def topology(name: str) -> Topology:
-    """The :class:`Topology` of a Cloud TPU name (``ValueError`` listing the known ones)."""
+def topology(name: str) -> Any:
+    """The :class:`Topology` of a Cloud TPU name, or the
+    :class:`~vau_jax.aot_gpu.GpuTopology` of a GPU one (``h100-8``); ``ValueError`` listing
+    the known ones otherwise."""
+    from vau_jax.aot_gpu import GPU_TOPOLOGIES
+
+    if name in GPU_TOPOLOGIES:
+        return GPU_TOPOLOGIES[name]
     if name not in TOPOLOGIES:
-        raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES)}")
+        known = ", ".join([*TOPOLOGIES, *GPU_TOPOLOGIES])
+        raise ValueError(f"unknown topology {name!r}; known: {known}")
     return TOPOLOGIES[name]
+
+
+def compiler_missing(name: str) -> str | None:
+    """What to install to compile for topology ``name`` (``None``: it is installed)."""
+    from vau_jax.aot_gpu import GPU_TOPOLOGIES, cuda_plugin_available
+
+    if name in GPU_TOPOLOGIES:
+        ok = cuda_plugin_available()
+        return None if ok else "the CUDA plugin is not installed (pip install -e '.[cuda12]')"
+    return None if libtpu_available() else "libtpu is not installed (pip install -e '.[tpu]')"
 
 
 def libtpu_available() -> bool:
@@ -119,6 +147,7 @@ def train_step(
     mesh: Any,
     rules: Any,
     grad_accum_steps: int = 1,
+    accum_dtype: str | None = None,
 ) -> AotStep:
     """A train step as the trainer builds it (:func:`vau_jax.train.step.make_train_step`):
     the state sharded by the logical rules (moments like their params, nothing for frozen
@@ -144,6 +173,7 @@ def train_step(
         loss_fn,
         opt,
         grad_accum_steps=grad_accum_steps,
+        accum_dtype=accum_dtype,
         state_sharding=jax.tree.map(lambda x: x.sharding, state),
         batch_sharding=bshard,
     )
@@ -187,13 +217,68 @@ def apply_step(
     return AotStep(name, jitted, (params, *args), n, 0, lambda: activation_context(mesh, rules))
 
 
+# XLA:TPU's two compile-time OOM messages: "... temporaries (25.45G) exceeds available HBM
+# (15.75G)" and "Used 15.75G of 15.75G hbm. Exceeded hbm capacity by 683.0K."
 _OOM = re.compile(r"\(([\d.]+)([KMGT]?)i?B?\)\s+exceeds available HBM\s+\(([\d.]+)([KMGT]?)")
+_OOM_USED = re.compile(
+    r"Used ([\d.]+)([KMGT]?) of [\d.]+[KMGT]? hbm\. Exceeded hbm capacity by ([\d.]+)([KMGT]?)"
+)
 _UNIT = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def _oom_bytes(message: str) -> int | None:
+    """The bytes per device an XLA:TPU compile-time OOM message says the step needs."""
     m = _OOM.search(message)
-    return int(float(m.group(1)) * _UNIT[m.group(2)]) if m else None
+    if m:
+        return int(float(m.group(1)) * _UNIT[m.group(2)])
+    m = _OOM_USED.search(message)
+    if m:
+        used = float(m.group(1)) * _UNIT[m.group(2)]
+        return int(used + float(m.group(3)) * _UNIT[m.group(4)])
+    return None
+
+
+def _sub_jaxprs(params: dict[str, Any]) -> list[Any]:
+    """The jaxprs inside an equation's params (scan/while/cond/pjit/remat/custom calls)."""
+    from jax.extend import core as jcore
+
+    out = []
+    for v in params.values():
+        for x in v if isinstance(v, (tuple, list)) else (v,):
+            if isinstance(x, jcore.ClosedJaxpr):
+                out.append(x.jaxpr)
+            elif isinstance(x, jcore.Jaxpr):
+                out.append(x)
+    return out
+
+
+def jaxpr_flops(jaxpr: Any) -> float:
+    """Matmul and convolution FLOPs (2 per multiply-add) of a (closed) jaxpr, with each
+    ``scan`` body counted ``length`` times and the largest ``cond`` branch (a ``while``
+    body, whose trip count is not static, once). XLA's ``cost_analysis()`` counts every loop
+    body once, so it undercounts layer scans and gradient-accumulation loops."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    total = 0.0
+    for e in jaxpr.eqns:
+        name = e.primitive.name
+        if name == "dot_general":
+            (lc, _), _ = e.params["dimension_numbers"]
+            lhs = e.invars[0].aval.shape
+            contract = float(np.prod([lhs[i] for i in lc])) if lc else 1.0
+            total += 2.0 * float(np.prod(e.outvars[0].aval.shape)) * contract
+        elif name == "conv_general_dilated":
+            rhs = e.invars[1].aval.shape
+            out_feature = e.params["dimension_numbers"].rhs_spec[0]
+            per_output = float(np.prod(rhs)) / rhs[out_feature]
+            total += 2.0 * float(np.prod(e.outvars[0].aval.shape)) * per_output
+        subs = [jaxpr_flops(j) for j in _sub_jaxprs(e.params)]
+        if not subs:
+            continue
+        if name == "cond":
+            total += max(subs)
+        else:
+            total += float(e.params.get("length", 1) if name == "scan" else 1) * sum(subs)
+    return total
 
 
 def compile_report(step: AotStep, topo: Topology, devices: int) -> dict[str, Any]:
@@ -206,9 +291,12 @@ def compile_report(step: AotStep, topo: Topology, devices: int) -> dict[str, Any
         "params": step.params,
         "trainable_params": step.trainable_params,
     }
+    with step.context():
+        traced = step.fn.trace(*step.args)
+    flops = jaxpr_flops(traced.jaxpr)  # the global program: every device's work
     try:
         with step.context():
-            compiled = step.fn.lower(*step.args).compile()
+            compiled = traced.lower().compile()
     except Exception as e:  # XLA's compile-time OOM is a JaxRuntimeError RESOURCE_EXHAUSTED
         text = str(e)
         if "RESOURCE_EXHAUSTED" not in text:
@@ -216,34 +304,42 @@ def compile_report(step: AotStep, topo: Topology, devices: int) -> dict[str, Any
         need = _oom_bytes(text)
         row.update(
             fits=False,
+            peak_bytes=need,
             per_device_bytes=need,
             argument_bytes=None,
             output_bytes=None,
             temp_bytes=need,
             alias_bytes=None,
-            flops_per_step=None,
-            step_seconds_at_40pct_mfu=None,
+            flops_per_step=flops,
+            xla_flops_per_step=None,
+            step_seconds_at_40pct_mfu=flops / (devices * topo.peak_flops * 0.4),
             error=text.strip().splitlines()[0][:300],
         )
         return row
     mem = compiled.memory_analysis()
     cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}  # GPU: None
     per_device = (
         mem.argument_size_in_bytes
         + mem.output_size_in_bytes
         + mem.temp_size_in_bytes
         - mem.alias_size_in_bytes
     )
-    flops = float(cost.get("flops", 0.0)) * devices  # cost_analysis counts one device
+    # cost_analysis counts one device and each loop body once; XLA:GPU gives none
+    xla_flops = float(cost["flops"]) * devices if "flops" in cost else None
+    peak = int(getattr(mem, "peak_memory_in_bytes", 0) or 0) or None
     row.update(
-        fits=bool(per_device <= topo.hbm_bytes),
+        # XLA's own peak where it reports one (arguments, outputs and temporaries live at
+        # the same moment; dead and donated buffers reused), else the sum
+        fits=bool((peak or per_device) <= topo.hbm_bytes),
+        peak_bytes=peak,
         per_device_bytes=int(per_device),
         argument_bytes=int(mem.argument_size_in_bytes),
         output_bytes=int(mem.output_size_in_bytes),
         temp_bytes=int(mem.temp_size_in_bytes),
         alias_bytes=int(mem.alias_size_in_bytes),
         flops_per_step=flops,
+        xla_flops_per_step=xla_flops,
         step_seconds_at_40pct_mfu=flops / (devices * topo.peak_flops * 0.4),
     )
     return row
@@ -267,8 +363,13 @@ def mesh_on(config: Any, devices: Sequence[Any]) -> Any:
     return sharding.make_mesh(dict(config.mesh), devices=list(devices))
 
 
-def report(config: Any, topologies: Sequence[str]) -> list[dict[str, Any]]:
-    """Every step of ``config`` compiled for every topology: one row each."""
+def report(
+    config: Any,
+    topologies: Sequence[str],
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Every step of ``config`` compiled for every topology: one row each (``on_row`` sees
+    each row as soon as its compile ends)."""
     rows = []
     for name in topologies:
         topo = topology(name)
@@ -276,39 +377,55 @@ def report(config: Any, topologies: Sequence[str]) -> list[dict[str, Any]]:
         mesh = mesh_on(config, devices)
         for step in method_steps(config, mesh):
             rows.append(compile_report(step, topo, len(devices)))
+            if on_row is not None:
+                on_row(rows[-1])
     return rows
 
 
+TABLE_HEADER = (
+    "| step | topology | devices | peak GiB / device (HBM) | arg+out+temp−alias GiB | fits "
+    "| TFLOPs / step | s / step at 40% MFU |",
+    "|---|---|---|---|---|---|---|---|",
+)
+
+
+def _gib(n: int | None) -> str:
+    return "?" if n is None else f"{n / GIB:.2f}"
+
+
+def format_row(r: dict[str, Any]) -> str:
+    """One report row as a Markdown table line (GiB per device, TFLOPs per step)."""
+    peak = r.get("peak_bytes", r["per_device_bytes"])
+    tf = "—" if r["flops_per_step"] is None else f"{r['flops_per_step'] / 1e12:.2f}"
+    sec = r["step_seconds_at_40pct_mfu"]
+    return (
+        f"| {r['step']} | {r['topology']} | {r['devices']} | {_gib(peak)} "
+        f"({r['hbm_bytes_per_device'] / GIB:.0f}) | {_gib(r['per_device_bytes'])} | "
+        f"{'yes' if r['fits'] else 'NO'} | {tf} | {'—' if sec is None else f'{sec:.3g}'} |"
+    )
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table of the report (GiB per device, TFLOPs per step)."""
-    out = [
-        "| step | topology | devices | GiB / device (HBM) | fits | TFLOPs / step | s / step at 40% MFU |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        gib = "?" if r["per_device_bytes"] is None else f"{r['per_device_bytes'] / GIB:.2f}"
-        tf = "—" if r["flops_per_step"] is None else f"{r['flops_per_step'] / 1e12:.2f}"
-        sec = r["step_seconds_at_40pct_mfu"]
-        out.append(
-            f"| {r['step']} | {r['topology']} | {r['devices']} | {gib} "
-            f"({r['hbm_bytes_per_device'] / GIB:.0f}) | {'yes' if r['fits'] else 'NO'} | {tf} | "
-            f"{'—' if sec is None else f'{sec:.3g}'} |"
-        )
-    return "\n".join(out)
+    """A Markdown table of the report (:data:`TABLE_HEADER`, :func:`format_row`)."""
+    return "\n".join([*TABLE_HEADER, *(format_row(r) for r in rows)])
 
 
 def run(config: Any, topologies: Sequence[str], out: str = "") -> int:
     """Compiles, prints the table, writes ``out`` (JSON list); returns the exit code."""
-    if not libtpu_available():
-        print("error: vau_jax.aot: libtpu is not installed (pip install -e '.[tpu]')",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    names = list(topologies) or ["v5e-8"]
     try:
-        rows = report(config, list(topologies) or ["v5e-8"])
+        for name in names:  # before any compile or output
+            topology(name)
+            missing = compiler_missing(name)
+            if missing:
+                print(f"error: vau_jax.aot: {missing}", file=sys.stderr)
+                return 2
+        print("\n".join(TABLE_HEADER), flush=True)
+        # each row printed as its compile ends (a paper-size compile takes minutes)
+        rows = report(config, names, lambda r: print(format_row(r), flush=True))
     except ValueError as e:
         print(f"error: {config.method}: {e}", file=sys.stderr)
         return 2
-    print(format_table(rows))
     if out:
         from vau_jax.data.features import atomic_write
 
@@ -321,7 +438,9 @@ if __name__ == "__main__":
     from ml_collections import config_flags
 
     _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<m>.py:paper")
-    _TOPOLOGY = flags.DEFINE_multi_string("topology", [], f"one of {', '.join(TOPOLOGIES)}")
+    _TOPOLOGY = flags.DEFINE_multi_string(
+        "topology", [], f"one of {', '.join(TOPOLOGIES)}, h100-8 (vau_jax.aot_gpu)"
+    )
     _OUT = flags.DEFINE_string("out", "", "also write the report as a JSON list here")
 
     def _main(argv: Sequence[str]) -> None:

@@ -114,6 +114,36 @@ def test_process_shards_are_disjoint_and_equal_in_length():
     assert len(seen) == len(set(seen)) == 18
 
 
+class _LoggedSource(ToySource):
+    """A :class:`ToySource` that records every index read."""
+
+    def __init__(self, n: int):
+        super().__init__(n)
+        self.reads: list[int] = []
+
+    def __getitem__(self, i: int) -> dict:
+        self.reads.append(int(i))
+        return super().__getitem__(i)
+
+
+def test_process_batches_in_process_order_are_the_single_process_batch():
+    """Process ``i`` holds the ``i``-th block of every global batch, so the local batches
+    concatenated in process order (``to_global``) are the one-process global batch, example
+    for example; and a process reads only its own examples."""
+    cfg = _config(global_batch_size=6, seed=3, num_epochs=2)
+    whole = _indices(P.make_iterator(ToySource(23), cfg))
+    sources = [_LoggedSource(23) for _ in range(3)]
+    shards = [
+        _indices(P.make_iterator(src, cfg, shard_options=grain.sharding.ShardOptions(i, 3)))
+        for i, src in enumerate(sources)
+    ]
+    assert len(whole) == 7 and all(len(s) == 7 for s in shards)  # 46 // 6
+    for t, batch in enumerate(whole):
+        assert shards[0][t] + shards[1][t] + shards[2][t] == batch
+    for src, shard in zip(sources, shards):
+        assert sorted(src.reads) == sorted(sum(shard, []))
+
+
 def test_eval_mode_pads_the_last_batch_and_sees_everything_once():
     src, cfg = ToySource(23), _config(global_batch_size=6, drop_remainder=False, shuffle=False)
     shards = [

@@ -426,6 +426,7 @@ def test_vagpt_paper_preset_trains_from_converted_checkpoints(tmp_path, ucf_root
     c.questions_per_test_video = 1
     c.tetg.steps, c.tetg.batch_size = 4, 8
     c.stage1.steps = c.stage2.steps = 2
+    c.stage1.grad_accum_steps = c.stage2.grad_accum_steps = 1  # the paper's 16 need >= 16 rows
     c.stage1.optimizer.warmup_steps = c.stage2.optimizer.warmup_steps = 1
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 4, 1
     c.cross_domain.num_test_videos = 4
@@ -464,6 +465,7 @@ def test_tvau_paper_preset_trains_from_converted_checkpoints(tmp_path, caplog):
     c.frames_per_video = 4
     c.ahd.frames_per_video = c.ahd.anomalous_frames = 4
     c.ahd.batch_size = c.rae.batch_size = 8  # the 8 data x fsdp devices
+    c.rae_narration.grad_accum_steps = c.rae_anomaly.grad_accum_steps = 1
     c.rae.channels = (8, 8)
     for stage in (c.ahd_stage, c.rae_narration, c.rae_anomaly):
         stage.steps, stage.optimizer.warmup_steps = 2, 1

@@ -228,3 +228,19 @@ def test_sharded_prefill_and_decode_equal_single_device():
         assert q_sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
         out = jax.jit(run)(sharded_params, cache)
     chex.assert_trees_all_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_match_layer_layout_loads_either_layout_into_the_other():
+    """Unscanned weights restacked into the scan layout give the same logits, and back."""
+    loop_module, loop_params = _init(CFG, seed=3)
+    scan_cfg = dataclasses.replace(CFG, scan_layers=True)
+    scan_module, scan_template = _init(scan_cfg)
+    stacked = llama.match_layer_layout(jax.device_get(loop_params), scan_template)
+    assert "layers" in stacked["model"] and "layers_0" not in stacked["model"]
+    chex.assert_trees_all_equal_shapes(stacked, scan_template)
+    ids = jnp.asarray(np.random.RandomState(3).randint(3, CFG.vocab_size, (2, 9)), jnp.int32)
+    want = _fwd(loop_module, loop_params, ids)["logits"]
+    chex.assert_trees_all_close(_fwd(scan_module, stacked, ids)["logits"], want, atol=1e-5)
+    back = llama.match_layer_layout(stacked, loop_params)
+    chex.assert_trees_all_equal(back, jax.device_get(loop_params))
+    assert llama.match_layer_layout(loop_params, loop_params) is loop_params  # same layout

@@ -22,10 +22,14 @@ Shapes and keys of a batch (``B`` = global batch size / process count):
   ``loss_mask`` bool ``[B, S]`` (see :class:`TokenizeConversation`).
 
 Multi-process: every process builds the same pipeline; shuffling is global (same seed
-everywhere) and process ``i`` of ``n`` takes global positions ``i, i + n, ...``; the stream
-is cut (or padded) to a multiple of ``n * B`` so every process yields the same number of
-batches. :func:`to_global` then assembles ``jax.Array`` s with
-``jax.make_array_from_process_local_data``.
+everywhere) and the stream is cut (or padded) to a multiple of ``n * B`` so every process
+yields the same number of batches. Global batch ``t`` is positions ``[t·n·B, (t+1)·n·B)``;
+process ``i`` of ``n`` takes its ``i``-th block of ``B`` consecutive positions
+``[t·n·B + i·B, t·n·B + (i+1)·B)``. :func:`to_global` then assembles ``jax.Array`` s with
+``jax.make_array_from_process_local_data`` (local batches concatenated in process order),
+so the global batch is the single-process one, example for example and device for device:
+a run's numbers do not depend on how many processes feed it (up to the reduction order of
+the collectives).
 
 Worker processes (``worker_count > 0``) need absl flags parsed: run under
 ``absl.app.run`` or call ``absl.flags.FLAGS.mark_as_parsed()`` first; ``worker_count=0``
@@ -349,10 +353,13 @@ def make_dataset(
         )
     if config.pad_lengths:
         ds = ds.map(PadToLength(dict(config.pad_lengths)))
-    # Shard last: MapDataset is lazy, so each process still only reads and transforms its
-    # own examples, and random transforms are seeded by the global position.
-    ds = ds.slice(slice(index, None, count))
+    # Batch, then shard: process `index` takes every `count`-th local batch starting at
+    # `index`, i.e. its contiguous block of each global batch (module docstring), so the
+    # processes' batches concatenated in process order are the single-process global batch.
+    # MapDataset is lazy: each process still only reads and transforms its own examples, and
+    # random transforms are seeded by the global position.
     ds = ds.batch(local_batch, drop_remainder=True, batch_fn=collate)
+    ds = ds.slice(slice(index, None, count))
     it_ds = ds.to_iter_dataset(
         grain.ReadOptions(
             num_threads=config.read_threads,

@@ -463,6 +463,31 @@ def decode_step(
     return nn.apply(fn, module)({"params": params})
 
 
+# ------------------------------------------------------------------------- layer layouts
+
+
+def match_layer_layout(params: Any, like: Any) -> Any:
+    """``params`` (a :class:`LlamaForCausalLM` tree of host arrays) in the decoder-layer
+    layout of ``like`` (a tree of the same model, any leaf type): one ``model/layers_<i>``
+    subtree per block, or the scan layout's ``model/layers`` with every leaf stacked
+    ``[L, ...]`` (``cfg.scan_layers``). A converted checkpoint keeps one layout and loads
+    into either."""
+    model, want = dict(params["model"]), like["model"]
+    scanned, want_scanned = "layers" in model, "layers" in want
+    if scanned == want_scanned:
+        return params
+    if want_scanned:
+        n = sum(1 for k in model if k.startswith("layers_"))
+        blocks = [model.pop(f"layers_{i}") for i in range(n)]
+        model["layers"] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *blocks)
+    else:
+        stacked = model.pop("layers")
+        n = len(jax.tree.leaves(stacked)[0])
+        for i in range(n):
+            model[f"layers_{i}"] = jax.tree.map(lambda x, i=i: np.asarray(x)[i], stacked)
+    return {**params, "model": model}
+
+
 # -------------------------------------------------------------------------------- registry
 
 _LLAMA2_7B = LlamaConfig(

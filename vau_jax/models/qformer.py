@@ -49,7 +49,8 @@ class QFormerConfig:
     (HF ``use_qformer_text_input``; always true for InstructBLIP). ``hf_model_type`` names the
     HF checkpoint layout the converter reads and writes (``blip_2_qformer`` keeps the
     embedding LayerNorm at ``layernorm``; ``instructblip_qformer`` at ``embeddings.layernorm``).
-    ``dtype``/``param_dtype`` are numpy dtype names (compute / storage).
+    ``dtype``/``param_dtype`` are numpy dtype names (compute / storage); ``remat``
+    recomputes each layer in the backward pass.
     """
 
     hidden_size: int = 768
@@ -70,6 +71,7 @@ class QFormerConfig:
     hf_model_type: str = "instructblip_qformer"
     dtype: str = "float32"
     param_dtype: str = "float32"
+    remat: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
@@ -235,8 +237,10 @@ class QFormerEncoder(_Sub):
     def __call__(self, x, mask, image, image_mask, query_length, deterministic):
         cfg = self.config
         states = [x]
+        # remat: each layer recomputed in the backward pass (query_length, deterministic static)
+        cls = nn.remat(QFormerLayer, static_argnums=(5, 6)) if cfg.remat else QFormerLayer
         for i in range(cfg.num_hidden_layers):
-            layer = QFormerLayer(
+            layer = cls(
                 cfg, has_cross_attention=i % cfg.cross_attention_frequency == 0, name=f"layer_{i}"
             )
             x = layer(x, mask, image, image_mask, query_length, deterministic)

@@ -63,6 +63,7 @@ def _base(name: str, schedule: optax.Schedule, cfg: Mapping[str, Any], wd: float
             eps=float(cfg.get("eps", 1e-8)),
             weight_decay=wd,
             mask=decay_mask,
+            mu_dtype=cfg.get("mu_dtype", None) or None,  # None: the parameters' dtype
         )
     if name == "sgd":
         tx = optax.sgd(schedule, momentum=cfg.get("momentum", None) or None)

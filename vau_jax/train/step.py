@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import linen as nn
 
 from vau_jax.train.optimizer import Optimizer
 from vau_jax.train.state import (
@@ -78,6 +79,7 @@ def make_train_step(
     optimizer: Optimizer,
     *,
     grad_accum_steps: int = 1,
+    accum_dtype: str | None = None,
     state_sharding: Any = None,
     batch_sharding: Any = None,
     donate: bool = True,
@@ -88,6 +90,7 @@ def make_train_step(
       loss_fn: ``(params, batch, rng) -> (scalar loss, dict of scalar aux metrics)``.
       optimizer: from :func:`vau_jax.train.optimizer.make_optimizer`.
       grad_accum_steps: micro-batches per optimizer step; the batch's leading axis must divide.
+      accum_dtype: dtype of the gradient sum over micro-batches (``None``: the parameters').
       state_sharding / batch_sharding: pytrees of ``NamedSharding`` (or ``None`` = let jit decide).
       donate: donate the input state buffers (the caller must not reuse ``state``).
     """
@@ -113,27 +116,38 @@ def make_train_step(
                     raise ValueError(
                         f"batch axis {x.shape[0]} not divisible by grad_accum_steps {accum}"
                     )
-                return x.reshape(accum, x.shape[0] // accum, *x.shape[1:])
+                # Micro-batch i takes rows i, i + accum, i + 2*accum, ...: a batch split
+                # over devices on its leading axis stays split the same way in every
+                # micro-batch (a contiguous split would put each on a few devices).
+                x = x.reshape(x.shape[0] // accum, accum, *x.shape[1:])
+                return jnp.swapaxes(x, 0, 1)
 
             micro = jax.tree.map(split_micro, batch)
 
             def body(carry, xs):
                 g_sum, l_sum, a_sum = carry
                 i, mb = xs
+                # Keep each micro-batch split over the batch axes (scan's slicing drops the
+                # layout: replicated, every device would run the whole micro-batch). A no-op
+                # outside activation_context.
+                mb = jax.tree.map(
+                    lambda x: nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1)),
+                    mb,
+                )
                 (mb_loss, a), g = grad_fn(train, mb, jax.random.fold_in(rng, i))
-                g_sum = jax.tree.map(jnp.add, g_sum, g)
+                g_sum = jax.tree.map(lambda s, x: s + x.astype(s.dtype), g_sum, g)
                 a_sum = jax.tree.map(jnp.add, a_sum, a)
                 return (g_sum, l_sum + mb_loss, a_sum), None
 
             first = jax.tree.map(lambda x: x[0], micro)
             aux_shape = jax.eval_shape(lambda: grad_fn(train, first, rng)[0][1])
             init = (
-                jax.tree.map(jnp.zeros_like, train),
+                jax.tree.map(lambda x: jnp.zeros(x.shape, accum_dtype or x.dtype), train),
                 jnp.zeros((), jnp.float32),
                 jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux_shape),
             )
             (g_sum, l_sum, a_sum), _ = jax.lax.scan(body, init, (jnp.arange(accum), micro))
-            grads = jax.tree.map(lambda g: g / accum, g_sum)
+            grads = [(g / accum).astype(x.dtype) for g, x in zip(g_sum, train)]
             loss = l_sum / accum
             aux = jax.tree.map(lambda a: a / accum, a_sum)
 

@@ -74,6 +74,7 @@ class Stage:
       make_data: ``() -> iterator`` of host batches (dicts of numpy arrays) with
         ``get_state()``/``set_state()``; it must not run out before ``num_steps``.
       grad_accum_steps: micro-batches per step.
+      accum_dtype: dtype of their gradient sum (``None``: the parameters').
       checkpoint_every: also save every this many steps (0: only at the stage end).
       log_every: metric-writing period in steps.
       on_start: optional ``params -> params`` applied when the stage starts fresh.
@@ -85,6 +86,7 @@ class Stage:
     loss_fn: LossFn
     make_data: Callable[[], Any]
     grad_accum_steps: int = 1
+    accum_dtype: str | None = None
     checkpoint_every: int = 0
     log_every: int = 10
     on_start: Callable[[Any], Any] | None = None
@@ -235,6 +237,7 @@ class Trainer:
                 stage.loss_fn,
                 optimizer,
                 grad_accum_steps=stage.grad_accum_steps,
+                accum_dtype=stage.accum_dtype,
                 state_sharding=state_sharding,
             )
             paths = trainable_paths(state.params, optimizer)

@@ -149,19 +149,20 @@ def chat_row(
 
 
 class AttachVisual(grain.transforms.Map):
-    """Adds the example's video features ``visual [S, N, Dc]`` and ``dino [S, N, Dd]``
-    (float32) read by its ``video`` index from the split's feature stores (ArrayRecord)."""
+    """Adds the example's video features ``visual [S, N, Dc]`` and ``dino [S, N, Dd]`` read
+    by its ``video`` index from the split's feature stores (ArrayRecord), in ``dtype`` (the
+    config's ``compute_dtype``: the model reads them in it; bf16 halves a paper-size batch);
+    ``dino=False`` leaves DINOv2's out (a step without SETS never reads it)."""
 
-    def __init__(self, feats: SplitFeatures):
-        self.feats = feats
+    def __init__(self, feats: SplitFeatures, dtype: str = "float32", dino: bool = True):
+        self.feats, self.dtype, self.dino = feats, jnp.dtype(dtype), dino
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
         v = int(element["video"])
-        return {
-            **element,
-            "visual": standardise(self.feats.visual[v]["patches"]),
-            "dino": np.asarray(self.feats.dino[v]["patches"], np.float32),
-        }
+        out = {**element, "visual": standardise(self.feats.visual[v]["patches"]).astype(self.dtype)}
+        if self.dino:
+            out["dino"] = np.asarray(self.feats.dino[v]["patches"], np.float32).astype(self.dtype)
+        return out
 
 
 def attach_batch(batch: dict[str, np.ndarray], feats: SplitFeatures) -> dict[str, np.ndarray]:
@@ -297,7 +298,8 @@ def build_vlm(
 ) -> VideoLLM:
     """The video LLM: the registry Q-Former ``config.qformer`` reading ``vision_width``-wide
     tokens (vocabulary ``vocab_size``: the LLM's, when the Q-Former shares its tokenizer),
-    ``projector_hidden`` projectors and the LLM ``llm_cfg``."""
+    ``projector_hidden`` projectors and the LLM ``llm_cfg``, under the config's precision
+    policy (:mod:`vau_jax.models.precision`)."""
     if qformer_cfg is None:
         extra = {} if vocab_size is None else {"vocab_size": int(vocab_size)}
         qformer_cfg = dataclasses.replace(
@@ -308,9 +310,10 @@ def build_vlm(
             max_position_embeddings=max(64, int(config.max_query_length)),
             **extra,
         )
-    return VideoLLM(
-        VLMConfig(llm_cfg, qformer_cfg, int(vision_width), int(config.projector_hidden))
-    )
+    from vau_jax.models.precision import vlm_policy
+
+    vcfg = VLMConfig(llm_cfg, qformer_cfg, int(vision_width), int(config.projector_hidden))
+    return VideoLLM(vlm_policy(config, vcfg))
 
 
 def dummy_inputs(config: Any, num_patches: int, vision_width: int) -> tuple:

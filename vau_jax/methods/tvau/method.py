@@ -86,11 +86,23 @@ class TVAU(MethodBase):
             self.tok, self.llm_cfg, _ = frozen_llm(c, weights=False)
             self.query_tok = self.tok
             self.vlm = build_vlm(c, self.llm_cfg, self.vis_width, self.tok.vocab_size)
+        self.build_heads(int(self.prompts.shape[-1]))
+        if not inference:
+            for split in ("train", "test"):
+                self.feats[split] = self._features(split)
+            self._questions()
+        self.prepared = "inference" if inference else "train"
+
+    def build_heads(self, text_width: int) -> None:
+        """AHD (``len(self.taps)`` taps to ``text_width``) and RAE (to the LLM's width,
+        ``self.llm_cfg``) from the config, and the LVLM's video-token count; also used by
+        :mod:`vau_jax.methods.tvau.aot` without encoders or data."""
+        c = self.config
         self.frames = int(c.frames_per_video)
         self.ahd = AHD(
             AHDConfig(
                 num_taps=len(self.taps),
-                text_width=int(self.prompts.shape[-1]),
+                text_width=int(text_width),
                 mlp_hidden=int(c.ahd.mlp_hidden),
                 init_temperature=float(c.ahd.init_temperature),
             )
@@ -104,11 +116,6 @@ class TVAU(MethodBase):
         self.rae = RAE(self.rcfg)
         self.use_ahd, self.use_rae = bool(c.get("use_ahd", True)), bool(c.get("use_rae", True))
         self.num_video_tokens = 2 * self.frames + (num_prompts(self.rcfg) if self.use_rae else 0)
-        if not inference:
-            for split in ("train", "test"):
-                self.feats[split] = self._features(split)
-            self._questions()
-        self.prepared = "inference" if inference else "train"
 
     def _encoders(self, inference: bool) -> None:
         """The frozen CLIP tower at the tapped blocks, the prompt embeddings of its text tower
@@ -349,7 +356,8 @@ class TVAU(MethodBase):
                 cfg = c[f"rae_{kind}"]
                 stages.append(
                     Stage(f"rae_{kind}", int(cfg.steps), opt(cfg, [r"^ahd/", r"^vlm/"]),
-                          self._rae_loss, rae_data(kind), log_every=int(c.log_every))
+                          self._rae_loss, rae_data(kind), log_every=int(c.log_every),
+                          grad_accum_steps=int(cfg.get("grad_accum_steps", 1)))
                 )  # fmt: skip
         if not stages:
             raise ValueError(

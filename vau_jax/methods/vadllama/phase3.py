@@ -153,7 +153,13 @@ class VADLLaMAPhase3:
         self.tok = tokenizer or llm_pretrain.synthvad_tokenizer(lp)
         if llm is None:  # the text-pretrained tiny LLM (built and cached when missing)
             llm = load_converted(llm_pretrain.ensure_pretrained_llm(lp))
-        self.llm, self.llm_params = llm[0], jax.device_get(llm[1])  # host copies: never donated
+        from vau_jax.models.precision import llm_policy
+
+        # host copies: never donated; the module under the config's precision policy
+        self.llm, self.llm_params = (
+            LlamaForCausalLM(llm_policy(config, llm[0].config)),
+            (jax.device_get(llm[1])),
+        )
         self._clips: dict[str, list[dict[str, np.ndarray]]] = {}
         self.model = VADLLaMAChat(ChatConfig(vador_method.vcfg, self.llm.config))
         self.clip_seconds = vador_method.frames_per_clip / float(vador_method.spec.fps)

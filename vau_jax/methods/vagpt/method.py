@@ -44,6 +44,38 @@ from vau_jax.models.vlm import VideoLLM, lm_loss, shared_prefix_logprob
 from vau_jax.train.trainer import Stage
 
 
+def sets_keep(visual: jax.Array, dino: jax.Array, keep: float) -> jax.Array:
+    """SETS under jit: ``visual [B, S, N, D]`` -> ``[B, S, round(keep*N), D]``, the patches
+    kept by DINOv2 distance ``dino [B, S, N, Dd]`` (identity at ``keep`` = 1)."""
+    if keep >= 1.0:
+        return visual
+    return S.sets_select(dino, visual, keep)[0]
+
+
+def instruction_loss(model: VideoLLM, keep: float):
+    """Stage 1-2's loss ``(params, batch, rng) -> (loss, aux)``: next-token cross-entropy on
+    the answer tokens of an instruction batch (``input_ids`` / ``attention_mask`` /
+    ``video_mask`` / ``loss_mask [B, L]``, ``visual [B, S, N, Dv]``, ``dino [B, S, N, Dd]``
+    (only read when ``keep`` < 1), ``query_ids`` / ``query_mask [B, Lq]``), the video tokens
+    SETS-selected at ``keep``."""
+
+    def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        del rng
+        visual = sets_keep(batch["visual"], batch.get("dino"), keep)
+        logits = model.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["video_mask"],
+            visual,
+            batch["query_ids"],
+            batch["query_mask"],
+        )["logits"]
+        return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
+
+    return loss_fn
+
+
 class VAGPT(MethodBase):
     """VA-GPT's two instruction-tuning stages (see the module docstring)."""
 
@@ -266,26 +298,10 @@ class VAGPT(MethodBase):
 
     def select(self, visual: jax.Array, dino: jax.Array, keep: float) -> jax.Array:
         """SETS under jit: ``[B, S, N, D]`` -> ``[B, S, round(keep*N), D]`` (identity at 1)."""
-        if keep >= 1.0:
-            return visual
-        return S.sets_select(dino, visual, keep)[0]
+        return sets_keep(visual, dino, keep)
 
     def _loss(self, keep: float):
-        def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
-            del rng
-            visual = self.select(batch["visual"], batch["dino"], keep)
-            logits = self.model.apply(
-                {"params": params},
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["video_mask"],
-                visual,
-                batch["query_ids"],
-                batch["query_mask"],
-            )["logits"]
-            return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
-
-        return loss_fn
+        return instruction_loss(self.model, keep)
 
     def stages(self) -> list[Stage]:
         c = self.config
@@ -296,11 +312,10 @@ class VAGPT(MethodBase):
                 cache["rows"] = self.train_examples()
             return cache["rows"]
 
-        def data(seed: int):
+        def data(seed: int, keep: float):
             pcfg = PipelineConfig(int(c.batch_size), seed=seed, num_epochs=None, read_threads=1)
-            return lambda: make_iterator(
-                examples(), pcfg, transforms=[D.AttachVisual(self.feats["train"])]
-            )
+            attach = D.AttachVisual(self.feats["train"], str(c.compute_dtype), dino=keep < 1.0)
+            return lambda: make_iterator(examples(), pcfg, transforms=[attach])
 
         freeze = [] if c.train_llm else [r"^llm/"]
 
@@ -326,7 +341,9 @@ class VAGPT(MethodBase):
                 int(c.stage1.steps),
                 opt(c.stage1),
                 self._loss(self.keep["stage1"]),
-                data(c.seed),
+                data(c.seed, self.keep["stage1"]),
+                grad_accum_steps=int(c.stage1.get("grad_accum_steps", 1)),
+                accum_dtype=c.stage1.get("accum_dtype", None) or None,
                 log_every=int(c.log_every),
                 on_start=self.load_pretrained,
             ),
@@ -335,7 +352,9 @@ class VAGPT(MethodBase):
                 int(c.stage2.steps),
                 opt(c.stage2),
                 self._loss(self.keep["stage2"]),
-                data(c.seed + 1),
+                data(c.seed + 1, self.keep["stage2"]),
+                grad_accum_steps=int(c.stage2.get("grad_accum_steps", 1)),
+                accum_dtype=c.stage2.get("accum_dtype", None) or None,
                 log_every=int(c.log_every),
                 on_start=stage1_eval,
             ),

@@ -38,6 +38,7 @@ from vau_jax.methods.paper import Source
 from vau_jax.models import registry
 from vau_jax.models.heads.tetg import TETG, TETGConfig
 from vau_jax.models.llama import LlamaConfig
+from vau_jax.models.precision import vlm_policy
 from vau_jax.models.vlm import VideoLLM, VLMConfig
 
 #: checkpoint role -> source of its public weights.
@@ -67,12 +68,13 @@ def vagpt_vlm_config(config: Any) -> VLMConfig:
     """The paper's video LLM in LLaMA-VID's layout: Vicuna-7B behind its text-conditioned
     Q-Former (``config.qformer``) reading ``vision_encoder``-wide tokens (EVA: 1408) through
     ``vlm_att_ln``, a key projector, a Linear context projector and an ``mlp2x_gelu``
-    content projector of width ``projector_hidden``."""
+    content projector of width ``projector_hidden``, under the config's precision policy
+    (:mod:`vau_jax.models.precision`)."""
     width = registry.get_config(config.vision_encoder).hidden_size
     qformer = dataclasses.replace(
         registry.get_config(config.qformer), text_input=True, encoder_hidden_size=width
     )
-    return VLMConfig(
+    vcfg = VLMConfig(
         llm=registry.get_config(config.llm_preset),
         qformer=qformer,
         vision_width=width,
@@ -81,6 +83,7 @@ def vagpt_vlm_config(config: Any) -> VLMConfig:
         key_proj=True,
         qformer_ln=True,
     )
+    return vlm_policy(config, vcfg)
 
 
 def lvlm_abstract_params(config: Any) -> Any:
@@ -226,7 +229,7 @@ def paper_vlm_config(config: Any, vision_width: int) -> VLMConfig:
             f"config.max_query_length={config.max_query_length}"
         )
     qformer = dataclasses.replace(cfg.qformer, hidden_dropout_prob=0.0)
-    return dataclasses.replace(cfg, qformer=qformer)
+    return vlm_policy(config, dataclasses.replace(cfg, qformer=qformer))
 
 
 def paper_parts(config: Any, params: Any) -> dict[str, Any]:
@@ -236,9 +239,12 @@ def paper_parts(config: Any, params: Any) -> dict[str, Any]:
     raises naming the leaf; nothing is re-initialised)."""
     from vau_jax.convert.checkpoint import load_converted
     from vau_jax.convert.fit import fit_params
+    from vau_jax.models.llama import match_layer_layout
 
     path = str(config.paper_checkpoints.vlm)
     _, converted = load_converted(path)
+    if "llm" in params:  # the converted blocks in the model's layout (scan_layers or not)
+        converted = {**converted, "llm": match_layer_layout(converted["llm"], params["llm"])}
     return {
         part: fit_params(converted[part], params[part], source=f"{path} [{part}]")
         for part in params
