@@ -13,12 +13,13 @@ gives, not a traceback.
 
 GPU clusters compile the same way without a GPU (``h100-8``: 8 H100s; ``pip install -e
 '.[cuda12]'``; :mod:`vau_jax.aot_gpu`). XLA:GPU does not fail a compile over the device's
-memory and reports no peak: ``fits`` compares the sum below with the GPU's memory.
+memory: ``fits`` compares its peak with the GPU's memory.
 
 Per (step, topology) the JSON list has: ``step``, ``topology``, ``devices``,
 ``per_device_bytes`` (argument + output + temp − alias: an upper bound, as if every
 argument and temporary were live at once), ``peak_bytes`` (XLA:TPU's own peak of its
-buffer assignment: dead and donated buffers reused; what its HBM check uses),
+buffer assignment: dead and donated buffers reused; what its HBM check uses; XLA:GPU
+reports one too),
 ``argument_bytes``, ``output_bytes``, ``temp_bytes``, ``alias_bytes``,
 ``hbm_bytes_per_device``, ``fits`` (``peak_bytes``, where XLA gives one, else
 ``per_device_bytes``, within the HBM), ``flops_per_step`` (all devices: the step's matmul
