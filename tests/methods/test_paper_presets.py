@@ -142,11 +142,12 @@ def test_vagpt_paper_shardings_split_the_7b_llm_over_fsdp(vagpt_paper):
             split_bytes += int(np.prod(shape)) * 4
     assert llm_bytes == VICUNA_7B * 4
     assert split_bytes / llm_bytes > 0.999  # all but the RMSNorm scales
-    q = nn.unbox(trees["vlm"])["llm"]["model"]["layers_0"]["self_attn"]["q_proj"]["kernel"]
+    # the 32 blocks stacked by the preset's scan_layers: [32, 4096, 4096], the layer axis whole
+    q = nn.unbox(trees["vlm"])["llm"]["model"]["layers"]["self_attn"]["q_proj"]["kernel"]
     q_spec = shards["vlm"][1][
-        paths.index("['llm']['model']['layers_0']['self_attn']['q_proj']['kernel']")
+        paths.index("['llm']['model']['layers']['self_attn']['q_proj']['kernel']")
     ]
-    assert q.shape == (4096, 4096) and q_spec.shard_shape(q.shape) == (512, 4096)
+    assert q.shape == (32, 4096, 4096) and q_spec.shard_shape(q.shape) == (32, 512, 4096)
     # frozen encoders are FSDP-split too (their width is the "embed" axis)
     boxes, specs = shards["vision"]
     assert sum(1 for s in specs if "fsdp" in jax.tree.leaves(tuple(s.spec))) > len(specs) // 2

@@ -82,6 +82,7 @@ class TVAU(MethodBase):
 
             self.llm_cfg, self.tok, self.query_tok = load_paper_llm(c)
             self.vlm = VideoLLM(paper_vlm_config(c, self.vis_width))
+            self.llm_cfg = self.vlm.config.llm  # under the precision policy (scan layout)
         else:  # the base video LLM's own LLM and tokenizer (its shape; weights: load_lvlm)
             self.tok, self.llm_cfg, _ = frozen_llm(c, weights=False)
             self.query_tok = self.tok

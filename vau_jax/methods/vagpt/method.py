@@ -124,6 +124,7 @@ class VAGPT(MethodBase):
             from vau_jax.methods.vagpt.paper import paper_vlm_config
 
             self.model = VideoLLM(paper_vlm_config(c, self.vision_width))
+            self.llm_cfg = self.model.config.llm  # under the precision policy (scan layout)
         else:
             vocab = self.tok.vocab_size if self.query_tok is self.tok else None
             self.model = build_vlm(c, self.llm_cfg, self.vision_width, vocab)
@@ -314,8 +315,13 @@ class VAGPT(MethodBase):
 
         def data(seed: int, keep: float):
             pcfg = PipelineConfig(int(c.batch_size), seed=seed, num_epochs=None, read_threads=1)
-            attach = D.AttachVisual(self.feats["train"], str(c.compute_dtype), dino=keep < 1.0)
-            return lambda: make_iterator(examples(), pcfg, transforms=[attach])
+
+            def make():  # when the stage starts (the training features exist by then)
+                feats = self.feats["train"]
+                attach = D.AttachVisual(feats, str(c.compute_dtype), dino=keep < 1.0)
+                return make_iterator(examples(), pcfg, transforms=[attach])
+
+            return make
 
         freeze = [] if c.train_llm else [r"^llm/"]
 
