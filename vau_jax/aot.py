@@ -220,6 +220,28 @@ def apply_step(
 
 # XLA:TPU's two compile-time OOM messages: "... temporaries (25.45G) exceeds available HBM
 # (15.75G)" and "Used 15.75G of 15.75G hbm. Exceeded hbm capacity by 683.0K."
+def greedy_answers(
+    llm_cfg: Any, llm_params: Any, embeds: Any, attention_mask: Any, new_tokens: int
+) -> Any:
+    """The evaluations' greedy generation (:func:`vau_jax.eval.generate.generate`) of
+    ``new_tokens`` after the prompt embeddings ``embeds [B, P, D]`` (``attention_mask
+    [B, P]``), with no end-of-sequence id: every row runs all ``new_tokens`` cached decode
+    steps (the longest case); tokens ``[B, new_tokens]``. Its decode loop is a
+    ``while_loop``, which :func:`jaxpr_flops` counts once (one token of 8 rows: small
+    beside the prefill)."""
+    from vau_jax.eval.generate import generate
+    from vau_jax.models.llama import LlamaForCausalLM
+
+    tokens, _ = generate(
+        LlamaForCausalLM(llm_cfg),
+        llm_params,
+        inputs_embeds=embeds,
+        attention_mask=attention_mask,
+        max_new_tokens=int(new_tokens),
+    )
+    return tokens
+
+
 _OOM = re.compile(r"\(([\d.]+)([KMGT]?)i?B?\)\s+exceeds available HBM\s+\(([\d.]+)([KMGT]?)")
 _OOM_USED = re.compile(
     r"Used ([\d.]+)([KMGT]?) of [\d.]+[KMGT]? hbm\. Exceeded hbm capacity by ([\d.]+)([KMGT]?)"

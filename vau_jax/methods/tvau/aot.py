@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vau_jax.aot import AotStep, apply_step, train_step
+from vau_jax.aot import AotStep, apply_step, greedy_answers, train_step
 
 
 def shell(config: Any) -> Any:
@@ -53,7 +53,6 @@ def shell(config: Any) -> Any:
 def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
     """The paper preset's AHD and RAE train steps and its generation step on ``mesh``."""
     from vau_jax import sharding
-    from vau_jax.models import llama
 
     rules = sharding.rules_from_config(config)
     m = shell(config)
@@ -108,24 +107,12 @@ def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
             )
         )
 
-    lm, new = llama.LlamaForCausalLM(m.llm_cfg), int(config.max_answer_tokens)
+    new = int(config.max_answer_tokens)
 
     def generate(params: Any, **b: jax.Array) -> jax.Array:
         """Greedy answers ``[B, max_answer_tokens]``."""
         emb = m.prefix_embeds(params, b)
-        cache = llama.init_cache(m.llm_cfg, emb.shape[0], emb.shape[1] + new, emb.dtype)
-        vlm_llm = params["vlm"]["llm"]
-        logits, cache = llama.prefill(
-            lm, vlm_llm, cache, inputs_embeds=emb, attention_mask=b["attention_mask"]
-        )
-
-        def body(carry: Any, _: Any) -> tuple[Any, jax.Array]:
-            logits, cache = carry
-            token = jnp.argmax(logits, -1).astype(jnp.int32)
-            logits, cache = llama.decode_step(lm, vlm_llm, token, cache)
-            return (logits, cache), token
-
-        return jax.lax.scan(body, (logits, cache), None, length=new)[1].T
+        return greedy_answers(m.llm_cfg, params["vlm"]["llm"], emb, b["attention_mask"], new)
 
     inputs = rows(int(config.get("aot_eval_batch", 8)), False)
     steps.append(apply_step("generate", generate, boxed, inputs, mesh, rules))

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from vau_jax.aot import AotStep, apply_step, train_step
+from vau_jax.aot import AotStep, apply_step, greedy_answers, train_step
 
 
 def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
@@ -72,7 +72,7 @@ def phase3_steps(config: Any, mesh: Any, vcfg: Any) -> list[AotStep]:
     ``mesh``'s devices."""
     from vau_jax import sharding
     from vau_jax.methods.vadllama.phase3 import ChatConfig, VADLLaMAChat
-    from vau_jax.models import llama, registry
+    from vau_jax.models import registry
     from vau_jax.models.precision import llm_policy
     from vau_jax.models.vlm import lm_loss
 
@@ -121,7 +121,7 @@ def phase3_steps(config: Any, mesh: Any, vcfg: Any) -> list[AotStep]:
     train = train_step(
         "phase3", loss_fn, dict(p3.optimizer), boxed, rows(int(p3.batch_size), True), mesh, rules
     )
-    lm, new = llama.LlamaForCausalLM(llm_cfg), int(lp.max_answer)
+    new = int(lp.max_answer)
 
     def generate(params: Any, **b: jax.Array) -> jax.Array:
         """Greedy answers ``[B, max_answer]``."""
@@ -133,18 +133,7 @@ def phase3_steps(config: Any, mesh: Any, vcfg: Any) -> list[AotStep]:
             b["mask"],
             method=VADLLaMAChat.prefix_embeds,
         )
-        cache = llama.init_cache(llm_cfg, emb.shape[0], emb.shape[1] + new, emb.dtype)
-        logits, cache = llama.prefill(
-            lm, params["llm"], cache, inputs_embeds=emb, attention_mask=b["attention_mask"]
-        )
-
-        def body(carry: Any, _: Any) -> tuple[Any, jax.Array]:
-            logits, cache = carry
-            token = jnp.argmax(logits, -1).astype(jnp.int32)
-            logits, cache = llama.decode_step(lm, params["llm"], token, cache)
-            return (logits, cache), token
-
-        return jax.lax.scan(body, (logits, cache), None, length=new)[1].T
+        return greedy_answers(llm_cfg, params["llm"], emb, b["attention_mask"], new)
 
     gen = apply_step(
         "phase3_generate", generate, boxed, rows(int(p3.eval_batch_size), False), mesh, rules

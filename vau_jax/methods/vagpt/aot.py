@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from vau_jax.aot import AotStep, apply_step, train_step
+from vau_jax.aot import AotStep, apply_step, greedy_answers, train_step
 
 
 def _batch(config: Any, b: int, dino: bool = True) -> dict[str, jax.ShapeDtypeStruct]:
@@ -57,7 +57,6 @@ def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
     from vau_jax import sharding
     from vau_jax.methods.vagpt.method import instruction_loss, sets_keep
     from vau_jax.methods.vagpt.paper import lvlm_abstract_params, vagpt_vlm_config
-    from vau_jax.models import llama
     from vau_jax.models.vlm import VideoLLM
 
     rules = sharding.rules_from_config(config)
@@ -83,7 +82,6 @@ def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
             )
         )
 
-    lm = llama.LlamaForCausalLM(model.config.llm)
     new = int(config.max_answer_tokens)
 
     def generate(params: Any, **b: jax.Array) -> jax.Array:
@@ -98,19 +96,7 @@ def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
             b["query_mask"],
             method=VideoLLM.prefix_embeds,
         )
-        cache = llama.init_cache(lm.config, emb.shape[0], emb.shape[1] + new, emb.dtype)
-        logits, cache = llama.prefill(
-            lm, params["llm"], cache, inputs_embeds=emb, attention_mask=b["attention_mask"]
-        )
-
-        def body(carry: Any, _: Any) -> tuple[Any, jax.Array]:
-            logits, cache = carry
-            token = jnp.argmax(logits, -1).astype(jnp.int32)
-            logits, cache = llama.decode_step(lm, params["llm"], token, cache)
-            return (logits, cache), token
-
-        _, tokens = jax.lax.scan(body, (logits, cache), None, length=new)
-        return tokens.T
+        return greedy_answers(model.config.llm, params["llm"], emb, b["attention_mask"], new)
 
     inputs = _batch(config, int(config.get("aot_eval_batch", 8)))
     inputs = {k: v for k, v in inputs.items() if k != "loss_mask"}
