@@ -55,7 +55,7 @@ def _batch(config: Any, b: int, dino: bool = True) -> dict[str, jax.ShapeDtypeSt
 def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
     """The paper preset's stage 1 and 2 train steps and its generation step on ``mesh``."""
     from vau_jax import sharding
-    from vau_jax.methods.vagpt.method import instruction_loss, sets_keep
+    from vau_jax.methods.vagpt.method import instruction_loss, prompt_embeds
     from vau_jax.methods.vagpt.paper import lvlm_abstract_params, vagpt_vlm_config
     from vau_jax.models.vlm import VideoLLM
 
@@ -86,16 +86,7 @@ def aot_steps(config: Any, mesh: Any) -> list[AotStep]:
 
     def generate(params: Any, **b: jax.Array) -> jax.Array:
         """Greedy answers ``[B, max_answer_tokens]`` of the stage-2 model (SETS on)."""
-        visual = sets_keep(b["visual"], b["dino"], keep["stage2"])
-        emb = model.apply(
-            {"params": params},
-            b["input_ids"],
-            b["video_mask"],
-            visual,
-            b["query_ids"],
-            b["query_mask"],
-            method=VideoLLM.prefix_embeds,
-        )
+        emb = prompt_embeds(model, params, b, keep["stage2"])
         return greedy_answers(model.config.llm, params["llm"], emb, b["attention_mask"], new)
 
     inputs = _batch(config, int(config.get("aot_eval_batch", 8)))

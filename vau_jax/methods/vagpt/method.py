@@ -52,6 +52,22 @@ def sets_keep(visual: jax.Array, dino: jax.Array, keep: float) -> jax.Array:
     return S.sets_select(dino, visual, keep)[0]
 
 
+def prompt_embeds(model: VideoLLM, params: Any, b: dict[str, jax.Array], keep: float) -> jax.Array:
+    """LLM input embeddings ``[B, L, D]`` of a prompt batch (``input_ids`` / ``video_mask
+    [B, L]``, ``visual`` / ``dino``, ``query_ids`` / ``query_mask``), the video tokens
+    SETS-selected at ``keep``: what scoring and generation feed the LLM."""
+    visual = sets_keep(b["visual"], b.get("dino"), keep)
+    return model.apply(
+        {"params": params},
+        b["input_ids"],
+        b["video_mask"],
+        visual,
+        b["query_ids"],
+        b["query_mask"],
+        method=VideoLLM.prefix_embeds,
+    )
+
+
 def instruction_loss(model: VideoLLM, keep: float):
     """Stage 1-2's loss ``(params, batch, rng) -> (loss, aux)``: next-token cross-entropy on
     the answer tokens of an instruction batch (``input_ids`` / ``attention_mask`` /
@@ -391,16 +407,7 @@ class VAGPT(MethodBase):
                 )
 
             def prefix_embeds(params: Any, b: dict[str, jax.Array]) -> jax.Array:
-                visual = self.select(b["visual"], b["dino"], keep)
-                return model.apply(
-                    {"params": params},
-                    b["input_ids"],
-                    b["video_mask"],
-                    visual,
-                    b["query_ids"],
-                    b["query_mask"],
-                    method=VideoLLM.prefix_embeds,
-                )
+                return prompt_embeds(model, params, b, keep)
 
             self._scorers[keep] = Scorer(option_logprob, prefix_embeds, self.trace_wrap)
         return self._scorers[keep]
