@@ -244,3 +244,21 @@ def test_match_layer_layout_loads_either_layout_into_the_other():
     back = llama.match_layer_layout(stacked, loop_params)
     chex.assert_trees_all_equal(back, jax.device_get(loop_params))
     assert llama.match_layer_layout(loop_params, loop_params) is loop_params  # same layout
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_fresh_block_causal_prefill_equals_slot_attention(scan):
+    """``prefill(fresh=True)`` attends the prompt block-causally (blocks of 4 over 11
+    tokens here) and must give the logits and the cache of the attend-every-slot path."""
+    cfg = dataclasses.replace(CFG, scan_layers=scan, attention_block=4)
+    module, params = _init(cfg, seed=3)
+    ids = jnp.asarray(np.random.RandomState(3).randint(3, cfg.vocab_size, (2, 11)), jnp.int32)
+    mask = jnp.asarray(np.r_[np.ones(11), np.r_[np.zeros(4), np.ones(7)]].reshape(2, 11))
+    empty = llama.init_cache(cfg, 2, 16)
+    fresh = jax.jit(lambda p, c, i, m: llama.prefill(module, p, c, i, m, fresh=True))
+    got, cache_f = fresh(params, empty, ids, mask)
+    want, cache_s = _prefill(module, params, empty, ids, mask)
+    chex.assert_trees_all_close(got, want, atol=2e-6, rtol=2e-6)
+    chex.assert_trees_all_close(cache_f, cache_s, atol=1e-6, rtol=1e-6)
+    full = _fwd(module, params, ids, attention_mask=mask)["logits"][:, -1]
+    chex.assert_trees_all_close(got, full, atol=2e-6, rtol=2e-6)

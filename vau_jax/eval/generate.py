@@ -81,6 +81,7 @@ def _generate(
         input_ids=input_ids,
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
+        fresh=True,
     )
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32)
     first = choose(logits, jax.random.fold_in(rng, 0))

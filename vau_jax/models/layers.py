@@ -171,25 +171,70 @@ def attention(
       ``[B, H, Q, Dh]``. Softmax is computed in float32. A row whose mask is all False gets
       zeros rather than NaNs.
     """
-    h, hkv = q.shape[1], k.shape[1]
-    if h != hkv:
-        if h % hkv:
-            raise ValueError(f"num_heads {h} is not a multiple of num_kv_heads {hkv}")
-        k = jnp.repeat(k, h // hkv, axis=1)
-        v = jnp.repeat(v, h // hkv, axis=1)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    logits = jnp.matmul(q, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
-    logits = logits * scale
+    b, h, nq, dh = q.shape
+    hkv = k.shape[1]
+    if h % hkv:
+        raise ValueError(f"num_heads {h} is not a multiple of num_kv_heads {hkv}")
+    g = h // hkv
+    scale = dh**-0.5 if scale is None else scale
+    # Grouped-query attention without copying k/v: the g query heads that share a kv head
+    # become one [g * Q] row block of that head's matmul (HF's repeat_kv order: head i reads
+    # kv head i // g).
+    qg = q.reshape(b, hkv, g * nq, dh)
+    logits = jnp.matmul(qg, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
+    logits = logits.reshape(b, hkv, g, nq, k.shape[2]) * scale  # [B, Hkv, g, Q, K]
+
+    def grouped(t: Array) -> Array:  # [B|1, H|1, Q|1, K] -> broadcastable to [B, Hkv, g, Q, K]
+        t = jnp.asarray(t)
+        t = t.reshape((1,) * (4 - t.ndim) + t.shape)
+        if t.shape[1] == 1:
+            return t[:, :, None]
+        return t.reshape(t.shape[0], hkv, g, *t.shape[2:])
+
     if bias is not None:
-        logits = logits + bias.astype(jnp.float32)
+        logits = logits + grouped(bias).astype(jnp.float32)
     if mask is not None:
+        mask = grouped(mask)
         logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1)
     if mask is not None:
         probs = jnp.where(jnp.any(mask, axis=-1, keepdims=True), probs, 0.0)
-    return jnp.matmul(
-        probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32
-    ).astype(dtype)
+    probs = probs.reshape(b, hkv, g * nq, k.shape[2])
+    out = jnp.matmul(probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
+    return out.reshape(b, h, nq, v.shape[-1]).astype(dtype)
+
+
+def causal_attention(
+    q: Array,
+    k: Array,
+    v: Array,
+    *,
+    mask: Array | None = None,
+    block: int = 256,
+    dtype: Dtype = jnp.float32,
+) -> Array:
+    """:func:`attention` over a causal self-attention, skipping the key blocks no query sees.
+
+    ``q [B, H, N, Dh]`` and ``k, v [B, Hkv, N, Dh]`` cover the same ``N`` positions; ``mask``
+    (broadcastable to ``[B, H, N, N]``) must be causal (False above the diagonal), e.g. causal
+    & key validity. Queries ``[j*block, (j+1)*block)`` attend keys ``[0, (j+1)*block)`` only,
+    so a long prompt costs about half the attention FLOPs and the ``[N, N]`` logits are never
+    materialised. Equal to ``attention(q, k, v, mask=mask)`` up to float rounding.
+    """
+    n = q.shape[2]
+    if n <= block:
+        return attention(q, k, v, mask=mask, dtype=dtype)
+    outs = []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        m = None
+        if mask is not None:
+            m = jnp.asarray(mask)
+            m = m[..., start:stop, :stop] if m.shape[-2] > 1 else m[..., :stop]
+        outs.append(
+            attention(q[:, :, start:stop], k[:, :, :stop], v[:, :, :stop], mask=m, dtype=dtype)
+        )
+    return jnp.concatenate(outs, axis=2)
 
 
 def constrain(x: Array, axes: Sequence[str | None]) -> Array:

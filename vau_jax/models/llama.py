@@ -53,7 +53,8 @@ class LlamaConfig:
 
     ``rope_type`` is ``"default"`` or ``"llama3"`` (then the ``rope_*`` scaling fields apply).
     ``dtype``/``param_dtype`` are numpy dtype names (compute / storage). ``remat_policy`` is
-    ``"none"`` or one of ``REMAT_POLICIES``.
+    ``"none"`` or one of ``REMAT_POLICIES``. ``attention_block``: query block of causal
+    self-attention over a prompt (``layers.causal_attention``); not a checkpoint field.
     """
 
     vocab_size: int = 32000
@@ -82,6 +83,7 @@ class LlamaConfig:
     param_dtype: str = "float32"
     scan_layers: bool = False
     remat_policy: str = "none"
+    attention_block: int = 128
 
     def __post_init__(self) -> None:
         if self.num_attention_heads % self.num_key_value_heads:
@@ -139,9 +141,16 @@ def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
 
 
 class LlamaAttention(nn.Module):
-    """Grouped-query self-attention with RoPE, optionally reading/writing one layer's cache."""
+    """Grouped-query self-attention with RoPE, optionally reading/writing one layer's cache.
+
+    ``kv`` is one layer's ``(k, v)`` cache ``[B, Hkv, S, Dh]``, or, with ``layer`` set, the
+    whole stacked cache ``[L, B, Hkv, S, Dh]`` of which row ``layer`` is this block's: the
+    new keys/values are then written into the stacked buffer in place (no per-layer slice
+    and restack of the cache on every decoding step).
+    """
 
     config: LlamaConfig
+    layer: int | None = None
 
     @nn.compact
     def __call__(
@@ -167,13 +176,30 @@ class LlamaAttention(nn.Module):
         v = split_heads(proj(hkv * dh, ("embed", "heads"), "v_proj")(x), hkv)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         new_kv = None
+        n = x.shape[1]
+        # ``mask [B, 1, N, K]``: K = N attends the new tokens only (no cache, or a fresh
+        # cache's prefill: then the cache is only written); K = S attends every cache slot.
+        # (S = N is both: N tokens fill all S slots only from slot 0.)
+        local = kv is None or mask.shape[-1] == n
         if kv is not None:
             ck, cv = kv
-            start = (0, 0, index, 0)
-            ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), start)
-            cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), start)
-            k, v, new_kv = ck, cv, (ck, cv)
-        out = layers.attention(q, k, v, mask=mask, dtype=dt)  # [B, H, N, Dh]
+            if self.layer is None:
+                start = (0, 0, index, 0)
+                ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), start)
+                cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), start)
+                new_kv = (ck, cv)
+            else:
+                start = (self.layer, 0, 0, index, 0)
+                ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), start)
+                cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), start)
+                new_kv = (ck, cv)
+                ck, cv = ck[self.layer], cv[self.layer]
+            if not local:
+                k, v = ck, cv
+        if local:
+            out = layers.causal_attention(q, k, v, mask=mask, block=cfg.attention_block, dtype=dt)
+        else:
+            out = layers.attention(q, k, v, mask=mask, dtype=dt)  # [B, H, N, Dh]
         out = proj(cfg.hidden_size, ("heads", "embed"), "o_proj")(merge_heads(out))
         return out, new_kv
 
@@ -207,13 +233,14 @@ class LlamaDecoderLayer(nn.Module):
 
     config: LlamaConfig
     scanned: bool = False
+    layer: int | None = None  # set: ``kv`` is the stacked cache (see LlamaAttention)
 
     @nn.compact
     def __call__(self, x, cos, sin, mask, kv, index, keep_hidden=False):  # noqa: ANN001
         cfg = self.config
         dt, pdt = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         norm = lambda name: RMSNorm(eps=cfg.rms_norm_eps, dtype=dt, param_dtype=pdt, name=name)
-        attn_out, new_kv = LlamaAttention(cfg, name="self_attn")(
+        attn_out, new_kv = LlamaAttention(cfg, layer=self.layer, name="self_attn")(
             norm("input_layernorm")(x), cos, sin, mask, kv, index
         )
         x = x + attn_out
@@ -260,7 +287,9 @@ class LlamaModel(nn.Module):
             self.scanned = body(cfg, scanned=True, name="layers")
         else:
             cls = _layer_cls(cfg)
-            self.layers = [cls(cfg, name=f"layers_{i}") for i in range(cfg.num_hidden_layers)]
+            self.layers = [
+                cls(cfg, layer=i, name=f"layers_{i}") for i in range(cfg.num_hidden_layers)
+            ]
         self.norm = RMSNorm(
             eps=cfg.rms_norm_eps, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype)
         )
@@ -294,15 +323,10 @@ class LlamaModel(nn.Module):
             else:
                 hidden.append(x)
         else:
-            ks, vs = [], []
-            for i, layer in enumerate(self.layers):
-                kv = None if cache_kv is None else (cache_kv[0][i], cache_kv[1][i])
-                x, kv = layer(x, cos, sin, mask, kv, index, False)
+            new_kv = cache_kv  # the stacked cache, threaded through the blocks
+            for layer in self.layers:
+                x, new_kv = layer(x, cos, sin, mask, new_kv, index, False)
                 hidden.append(x)
-                if kv is not None:
-                    ks.append(kv[0])
-                    vs.append(kv[1])
-            new_kv = (jnp.stack(ks), jnp.stack(vs)) if cache_kv is not None else None
         x = self.norm(x)
         hidden_states = None
         if output_hidden_states:
@@ -374,8 +398,12 @@ class LlamaForCausalLM(nn.Module):
         valid: Array,  # [B, N] bool, False for padding
         cache: Cache,
         all_logits: bool = False,
+        fresh: bool = False,
     ) -> tuple[Array, Cache]:
         """Appends ``N`` tokens at slot ``cache["index"]``; returns next-token logits ``[B, V]``.
+
+        ``fresh`` (static) promises an empty cache (``index == 0``): the tokens then attend
+        one another only, in causal query blocks, instead of every one of the ``S`` slots.
 
         The logits are those of each row's last valid new token (rows whose new tokens are all
         padding get the logits of their last position anyway; they are meaningless). With
@@ -387,9 +415,13 @@ class LlamaForCausalLM(nn.Module):
         positions = cache["pos"][:, None] + jnp.cumsum(valid, axis=1) - 1  # [B, N]
         positions = jnp.maximum(positions, 0)
         slot_mask = jax.lax.dynamic_update_slice(cache["mask"], valid, (0, index))  # [B, S]
-        q_slot = index + jnp.arange(n)  # [N]
-        causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [N, S]
-        mask = causal[None, None] & slot_mask[:, None, None, :]  # [B, 1, N, S]
+        if fresh:
+            causal = jnp.tril(jnp.ones((n, n), bool))
+            mask = causal[None, None] & valid[:, None, None, :]  # [B, 1, N, N]
+        else:
+            q_slot = index + jnp.arange(n)  # [N]
+            causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [N, S]
+            mask = causal[None, None] & slot_mask[:, None, None, :]  # [B, 1, N, S]
         h, _, (k, v) = self.model(x, positions, mask, (cache["k"], cache["v"]), index, False)
         if all_logits:
             logits = self._logits(h)
@@ -437,16 +469,19 @@ def prefill(
     input_ids: Array | None = None,
     attention_mask: Array | None = None,
     inputs_embeds: Array | None = None,
+    fresh: bool = False,
 ) -> tuple[Array, Cache]:
     """Runs a (padded) prompt ``[B, N]`` (or ``inputs_embeds [B, N, D]``) through the model,
     filling cache slots ``[index, index + N)``; returns next-token logits ``[B, V]`` and the cache.
-    Jit it with ``module`` static (e.g. ``jax.jit(prefill, static_argnums=0)``)."""
+    ``fresh=True`` (static) promises an empty cache, from :func:`init_cache`: the prompt then
+    attends only itself, block-causally (the same result, about half the attention cost of a
+    long prompt). Jit it with ``module`` static (e.g. ``jax.jit(prefill, static_argnums=0)``)."""
 
     def fn(mdl: LlamaForCausalLM) -> tuple[Array, Cache]:
         x = mdl._inputs(input_ids, inputs_embeds)
         b, n = x.shape[:2]
         valid = jnp.ones((b, n), bool) if attention_mask is None else attention_mask.astype(bool)
-        return mdl.cached_step(x, valid, cache)
+        return mdl.cached_step(x, valid, cache, fresh=fresh)
 
     return nn.apply(fn, module)({"params": params})
 
