@@ -30,7 +30,7 @@ repeat. ``--layers=N`` keeps the first N LLM layers in a normal run.
 
 Printed per row: best-of-``repeats`` seconds, tokens/s, the PyTorch/JAX ratio (> 1: JAX is
 faster), JAX GFLOP/s (XLA cost analysis; decode: 2 x params per token) and its fraction of
-the machine's float32 matmul peak measured in the same run (``bench/encoders.py``).
+the machine's float32 matmul peak measured in the same run (``bench/models.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from encoders import _flops, matmul_peak
+from models import matmul_peak
+from models import xla_flops as _flops
 
 PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. The assistant "

@@ -60,6 +60,44 @@ def test_finished_run_metrics_report_and_eval_mode(vadllama_run):
 
 
 @pytest.mark.slow
+def test_run_records_phase_clocks_and_evaluation_compiles_once_per_shape(vadllama_run, tmp_path):
+    saved = json.load(open(os.path.join(vadllama_run, "metrics.json")))
+    for phase in ("render", "pretrain", "features", "train", "eval", "report", "total"):
+        assert saved[f"seconds_{phase}"] >= 0.0, phase
+    parts = sum(v for k, v in saved.items() if k.startswith("seconds_") and k != "seconds_total")
+    assert parts == pytest.approx(saved["seconds_total"], abs=0.1 * len(saved))
+    assert saved["seconds_train"] > 0 and saved["seconds_eval"] > 0
+
+    from jax import monitoring
+
+    import vau_jax
+
+    run = vau_jax.load_run(vadllama_run)
+    method = methods.build(tiny_vadllama(run.config.data_dir), vadllama_run)
+    method.prepare()
+    src = method.source("test")
+    assert len({len(src.tokens(i)) for i in range(len(src))}) > 1  # videos of several lengths
+    compiles = []
+
+    def listen(event, secs, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        first = method.evaluate(run.params, str(tmp_path))
+        n_first = len(compiles)
+        again = method.evaluate(run.params, str(tmp_path))
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    assert again == first
+    # one scorer per phase (1 and 2) plus a few eager ops, whatever the number of videos and
+    # their lengths; evaluating again compiles nothing
+    assert n_first <= 4, n_first
+    assert len(compiles) == n_first
+
+
+@pytest.mark.slow
 def test_streamed_prediction_equals_whole_video_scores(vadllama_run):
     import vau_jax
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from vau_jax import timing
 from vau_jax.data import synthvad
 from vau_jax.data.benchmark import MCQuestion
 from vau_jax.data.instruct import synth_instructions
@@ -50,9 +51,13 @@ def ensure_tokenizer(
     if not os.path.isfile(path):
         cfg = dataclasses.replace(synthvad.SynthConfig(), height=64, width=64)
         tmp = path[: -len(".model")] + f".tmp{os.getpid()}.model"
-        train_sentencepiece(
-            synthvad_corpus(num_videos, cfg), tmp, vocab_size, user_defined_symbols=SPECIAL_SYMBOLS
-        )
+        with timing.phase("tokenizer"):
+            train_sentencepiece(
+                synthvad_corpus(num_videos, cfg),
+                tmp,
+                vocab_size,
+                user_defined_symbols=SPECIAL_SYMBOLS,
+            )
         os.replace(tmp, path)
         vocab = tmp[: -len(".model")] + ".vocab"
         if os.path.exists(vocab):

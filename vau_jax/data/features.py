@@ -48,6 +48,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vau_jax import timing
 from vau_jax.data.frames import FrameSpec
 from vau_jax.data.video import FrameChunk
 
@@ -339,7 +340,8 @@ class FeatureStore:
         self.failed: list[str] = []
         bad: set[str] = set()
         if jax.process_index() == 0:
-            bad = self._fill(sources, keys, desc, tuple(skip_errors))
+            with timing.phase("features"):
+                bad = self._fill(sources, keys, desc, tuple(skip_errors))
         _barrier(f"feature-store-{os.path.basename(self.folder)}")
         good = [(k, s.id) for k, s in zip(keys, sources) if k not in bad]
         return self.view([k for k, _ in good], [i for _, i in good])

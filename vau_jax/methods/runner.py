@@ -18,6 +18,7 @@ from typing import Any
 import jax
 from absl import logging
 
+from vau_jax import timing
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.train.trainer import Stage, Trainer
 from vau_jax.train.writers import write_final_metrics
@@ -28,13 +29,24 @@ MODES = ("train_and_eval", "train", "eval")
 def run(method: Any, mode: str) -> dict[str, float]:
     """The whole job of a :class:`~vau_jax.methods.base.Method` built with its config and
     workdir: ``prepare()``, then :func:`run_method`, then ``finish`` (extra runs such as
-    VAD-LLaMA's phase 3, whose metrics are merged in). Returns the final metrics."""
+    VAD-LLaMA's phase 3, whose metrics are merged in). Ends by printing where the time went
+    (:mod:`vau_jax.timing`) and adding it to ``metrics.json`` as ``seconds_<phase>``.
+    Returns the final metrics."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    timing.reset()
     method.prepare()
     params, metrics = run_method(method, method.config, method.workdir, mode)
     extra = method.finish(params, metrics, mode) or {}
-    return {**metrics, **extra}
+    secs = timing.seconds()
+    if jax.process_index() == 0:
+        print(f"where the time went ({method.workdir}):\n{timing.table(secs)}", flush=True)
+        if mode != "train":  # metrics.json exists: add the phase clocks to it
+            path = os.path.join(method.workdir, "metrics.json")
+            with open(path) as f:
+                saved = json.load(f)
+            write_final_metrics(method.workdir, {**saved, **secs})
+    return {**metrics, **extra, **secs}
 
 
 def run_method(method: Any, config: Any, workdir: str, mode: str) -> tuple[Any, dict[str, float]]:
@@ -62,16 +74,19 @@ def run_method(method: Any, config: Any, workdir: str, mode: str) -> tuple[Any, 
                 raise FileNotFoundError(f"{workdir}: --mode=eval needs a checkpoint; train first")
             params = trainer.restore_params()
         else:
-            params = trainer.train()
+            with timing.phase("train"):
+                params = trainer.train()
         metrics: dict[str, float] = {}
         if mode != "train":
-            metrics = dict(method.evaluate(params, workdir))
+            with timing.phase("eval"):
+                metrics = dict(method.evaluate(params, workdir))
             metrics["train_and_eval_seconds"] = round(time.time() - t0, 1)
             step = trainer.ckpt.latest_step() or 0
             trainer.writer.write(step, metrics, split="eval")
             write_final_metrics(workdir, metrics)
             if hasattr(method, "report") and jax.process_index() == 0:
-                method.report(params, metrics, workdir)
+                with timing.phase("report"):
+                    method.report(params, metrics, workdir)
             logging.info("final metrics: %s", json.dumps(metrics, sort_keys=True))
         return params, metrics
     finally:
@@ -143,10 +158,11 @@ def ensure_pretrained(config: Any, name: str, what: str, make_method: Callable[[
     if os.path.isfile(os.path.join(path, "config.json")):
         return path
     logging.info("no pretrained %s at %s: training it (configs/%s.py)", what, path, name)
-    method = make_method()
-    if getattr(method, "prepared", "train") is None:
-        method.prepare()
-    params, _ = run_method(method, config, path + ".run", "train_and_eval")
-    if jax.process_index() == 0:
-        save_converted(path, method.model, jax.device_get(params), source=path + ".run")
+    with timing.phase("pretrain"), timing.within("pretrain"):
+        method = make_method()
+        if getattr(method, "prepared", "train") is None:
+            method.prepare()
+        params, _ = run_method(method, config, path + ".run", "train_and_eval")
+        if jax.process_index() == 0:
+            save_converted(path, method.model, jax.device_get(params), source=path + ".run")
     return path

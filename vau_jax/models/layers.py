@@ -177,6 +177,18 @@ def attention(
         raise ValueError(f"num_heads {h} is not a multiple of num_kv_heads {hkv}")
     g = h // hkv
     scale = dh**-0.5 if scale is None else scale
+    if g == 1:  # plain multi-head attention: the 4-D form XLA fuses best
+        logits = jnp.matmul(q, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
+        logits = logits * scale
+        if bias is not None:
+            logits = logits + bias.astype(jnp.float32)
+        if mask is not None:
+            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(logits, axis=-1)
+        if mask is not None:
+            probs = jnp.where(jnp.any(mask, axis=-1, keepdims=True), probs, 0.0)
+        out = jnp.matmul(probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
+        return out.astype(dtype)
     # Grouped-query attention without copying k/v: the g query heads that share a kv head
     # become one [g * Q] row block of that head's matmul (HF's repeat_kv order: head i reads
     # kv head i // g).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vau_jax import timing
 from vau_jax.data.synthvad.records import to_record
 from vau_jax.data.synthvad.render import render_video
 from vau_jax.data.synthvad.splits import anomaly_type_at, split_seeds, video_id
@@ -13,9 +14,13 @@ from vau_jax.data.synthvad.types import SynthConfig, SynthVideo
 def render_split_video(split: str, index: int, config: SynthConfig) -> SynthVideo:
     """Video ``index`` of ``split``: its seed, id and type follow :mod:`splits`."""
     seed = split_seeds(split, index + 1)[index]
-    return render_video(
-        seed, config, anomaly_type=anomaly_type_at(index, config), video_id=video_id(split, index)
-    )
+    with timing.phase("render"):
+        return render_video(
+            seed,
+            config,
+            anomaly_type=anomaly_type_at(index, config),
+            video_id=video_id(split, index),
+        )
 
 
 class SynthVADSource:

@@ -33,6 +33,7 @@ import numpy as np
 from absl import logging
 from flax import linen as nn
 
+from vau_jax import timing
 from vau_jax.methods.base import MethodBase
 from vau_jax.methods.pretrain.vlm_parts import (  # noqa: F401 - shared parts, re-exported
     AttachVisual,
@@ -284,8 +285,9 @@ def ensure_base_llm(config: Any) -> Any:
     method = VideoPretrain(config, path + ".run")
     if not os.path.isdir(params_dir):
         logging.info("no base video LLM at %s: pretraining it on captions", path)
-        method.prepare()
-        params, _ = run_method(method, config, path + ".run", "train_and_eval")
+        with timing.phase("pretrain"), timing.within("pretrain"):
+            method.prepare()
+            params, _ = run_method(method, config, path + ".run", "train_and_eval")
         if jax.process_index() == 0:
             tmp = params_dir + ".tmp"
             if os.path.isdir(tmp):

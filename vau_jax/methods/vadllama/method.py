@@ -287,7 +287,7 @@ class VADLLaMA(MethodBase):
             part = clips[s : s + chunk]
             tok, mask = D.pad_clips(part, chunk)
             r = fn(params, jnp.asarray(tok[None]), jnp.asarray(mask[None]), state)
-            out.append(np.asarray(r["scores"][0, : len(part)]))
+            out.append(np.asarray(r["scores"])[0, : len(part)])  # host slice: no compile per length
             state = r["state"]
         return np.concatenate(out) if out else np.zeros((0,), np.float32), state
 

@@ -1,0 +1,425 @@
+"""Model speed: every shipped model vs its HF PyTorch reference, same weights, same inputs, one run.
+
+    python bench/models.py [--rows=clip,dinov2,...] [--repeats=5] [--threads=2]
+
+Rows (float32; PyTorch gets ``--threads`` threads, XLA uses the machine's cores, 2 here):
+
+  clip         CLIP ViT-B/16 vision tower forward, batch 8, 224x224
+  dinov2       DINOv2-B/14 forward at a non-square 224x336 (16x24 patches, interpolated
+               position table), batch 4
+  qformer      InstructBLIP Q-Former (BLIP-2 size: 12 layers, 768 wide, 32 queries) over
+               8 frames of 257 EVA-g tokens (1408 wide) with a 32-token instruction
+  prefill128 / prefill256 / prefill1024
+               SmolLM2-135M-shaped LLaMA, prompt prefill alone into a fresh KV cache, next-
+               token logits out (HF: ``model(ids, use_cache=True, logits_to_keep=1)``)
+  decode1 / decode8
+               64 greedy decode steps with the KV cache after a 32-token prompt, batch 1 / 8
+               (ours: ``llama.decode_step`` in one jitted ``fori_loop``; HF: the same loop in
+               Python over ``DynamicCache``, which is what ``generate`` runs, minus its
+               bookkeeping). Decode rows also print the fraction of the memory-bandwidth limit:
+               parameter bytes read per step / the read bandwidth measured in this run.
+
+Every row prints best-of-``repeats`` seconds for each side (the two sides timed alternately,
+so that a background burst on a shared machine slows both), the ratio PyTorch / ours
+(>= 1: ours is as fast or faster), our GFLOP/s (FLOPs from XLA's cost analysis) as a fraction
+of the float32 matmul peak measured in the same run, and a correctness check (max abs
+difference, or equal greedy tokens). The CPU model (``lscpu``) heads the output.
+Weights are random (HF init, converted with our converters): speed does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from collections.abc import Callable
+
+ROWS = (
+    "clip",
+    "dinov2",
+    "qformer",
+    "prefill128",
+    "prefill256",
+    "prefill1024",
+    "decode1",
+    "decode8",
+)
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name and core count (the CPU every number here belongs to)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown CPU"
+    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    name = info.get("Model name", "unknown CPU").strip()
+    flags = info.get("Flags", "")
+    isa = (
+        "AMX"
+        if "amx" in flags
+        else "AVX-512"
+        if "avx512f" in flags
+        else "AVX2"
+        if "avx2" in flags
+        else "?"
+    )
+    return f"{name}, {info.get('CPU(s)', '?').strip()} CPUs, {isa}"
+
+
+def best(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``repeats`` calls after one warm-up (compile) call, seconds."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def paired(
+    ours: Callable[[], object], theirs: Callable[[], object], repeats: int
+) -> tuple[float, float]:
+    """Best wall times of both sides, timed alternately (ours, theirs, ours, ...) after one
+    warm-up call each, so that both see the same machine state: on a shared machine a
+    background burst then slows both sides instead of one."""
+    ours()
+    theirs()
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):
+        for fn, times in ((ours, t_ours), (theirs, t_theirs)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return min(t_ours), min(t_theirs)
+
+
+def matmul_peak(repeats: int) -> float:
+    """Best float32 GFLOP/s of a 2048^2 matmul in JAX or PyTorch (the machine's peak here)."""
+    import jax
+    import numpy as np
+    import torch
+
+    n = 2048
+    a = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+    ja = jax.device_put(a)
+    f = jax.jit(lambda x: x @ x)
+    t_jax = best(lambda: f(ja).block_until_ready(), repeats)
+    ta = torch.from_numpy(a)
+    t_torch = best(lambda: ta @ ta, repeats)
+    return 2 * n**3 / min(t_jax, t_torch) / 1e9
+
+
+def read_bandwidth(repeats: int) -> float:
+    """Best read bandwidth, GB/s: summing 1 GiB of float32 in JAX, PyTorch or numpy."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    n = 256 * 2**20
+    x = np.ones(n, np.float32)
+    jx = jax.device_put(x)
+    s = jax.jit(jnp.sum)
+    tx = torch.from_numpy(x)
+    t = min(
+        best(lambda: s(jx).block_until_ready(), repeats),
+        best(lambda: tx.sum(), repeats),
+        best(lambda: x.sum(), repeats),
+    )
+    return x.nbytes / t / 1e9
+
+
+def xla_flops(jitted, *args) -> float:
+    """FLOPs of one call from XLA's cost analysis."""
+    cost = jitted.lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", 0.0))
+
+
+def _max_diff(a, b) -> float:
+    import numpy as np
+
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+# ------------------------------------------------------------------------------ encoders
+
+
+def _vision_row(hf_model, hf_cfg, pixels, repeats: int, name: str, out_key: str) -> dict:
+    import jax
+    import torch
+
+    from vau_jax.convert import load_hf_state_dict
+
+    sd = {k: v.numpy() for k, v in hf_model.state_dict().items()}
+    module, params = load_hf_state_dict(sd, hf_cfg.to_dict(), source="bench")
+    kw = {"interpolate_pos_encoding": True} if pixels.shape[1] != pixels.shape[2] else {}
+    fwd = jax.jit(lambda p, px: module.apply({"params": p}, px, **kw)[out_key])
+    params, jx = jax.device_put(params), jax.device_put(pixels)
+    tx = torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy())
+    with torch.inference_mode():
+        t_jax, t_torch = paired(
+            lambda: fwd(params, jx).block_until_ready(),
+            lambda: hf_model(pixel_values=tx, **kw),
+            repeats,
+        )
+        diff = _max_diff(fwd(params, jx), getattr(hf_model(pixel_values=tx, **kw), out_key))
+    return {
+        "row": name,
+        "jax_s": t_jax,
+        "torch_s": t_torch,
+        "flops": xla_flops(fwd, params, jx),
+        "max_abs_diff": diff,
+    }
+
+
+def row_clip(repeats: int) -> dict:
+    import numpy as np
+    import torch
+    import transformers
+
+    cfg = transformers.CLIPVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=16,
+        hidden_act="quick_gelu",
+    )
+    torch.manual_seed(0)
+    ref = transformers.CLIPVisionModel(cfg).eval()
+    x = np.random.default_rng(0).normal(size=(8, 224, 224, 3)).astype(np.float32)
+    return _vision_row(ref, cfg, x, repeats, "CLIP ViT-B/16 fwd, B=8, 224^2", "pooler_output")
+
+
+def row_dinov2(repeats: int) -> dict:
+    import numpy as np
+    import torch
+    import transformers
+
+    cfg = transformers.Dinov2Config(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=518,
+        patch_size=14,
+    )
+    torch.manual_seed(0)
+    ref = transformers.Dinov2Model(cfg).eval()
+    x = np.random.default_rng(0).normal(size=(4, 224, 336, 3)).astype(np.float32)
+    return _vision_row(ref, cfg, x, repeats, "DINOv2-B/14 fwd, B=4, 224x336", "last_hidden_state")
+
+
+def row_qformer(repeats: int) -> dict:
+    import jax
+    import numpy as np
+    import torch
+    import transformers
+
+    from vau_jax.convert import load_hf_state_dict
+
+    cfg = transformers.InstructBlipQFormerConfig(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        encoder_hidden_size=1408,
+        cross_attention_frequency=2,
+    )
+    torch.manual_seed(0)
+    ref = transformers.InstructBlipQFormerModel(cfg).eval()
+    sd = {k: v.numpy() for k, v in ref.state_dict().items()}
+    module, params = load_hf_state_dict(sd, cfg.to_dict(), source="bench")
+    rng = np.random.default_rng(0)
+    b, nq, t = 8, module.config.num_query_tokens, 32
+    image = rng.normal(size=(b, 257, 1408)).astype(np.float32)
+    ids = rng.integers(1, cfg.vocab_size, size=(b, t)).astype(np.int32)
+    text_mask = np.ones((b, t), np.int32)
+    query = np.broadcast_to(np.asarray(params["query_tokens"]), (b, nq, 768)).copy()
+    fwd = jax.jit(
+        lambda p, im, i, m: module.apply({"params": p}, im, input_ids=i, attention_mask=m)[
+            "last_hidden_state"
+        ]
+    )
+    params = jax.device_put(params)
+    args = (params, image, ids, text_mask)
+    full_mask = torch.ones(b, nq + t, dtype=torch.long)
+    kw = dict(
+        input_ids=torch.from_numpy(ids.astype(np.int64)),
+        attention_mask=full_mask,
+        query_embeds=torch.from_numpy(query),
+        encoder_hidden_states=torch.from_numpy(image),
+    )
+    with torch.inference_mode():
+        t_jax, t_torch = paired(lambda: fwd(*args).block_until_ready(), lambda: ref(**kw), repeats)
+        diff = _max_diff(fwd(*args), ref(**kw).last_hidden_state)
+    return {
+        "row": f"InstructBLIP Q-Former fwd, {b} frames x 257 tok",
+        "jax_s": t_jax,
+        "torch_s": t_torch,
+        "flops": xla_flops(fwd, *args),
+        "max_abs_diff": diff,
+    }
+
+
+# ----------------------------------------------------------------------------------- LLM
+
+
+def _smollm2():
+    """SmolLM2-135M-shaped HF LLaMA (random init) and our converted ``(module, params)``."""
+    import jax
+    import torch
+    import transformers
+
+    from vau_jax.convert import hf_llama, load_hf_state_dict
+    from vau_jax.models import registry
+
+    cfg = transformers.LlamaConfig(**hf_llama.config_to_hf(registry.get_config("smollm2-135m")))
+    torch.manual_seed(0)
+    ref = transformers.LlamaForCausalLM(cfg).eval()
+    sd = {k: v.numpy() for k, v in ref.state_dict().items()}
+    module, params = load_hf_state_dict(sd, cfg.to_dict(), source="bench")
+    return cfg, ref, module, jax.device_put(params)
+
+
+def row_prefill(n: int, repeats: int) -> dict:
+    import jax
+    import numpy as np
+    import torch
+
+    from vau_jax.models import llama
+
+    cfg, ref, module, params = _smollm2()
+    ids = np.random.default_rng(0).integers(3, cfg.vocab_size, size=(1, n)).astype(np.int32)
+    cache = llama.init_cache(module.config, 1, n + 64)
+    pre = jax.jit(lambda p, c, i: llama.prefill(module, p, c, input_ids=i, fresh=True))
+    tid = torch.from_numpy(ids.astype(np.int64))
+    with torch.inference_mode():
+        t_jax, t_torch = paired(
+            lambda: jax.block_until_ready(pre(params, cache, ids)),
+            lambda: ref(tid, use_cache=True, logits_to_keep=1),
+            repeats,
+        )
+        diff = _max_diff(pre(params, cache, ids)[0], ref(tid, logits_to_keep=1).logits[:, -1])
+    return {
+        "row": f"SmolLM2-135M prefill {n} tokens",
+        "jax_s": t_jax,
+        "torch_s": t_torch,
+        "flops": xla_flops(pre, params, cache, ids),
+        "max_abs_diff": diff,
+    }
+
+
+def row_decode(batch: int, repeats: int, bandwidth: float, steps: int = 64) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    from vau_jax.models import llama
+
+    cfg, ref, module, params = _smollm2()
+    prompt = 32
+    ids = np.random.default_rng(0).integers(3, cfg.vocab_size, size=(batch, prompt))
+    ids = ids.astype(np.int32)
+    cache = llama.init_cache(module.config, batch, prompt + steps + 1)
+    logits, cache = jax.jit(lambda p, c, i: llama.prefill(module, p, c, input_ids=i, fresh=True))(
+        params, cache, ids
+    )
+    first = jnp.argmax(logits, -1).astype(jnp.int32)
+
+    @jax.jit
+    def decode(p, tok, c):  # ``steps`` greedy steps; the tokens fed back are the outputs
+        def body(i, carry):
+            tok, c, out = carry
+            logits, c = llama.decode_step(module, p, tok, c)
+            tok = jnp.argmax(logits, -1).astype(jnp.int32)
+            return tok, c, out.at[:, i].set(tok)
+
+        out = jnp.zeros((tok.shape[0], steps), jnp.int32)
+        return jax.lax.fori_loop(0, steps, body, (tok, c, out))[2]
+
+    ours = np.asarray(decode(params, first, cache))
+    tid = torch.from_numpy(ids.astype(np.int64))
+
+    def theirs() -> tuple[float, np.ndarray]:  # prefill untimed, then the timed decode loop
+        with torch.inference_mode():
+            out = ref(tid, use_cache=True, logits_to_keep=1)
+            pkv, tok, toks = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True), []
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                out = ref(tok, past_key_values=pkv, use_cache=True)
+                pkv, tok = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+                toks.append(tok)
+            return time.perf_counter() - t0, torch.cat(toks, 1).numpy()
+
+    runs: list[tuple[float, np.ndarray]] = []
+
+    def theirs_timed() -> None:
+        runs.append(theirs())
+
+    # the HF side times its own loop (its prefill is outside the clock); ours is the call
+    t_jax, _ = paired(
+        lambda: decode(params, first, cache).block_until_ready(), theirs_timed, repeats
+    )
+    t_torch = min(t for t, _ in runs[1:])  # runs[0] was the warm-up
+    same = bool(np.array_equal(ours, runs[0][1]))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    weight_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
+    per_step = t_jax / steps
+    return {
+        "row": f"SmolLM2-135M greedy decode, batch {batch}",
+        "jax_s": t_jax,
+        "torch_s": t_torch,
+        "flops": 2.0 * n_params * batch * steps,
+        "greedy_tokens_equal": same,
+        "ms_per_step": round(per_step * 1e3, 2),
+        "of_bandwidth_limit": round(weight_bytes / bandwidth / 1e9 / per_step, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from {ROWS}")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise SystemExit(f"error: unknown rows {unknown}; known: {', '.join(ROWS)}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"CPU: {cpu_model()}; PyTorch threads: {args.threads}")
+    peak = matmul_peak(args.repeats)
+    print(f"float32 matmul peak (2048^2, best of JAX/PyTorch): {peak:.1f} GFLOP/s")
+    bandwidth = 0.0
+    if any(r.startswith("decode") for r in rows):
+        bandwidth = read_bandwidth(args.repeats)
+        print(f"read bandwidth (sum of 1 GiB, best of JAX/PyTorch/numpy): {bandwidth:.1f} GB/s")
+    print(
+        f"{'row':44s} {'ours s':>8s} {'PyTorch s':>10s} {'PT/ours':>8s} {'GFLOP/s':>8s} {'of peak':>8s}  check"
+    )
+    for name in rows:
+        if name.startswith("prefill"):
+            r = row_prefill(int(name[len("prefill") :]), args.repeats)
+        elif name.startswith("decode"):
+            r = row_decode(int(name[len("decode") :]), args.repeats, bandwidth)
+        else:
+            r = globals()[f"row_{name}"](args.repeats)
+        gflops = r["flops"] / r["jax_s"] / 1e9
+        check = {k: v for k, v in r.items() if k not in ("row", "jax_s", "torch_s", "flops")}
+        print(
+            f"{r['row']:44s} {r['jax_s']:8.3f} {r['torch_s']:10.3f} "
+            f"{r['torch_s'] / r['jax_s']:8.2f} {gflops:8.1f} {gflops / peak:8.1%}  {check}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
