@@ -175,43 +175,39 @@ def _vision_row(hf_model, hf_cfg, pixels, repeats: int, name: str, out_key: str)
     }
 
 
-def row_clip(repeats: int) -> dict:
+VIT_B = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+
+
+def _vit_b(kind: str, shape: tuple[int, ...], repeats: int, name: str, out_key: str) -> dict:
+    """A ViT-B-sized HF vision model of ``kind`` (random init) against ours on ``shape``."""
     import numpy as np
     import torch
     import transformers
 
-    cfg = transformers.CLIPVisionConfig(
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        image_size=224,
-        patch_size=16,
-        hidden_act="quick_gelu",
-    )
+    if kind == "clip":
+        cfg = transformers.CLIPVisionConfig(
+            **VIT_B, image_size=224, patch_size=16, hidden_act="quick_gelu"
+        )
+        model_cls = transformers.CLIPVisionModel
+    else:
+        cfg = transformers.Dinov2Config(**VIT_B, image_size=518, patch_size=14)
+        model_cls = transformers.Dinov2Model
     torch.manual_seed(0)
-    ref = transformers.CLIPVisionModel(cfg).eval()
-    x = np.random.default_rng(0).normal(size=(8, 224, 224, 3)).astype(np.float32)
-    return _vision_row(ref, cfg, x, repeats, "CLIP ViT-B/16 fwd, B=8, 224^2", "pooler_output")
+    ref = model_cls(cfg).eval()
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    return _vision_row(ref, cfg, x, repeats, name, out_key)
+
+
+def row_clip(repeats: int) -> dict:
+    return _vit_b(
+        "clip", (8, 224, 224, 3), repeats, "CLIP ViT-B/16 fwd, B=8, 224^2", "pooler_output"
+    )
 
 
 def row_dinov2(repeats: int) -> dict:
-    import numpy as np
-    import torch
-    import transformers
-
-    cfg = transformers.Dinov2Config(
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        image_size=518,
-        patch_size=14,
+    return _vit_b(
+        "dinov2", (4, 224, 336, 3), repeats, "DINOv2-B/14 fwd, B=4, 224x336", "last_hidden_state"
     )
-    torch.manual_seed(0)
-    ref = transformers.Dinov2Model(cfg).eval()
-    x = np.random.default_rng(0).normal(size=(4, 224, 336, 3)).astype(np.float32)
-    return _vision_row(ref, cfg, x, repeats, "DINOv2-B/14 fwd, B=4, 224x336", "last_hidden_state")
 
 
 def row_qformer(repeats: int) -> dict:
@@ -223,12 +219,7 @@ def row_qformer(repeats: int) -> dict:
     from vau_jax.convert import load_hf_state_dict
 
     cfg = transformers.InstructBlipQFormerConfig(
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        encoder_hidden_size=1408,
-        cross_attention_frequency=2,
+        **VIT_B, encoder_hidden_size=1408, cross_attention_frequency=2
     )
     torch.manual_seed(0)
     ref = transformers.InstructBlipQFormerModel(cfg).eval()

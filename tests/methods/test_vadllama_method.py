@@ -62,7 +62,9 @@ def test_finished_run_metrics_report_and_eval_mode(vadllama_run):
 @pytest.mark.slow
 def test_run_records_phase_clocks_and_evaluation_compiles_once_per_shape(vadllama_run, tmp_path):
     saved = json.load(open(os.path.join(vadllama_run, "metrics.json")))
-    for phase in ("render", "pretrain", "features", "train", "eval", "report", "total"):
+    # render / pretrain / features appear when this run built them (the first run on the
+    # shared data dir does); training, evaluation and the report always run
+    for phase in ("train", "eval", "report", "other", "total"):
         assert saved[f"seconds_{phase}"] >= 0.0, phase
     parts = sum(v for k, v in saved.items() if k.startswith("seconds_") and k != "seconds_total")
     assert parts == pytest.approx(saved["seconds_total"], abs=0.1 * len(saved))
