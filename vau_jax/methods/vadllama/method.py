@@ -263,12 +263,18 @@ class VADLLaMA(MethodBase):
 
     def scorer(self, phase: int = 2):
         """Jitted ``(params, tokens [1, C, F*M, D], mask [1, C], state) -> {"scores", "state"}``
-        for chunks of ``C = max_clips`` clips (one compiled shape for every video)."""
-        return jax.jit(
-            lambda p, tok, mask, st: self.model.apply(
-                {"params": p}, tok, mask, phase=phase, state=st
+        for chunks of ``C = max_clips`` clips (one compiled shape for every video), built once
+        per phase and kept: a new ``jax.jit`` per call would compile again on every evaluation."""
+        cache = self.__dict__.setdefault("_scorers", {})
+        key = (phase, id(self.model))  # a re-prepared method gets new scorers
+        if key not in cache:
+            model = self.model
+            cache[key] = jax.jit(
+                lambda p, tok, mask, st: model.apply(
+                    {"params": p}, tok, mask, phase=phase, state=st
+                )
             )
-        )
+        return cache[key]
 
     def new_state(self) -> Any:
         """An empty LTC state for one stream."""
