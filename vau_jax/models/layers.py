@@ -179,14 +179,7 @@ def attention(
     scale = dh**-0.5 if scale is None else scale
     if g == 1:  # plain multi-head attention: the 4-D form XLA fuses best
         logits = jnp.matmul(q, jnp.swapaxes(k, -1, -2), preferred_element_type=jnp.float32)
-        logits = logits * scale
-        if bias is not None:
-            logits = logits + bias.astype(jnp.float32)
-        if mask is not None:
-            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(logits, axis=-1)
-        if mask is not None:
-            probs = jnp.where(jnp.any(mask, axis=-1, keepdims=True), probs, 0.0)
+        probs = _masked_softmax(logits * scale, mask, bias)
         out = jnp.matmul(probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
         return out.astype(dtype)
     # Grouped-query attention without copying k/v: the g query heads that share a kv head
@@ -203,17 +196,27 @@ def attention(
             return t[:, :, None]
         return t.reshape(t.shape[0], hkv, g, *t.shape[2:])
 
+    probs = _masked_softmax(
+        logits,
+        None if mask is None else grouped(mask),
+        None if bias is None else grouped(bias),
+    )
+    probs = probs.reshape(b, hkv, g * nq, k.shape[2])
+    out = jnp.matmul(probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
+    return out.reshape(b, h, nq, v.shape[-1]).astype(dtype)
+
+
+def _masked_softmax(logits: Array, mask: Array | None, bias: Array | None) -> Array:
+    """float32 softmax over the last axis of ``logits + bias`` where ``mask``; rows with no
+    True entry give zeros (``mask`` / ``bias`` broadcast against ``logits``)."""
     if bias is not None:
-        logits = logits + grouped(bias).astype(jnp.float32)
+        logits = logits + bias.astype(jnp.float32)
     if mask is not None:
-        mask = grouped(mask)
         logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1)
     if mask is not None:
         probs = jnp.where(jnp.any(mask, axis=-1, keepdims=True), probs, 0.0)
-    probs = probs.reshape(b, hkv, g * nq, k.shape[2])
-    out = jnp.matmul(probs.astype(dtype), v.astype(dtype), preferred_element_type=jnp.float32)
-    return out.reshape(b, h, nq, v.shape[-1]).astype(dtype)
+    return probs
 
 
 def causal_attention(
