@@ -69,7 +69,12 @@ def _check_outputs(outputs: Sequence[str]) -> tuple[str, ...]:
 
 def padded_call(fn: Any, batch_size: int, frames: np.ndarray, *params: Any) -> dict[str, Any]:
     """``fn(*params, frames)`` on a batch padded to ``batch_size`` (one compiled shape), the
-    padded rows cut from every output."""
+    padded rows cut from every output.
+
+    A full batch returns device arrays still computing. A partial one is cut on the host
+    (numpy): slicing a device array by a Python ``n`` compiles one slice per distinct ``n``,
+    which over a folder of videos (one partial tail each) cost more than the encoder.
+    """
     n = len(frames)
     if n > batch_size:
         raise ValueError(f"{n} frames > batch_size {batch_size}")
@@ -77,7 +82,7 @@ def padded_call(fn: Any, batch_size: int, frames: np.ndarray, *params: Any) -> d
         pad = np.zeros((batch_size - n, *frames.shape[1:]), np.uint8)
         frames = np.concatenate([frames, pad])
     out = fn(*params, frames)
-    return {k: v[:n] for k, v in out.items()} if n < batch_size else out
+    return {k: np.asarray(v)[:n] for k, v in out.items()} if n < batch_size else out
 
 
 @dataclasses.dataclass
@@ -200,8 +205,8 @@ class FrozenEncoder:
         return jax.jit(run)
 
     def __call__(self, frames: np.ndarray) -> dict[str, Any]:
-        """uint8 ``[n, S, S, 3]`` with ``n <= batch_size`` -> outputs ``[n, ...]`` (device
-        arrays, computed asynchronously; padded rows are cut)."""
+        """uint8 ``[n, S, S, 3]`` with ``n <= batch_size`` -> outputs ``[n, ...]``: device
+        arrays computed asynchronously for a full batch, numpy for a partial one."""
         if self._fn is None:
             self._fn = self._build()
         return padded_call(self._fn, self.batch_size, frames, self.params)

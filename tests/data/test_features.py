@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from vau_jax.data.datasets import ArrayVideo
-from vau_jax.data.features import FeatureStore, decode_record, encode_record, open_store
+from vau_jax.data.features import (
+    FeatureStore,
+    decode_record,
+    encode_record,
+    encode_video,
+    encode_videos,
+    open_store,
+)
 from vau_jax.data.frames import FrameSpec
 from vau_jax.data.pipeline import PipelineConfig, make_dataset
 
@@ -134,6 +141,38 @@ def test_skip_errors_keeps_the_other_videos(tmp_path):
     assert fs.ids == ["a", "b"] and store.failed == ["x: cannot decode"]
     with pytest.raises(ValueError, match="cannot decode"):
         store.ensure([bad])
+
+
+def test_videos_share_batches_and_a_broken_one_mid_batch_is_dropped():
+    # 5 videos of 5 frames (at 2 fps) in batches of 3: 9 full calls instead of 10 padded
+    # ones; the broken video dies after its first chunk, whose frames sit in a batch with
+    # its neighbours' and must not leak into them.
+    class Calls(CountingEncoder):
+        def __init__(self):
+            super().__init__()
+            self.sizes = []
+
+        def __call__(self, frames):
+            self.sizes.append(len(frames))
+            return super().__call__(frames)
+
+    class DiesLate(ArrayVideo):
+        def frames(self, spec):
+            chunks = super().frames(spec)
+            yield next(chunks)
+            raise ValueError(f"{self.id}: truncated")
+
+    videos = [_video(v, seed=i) for i, v in enumerate("abcde")]
+    videos[2] = DiesLate(id="c", split="test", fps=4.0, array=videos[2].array)
+    enc, failed = Calls(), []
+    out = dict(encode_videos(videos, SPEC, enc, "float32", None, (ValueError,), failed))
+    assert sorted(out) == [0, 1, 3, 4] and failed[0][0] == 2 and "truncated" in failed[0][1]
+    assert all(n == 3 for n in enc.sizes[:-1])
+    for i in (0, 1, 3, 4):
+        alone = encode_video(videos[i], SPEC, CountingEncoder(), "float32")
+        assert sorted(out[i]) == sorted(alone)
+        for k in alone:
+            np.testing.assert_array_equal(out[i][k], alone[k])
 
 
 def test_grain_reads_the_shards_with_per_process_sharding(tmp_path):

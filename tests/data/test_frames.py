@@ -58,6 +58,22 @@ def test_streamed_background_equals_whole_video():
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
+def test_running_background_is_the_median_of_the_frames_so_far():
+    # The insertion-sorted running median against its definition (np.median over the stack)
+    # for every warm-up length, then fixed: the same uint8 output, byte for byte.
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, size=(23, 6, 5, 3), dtype=np.uint8)
+    f = frames.astype(np.float32)
+    warmup = 9
+    bg = np.stack([np.median(f[: min(t, warmup - 1) + 1], 0) for t in range(len(f))])
+    d = f - bg
+    d -= np.median(d.reshape(len(f), -1, 3), 1)[:, None, None]
+    want = np.clip(np.rint(128.0 + d), 0, 255).astype(np.uint8)
+    sub = BackgroundSubtractor(warmup)
+    got = np.concatenate([sub(frames[a : a + 4]) for a in range(0, len(frames), 4)])
+    np.testing.assert_array_equal(got, want)
+
+
 def test_frame_spec_validation():
     for bad in (
         dict(fps=0.0),

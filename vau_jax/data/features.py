@@ -161,46 +161,124 @@ def encode_video(
 ) -> dict[str, np.ndarray]:
     """Runs ``encoder`` over every frame of ``source`` -> the record's arrays.
 
-    Batches of ``encoder.batch_size`` frames; each batch is dispatched before the previous
-    one is read back, so decoding and host work overlap the encoder. Raises ``ValueError`` if
-    the video yields no frames.
+    One video of :func:`encode_videos`. Raises ``ValueError`` if the video yields no frames.
+    """
+    for _, arrays in encode_videos([source], spec, encoder, dtype, bar):
+        return arrays
+    raise AssertionError("unreachable: encode_videos yields every video or raises")
+
+
+def encode_videos(
+    sources: Sequence[VideoSource],
+    spec: FrameSpec,
+    encoder: Encoder,
+    dtype: str,
+    bar: Any = None,
+    skip_errors: tuple[type[BaseException], ...] = (),
+    failed: list[tuple[int, str]] | None = None,
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Runs ``encoder`` over every frame of every source; yields ``(i, arrays)`` per video.
+
+    Frames of consecutive videos share batches of ``encoder.batch_size`` (a folder of short
+    videos fills whole batches instead of padding each video's tail), and each batch is
+    dispatched before the previous one is read back, so decoding and host work overlap the
+    encoder. Videos come out in order, each as soon as its last batch is read back.
+
+    A source raising one of ``skip_errors`` while decoding is left out (``(i, message)``
+    appended to ``failed``); its frames already batched are dropped. Any other error
+    propagates after nothing more is yielded. A video with no frames raises ``ValueError``.
     """
     bs = int(encoder.batch_size)
-    parts: dict[str, list[np.ndarray]] = {}
-    times: list[np.ndarray] = []
-    idx: list[np.ndarray] = []
-    pending: tuple[Mapping[str, Any], int] | None = None
+    buf: list[np.ndarray] = []  # frames not yet dispatched, in order
+    owners: list[int] = []  # the video of each row of `buf`
+    pending: tuple[Mapping[str, Any], list[int]] | None = None  # dispatched, not read back
+    parts: dict[int, dict[str, list[np.ndarray]]] = {}  # read-back rows per video
+    meta: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # finished decoding: times, indices
+    dropped: set[int] = set()
+    order: list[int] = []  # videos finished decoding, not yet yielded
 
-    def collect(out: Mapping[str, Any], n: int) -> None:
-        for k, v in out.items():
-            parts.setdefault(k, []).append(np.asarray(v)[:n].astype(dtype))
+    def collect() -> None:
+        nonlocal pending
+        if pending is None:
+            return
+        out, rows = pending
+        pending = None
+        host = {k: np.asarray(v) for k, v in out.items()}
+        start = 0
+        while start < len(rows):
+            vid, stop = rows[start], start
+            while stop < len(rows) and rows[stop] == vid:
+                stop += 1
+            if vid not in dropped:
+                got = parts.setdefault(vid, {})
+                for k, v in host.items():
+                    got.setdefault(k, []).append(v[start:stop].astype(dtype))
+            start = stop
         if bar is not None:
-            bar.update(n)
+            bar.update(len(rows))
 
-    buf: list[np.ndarray] = []
-    for chunk in source.frames(spec):
-        times.append(chunk.timestamps)
-        idx.append(chunk.indices)
-        buf.extend(chunk.frames)
-        while len(buf) >= bs:
-            batch, buf = np.stack(buf[:bs]), buf[bs:]
-            out = encoder(batch)
-            if pending is not None:
-                collect(*pending)
-            pending = (out, bs)
-    if buf:
-        out = encoder(np.stack(buf))
-        if pending is not None:
-            collect(*pending)
-        pending = (out, len(buf))
-    if pending is not None:
-        collect(*pending)
-    if not times:
-        raise ValueError(f"video {source.id!r}: no frames to encode")
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    arrays["timestamps"] = np.concatenate(times).astype(np.float64)
-    arrays["indices"] = np.concatenate(idx).astype(np.int64)
-    return arrays
+    def dispatch(n: int) -> None:
+        nonlocal buf, owners, pending
+        out = encoder(np.stack(buf[:n]))  # on an error, the rows stay queued (not finished)
+        rows, buf, owners = owners[:n], buf[n:], owners[n:]
+        collect()
+        pending = (out, rows)
+
+    def ready() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        # Videos are finished once no row of theirs is still queued or in flight.
+        busy = set(owners) | (set(pending[1]) if pending is not None else set())
+        while order and order[0] not in busy:
+            vid = order.pop(0)
+            got = parts.pop(vid)
+            arrays = {k: np.concatenate(v) for k, v in got.items()}
+            times, idx = meta.pop(vid)
+            arrays["timestamps"], arrays["indices"] = times, idx
+            yield vid, arrays
+
+    try:
+        for i, source in enumerate(sources):
+            times: list[np.ndarray] = []
+            idx: list[np.ndarray] = []
+            try:
+                for chunk in source.frames(spec):
+                    times.append(chunk.timestamps)
+                    idx.append(chunk.indices)
+                    buf.extend(chunk.frames)
+                    owners.extend([i] * len(chunk.frames))
+                    while len(buf) >= bs:
+                        dispatch(bs)
+                        yield from ready()
+            except skip_errors as err:
+                dropped.add(i)
+                keep = [j for j, o in enumerate(owners) if o != i]
+                buf, owners = [buf[j] for j in keep], [owners[j] for j in keep]
+                parts.pop(i, None)
+                if failed is not None:
+                    failed.append((i, str(err)))
+                continue
+            if not times:
+                raise ValueError(f"video {source.id!r}: no frames to encode")
+            meta[i] = (
+                np.concatenate(times).astype(np.float64),
+                np.concatenate(idx).astype(np.int64),
+            )
+            order.append(i)
+            yield from ready()
+        while buf:
+            dispatch(min(bs, len(buf)))
+        collect()
+    except GeneratorExit:
+        raise
+    except BaseException:
+        # An error or interrupt mid-folder: the videos whose rows were all read back or in
+        # flight are still handed out (and cached by the store) before it propagates.
+        try:
+            collect()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        yield from ready()
+        raise
+    yield from ready()
 
 
 class FeatureSet:
@@ -373,18 +451,25 @@ class FeatureStore:
                     counts.append(None)
             total = sum(counts) if all(c is not None for c in counts) else None
             bar = _progress(total, f"{desc}: {len(todo)} videos")
+            failed: list[tuple[int, str]] = []
             try:
-                for s, k in todo:
-                    try:
-                        arrays = encode_video(s, self.spec, self.encoder, self.dtype, bar)
-                    except skip_errors as err:
-                        self.failed.append(str(err))
-                        bad.add(k)
-                        continue
+                for i, arrays in encode_videos(
+                    [s for s, _ in todo],
+                    self.spec,
+                    self.encoder,
+                    self.dtype,
+                    bar,
+                    skip_errors,
+                    failed,
+                ):
+                    s, k = todo[i]
                     arrays["video_id"] = np.asarray(s.id)
                     atomic_write(self._part_path(k), lambda f, a=arrays: np.savez(f, **a))
             finally:
                 bar.close()
+                for i, msg in failed:
+                    self.failed.append(msg)
+                    bad.add(todo[i][1])
         self._pack(index, [k for k in keys if k not in bad])
         return bad
 

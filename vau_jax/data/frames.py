@@ -98,8 +98,26 @@ class BackgroundSubtractor:
 
     def __init__(self, warmup: int = 16):
         self.warmup = int(warmup)
-        self._first: list[np.ndarray] = []  # the first `warmup` frames, float32 [H, W, C]
+        # The warm-up frames seen so far, sorted per pixel: float32 [warmup, H*W*C], rows
+        # [0, _count) valid. Inserting a frame is one vectorised insertion-sort pass, so the
+        # running median costs O(warmup) per frame instead of a fresh median over the stack.
+        self._sorted: np.ndarray | None = None
+        self._count = 0
         self._background: np.ndarray | None = None  # fixed after the warm-up
+
+    def _insert(self, frame: np.ndarray) -> np.ndarray:
+        """Adds a warm-up frame (float32 [H, W, C]); returns the median of those so far."""
+        if self._sorted is None:
+            self._sorted = np.empty((self.warmup, frame.size), np.float32)
+        s, k = self._sorted, self._count
+        s[k] = frame.reshape(-1)
+        for i in range(k, 0, -1):  # bubble the new row down to its place, every pixel at once
+            lo = np.minimum(s[i - 1], s[i])
+            np.maximum(s[i - 1], s[i], out=s[i])
+            s[i - 1] = lo
+        self._count = n = k + 1
+        med = s[(n - 1) // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+        return med.reshape(frame.shape)
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         """uint8 ``[n, H, W, 3]`` (the next frames of the video) -> uint8 ``[n, H, W, 3]``."""
@@ -107,10 +125,9 @@ class BackgroundSubtractor:
         bg = np.empty_like(f)
         for i, frame in enumerate(f):
             if self._background is None:
-                self._first.append(frame)
-                bg[i] = np.median(np.stack(self._first), 0)
-                if len(self._first) == self.warmup:
-                    self._background, self._first = bg[i].copy(), []
+                bg[i] = self._insert(frame)
+                if self._count == self.warmup:
+                    self._background, self._sorted = bg[i].copy(), None
             else:
                 bg[i] = self._background
         d = f - bg
