@@ -67,7 +67,7 @@ def test_prepare_is_noop_when_present(prepared):
 
 def test_tfds_data_source_equals_grain_source(prepared):
     data_dir, builder = prepared
-    name = f"synthvad/{builder.builder_config.name}:1.0.0"
+    name = f"synthvad/{builder.builder_config.name}:{builder.VERSION}"
     ds = tfds.data_source(name, split="test", data_dir=data_dir)
     src = SynthVADSource("test", N, TINY)
     assert len(ds) == len(src) == N
@@ -77,6 +77,24 @@ def test_tfds_data_source_equals_grain_source(prepared):
     # the helper reads the same split back too
     ds2 = synthvad.data_source(data_dir, "test", N, TINY)
     _assert_records_equal(ds2[N - 1], src[N - 1])
+
+
+def test_worker_processes_render_the_same_examples(monkeypatch):
+    # The spawn pool (what a large split uses) against the in-process loop, byte for byte,
+    # in order; and the worker-count setting is validated.
+    from vau_jax.data.synthvad.builder import render_examples, render_workers
+
+    alone = list(render_examples("train", 3, TINY, workers=1))
+    pooled = list(render_examples("train", 3, TINY, workers=2))
+    assert len(pooled) == 3
+    for a, b in zip(alone, pooled):
+        _assert_records_equal(a, b)
+    assert render_workers(8) == 1 and render_workers(400) >= 1
+    monkeypatch.setenv("VAU_JAX_RENDER_WORKERS", "3")
+    assert render_workers(8) == 3
+    monkeypatch.setenv("VAU_JAX_RENDER_WORKERS", "two")
+    with pytest.raises(ValueError, match="VAU_JAX_RENDER_WORKERS"):
+        render_workers(400)
 
 
 def test_record_round_trip_to_video():
