@@ -1,8 +1,9 @@
 """Model speed: every shipped model vs its HF PyTorch reference, same weights, same inputs, one run.
 
-    python bench/models.py [--rows=clip,dinov2,...] [--repeats=5] [--threads=2]
+    python bench/models.py [--rows=clip,dinov2,...] [--repeats=5] [--threads=2] [--dtype=float32]
 
-Rows (float32; PyTorch gets ``--threads`` threads, XLA uses the machine's cores, 2 here):
+Rows (ours in float32 unless ``--dtype``; PyTorch gets ``--threads`` threads, XLA uses the
+machine's cores, 2 here):
 
   clip         CLIP ViT-B/16 vision tower forward, batch 8, 224x224
   dinov2       DINOv2-B/14 forward at a non-square 224x336 (16x24 patches, interpolated
@@ -25,14 +26,26 @@ so that a background burst on a shared machine slows both), the ratio PyTorch / 
 of the float32 matmul peak measured in the same run, and a correctness check (max abs
 difference, or equal greedy tokens). The CPU model (``lscpu``) heads the output.
 Weights are random (HF init, converted with our converters): speed does not depend on them.
+
+``--dtype=bfloat16`` runs our side in bf16 compute (the config's ``dtype``; parameters stay
+float32, as the paper presets' mixed precision) and prints the bf16 matmul rate of both
+libraries under the float32 peak. PyTorch stays float32: it is the reference of the check
+column, which then shows the bf16 error (greedy decode tokens may part from float32 ones on a
+near-tie), and the "ours s" columns of a float32 and a bfloat16 run give our bf16 / f32 speed.
+"of peak" stays relative to the float32 peak.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
+
+#: Our compute dtype (``--dtype``): ``float32`` or ``bfloat16``; parameters stay float32.
+DTYPE = "float32"
 
 ROWS = (
     "clip",
@@ -131,6 +144,30 @@ def read_bandwidth(repeats: int) -> float:
     return x.nbytes / t / 1e9
 
 
+def bf16_matmul_rates(repeats: int) -> tuple[float, float]:
+    """GFLOP/s of a bfloat16 matmul: JAX at 2048^2, PyTorch at 512^2 (its bf16 matmul on a
+    CPU without bf16 units runs at a fraction of a GFLOP/s: 2048^2 would take minutes)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    a = np.random.default_rng(0).normal(size=(2048, 2048)).astype(np.float32)
+    ja = jax.device_put(a).astype(jnp.bfloat16)
+    f = jax.jit(lambda x: x @ x)
+    t_jax = best(lambda: f(ja).block_until_ready(), repeats)
+    ta = torch.from_numpy(a[:512, :512].copy()).to(torch.bfloat16)
+    t_torch = best(lambda: ta @ ta, repeats)
+    return 2 * 2048**3 / t_jax / 1e9, 2 * 512**3 / t_torch / 1e9
+
+
+def in_dtype(module: Any) -> Any:
+    """``module`` computing in :data:`DTYPE` (its config's ``dtype``; same parameters)."""
+    if DTYPE == "float32":
+        return module
+    return module.clone(config=dataclasses.replace(module.config, dtype=DTYPE))
+
+
 def xla_flops(jitted, *args) -> float:
     """FLOPs of one call from XLA's cost analysis."""
     cost = jitted.lower(*args).compile().cost_analysis()
@@ -141,7 +178,7 @@ def xla_flops(jitted, *args) -> float:
 def _max_diff(a, b) -> float:
     import numpy as np
 
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+    return float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
 
 
 # ------------------------------------------------------------------------------ encoders
@@ -155,6 +192,7 @@ def _vision_row(hf_model, hf_cfg, pixels, repeats: int, name: str, out_key: str)
 
     sd = {k: v.numpy() for k, v in hf_model.state_dict().items()}
     module, params = load_hf_state_dict(sd, hf_cfg.to_dict(), source="bench")
+    module = in_dtype(module)
     kw = {"interpolate_pos_encoding": True} if pixels.shape[1] != pixels.shape[2] else {}
     fwd = jax.jit(lambda p, px: module.apply({"params": p}, px, **kw)[out_key])
     params, jx = jax.device_put(params), jax.device_put(pixels)
@@ -225,6 +263,7 @@ def row_qformer(repeats: int) -> dict:
     ref = transformers.InstructBlipQFormerModel(cfg).eval()
     sd = {k: v.numpy() for k, v in ref.state_dict().items()}
     module, params = load_hf_state_dict(sd, cfg.to_dict(), source="bench")
+    module = in_dtype(module)
     rng = np.random.default_rng(0)
     b, nq, t = 8, module.config.num_query_tokens, 32
     image = rng.normal(size=(b, 257, 1408)).astype(np.float32)
@@ -274,7 +313,7 @@ def _smollm2():
     ref = transformers.LlamaForCausalLM(cfg).eval()
     sd = {k: v.numpy() for k, v in ref.state_dict().items()}
     module, params = load_hf_state_dict(sd, cfg.to_dict(), source="bench")
-    return cfg, ref, module, jax.device_put(params)
+    return cfg, ref, in_dtype(module), jax.device_put(params)
 
 
 def row_prefill(n: int, repeats: int) -> dict:
@@ -378,7 +417,12 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from {ROWS}")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--dtype", default="float32", choices=("float32", "bfloat16"), help="our compute dtype"
+    )
     args = ap.parse_args()
+    global DTYPE
+    DTYPE = args.dtype
     rows = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
@@ -389,6 +433,12 @@ def main() -> None:
     print(f"CPU: {cpu_model()}; PyTorch threads: {args.threads}")
     peak = matmul_peak(args.repeats)
     print(f"float32 matmul peak (2048^2, best of JAX/PyTorch): {peak:.1f} GFLOP/s")
+    if DTYPE != "float32":
+        jax_bf16, torch_bf16 = bf16_matmul_rates(args.repeats)
+        print(
+            f"ours in {DTYPE} compute (PyTorch float32); bfloat16 matmul: "
+            f"JAX {jax_bf16:.1f} GFLOP/s (2048^2), PyTorch {torch_bf16:.2f} GFLOP/s (512^2)"
+        )
     bandwidth = 0.0
     if any(r.startswith("decode") for r in rows):
         bandwidth = read_bandwidth(args.repeats)
