@@ -412,6 +412,27 @@ def row_decode(batch: int, repeats: int, bandwidth: float, steps: int = 64) -> d
     }
 
 
+def selected_rows(spec: str, known: tuple[str, ...]) -> list[str]:
+    """The comma-separated ``--rows`` value as a list; unknown names exit with one line."""
+    rows = [r for r in spec.split(",") if r]
+    unknown = sorted(set(rows) - set(known))
+    if unknown:
+        raise SystemExit(f"error: unknown rows {unknown}; known: {', '.join(known)}")
+    return rows
+
+
+def machine_header(threads: int, repeats: int) -> float:
+    """Sets PyTorch's thread count, prints the CPU model and the float32 matmul peak measured
+    now; returns the peak (GFLOP/s)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    print(f"CPU: {cpu_model()}; PyTorch threads: {threads}")
+    peak = matmul_peak(repeats)
+    print(f"float32 matmul peak (2048^2, best of JAX/PyTorch): {peak:.1f} GFLOP/s")
+    return peak
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from {ROWS}")
@@ -423,16 +444,8 @@ def main() -> None:
     args = ap.parse_args()
     global DTYPE
     DTYPE = args.dtype
-    rows = [r for r in args.rows.split(",") if r]
-    unknown = sorted(set(rows) - set(ROWS))
-    if unknown:
-        raise SystemExit(f"error: unknown rows {unknown}; known: {', '.join(ROWS)}")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_model()}; PyTorch threads: {args.threads}")
-    peak = matmul_peak(args.repeats)
-    print(f"float32 matmul peak (2048^2, best of JAX/PyTorch): {peak:.1f} GFLOP/s")
+    rows = selected_rows(args.rows, ROWS)
+    peak = machine_header(args.threads, args.repeats)
     if DTYPE != "float32":
         jax_bf16, torch_bf16 = bf16_matmul_rates(args.repeats)
         print(

@@ -58,7 +58,7 @@ from vau_jax.tree import path_str
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from models import cpu_model, matmul_peak, paired, xla_flops  # noqa: E402
+from models import machine_header, paired, selected_rows, xla_flops  # noqa: E402
 
 ROWS = ("vador2", "vagpt1")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -399,14 +399,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="training steps per timed call")
     args = ap.parse_args()
-    rows = [r for r in args.rows.split(",") if r]
-    unknown = sorted(set(rows) - set(ROWS))
-    if unknown:
-        raise SystemExit(f"error: unknown rows {unknown}; known: {', '.join(ROWS)}")
-    torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_model()}; PyTorch threads: {args.threads}")
-    peak = matmul_peak(args.repeats)
-    print(f"float32 matmul peak (2048^2, best of JAX/PyTorch): {peak:.1f} GFLOP/s")
+    rows = selected_rows(args.rows, ROWS)
+    peak = machine_header(args.threads, args.repeats)
     print(
         f"{'row':44s} {'ours ms':>8s} {'PT ms':>8s} {'PT/ours':>8s} {'GFLOP/s':>8s} "
         f"{'of peak':>8s} {'MFLOP':>8s}  params total/trainable (ours | PyTorch)"

@@ -274,25 +274,15 @@ def test_smollm2_as_the_frozen_lvlm(tvau_run, tmp_path):
 def test_second_evaluation_compiles_nothing(tvau_run, tmp_path):
     """Evaluation's jitted functions are built once per method: evaluating again compiles
     nothing (a compile listener counts XLA compilations) and gives the same metrics."""
-    from jax import monitoring
-
     import vau_jax
+    from tests.compiles import xla_compiles
     from vau_jax import methods
 
     run = vau_jax.load_run(tvau_run)
     method = methods.build(run.config, tvau_run)
     method.prepare()
     first = method.evaluate(run.params, str(tmp_path))
-    compiles = []
-
-    def listen(event, secs, **kw):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with xla_compiles() as compiles:
         again = method.evaluate(run.params, str(tmp_path))
-    finally:
-        monitoring.unregister_event_duration_listener(listen)
     assert compiles == []
     assert again == first

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"
 
 import vadllama as vadllama_config  # noqa: E402
 
+from tests.compiles import xla_compiles  # noqa: E402
 from tests.tiny_configs import tiny_vadllama  # noqa: E402
 from vau_jax import methods  # noqa: E402
 from vau_jax.methods import paper, runner  # noqa: E402
@@ -71,8 +72,6 @@ def test_run_records_phase_clocks_and_evaluation_compiles_once_per_shape(vadllam
     assert parts == pytest.approx(saved["seconds_total"], abs=0.1 * len(saved))
     assert saved["seconds_eval"] > 0 and saved["seconds_total"] >= saved["seconds_eval"]
 
-    from jax import monitoring
-
     import vau_jax
 
     run = vau_jax.load_run(vadllama_run)
@@ -84,18 +83,9 @@ def test_run_records_phase_clocks_and_evaluation_compiles_once_per_shape(vadllam
     fn = method.scorer(2)
     method.score_clips(run.params, clips, None, 2, fn)  # compiles the phase-2 scorer
     first = method.evaluate(run.params, str(tmp_path))
-    compiles = []
-
-    def listen(event, secs, **kw):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(event)
-
-    monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with xla_compiles() as compiles:
         # evaluating again compiles nothing and gives the same numbers
         again = method.evaluate(run.params, str(tmp_path))
-    finally:
-        monitoring.unregister_event_duration_listener(listen)
     assert again == first
     assert compiles == []
 
