@@ -43,3 +43,13 @@ def test_progress_plain_lines_when_not_a_tty():
         and "steps/s" in out[-1]
         and "ETA" in out[-1]
     )
+
+
+def test_progress_counts_other_units():
+    buf = io.StringIO()
+    p = Progress(4, desc="generate", log_every=2, stream=buf, unit="batch")
+    for s in range(1, 5):
+        p.update(s)
+    p.close()
+    out = buf.getvalue().splitlines()
+    assert len(out) == 2 and out[-1].startswith("generate: batch 4/4") and "batches/s" in out[-1]

@@ -186,8 +186,12 @@ class Scorer:
         """Log-likelihood ``[Q, O]`` of each option of each question (``attach`` adds
         per-batch inputs such as the video features)."""
         out = []
-        for n, b in option_batches(rows, num_options, batch_size, pad_id, source):
+        batches = -(-len(rows) // max(1, int(num_options)) // int(batch_size))
+        bar = _bar(batches, f"option likelihoods {source}".strip())
+        for k, (n, b) in enumerate(option_batches(rows, num_options, batch_size, pad_id, source)):
             out.append(np.asarray(self.option_logprob(params, attach(b)))[:n])
+            bar.update(k + 1)
+        bar.close()
         return np.concatenate(out)
 
     def generate(
@@ -210,7 +214,8 @@ class Scorer:
         from vau_jax.eval.generate import generate
 
         texts: list[str] = []
-        for n, b in prompt_batches(rows, batch_size):
+        bar = _bar(-(-len(rows) // max(1, min(int(batch_size), len(rows)))), "generate")
+        for k, (n, b) in enumerate(prompt_batches(rows, batch_size)):
             b = attach(b)
             toks, lengths = generate(
                 llm,
@@ -227,4 +232,13 @@ class Scorer:
                     int(t) for t in toks[r, : lengths[r]] if int(t) not in (tok.eos_id, tok.pad_id)
                 ]
                 texts.append(tok.decode(ids).strip())
+            bar.update(k + 1)
+        bar.close()
         return texts
+
+
+def _bar(batches: int, desc: str) -> Any:
+    """Evaluation progress over ``batches`` (a line about every fifth of them off a TTY)."""
+    from vau_jax.train.writers import Progress
+
+    return Progress(batches, desc=desc, log_every=max(1, batches // 5), unit="batch")

@@ -94,12 +94,24 @@ def write_final_metrics(workdir: str, metrics: Mapping[str, Any]) -> str:
 
 
 class Progress:
-    """Progress over ``total`` steps: a tqdm bar on a TTY, plain lines every ``log_every`` else."""
+    """Progress over ``total`` steps: a tqdm bar on a TTY, plain lines every ``log_every`` else.
+
+    ``unit`` names what is counted (``"step"``: training steps; ``"batch"``: evaluation
+    batches)."""
 
     def __init__(
-        self, total: int, *, desc: str = "train", initial: int = 0, log_every: int = 50, stream=None
+        self,
+        total: int,
+        *,
+        desc: str = "train",
+        initial: int = 0,
+        log_every: int = 50,
+        stream=None,
+        unit: str = "step",
     ):
         self.total, self.step, self.desc, self.log_every = total, initial, desc, max(1, log_every)
+        self.unit = unit
+        self._plural = unit + ("es" if unit.endswith(("s", "sh", "ch", "x")) else "s")
         self._stream = stream or sys.stderr
         self._t0, self._s0 = time.time(), initial
         self._bar = None
@@ -107,7 +119,12 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, initial=initial, desc=desc, file=self._stream, dynamic_ncols=True
+                total=total,
+                initial=initial,
+                desc=desc,
+                unit=unit,
+                file=self._stream,
+                dynamic_ncols=True,
             )
 
     def rate(self) -> float:
@@ -129,7 +146,8 @@ class Progress:
             eta = (self.total - step) / rate if rate > 0 else float("nan")
             loss_s = f" loss {loss:.4f}" if loss is not None else ""
             print(
-                f"{self.desc}: step {step}/{self.total} {rate:.2f} steps/s ETA {eta:.0f}s{loss_s}",
+                f"{self.desc}: {self.unit} {step}/{self.total} {rate:.2f} {self._plural}/s "
+                f"ETA {eta:.0f}s{loss_s}",
                 file=self._stream,
                 flush=True,
             )
