@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from models import machine_header, paired, xla_flops  # noqa: E402
+from models import VIT_B, machine_header, paired, xla_flops  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
@@ -165,13 +165,9 @@ def main() -> None:
     try:
         videos = cut_segments(vtest_path(), work, args.videos, args.seconds)
         torch.manual_seed(0)
+        # the ViT-B/16 of bench/models.py's CLIP row
         cfg = transformers.CLIPVisionConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            patch_size=16,
-            image_size=224,
+            **VIT_B, image_size=224, patch_size=16, hidden_act="quick_gelu"
         )
         hf = transformers.CLIPVisionModel(cfg).eval()
         sd = {k: v.numpy() for k, v in hf.state_dict().items()}
