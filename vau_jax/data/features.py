@@ -229,7 +229,7 @@ def encode_videos(
         busy = set(owners) | (set(pending[1]) if pending is not None else set())
         while order and order[0] not in busy:
             vid = order.pop(0)
-            got = parts.pop(vid)
+            got = parts.pop(vid, {})  # a video of empty chunks has timestamps only
             arrays = {k: np.concatenate(v) for k, v in got.items()}
             times, idx = meta.pop(vid)
             arrays["timestamps"], arrays["indices"] = times, idx
@@ -239,22 +239,28 @@ def encode_videos(
         for i, source in enumerate(sources):
             times: list[np.ndarray] = []
             idx: list[np.ndarray] = []
-            try:
-                for chunk in source.frames(spec):
-                    times.append(chunk.timestamps)
-                    idx.append(chunk.indices)
-                    buf.extend(chunk.frames)
-                    owners.extend([i] * len(chunk.frames))
-                    while len(buf) >= bs:
-                        dispatch(bs)
-                        yield from ready()
-            except skip_errors as err:
-                dropped.add(i)
-                keep = [j for j, o in enumerate(owners) if o != i]
-                buf, owners = [buf[j] for j in keep], [owners[j] for j in keep]
-                parts.pop(i, None)
-                if failed is not None:
-                    failed.append((i, str(err)))
+            chunks = _chunks(source, spec)  # opening the file counts as decoding too
+            while True:
+                try:  # only decoding may skip a video; an encoder error propagates
+                    chunk = next(chunks, None)
+                except skip_errors as err:
+                    dropped.add(i)
+                    keep = [j for j, o in enumerate(owners) if o != i]
+                    buf, owners = [buf[j] for j in keep], [owners[j] for j in keep]
+                    parts.pop(i, None)
+                    if failed is not None:
+                        failed.append((i, str(err)))
+                    break
+                if chunk is None:
+                    break
+                times.append(chunk.timestamps)
+                idx.append(chunk.indices)
+                buf.extend(chunk.frames)
+                owners.extend([i] * len(chunk.frames))
+                while len(buf) >= bs:
+                    dispatch(bs)
+                    yield from ready()
+            if i in dropped:
                 continue
             if not times:
                 raise ValueError(f"video {source.id!r}: no frames to encode")
@@ -279,6 +285,10 @@ def encode_videos(
         yield from ready()
         raise
     yield from ready()
+
+
+def _chunks(source: VideoSource, spec: FrameSpec) -> Iterator[FrameChunk]:
+    yield from source.frames(spec)
 
 
 class FeatureSet:
