@@ -223,3 +223,25 @@ def test_preprocessing_close_to_hf_clip_processor(tmp_path):
     # Same constants and geometry; the only difference is swscale vs PIL bicubic resampling.
     # Measured: mean 0.021, max 0.085 (one uint8 level is 0.015 here).
     assert diff.mean() < 0.03 and diff.max() < 0.15, (diff.mean(), diff.max())
+
+
+def test_micro_batches_equal_one_pass():
+    """A call looped over micro-batches gives the outputs of the whole batch at once; the
+    automatic size is the largest divisor of the batch within the token budget."""
+    assert encoders.auto_micro_batch(32, 197) == 8  # ViT-B/16 at 224^2
+    assert encoders.auto_micro_batch(128, 65) == 32  # the tiny CLIP tower at 64^2
+    assert encoders.auto_micro_batch(12, 10_000) == 1
+    assert encoders.auto_micro_batch(6, 65) == 6
+    frames = np.random.default_rng(0).integers(0, 255, (12, 64, 64, 3), dtype=np.uint8)
+    kw = dict(seed=3, batch_size=12, outputs=("cls", "patches", "hidden_2"), patch_pool=2)
+    whole = encoders.from_registry("tiny-clip-vit", micro_batch=12, **kw)(frames)
+    looped_enc = encoders.from_registry("tiny-clip-vit", micro_batch=4, **kw)
+    looped = looped_enc(frames)
+    assert set(looped) == set(whole)
+    for k in whole:
+        assert looped[k].shape == whole[k].shape
+        np.testing.assert_allclose(looped[k], whole[k], atol=2e-6, rtol=0)
+    partial = looped_enc(frames[:5])  # padded to the batch, cut back
+    np.testing.assert_allclose(partial["cls"], whole["cls"][:5], atol=2e-6, rtol=0)
+    with pytest.raises(ValueError, match="does not divide"):
+        encoders.from_registry("tiny-clip-vit", micro_batch=5, **kw)(frames)
