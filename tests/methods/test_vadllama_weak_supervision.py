@@ -56,3 +56,27 @@ def test_tiny_clip_pretrained_on_the_pretrain_split_only(vadllama_run):
     pairs = sorted(f for f in os.listdir(data_dir) if f.startswith("clip_pairs_"))
     trained_on = {f.split("_")[2] for f in pairs}
     assert "pretrain" in trained_on and "train" not in trained_on, pairs
+
+
+@pytest.mark.slow
+def test_phase1_trains_on_the_max_score_bce_phase2_adds_the_margin(vadllama_run):
+    """§4.2: the VADor baseline trains with the MIL BCE, phase 2 with Eq. (1)'s two terms;
+    ``mil_loss_phase1=""`` gives phase 1 ``mil_loss`` too."""
+    import jax
+
+    data_dir = os.path.join(os.path.dirname(vadllama_run), "data")
+    c = tiny_vadllama(data_dir)
+    assert c.mil_loss == "paper" and c.mil_loss_phase1 == "bce"
+    method = methods.build(c, vadllama_run)
+    method.prepare()
+    params = method.init_params(jax.random.key(0))
+    stages = method.stages()
+    batch = next(stages[0].make_data())
+    batch = {k: v for k, v in batch.items() if k != "example_mask"}
+    aux = {s.name: s.loss_fn(params, batch, jax.random.key(0))[1] for s in stages}
+    assert "mil_margin" not in aux["phase1"] and "mil_margin" in aux["phase2"]
+    c.mil_loss_phase1 = ""
+    method = methods.build(c, vadllama_run)
+    method.prepare()
+    _, aux1 = method.stages()[0].loss_fn(params, batch, jax.random.key(0))
+    assert "mil_margin" in aux1

@@ -213,7 +213,10 @@ class VADLLaMA(MethodBase):
     # -- stages ----------------------------------------------------------------------------
 
     def _loss(self, phase: int):
-        return vador_loss(self.model, str(self.config.mil_loss), phase)
+        objective = str(self.config.mil_loss)  # phase 1: config.mil_loss_phase1 when set
+        if phase == 1 and self.config.get("mil_loss_phase1"):
+            objective = str(self.config.mil_loss_phase1)
+        return vador_loss(self.model, objective, phase)
 
     def stages(self) -> list[Stage]:
         c = self.config
