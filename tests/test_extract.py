@@ -245,3 +245,17 @@ def test_micro_batches_equal_one_pass():
     np.testing.assert_allclose(partial["cls"], whole["cls"][:5], atol=2e-6, rtol=0)
     with pytest.raises(ValueError, match="does not divide"):
         encoders.from_registry("tiny-clip-vit", micro_batch=5, **kw)(frames)
+
+
+def test_jit_micro_batched_passes_every_parameter():
+    """The loop hands all leading arguments through (the Q-Former encoder passes two)."""
+    import jax.numpy as jnp
+
+    def run(a, b, frames):
+        return {"y": frames.astype(jnp.float32).sum((1, 2, 3)) * a + b, "z": frames[:, 0, 0]}
+
+    frames = np.arange(8 * 2 * 2 * 3, dtype=np.uint8).reshape(8, 2, 2, 3)
+    whole = encoders.jit_micro_batched(run, 8, 8, 1)(2.0, 1.0, frames)
+    looped = encoders.jit_micro_batched(run, 8, 2, 1)(2.0, 1.0, frames)
+    np.testing.assert_array_equal(np.asarray(looped["y"]), np.asarray(whole["y"]))
+    np.testing.assert_array_equal(np.asarray(looped["z"]), frames[:, 0, 0])

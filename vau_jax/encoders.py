@@ -80,6 +80,30 @@ def auto_micro_batch(batch_size: int, tokens_per_frame: int) -> int:
     return max(d for d in range(1, batch_size + 1) if batch_size % d == 0 and d <= cap)
 
 
+def jit_micro_batched(run: Any, batch_size: int, micro_batch: int, tokens_per_frame: int) -> Any:
+    """``jax.jit`` of ``run(*params, frames) -> dict`` that loops over micro-batches of the
+    ``frames [batch_size, ...]`` axis (``lax.map``) inside the one compiled call.
+
+    ``micro_batch`` must divide ``batch_size``; 0 picks :func:`auto_micro_batch`; equal to
+    ``batch_size`` means no loop.
+    """
+    import jax
+
+    mb = micro_batch or auto_micro_batch(batch_size, tokens_per_frame)
+    if batch_size % mb:
+        raise ValueError(f"micro_batch {mb} does not divide batch_size {batch_size}")
+    if mb == batch_size:
+        return jax.jit(run)
+
+    def looped(*args: Any) -> dict[str, Any]:
+        *params, frames = args
+        chunks = frames.reshape(-1, mb, *frames.shape[1:])
+        out = jax.lax.map(lambda f: run(*params, f), chunks)
+        return {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
+
+    return jax.jit(looped)
+
+
 def padded_call(fn: Any, batch_size: int, frames: np.ndarray, *params: Any) -> dict[str, Any]:
     """``fn(*params, frames)`` on a batch padded to ``batch_size`` (one compiled shape), the
     padded rows cut from every output.
@@ -221,18 +245,7 @@ class FrozenEncoder:
                     feats[name] = grid(out["hidden_states"][int(name[7:])][:, prefix:])
             return {k: v.astype(jnp.float32) for k, v in feats.items()}
 
-        mb = self.micro_batch or auto_micro_batch(self.batch_size, self.tokens_in_model)
-        if self.batch_size % mb:
-            raise ValueError(f"micro_batch {mb} does not divide batch_size {self.batch_size}")
-        if mb == self.batch_size:
-            return jax.jit(run)
-
-        def looped(params: Any, frames: jax.Array) -> dict[str, jax.Array]:
-            chunks = frames.reshape(-1, mb, *frames.shape[1:])
-            out = jax.lax.map(lambda f: run(params, f), chunks)
-            return {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
-
-        return jax.jit(looped)
+        return jit_micro_batched(run, self.batch_size, self.micro_batch, self.tokens_in_model)
 
     @property
     def tokens_in_model(self) -> int:
@@ -307,6 +320,8 @@ class QFormerEncoder:
         Q-Former's cross-attention, as in BLIP-2).
       qformer: the Q-Former module; ``qformer_params`` its parameters.
       qformer_source: identity of the Q-Former weights.
+      batch_size, micro_batch: as :class:`FrozenEncoder`'s (the tower's tokens set the
+        automatic micro-batch).
     """
 
     vision: FrozenEncoder
@@ -354,24 +369,9 @@ class QFormerEncoder:
             q = qf.apply({"params": qparams}, h["last_hidden_state"])["last_hidden_state"]
             return {"queries": q[:, :nq].astype(jnp.float32)}
 
-        mb = self.micro_batch or auto_micro_batch(self.batch_size, self.tokens_in_model)
-        if self.batch_size % mb:
-            raise ValueError(f"micro_batch {mb} does not divide batch_size {self.batch_size}")
-        if mb == self.batch_size:
-            return jax.jit(run)
-
-        def looped(params: Any, frames: jax.Array) -> dict[str, jax.Array]:
-            chunks = frames.reshape(-1, mb, *frames.shape[1:])
-            out = jax.lax.map(lambda f: run(params, f), chunks)
-            return {k: v.reshape(-1, *v.shape[2:]) for k, v in out.items()}
-
-        return jax.jit(looped)
-
-    @property
-    def tokens_in_model(self) -> int:
-        """Tokens per frame inside the tower (class + registers + patches)."""
-        cfg = self.config
-        return 1 + int(getattr(cfg, "num_register_tokens", 0)) + cfg.grid * cfg.grid
+        return jit_micro_batched(
+            run, self.batch_size, self.micro_batch, self.vision.tokens_in_model
+        )
 
     def __call__(self, frames: np.ndarray) -> dict[str, Any]:
         if self._fn is None:
