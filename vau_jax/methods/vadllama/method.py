@@ -6,10 +6,11 @@ causally background-subtracted frames, class token + ``pool × pool`` pooled pat
 EVA-ViT-g + the image Q-Former's 32 queries), or pre-extracted snippet features
 (``config.features``); ``F``-frame clips go through the video Q-Former
 (:mod:`vau_jax.methods.vadllama.data`). Phase 1 trains Q-Former + AP with the MIL objective
-``config.mil_loss_phase1`` (the max-score BCE, §4.2's baseline) and phase 2 with
-``config.mil_loss`` (+ the max-margin term), on video-level labels only (weak supervision; the tiny video Q-Former has no pretrained
-weights, so unlike the paper's frozen VE it is trained here, then frozen); phase 2 copies
-the AP into ``ap_base`` (frozen; its scores choose the LTC lists) and co-trains AP + LTC.
+``config.mil_loss_phase1`` (the max-score BCE, §4.2's baseline), phase 2 with
+``config.mil_loss`` (+ the max-margin term), on video-level labels only (weak supervision;
+the tiny video Q-Former has no pretrained weights, so unlike the paper's frozen VE it is
+trained here, then frozen); phase 2 copies the AP into ``ap_base`` (frozen; its scores
+choose the LTC lists) and co-trains AP + LTC.
 Evaluation: the dataset's protocol (:data:`vau_jax.data.datasets.METRICS`) on the test split,
 each clip score repeated over its frames.
 
