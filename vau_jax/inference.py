@@ -110,6 +110,7 @@ def load_run(workdir: str, config: Any = None) -> Run:
     import ml_collections
 
     from vau_jax import methods
+    from vau_jax.train.checkpoint import CheckpointCorruptError
     from vau_jax.train.trainer import Trainer
 
     config = load_config(workdir) if config is None else config
@@ -131,11 +132,12 @@ def load_run(workdir: str, config: Any = None) -> Run:
         ) from None
     trainer = Trainer(method, config, workdir)
     try:
-        if trainer.ckpt.latest_step() is None:
+        if trainer.ckpt.latest_step() is None and not trainer.ckpt.step_dirs():
             raise RunError(f"{ckpts}: no checkpoint; train first with python -m vau_jax.main")
-        meta = trainer.ckpt.read_meta()
-        params = trainer.restore_params()
-        step = int(trainer.ckpt.latest_step() or 0)
+        try:
+            step, params, meta = trainer.restore_latest()
+        except CheckpointCorruptError as err:
+            raise RunError(str(err)) from None
     finally:
         trainer.close()
     params = jax.device_put(jax.device_get(params), jax.local_devices()[0])  # one video: one device

@@ -70,7 +70,7 @@ def run_method(method: Any, config: Any, workdir: str, mode: str) -> tuple[Any, 
     trainer = Trainer(method, config, workdir, load_init=lambda p: load_converted(p)[1])
     try:
         if mode == "eval":
-            if trainer.ckpt.latest_step() is None:
+            if trainer.ckpt.latest_step() is None and not trainer.ckpt.step_dirs():
                 raise FileNotFoundError(f"{workdir}: --mode=eval needs a checkpoint; train first")
             params = trainer.restore_params()
         else:

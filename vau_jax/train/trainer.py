@@ -160,15 +160,20 @@ class Trainer:
         return optimizer, abstract
 
     def _restore(self, ckpt: Checkpointer, stages: Sequence[Stage]) -> tuple[int, Any, dict]:
-        """-> (stage index, TrainState, meta) of ``ckpt``'s latest checkpoint."""
-        k = int(ckpt.read_meta()["stage_index"])
-        if k >= len(stages):
-            raise ValueError(
-                f"{ckpt.directory}: checkpoint stage {k} but the method has {len(stages)} stages"
-            )
-        _, abstract = self._layout(stages[k])
-        state, meta = ckpt.restore(abstract)
-        return k, state, meta
+        """-> (stage index, TrainState, meta) of ``ckpt``'s newest readable checkpoint
+        (:meth:`Checkpointer.restore_good`: unreadable newer steps are reported and set aside)."""
+
+        def layout(meta: dict) -> Any:
+            k = int(meta["stage_index"])
+            if k >= len(stages):
+                raise ValueError(
+                    f"{ckpt.directory}: checkpoint stage {k} but the method has {len(stages)} "
+                    "stages"
+                )
+            return self._layout(stages[k])[1]
+
+        _, state, meta = ckpt.restore_good(layout)
+        return int(meta["stage_index"]), state, meta
 
     def _start(self, stages: Sequence[Stage]) -> tuple[int, int, Any, tuple[Any, Any]]:
         """-> (stage index, step within it, params, (restored TrainState, data state) or Nones)."""
@@ -202,9 +207,13 @@ class Trainer:
         return k, int(meta["stage_step"]), state.params, (state, meta.get("data"))
 
     def restore_params(self) -> Any:
-        """The params of the workdir's latest checkpoint (any stage), sharded."""
-        _, state, _ = self._restore(self.ckpt, list(self.method.stages()))
-        return state.params
+        """The params of the workdir's newest readable checkpoint (any stage), sharded."""
+        return self.restore_latest()[1]
+
+    def restore_latest(self) -> tuple[int, Any, dict]:
+        """``(global step, params, meta)`` of the workdir's newest readable checkpoint."""
+        _, state, meta = self._restore(self.ckpt, list(self.method.stages()))
+        return int(self.ckpt.latest_step() or 0), state.params, meta
 
     def _check_fault(self, state: TrainState, offset: int, paths: list[str]) -> None:
         """Raises on a recorded fault, after the pending (pre-fault) saves have finished."""
