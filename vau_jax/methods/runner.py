@@ -20,6 +20,8 @@ from absl import logging
 
 from vau_jax import timing
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
+from vau_jax.provenance import write_run_files
+from vau_jax.train.lock import workdir_lock
 from vau_jax.train.trainer import Stage, Trainer
 from vau_jax.train.writers import write_final_metrics
 
@@ -35,9 +37,10 @@ def run(method: Any, mode: str) -> dict[str, float]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
     timing.reset()
-    method.prepare()
-    params, metrics = run_method(method, method.config, method.workdir, mode)
-    extra = method.finish(params, metrics, mode) or {}
+    method.prepare()  # data only (caches in the data dir): a bad dataset leaves no workdir
+    with workdir_lock(method.workdir):  # one job per folder (WorkdirBusyError otherwise)
+        params, metrics = run_method(method, method.config, method.workdir, mode)
+        extra = method.finish(params, metrics, mode) or {}
     secs = timing.seconds()
     if jax.process_index() == 0:
         print(f"where the time went ({method.workdir}):\n{timing.table(secs)}", flush=True)
@@ -62,11 +65,17 @@ def run_method(method: Any, config: Any, workdir: str, mode: str) -> tuple[Any, 
     if getattr(method, "prepared", "train") is None:
         method.prepare()
     t0 = time.time()
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    with workdir_lock(workdir):
+        return _run_method_locked(method, config, workdir, mode, t0)
+
+
+def _run_method_locked(
+    method: Any, config: Any, workdir: str, mode: str, t0: float
+) -> tuple[Any, dict[str, float]]:
     from vau_jax.convert.checkpoint import load_converted
 
+    if jax.process_index() == 0:
+        write_run_files(workdir, config)  # config.json + provenance.json
     trainer = Trainer(method, config, workdir, load_init=lambda p: load_converted(p)[1])
     try:
         if mode == "eval":
@@ -151,12 +160,20 @@ def ensure_pretrained(config: Any, name: str, what: str, make_method: Callable[[
     the resumable run folder ``<folder>.run``, and process 0 saves its final weights with
     :func:`vau_jax.convert.checkpoint.save_converted`, so that they load with
     ``load_converted`` like any converted HF checkpoint. The method must have a ``model``.
+    Another job already training the same folder is waited for (:func:`workdir_lock`).
     """
-    from vau_jax.convert.checkpoint import save_converted
-
     path = pretrained_dir(config, name)
     if os.path.isfile(os.path.join(path, "config.json")):
         return path
+    with workdir_lock(path + ".run", wait=True):  # another job may be training it right now
+        if os.path.isfile(os.path.join(path, "config.json")):
+            return path
+        return _pretrain(config, path, name, what, make_method)
+
+
+def _pretrain(config: Any, path: str, name: str, what: str, make_method: Callable[[], Any]) -> str:
+    from vau_jax.convert.checkpoint import save_converted
+
     logging.info("no pretrained %s at %s: training it (configs/%s.py)", what, path, name)
     with timing.phase("pretrain"), timing.within("pretrain"):
         method = make_method()
