@@ -51,6 +51,7 @@ import numpy as np
 from vau_jax import timing
 from vau_jax.data.frames import FrameSpec
 from vau_jax.data.video import FrameChunk
+from vau_jax.faults import kill_point
 
 DTYPES = ("float16", "float32")
 _WRITER_OPTIONS = "group_size:1"  # random access: one record per chunk
@@ -475,6 +476,7 @@ class FeatureStore:
                     s, k = todo[i]
                     arrays["video_id"] = np.asarray(s.id)
                     atomic_write(self._part_path(k), lambda f, a=arrays: np.savez(f, **a))
+                    kill_point("features")
             finally:
                 bar.close()
                 for i, msg in failed:
@@ -511,6 +513,7 @@ class FeatureStore:
             for r, k in enumerate(group):
                 index.entries[k] = (len(index.shards) - 1, r)
             n += 1
+        kill_point("features")  # (tests) shards written, the index not yet
         index.write(os.path.join(self.folder, "index.json"))
         self._clean(index)
 

@@ -45,6 +45,7 @@ from absl import logging
 from flax import linen as nn
 
 from vau_jax import sharding as shd
+from vau_jax.faults import kill_point
 from vau_jax.train.checkpoint import Checkpointer, load_partial, resolve_start
 from vau_jax.train.context import activation_context, no_host_sync
 from vau_jax.train.optimizer import Optimizer, make_optimizer
@@ -269,6 +270,7 @@ class Trainer:
                     batch = _to_device(next(data), self.batch_sharding)
                     with self.context():
                         state, metrics = step_fn(state, batch)
+                kill_point("step")  # (tests) the step is dispatched, maybe still computing
                 if not (log or save):
                     continue
                 self._check_fault(state, offset, paths)  # before any write or save
@@ -285,7 +287,9 @@ class Trainer:
                         "data": _encode_data_state(data.get_state()),
                     }
                     self.ckpt.save(offset + n, state, meta, force=last)
+                    kill_point("checkpoint")  # (tests) an async write may be in flight
             progress.close()
+            kill_point("stage_boundary")
             params, restored, data_state, s0 = state.params, None, None, 0
             offset += stage.num_steps
         self.ckpt.wait()

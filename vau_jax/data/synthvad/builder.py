@@ -26,6 +26,7 @@ from vau_jax.data.synthvad.records import features, to_example
 from vau_jax.data.synthvad.source import render_split_video
 from vau_jax.data.synthvad.splits import split_seeds, video_id
 from vau_jax.data.synthvad.types import SynthConfig
+from vau_jax.faults import kill_point
 
 
 @dataclasses.dataclass(eq=False)
@@ -86,6 +87,7 @@ class SynthVAD(tfds.core.GeneratorBasedBuilder):
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         for i, example in enumerate(render_examples(split, num_videos, config)):
             yield video_id(split, i), example
+            kill_point("render")  # (tests) mid-split: tfds is still writing
 
 
 def render_workers(num_videos: int) -> int:
