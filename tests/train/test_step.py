@@ -10,9 +10,10 @@ from flax import linen as nn
 from vau_jax import sharding
 from vau_jax.models import layers
 from vau_jax.train.optimizer import make_optimizer
-from vau_jax.train.state import LOSS_FAULT, NO_FAULT
+from vau_jax.train.state import INPUT_FAULT, LOSS_FAULT, NO_FAULT
 from vau_jax.train.step import (
     create_train_state,
+    input_paths,
     make_train_step,
     raise_if_nonfinite,
     trainable_paths,
@@ -94,7 +95,8 @@ def test_nonfinite_loss_is_refused_recorded_and_sticky():
     _, params, opt, step, batch = _setup()
     state = create_train_state(params, opt, seed=0)
     state, _ = step(state, batch)  # one good step: the fault is stage step 2
-    bad = {"x": batch["x"].at[0, 0].set(jnp.nan), "y": batch["y"]}
+    # Finite inputs, an overflowing loss: ((pred - 1e30)^2 is inf in float32).
+    bad = {"x": batch["x"], "y": batch["y"].at[0].set(1e30)}
     new, m = step(state, bad)
     assert not np.isfinite(float(m["loss"]))
     assert int(new.step) == 1
@@ -109,6 +111,20 @@ def test_nonfinite_loss_is_refused_recorded_and_sticky():
     _same(later, new)
     with pytest.raises(FloatingPointError, match="step 7: the loss is not finite"):
         raise_if_nonfinite(later, trainable_paths(params, opt), step_offset=5)
+
+
+def test_nonfinite_input_is_named_before_the_loss():
+    _, params, opt, step, batch = _setup()
+    state = create_train_state(params, opt, seed=0)
+    bad = {"x": batch["x"], "y": batch["y"].at[3].set(jnp.inf)}
+    new, m = step(state, bad)
+    assert not np.isfinite(float(m["loss"]))  # the loss is not finite either
+    names = input_paths(bad)
+    assert names == ["x", "y"]
+    assert (int(new.fault_step), int(new.fault_leaf)) == (1, INPUT_FAULT - names.index("y"))
+    _same(new.params, state.params)
+    with pytest.raises(FloatingPointError, match="step 11: the input 'y' is not finite"):
+        raise_if_nonfinite(new, trainable_paths(params, opt), step_offset=10, inputs=names)
 
 
 def _poison(x, flag):

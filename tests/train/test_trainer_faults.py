@@ -120,9 +120,10 @@ def test_nan_in_one_gradient_stops_naming_global_step_and_leaf(tmp_path):
 
 
 def test_inf_in_inputs_stops_and_last_checkpoint_is_clean(tmp_path):
-    # An inf input saturates tanh: the loss stays finite, the first-layer gradient is NaN.
+    # An inf input saturates tanh (the loss stays finite, the first-layer gradient is NaN);
+    # the input is reported, being the first cause.
     steps, state = _run_to_fault(
-        tmp_path, {(0, 3): "inf_input"}, r"step 3: the gradient of 'enc/kernel' is not finite"
+        tmp_path, {(0, 3): "inf_input"}, r"step 3: the input 'x' is not finite"
     )
     assert steps == [2]
     assert int(state.step) == 2 and int(state.fault_step) == -1

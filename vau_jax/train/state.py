@@ -33,9 +33,11 @@ from jax.sharding import PartitionSpec as P
 from vau_jax.train.optimizer import Optimizer
 
 #: ``TrainState.fault_leaf`` codes: no fault yet / the loss itself; ``i >= 0`` is the i-th
-#: trainable leaf (:func:`vau_jax.train.step.trainable_paths`).
+#: trainable leaf (:func:`vau_jax.train.step.trainable_paths`); ``INPUT_FAULT - j`` is the
+#: j-th floating-point input of the batch (:func:`vau_jax.train.step.input_paths`).
 NO_FAULT = -2
 LOSS_FAULT = -1
+INPUT_FAULT = -3
 #: ``TrainState.fault_step`` when no fault was recorded.
 NO_FAULT_STEP = -1
 
@@ -49,7 +51,7 @@ class TrainState:
     opt_state: Any
     rng: jax.Array  # uint32 [2] (threefry key data)
     fault_step: jax.Array  # int32 [], 1-based step (``step + 1``) of the first fault, or -1
-    fault_leaf: jax.Array  # int32 [], NO_FAULT, LOSS_FAULT or the trainable-leaf index
+    fault_leaf: jax.Array  # int32 [], NO_FAULT, LOSS_FAULT, INPUT_FAULT - j or a leaf index
 
 
 def create_train_state(params: Any, optimizer: Optimizer, seed: int) -> TrainState:

@@ -7,10 +7,11 @@
 - accumulates gradients over ``grad_accum_steps`` micro-batches (``lax.scan``; the leading
   batch axis is split ``[B] -> [A, B/A]``), averaging loss and gradients;
 - applies the optax chain (zero-for-frozen -> clip -> per-group optimizer);
-- refuses non-finite updates *on device*: if the loss or any trainable gradient is not
-  finite, the state is kept as it was and the fault is recorded in the state
-  (``fault_step`` = the 1-based step within the stage, ``fault_leaf`` = the trainable-leaf
-  index or ``LOSS_FAULT`` for the loss itself; see :mod:`vau_jax.train.state`). Once a fault
+- refuses non-finite updates *on device*: if a floating-point input, the loss or any
+  trainable gradient is not finite, the state is kept as it was and the first cause (inputs,
+  then loss, then gradients) is recorded in the state (``fault_step`` = the 1-based step
+  within the stage, ``fault_leaf`` = the trainable-leaf index, ``LOSS_FAULT`` for the loss
+  itself or ``INPUT_FAULT - j`` for input ``j``; see :mod:`vau_jax.train.state`). Once a fault
   is recorded every later step leaves the whole state unchanged, so the caller may read the
   record only now and then (no device->host sync per step) and still stop at the first
   fault with :func:`raise_if_nonfinite`, which names the step and the leaf;
@@ -31,6 +32,7 @@ from flax import linen as nn
 
 from vau_jax.train.optimizer import Optimizer
 from vau_jax.train.state import (
+    INPUT_FAULT,
     LOSS_FAULT,
     NO_FAULT,
     TrainState,
@@ -43,6 +45,7 @@ __all__ = [
     "TrainState",
     "create_train_state",
     "host_scalar",
+    "input_paths",
     "make_train_step",
     "nonfinite_message",
     "raise_if_nonfinite",
@@ -72,6 +75,17 @@ def trainable_paths(params: Any, optimizer: Optimizer) -> list[str]:
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     flags = jax.tree.leaves(optimizer.trainable)
     return [path_str(p) for (p, _), m in zip(flat, flags) if m]
+
+
+def _is_float(x: Any) -> bool:
+    return np.issubdtype(np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype, np.floating)
+
+
+def input_paths(batch: Any) -> list[str]:
+    """Paths of the batch's floating-point leaves, in the order ``INPUT_FAULT - j`` indexes
+    them (host batches and device batches of the same structure agree)."""
+    flat = jax.tree_util.tree_flatten_with_path(batch)[0]
+    return [path_str(p) for p, x in flat if _is_float(x)]
 
 
 def make_train_step(
@@ -151,14 +165,20 @@ def make_train_step(
             loss = l_sum / accum
             aux = jax.tree.map(lambda a: a / accum, a_sum)
 
-        leaf_finite = (
-            jnp.stack([jnp.all(jnp.isfinite(g)) for g in grads]) if grads else jnp.ones((0,), bool)
-        )
-        finite = jnp.isfinite(loss) & jnp.all(leaf_finite)
+        def all_finite(xs: list) -> jax.Array:  # bool [len(xs)]
+            return jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs]) if xs else jnp.ones(0, bool)
+
+        leaf_finite = all_finite(grads)
+        input_finite = all_finite([x for x in jax.tree.leaves(batch) if _is_float(x)])
+        finite = jnp.isfinite(loss) & jnp.all(leaf_finite) & jnp.all(input_finite)
         code = jnp.where(
-            jnp.isfinite(loss),
-            jnp.where(jnp.all(leaf_finite), NO_FAULT, jnp.argmin(leaf_finite)),
-            LOSS_FAULT,
+            jnp.all(input_finite),
+            jnp.where(
+                jnp.isfinite(loss),
+                jnp.where(jnp.all(leaf_finite), NO_FAULT, jnp.argmin(leaf_finite)),
+                LOSS_FAULT,
+            ),
+            INPUT_FAULT - jnp.argmin(input_finite),
         ).astype(jnp.int32)
         clean = state.fault_leaf == NO_FAULT  # no earlier fault: this step may change the state
         apply = clean & finite
@@ -202,27 +222,44 @@ def host_scalar(x: Any) -> float:
     return float(np.asarray(x))
 
 
-def nonfinite_message(step: int, leaf: int, paths: list[str]) -> str:
-    """The message for a fault at global ``step`` in ``leaf`` (``LOSS_FAULT`` or an index)."""
-    what = "the loss" if leaf == LOSS_FAULT else f"the gradient of {paths[leaf]!r}"
+def nonfinite_message(
+    step: int, leaf: int, paths: list[str], inputs: list[str] | None = None
+) -> str:
+    """The message for a fault at global ``step`` in ``leaf`` (a ``fault_leaf`` code)."""
+    if leaf <= INPUT_FAULT:
+        j = INPUT_FAULT - leaf
+        name = inputs[j] if inputs and j < len(inputs) else f"#{j}"
+        what = f"the input {name!r}"
+    elif leaf == LOSS_FAULT:
+        what = "the loss"
+    else:
+        what = f"the gradient of {paths[leaf]!r}"
     return (
         f"step {step}: {what} is not finite; the update was not applied and no later state "
         "is saved, so the last checkpoint is intact"
     )
 
 
-def raise_if_nonfinite(state: TrainState, paths: list[str], *, step_offset: int = 0) -> None:
+def raise_if_nonfinite(
+    state: TrainState,
+    paths: list[str],
+    *,
+    step_offset: int = 0,
+    inputs: list[str] | None = None,
+) -> None:
     """Reads the state's fault record (a device->host read) and raises if there is one.
 
     Args:
       state: a ``TrainState`` after any number of steps.
       paths: :func:`trainable_paths` of the state's params and optimizer.
       step_offset: added to the stage-local step in the message (the trainer's global step).
+      inputs: :func:`input_paths` of the batches (names an input fault's input).
     Raises:
-      FloatingPointError: ``"step N: the gradient of 'enc/kernel' is not finite; ..."``.
+      FloatingPointError: ``"step N: the gradient of 'enc/kernel' is not finite; ..."`` (or
+        ``the loss`` / ``the input 'x'``).
     """
     leaf = int(host_scalar(state.fault_leaf))
     if leaf == NO_FAULT:
         return
     step = int(host_scalar(state.fault_step))
-    raise FloatingPointError(nonfinite_message(step_offset + step, leaf, paths))
+    raise FloatingPointError(nonfinite_message(step_offset + step, leaf, paths, inputs))

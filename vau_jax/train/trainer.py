@@ -25,10 +25,10 @@ Every step is traced and run inside :meth:`Trainer.context` (the mesh + logical-
 :func:`vau_jax.train.context.activation_context`), so the models' activation constraints
 shard. A step that neither logs nor checkpoints makes no device->host transfer: it runs under
 :func:`vau_jax.train.context.no_host_sync` (except the first step of a (re)started stage, which
-traces and compiles). Non-finite losses/gradients are recorded in the state on device and read
-only at log and checkpoint boundaries, *before* anything is saved: the run stops with a
-``FloatingPointError`` naming the global step and the leaf, and no state after the fault is
-ever checkpointed.
+traces and compiles). Non-finite inputs, losses and gradients are recorded in the state on
+device and read only at log and checkpoint boundaries, *before* anything is saved: the run
+stops with a ``FloatingPointError`` naming the global step and the input or parameter leaf,
+and no state after the fault is ever checkpointed.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from vau_jax.train.state import TrainState, abstract_train_state, init_train_sta
 from vau_jax.train.step import (
     LossFn,
     host_scalar,
+    input_paths,
     make_train_step,
     raise_if_nonfinite,
     trainable_paths,
@@ -216,10 +217,12 @@ class Trainer:
         _, state, meta = self._restore(self.ckpt, list(self.method.stages()))
         return int(self.ckpt.latest_step() or 0), state.params, meta
 
-    def _check_fault(self, state: TrainState, offset: int, paths: list[str]) -> None:
+    def _check_fault(
+        self, state: TrainState, offset: int, paths: list[str], inputs: list[str] | None
+    ) -> None:
         """Raises on a recorded fault, after the pending (pre-fault) saves have finished."""
         try:
-            raise_if_nonfinite(state, paths, step_offset=offset)
+            raise_if_nonfinite(state, paths, step_offset=offset, inputs=inputs)
         except FloatingPointError:
             self.ckpt.wait()
             self.writer.flush()
@@ -251,6 +254,7 @@ class Trainer:
                 state_sharding=state_sharding,
             )
             paths = trainable_paths(state.params, optimizer)
+            inputs: list[str] | None = None  # input_paths of the first batch
             data = stage.make_data()
             if data_state is not None:
                 data.set_state(_decode_data_state(data_state))
@@ -267,13 +271,16 @@ class Trainer:
                 # a (re)started stage traces and compiles, so it may.
                 quiet = not (log or save) and s != start_step
                 with no_host_sync() if quiet else contextlib.nullcontext():
-                    batch = _to_device(next(data), self.batch_sharding)
+                    host_batch = next(data)
+                    if inputs is None:
+                        inputs = input_paths(host_batch)
+                    batch = _to_device(host_batch, self.batch_sharding)
                     with self.context():
                         state, metrics = step_fn(state, batch)
                 kill_point("step")  # (tests) the step is dispatched, maybe still computing
                 if not (log or save):
                     continue
-                self._check_fault(state, offset, paths)  # before any write or save
+                self._check_fault(state, offset, paths, inputs)  # before any write or save
                 if log:
                     host = {k_: host_scalar(v) for k_, v in metrics.items()}
                     self.writer.write(offset + n, host)
