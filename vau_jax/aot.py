@@ -460,6 +460,8 @@ if __name__ == "__main__":
     from absl import app, flags
     from ml_collections import config_flags
 
+    from vau_jax.cli import absl_parser
+
     _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<m>.py:paper")
     _TOPOLOGY = flags.DEFINE_multi_string(
         "topology", [], f"one of {', '.join(TOPOLOGIES)}, h100-8 (vau_jax.aot_gpu)"
@@ -467,9 +469,8 @@ if __name__ == "__main__":
     _OUT = flags.DEFINE_string("out", "", "also write the report as a JSON list here")
 
     def _main(argv: Sequence[str]) -> None:
-        if len(argv) > 1:
-            print(f"error: vau_jax.aot: unexpected arguments {list(argv[1:])}", file=sys.stderr)
-            sys.exit(2)
+        del argv  # cli.parse_flags refuses positional arguments
         sys.exit(run(_CONFIG.value, _TOPOLOGY.value, _OUT.value))
 
-    app.run(_main)
+    # flag errors (a config key typo, an unknown preset) are one line, exit code 2
+    app.run(_main, flags_parser=absl_parser(config="config"))

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from vau_jax.cli import ArgumentParser
+from vau_jax.cli import ArgumentParser, report
 from vau_jax.data.video import VideoDecodeError, probe, read_frames
 
 
@@ -198,8 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = run(args.workdir, args.video, args.out, args.max_seconds, **options)
     except (RunError, VideoDecodeError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+        return report(err)
     print(summary(result, result["paths"]), flush=True)
     return 0
 

@@ -8,7 +8,8 @@
 is the file name without its extension (ids must be unique). The encoder is a converted
 checkpoint (``--checkpoint``, from ``python -m vau_jax.convert``) or a registry vision tower
 (``--encoder``, e.g. ``tiny-clip-vit``, ``clip-vit-l/14``, ``dinov2-l/14``) with random
-weights from ``--seed``.
+weights from ``--seed``; a CLIP dual-encoder name (``tiny-clip``, ``clip-l/14``) is refused
+with the name of its vision tower (``tiny-clip-vit``, ``clip-vit-l/14``).
 
 Preprocessing follows the encoder's HF image processor: frames sampled at ``--fps``
 (sample-and-hold; ``--fps=0`` keeps every frame); CLIP / EVA: shorter side -> ``image_size``,
@@ -22,19 +23,22 @@ shards, one record per video (``cls [T, D]``, ``patches [T, N, D]``, ... in ``--
 ``timestamps [T]`` seconds and ``indices [T]`` source frames). Read it back with
 ``vau_jax.data.features.open_store(folder)``. Reruns skip finished videos; a video that
 fails to decode is reported (``error: FILE: reason``) and skipped, the others are kept; the
-exit code is then 2 (0 when every video was extracted).
+exit code is then 2 (0 when every video was extracted). Any other user error (a bad flag, no
+video found, an unknown encoder, an unusable checkpoint or output folder) is one line
+``error: ...`` and exit code 2 before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vau_jax.cli import ArgumentParser
+from vau_jax.cli import ArgumentParser, report
 from vau_jax.data.video import VideoDecodeError, probe
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
@@ -57,6 +61,8 @@ def find_videos(path: str) -> dict[str, str]:
             if stem in found:
                 raise ValueError(f"{full}: video id {stem!r} is not unique (also {found[stem]})")
             found[stem] = full
+    if not found:
+        raise FileNotFoundError(f"{path}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
     return found
 
 
@@ -76,6 +82,34 @@ def frame_spec(
     return FrameSpec(fps=fps, size=crop, max_seconds=max_seconds)
 
 
+def registry_tower(name: str) -> str:
+    """``name`` if the registry names a vision tower by it; otherwise a ``ValueError`` that
+    says what to pass instead (a CLIP dual encoder: its vision tower's name)."""
+    from vau_jax.models import registry
+    from vau_jax.models.vit import ViTConfig
+
+    names = registry.list_models()
+    towers = [n for n in names if isinstance(registry.get_config(n), ViTConfig)]
+    if name in towers:
+        return name
+    if name not in names:
+        near = difflib.get_close_matches(name, towers, n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        raise ValueError(f"--encoder={name}: unknown encoder; {hint}vision towers: {towers}")
+    cfg = registry.get_config(name)
+    vision = getattr(cfg, "vision_config", None)
+    if vision is not None:
+        same = [n for n in towers if registry.get_config(n) == vision]
+        use = f"--encoder={same[0]}" if same else "--checkpoint=DIR of a converted vision tower"
+        raise ValueError(
+            f"--encoder={name} is a dual encoder (image and text towers); extract encodes "
+            f"frames with its vision tower: use {use}"
+        )
+    raise ValueError(
+        f"--encoder={name} is not a vision encoder ({type(cfg).__name__}); vision towers: {towers}"
+    )
+
+
 def make_encoder(
     encoder: str | None,
     checkpoint: str | None,
@@ -92,7 +126,7 @@ def make_encoder(
         return encoders.from_checkpoint(checkpoint, **kw)
     if not encoder:
         raise ValueError("--encoder or --checkpoint is required")
-    return encoders.from_registry(encoder, seed=seed, **kw)
+    return encoders.from_registry(registry_tower(encoder), seed=seed, **kw)
 
 
 def run(
@@ -123,8 +157,11 @@ def run(
     stream = sys.stderr if stream is None else stream
     if batch_size <= 0:
         raise ValueError(f"--batch_size must be positive, got {batch_size}")
+    if encoder and not checkpoint:
+        registry_tower(encoder)  # a wrong name fails before anything is read or written
     videos = find_videos(video)
-    os.makedirs(out, exist_ok=True)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FileExistsError(f"{out}: exists and is not a folder (--out is a folder)")
     failed: list[str] = []
     sources = []
     hashes = FileHashes(os.path.join(out, "file_hashes.json"))
@@ -137,6 +174,7 @@ def run(
             continue
         sources.append(FileVideo(id=vid, split="test", path=path, hashes=hashes))
     enc = make_encoder(encoder, checkpoint, outputs, patch_pool, batch_size, seed)
+    os.makedirs(out, exist_ok=True)  # only once the encoder loaded
     store = FeatureStore(
         out, enc, frame_spec(enc, fps, size, max_seconds), dtype=dtype, name="extract"
     )
@@ -190,9 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_seconds=args.max_seconds,
             size=args.size,
         )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
+    except (OSError, ValueError) as err:  # VideoDecodeError, CheckpointMismatchError: ValueError
+        return report(err)
     summary = {k: len(v) for k, v in result.items() if isinstance(v, list)}
     print(
         json.dumps({**summary, "store": result["store"], "failures": result["failed"]}), flush=True

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from vau_jax.cli import report
 from vau_jax.data import tvau_dataset
 
 FLAGS = flags.FlagValues()
@@ -81,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _UsageError(f"unexpected arguments: {rest[1:]}")
         stats = run()
     except (flags.Error, ValueError, OSError) as err:  # FormatError, VideoDecodeError: ValueError
-        print("error: " + " ".join(str(err).split()), file=sys.stderr)
-        return 2
+        return report(err)
     print(json.dumps(stats))
     return 0
 

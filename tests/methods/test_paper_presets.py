@@ -296,9 +296,12 @@ def test_main_with_paper_preset_and_no_weights_exits_nonzero(method, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
-    err = proc.stderr
+    err = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]  # the commands:
+    assert "huggingface-cli download" not in proc.stderr  # on stdout
     c = CONFIGS[method].get_config("paper")
     for role in c.paper_checkpoints:
-        assert f"--config.paper_checkpoints.{role}=checkpoints/{role}" in err
-    assert "python -m vau_jax.convert --src=" in err
+        assert f"--config.paper_checkpoints.{role}=checkpoints/{role}" in err[0]
+        assert f"--config.paper_checkpoints.{role}=checkpoints/{role}" in proc.stdout
+    assert "python -m vau_jax.convert --src=" in proc.stdout
     assert not os.path.exists(os.path.join(workdir, "metrics.json"))

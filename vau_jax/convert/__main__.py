@@ -6,20 +6,21 @@ PATH is an HF ``save_pretrained`` folder (config.json + *.safetensors) of a supp
 ``vau_jax.convert.checkpoint``), loadable with ``load_converted(DIR)``, and the tokenizer:
 a GGUF's embedded one, or an HF folder's tokenizer files copied as they are
 (``load_converted_tokenizer(DIR)``).
+
+A user error (a bad or missing flag, a missing or unsupported source, a non-empty ``DIR``,
+a checkpoint that does not fit) prints one line ``error: ...`` on stderr and exits with
+code 2.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from absl import app, flags, logging
 
-_SRC = flags.DEFINE_string("src", None, "HF save_pretrained folder or .gguf file.", required=True)
-_DST = flags.DEFINE_string(
-    "dst", None, "Output folder (must not exist or be empty).", required=True
-)
+_SRC = flags.DEFINE_string("src", None, "HF save_pretrained folder or .gguf file.")
+_DST = flags.DEFINE_string("dst", None, "Output folder (must not exist or be empty).")
 _VERIFY = flags.DEFINE_bool("verify", True, "Reload the written checkpoint and compare.")
 
 
@@ -52,15 +53,18 @@ def convert(src: str, dst: str, verify: bool = True) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    from vau_jax.cli import fail
+
+    del argv  # cli.parse_flags refuses positional arguments
     try:
         summary = convert(_SRC.value, _DST.value, _VERIFY.value)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except (OSError, ValueError) as e:  # CheckpointMismatchError, a bad file: ValueError
+        fail(e)
     logging.info("converted %s -> %s: %s", _SRC.value, _DST.value, summary)
     print(f"wrote {_DST.value}: {summary}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from vau_jax.cli import absl_parser
+
+    app.run(main, flags_parser=absl_parser(required=("src", "dst")))

@@ -21,7 +21,7 @@ from absl import logging
 from vau_jax import timing
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.provenance import write_run_files
-from vau_jax.train.lock import workdir_lock
+from vau_jax.train.lock import check_free, workdir_lock
 from vau_jax.train.trainer import Stage, Trainer
 from vau_jax.train.writers import write_final_metrics
 
@@ -37,6 +37,7 @@ def run(method: Any, mode: str) -> dict[str, float]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
     timing.reset()
+    check_free(method.workdir)  # refuse a busy folder before any preparation
     method.prepare()  # data only (caches in the data dir): a bad dataset leaves no workdir
     with workdir_lock(method.workdir):  # one job per folder (WorkdirBusyError otherwise)
         params, metrics = run_method(method, method.config, method.workdir, mode)

@@ -37,6 +37,26 @@ def _holder(fd: int) -> str:
     return text or "an unknown process"
 
 
+def check_free(workdir: str) -> None:
+    """Raises :class:`WorkdirBusyError` now if another process holds ``workdir``'s lock
+    (creates nothing: for a refusal before expensive preparation)."""
+    path = os.path.join(workdir, LOCK_NAME)
+    if jax.process_index() != 0 or os.path.realpath(workdir) in _HELD or not os.path.isfile(path):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkdirBusyError(
+                f"{workdir}: another run is using this folder ({_holder(fd)}); wait for it to "
+                "finish or choose another --workdir"
+            ) from None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: str, *, wait: bool = False) -> Iterator[None]:
     """Holds ``<workdir>/.lock`` (creating the folder) for the ``with`` block.

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
+from vau_jax.cli import report
 from vau_jax.data.synthvad.layouts import LAYOUTS, write_layout
 from vau_jax.data.synthvad.types import NORMAL, SynthConfig
 from vau_jax.data.synthvad.writers import CODECS, META_FILE, write_split
@@ -55,6 +56,7 @@ flags.DEFINE_float("fps", 8.0, "Frames per second.", flag_values=FLAGS)
 flags.DEFINE_float("anomaly_prob", 0.5, "Fraction of videos with an anomaly.", flag_values=FLAGS)
 flags.DEFINE_float("min_seconds", 6.0, "Shortest video, seconds.", flag_values=FLAGS)
 flags.DEFINE_float("max_seconds", 16.0, "Longest video, seconds.", flag_values=FLAGS)
+flags.register_validator("fps", lambda v: v > 0, "must be positive", flag_values=FLAGS)
 _LAYOUT_ONLY = ("num_train", "num_test", "codec")
 _FLAT_ONLY = ("split", "num_videos", "write_videos")
 
@@ -79,6 +81,8 @@ def run() -> dict:
     if not FLAGS.out:
         raise _UsageError("--out is required")
     out = os.path.abspath(FLAGS.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise _UsageError(f"{FLAGS.out}: exists and is not a directory")
     config = _config()
     layout = FLAGS.layout
     wrong = [n for n in (_FLAT_ONLY if layout else _LAYOUT_ONLY) if FLAGS[n].present]
@@ -126,9 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(rest) > 1:
             raise _UsageError(f"unexpected arguments: {rest[1:]}")
         summary = run()
-    except (flags.Error, ValueError) as err:  # a bad flag, value, config or output directory
-        print("error: " + " ".join(str(err).split()), file=sys.stderr)
-        return 2
+    except (flags.Error, ValueError, OSError) as err:  # a bad flag, value, config or output
+        return report(err)
     print(json.dumps(summary))
     return 0
 
