@@ -164,27 +164,39 @@ def test_nonfinite_gradient_of_one_leaf_is_named():
 
 
 def test_sharded_step_equals_single_device():
+    """The step jitted with an explicit state sharding (params FSDP x tensor, optimizer
+    moments laid out like their params, as the trainer builds it) and a data-sharded batch
+    gives the single-device numbers, and its outputs keep exactly the requested layout."""
+    from vau_jax.train.state import abstract_train_state, init_train_state
+
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     model, params, opt, step, batch = _setup()
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), batch["x"]))["params"]
-    p_shard = sharding.param_shardings(abstract, mesh)
-    state = create_train_state(params, opt, seed=0)
-    state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), state)
-    state_sharding = state_sharding.replace(params=p_shard)
+    boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), batch["x"]))["params"]
+    p_shard = sharding.param_shardings(boxed, mesh)
+    abstract = abstract_train_state(nn.unbox(boxed), opt, 0, p_shard, mesh)
+    state_sharding = jax.tree.map(lambda a: a.sharding, abstract)
+    kernel_spec = jax.sharding.PartitionSpec("fsdp", "tensor")
+    assert p_shard["enc"]["kernel"].spec == kernel_spec
     _, _, _, sstep, _ = _setup(
-        state_sharding=None,
+        state_sharding=state_sharding,
         batch_sharding={"x": sharding.data_sharding(mesh, 2), "y": sharding.data_sharding(mesh, 1)},
     )
-    s_single, s_mesh = (
-        state,
-        create_train_state(sharding.shard_params(params, abstract, mesh), opt, seed=0),
-    )
+    s_single = create_train_state(params, opt, seed=0)
+    s_mesh = init_train_state(params, opt, 0, state_sharding)
     for _ in range(3):
         s_single, m1 = step(s_single, batch)
         s_mesh, m2 = sstep(s_mesh, batch)
-    assert s_mesh.params["enc"]["kernel"].sharding.spec == jax.sharding.PartitionSpec(
-        "fsdp", "tensor"
-    )
+    # Every output leaf (params, optimizer moments, scalars) has the sharding asked for.
+    flat_out = jax.tree_util.tree_leaves_with_path(s_mesh)
+    flat_want = jax.tree_util.tree_leaves(state_sharding)
+    assert len(flat_out) == len(flat_want)
+    for (path, leaf), want in zip(flat_out, flat_want):
+        assert leaf.sharding.is_equivalent_to(want, leaf.ndim), jax.tree_util.keystr(path)
+    mu = [
+        x for p, x in jax.tree_util.tree_leaves_with_path(s_mesh.opt_state)
+        if "enc" in jax.tree_util.keystr(p) and "kernel" in jax.tree_util.keystr(p)
+    ]  # fmt: skip
+    assert mu and all(x.sharding.spec == kernel_spec for x in mu)  # moments follow the params
     np.testing.assert_allclose(float(m1["loss"]), float(m2["loss"]), rtol=1e-5)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),

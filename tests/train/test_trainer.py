@@ -80,7 +80,10 @@ def test_stage_boundary_checkpoint_and_frozen_stage(tmp_path):
     metas = {s: trainer.ckpt.read_meta(s) for s in trainer.ckpt.all_steps()}
     trainer.close()
     assert metas[8]["stage"] == "finetune" and metas[8]["done"]
-    assert 4 in metas or max(metas) == 8  # keep-N may have dropped the stage-1 boundary
+    # Saves every 2 steps (2, 4 | 6, 8), the newest 3 kept: stage 1's boundary is step 4.
+    assert sorted(metas) == [4, 6, 8]
+    assert metas[4]["stage"] == "warm" and metas[4]["done"] and metas[4]["stage_step"] == 4
+    assert metas[6]["stage"] == "finetune" and not metas[6]["done"]
     # Stage 2 freezes enc/: equal to its value at the end of stage 1 (rerun stage 1 alone).
     t1 = Trainer(ToyMethod(steps=4), config(), str(tmp_path / "stage1"))
     stage1 = t1.method.stages()[0]
