@@ -171,14 +171,15 @@ def make_train_step(
         leaf_finite = all_finite(grads)
         input_finite = all_finite([x for x in jax.tree.leaves(batch) if _is_float(x)])
         finite = jnp.isfinite(loss) & jnp.all(leaf_finite) & jnp.all(input_finite)
+        first_bad = lambda ok: jnp.argmin(ok) if ok.size else 0  # noqa: E731 - [] -> 0
         code = jnp.where(
             jnp.all(input_finite),
             jnp.where(
                 jnp.isfinite(loss),
-                jnp.where(jnp.all(leaf_finite), NO_FAULT, jnp.argmin(leaf_finite)),
+                jnp.where(jnp.all(leaf_finite), NO_FAULT, first_bad(leaf_finite)),
                 LOSS_FAULT,
             ),
-            INPUT_FAULT - jnp.argmin(input_finite),
+            INPUT_FAULT - first_bad(input_finite),
         ).astype(jnp.int32)
         clean = state.fault_leaf == NO_FAULT  # no earlier fault: this step may change the state
         apply = clean & finite
