@@ -49,6 +49,9 @@ def test_finished_run_metrics_report_and_eval_mode(vadllama_run):
     saved = json.load(open(os.path.join(vadllama_run, "metrics.json")))
     for key in ("AUC_O", "AUC_A", "AUC_O_phase1", "AUC_A_phase1"):
         assert 0.0 <= saved[key] <= 1.0
+    # It learns: above chance on the tiny test split (seed 0 measured AUC_O 0.847, AUC_A 0.986
+    # on an AMD EPYC; chance 0.5).
+    assert saved["AUC_O"] >= 0.7 and saved["AUC_A"] >= 0.7, saved
     assert os.listdir(os.path.join(vadllama_run, "tensorboard"))
     assert os.path.isfile(os.path.join(vadllama_run, "report.html"))
     data_dir = os.path.join(os.path.dirname(vadllama_run), "data")
