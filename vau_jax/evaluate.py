@@ -24,8 +24,9 @@ Outputs: frame_auc ``{"AUC_O", "AUC_A"}``; xd_ap ``{"AP_trapz", "AP_step"}``; ub
 "BLEU-4_sentence_avg"}``; mcqa ``{"Total_Acc", "Temporal_Acc"}``; yesno ``{"Acc"}``; all
 fractions in [0, 1]. Text files (scores, boxes) are whitespace- or comma-separated; empty
 lines and lines starting with ``#`` are skipped. Bad input (mismatched video ids, length
-mismatches, NaN scores, malformed lines) prints ``error: <file>[:<line>]: <reason>`` on
-stderr and exits with status 1. The protocols are documented in the README (section *Evaluation metrics*).
+mismatches, NaN scores, malformed lines, a bad or missing flag) prints one line
+``error: <file>[:<line>]: <reason>`` on stderr and exits with status 2. The protocols are
+documented in the README (section *Evaluation metrics*).
 
 ``--protocol=ucf|umil|vadllama`` (frame_auc, xd_ap): ``vadllama`` reproduces VAD-LLaMA's public
 evaluation (``gt[s:e] = 1`` only when ``s > 0``, the ``int(i·r + 0.5)`` segment mapping, the
@@ -38,8 +39,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -101,6 +101,19 @@ class InputError(ValueError):
 # ----------------------------------------------------------------------------- file readers
 
 
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+    """``(line number from 1, raw line)`` of a UTF-8 text file; :class:`InputError` naming the
+    file when it cannot be opened or is not UTF-8."""
+    from vau_jax.data.formats.record import FormatError, text_lines
+
+    try:
+        yield from text_lines(path)
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+    except FormatError as e:
+        raise InputError(str(e)) from None
+
+
 def _listdir(folder: str, exts: tuple[str, ...]) -> dict[str, str]:
     """``video id -> path`` of the files in ``folder`` with one of ``exts``."""
     if not os.path.isdir(folder):
@@ -120,38 +133,41 @@ def _listdir(folder: str, exts: tuple[str, ...]) -> dict[str, str]:
 def _read_table(path: str, width: int | None) -> np.ndarray:
     """Numbers of a whitespace/comma separated text file, float64 ``[N, width]``."""
     rows = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, start=1):
-                line = raw.strip()
-                if not line or line.startswith("#"):
-                    continue
-                cols = line.replace(",", " ").split()
-                if width is not None and len(cols) != width:
-                    raise InputError(f"{path}:{lineno}: expected {width} columns, got {len(cols)}")
-                try:
-                    vals = [float(c) for c in cols]
-                except ValueError:
-                    raise InputError(f"{path}:{lineno}: not a number in {line!r}") from None
-                if not all(math.isfinite(v) for v in vals):
-                    raise InputError(f"{path}:{lineno}: non-finite value in {line!r}")
-                rows.append(vals)
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file") from None
+    for lineno, raw in _lines(path):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        cols = line.replace(",", " ").split()
+        if width is not None and len(cols) != width:
+            raise InputError(f"{path}:{lineno}: expected {width} columns, got {len(cols)}")
+        try:
+            vals = [float(c) for c in cols]
+        except ValueError:
+            raise InputError(f"{path}:{lineno}: not a number in {line!r}") from None
+        if not all(math.isfinite(v) for v in vals):
+            raise InputError(f"{path}:{lineno}: non-finite value in {line!r}")
+        rows.append(vals)
     if width is None:
         return np.asarray([r[0] if len(r) == 1 else np.nan for r in rows], np.float64)
     return np.asarray(rows, np.float64).reshape(-1, width)
 
 
 def read_scores(path: str) -> np.ndarray:
-    """1-D float64 scores from ``.npy`` (no pickles) or ``.txt`` (one number per line)."""
+    """1-D float64 scores from ``.npy`` (no pickles; the header is checked against the file
+    size first) or ``.txt`` (one number per line)."""
+    from vau_jax.data.formats.npy import load_npy
+    from vau_jax.data.formats.record import FormatError
+
     if path.endswith(".txt"):
         arr = _read_table(path, 1)[:, 0]
     else:
         try:
-            arr = np.asarray(np.load(path, allow_pickle=False), np.float64)
-        except (ValueError, OSError, TypeError) as e:
-            raise InputError(f"{path}: cannot read as a numeric .npy array ({e})") from None
+            raw = load_npy(path)
+        except FormatError as e:  # "{path}: cannot read as a .npy array: ..."
+            raise InputError(str(e)) from None
+        if raw.dtype.kind not in "biuf":  # complex, strings, structured, dates, ...
+            raise InputError(f"{path}: expected real numbers, got a {raw.dtype} array")
+        arr = np.asarray(raw, np.float64)
         bad = np.flatnonzero(~np.isfinite(arr.reshape(-1)))
         if bad.size:
             raise InputError(f"{path}: score {int(bad[0])} is {arr.reshape(-1)[bad[0]]}")
@@ -163,36 +179,33 @@ def read_scores(path: str) -> np.ndarray:
 
 def read_jsonl(path: str, fields: dict[str, tuple[type, ...]]) -> dict[str, dict[str, Any]]:
     """``id -> object`` of a JSONL file; each object needs ``id`` and one of ``fields``."""
+    from vau_jax.data.formats.record import FormatError, load_json
+
     out: dict[str, dict[str, Any]] = {}
     first: dict[str, int] = {}
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from None
-    with f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or "id" not in obj:
-                raise InputError(f"{path}:{lineno}: expected a JSON object with an 'id'")
-            vid = str(obj["id"])
-            if vid in first:
-                raise InputError(f"{path}:{lineno}: duplicate id {vid!r} (line {first[vid]})")
-            present = [k for k in fields if k in obj]
-            if not present:
-                raise InputError(f"{path}:{lineno}: missing field {' or '.join(fields)!r}")
-            for k in present:
-                val, types = obj[k], fields[k]
-                if not isinstance(val, types) or (isinstance(val, bool) and bool not in types):
-                    names = " or ".join(t.__name__ for t in types)
-                    raise InputError(f"{path}:{lineno}: field {k!r} must be {names}")
-            obj["_line"] = lineno
-            first[vid] = lineno
-            out[vid] = obj
+    for lineno, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            obj = load_json(raw, path, lineno)
+        except FormatError as e:  # invalid, nested too deeply, an integer too long
+            raise InputError(str(e)) from None
+        if not isinstance(obj, dict) or "id" not in obj:
+            raise InputError(f"{path}:{lineno}: expected a JSON object with an 'id'")
+        vid = str(obj["id"])
+        if vid in first:
+            raise InputError(f"{path}:{lineno}: duplicate id {vid!r} (line {first[vid]})")
+        present = [k for k in fields if k in obj]
+        if not present:
+            raise InputError(f"{path}:{lineno}: missing field {' or '.join(fields)!r}")
+        for k in present:
+            val, types = obj[k], fields[k]
+            if not isinstance(val, types) or (isinstance(val, bool) and bool not in types):
+                names = " or ".join(t.__name__ for t in types)
+                raise InputError(f"{path}:{lineno}: field {k!r} must be {names}")
+        obj["_line"] = lineno
+        first[vid] = lineno
+        out[vid] = obj
     if not out:
         raise InputError(f"{path}: no records")
     return out
@@ -240,11 +253,7 @@ def _read_records(fmt: str, path: str) -> list[Any]:
 def _read_names(path: str) -> list[str]:
     from vau_jax.data.formats.record import video_id
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [video_id(line.split()[0]) for line in f if line.strip()]
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from None
+    return [video_id(line.split()[0]) for _, line in _lines(path) if line.strip()]
 
 
 def _score_folder(folder: str, exts: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -315,18 +324,16 @@ def _rbdc_tbdc() -> dict[str, float]:
 
 def _read_meta(path: str) -> dict[str, int]:
     table: dict[str, int] = {}
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from None
-    with f:
-        for lineno, raw in enumerate(f, start=1):
-            cols = raw.replace(",", " ").split()
-            if not cols or cols[0].startswith("#"):
-                continue
-            if len(cols) != 2 or not cols[1].isdigit():
-                raise InputError(f"{path}:{lineno}: expected '<video> <n_frames>'")
+    for lineno, raw in _lines(path):
+        cols = raw.replace(",", " ").split()
+        if not cols or cols[0].startswith("#"):
+            continue
+        if len(cols) != 2 or not (cols[1].isascii() and cols[1].isdigit()):
+            raise InputError(f"{path}:{lineno}: expected '<video> <n_frames>'")
+        try:
             table[cols[0]] = int(cols[1])
+        except ValueError:  # more digits than int() converts
+            raise InputError(f"{path}:{lineno}: n_frames {cols[1][:20]}... is too long") from None
     return table
 
 
@@ -348,6 +355,13 @@ def _text_metric() -> dict[str, float]:
         return f"{path}:{obj['_line']}"
 
     if metric == "bleu":
+        for i in ids:
+            refs = gt[i]["answer"]
+            if isinstance(refs, list) and not (refs and all(isinstance(r, str) for r in refs)):
+                raise InputError(
+                    f"{where(gt[i], FLAGS.gt)}: 'answer' must be a string or a non-empty list "
+                    "of strings"
+                )
         return bleu_lib.bleu_scores(
             [pred[i]["answer"] for i in ids],
             [gt[i]["answer"] for i in ids],
@@ -408,16 +422,17 @@ def evaluate() -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from vau_jax.cli import fail
+
+    del argv  # cli.parse_flags refuses positional arguments
     try:
         result = evaluate()
     except (ValueError, OSError) as e:  # FormatError is a ValueError and names file:line
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        fail(e)
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["metric", "gt", "pred"])
-    app.run(main)
+    from vau_jax.cli import absl_parser
+
+    app.run(main, flags_parser=absl_parser(required=("metric", "gt", "pred")))

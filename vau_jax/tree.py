@@ -10,7 +10,8 @@ Parameter trees are nested dicts (Flax Linen ``params``); a leaf is addressed by
 - :func:`path_str`: a ``jax.tree_util`` key path -> ``"a/b/c"`` (works for any pytree);
 - :func:`to_numpy_tree`: device arrays -> host numpy arrays, structure kept;
 - :class:`CheckpointMismatchError`: a stored tree does not fit the model (missing or
-  unexpected key, wrong shape); the message names the key and both shapes.
+  unexpected key, wrong shape; the message names the key and both shapes), or a checkpoint
+  file cannot be read at all (truncated, garbage, a lying header; the message names the file).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ Params = dict[str, Any]
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model: missing/unexpected key or wrong shape."""
+    """A checkpoint does not fit the model (missing/unexpected key or wrong shape) or cannot
+    be read (truncated, garbage or lying safetensors / GGUF / pickle / orbax / config files).
+    The message starts with, or names, the file or folder."""
 
 
 def flatten(tree: Mapping[str, Any], sep: str = "/") -> dict[str, Any]:

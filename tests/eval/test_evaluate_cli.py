@@ -127,18 +127,18 @@ def test_frame_auc_errors(tmp_path):
     ann, pred, _ = _write_ucf(tmp_path, np.random.default_rng(0))
     np.save(pred / "Extra_x264.npy", np.ones(3))
     rc, _, err = run_cli("--metric=frame_auc", f"--gt={ann}", f"--pred={pred}")
-    assert rc == 1 and "Extra_x264" in err and "not in the annotation" in err
+    assert rc == 2 and "Extra_x264" in err and "not in the annotation" in err
     os.remove(pred / "Extra_x264.npy")
     np.save(pred / "Abuse028_x264.npy", np.array([0.1, np.nan, 0.3]))
     rc, _, err = run_cli("--metric=frame_auc", f"--gt={ann}", f"--pred={pred}")
-    assert rc == 1 and "Abuse028_x264.npy" in err and "nan" in err
+    assert rc == 2 and "Abuse028_x264.npy" in err and "nan" in err
     os.remove(pred / "Abuse028_x264.npy")
     rc, _, err = run_cli("--metric=frame_auc", f"--gt={ann}", f"--pred={pred}")
-    assert rc == 1 and "no scores" in err and "Abuse028_x264" in err
+    assert rc == 2 and "no scores" in err and "Abuse028_x264" in err
     bad = tmp_path / "bad.txt"
     bad.write_text("Abuse028_x264.mp4  Abuse  16\n")
     rc, _, err = run_cli("--metric=frame_auc", f"--gt={bad}", f"--pred={pred}")
-    assert rc == 1 and f"{bad}:1" in err
+    assert rc == 2 and f"{bad}:1" in err
 
 
 def _write_tad_list(tmp_path):
@@ -200,7 +200,7 @@ def test_frame_auc_tad_list_protocols(tmp_path, protocol, expected):
         "--protocol=vadllama",
         "--windows=8",
     )
-    assert rc == 1 and "always averages over 32 windows" in err
+    assert rc == 2 and "always averages over 32 windows" in err
 
 
 @pytest.mark.parity
@@ -252,7 +252,7 @@ def test_ubnormal_auc(tmp_path):
     assert out == pytest.approx({"micro_AUC": micro, "macro_AUC": macro}, abs=1e-9)
     np.savetxt(pred / "abn_2.txt", rng.random(8))
     rc, _, err = run_cli("--metric=ubnormal_auc", f"--gt={tmp_path / 'Scene1'}", f"--pred={pred}")
-    assert rc == 1 and "'abn_2': 8 frame scores but 9 frames" in err
+    assert rc == 2 and "'abn_2': 8 frame scores but 9 frames" in err
 
 
 def test_rbdc_tbdc(tmp_path):
@@ -272,13 +272,13 @@ def test_rbdc_tbdc(tmp_path):
         assert rc == 0, err
         assert out == pytest.approx({"RBDC": 0.1 / 3 + 0.6, "TBDC": 0.95}, abs=1e-12)
     rc, _, err = run_cli("--metric=rbdc_tbdc", f"--gt={gt}", f"--pred={pred}")
-    assert rc == 1 and "--num_frames" in err
+    assert rc == 2 and "--num_frames" in err
     meta.write_text("v 6\n")
     rc, _, err = run_cli("--metric=rbdc_tbdc", f"--gt={gt}", f"--pred={pred}", f"--meta={meta}")
-    assert rc == 1 and "'normal'" in err and str(meta) in err
+    assert rc == 2 and "'normal'" in err and str(meta) in err
     (pred / "v.txt").write_text("0 0 0 9 9 0.9\n1 50 50 59\n")
     rc, _, err = run_cli("--metric=rbdc_tbdc", f"--gt={gt}", f"--pred={pred}", "--num_frames=10")
-    assert rc == 1 and f"{pred / 'v.txt'}:2: expected 6 columns" in err
+    assert rc == 2 and f"{pred / 'v.txt'}:2: expected 6 columns" in err
 
 
 def _jsonl(path, rows):
@@ -348,7 +348,7 @@ def test_text_metrics(tmp_path):
         [{"id": f"m{i}", "options": opts, "answer_index": 0} for i in range(4)],
     )
     rc, _, err = run_cli("--metric=mcqa", f"--gt={bad}", f"--pred={mc_pred}")
-    assert rc == 1 and f"{bad}:1: expected 'options'" in err
+    assert rc == 2 and f"{bad}:1: expected 'options'" in err
 
 
 def test_text_metric_errors(tmp_path):
@@ -356,14 +356,14 @@ def test_text_metric_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "answer": "yes"}\n{"id": "b", "answer": \n')
     rc, _, err = run_cli("--metric=yesno", f"--gt={gt}", f"--pred={bad}")
-    assert rc == 1 and f"{bad}:2: invalid JSON" in err
+    assert rc == 2 and f"{bad}:2: invalid JSON" in err
     other = _jsonl(
         tmp_path / "other.jsonl", [{"id": "a", "answer": "yes"}, {"id": "c", "answer": "no"}]
     )
     rc, _, err = run_cli("--metric=yesno", f"--gt={gt}", f"--pred={other}")
-    assert rc == 1 and str(other) in err and "'b'" in err
+    assert rc == 2 and str(other) in err and "'b'" in err
     typed = _jsonl(
         tmp_path / "typed.jsonl", [{"id": "a", "answer": 3}, {"id": "b", "answer": "no"}]
     )
     rc, _, err = run_cli("--metric=yesno", f"--gt={gt}", f"--pred={typed}")
-    assert rc == 1 and f"{typed}:1: field 'answer' must be str" in err
+    assert rc == 2 and f"{typed}:1: field 'answer' must be str" in err

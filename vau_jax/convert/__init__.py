@@ -20,8 +20,11 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from vau_jax.convert.common import (
     CheckpointMismatchError,
+    check_config_sizes,
     read_hf_config,
     read_safetensors_dir,
 )
@@ -62,11 +65,27 @@ def converter_for(model_type: str) -> ModuleType:
 def load_hf_state_dict(
     state_dict: dict, hf_config: dict, *, source: str = "state_dict"
 ) -> tuple[Any, Any]:
-    """Converts an in-memory HF state dict (numpy arrays) + config dict -> ``(module, params)``."""
-    conv = converter_for(hf_config.get("model_type", ""))
-    cfg = conv.config_from_hf(hf_config)
-    params = conv.params_from_hf(state_dict, cfg, source=source)
-    return conv.module_from_config(cfg), params
+    """Converts an in-memory HF state dict (numpy arrays) + config dict -> ``(module, params)``.
+
+    Raises:
+      CheckpointMismatchError: naming ``source`` when the config values do not build a model
+        (wrong types, sizes larger than the state dict holds) or the tensors do not fit it.
+    """
+    model_type = hf_config.get("model_type", "")
+    conv = converter_for(model_type)
+    try:
+        cfg = conv.config_from_hf(hf_config)
+        check_config_sizes(cfg, sum(int(np.size(v)) for v in state_dict.values()), source=source)
+        params = conv.params_from_hf(state_dict, cfg, source=source)
+        module = conv.module_from_config(cfg)
+    except CheckpointMismatchError:
+        raise
+    except Exception as e:  # config values of the wrong type or range for the converter
+        raise CheckpointMismatchError(
+            f"{source}: the config does not describe a usable {model_type!r} model: "
+            f"{type(e).__name__}: {e}"
+        ) from None
+    return module, params
 
 
 def load_hf(path: str) -> tuple[Any, Any]:
@@ -78,7 +97,13 @@ def load_hf(path: str) -> tuple[Any, Any]:
     """
     hf_config = read_hf_config(path)
     if "model_type" not in hf_config:
-        raise ValueError(f"{path}/config.json has no 'model_type'")
+        raise CheckpointMismatchError(f"{path}/config.json has no 'model_type'")
+    model_type = hf_config["model_type"]
+    if not isinstance(model_type, str) or model_type not in _CONVERTERS:
+        raise CheckpointMismatchError(
+            f"{path}/config.json: unsupported HF model_type {model_type!r}; supported: "
+            f"{sorted(_CONVERTERS)}"
+        )
     state_dict = read_safetensors_dir(path)
     return load_hf_state_dict(state_dict, hf_config, source=path)
 

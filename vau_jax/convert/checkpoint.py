@@ -12,7 +12,10 @@ Layout written by ``python -m vau_jax.convert --src=PATH --dst=DIR``::
                          ``qformer_tokenizer/`` subfolder (InstructBLIP's Q-Former tokenizer)
 
 Loading checks every key and shape against the model the config describes and fails with
-:class:`~vau_jax.convert.common.CheckpointMismatchError` naming the key and both shapes.
+:class:`~vau_jax.convert.common.CheckpointMismatchError` naming the key and both shapes. The
+check runs on the stored metadata before any array is read, and a folder whose files are
+garbage, truncated or lying (a config or an array header claiming 10^12 elements) fails
+with the same error naming the file, before a model or an array is built from the claim.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -28,7 +32,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from vau_jax.convert.common import abstract_params, assemble, flatten
+from vau_jax.convert.common import (
+    CheckpointMismatchError,
+    abstract_params,
+    assemble,
+    check_config_sizes,
+    check_shapes,
+    flatten,
+    read_json_object,
+)
 
 FORMAT = "vau_jax.converted/1"
 #: Tokenizer files of an HF folder that :func:`save_converted` keeps beside the weights.
@@ -147,18 +159,68 @@ def load_converted(path: str) -> tuple[Any, Any]:
     """Loads a folder written by :func:`save_converted` -> ``(module, params)``.
 
     Raises ``CheckpointMismatchError`` (key + both shapes) when the stored params do not fit
-    the model built from the stored config.
+    the model built from the stored config, and naming the file when ``config.json`` or the
+    orbax tree cannot be read. In order, nothing large is built from an unchecked claim:
+    config -> stored array metadata (shapes only; their total must fit in this machine's
+    memory) -> config sizes against the stored element count -> abstract model -> shapes
+    compared -> arrays read.
     """
     import orbax.checkpoint as ocp
 
     cfg, meta = _read_meta(path)
-    family = importlib.import_module(meta["family"])
-    module = family.module_from_config(cfg)
-    args, kwargs = family.dummy_inputs(cfg)
-    template = abstract_params(module, *args, **kwargs)
-    restored = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(path, "params")))
-    params = assemble(template, flatten(restored), source=os.path.join(path, "params"))
+    cfg_path = os.path.join(path, "config.json")
+    params_dir = os.path.abspath(os.path.join(path, "params"))
+    stored = _stored_shapes(params_dir)
+    check_config_sizes(cfg, sum(math.prod(s) for s, _ in stored.values()), source=cfg_path)
+    try:
+        family = importlib.import_module(meta["family"])
+        module = family.module_from_config(cfg)
+        args, kwargs = family.dummy_inputs(cfg)
+        template = abstract_params(module, *args, **kwargs)
+    except Exception as e:  # config values a model constructor refuses
+        raise CheckpointMismatchError(
+            f"{cfg_path}: the config does not build a model: {type(e).__name__}: {e}"
+        ) from None
+    check_shapes(template, {k: s for k, (s, _) in stored.items()}, source=params_dir)
+    try:
+        restored = ocp.StandardCheckpointer().restore(params_dir)
+    except Exception as e:  # tensorstore / orbax errors on damaged array files
+        raise CheckpointMismatchError(
+            f"{params_dir}: cannot read the stored arrays: {type(e).__name__}: {e}"
+        ) from None
+    params = assemble(template, flatten(restored), source=params_dir)
     return module, params
+
+
+def _stored_shapes(params_dir: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{"a/b/kernel": (shape, dtype)}`` of an orbax param tree from its metadata alone.
+
+    Raises:
+      CheckpointMismatchError: naming ``params_dir`` when the metadata cannot be read or the
+        arrays it claims would not fit in this machine's memory.
+    """
+    import orbax.checkpoint as ocp
+
+    if not os.path.isdir(params_dir):
+        raise FileNotFoundError(f"{params_dir}: no params/ folder (not a converted checkpoint)")
+    try:
+        tree = ocp.StandardCheckpointer().metadata(params_dir).item_metadata.tree
+        stored = {
+            k: (tuple(int(d) for d in leaf.shape), np.dtype(leaf.dtype))
+            for k, leaf in flatten(tree).items()
+        }
+    except Exception as e:  # orbax / tensorstore errors on damaged metadata
+        raise CheckpointMismatchError(
+            f"{params_dir}: cannot read the stored array metadata: {type(e).__name__}: {e}"
+        ) from None
+    nbytes = sum(math.prod(s) * d.itemsize for s, d in stored.values())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if nbytes > memory:
+        raise CheckpointMismatchError(
+            f"{params_dir}: the stored arrays claim {nbytes} bytes, more than this machine's "
+            f"{memory} bytes of memory (a lying or damaged array header?)"
+        )
+    return stored
 
 
 def tokenizer_files(folder: str) -> list[str]:
@@ -177,19 +239,23 @@ def _read_meta(path: str) -> tuple[Any, dict]:
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"{path}: no config.json (not a vau_jax converted checkpoint)")
-    with open(cfg_path) as f:
-        try:
-            meta = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_path}: not valid JSON: {e}") from None
+    meta = read_json_object(cfg_path)
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{cfg_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    return config_from_json(meta, source=cfg_path), meta
+        raise CheckpointMismatchError(
+            f"{cfg_path}: format {meta.get('format')!r}, expected {FORMAT!r}"
+        )
+    try:
+        return config_from_json(meta, source=cfg_path), meta
+    except Exception as e:  # wrong types in the config fields, a refused __post_init__, ...
+        msg = str(e)
+        if not msg.startswith(cfg_path):
+            msg = f"{cfg_path}: not a vau_jax model config: {type(e).__name__}: {msg}"
+        raise CheckpointMismatchError(msg) from None
 
 
 def read_converted_config(path: str) -> Any:
     """The model config dataclass of a converted checkpoint folder, without reading params
-    (``FileNotFoundError`` / ``ValueError`` naming the file when it is not one)."""
+    (``FileNotFoundError`` / ``CheckpointMismatchError`` naming the file when it is not one)."""
     return _read_meta(path)[0]
 
 

@@ -16,6 +16,7 @@ A converter module ``vau_jax/convert/hf_<family>.py`` defines
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -63,22 +64,37 @@ def assemble(
         shape mismatch (key, expected shape, found shape).
     """
     flat_t = flatten(template)
+    shapes = {k: tuple(np.shape(v)) for k, v in values.items()}
+    check_shapes(template, shapes, source=source, allow_missing=allow_missing)
+    return unflatten({k: np.asarray(values[k]) for k in flat_t if k in values})
+
+
+def check_shapes(
+    template: Mapping[str, Any],
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    source: str = "checkpoint",
+    allow_missing: Callable[[str], bool] | None = None,
+) -> None:
+    """The checks of :func:`assemble` on shapes alone (e.g. a checkpoint's metadata, before
+    any array is read): raises :class:`CheckpointMismatchError` as :func:`assemble` does."""
+    flat_t = flatten(template)
     problems = []
     for key, leaf in flat_t.items():
-        if key not in values:
+        if key not in shapes:
             if allow_missing is None or not allow_missing(key):
                 problems.append(f"missing key {key!r} (expected shape {tuple(leaf.shape)})")
             continue
-        got = tuple(np.shape(values[key]))
+        got = tuple(shapes[key])
         if got != tuple(leaf.shape):
             problems.append(
                 f"shape mismatch for {key!r}: model expects {tuple(leaf.shape)}, "
                 f"checkpoint has {got}"
             )
-    for key in values:
+    for key in shapes:
         if key not in flat_t:
             problems.append(
-                f"unexpected key {key!r} with shape {tuple(np.shape(values[key]))} "
+                f"unexpected key {key!r} with shape {tuple(shapes[key])} "
                 "(not a parameter of this model)"
             )
     if problems:
@@ -87,7 +103,46 @@ def assemble(
         raise CheckpointMismatchError(
             f"{source}: checkpoint does not fit the model:\n  {shown}{more}"
         )
-    return unflatten({k: np.asarray(values[k]) for k in flat_t if k in values})
+
+
+#: Config integers up to this are accepted whatever the stored parameter count (token ids,
+#: position limits of tiny models); above it they may not exceed the stored element count.
+CONFIG_INT_FLOOR = 2**16
+
+
+def _config_ints(value: Any, name: str = "") -> list[tuple[str, int]]:
+    """Every integer of a config dataclass (nested configs included) as ``(dotted name, n)``."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [(name, value)]
+    if dataclasses.is_dataclass(value):
+        return [
+            pair
+            for f in dataclasses.fields(value)
+            for pair in _config_ints(getattr(value, f.name), f"{name}.{f.name}".lstrip("."))
+        ]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _config_ints(v, f"{name}[{i}]")]
+    return []
+
+
+def check_config_sizes(cfg: Any, n_elements: int, *, source: str) -> None:
+    """Refuse config integers no honest checkpoint has, before a model is built from them:
+    above :data:`CONFIG_INT_FLOOR` and above ``n_elements``, the checkpoint's parameter
+    element count (every layer, row and width owns at least one parameter). A lying layer
+    count of 10^12 would otherwise build 10^12 layer modules.
+
+    Raises:
+      CheckpointMismatchError: ``"{source}: config NAME=N is larger than ..."``.
+    """
+    limit = max(CONFIG_INT_FLOOR, int(n_elements))
+    for name, value in _config_ints(cfg):
+        if value > limit:
+            raise CheckpointMismatchError(
+                f"{source}: config {name}={value} is larger than the {limit} stored "
+                "parameter elements (a lying size?)"
+            )
 
 
 def take(
@@ -124,21 +179,66 @@ def read_hf_config(path: str) -> dict:
     cfg_path = os.path.join(path, "config.json")
     if not os.path.isfile(cfg_path):
         raise FileNotFoundError(f"{path}: no config.json (is this an HF save_pretrained folder?)")
-    with open(cfg_path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{cfg_path}: not valid JSON: {e}") from None
+    return read_json_object(cfg_path)
+
+
+def read_json_object(path: str) -> dict:
+    """A JSON file holding an object (a checkpoint's ``config.json``, an index).
+
+    Raises:
+      CheckpointMismatchError: ``"{path}: not valid JSON: ..."`` (also for invalid UTF-8,
+        nesting past the recursion limit, over-long integers) or ``"{path}: expected a JSON
+        object"``.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, digits
+        raise CheckpointMismatchError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointMismatchError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def read_safetensors_file(
+    fpath: str, wanted: Callable[[str], bool] | None = None
+) -> dict[str, np.ndarray]:
+    """The tensors of one ``.safetensors`` file (those whose key satisfies ``wanted``) as numpy
+    arrays; bfloat16 is upcast to float32.
+
+    The safetensors library checks the header length and every tensor's dtype, shape and
+    offsets against the file size when it opens the file, so a truncated file or a lying
+    header fails before any tensor is allocated.
+
+    Raises:
+      CheckpointMismatchError: ``"{fpath}: cannot read safetensors file: ..."``.
+    """
+    from safetensors import safe_open
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        with safe_open(fpath, framework="numpy") as f:
+            keys = [k for k in f.keys() if wanted is None or wanted(k)]
+            for key in keys:
+                try:
+                    out[key] = np.asarray(f.get_tensor(key))
+                except TypeError:
+                    # numpy framework cannot represent bf16: parse the (validated) file.
+                    out.update(_read_safetensors_bf16(fpath, keys))
+                    break
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointMismatchError(f"{fpath}: cannot read safetensors file: {e}") from None
+    return out
 
 
 def read_safetensors_dir(path: str) -> dict[str, np.ndarray]:
     """Loads every ``*.safetensors`` file of a folder (sharded or not) into numpy arrays.
 
     bfloat16 tensors are upcast to float32 (numpy has no bfloat16 arithmetic we rely on).
-    Never unpickles: ``pytorch_model.bin`` folders are refused with a hint.
+    Never unpickles: ``pytorch_model.bin`` folders are refused with a hint. A file that is
+    not a readable safetensors file raises :class:`CheckpointMismatchError` naming it.
     """
-    from safetensors import safe_open
-
     files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
     if not files:
         hint = (
@@ -149,20 +249,13 @@ def read_safetensors_dir(path: str) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"{path}: no *.safetensors files{hint}")
     out: dict[str, np.ndarray] = {}
     for fname in files:
-        fpath = os.path.join(path, fname)
-        try:
-            with safe_open(fpath, framework="numpy") as f:
-                for key in f.keys():
-                    out[key] = np.asarray(f.get_tensor(key))
-        except TypeError:
-            # numpy framework cannot represent bf16: go through flax's reader via ml_dtypes.
-            out.update(_read_safetensors_bf16(fpath))
-        except Exception as e:  # safetensors raises its own error types
-            raise ValueError(f"{fpath}: cannot read safetensors file: {e}") from None
+        out.update(read_safetensors_file(os.path.join(path, fname)))
     return out
 
 
-def _read_safetensors_bf16(fpath: str) -> dict[str, np.ndarray]:
+def _read_safetensors_bf16(fpath: str, keys: list[str]) -> dict[str, np.ndarray]:
+    """``keys`` of a safetensors file that ``safe_open`` has already validated, parsed here
+    because the numpy framework has no bfloat16 (upcast to float32 through ml_dtypes)."""
     import ml_dtypes
 
     with open(fpath, "rb") as f:
@@ -182,9 +275,8 @@ def _read_safetensors_bf16(fpath: str) -> dict[str, np.ndarray]:
         "U8": np.uint8,
         "BOOL": np.bool_,
     }
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
+    for key in keys:
+        info = header[key]
         start, end = info["data_offsets"]
         arr = np.frombuffer(data[base + start : base + end], dtype=dtypes[info["dtype"]])
         arr = arr.reshape(info["shape"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from vau_jax.convert import hf_llama
 from vau_jax.convert.common import CheckpointMismatchError
-from vau_jax.data.tokenizer import HFTokenizer, from_gguf_metadata
+from vau_jax.data.tokenizer import HFTokenizer, from_gguf_metadata, open_gguf
 from vau_jax.models.llama import LlamaConfig, LlamaForCausalLM
 
 # llama.cpp tensor name (after "blk.N.") -> HF name (after "model.layers.N.").
@@ -118,49 +118,88 @@ def hf_state_dict_from_gguf(
 
 
 def read_gguf(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """``(metadata, {tensor name: float32 array in torch layout})`` of a GGUF file."""
+    """``(metadata, {tensor name: float32 array in torch layout})`` of a GGUF file.
+
+    The file is memory-mapped and read by a bounded ``gguf.GGUFReader``
+    (:func:`vau_jax.data.tokenizer.open_gguf`): a count, length or dims field that claims more
+    than the file holds fails at once, never loops or allocates. Dequantised tensors are as
+    large as the file's blocks imply.
+
+    Raises:
+      CheckpointMismatchError: ``"{path}: not a readable GGUF file: ..."`` or naming the
+        tensor that cannot be dequantised.
+    """
     import gguf
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such GGUF file")
-    try:
-        reader = gguf.GGUFReader(path)
-    except Exception as e:  # the reader raises ValueError/struct errors on bad files
-        raise ValueError(f"{path}: not a readable GGUF file: {e}") from None
-    meta = {k: f.contents() for k, f in reader.fields.items()}
+    meta, reader = open_gguf(path)
     tensors = {}
     for t in reader.tensors:
         try:
             w = gguf.quants.dequantize(t.data, t.tensor_type)
+            expected = tuple(int(d) for d in reversed(t.shape))  # GGUF: dims innermost first
+            tensors[t.name] = np.asarray(w, np.float32).reshape(expected)
         except NotImplementedError:
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"{path}: tensor {t.name!r} has type {t.tensor_type.name}, which the gguf "
                 "package cannot dequantise"
             ) from None
-        expected = tuple(int(d) for d in reversed(t.shape))  # GGUF lists dims innermost first
-        tensors[t.name] = np.asarray(w, np.float32).reshape(expected)
+        except Exception as e:  # blocks that do not fill the claimed dims, ...
+            raise CheckpointMismatchError(
+                f"{path}: tensor {t.name!r} ({t.tensor_type.name}, dims {list(t.shape)}) "
+                f"cannot be read: {type(e).__name__}: {e}"
+            ) from None
     return meta, tensors
 
 
 def load_gguf(
     path: str, *, scan_layers: bool = False
 ) -> tuple[LlamaForCausalLM, dict[str, Any], HFTokenizer]:
-    """Loads a llama GGUF file -> ``(module, params, tokenizer)`` (params float32 numpy)."""
+    """Loads a llama GGUF file -> ``(module, params, tokenizer)`` (params float32 numpy).
+
+    Raises:
+      CheckpointMismatchError: naming the file, when it cannot be read (:func:`read_gguf`),
+        its metadata does not describe a llama model that its tensors fit, or its embedded
+        tokenizer cannot be built.
+    """
     import dataclasses
 
     meta, tensors = read_gguf(path)
-    cfg = config_from_gguf(meta, source=path)
-    tied = "output.weight" not in tensors
-    cfg = dataclasses.replace(
-        cfg,
-        tie_word_embeddings=tied,
-        vocab_size=int(tensors["token_embd.weight"].shape[0])
-        if "token_embd.weight" in tensors
-        else cfg.vocab_size,
-        attention_bias="blk.0.attn_q.bias" in tensors,
-        scan_layers=scan_layers,
-    )
-    state_dict = hf_state_dict_from_gguf(tensors, cfg, source=path)
-    params = hf_llama.params_from_hf(state_dict, cfg, source=path)
-    tokenizer = from_gguf_metadata(meta, source=path)
-    return hf_llama.module_from_config(cfg), params, tokenizer
+    try:
+        cfg = config_from_gguf(meta, source=path)
+        tied = "output.weight" not in tensors
+        cfg = dataclasses.replace(
+            cfg,
+            tie_word_embeddings=tied,
+            vocab_size=int(tensors["token_embd.weight"].shape[0])
+            if "token_embd.weight" in tensors
+            else cfg.vocab_size,
+            attention_bias="blk.0.attn_q.bias" in tensors,
+            scan_layers=scan_layers,
+        )
+        _check_sizes(cfg, tensors, path)
+        state_dict = hf_state_dict_from_gguf(tensors, cfg, source=path)
+        params = hf_llama.params_from_hf(state_dict, cfg, source=path)
+        tokenizer = from_gguf_metadata(meta, source=path)
+        module = hf_llama.module_from_config(cfg)
+    except CheckpointMismatchError:
+        raise
+    except Exception as e:  # metadata values of the wrong type / range, a broken tokenizer
+        reason = str(e).removeprefix(f"{path}: ")
+        raise CheckpointMismatchError(
+            f"{path}: metadata does not describe a usable llama model: {type(e).__name__}: {reason}"
+        ) from None
+    return module, params, tokenizer
+
+
+def _check_sizes(cfg: LlamaConfig, tensors: dict[str, np.ndarray], path: str) -> None:
+    """Refuse metadata sizes larger than the file's tensors before a model is built from them
+    (a layer count of 10^12 would otherwise build 10^12 layer modules)."""
+    total = sum(int(t.size) for t in tensors.values())
+    for name in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads"):
+        value = getattr(cfg, name)
+        if not 0 < value <= max(total, 1):
+            raise CheckpointMismatchError(
+                f"{path}: metadata {name}={value} does not fit the file's {total} tensor elements"
+            )

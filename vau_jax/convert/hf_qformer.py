@@ -41,6 +41,7 @@ from vau_jax.convert.common import (
     assemble,
     flatten,
     read_hf_config,
+    read_safetensors_file,
 )
 from vau_jax.models.qformer import QFormer, QFormerConfig, dummy_inputs
 
@@ -222,19 +223,15 @@ def params_to_hf(
 
 
 def _read_selected(path: str, wanted: Callable[[str], bool]) -> dict[str, np.ndarray]:
-    """Reads only the tensors whose key satisfies ``wanted`` from a folder's safetensors files."""
-    from safetensors import safe_open
-
+    """Reads only the tensors whose key satisfies ``wanted`` from a folder's safetensors files
+    (as float32; ``CheckpointMismatchError`` naming a file that cannot be read)."""
     files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
     if not files:
         raise FileNotFoundError(f"{path}: no *.safetensors files")
     out: dict[str, np.ndarray] = {}
     for fname in files:
-        fpath = os.path.join(path, fname)
-        with safe_open(fpath, framework="flax") as f:  # jax arrays: bf16 supported
-            for key in f.keys():
-                if wanted(key):
-                    out[key] = np.asarray(f.get_tensor(key).astype("float32"))
+        tensors = read_safetensors_file(os.path.join(path, fname), wanted)
+        out.update({k: np.asarray(v, np.float32) for k, v in tensors.items()})
     return out
 
 

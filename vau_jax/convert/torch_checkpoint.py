@@ -11,17 +11,20 @@ class, so a malicious file cannot run code. torch comes from the ``convert`` ext
 (``tests/convert/test_torch_checkpoint.py`` greps for other ``torch.load`` / ``pickle.load``).
 
 Tensors come back as numpy arrays; bfloat16 / float16 ones are upcast to float32 (numpy has
-no bfloat16 arithmetic we rely on; the converters store float32 as for safetensors).
+no bfloat16 arithmetic we rely on; the converters store float32 as for safetensors). A file
+that is not a readable checkpoint (truncated, garbage, refused by the restricted unpickler)
+raises :class:`~vau_jax.tree.CheckpointMismatchError` naming it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+
+from vau_jax.tree import CheckpointMismatchError
 
 INDEX = "pytorch_model.bin.index.json"
 SUFFIXES = (".bin", ".pth", ".pt")
@@ -49,14 +52,14 @@ def load_pickle(path: str) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with a clear error.
 
     Raises:
-      ValueError: naming the file when it is not a weights-only pickle (it needs classes
-        the restricted unpickler refuses, or it is not a torch file at all).
+      CheckpointMismatchError: naming the file when it is not a weights-only pickle (it needs
+        classes the restricted unpickler refuses, or it is not a torch file at all).
     """
     torch = _torch()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError, RuntimeError (not a zip), ...
-        raise ValueError(
+    except Exception as e:  # UnpicklingError, RuntimeError (not a zip), EOFError, ...
+        raise CheckpointMismatchError(
             f"{path}: cannot read as a weights-only PyTorch checkpoint "
             f"(torch.load(weights_only=True) refused it: {type(e).__name__}: {e})"
         ) from None
@@ -70,8 +73,17 @@ def state_dict_of(obj: Any, *, source: str) -> dict[str, np.ndarray]:
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{source}: expected a state dict, got {type(obj).__name__}")
-    return {str(k): _to_numpy(v) for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        raise CheckpointMismatchError(f"{source}: expected a state dict, got {type(obj).__name__}")
+    out = {}
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            try:
+                out[str(k)] = _to_numpy(v)
+            except Exception as e:  # a dtype / layout numpy cannot hold (sparse, float8, ...)
+                raise CheckpointMismatchError(
+                    f"{source}: tensor {str(k)!r} cannot become a numpy array: {e}"
+                ) from None
+    return out
 
 
 def checkpoint_files(path: str) -> list[str]:
@@ -83,8 +95,19 @@ def checkpoint_files(path: str) -> list[str]:
         raise FileNotFoundError(f"{path}: no such file or folder")
     index = os.path.join(path, INDEX)
     if os.path.isfile(index):
-        with open(index) as f:
-            weight_map = json.load(f).get("weight_map", {})
+        from vau_jax.convert.common import read_json_object
+
+        weight_map = read_json_object(index).get("weight_map", {})
+        if (
+            not isinstance(weight_map, dict)
+            or not weight_map
+            or not all(
+                isinstance(n, str) and n and os.path.basename(n) == n for n in weight_map.values()
+            )
+        ):
+            raise CheckpointMismatchError(
+                f"{index}: 'weight_map' must map tensor names to shard file names in {path}"
+            )
         names = sorted(set(weight_map.values()))
     else:
         names = sorted(n for n in os.listdir(path) if n.endswith(SUFFIXES))
@@ -106,7 +129,7 @@ def read_state_dict(
             if wanted is not None and not wanted(key):
                 continue
             if key in seen:
-                raise ValueError(f"{key!r} is in both {seen[key]} and {fpath}")
+                raise CheckpointMismatchError(f"{key!r} is in both {seen[key]} and {fpath}")
             seen[key] = fpath
             out[key] = value
     return out
@@ -121,7 +144,7 @@ def read_any(path: str, wanted: Callable[[str], bool] | None = None) -> dict[str
         sd = read_safetensors_dir(path)
         return {k: v for k, v in sd.items() if wanted is None or wanted(k)}
     if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
+        from vau_jax.convert.common import read_safetensors_file
 
-        return {k: v for k, v in load_file(path).items() if wanted is None or wanted(k)}
+        return read_safetensors_file(path, wanted)
     return read_state_dict(path, wanted)

@@ -15,6 +15,7 @@ USER_DEFINED in the file become special tokens, so ``<|im_start|>`` is a single 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -248,13 +249,70 @@ def _merges_from_scores(
 
 def read_gguf_metadata(path: str) -> dict[str, Any]:
     """All key/value metadata of a GGUF file (no tensor data is read)."""
-    import gguf
+    return open_gguf(path)[0]
+
+
+def open_gguf(path: str) -> tuple[dict[str, Any], Any]:
+    """``(metadata, gguf.GGUFReader)`` of a GGUF file (tensors are views into a memory map).
+
+    The reader is bounded (:func:`_bounded_gguf_reader`): every count, length and dims field
+    is checked against the bytes left in the file before it is used, so a lying header fails
+    at once instead of looping over 10^12 phantom array items.
+
+    Raises:
+      CheckpointMismatchError: ``"{path}: not a readable GGUF file: ..."`` for anything the
+        reader refuses (bad magic, short or lying counts / lengths / dims, bad UTF-8).
+    """
+    from vau_jax.tree import CheckpointMismatchError
 
     try:
-        reader = gguf.GGUFReader(path)
-    except Exception as e:  # the reader raises ValueError/struct errors on bad files
-        raise ValueError(f"{path}: not a readable GGUF file: {e}") from None
-    return {k: f.contents() for k, f in reader.fields.items()}
+        reader = _bounded_gguf_reader()(path)
+        meta = {k: f.contents() for k, f in reader.fields.items()}
+    except Exception as e:  # ValueError, IndexError, KeyError, UnicodeDecodeError, ...
+        raise CheckpointMismatchError(
+            f"{path}: not a readable GGUF file: {type(e).__name__}: {e}"
+        ) from None
+    return meta, reader
+
+
+@functools.cache
+def _bounded_gguf_reader() -> type:
+    """``gguf.GGUFReader`` whose reads never run past the end of the file.
+
+    The stock reader (gguf 0.19) slices its memory map, so a field past the end reads as an
+    empty array; an array field whose count claims 10^12 scalars then loops 10^12 times over
+    empty reads (a hang). Here a read past the end, or an array count needing more bytes than
+    remain, raises ``ValueError`` naming the offset.
+    """
+    import gguf
+
+    min_item = {gguf.GGUFValueType.STRING: 8, gguf.GGUFValueType.ARRAY: 12}
+
+    class BoundedGGUFReader(gguf.GGUFReader):
+        def _get(
+            self, offset: int, dtype: Any, count: int = 1, override_order: Any = None
+        ) -> np.ndarray:
+            need = int(np.dtype(dtype).itemsize) * int(count)
+            if offset < 0 or int(count) < 0 or offset + need > len(self.data):
+                raise ValueError(
+                    f"a field at byte {offset} needs {need} bytes; the file has {len(self.data)}"
+                )
+            return super()._get(offset, dtype, count, override_order)
+
+        def _get_field_parts(self, orig_offs: int, raw_type: int) -> Any:
+            if int(raw_type) == gguf.GGUFValueType.ARRAY:
+                item_type = int(self._get(orig_offs, np.uint32)[0])
+                count = int(self._get(orig_offs + 4, np.uint64)[0])
+                nptype = self.gguf_scalar_to_np.get(item_type)
+                size = np.dtype(nptype).itemsize if nptype else min_item.get(item_type, 1)
+                left = len(self.data) - orig_offs - 12
+                if count * size > left:
+                    raise ValueError(
+                        f"an array at byte {orig_offs} claims {count} items; {left} bytes remain"
+                    )
+            return super()._get_field_parts(orig_offs, raw_type)
+
+    return BoundedGGUFReader
 
 
 def _template_name(template: str) -> str | None:

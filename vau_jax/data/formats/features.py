@@ -9,7 +9,8 @@ Records: ``id`` = ``<name>``, ``path`` = the file (i3d) or the crop-0 file (VadC
 ``label`` from the class folder (VadCLIP; ``Testing_Normal_Videos_Anomaly``-style folders and
 ``Normal*`` names are ``"Normal"``) or from the UCF-Crime / XD-Violence name,
 ``extra["n_snippets"]`` = T, ``extra["feature_shape"]``, ``extra["crops"]`` (sorted crop
-files, VadCLIP). Only the ``.npy`` headers are read (``allow_pickle=False``);
+files, VadCLIP). Only the ``.npy`` headers are read, checked against the file size
+(:func:`vau_jax.data.formats.npy.read_npy_header`);
 :func:`load_features` loads the arrays. ``n_frames`` stays ``None``: the snippet protocol
 implies about ``16*T`` frames, but the true count comes from the video or annotation.
 """
@@ -23,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from vau_jax.data.formats.names import ucf_class_from_name
+from vau_jax.data.formats.npy import load_npy, read_npy_header
 from vau_jax.data.formats.record import NORMAL, FormatError, VideoRecord
 from vau_jax.data.formats.xd_violence import xd_labels
 
@@ -33,11 +35,7 @@ _VADCLIP_RE = re.compile(r"^(?P<name>.+)__(?P<crop>\d+)\.npy$")
 
 
 def _header_shape(path: str) -> tuple[int, ...]:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise FormatError(f"{path}: cannot read as a .npy array: {err}") from None
-    return tuple(arr.shape)
+    return read_npy_header(path).shape
 
 
 def _label(name: str, class_dir: str | None) -> str:
@@ -126,7 +124,7 @@ def load_features(record: VideoRecord, crop: int | None = None) -> np.ndarray:
         if crop is not None:
             if crop not in ids:
                 raise ValueError(f"video {record.id!r}: no crop {crop}; have {ids}")
-            return np.load(crops[ids.index(crop)], allow_pickle=False)
-        return np.stack([np.load(f, allow_pickle=False) for f in crops], axis=1)
-    arr = np.load(record.path, allow_pickle=False)
+            return load_npy(crops[ids.index(crop)])
+        return np.stack([load_npy(f) for f in crops], axis=1)
+    arr = load_npy(record.path)
     return arr if crop is None else arr[:, crop]

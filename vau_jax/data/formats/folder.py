@@ -31,10 +31,11 @@ extension (unique), ``path``, ``label``, ``intervals`` empty and the times in
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 
-from vau_jax.data.formats.record import NORMAL, VideoRecord, format_error, video_id
+from vau_jax.data.formats.record import NORMAL, VideoRecord, format_error, read_text, video_id
 
 HEADER = ("video", "split", "label", "start_s", "end_s")
 SPLITS = ("train", "test")
@@ -63,8 +64,8 @@ def _probe(video_path: str, path: str, line: int):
 
 
 def _rows(path: str) -> list[tuple[int, list[str]]]:
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
+    reader = csv.reader(io.StringIO(read_text(path, "utf-8-sig"), newline=""))
+    try:
         header = next(reader, None)
         if header is None:
             raise format_error(path, None, f"empty file; expected the header {','.join(HEADER)}")
@@ -81,6 +82,8 @@ def _rows(path: str) -> list[tuple[int, list[str]]]:
                     path, reader.line_num, f"expected {len(HEADER)} columns, got {len(cols)}"
                 )
             rows.append((reader.line_num, [c.strip() for c in cols]))
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit()
+        raise format_error(path, reader.line_num + 1, f"not a readable CSV line: {err}") from None
     return rows
 
 

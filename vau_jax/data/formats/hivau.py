@@ -29,13 +29,21 @@ Keys beyond the documented ones are kept in ``extra``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
 
 from vau_jax.data.formats.names import ucf_class_from_name
-from vau_jax.data.formats.record import NORMAL, VideoRecord, format_error, video_id
+from vau_jax.data.formats.record import (
+    NORMAL,
+    FormatError,
+    VideoRecord,
+    check_n_frames,
+    format_error,
+    load_json,
+    read_text,
+    video_id,
+)
 
 ANOMALY = "Anomaly"
 _SAMPLE_KEYS = {"video", "conversations", "label", "timestamps", "fps", "n_frames", "level"}
@@ -44,21 +52,20 @@ _VIDEO_KEYS = {"label", "fps", "n_frames", "summary", "clips", "events"}
 
 def _load(path: str) -> tuple[Any, bool]:
     """(parsed JSON, is_json_lines)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_text(path)
     try:
-        return json.loads(text), False
-    except json.JSONDecodeError as first:
+        return load_json(text, path), False
+    except FormatError as first:
         rows = []
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                rows.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as err:
+                rows.append((lineno, load_json(line, path, lineno)))
+            except FormatError:
                 if lineno == 1:
-                    raise format_error(path, first.lineno, f"invalid JSON: {first.msg}") from None
-                raise format_error(path, lineno, f"invalid JSON line: {err.msg}") from None
+                    raise first from None
+                raise
         return rows, True
 
 
@@ -67,24 +74,38 @@ def _span(stamp: Any, path: str, line: int | None, where: str) -> tuple[float, f
         raise format_error(path, line, f"{where}: 'timestamps' must be [start, end] seconds")
     try:
         start, end = float(stamp[0]), float(stamp[1])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer > 1e308
         raise format_error(path, line, f"{where}: non-numeric timestamps {stamp!r}") from None
-    if start < 0 or end < start:
+    if not (0 <= start <= end < math.inf):  # also refuses NaN
         raise format_error(path, line, f"{where}: bad time span [{start}, {end}]")
     return start, end
 
 
-def _frames(span: tuple[float, float], fps: float) -> tuple[int, int]:
-    return math.floor(span[0] * fps + 1e-9), math.ceil(span[1] * fps - 1e-9)
+def _frames(
+    span: tuple[float, float], fps: float, path: str, line: int | None, where: str
+) -> tuple[int, int]:
+    start, end = span[0] * fps + 1e-9, span[1] * fps - 1e-9
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise format_error(path, line, f"{where}: span {span} s at {fps} fps is not a frame range")
+    return math.floor(start), math.ceil(end)
 
 
 def _number(value: Any, cast, path: str, line: int | None, where: str):
+    """``cast(value)`` of a finite number (``None`` stays ``None``), else a FormatError."""
     if value is None:
         return None
     try:
-        return cast(value)
-    except (TypeError, ValueError):
-        raise format_error(path, line, f"{where}: not a number: {value!r}") from None
+        out = cast(value)
+        if not math.isfinite(out):
+            raise ValueError(value)
+    except (TypeError, ValueError, OverflowError):
+        raise format_error(path, line, f"{where}: not a finite number: {value!r}") from None
+    return out
+
+
+def _n_frames(value: Any, path: str, line: int | None, where: str) -> int | None:
+    n = _number(value, int, path, line, where)
+    return None if n is None else check_n_frames(n, path, line, f"{where}: n_frames")
 
 
 def _sample_record(entry: Any, path: str, line: int | None, where: str) -> VideoRecord:
@@ -101,7 +122,7 @@ def _sample_record(entry: Any, path: str, line: int | None, where: str) -> Video
     vid = video_id(entry["video"])
     label = entry.get("label") or ucf_class_from_name(vid) or ANOMALY
     fps = _number(entry.get("fps"), float, path, line, where)
-    n_frames = _number(entry.get("n_frames"), int, path, line, where)
+    n_frames = _n_frames(entry.get("n_frames"), path, line, where)
     extra = {k: v for k, v in entry.items() if k not in _SAMPLE_KEYS}
     extra.update(dataset="hivau", conversations=convs, level=entry.get("level"))
     intervals = []
@@ -109,7 +130,7 @@ def _sample_record(entry: Any, path: str, line: int | None, where: str) -> Video
         span = _span(entry["timestamps"], path, line, where)
         extra["timestamps"] = span
         if fps and label != NORMAL:
-            intervals = [_frames(span, fps)]
+            intervals = [_frames(span, fps, path, line, where)]
     return VideoRecord(
         id=vid,
         path=entry["video"],
@@ -129,7 +150,7 @@ def _video_record(key: str, entry: Any, path: str) -> VideoRecord:
     vid = video_id(key)
     label = entry.get("label") or ucf_class_from_name(vid) or ANOMALY
     fps = _number(entry.get("fps"), float, path, None, where)
-    n_frames = _number(entry.get("n_frames"), int, path, None, where)
+    n_frames = _n_frames(entry.get("n_frames"), path, None, where)
     parts: dict[str, list] = {}
     intervals = []
     for level in ("clips", "events"):
@@ -149,7 +170,7 @@ def _video_record(key: str, entry: Any, path: str) -> VideoRecord:
                 else label != NORMAL
             )
             if level == "events" and fps and abnormal:
-                intervals.append(_frames(span, fps))
+                intervals.append(_frames(span, fps, path, None, f"{where} {level}[{i}]"))
     extra = {k: v for k, v in entry.items() if k not in _VIDEO_KEYS}
     extra.update(dataset="hivau", **parts)
     return VideoRecord(

@@ -48,6 +48,7 @@ from vau_jax.data.formats.record import (
     NORMAL,
     FormatError,
     VideoRecord,
+    check_n_frames,
     content_lines,
     format_error,
     parse_int,
@@ -287,8 +288,8 @@ def _sh_list(path: str) -> list[tuple[int, str, int, int | None]]:
         if flag not in (0, 1):
             raise format_error(path, lineno, f"label must be 0 or 1, got {flag}")
         n = parse_int(cols[2], path, lineno, "n_frames") if len(cols) > 2 else None
-        if n is not None and n <= 0:
-            raise format_error(path, lineno, f"n_frames must be positive, got {n}")
+        if n is not None:
+            check_n_frames(n, path, lineno)
         rows.append((lineno, video_id(cols[0]), flag, n))
     return rows
 

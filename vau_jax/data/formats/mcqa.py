@@ -14,17 +14,19 @@ or ``"options": [{"text": ..., "interval": [s, e] | null}, ...]``; intervals in 
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from typing import Any
 
-from vau_jax.data.formats.record import FormatError, format_error
+from vau_jax.data.formats.record import FormatError, format_error, load_json, text_lines
 
 
 def _interval(value: Any) -> tuple[float, float] | None:
     ok = isinstance(value, list) and len(value) == 2
     if ok and all(isinstance(x, int | float) and not isinstance(x, bool) for x in value):
-        return (float(value[0]), float(value[1]))
+        start, end = float(value[0]), float(value[1])  # OverflowError past 1e308: caught
+        if math.isfinite(start) and math.isfinite(end):
+            return (start, end)
     if value is None:
         return None
     raise ValueError(value)
@@ -49,7 +51,7 @@ def mc_options(obj: dict, where: str) -> tuple[list[str], list[tuple[float, floa
             if not isinstance(raw, list) or len(raw) != len(texts):
                 raise ValueError(raw)
             ivs = [_interval(x) for x in raw]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OverflowError):
         raise FormatError(
             f"{where}: expected 'options' (strings) with one 'intervals' entry [start, end] or "
             'null per option, or \'options\' of {"text", "interval"} objects'
@@ -68,31 +70,25 @@ def read_mc_questions(path: str | os.PathLike, default_question: str) -> dict[st
     if not os.path.isfile(path):
         raise format_error(path, None, "missing")
     out: dict[str, list[Any]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise FormatError(f"{where}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("video"), str):
-                raise FormatError(f"{where}: expected an object with a 'video' id")
-            texts, ivs = mc_options(obj, where)
-            if len(texts) > len(LETTERS):
-                raise FormatError(f"{where}: {len(texts)} options > {len(LETTERS)} letters")
-            ans = obj.get("answer_index")
-            if not isinstance(ans, int) or isinstance(ans, bool) or not 0 <= ans < len(texts):
-                raise FormatError(f"{where}: 'answer_index' must index 'options'")
-            options = tuple(
-                MCOption(LETTERS[k], NORMAL if iv is None else "", iv, t)
-                for k, (t, iv) in enumerate(zip(texts, ivs))
-            )
-            question = str(obj.get("question") or default_question)
-            out.setdefault(obj["video"], []).append(
-                MCQuestion(obj["video"], question, options, ans)
-            )
+    for lineno, raw in text_lines(path):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        obj = load_json(raw, path, lineno)
+        if not isinstance(obj, dict) or not isinstance(obj.get("video"), str):
+            raise FormatError(f"{where}: expected an object with a 'video' id")
+        texts, ivs = mc_options(obj, where)
+        if len(texts) > len(LETTERS):
+            raise FormatError(f"{where}: {len(texts)} options > {len(LETTERS)} letters")
+        ans = obj.get("answer_index")
+        if not isinstance(ans, int) or isinstance(ans, bool) or not 0 <= ans < len(texts):
+            raise FormatError(f"{where}: 'answer_index' must index 'options'")
+        options = tuple(
+            MCOption(LETTERS[k], NORMAL if iv is None else "", iv, t)
+            for k, (t, iv) in enumerate(zip(texts, ivs))
+        )
+        question = str(obj.get("question") or default_question)
+        out.setdefault(obj["video"], []).append(MCQuestion(obj["video"], question, options, ans))
     if not out:
         raise format_error(path, None, "no questions")
     return out

@@ -10,6 +10,8 @@ truth frame for frame. Boxes are inclusive pixel boxes ``x1, y1, x2, y2`` (width
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 from collections.abc import Iterator
 from dataclasses import field
 from typing import Any
@@ -17,6 +19,9 @@ from typing import Any
 import numpy as np
 
 NORMAL = "Normal"
+#: Most frames a video may claim (about 926 hours at 30 fps). A larger ``n_frames`` in an
+#: annotation file is a lying count: refused before any per-frame array is built from it.
+MAX_FRAMES = 10**8
 
 
 class FormatError(ValueError):
@@ -85,13 +90,52 @@ class VideoRecord:
         return [(s / rate, e / rate) for s, e in self.intervals]
 
 
+def read_text(path: str, encoding: str = "utf-8") -> str:
+    """The whole text of a file (``encoding`` ``"utf-8"`` or ``"utf-8-sig"``).
+
+    Raises:
+      FormatError: ``"{path}:{line}: not UTF-8 text ..."`` naming the first bad line.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        byte = data[err.start : err.start + 1].hex()
+        raise format_error(path, line, f"not UTF-8 text (byte 0x{byte})") from None
+
+
+def text_lines(path: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """``(line number from 1, raw line)`` of a UTF-8 text file (universal newlines, as
+    ``open(path, encoding=...)`` splits them); :class:`FormatError` if it is not UTF-8."""
+    with io.StringIO(read_text(path, encoding), newline=None) as f:
+        yield from enumerate(f, start=1)
+
+
 def content_lines(path: str) -> Iterator[tuple[int, str]]:
     """``(line number from 1, stripped text)`` of every non-blank, non-``#`` line of a text file."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if line and not line.startswith("#"):
-                yield lineno, line
+    for lineno, raw in text_lines(path):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield lineno, line
+
+
+def load_json(text: str, path: str, line: int | None = None) -> Any:
+    """``json.loads(text)``, every failure a :class:`FormatError` naming ``path``.
+
+    ``line`` is the line of ``text`` in the file (JSON lines); without it the error names
+    the line the decoder stopped at. Besides syntax errors this covers nesting past the
+    recursion limit and integers longer than Python converts (``ValueError``).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise format_error(path, line or err.lineno, f"invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise format_error(path, line, "invalid JSON (nested too deeply)") from None
+    except ValueError as err:  # e.g. "Exceeds the limit (4300 digits) for integer string"
+        raise format_error(path, line, f"invalid JSON ({err})") from None
 
 
 def parse_int(token: str, path: str, line: int, what: str) -> int:
@@ -106,6 +150,17 @@ def parse_int(token: str, path: str, line: int, what: str) -> int:
         if not value.is_integer():
             raise format_error(path, line, f"{what}: expected an integer, got {token!r}") from None
         return int(value)
+
+
+def check_n_frames(n_frames: int, path: str, line: int | None, what: str = "n_frames") -> int:
+    """``n_frames`` if it is in ``1..MAX_FRAMES``, else a :class:`FormatError` naming ``what``."""
+    if n_frames <= 0:
+        raise format_error(path, line, f"{what} must be positive, got {n_frames}")
+    if n_frames > MAX_FRAMES:
+        raise format_error(
+            path, line, f"{what} {n_frames} is more than MAX_FRAMES={MAX_FRAMES} (a lying count?)"
+        )
+    return n_frames
 
 
 def check_interval(start: int, end: int, path: str, line: int) -> tuple[int, int]:

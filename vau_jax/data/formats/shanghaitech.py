@@ -9,7 +9,8 @@
 Intervals are the runs of 1s (0-based, half-open). With ``boxes=True`` the pixel masks are
 read (memory-mapped, one frame at a time) and each anomalous frame's mask gives one box in
 the single track ``1`` (the dataset has no object identities), rows ``frame, x1, y1, x2, y2``.
-``.npy`` files are loaded with ``allow_pickle=False``.
+``.npy`` files are loaded with ``allow_pickle=False`` after their header is checked against
+the file (:mod:`vau_jax.data.formats.npy`); labels and masks must be bool / integer / float.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import os
 
 import numpy as np
 
+from vau_jax.data.formats.npy import load_npy
 from vau_jax.data.formats.record import NORMAL, FormatError, VideoRecord
 
 ANOMALY = "Anomaly"
 
 
 def _load_npy(path: str, mmap: bool = False) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise FormatError(f"{path}: cannot read as a .npy array: {err}") from None
+    arr = load_npy(path, mmap=mmap)
+    if arr.dtype.kind not in "biuf":
+        raise FormatError(f"{path}: expected a bool / integer / float array, got {arr.dtype}")
+    return arr
 
 
 def runs(labels: np.ndarray) -> list[tuple[int, int]]:

@@ -84,9 +84,9 @@ def load_mask(path: str) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as img:  # refuses > 2 * MAX_IMAGE_PIXELS before decoding
             arr = np.asarray(img)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise FormatError(f"{path}: cannot read mask: {err}") from None
     if arr.ndim == 3:  # RGB(A) masks: any channel non-zero; ids taken from the first channel
         arr = np.where(arr[..., :3].max(-1) > 0, np.maximum(arr[..., 0], 1), 0)

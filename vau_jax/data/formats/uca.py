@@ -21,14 +21,20 @@ UCF-Crime class implied by the name (``"Anomaly"`` when the name has no class).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 from decimal import Decimal
 
 from vau_jax.data.formats.names import ucf_class_from_name
-from vau_jax.data.formats.record import VideoRecord, format_error, video_id
+from vau_jax.data.formats.record import (
+    VideoRecord,
+    format_error,
+    load_json,
+    read_text,
+    text_lines,
+    video_id,
+)
 
 ANOMALY = "Anomaly"
 _CLOCK = re.compile(r"^(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+(?:\.\d*)?)$")
@@ -40,7 +46,7 @@ def parse_clock(token: str) -> float | None:
     Exact decimal arithmetic, so ``"01:05.3"`` gives the same float as ``65.3``.
     """
     m = _CLOCK.match(token.strip())
-    if not m or (m.group("h") is not None and int(m.group("m")) >= 60):
+    if not m or (m.group("h") is not None and Decimal(m.group("m")) >= 60):
         return None
     seconds = Decimal(m.group("s"))
     if seconds >= 60:
@@ -53,7 +59,7 @@ def _seconds(token, path: str, line: int | None, what: str) -> float:
     value = parse_clock(token) if isinstance(token, str) and ":" in token else None
     try:
         value = float(token) if value is None else value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer > 1e308
         raise format_error(
             path, line, f"{what}: expected seconds or a clock time [HH:]MM:SS.s, got {token!r}"
         ) from None
@@ -77,39 +83,34 @@ def read_uca_txt(path: str | os.PathLike) -> list[VideoRecord]:
     """Read the UCA text layout ``<video> <start> <end> ##<sentence>`` (seconds or clock)."""
     path = os.fspath(path)
     per_video: dict[str, list] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            head, sep, sentence = line.partition("##")
-            if not sep:
-                raise format_error(path, lineno, "missing '##' between times and sentence")
-            cols = head.split()
-            if len(cols) != 3:
-                raise format_error(
-                    path,
-                    lineno,
-                    f"expected '<video> <start> <end>##<sentence>', got {len(cols)} fields before '##'",
-                )
-            start = _seconds(cols[1], path, lineno, "start")
-            end = _seconds(cols[2], path, lineno, "end")
-            if end < start:
-                raise format_error(path, lineno, f"end {end} s before start {start} s")
-            if not sentence.strip():
-                raise format_error(path, lineno, "empty sentence")
-            per_video.setdefault(video_id(cols[0]), []).append((start, end, sentence.strip()))
+    for lineno, raw in text_lines(path):
+        line = raw.strip()
+        if not line:
+            continue
+        head, sep, sentence = line.partition("##")
+        if not sep:
+            raise format_error(path, lineno, "missing '##' between times and sentence")
+        cols = head.split()
+        if len(cols) != 3:
+            raise format_error(
+                path,
+                lineno,
+                f"expected '<video> <start> <end>##<sentence>', got {len(cols)} fields before '##'",
+            )
+        start = _seconds(cols[1], path, lineno, "start")
+        end = _seconds(cols[2], path, lineno, "end")
+        if end < start:
+            raise format_error(path, lineno, f"end {end} s before start {start} s")
+        if not sentence.strip():
+            raise format_error(path, lineno, "empty sentence")
+        per_video.setdefault(video_id(cols[0]), []).append((start, end, sentence.strip()))
     return [_record(vid, segs, {}) for vid, segs in per_video.items()]
 
 
 def read_uca_json(path: str | os.PathLike) -> list[VideoRecord]:
     """Read the UCA JSON layout ``{video: {duration, timestamps, sentences}}``."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as err:
-        raise format_error(path, err.lineno, f"invalid JSON: {err.msg}") from None
+    data = load_json(read_text(path), path)
     if not isinstance(data, dict):
         raise format_error(path, None, "expected a JSON object keyed by video id")
     records = []

@@ -43,7 +43,6 @@ object has no class field: the class is the folder holding the video (``Abuse``;
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -53,9 +52,12 @@ from vau_jax.data.formats.record import (
     NORMAL,
     VideoRecord,
     check_interval,
+    check_n_frames,
     content_lines,
     format_error,
+    load_json,
     parse_int,
+    read_text,
     video_id,
 )
 
@@ -144,12 +146,10 @@ def read_umil(
                 f"expected 'path n_frames class [s1 e1 ...]', got {len(cols)} columns",
             )
         vpath, n_tok, cls = cols[0], cols[1], cols[2]
-        n_frames = parse_int(n_tok, path, lineno, "n_frames")
-        if n_frames <= 0:
-            raise format_error(path, lineno, f"n_frames must be positive, got {n_frames}")
+        n_frames = check_n_frames(parse_int(n_tok, path, lineno, "n_frames"), path, lineno)
         extra: dict[str, Any] = {"dataset": "umil", "source": f"{path}:{lineno}"}
         if _is_int(cls):
-            index = int(cls)
+            index = parse_int(cls, path, lineno, "class index")
             extra["class_index"] = index
             if classes is not None:
                 if not 0 <= index < len(classes):
@@ -215,13 +215,7 @@ def read_vadllama_json(
       FormatError: ``"<path>: entry <i>: <reason>"`` (entries counted from 0).
     """
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            entries = json.load(f)
-    except json.JSONDecodeError as e:
-        raise format_error(path, e.lineno, f"invalid JSON ({e.msg})") from None
-    except UnicodeDecodeError:
-        raise format_error(path, None, "not a UTF-8 text file") from None
+    entries = load_json(read_text(path), path)
     if not isinstance(entries, list):
         raise format_error(path, None, "expected a JSON list of video objects")
     records: list[VideoRecord] = []
@@ -238,8 +232,7 @@ def read_vadllama_json(
         if not isinstance(vpath, str) or not vpath.strip():
             raise format_error(path, None, f"{where}: 'video' must be a non-empty string")
         n_frames = _json_int(entry["length"], path, f"{where}: 'length'")
-        if n_frames <= 0:
-            raise format_error(path, None, f"{where}: 'length' must be positive, got {n_frames}")
+        check_n_frames(n_frames, path, None, f"{where}: 'length'")
         raw = entry.get("temporal_label", [])
         if not isinstance(raw, list):
             raise format_error(path, None, f"{where}: 'temporal_label' must be a list")

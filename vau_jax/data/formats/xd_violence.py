@@ -28,6 +28,7 @@ from vau_jax.data.formats.record import (
     content_lines,
     format_error,
     parse_int,
+    text_lines,
     video_id,
 )
 
@@ -145,10 +146,9 @@ def _test_names(
 ) -> list[tuple[str, tuple[str, int | None]]]:
     if isinstance(test_videos, str | os.PathLike):
         list_path = os.fspath(test_videos)
-        out = []
-        with open(list_path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, start=1):
-                if raw.strip():
-                    out.append((raw.strip().split()[0], (list_path, lineno)))
-        return out
+        return [
+            (raw.split()[0], (list_path, lineno))
+            for lineno, raw in text_lines(list_path)
+            if raw.strip()
+        ]
     return [(n, ("test_videos", None)) for n in test_videos]
