@@ -137,7 +137,8 @@ def test_next_token_logits_match_float64_reference(smollm):
         ref = _reference_next_logits(ids)
         rel = np.abs(ours - ref).max() / np.abs(ref).max()
         print(f"{prompt!r}: max abs err / max |ref| = {rel:.2e}")
-        assert rel <= 1e-3, f"{prompt!r}: relative error {rel:.2e}"
+        # measured 1.75e-6 to 1.85e-6 over the 3 prompts (float32 vs float64, AVX2 EPYC)
+        assert rel <= 1e-5, f"{prompt!r}: relative error {rel:.2e}"
         assert ours.argmax() == ref.argmax()
 
 
@@ -259,4 +260,4 @@ def test_tiny_gguf_matches_hf(tmp_path, tied):
     with torch.no_grad():
         ref = model(torch.tensor(batch)).logits.numpy()
     out = np.asarray(module.apply({"params": params}, batch)["logits"])
-    np.testing.assert_allclose(out, ref, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(out, ref, atol=1.5e-6, rtol=0)  # measured 1.2e-7 to 2.4e-7 (3 seeds)

@@ -15,7 +15,8 @@ from vau_jax.convert import (  # noqa: E402
 )
 from vau_jax.convert.common import read_hf_config, read_safetensors_dir  # noqa: E402
 
-TOL = 1e-4
+# Max abs error over every output: measured 7.2e-7 to 9.5e-7 (3 seeds, AVX2 EPYC, float32).
+TOL = 5e-6
 
 
 def _model(seed=0, **overrides):

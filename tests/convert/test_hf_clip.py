@@ -18,7 +18,9 @@ from vau_jax.convert import (  # noqa: E402
 )
 from vau_jax.convert.common import read_hf_config, read_safetensors_dir  # noqa: E402
 
-TOL = 1e-4
+# Max abs error over every output, all tests here: measured 1.5e-6 to 3.1e-6 (3 seeds,
+# AVX2 EPYC, float32); the tolerance sits ~5x above.
+TOL = 1.5e-5
 VISION = dict(
     hidden_size=32,
     intermediate_size=64,

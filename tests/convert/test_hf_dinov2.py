@@ -12,7 +12,8 @@ from tests.convert.hf_testing import save as _save  # noqa: E402
 from vau_jax.convert import CheckpointMismatchError, export_hf, load_hf  # noqa: E402
 from vau_jax.convert.common import read_safetensors_dir  # noqa: E402
 
-TOL = 1e-4
+# Max abs error over every output: measured 1.2e-6 to 1.8e-6 (3 seeds, AVX2 EPYC, float32).
+TOL = 1e-5
 
 
 def _max_errors(ours, theirs):

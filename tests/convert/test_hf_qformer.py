@@ -18,7 +18,9 @@ transformers = pytest.importorskip("transformers")
 from tests.convert.hf_testing import save as _save  # noqa: E402
 from vau_jax.convert import CheckpointMismatchError, hf_qformer, load_hf  # noqa: E402
 
-TOL = 1e-4
+# Max abs error over every output: measured 2.0e-6 to 5.0e-6 (3 seeds, AVX2 EPYC, float32;
+# the InstructBLIP configs are the largest).
+TOL = 2.5e-5
 
 BLIP2_CONFIGS = [
     dict(

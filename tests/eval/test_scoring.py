@@ -94,7 +94,7 @@ def test_batches_have_one_shape(rows):
 
 
 def test_scorer_traces_once_per_shape(rows):
-    _, tok, _, _, full, _ = rows
+    _, tok, _, _, full, gen = rows
 
     def option_logprob(params, b):  # a stand-in model: sums the scored continuation ids
         return (b["cont_ids"] * b["score_mask"]).sum(-1).astype(jnp.float32) * params
@@ -105,6 +105,13 @@ def test_scorer_traces_once_per_shape(rows):
     a = scorer.options(jnp.float32(1.0), full * 3, 4, tok.pad_id, batch_size=2)
     b = scorer.options(jnp.float32(1.0), full * 3, 4, tok.pad_id, batch_size=2)  # no retrace
     np.testing.assert_array_equal(a, b)
-    assert a.shape == (3, 4)
-    with pytest.raises(AssertionError):  # a new shape is a new trace: the check can fail
+    chex.assert_shape(a, (3, 4))
+    chex.assert_tree_all_finite(a)
+    with pytest.raises(AssertionError, match="traced > 1 times"):  # a new shape, a new trace
         scorer.options(jnp.float32(1.0), full * 3, 4, tok.pad_id, batch_size=3)
+    # The prefix embedding too: 5 prompts in 3 batches of one shape trace it once.
+    width = S.stack_rows([gen])["input_ids"].shape[1]
+    for _, batch in S.prompt_batches([gen] * 5, 2):
+        chex.assert_shape(scorer.prefix_embeds(jnp.float32(1.0), batch), (2, width))
+    with pytest.raises(AssertionError, match="traced > 1 times"):  # a new batch size
+        scorer.prefix_embeds(jnp.float32(1.0), S.stack_rows([gen] * 3))

@@ -184,4 +184,5 @@ def test_remat_gives_the_same_outputs_and_gradients(model_and_params):
 
     g_ref = jax.jit(jax.grad(lambda p: loss(plain, p)))(params)
     g = jax.jit(jax.grad(lambda p: loss(remat, p)))(params)
-    chex.assert_trees_all_close(g, g_ref, atol=1e-5, rtol=1e-5)
+    # measured 0 over 3 seeds: an f32 floor, relative too (|grad| reaches 95)
+    chex.assert_trees_all_close(g, g_ref, atol=1e-6, rtol=1e-6)

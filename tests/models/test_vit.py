@@ -40,7 +40,9 @@ def test_bicubic_matrix_matches_torch(antialias, n_in, n_out):
     ).numpy()
     w = vit.bicubic_matrix(n_in, n_out, antialias)
     ours = np.einsum("oh,bchw->bcow", w, x)
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=3e-6)
+    # measured max abs err 3.2e-6 to 4.1e-6 (3 seeds, |x| <= 3.9); the old atol=3e-6, rtol=1e-5
+    # left 1.2x of headroom
+    np.testing.assert_allclose(ours, ref, atol=2e-5, rtol=0)
 
 
 def test_resize_pos_grid_identity_and_shape():
@@ -72,7 +74,7 @@ def test_tiny_forward_shapes(name):
         ln = params["layernorm" if cfg.variant == "dinov2" else "post_layernorm"]
         mu, var = top.mean(-1, keepdims=True), top.var(-1, keepdims=True)
         ref = (top - mu) / np.sqrt(var + cfg.layer_norm_eps) * ln["scale"] + ln["bias"]
-        np.testing.assert_allclose(last, ref, atol=1e-4)
+        np.testing.assert_allclose(last, ref, atol=2.5e-6)  # measured 4.8e-7
 
 
 def test_dinov2_registers_and_masking():
@@ -104,7 +106,7 @@ def test_bfloat16_compute_close_to_float32():
     assert o16.dtype == jnp.bfloat16
     assert jax.tree.all(jax.tree.map(lambda a: a.dtype == jnp.float32, params))
     err = np.max(np.abs(np.asarray(o16, np.float32) - np.asarray(o32)))
-    assert 0 < err <= 0.05 * np.max(np.abs(o32)), err
+    assert 0 < err <= 0.025 * np.max(np.abs(o32)), err  # measured 7.1e-3 to 8.4e-3 of max|o32|
 
 
 def test_clip_rejects_other_resolution_without_interpolation():
@@ -153,4 +155,4 @@ def test_sharded_forward_matches_single_device(name):
     fwd = jax.jit(lambda p, x: module.apply({"params": p}, x, output_hidden_states=True))
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.DEFAULT_RULES):
         out = fwd(sharded, jax.device_put(x, sharding.data_sharding(mesh, 4)))
-    chex.assert_trees_all_close(out, ref, atol=1e-5)
+    chex.assert_trees_all_close(out, ref, atol=1e-5)  # measured 3.6e-6 to 5.5e-6

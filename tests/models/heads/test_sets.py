@@ -2,10 +2,12 @@
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 from vau_jax.models.heads.sets import (
     frame_distances,
@@ -23,58 +25,80 @@ def _np_distances(f):
     return np.concatenate([d[:, :1], d], axis=1)
 
 
-def test_frame_distances_match_numpy():
-    f = np.random.default_rng(0).normal(size=(2, 5, 9, 7)).astype(np.float32)
-    d = np.asarray(frame_distances(jnp.asarray(f)))
-    assert d.shape == (2, 5, 9) and d.dtype == np.float32
-    np.testing.assert_allclose(d, _np_distances(f), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(d[:, 0], d[:, 1])  # frame 0 uses frame 1 as its reference
-    assert not np.asarray(frame_distances(jnp.asarray(f[:, :1]))).any()  # T == 1 -> zeros
+class SetsTest(chex.TestCase):
+    """The pure SETS functions against numpy, eagerly and under ``jax.jit`` (chex variants)."""
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_frame_distances_match_numpy(self):
+        distances = self.variant(frame_distances)
+        f = np.random.default_rng(0).normal(size=(2, 5, 9, 7)).astype(np.float32)
+        d = distances(jnp.asarray(f))
+        chex.assert_shape(d, (2, 5, 9))
+        chex.assert_type(d, jnp.float32)
+        d = np.asarray(d)
+        # measured 0 (eager and jit, 3 seeds): an f32 floor, relative too (|d| reaches 15)
+        np.testing.assert_allclose(d, _np_distances(f), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(d[:, 0], d[:, 1])  # frame 0 uses frame 1 as its reference
+        one = distances(jnp.asarray(f[:, :1]))  # T == 1 -> zeros
+        chex.assert_shape(one, (2, 1, 9))
+        assert not np.asarray(one).any()
 
-def test_select_indices_match_argsort_and_are_sorted():
-    d = np.random.default_rng(1).uniform(size=(3, 4, 50)).astype(np.float32)  # no ties
-    idx = np.asarray(select_indices(jnp.asarray(d), 17))
-    assert idx.shape == (3, 4, 17) and idx.dtype == np.int32
-    ref = np.sort(np.argsort(-d, axis=-1)[..., :17], axis=-1)
-    np.testing.assert_array_equal(idx, ref)
-    assert (np.diff(idx, axis=-1) > 0).all()
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_select_indices_match_argsort_and_are_sorted(self):
+        d = np.random.default_rng(1).uniform(size=(3, 4, 50)).astype(np.float32)  # no ties
+        idx = self.variant(select_indices, static_argnums=1)(jnp.asarray(d), 17)
+        chex.assert_shape(idx, (3, 4, 17))
+        chex.assert_type(idx, jnp.int32)
+        idx = np.asarray(idx)
+        ref = np.sort(np.argsort(-d, axis=-1)[..., :17], axis=-1)
+        np.testing.assert_array_equal(idx, ref)
+        assert (np.diff(idx, axis=-1) > 0).all()
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_known_motion_selects_moving_patches(self):
+        b, t, n, c = 2, 4, 16, 8
+        f = np.ones((b, t, n, c), np.float32)
+        moving = {0: [3, 5, 10, 12], 1: [0, 1, 14, 15]}
+        for bi, patches in moving.items():
+            for ti in range(t):
+                f[bi, ti, patches] += ti * np.arange(1, c + 1)  # changes every frame
+        clip = np.random.default_rng(2).normal(size=(b, t, n, 6)).astype(np.float32)
+        select = self.variant(sets_select, static_argnames="keep_ratio")
+        sel, idx = select(jnp.asarray(f), jnp.asarray(clip), keep_ratio=0.25)
+        chex.assert_shape(sel, (b, t, 4, 6))
+        chex.assert_shape(idx, (b, t, 4))
+        for bi, patches in moving.items():
+            np.testing.assert_array_equal(np.asarray(idx[bi]), np.tile(patches, (t, 1)))
+            np.testing.assert_array_equal(np.asarray(sel[bi]), clip[bi][:, patches])
+        mask = np.asarray(keep_mask(idx, n))
+        assert mask.shape == (b, t, n) and mask.sum(-1).tolist() == [[4] * t] * b
+        assert mask[0, :, 3].all() and not mask[0, :, 4].any()
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        ("keep_50", 0.5), ("keep_30", 0.3), ("keep_7", 0.07), ("keep_all", 1.0)
+    )
+    def test_static_shapes_and_numpy_selection(self, ratio):
+        b, t, n, d = 2, 3, 49, 12
+        dino = jax.random.normal(jax.random.key(0), (b, t, 16, 5))  # 4x4 grid, resized to 7x7
+        clip = jax.random.normal(jax.random.key(1), (b, t, n, d))
+        select = self.variant(sets_select, static_argnames=("keep_ratio", "dino_hw", "clip_hw"))
+        sel, idx = select(dino, clip, keep_ratio=ratio)
+        k = max(1, round(ratio * n))
+        chex.assert_shape(sel, (b, t, k, d))
+        chex.assert_shape(idx, (b, t, k))
+        chex.assert_tree_all_finite(sel)
+        # numpy top-k of the (eager) resized distances, lower index first on ties, sorted
+        dist = np.asarray(resize_grid(frame_distances(dino), (4, 4), (7, 7)))
+        ref = np.sort(np.argsort(-dist, axis=-1, kind="stable")[..., :k], axis=-1)
+        np.testing.assert_array_equal(np.asarray(idx), ref)
+        want = np.take_along_axis(np.asarray(clip), ref[..., None], axis=2)
+        np.testing.assert_array_equal(np.asarray(sel), want)
 
 
 def test_ties_prefer_lower_index():
     d = jnp.asarray([[[0.0, 2.0, 1.0, 2.0, 2.0, 0.0]]])
     np.testing.assert_array_equal(np.asarray(select_indices(d, 2)), [[[1, 3]]])
-
-
-def test_known_motion_selects_moving_patches():
-    b, t, n, c = 2, 4, 16, 8
-    f = np.ones((b, t, n, c), np.float32)
-    moving = {0: [3, 5, 10, 12], 1: [0, 1, 14, 15]}
-    for bi, patches in moving.items():
-        for ti in range(t):
-            f[bi, ti, patches] += ti * np.arange(1, c + 1)  # changes every frame
-    clip = np.random.default_rng(2).normal(size=(b, t, n, 6)).astype(np.float32)
-    sel, idx = sets_select(jnp.asarray(f), jnp.asarray(clip), keep_ratio=0.25)
-    for bi, patches in moving.items():
-        np.testing.assert_array_equal(np.asarray(idx[bi]), np.tile(patches, (t, 1)))
-        np.testing.assert_array_equal(np.asarray(sel[bi]), clip[bi][:, patches])
-    mask = np.asarray(keep_mask(idx, n))
-    assert mask.shape == (b, t, n) and mask.sum(-1).tolist() == [[4] * t] * b
-    assert mask[0, :, 3].all() and not mask[0, :, 4].any()
-
-
-@pytest.mark.parametrize("ratio", [0.5, 0.3, 0.07, 1.0])
-def test_jit_static_shapes(ratio):
-    b, t, n, d = 2, 3, 49, 12
-    dino = jax.random.normal(jax.random.key(0), (b, t, 16, 5))  # 4x4 grid, resized to 7x7
-    clip = jax.random.normal(jax.random.key(1), (b, t, n, d))
-    fn = jax.jit(sets_select, static_argnames=("keep_ratio", "dino_hw", "clip_hw"))
-    sel, idx = fn(dino, clip, keep_ratio=ratio)
-    k = max(1, round(ratio * n))
-    assert sel.shape == (b, t, k, d) and idx.shape == (b, t, k)
-    eager_sel, eager_idx = sets_select(dino, clip, ratio)
-    np.testing.assert_array_equal(np.asarray(idx), np.asarray(eager_idx))
-    np.testing.assert_allclose(np.asarray(sel), np.asarray(eager_sel))
 
 
 def test_keep_all_returns_input_in_order():
