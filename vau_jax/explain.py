@@ -119,6 +119,26 @@ def summary(timeline: dict[str, Any], paths: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def describe(
+    loaded: Any, video: str, timeline: dict[str, Any], max_seconds: float | None
+) -> dict[str, Any]:
+    """The ``timeline.json`` record: ``video`` (its name), the prediction's timeline,
+    ``max_seconds`` and the ``run`` that made it (workdir, method, step, stage, preset, llm)."""
+    return {
+        "video": video,
+        **timeline,
+        "max_seconds": max_seconds,
+        "run": {
+            "workdir": os.path.abspath(loaded.workdir),
+            "method": loaded.name,
+            "checkpoint_step": loaded.step,
+            "stage": loaded.stage,
+            "preset": str(loaded.config.get("preset", "tiny")),
+            "llm": str(loaded.config.get("llm", "")),
+        },
+    }
+
+
 def run(
     workdir: str,
     video: str,
@@ -145,19 +165,7 @@ def run(
     frames = decode(video, fps, loaded.frame_size(), max_seconds)
     kwargs = {**options, "source": video} if loaded.name == "vagpt" else {}
     timeline, _ = loaded.predict(frames, fps, None, **kwargs)
-    timeline = {
-        "video": os.path.abspath(video),
-        **timeline,
-        "max_seconds": max_seconds,
-        "run": {
-            "workdir": os.path.abspath(loaded.workdir),
-            "method": loaded.name,
-            "checkpoint_step": loaded.step,
-            "stage": loaded.stage,
-            "preset": str(loaded.config.get("preset", "tiny")),
-            "llm": str(loaded.config.get("llm", "")),
-        },
-    }
+    timeline = describe(loaded, os.path.abspath(video), timeline, max_seconds)
     out = out or default_out(workdir, video)
     json_path = os.path.join(out, "timeline.json")
     write_json(json_path, timeline)

@@ -13,6 +13,13 @@ onto a mesh of the local devices. Every timeline has the ``timeline.json`` schem
 threshold, ``[[start, end], ...]`` seconds, half-open), ``fps``, ``n_frames``, ``start_s``,
 ``method``, plus the method's extras (VA-GPT: ranked ``options``, ``explanation``, TETG's
 sentence; VAD-LLaMA: ``clip_scores``).
+
+Follow-up questions (the web app's chat, :mod:`vau_jax.serve`): ``run.ask(context, turns,
+question)`` answers about the video of the last ``predict`` from its frozen-encoder features
+(``context = run.method.last_prediction``, kept by the caller) without decoding or encoding
+a frame again; only the question-conditioned parts (the Q-Former's instruction, the prompt)
+are recomputed. Methods whose prediction has no language model (VAD-LLaMA) raise
+:class:`ChatUnavailableError`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,14 @@ import numpy as np
 
 class RunError(ValueError):
     """A run folder that cannot be used for prediction; the message starts with the path."""
+
+
+class ChatUnavailableError(ValueError):
+    """The run's prediction has no language model to answer a follow-up question."""
+
+
+#: Methods whose prediction ends in a language model (follow-up questions possible).
+CHAT_METHODS = ("vagpt", "tvau")
 
 
 @dataclasses.dataclass
@@ -81,6 +96,128 @@ class Run:
         if kwargs:
             raise TypeError(f"{self.name}.predict takes no options, got {sorted(kwargs)}")
         return self.method.predict(self.params, frames, fps, state)
+
+    @property
+    def can_chat(self) -> bool:
+        """Whether :meth:`ask` can answer (the method predicts with a language model)."""
+        return self.name in CHAT_METHODS
+
+    def opening_turns(self, timeline: dict[str, Any]) -> list[dict[str, str]]:
+        """The conversation a chat about ``timeline`` starts from (the prediction's own
+        question and answer, ``[{"from": "human"|"gpt", "value": str}, ...]``)."""
+        if not self.can_chat:
+            return []
+        if self.name == "vagpt":
+            from vau_jax.methods.vagpt.predict import opening_turns
+        else:
+            from vau_jax.methods.tvau.predict import opening_turns
+        return opening_turns(timeline)
+
+    def ask(
+        self,
+        context: Any,
+        turns: list[dict[str, str]],
+        question: str,
+        max_new_tokens: int = 32,
+        timeline: dict[str, Any] | None = None,
+    ) -> str:
+        """The language model's greedy answer to ``question`` about the video of an earlier
+        :meth:`predict` (module docstring).
+
+        Args:
+          context: ``self.method.last_prediction`` right after that ``predict``.
+          turns: the conversation so far (:meth:`opening_turns`, then questions and answers).
+          timeline: that prediction's timeline (VA-GPT: its SETS ratio).
+        Raises:
+          ChatUnavailableError: the method has no language model in its prediction.
+          ValueError: the question alone is longer than the model's prompt length.
+        """
+        if self.name == "vagpt":
+            from vau_jax.methods.vagpt.predict import ask
+
+            keep = (timeline or {}).get("sets_keep_ratio")
+            keep = (1.0 if self.stage == "stage1" else None) if keep is None else keep
+            return ask(
+                self.method,
+                self.params,
+                context,
+                turns,
+                question,
+                keep=keep,
+                max_new_tokens=max_new_tokens,
+            )
+        if self.name == "tvau":
+            from vau_jax.methods.tvau.predict import ask
+
+            return ask(
+                self.method, self.params, context, turns, question, max_new_tokens=max_new_tokens
+            )
+        phase3 = self.config.get("phase3", None)
+        extra = (
+            "; its phase-3 LLM is not part of prediction"
+            if phase3 is not None and phase3.get("enabled", False)
+            else " (phases 1-2 only)"
+        )
+        raise ChatUnavailableError(
+            f"{self.workdir}: a {self.name} run predicts with its anomaly scorer only: "
+            f"no language model to ask{extra}"
+        )
+
+
+def followup_row(
+    tok: Any,
+    config: Any,
+    turns: list[dict[str, str]],
+    question: str,
+    num_video_tokens: int,
+    max_length: int,
+    query_tok: Any = None,
+    source: str = "chat",
+) -> dict[str, np.ndarray]:
+    """The left-padded generation row (the ``chat_row`` keys) of the conversation ``turns``
+    followed by the human ``question``; the Q-Former's instruction is ``question``.
+
+    The first human turn carries the ``<video>`` marker (without turns the question gets it).
+    A conversation longer than ``max_length`` tokens loses its oldest follow-up exchanges
+    first, then its opening exchange. Raises the chat tokenizer's ``TooLongError`` (a
+    ``ValueError``) when the question alone does not fit.
+    """
+    from vau_jax.data import templates as T
+    from vau_jax.data.chat import TooLongError, tokenize_chat
+    from vau_jax.methods.pretrain.vlm_parts import encode_query
+
+    question = " ".join(question.replace(T.VIDEO_MARKER, " ").split())
+    opening, rest = list(turns[:2]), list(turns[2:])
+    while True:
+        if opening:
+            conv = [*opening, *rest, {"from": "human", "value": question}]
+        else:
+            conv = [{"from": "human", "value": f"{T.VIDEO_MARKER}\n{question}"}]
+        try:
+            ex = tokenize_chat(
+                tok,
+                conv,
+                int(max_length),
+                str(config.chat_format),
+                num_video_tokens=int(num_video_tokens),
+                add_generation_prompt=True,
+                left_pad=True,
+                system=config.system_prompt,
+                source=source,
+            )
+            break
+        except TooLongError:
+            if rest:
+                rest = rest[2:]
+            elif opening:
+                opening = []
+            else:
+                raise
+    ex["query_ids"], ex["query_mask"] = encode_query(
+        query_tok or tok, question, int(config.max_query_length)
+    )
+    ex["video"] = np.int32(0)
+    return ex
 
 
 def load_config(workdir: str) -> Any:
@@ -142,3 +279,36 @@ def load_run(workdir: str, config: Any = None) -> Run:
         trainer.close()
     params = jax.device_put(jax.device_get(params), jax.local_devices()[0])  # one video: one device
     return Run(workdir, config, method, params, step, str(meta.get("stage", "")))
+
+
+def followup_answer(
+    scorer: Any,
+    params: Any,
+    llm: Any,
+    row: dict[str, np.ndarray],
+    tok: Any,
+    attach: Any,
+    max_new_tokens: int = 32,
+    bucket: int = 128,
+) -> str:
+    """Greedy answer to one :func:`followup_row` (as ``Scorer.generate``, with the prompt
+    cut to a multiple of ``bucket`` tokens: a growing conversation compiles once per bucket,
+    not once per 16 tokens). ``params["llm"]`` are the LLM's params."""
+    from vau_jax.eval.generate import generate
+    from vau_jax.eval.scoring import round_up, stack_rows
+
+    n = int(row["attention_mask"].sum())
+    b = attach(stack_rows([row], min_length=round_up(n, bucket)))
+    toks, lengths = generate(
+        llm,
+        params["llm"],
+        inputs_embeds=scorer.prefix_embeds(params, b),
+        attention_mask=b["attention_mask"],
+        max_new_tokens=int(max_new_tokens),
+        eos_id=tok.eos_id,
+        pad_id=tok.pad_id,
+    )
+    toks, length = np.asarray(toks)[0], int(np.asarray(lengths)[0])
+    return tok.decode(
+        [int(t) for t in toks[:length] if int(t) not in (tok.eos_id, tok.pad_id)]
+    ).strip()

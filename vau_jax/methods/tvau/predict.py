@@ -132,5 +132,63 @@ def predict(
         "answers": answers,
         "explanation": " ".join(a["answer"] for a in answers),
     }
-    method.last_prediction = {"heatmaps": heat, "indices": feats["indices"]}
+    method.last_prediction = {"heatmaps": heat, "indices": feats["indices"], "feats": feats}
     return timeline, {"seconds": start_s + duration}
+
+
+def opening_turns(timeline: dict[str, Any]) -> list[dict[str, str]]:
+    """The conversation a follow-up continues: the Yes/No question and its answer."""
+    first = timeline["answers"][0]
+    return [
+        {"from": "human", "value": f"{T.VIDEO_MARKER}\n{first['question']}"},
+        {"from": "gpt", "value": str(first["answer"])},
+    ]
+
+
+def ask(
+    method: Any,
+    params: Any,
+    last: dict[str, Any],
+    turns: list[dict[str, str]],
+    question: str,
+    *,
+    max_new_tokens: int = 32,
+    source: str = "chat",
+) -> str:
+    """A follow-up question about a video :func:`predict` has seen: the LVLM's greedy answer.
+
+    ``last`` is ``method.last_prediction`` of that call: its tapped tokens are reused (no
+    frame decoded or encoded again); RAE's prompts come from them as in :func:`answer`.
+    Recomputed: the Q-Former's instruction (``question``) and the prompt (``turns`` +
+    ``question``, see :func:`vau_jax.inference.followup_row`).
+    """
+    from vau_jax.inference import followup_answer, followup_row
+    from vau_jax.methods.tvau.evaluation import scorer
+    from vau_jax.models.llama import LlamaForCausalLM
+
+    method._need("inference")
+    sampled = D.sample_frames(last["feats"], method.frames)
+    row = followup_row(
+        method.tok,
+        method.config,
+        turns,
+        question,
+        method.num_video_tokens,
+        int(method.config.rae_max_length),
+        method.query_tok,
+        source,
+    )
+
+    def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["video"])
+        return {**batch, **{k: np.repeat(v[None], n, 0) for k, v in sampled.items()}}
+
+    return followup_answer(
+        scorer(method),
+        {**params, "llm": params["vlm"]["llm"]},  # the scorer decodes with params["llm"]
+        LlamaForCausalLM(method.llm_cfg),
+        row,
+        method.tok,
+        attach,
+        int(max_new_tokens),
+    )

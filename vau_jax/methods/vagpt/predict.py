@@ -191,3 +191,56 @@ def predict(
     }
     method.last_prediction = feats
     return timeline, {"seconds": start_s + duration}
+
+
+def opening_turns(timeline: dict[str, Any]) -> list[dict[str, str]]:
+    """The conversation a follow-up continues: the prediction's prompt and explanation."""
+    return [
+        {"from": "human", "value": str(timeline["prompt"])},
+        {"from": "gpt", "value": str(timeline["explanation"])},
+    ]
+
+
+def ask(
+    method: Any,
+    params: Any,
+    feats: dict[str, np.ndarray],
+    turns: list[dict[str, str]],
+    question: str,
+    *,
+    keep: float | None = None,
+    max_new_tokens: int = 32,
+    source: str = "chat",
+) -> str:
+    """A follow-up question about a video :func:`predict` has seen: the LLM's greedy answer.
+
+    ``feats`` is that call's :func:`video_features` (``method.last_prediction``): no frame is
+    decoded or encoded again, and SETS selects from the cached DINOv2 patches. Recomputed:
+    the text-conditioned Q-Former (its instruction is ``question``) and the prompt (``turns``
+    + ``question``, see :func:`vau_jax.inference.followup_row`). ``keep``: the SETS ratio
+    (default: stage 2's).
+    """
+    from vau_jax.inference import followup_answer, followup_row
+    from vau_jax.models.llama import LlamaForCausalLM
+
+    method._need("inference")
+    keep = method.keep["stage2"] if keep is None else float(keep)
+    row = followup_row(
+        method.tok,
+        method.config,
+        turns,
+        question,
+        method.num_video_tokens,
+        int(method.llm_cfg.max_position_embeddings) // 2,
+        method.query_tok,
+        source,
+    )
+    return followup_answer(
+        method.scorer(keep),
+        params,
+        LlamaForCausalLM(method.llm_cfg),
+        row,
+        method.tok,
+        _attach(feats),
+        int(max_new_tokens),
+    )
