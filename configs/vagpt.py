@@ -55,8 +55,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # on clip dialogues alone it stopped answering with a letter: 100% unparsed; at 0.25 with
     # stage 1 at lr 1e-3 generated answers fell to 0.234, at 0.5 with lr 1e-4 they stay at the
     # base model's 0.365: README, VA-GPT).
+    # text_replay_prior: the fraction of replayed rows that open with a TETG-style prior
+    # (replay_conversations), so that the prior sentence is not only ever seen before clip
+    # questions.
     c.train_data = ml_collections.ConfigDict(
-        {"generator": "template", "clip": 1, "video": 1, "frame": 1, "text": 1, "text_replay": 0.5}
+        {
+            "generator": "template",
+            "clip": 1,
+            "video": 1,
+            "frame": 1,
+            "text": 1,
+            "text_replay": 0.5,
+            "text_replay_prior": 0.0,
+        }
     )
     # Evaluation (VA-GPT §4, supplementary §1.2): the model generates its answer to each
     # four-option question; the parsed letter is scored (option log-likelihood: a diagnostic).

@@ -173,10 +173,33 @@ def _noise(config: Any) -> float:
     return float(config.get("mc_time_noise", 0.0))
 
 
-def replay_conversations(config: Any, count: int, seed: int) -> list[list[dict[str, str]]]:
+def prior_sentence(report: Report, class_names: Sequence[str], rng: np.random.Generator) -> str:
+    """A TETG-style prior for a text report: the class list and the span of the report's
+    anomaly intervals with each end moved by up to ±1 s (as TETG's predicted interval is only
+    roughly right), or the "no anomaly" sentence for a normal report."""
+    from vau_jax.data.instruct import tetg_text
+
+    iv = report.facts.intervals
+    if report.facts.anomaly_type == NORMAL or not iv:
+        return tetg_text(class_names, None)
+    dur = float(report.facts.duration)
+    s = min(a for a, _ in iv) + float(rng.uniform(-1.0, 1.0))
+    e = max(b for _, b in iv) + float(rng.uniform(-1.0, 1.0))
+    s, e = max(0.0, round(s, 1)), min(dur, round(e, 1))
+    return tetg_text(class_names, (s, max(e, min(dur, s + 0.1))))
+
+
+def replay_conversations(
+    config: Any, count: int, seed: int, prior_fraction: float = 0.0
+) -> list[list[dict[str, str]]]:
     """``count`` text-only conversations drawn like the text pretraining corpus of
     ``config`` (a ``configs/text_pretrain.py`` config: its pretrain-split reports and
     ``mix``), for the later trainings of the same LLM to replay.
+
+    With ``prior_fraction > 0`` that fraction of them opens with a TETG-style prior
+    (:func:`prior_sentence`), so that a prompt carrying VA-GPT's temporal-prior sentence is
+    not only ever a clip-caption question: without it, the sentence switched the 4-layer LLM
+    from lettered answers to caption fragments (README, VA-GPT).
 
     A 4-layer LLM trained from scratch forgets what it is not shown: fine-tuned on video
     captions and clip dialogues alone it stops answering lettered questions at all. Replaying
@@ -201,6 +224,9 @@ def replay_conversations(config: Any, count: int, seed: int) -> list[list[dict[s
         conv, _ = conversation(
             rep, kind, seed_k, tuple(ANOMALY_TYPES), REPORT_MC_QUESTIONS, _noise(config)
         )
+        if prior_fraction > 0 and rng.uniform() < prior_fraction:
+            prior = prior_sentence(rep, tuple(ANOMALY_TYPES), rng)
+            conv = [{**conv[0], "value": f"{prior}\n{conv[0]['value']}"}, *conv[1:]]
         out.append(conv)
     return out
 

@@ -207,16 +207,21 @@ def conversation_row(
     return ex
 
 
-def replay_rows(method: Any, num_rows: int, fraction: float) -> list[dict[str, np.ndarray]]:
+def replay_rows(
+    method: Any, num_rows: int, fraction: float, prior_fraction: float = 0.0
+) -> list[dict[str, np.ndarray]]:
     """``round(fraction * num_rows)`` text-only replay rows
     (:func:`vau_jax.methods.pretrain.text_llm.replay_conversations` of the config's
-    ``base_llm.text_pretrain``), tokenized like ``method``'s video rows; their video index
-    is 0 and they hold no video token. Conversations longer than ``max_length`` are skipped."""
+    ``base_llm.text_pretrain``; ``prior_fraction`` of them open with a TETG-style prior),
+    tokenized like ``method``'s video rows; their video index is 0 and they hold no video
+    token. Conversations longer than ``max_length`` are skipped."""
     from vau_jax.data.chat import TooLongError
     from vau_jax.methods.pretrain.text_llm import replay_conversations
 
     c = method.config
-    convs = replay_conversations(c.base_llm.text_pretrain, round(fraction * num_rows), int(c.seed))
+    convs = replay_conversations(
+        c.base_llm.text_pretrain, round(fraction * num_rows), int(c.seed), prior_fraction
+    )
     out = []
     for k, conv in enumerate(convs):
         try:
