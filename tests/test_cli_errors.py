@@ -3,8 +3,8 @@ stderr line ``error: ...`` and exit code 2 (no traceback, no absl usage dump).
 
 ``main``, ``evaluate``, ``convert`` and ``aot`` define their flags on absl's global
 ``FLAGS`` when run as ``__main__``, so their cases run as real ``python -m`` subprocesses;
-``explain``, ``extract``, ``tvau_build`` and the SynthVAD writer take ``main(argv)`` and run
-in-process (a few of them as subprocesses too). ``serve`` does not exist yet.
+``explain``, ``extract``, ``tvau_build``, ``serve`` and the SynthVAD writer take ``main(argv)``
+and run in-process (a few of them as subprocesses too).
 
 Nothing here trains or compiles a model: every case fails before that.
 """
@@ -32,6 +32,7 @@ MODULES = {
     "extract": "vau_jax.extract",
     "tvau_build": "vau_jax.tvau_build",
     "synthvad": "vau_jax.data.synthvad.__main__",
+    "serve": "vau_jax.serve.__main__",
 }
 SUBPROCESS_ONLY = {"main", "evaluate", "convert", "aot"}  # flags on absl's global FLAGS
 ABSL_ARGV0 = {"tvau_build", "synthvad"}  # main(argv) wants the program name first
@@ -124,6 +125,12 @@ CASES = [
     case("aot", [], "--config=configs/<method>.py[:preset] is required"),
     case("aot", [f"--config={VADLLAMA}:nope"], "unknown preset 'nope'", "('tiny', 'paper')"),
     case("aot", [f"--config={VADLLAMA}:paper", "--config.lr_typo=1"], "nearest valid keys"),
+    # ---------------------------------------------------------------- serve
+    case("serve", [], "the following arguments are required: --workdir"),
+    case("serve", ["--workdir={t}/nope"], "nope: no such run folder"),
+    case("serve", ["--workdir={t}/emptydir"], "config.json: missing; not a run folder"),
+    case("serve", ["--workdir={t}/emptydir", "--port=abc"], "--port=abc: not an integer"),
+    case("serve", ["--workdir={t}/emptydir", "--max_upload_mb=x"], "not a number", sub=True),
     # ---------------------------------------------------------------- explain
     case("explain", [], "the following arguments are required: --workdir, --video"),
     case("explain", ["--workdir={t}/nope", VIDEO], "nope: no such run folder"),
@@ -250,7 +257,7 @@ def test_user_error_is_one_line_exit_2(c, files, capsys):
 
 def test_the_table_covers_every_cli():
     assert len(CASES) >= 30
-    assert {c.cli for c in CASES} == set(MODULES)  # serve: not written yet
+    assert {c.cli for c in CASES} == set(MODULES)
     assert {c.cli for c in CASES if c.subprocess} >= {"explain", "extract", "synthvad"}
 
 
