@@ -139,14 +139,11 @@ def test_safetensors_claiming_1e12_elements_fails_fast(tmp_path, lie):
 # ----------------------------------------------------------------------------- HF folders
 
 
-@pytest.fixture(scope="module")
-def hf_folder(tmp_path_factory):
-    """A tiny llama ``save_pretrained``-style folder: ``config.json`` + ``model.safetensors``."""
+def _tiny_llama():
+    """``(config, module, params)`` of a one-layer llama of width 8 (random weights)."""
     import flax.linen as nn
     import jax
-    from safetensors.numpy import save_file
 
-    from vau_jax.convert import export_hf, export_hf_config
     from vau_jax.models import llama
 
     cfg = llama.LlamaConfig(
@@ -161,7 +158,17 @@ def hf_folder(tmp_path_factory):
     )
     module = llama.module_from_config(cfg)
     args, kwargs = llama.dummy_inputs(cfg)
-    params = nn.unbox(module.init(jax.random.key(0), *args, **kwargs)["params"])
+    return cfg, module, nn.unbox(module.init(jax.random.key(0), *args, **kwargs)["params"])
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    """A tiny llama ``save_pretrained``-style folder: ``config.json`` + ``model.safetensors``."""
+    from safetensors.numpy import save_file
+
+    from vau_jax.convert import export_hf, export_hf_config
+
+    cfg, module, params = _tiny_llama()
     root = tmp_path_factory.mktemp("hf") / "tiny"
     root.mkdir()
     save_file(export_hf(module, params), str(root / "model.safetensors"))
@@ -401,25 +408,10 @@ def test_torch_shard_index(tmp_path, index):
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     """A tiny converted llama checkpoint folder (``save_converted``)."""
-    import flax.linen as nn
-    import jax
 
     from vau_jax.convert.checkpoint import save_converted
-    from vau_jax.models import llama
 
-    cfg = llama.LlamaConfig(
-        vocab_size=12,
-        hidden_size=8,
-        intermediate_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=4,
-        max_position_embeddings=32,
-    )
-    module = llama.module_from_config(cfg)
-    args, kwargs = llama.dummy_inputs(cfg)
-    params = nn.unbox(module.init(jax.random.key(0), *args, **kwargs)["params"])
+    cfg, module, params = _tiny_llama()
     dst = str(tmp_path_factory.mktemp("converted") / "ckpt")
     save_converted(dst, module, params, source="test")
     return dst

@@ -7,7 +7,6 @@ state fingerprint can tell). The rerun warns once naming step 6, resumes from st
 ends with the uninterrupted run's params and loss sequence.
 """
 
-import json
 import logging
 import os
 
@@ -15,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.train.test_trainer import _losses
 from tests.train.toy_method import ToyMethod, config
 from vau_jax.train.checkpoint import CheckpointCorruptError, Checkpointer, fingerprint
 from vau_jax.train.trainer import Trainer
@@ -29,16 +29,6 @@ def _train(workdir, script=QUIET):
         return jax.tree.map(np.asarray, trainer.train())
     finally:
         trainer.close()
-
-
-def _losses(workdir):
-    out = {}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            if r["split"] == "train":
-                out[r["step"]] = r["loss"]
-    return out
 
 
 def _interrupted(workdir):
