@@ -259,6 +259,9 @@ def load_run(workdir: str, config: Any = None) -> Run:
     ckpts = os.path.join(workdir, "checkpoints")
     config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
     config.async_checkpointing = False
+    steps = os.listdir(ckpts) if os.path.isdir(ckpts) else []
+    if not any(n.isdigit() for n in steps):  # before preparing: a cheap, more useful answer
+        raise RunError(f"{ckpts}: no checkpoint; train first with python -m vau_jax.main")
     method = methods.build(config, workdir)
     try:
         method.prepare(inference=True)
