@@ -209,8 +209,8 @@ def test_round_trip_through_evaluate_cli(tmp_path):
     # by score: b .90 FP; a .88 + b .88 FP; b .86, a .84, a .80 FP (FPR 6/64); a .79 TP
     # (RBDR .1); a .76 FP; a .73 TP (.2); a .72 FP (FPR 8/64); a .67, .61, .55 TP (.5).
     # RBDC = (.1 * 1 + .2 * 1 + .5 * 56) / 64; the track is found at FPR 6/64: TBDC = 58/64
-    assert mixed["RBDC"] == pytest.approx(28.3 / 64, abs=1e-12)
-    assert mixed["TBDC"] == pytest.approx(58 / 64, abs=1e-12)
+    assert mixed["RBDC"] == pytest.approx(28.3 / 64, abs=1e-14)
+    assert mixed["TBDC"] == pytest.approx(58 / 64, abs=1e-14)
 
 
 # ------------------------------------------------------------------------------- pictures

@@ -71,8 +71,8 @@ def test_frame_auc(tmp_path):
     )
     auc_a = skm.roc_auc_score(np.r_[ya, yb], np.r_[s["Abuse028_x264"], s["Arson011_x264"]])
     assert set(out) == {"AUC_O", "AUC_A"}
-    assert out["AUC_O"] == pytest.approx(auc_o, abs=1e-12)
-    assert out["AUC_A"] == pytest.approx(auc_a, abs=1e-12)
+    assert out["AUC_O"] == pytest.approx(auc_o, abs=1e-14)
+    assert out["AUC_A"] == pytest.approx(auc_a, abs=1e-14)
     rc, umil, err = run_cli(
         "--metric=frame_auc", f"--gt={ann}", f"--pred={pred}", "--protocol=umil", "--windows=32"
     )
@@ -118,9 +118,9 @@ def test_frame_auc_umil_list(tmp_path):
     sb = _umil_loop(s["Arson011_x264"], 120)
     sn = _umil_loop(s["Normal_Videos_003_x264"], 70)
     assert out["AUC_O"] == pytest.approx(
-        skm.roc_auc_score(np.r_[ya, yb, np.zeros(70)], np.r_[sa, sb, sn]), abs=1e-12
+        skm.roc_auc_score(np.r_[ya, yb, np.zeros(70)], np.r_[sa, sb, sn]), abs=1e-14
     )
-    assert out["AUC_A"] == pytest.approx(skm.roc_auc_score(np.r_[ya, yb], np.r_[sa, sb]), abs=1e-12)
+    assert out["AUC_A"] == pytest.approx(skm.roc_auc_score(np.r_[ya, yb], np.r_[sa, sb]), abs=1e-14)
 
 
 def test_frame_auc_errors(tmp_path):
@@ -190,7 +190,7 @@ def test_frame_auc_tad_list_protocols(tmp_path, protocol, expected):
             f"--protocol={protocol}",
         )
         assert rc == 0, err
-        assert out == pytest.approx(expected, abs=1e-12)
+        assert out == pytest.approx(expected, abs=1e-14)
         assert err.count("1 video(s) of class normal") == 1  # the reader's warning, once
     rc, _, err = run_cli(
         "--metric=frame_auc",
@@ -219,7 +219,7 @@ def test_xd_ap(tmp_path):
     s = np.r_[np.repeat(calm, 16), np.repeat(fight, 16)]
     p, r, _ = skm.precision_recall_curve(y, s)
     assert out == pytest.approx(
-        {"AP_trapz": skm.auc(r, p), "AP_step": skm.average_precision_score(y, s)}, abs=1e-12
+        {"AP_trapz": skm.auc(r, p), "AP_step": skm.average_precision_score(y, s)}, abs=1e-14
     )
 
 
@@ -270,7 +270,7 @@ def test_rbdc_tbdc(tmp_path):
     for extra in ("--num_frames=10", f"--meta={meta}"):
         rc, out, err = run_cli("--metric=rbdc_tbdc", f"--gt={gt}", f"--pred={pred}", extra)
         assert rc == 0, err
-        assert out == pytest.approx({"RBDC": 0.1 / 3 + 0.6, "TBDC": 0.95}, abs=1e-12)
+        assert out == pytest.approx({"RBDC": 0.1 / 3 + 0.6, "TBDC": 0.95}, abs=1e-14)
     rc, _, err = run_cli("--metric=rbdc_tbdc", f"--gt={gt}", f"--pred={pred}")
     assert rc == 2 and "--num_frames" in err
     meta.write_text("v 6\n")

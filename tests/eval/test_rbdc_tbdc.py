@@ -29,8 +29,8 @@ def test_hand_derived_example():
     #   area = 0.1 * 1/3 + 0.9 * 2/3 = 0.63333...
     # TBDR curve: (0,0) (0,1/2) (.1,1/2) (.1,1) ... (1,1): area = 0.1 * 0.5 + 0.9 * 1 = 0.95
     out = rbdc_tbdc(gt, preds, 10)
-    assert out["RBDC"] == pytest.approx(0.1 / 3 + 0.9 * 2 / 3, abs=1e-12)
-    assert out["TBDC"] == pytest.approx(0.95, abs=1e-12)
+    assert out["RBDC"] == pytest.approx(0.1 / 3 + 0.9 * 2 / 3, abs=1e-14)
+    assert out["TBDC"] == pytest.approx(0.95, abs=1e-14)
     curves = detection_curves(gt, preds, 10)
     np.testing.assert_allclose(curves["FPR"], [0, 0, 0.1, 0.1, 0.1, 0.2])
     np.testing.assert_allclose(curves["RBDR"], [0, 1 / 3, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
@@ -170,8 +170,8 @@ def test_matches_loop_reference(seed):
     total = max(total // 10, 1)  # few frames -> the FPR cut matters
     ours = rbdc_tbdc(gt, preds, total)
     ref = _loop_reference(gt, preds, total)
-    assert ours["RBDC"] == pytest.approx(ref["RBDC"], abs=1e-12)
-    assert ours["TBDC"] == pytest.approx(ref["TBDC"], abs=1e-12)
+    assert ours["RBDC"] == pytest.approx(ref["RBDC"], abs=1e-14)
+    assert ours["TBDC"] == pytest.approx(ref["TBDC"], abs=1e-14)
 
 
 @pytest.mark.parametrize("seed", range(10))
