@@ -294,24 +294,10 @@ def followup_answer(
     max_new_tokens: int = 32,
     bucket: int = 128,
 ) -> str:
-    """Greedy answer to one :func:`followup_row` (as ``Scorer.generate``, with the prompt
+    """Greedy answer to one :func:`followup_row` (``Scorer.generate`` with the prompt
     cut to a multiple of ``bucket`` tokens: a growing conversation compiles once per bucket,
     not once per 16 tokens). ``params["llm"]`` are the LLM's params."""
-    from vau_jax.eval.generate import generate
-    from vau_jax.eval.scoring import round_up, stack_rows
-
-    n = int(row["attention_mask"].sum())
-    b = attach(stack_rows([row], min_length=round_up(n, bucket)))
-    toks, lengths = generate(
-        llm,
-        params["llm"],
-        inputs_embeds=scorer.prefix_embeds(params, b),
-        attention_mask=b["attention_mask"],
-        max_new_tokens=int(max_new_tokens),
-        eos_id=tok.eos_id,
-        pad_id=tok.pad_id,
+    answers = scorer.generate(
+        params, llm, [row], tok, attach, max_new_tokens, batch_size=1, bucket=bucket
     )
-    toks, length = np.asarray(toks)[0], int(np.asarray(lengths)[0])
-    return tok.decode(
-        [int(t) for t in toks[:length] if int(t) not in (tok.eos_id, tok.pad_id)]
-    ).strip()
+    return answers[0]

@@ -139,12 +139,16 @@ def option_batches(
         yield n, pack_options(chunk + [chunk[-1]] * (bs - n), p, c, pad_id)
 
 
-def prompt_batches(rows: Sequence[Row], batch_size: int) -> Iterator[tuple[int, Row]]:
+def prompt_batches(
+    rows: Sequence[Row], batch_size: int, bucket: int = 16
+) -> Iterator[tuple[int, Row]]:
     """Yields ``(n_real, batch)`` of left-padded generation prompts, ``batch_size`` rows each
-    (the last batch repeated), all cut to one length (the longest prompt, rounded to 16)."""
+    (the last batch repeated), all cut to one length: the longest prompt (rounded to 16 by
+    :func:`stack_rows`) rounded up to a multiple of ``bucket`` (a multiple of 16; a growing
+    prompt then compiles once per bucket)."""
     if not rows:
         raise ValueError("no prompts to generate from")
-    length = stack_rows(rows)["input_ids"].shape[1]
+    length = round_up(stack_rows(rows)["input_ids"].shape[1], int(bucket))
     bs = min(int(batch_size), len(rows))
     for s in range(0, len(rows), bs):
         chunk = list(rows[s : s + bs])
@@ -203,6 +207,7 @@ class Scorer:
         attach: Callable[[Row], Row] = lambda b: b,
         max_new_tokens: int = 24,
         batch_size: int = 32,
+        bucket: int = 16,
     ) -> list[str]:
         """Greedy answers to left-padded prompt rows (the prefix fills the KV cache once).
 
@@ -210,12 +215,13 @@ class Scorer:
           llm: the :class:`~vau_jax.models.llama.LlamaForCausalLM` whose params are
             ``params["llm"]``.
           tok: the tokenizer (``eos_id``, ``pad_id``, ``decode``).
+          bucket: prompts are cut to a multiple of this many tokens (:func:`prompt_batches`).
         """
         from vau_jax.eval.generate import generate
 
         texts: list[str] = []
         bar = _bar(-(-len(rows) // max(1, min(int(batch_size), len(rows)))), "generate")
-        for k, (n, b) in enumerate(prompt_batches(rows, batch_size)):
+        for k, (n, b) in enumerate(prompt_batches(rows, batch_size, bucket)):
             b = attach(b)
             toks, lengths = generate(
                 llm,
