@@ -15,6 +15,24 @@ def data_dir() -> str:
     return os.environ.get("VAU_JAX_DATA_DIR", "data_cache")
 
 
+def share_data_dir(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Makes every nested ``data_dir`` (the pretraining configs a method builds on: tiny
+    CLIP, text / video LLM) follow ``c.data_dir``: ``--config.data_dir=DIR`` then puts every
+    cache under ``DIR`` instead of leaving the nested ones in the default folder."""
+    ref = c.get_ref("data_dir")
+
+    def walk(node: ml_collections.ConfigDict) -> None:
+        for key in list(node.keys()):
+            value = node[key]
+            if isinstance(value, ml_collections.ConfigDict):
+                if "data_dir" in value:
+                    value.data_dir = ref
+                walk(value)
+
+    walk(c)
+    return c
+
+
 def base_config() -> ml_collections.ConfigDict:
     """The shared skeleton; method configs extend it."""
     c = ml_collections.ConfigDict()

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import ml_collections  # noqa: E402
 import vagpt as vagpt_config  # noqa: E402
-from common import adamw_stage, base_config, data_dir, parse_preset  # noqa: E402
+from common import adamw_stage, base_config, data_dir, parse_preset, share_data_dir  # noqa: E402
 
 #: The fields of VA-GPT's config the shared base video LLM is keyed by: T-VAU copies them, so
 #: both methods load the same cached LVLM.
@@ -99,7 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 100
     if preset == "paper":
         paper(c)
-    return c
+    return share_data_dir(c)
 
 
 def paper(c: ml_collections.ConfigDict) -> None:

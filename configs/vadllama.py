@@ -20,7 +20,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import clip_pretrain  # noqa: E402
 import ml_collections  # noqa: E402
-from common import adamw_stage, add_dataset_fields, base_config, data_dir, parse_preset  # noqa: E402
+from common import (  # noqa: E402
+    adamw_stage,
+    add_dataset_fields,
+    base_config,
+    data_dir,
+    parse_preset,
+    share_data_dir,
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -147,4 +154,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         lp.max_length = 512  # Video-LLaMA max_txt_len 512
         lp.max_answer = 64  # ours: generated tokens at evaluation
     c.phase3 = p3
-    return c
+    return share_data_dir(c)

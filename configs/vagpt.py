@@ -27,7 +27,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import ml_collections  # noqa: E402
 import vadllama as vadllama_config  # noqa: E402
-from common import adamw_stage, add_dataset_fields, base_config, data_dir, parse_preset  # noqa: E402
+from common import (  # noqa: E402
+    adamw_stage,
+    add_dataset_fields,
+    base_config,
+    data_dir,
+    parse_preset,
+    share_data_dir,
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -207,4 +214,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # qformer_tokenizer/ folder the conversion kept beside the converted LLaMA-VID
         # (bert-base-uncased's: LLaMA-VID init_bert).
         c.qformer_tokenizer = ""
-    return c
+    return share_data_dir(c)
