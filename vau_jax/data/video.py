@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import av
 import numpy as np
@@ -96,11 +96,13 @@ class Clip:
     n_valid: int
 
 
-def _open(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    if not os.path.isfile(path):
+def _open(
+    path: str, fileobj: BinaryIO | None = None
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    if fileobj is None and not os.path.isfile(path):
         raise VideoDecodeError(f"{path}: no such file")
     try:
-        container = av.open(path, mode="r")
+        container = av.open(path if fileobj is None else fileobj, mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
         raise VideoDecodeError(f"{path}: cannot open as a video: {err}") from None
     if not container.streams.video:
@@ -200,6 +202,7 @@ def iter_frames(
     chunk_size: int = 64,
     max_frames: int | None = None,
     check_length: bool = True,
+    fileobj: BinaryIO | None = None,
 ) -> Iterator[FrameChunk]:
     """Stream ``path`` as :class:`FrameChunk` s of at most ``chunk_size`` frames.
 
@@ -213,13 +216,16 @@ def iter_frames(
       max_frames: stop after this many output frames.
       check_length: raise :class:`VideoDecodeError` if a full decode ends well before the
         container's declared frame count (a truncated file).
+      fileobj: read the container from this binary file object instead (a pipe or a
+        growing file, :mod:`vau_jax.stream`; it needs only ``read``); ``path`` then only
+        names it in errors. MPEG-TS and Matroska can be read this way while still written.
     """
     path = os.fspath(path)
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    container, stream = _open(path)
+    container, stream = _open(path, fileobj)
     stream.thread_type = "AUTO"
     declared = int(stream.frames or 0)
     scaled, crop = _target_size(stream.width, stream.height, size, resize)

@@ -19,6 +19,7 @@ def render_video(
     config: SynthConfig | None = None,
     anomaly_type: str | None = None,
     video_id: str | None = None,
+    scene: Scene | None = None,
 ) -> SynthVideo:
     """Render the video of ``seed``; the same seed and config give identical bytes.
 
@@ -28,6 +29,9 @@ def render_video(
       anomaly_type: force "normal" or one of ``config.anomaly_types``; None draws it from the
         seed with ``config.anomaly_prob``.
       video_id: id to record; defaults to ``"seed_<seed>"``.
+      scene: film this static scene instead of the seed's own (everything else, walkers,
+        the event and the light, still comes from the seed): consecutive segments of one
+        camera, e.g. the long streams of ``bench/stream.py``.
 
     Returns:
       the frames with their ground truth (see :class:`SynthVideo`).
@@ -43,7 +47,8 @@ def render_video(
         raise ValueError(f"render_video: unknown anomaly type {anomaly_type!r}")
     h, w, fps = config.height, config.width, float(config.fps)
     num_frames = max(2, int(round(rng.uniform(config.min_seconds, config.max_seconds) * fps)))
-    scene = make_scene(rng, h, w, config.domain)
+    own = make_scene(rng, h, w, config.domain)  # drawn either way: the same rng stream
+    scene = own if scene is None else scene
     shirts = [int(i) for i in rng.permutation(len(SHIRTS))]
     shifted = config.domain == "shifted"
     ctx = Context(rng, scene, num_frames, fps, h, w, shirts, 1.3 if shifted else 1.0)
