@@ -2,6 +2,8 @@
 
     python -m vau_jax.explain --workdir=DIR --video=PATH [--out=DIR] [--max_seconds=S] \
         [--question=TEXT] [--num_options=8|4] [--free_form] [--max_new_tokens=32]
+    python -m vau_jax.explain --stream --workdir=DIR --video=PATH|- [--window_seconds=1] \
+        [--threshold=P | --false_alarms_per_hour=R] [--idle_seconds=10]
 
 ``DIR`` is a run of ``python -m vau_jax.main`` (VA-GPT or VAD-LLaMA). The run is restored
 with :func:`vau_jax.load_run` (frozen encoders and heads only: the training features are not
@@ -14,6 +16,10 @@ size (shorter side resized, centre crop), and the method predicts:
   LLM's greedy explanation (``--question`` replaces the question; ``--free_form`` asks it
   without options);
 * VAD-LLaMA: the phase-2 VADor's clip scores (LTC carried through the video), per frame.
+
+``--stream`` follows a growing MPEG-TS / Matroska file, or standard input with
+``--video=-``, window by window and prints one JSON line per window (``t_s``, ``p``,
+``event``, ``type``): see :mod:`vau_jax.stream`.
 
 Outputs in ``--out`` (default ``DIR/explain/<video stem>``): ``timeline.json`` (atomic;
 ``frame_probs``, ``intervals_s``, ``fps``, ``n_frames``, ``method`` + the method's extras) and
@@ -176,7 +182,9 @@ def run(
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p = ArgumentParser(prog="python -m vau_jax.explain", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="a finished run folder (VA-GPT, VAD-LLaMA)")
-    p.add_argument("--video", required=True, help="the video file to explain")
+    p.add_argument(
+        "--video", required=True, help="the video file to explain (--stream: a growing file or -)"
+    )
     p.add_argument("--out", default=None, help="output folder (default DIR/explain/<stem>)")
     p.add_argument("--max_seconds", type=float, default=None, help="only the first seconds")
     p.add_argument("--question", default=None, help="VA-GPT: question for the answer")
@@ -189,7 +197,90 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--free_form", action="store_true", help="VA-GPT: ask without options")
     p.add_argument("--max_new_tokens", type=int, default=32, help="VA-GPT: answer length")
-    return p.parse_args(argv)
+    s = p.add_argument_group("streaming (--stream; see vau_jax.stream)")
+    s.add_argument(
+        "--stream",
+        action="store_true",
+        help="follow a growing MPEG-TS/MKV file (or stdin with --video=-): a JSON line a window",
+    )
+    s.add_argument("--window_seconds", type=float, default=1.0, help="stream window length")
+    s.add_argument(
+        "--threshold", type=float, default=None, help="alert threshold (default: the run's)"
+    )
+    s.add_argument(
+        "--false_alarms_per_hour",
+        type=float,
+        default=None,
+        help="calibrate the threshold for this false-alert rate on SynthVAD's validation split",
+    )
+    s.add_argument(
+        "--calibration_videos", type=int, default=64, help="validation videos to calibrate on"
+    )
+    s.add_argument(
+        "--idle_seconds",
+        type=float,
+        default=10.0,
+        help="a growing file that stops growing this long has ended",
+    )
+    s.add_argument(
+        "--type_seconds",
+        type=float,
+        default=4.0,
+        help="VA-GPT: seconds an alert's type is read from",
+    )
+    args = p.parse_args(argv)
+    if args.stream:
+        if args.threshold is not None and args.false_alarms_per_hour is not None:
+            p.error("give --threshold or --false_alarms_per_hour, not both")
+        for name in ("window_seconds", "idle_seconds", "type_seconds"):
+            if not getattr(args, name) > 0:
+                p.error(f"--{name} must be positive, got {getattr(args, name)}")
+        if args.false_alarms_per_hour is not None and args.false_alarms_per_hour < 0:
+            p.error(f"--false_alarms_per_hour must be >= 0, got {args.false_alarms_per_hour}")
+        if args.calibration_videos < 1:
+            p.error(f"--calibration_videos must be >= 1, got {args.calibration_videos}")
+    elif args.video == "-":
+        p.error("--video=- (standard input) needs --stream")
+    return args
+
+
+def stream(args: argparse.Namespace) -> int:
+    """``--stream``: JSON lines on stdout, a summary on stderr (see :mod:`vau_jax.stream`)."""
+    import vau_jax
+    from vau_jax import stream as S
+
+    name, fileobj = S.open_source(args.video, args.idle_seconds)
+    try:
+        loaded = vau_jax.load_run(args.workdir)
+        scorer = S.window_scorer(loaded)
+        threshold = scorer.threshold if args.threshold is None else float(args.threshold)
+        if args.false_alarms_per_hour is not None:
+            cal = S.calibrate(
+                scorer, args.false_alarms_per_hour, args.calibration_videos, args.window_seconds
+            )
+            threshold = cal.threshold
+            print(
+                f"calibrated threshold {cal.threshold:.6g}: {cal.false_alarms_per_hour:.3g} false "
+                f"alerts/hour over {cal.normal_hours * 60:.1f} min of normal validation footage "
+                f"({cal.streams} videos; target {cal.target:g})",
+                file=sys.stderr,
+                flush=True,
+            )
+        windows = S.iter_windows(
+            name, fileobj, loaded.frame_rate(), loaded.frame_size(), args.window_seconds
+        )
+        done = S.follow(windows, scorer, threshold, S.print_record, args.type_seconds)
+    finally:
+        fileobj.close()
+    speed = done.stream_seconds / done.wall_seconds if done.wall_seconds > 0 else float("inf")
+    print(
+        f"{name}: {done.windows} windows, {done.stream_seconds:.1f} s of stream in "
+        f"{done.wall_seconds:.1f} s ({speed:.1f}x real time), {done.alerts} alerts at "
+        f"threshold {done.threshold:.6g}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vau_jax.inference import RunError
 
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.stream:
+        try:
+            return stream(args)
+        except (RunError, VideoDecodeError) as err:
+            return report(err)
     options = {
         "question": args.question,
         "num_options": args.num_options,
