@@ -253,3 +253,26 @@ def test_stream_user_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         E.main([f"--workdir={tmp_path}", "--video=-"])
     assert e.value.code == 2 and "needs --stream" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["vagpt", "tvau"])
+def test_window_scores_equal_the_whole_video(method, vagpt_run, tvau_run, tmp_path):
+    """VA-GPT's TETG and T-VAU's heatmap maxima, window by window (the causal background
+    kept across windows) = the whole video's prediction."""
+    import vau_jax
+
+    run = vau_jax.load_run({"vagpt": vagpt_run, "tvau": tvau_run}[method])
+    scorer = S.window_scorer(run)
+    path = str(tmp_path / "cam.ts")
+    write_stream(path, 12, SynthConfig(**dict(run.config.synthvad)))
+    fps, size = run.frame_rate(), run.frame_size()
+    frames = np.concatenate([c.frames for c in iter_frames(path, fps=fps, size=size)])
+    whole, _ = run.predict(frames, fps, None)
+    ref = whole["tetg_probs"] if method == "vagpt" else whole["frame_probs"]
+    got = np.concatenate([scorer(frames[s : s + 5]) for s in range(0, len(frames), 5)])
+    np.testing.assert_allclose(got, ref, atol=2e-6)  # measured 5.0e-7 (both)
+    if method == "vagpt":  # an alert's type is an anomaly class, never "normal"
+        assert scorer.classify(frames[:32]) in run.method.class_names
+    else:
+        assert scorer.classify(frames[:32]) is None

@@ -118,7 +118,7 @@ class VAGPTScorer(_EncoderScorer):
         so "no anomaly" is skipped), asked about ``frames`` alone."""
         timeline, _ = self.run.predict(frames, self.fps, None, num_options=8, max_new_tokens=1)
         for option in timeline["options"]:
-            if option.get("anomaly_type"):
+            if option.get("anomaly_type") not in (None, "", "normal"):
                 return str(option["anomaly_type"])
         return None
 
