@@ -121,6 +121,8 @@ CASES = [
     case("convert", ["--src={t}/nope", "--dst={t}/c"], "nope: not a folder"),
     case("convert", ["--src={t}/bad.gguf", "--dst={t}/c"], "bad.gguf: not a readable GGUF"),
     case("convert", ["--src={t}/emptydir", "--dst={t}/c", "--verify=maybe"], "not true or false"),
+    case("convert", ["--export", "--src={t}/emptydir", "--dst={t}/e"], "config.json: missing"),
+    case("convert", ["--export", "--src={t}/run_no_ckpt", "--dst={t}/e"], "no checkpoint; train"),
     # ---------------------------------------------------------------- aot
     case("aot", [], "--config=configs/<method>.py[:preset] is required"),
     case("aot", [f"--config={VADLLAMA}:nope"], "unknown preset 'nope'", "('tiny', 'paper')"),

@@ -5,6 +5,7 @@ Public API (DESIGN §4)::
     module, params = load_hf("path/to/hf_folder")
     state_dict = export_hf(module, params)         # back to HF names/layouts (numpy)
     module, params, tokenizer = load_gguf("model.gguf")
+    trees = load_export("shared/vagpt")           # a run shared with convert --export
 
 PyTorch releases that are not HF folders have their own loaders (``path -> (module,
 params)``, saved with ``checkpoint.save_converted``): ``llamavid.load_llamavid`` (a LLaMA-VID
@@ -46,6 +47,7 @@ __all__ = [
     "CheckpointMismatchError",
     "converter_for",
     "export_hf",
+    "load_export",
     "load_gguf",
     "load_hf",
     "load_hf_state_dict",
@@ -138,3 +140,11 @@ def load_gguf(path: str, **kwargs: Any) -> tuple[Any, Any, Any]:
     from vau_jax.convert import gguf_llama
 
     return gguf_llama.load_gguf(path, **kwargs)
+
+
+def load_export(path: str, **kwargs: Any) -> dict[str, Any]:
+    """The trees of a ``convert --export`` folder (:func:`vau_jax.convert.export.load_export`):
+    ``{"params": ..., <other trees>}``, bit-identical to the exported run's."""
+    from vau_jax.convert import export
+
+    return export.load_export(path, **kwargs)
