@@ -26,7 +26,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from typing import Any
 
 import jax
@@ -36,6 +35,7 @@ from vau_jax.convert.common import (
     CheckpointMismatchError,
     abstract_params,
     assemble,
+    atomic_folder,
     check_config_sizes,
     check_shapes,
     flatten,
@@ -123,13 +123,7 @@ def save_converted(
     """
     import orbax.checkpoint as ocp
 
-    dst = os.path.abspath(dst)
-    if os.path.exists(dst) and os.listdir(dst):
-        raise FileExistsError(f"{dst}: exists and is not empty; choose another --dst or remove it")
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".convert-", dir=parent)
-    try:
+    with atomic_folder(dst, ".convert-") as tmp:
         meta = {"format": FORMAT, **config_to_json(module.config), "source": source}
         ckptr = ocp.StandardCheckpointer()
         ckptr.save(os.path.join(tmp, "params"), jax.tree.map(np.asarray, params))
@@ -147,12 +141,6 @@ def save_converted(
                 meta["tokenizer_files"] = copied
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
-        if os.path.exists(dst):
-            os.rmdir(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_converted(path: str) -> tuple[Any, Any]:

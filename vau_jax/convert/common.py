@@ -16,10 +16,13 @@ A converter module ``vau_jax/convert/hf_<family>.py`` defines
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -282,3 +285,30 @@ def _read_safetensors_bf16(fpath: str, keys: list[str]) -> dict[str, np.ndarray]
         arr = arr.reshape(info["shape"])
         out[key] = arr.astype(np.float32) if info["dtype"] == "BF16" else arr.copy()
     return out
+
+
+def check_empty_destination(dst: str) -> str:
+    """``dst`` as an absolute path; ``FileExistsError`` unless it is missing or an empty folder."""
+    dst = os.path.abspath(dst)
+    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
+        raise FileExistsError(f"{dst}: exists and is not empty; choose another --dst or remove it")
+    return dst
+
+
+@contextlib.contextmanager
+def atomic_folder(dst: str, prefix: str) -> Iterator[str]:
+    """Yields a temporary sibling folder of ``dst`` to write into; on success it is renamed
+    to ``dst`` (which must be missing or empty), on any error it is removed, so an
+    interrupted write never leaves a half-written ``dst``."""
+    dst = check_empty_destination(dst)
+    parent = os.path.dirname(dst)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield tmp
+        if os.path.exists(dst):
+            os.rmdir(dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

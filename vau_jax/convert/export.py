@@ -36,14 +36,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from vau_jax.convert.common import read_json_object
+from vau_jax.convert.common import atomic_folder, check_empty_destination, read_json_object
 from vau_jax.convert.export_parts import TREES, Part, Plan, hf_converter, same_bits, subtree
 from vau_jax.tree import CheckpointMismatchError, flatten, unflatten
 
@@ -192,13 +191,7 @@ def write_export(
       FileExistsError: ``dst`` exists and is not an empty folder.
       RuntimeError: the written export does not read back bit-exactly (naming the leaf).
     """
-    dst = os.path.abspath(dst)
-    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
-        raise FileExistsError(f"{dst}: exists and is not empty; choose another --dst or remove it")
-    parent = os.path.dirname(dst)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
+    with atomic_folder(dst, ".export-") as tmp:
         entries = [write_part(p, os.path.join(tmp, p.name), run_config) for p in plan.parts]
         if run_dir:
             os.makedirs(os.path.join(tmp, "run"))
@@ -226,12 +219,6 @@ def write_export(
             json.dump(manifest, f, indent=2)
         if verify:
             compare_trees(plan.trees, load_export(tmp), source=dst)
-        if os.path.exists(dst):
-            os.rmdir(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -380,9 +367,7 @@ def export_run(src: str, dst: str, *, verify: bool = True, encoders: bool = True
     from vau_jax.inference import load_run
 
     t0 = time.time()
-    dst = os.path.abspath(dst)
-    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
-        raise FileExistsError(f"{dst}: exists and is not empty; choose another --dst or remove it")
+    dst = check_empty_destination(dst)  # before anything loads
     run = load_run(src)
     plan = make_plan(run)
     if not encoders:
