@@ -25,6 +25,7 @@ def write_stream(
     pace: float = 0.0,
     first: int = 0,
     container: str = "mpegts",
+    cuts: list[float] | None = None,
 ) -> list[tuple[float, float]]:
     """Writes at least ``seconds`` of stream to ``path`` (module docstring).
 
@@ -36,6 +37,8 @@ def write_stream(
       pace: > 0 sleeps so the file grows at ``pace`` times real time.
       first: index of the first video of ``split``.
       container: ``"mpegts"`` (``.ts``) or ``"matroska"`` (``.mkv``).
+      cuts: when given, receives the stream time at which each video after the first
+        starts (its walkers appear and the previous ones vanish there: a cut, not a scene).
     Returns:
       the anomalous intervals ``[(start, end), ...]`` in stream seconds (half-open).
     """
@@ -60,6 +63,8 @@ def write_stream(
             seed = split_seeds(split, i + 1)[i]
             v = render_video(seed, config, anomaly_type_at(i, config), scene=scene)
             truth += [(t + float(a), t + float(b)) for a, b in np.asarray(v.intervals).tolist()]
+            if cuts is not None and i > first:
+                cuts.append(t)
             start = time.perf_counter()
             for frame in v.frames:
                 for packet in st.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
