@@ -133,6 +133,9 @@ CASES = [
     case("serve", ["--workdir={t}/emptydir"], "config.json: missing; not a run folder"),
     case("serve", ["--workdir={t}/emptydir", "--port=abc"], "--port=abc: not an integer"),
     case("serve", ["--workdir={t}/emptydir", "--max_upload_mb=x"], "not a number", sub=True),
+    case(
+        "serve", ["--workdir={t}/emptydir", "--max_chat_caches=-1"], "must be at least 0", sub=True
+    ),
     # ---------------------------------------------------------------- explain
     case("explain", [], "the following arguments are required: --workdir, --video"),
     case("explain", ["--workdir={t}/nope", VIDEO], "nope: no such run folder"),

@@ -15,21 +15,33 @@ threshold, ``[[start, end], ...]`` seconds, half-open), ``fps``, ``n_frames``, `
 sentence; VAD-LLaMA: ``clip_scores``).
 
 Follow-up questions (the web app's chat, :mod:`vau_jax.serve`): ``run.ask(context, turns,
-question)`` answers about the video of the last ``predict`` from its frozen-encoder features
-(``context = run.method.last_prediction``, kept by the caller) without decoding or encoding
-a frame again; only the question-conditioned parts (the Q-Former's instruction, the prompt)
-are recomputed. Methods whose prediction has no language model (VAD-LLaMA) raise
-:class:`ChatUnavailableError`.
+question, chat=run.method.last_chat)`` answers about the video of the last ``predict``
+without decoding or encoding a frame again. ``predict`` keeps the LLM's KV cache of its
+answer (``method.last_chat``, a :class:`vau_jax.eval.chat_cache.ChatState`: system prompt,
+video tokens, prompt, answer); a follow-up prefills only its own new tokens (end of the last
+answer, the question, the generation prompt) onto that cache and decodes from there, and its
+answer stays in the cache for the next one. No vision encoder or Q-Former runs, so the video
+tokens it attends to are the opening prompt's: the Q-Former's instruction for them is the
+*opening* question (VA-GPT: the explanation's question; T-VAU: "Is there an anomaly in this
+video?"), not the follow-up. When the conversation outgrows the cache (or the cache was
+dropped) the prompt is rebuilt as without a cache (:func:`followup_row`: from the
+frozen-encoder features in ``context = run.method.last_prediction``, the oldest follow-ups
+dropped, the new question as the Q-Former's instruction) and the cache starts again from it;
+``chat.path`` says which ran. Without ``chat`` every follow-up is rebuilt that way. Methods
+whose prediction has no language model (VAD-LLaMA) raise :class:`ChatUnavailableError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class RunError(ValueError):
@@ -120,6 +132,7 @@ class Run:
         question: str,
         max_new_tokens: int = 32,
         timeline: dict[str, Any] | None = None,
+        chat: Any = None,
     ) -> str:
         """The language model's greedy answer to ``question`` about the video of an earlier
         :meth:`predict` (module docstring).
@@ -128,6 +141,9 @@ class Run:
           context: ``self.method.last_prediction`` right after that ``predict``.
           turns: the conversation so far (:meth:`opening_turns`, then questions and answers).
           timeline: that prediction's timeline (VA-GPT: its SETS ratio).
+          chat: ``self.method.last_chat`` right after that ``predict`` (a
+            :class:`~vau_jax.eval.chat_cache.ChatState`, updated in place: the answer is
+            continued from its KV cache); ``None``: rebuild the prompt every turn.
         Raises:
           ChatUnavailableError: the method has no language model in its prediction.
           ValueError: the question alone is longer than the model's prompt length.
@@ -145,12 +161,19 @@ class Run:
                 question,
                 keep=keep,
                 max_new_tokens=max_new_tokens,
+                chat=chat,
             )
         if self.name == "tvau":
             from vau_jax.methods.tvau.predict import ask
 
             return ask(
-                self.method, self.params, context, turns, question, max_new_tokens=max_new_tokens
+                self.method,
+                self.params,
+                context,
+                turns,
+                question,
+                max_new_tokens=max_new_tokens,
+                chat=chat,
             )
         phase3 = self.config.get("phase3", None)
         extra = (
@@ -162,6 +185,13 @@ class Run:
             f"{self.workdir}: a {self.name} run predicts with its anomaly scorer only: "
             f"no language model to ask{extra}"
         )
+
+
+def clean_question(question: str) -> str:
+    """A follow-up question as asked: video markers removed, whitespace collapsed."""
+    from vau_jax.data import templates as T
+
+    return " ".join(question.replace(T.VIDEO_MARKER, " ").split())
 
 
 def followup_row(
@@ -182,11 +212,29 @@ def followup_row(
     first, then its opening exchange. Raises the chat tokenizer's ``TooLongError`` (a
     ``ValueError``) when the question alone does not fit.
     """
+    row, _ = _followup(
+        tok, config, turns, question, num_video_tokens, max_length, query_tok, source
+    )
+    return row
+
+
+def _followup(
+    tok: Any,
+    config: Any,
+    turns: list[dict[str, str]],
+    question: str,
+    num_video_tokens: int,
+    max_length: int,
+    query_tok: Any,
+    source: str,
+) -> tuple[dict[str, np.ndarray], list[dict[str, str]]]:
+    """:func:`followup_row` and the conversation the row holds (what was kept of ``turns``,
+    then the question)."""
     from vau_jax.data import templates as T
     from vau_jax.data.chat import TooLongError, tokenize_chat
     from vau_jax.methods.pretrain.vlm_parts import encode_query
 
-    question = " ".join(question.replace(T.VIDEO_MARKER, " ").split())
+    question = clean_question(question)
     opening, rest = list(turns[:2]), list(turns[2:])
     while True:
         if opening:
@@ -217,7 +265,7 @@ def followup_row(
         query_tok or tok, question, int(config.max_query_length)
     )
     ex["video"] = np.int32(0)
-    return ex
+    return ex, conv
 
 
 def load_config(workdir: str) -> Any:
@@ -301,3 +349,72 @@ def followup_answer(
         params, llm, [row], tok, attach, max_new_tokens, batch_size=1, bucket=bucket
     )
     return answers[0]
+
+
+def followup_chat(
+    chat: Any,
+    scorer: Any,
+    params: Any,
+    llm: Any,
+    tok: Any,
+    config: Any,
+    turns: list[dict[str, str]],
+    question: str,
+    num_video_tokens: int,
+    max_length: int,
+    attach: Any,
+    query_tok: Any = None,
+    source: str = "chat",
+    max_new_tokens: int = 32,
+) -> str:
+    """A follow-up answered from the chat's KV cache (module docstring).
+
+    ``chat`` (a :class:`~vau_jax.eval.chat_cache.ChatState`, updated in place) continues
+    when the conversation fits its cache. Otherwise the prompt is rebuilt
+    (:func:`followup_row`, generated as :func:`followup_answer` does) and ``chat`` starts
+    again from that generation; the rebuilt conversation keeps at most ``max_length // 2``
+    tokens (``max_length`` when the question alone needs more), so the next follow-ups fit
+    the cache again instead of each rebuilding. ``chat=None`` is the path without a cache:
+    every follow-up rebuilt with up to ``max_length`` tokens. ``params["llm"]`` are the LLM's
+    params; ``scorer``/``attach`` embed a rebuilt prompt's video tokens.
+    """
+    from vau_jax.eval import chat_cache
+
+    question = clean_question(question)
+    if chat is not None:
+        text = chat_cache.answer(
+            chat,
+            llm,
+            params["llm"],
+            tok,
+            config,
+            num_video_tokens,
+            turns,
+            question,
+            int(max_new_tokens),
+        )
+        if text is not None:
+            log.info("follow-up from the KV cache: %d tokens prefilled", chat.prefilled)
+            return text
+        log.info("follow-up rebuilt: %s", chat.reason)
+    if chat is None:
+        row = followup_row(
+            tok, config, turns, question, num_video_tokens, max_length, query_tok, source
+        )
+        return followup_answer(scorer, params, llm, row, tok, attach, max_new_tokens)
+    from vau_jax.data.chat import TooLongError
+
+    try:  # half the limit at most: the cache then has room for the next follow-ups again
+        row, conv = _followup(
+            tok, config, turns, question, num_video_tokens, max_length // 2, query_tok, source
+        )
+    except TooLongError:
+        row, conv = _followup(
+            tok, config, turns, question, num_video_tokens, max_length, query_tok, source
+        )
+    texts, gen = scorer.generate_cached(
+        params, llm, [row], tok, attach, int(max_new_tokens), bucket=128
+    )
+    conv = [*conv, {"from": "gpt", "value": texts[0]}]
+    chat_cache.restart(chat, gen, conv, len(turns) + 2, question)
+    return texts[0]

@@ -7,10 +7,14 @@ end-of-sequence token. Prompts are token ids or a multimodal ``inputs_embeds`` p
     tokens, lengths = generate(model, params, input_ids=ids, attention_mask=mask,
                                max_new_tokens=32, eos_id=2, pad_id=0)
     # tokens [B, max_new] (pad_id after each row's eos), lengths [B] (eos included)
+
+A chat keeps the cache between turns: ``generate(..., return_cache=True)`` also returns it,
+and :func:`extend` prefills only a turn's new tokens onto it and decodes from there.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -53,36 +57,22 @@ def choose_token(
     return jax.random.categorical(rng, top_p_filter(scaled, top_p), axis=-1).astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "max_new_tokens", "greedy", "cache_len"))
-def _generate(
+def _decode(
     module: llama.LlamaForCausalLM,
     params: Any,
-    input_ids: Array | None,
-    inputs_embeds: Array | None,
-    attention_mask: Array,
-    eos_ids: Array,  # [MAX_EOS_IDS] int32, -1 = unused
-    pad_id: Array,
+    cache: llama.Cache,
+    logits: Array,  # [B, V] next-token logits after the prompt
+    choose: Any,  # (logits [B, V], rng) -> ids [B]
     rng: Array,
-    temperature: Array,
-    top_p: Array,
-    *,
+    eos_ids: Array,
+    pad_id: Array,
     max_new_tokens: int,
-    greedy: bool,
-    cache_len: int,
-) -> tuple[Array, Array]:
-    choose = functools.partial(choose_token, greedy=greedy, temperature=temperature, top_p=top_p)
-    prompt = input_ids if input_ids is not None else inputs_embeds
-    b = prompt.shape[0]
-    cache = llama.init_cache(module.config, b, cache_len)
-    logits, cache = llama.prefill(
-        module,
-        params,
-        cache,
-        input_ids=input_ids,
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention_mask,
-        fresh=True,
-    )
+) -> tuple[Array, Array, llama.Cache]:
+    """The decoding loop after a prefill: ``(tokens [B, max_new], lengths [B], cache)``.
+
+    The cache ends holding every emitted token but the last of each row (the loop stops once
+    it is chosen); a row that ended early keeps feeding ``pad_id`` while others decode."""
+    b = logits.shape[0]
     tokens = jnp.full((b, max_new_tokens), pad_id, jnp.int32)
     first = choose(logits, jax.random.fold_in(rng, 0))
     tokens = tokens.at[:, 0].set(first)
@@ -104,8 +94,47 @@ def _generate(
         return step + 1, nxt, cache, done, tokens, lengths
 
     state = (jnp.asarray(1, jnp.int32), first, cache, done, tokens, lengths)
-    _, _, _, _, tokens, lengths = jax.lax.while_loop(cond, body, state)
-    return tokens, lengths
+    _, _, cache, _, tokens, lengths = jax.lax.while_loop(cond, body, state)
+    return tokens, lengths, cache
+
+
+@functools.partial(
+    jax.jit, static_argnames=("module", "max_new_tokens", "greedy", "cache_len", "keep_cache")
+)
+def _generate(
+    module: llama.LlamaForCausalLM,
+    params: Any,
+    input_ids: Array | None,
+    inputs_embeds: Array | None,
+    attention_mask: Array,
+    eos_ids: Array,  # [MAX_EOS_IDS] int32, -1 = unused
+    pad_id: Array,
+    rng: Array,
+    temperature: Array,
+    top_p: Array,
+    *,
+    max_new_tokens: int,
+    greedy: bool,
+    cache_len: int,
+    keep_cache: bool = False,
+) -> tuple[Array, ...]:
+    choose = functools.partial(choose_token, greedy=greedy, temperature=temperature, top_p=top_p)
+    prompt = input_ids if input_ids is not None else inputs_embeds
+    b = prompt.shape[0]
+    cache = llama.init_cache(module.config, b, cache_len)
+    logits, cache = llama.prefill(
+        module,
+        params,
+        cache,
+        input_ids=input_ids,
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        fresh=True,
+    )
+    tokens, lengths, cache = _decode(
+        module, params, cache, logits, choose, rng, eos_ids, pad_id, max_new_tokens
+    )
+    return (tokens, lengths, cache) if keep_cache else (tokens, lengths)
 
 
 def generate(
@@ -123,7 +152,8 @@ def generate(
     top_p: float = 1.0,
     rng: Array | None = None,
     cache_len: int | None = None,
-) -> tuple[Array, Array]:
+    return_cache: bool = False,
+) -> tuple[Array, ...]:
     """Generates up to ``max_new_tokens`` after a prompt.
 
     Args:
@@ -133,9 +163,12 @@ def generate(
       pad_id: written after a row's end.
       greedy: argmax; otherwise top-p sampling at ``temperature`` with ``rng`` (seeded).
       cache_len: KV-cache length, default ``N + max_new_tokens``.
+      return_cache: also return the final KV cache (:func:`vau_jax.models.llama.init_cache`
+        layout, ``cache_len`` slots): the prompt, then every generated token but each row's
+        last (a chat continues from it, :func:`extend`).
     Returns:
       ``tokens [B, max_new_tokens]`` int32 and ``lengths [B]``: number of generated tokens per
-      row, its eos included.
+      row, its eos included (then the cache, with ``return_cache``).
     """
     prompt = input_ids if input_ids is not None else inputs_embeds
     if prompt is None or (input_ids is not None and inputs_embeds is not None):
@@ -169,4 +202,98 @@ def generate(
         max_new_tokens=max_new_tokens,
         greedy=bool(greedy),
         cache_len=cache_len,
+        keep_cache=bool(return_cache),
+    )
+
+
+#: Traces of :func:`extend`'s jitted step, by ``(new tokens N, cache slots S,
+#: max_new_tokens)``: a chat whose turns share a length bucket compiles once.
+EXTEND_TRACES: collections.Counter[tuple[int, int, int]] = collections.Counter()
+
+
+@functools.partial(jax.jit, static_argnames=("module", "max_new_tokens"), donate_argnums=(2,))
+def _extend(
+    module: llama.LlamaForCausalLM,
+    params: Any,
+    cache: llama.Cache,  # donated: the caller's cache is consumed
+    input_ids: Array,  # [B, N] right-padded new tokens
+    attention_mask: Array,  # [B, N]
+    eos_ids: Array,  # [MAX_EOS_IDS] int32, -1 = unused
+    pad_id: Array,
+    *,
+    max_new_tokens: int,
+) -> tuple[Array, Array, llama.Cache, Array]:
+    EXTEND_TRACES[(input_ids.shape[1], cache["mask"].shape[1], max_new_tokens)] += 1
+    start = cache["index"]
+    logits, cache = llama.prefill(
+        module, params, cache, input_ids=input_ids, attention_mask=attention_mask
+    )
+    # Right padding: the padded slots (masked, never attended) are handed back to decoding.
+    used = jnp.max(jnp.sum(attention_mask.astype(jnp.int32), axis=1))
+    cache = {**cache, "index": start + used}
+    choose = functools.partial(
+        choose_token, greedy=True, temperature=jnp.float32(1.0), top_p=jnp.float32(1.0)
+    )
+    rng = jax.random.key(0)  # unused by greedy decoding
+    tokens, lengths, cache = _decode(
+        module, params, cache, logits, choose, rng, eos_ids, pad_id, max_new_tokens
+    )
+    return tokens, lengths, cache, logits
+
+
+def extend(
+    module: llama.LlamaForCausalLM,
+    params: Any,
+    cache: llama.Cache,
+    input_ids: Array,
+    attention_mask: Array | None = None,
+    *,
+    max_new_tokens: int = 32,
+    eos_id: int | Sequence[int] | None = None,
+    pad_id: int = 0,
+) -> tuple[Array, Array, llama.Cache, Array]:
+    """Greedy generation that continues a filled KV cache: the new tokens are prefilled at
+    its next slot (only they; nothing before them runs again), then decoded from.
+
+    Args:
+      cache: a :func:`vau_jax.models.llama.init_cache` cache holding the conversation so far
+        (e.g. ``generate(..., return_cache=True)``'s). It is **donated**: do not use it after
+        the call; use the returned one.
+      input_ids: ``[B, N]`` the new token ids, right-padded (pad ``N`` to a few bucket sizes:
+        one compilation per ``N``); ``attention_mask [B, N]`` marks the real ones (default
+        all). Padded slots are masked, and decoding reuses them.
+      eos_id, pad_id: as :func:`generate`.
+    Returns:
+      ``tokens [B, max_new_tokens]``, ``lengths [B]`` (as :func:`generate`), the cache (now
+      also holding the new tokens and every generated token but each row's last) and the
+      logits ``[B, V]`` that chose the first generated token.
+    Raises:
+      ValueError: the cache has fewer than ``N`` free slots, or too few for the new tokens and
+        ``max_new_tokens`` (``index + N_real + max_new_tokens - 1 > S``).
+    """
+    ids = jnp.asarray(input_ids, jnp.int32)
+    b, n = ids.shape
+    mask = jnp.ones((b, n), bool) if attention_mask is None else jnp.asarray(attention_mask, bool)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    index, slots = int(cache["index"]), int(cache["mask"].shape[1])
+    used = int(jnp.max(jnp.sum(mask, axis=1)))
+    if index + n > slots or index + used + max_new_tokens - 1 > slots:
+        raise ValueError(
+            f"KV cache full: {index} of {slots} slots used, {n} new tokens ({used} real) and "
+            f"{max_new_tokens} to generate"
+        )
+    eos = [] if eos_id is None else [eos_id] if isinstance(eos_id, int) else list(eos_id)
+    if len(eos) > MAX_EOS_IDS:
+        raise ValueError(f"at most {MAX_EOS_IDS} eos ids, got {len(eos)}")
+    eos = eos + [-1] * (MAX_EOS_IDS - len(eos))
+    return _extend(
+        module,
+        params,
+        cache,
+        ids,
+        mask,
+        jnp.asarray(eos, jnp.int32),
+        jnp.asarray(pad_id, jnp.int32),
+        max_new_tokens=int(max_new_tokens),
     )

@@ -232,15 +232,59 @@ class Scorer:
                 eos_id=tok.eos_id,
                 pad_id=tok.pad_id,
             )
-            toks, lengths = np.asarray(toks), np.asarray(lengths)
-            for r in range(n):
-                ids = [
-                    int(t) for t in toks[r, : lengths[r]] if int(t) not in (tok.eos_id, tok.pad_id)
-                ]
-                texts.append(tok.decode(ids).strip())
+            texts += answer_texts(tok, np.asarray(toks), np.asarray(lengths), n)
             bar.update(k + 1)
         bar.close()
         return texts
+
+    def generate_cached(
+        self,
+        params: Any,
+        llm: Any,
+        rows: Sequence[Row],
+        tok: Any,
+        attach: Callable[[Row], Row] = lambda b: b,
+        max_new_tokens: int = 24,
+        bucket: int = 16,
+    ) -> tuple[list[str], dict[str, Any]]:
+        """:meth:`generate` for rows that fit one batch (the same answers: the same prompt
+        cut, the same compiled loop but for its extra output), keeping what a chat continues
+        from (:mod:`vau_jax.eval.chat_cache`).
+
+        Returns:
+          the answers and ``{"input_ids", "attention_mask", "video_mask"}`` ``[B, N]`` (the
+          left-padded prompts as the LLM read them), ``tokens [B, max_new_tokens]``,
+          ``lengths [B]`` (numpy) and ``cache``: the LLM's KV cache (``N + max_new_tokens``
+          slots: the prompts, then every generated token but each row's last).
+        """
+        from vau_jax.eval.generate import generate
+
+        n, b = next(prompt_batches(rows, len(rows), bucket))  # one batch of every row
+        b = attach(b)
+        toks, lengths, cache = generate(
+            llm,
+            params["llm"],
+            inputs_embeds=self.prefix_embeds(params, b),
+            attention_mask=b["attention_mask"],
+            max_new_tokens=int(max_new_tokens),
+            eos_id=tok.eos_id,
+            pad_id=tok.pad_id,
+            return_cache=True,
+        )
+        toks, lengths = np.asarray(toks), np.asarray(lengths)
+        out = {k: np.asarray(b[k]) for k in ("input_ids", "attention_mask", "video_mask")}
+        out.update(tokens=toks, lengths=lengths, cache=cache)
+        return answer_texts(tok, toks, lengths, n), out
+
+
+def answer_texts(tok: Any, tokens: np.ndarray, lengths: np.ndarray, n: int) -> list[str]:
+    """The text of the first ``n`` generated rows (``tokens [B, M]``, ``lengths [B]``): each
+    row's tokens up to its length, eos and pad ids left out, decoded and stripped."""
+    texts = []
+    for r in range(n):
+        ids = [int(t) for t in tokens[r, : lengths[r]] if int(t) not in (tok.eos_id, tok.pad_id)]
+        texts.append(tok.decode(ids).strip())
+    return texts
 
 
 def _bar(batches: int, desc: str) -> Any:

@@ -44,6 +44,12 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         help="explain at most the first seconds of a video",
     )
     p.add_argument("--max_sessions", type=_typed("--max_sessions", int, "an integer"), default=16)
+    p.add_argument(
+        "--max_chat_caches",
+        type=_typed("--max_chat_caches", int, "an integer"),
+        default=4,
+        help="sessions whose LLM KV cache is kept (older ones rebuild their next prompt)",
+    )
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         fail(f"--port={args.port}: not a port number (0-65535)")
@@ -53,6 +59,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         fail(f"--max_seconds={args.max_seconds:g}: must be positive")
     if args.max_sessions < 1:
         fail(f"--max_sessions={args.max_sessions}: must be at least 1")
+    if args.max_chat_caches < 0:
+        fail(f"--max_chat_caches={args.max_chat_caches}: must be at least 0")
     return args
 
 
@@ -89,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_upload_mb=args.max_upload_mb,
                 max_seconds=args.max_seconds,
                 max_sessions=args.max_sessions,
+                max_chat_caches=args.max_chat_caches,
             ),
         )
     except RunError as err:

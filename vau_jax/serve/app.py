@@ -60,6 +60,9 @@ class Settings:
       upload_dir: where uploads are copied, one temporary folder each, deleted when the job
         ends (``None``: a fresh folder under the system's temporary folder).
       max_sessions: explained videos kept for follow-up questions (oldest dropped).
+      max_chat_caches: sessions whose LLM KV cache is kept (the newest; an older one's next
+        question rebuilds its prompt), bounding the caches' device memory
+        (:class:`~vau_jax.serve.sessions.SessionStore`).
       workers: explain jobs run at once (different runs; one run does one at a time).
       vtest: the real example clip (default: ``$VAU_JAX_VTEST``).
     """
@@ -68,6 +71,7 @@ class Settings:
     max_seconds: float | None = None
     upload_dir: str | None = None
     max_sessions: int = 16
+    max_chat_caches: int = 4
     workers: int = 2
     vtest: str | None = dataclasses.field(default_factory=lambda: os.environ.get("VAU_JAX_VTEST"))
 
@@ -102,7 +106,7 @@ def create_app(workdirs: Sequence[str], settings: Settings | None = None) -> Fas
     pool = RunPool(workdirs)
     own_dir = {"path": None}  # the server's own upload folder, made on the first upload
     limit = int(s.max_upload_mb * MB)
-    sessions, jobs = SessionStore(s.max_sessions), JobStore()
+    sessions, jobs = SessionStore(s.max_sessions, s.max_chat_caches), JobStore()
     explainers = ThreadPoolExecutor(max(1, s.workers), thread_name_prefix="vau-serve-explain")
     chatters = ThreadPoolExecutor(1, thread_name_prefix="vau-serve-chat")
 

@@ -2,9 +2,15 @@
 
 A :class:`Session` is one explained video: its decoded frames (uint8 ``[T, H, W, 3]`` at
 the run's frame rate and size), the prediction's timeline, the frozen-encoder features the
-prediction computed (``context``: what a follow-up question reuses, so no frame is decoded
-or encoded again) and the conversation so far. :class:`SessionStore` keeps the newest
-``capacity`` sessions (least recently used dropped first). A :class:`Job` is one explain
+prediction computed (``context``: what a rebuilt follow-up reuses, so no frame is decoded
+or encoded again), the LLM's KV cache of the conversation (``chat``: a follow-up continues
+it, :mod:`vau_jax.eval.chat_cache`) and the conversation so far. :class:`SessionStore` keeps
+the newest ``capacity`` sessions (least recently used dropped first) and the KV caches of the
+newest ``max_chat_caches`` of them: an older session's cache is freed, and its next question
+rebuilds the prompt from ``context`` and starts a new cache. So the caches take at most
+``max_chat_caches`` times one cache's bytes (:func:`vau_jax.eval.chat_cache.cache_bytes`:
+2.2 MB on the tiny VA-GPT, 2.1 GiB float32 on Vicuna-7B) on the run's device, beside
+``capacity`` sessions of frames and features in host memory. A :class:`Job` is one explain
 request running in a worker thread; the page polls its :meth:`Job.snapshot`.
 """
 
@@ -38,6 +44,8 @@ class Session:
       context: ``method.last_prediction`` of the prediction (frozen-encoder features).
       turns: the conversation so far (``[{"from": "human"|"gpt", "value"}, ...]``).
       sheet: the frames as one JPEG sprite sheet (the page's player), ``cols`` per row.
+      chat: the :class:`~vau_jax.eval.chat_cache.ChatState` (``method.last_chat`` of the
+        prediction; ``None`` for a run without a language model).
     """
 
     run: str
@@ -48,17 +56,22 @@ class Session:
     turns: list[dict[str, str]]
     sheet: bytes = b""
     cols: int = 1
+    chat: Any = None
     id: str = dataclasses.field(default_factory=new_id)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 class SessionStore:
-    """The newest ``capacity`` sessions by id (thread-safe, least recently used dropped)."""
+    """The newest ``capacity`` sessions by id (thread-safe, least recently used dropped),
+    the KV caches of the newest ``max_chat_caches`` of them (module docstring)."""
 
-    def __init__(self, capacity: int = 16):
+    def __init__(self, capacity: int = 16, max_chat_caches: int = 4):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if max_chat_caches < 0:
+            raise ValueError(f"max_chat_caches must be >= 0, got {max_chat_caches}")
         self.capacity = int(capacity)
+        self.max_chat_caches = int(max_chat_caches)
         self._items: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -68,6 +81,7 @@ class SessionStore:
             self._items[session.id] = session
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
+            self._bound_caches()
         return session.id
 
     def get(self, sid: str) -> Session | None:
@@ -76,7 +90,28 @@ class SessionStore:
             s = self._items.get(sid)
             if s is not None:
                 self._items.move_to_end(sid)
+                self._bound_caches()
             return s
+
+    def _bound_caches(self) -> None:
+        """Frees the KV caches of all but the newest ``max_chat_caches`` sessions (the newest
+        counts even without one: its next question may start one). A session answering a
+        question now (its lock held) keeps its cache until the next call."""
+        for k, s in enumerate(reversed(self._items.values())):
+            if k < self.max_chat_caches or s.chat is None or s.chat.cache is None:
+                continue
+            if s.lock.acquire(blocking=False):
+                try:
+                    s.chat.drop()
+                finally:
+                    s.lock.release()
+
+    def cached_chats(self) -> int:
+        """How many sessions hold a KV cache now."""
+        with self._lock:
+            return sum(
+                1 for s in self._items.values() if s.chat is not None and s.chat.cache is not None
+            )
 
     def __len__(self) -> int:
         with self._lock:

@@ -5,8 +5,9 @@ under its lock) decodes the video at its frame rate and size and predicts; the r
 the ``timeline.json`` record (:func:`vau_jax.explain.describe`) plus ``session`` (the id
 follow-up questions name) and ``view`` (what the page draws: the decoded frames as a sprite
 sheet, VA-GPT's SETS patches). The uploaded file is deleted when the job ends, whatever
-happens. :func:`ask` answers a follow-up from the session's cached features
-(:meth:`vau_jax.inference.Run.ask`). Failures are :class:`JobFailed` with an HTTP status.
+happens. :func:`ask` answers a follow-up from the session's LLM KV cache, or rebuilt from its
+cached features when the conversation outgrows it (:meth:`vau_jax.inference.Run.ask`).
+Failures are :class:`JobFailed` with an HTTP status.
 """
 
 from __future__ import annotations
@@ -186,9 +187,12 @@ def explain(entry: RunEntry, job: Job, req: ExplainRequest, sessions: SessionSto
             turns = run.opening_turns(record) if run.can_chat else []
             sets = sets_view(record, last)
             context = last if run.can_chat else None
+            chat = getattr(run.method, "last_chat", None) if run.can_chat else None
+            if chat is not None:  # the session owns the KV cache now (its store bounds them)
+                run.method.last_chat = None
         job.advance("preparing the page", 0.9)
         sheet, cols, fw, fh = sprite_sheet(frames)
-        session = Session(entry.name, frames, fps, record, context, turns, sheet, cols)
+        session = Session(entry.name, frames, fps, record, context, turns, sheet, cols, chat)
         sid = sessions.put(session)
         view = {
             "frames_url": f"/api/sessions/{sid}/frames.jpg",
@@ -224,7 +228,12 @@ def ask(entry: RunEntry, session: Session, message: str, max_new_tokens: int = 3
         with session.lock:
             try:
                 answer = run.ask(
-                    session.context, session.turns, message, max_new_tokens, session.timeline
+                    session.context,
+                    session.turns,
+                    message,
+                    max_new_tokens,
+                    session.timeline,
+                    chat=session.chat,
                 )
             except ChatUnavailableError as err:
                 raise JobFailed(409, str(err).replace(entry.workdir, entry.name)) from None
@@ -234,4 +243,12 @@ def ask(entry: RunEntry, session: Session, message: str, max_new_tokens: int = 3
                 {"from": "human", "value": message},
                 {"from": "gpt", "value": answer},
             ]
+            if session.chat is not None:
+                log.info(
+                    "chat %s: %s, %d tokens prefilled%s",
+                    session.id,
+                    session.chat.path,
+                    session.chat.prefilled,
+                    f" ({session.chat.reason})" if session.chat.reason else "",
+                )
     return answer

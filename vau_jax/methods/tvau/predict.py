@@ -10,7 +10,9 @@
    (``config.box_rule``), mapped back to the input frame's pixels;
 3. the LVLM, reading ``frames_per_video`` sampled frames and RAE's prompts from their
    heatmaps, answers the Yes/No, target, trajectory and spatial questions (greedy); the
-   explanation joins the answers.
+   explanation joins the answers. The KV cache of the Yes/No exchange (the conversation a
+   chat opens with, :func:`opening_turns`) is kept as ``method.last_chat``
+   (:mod:`vau_jax.eval.chat_cache`).
 
 The timeline holds ``frame_probs`` per input frame, ``intervals_s`` (runs of frames whose
 score is at least ``threshold``), ``heatmaps`` (per frame, the ``g × g`` patch-grid heatmap,
@@ -27,6 +29,7 @@ import numpy as np
 from vau_jax.data import templates as T
 from vau_jax.data.datasets import ArrayVideo
 from vau_jax.data.features import encode_video
+from vau_jax.eval import chat_cache
 from vau_jax.methods.base import standardise, timeline_head
 from vau_jax.methods.tvau import data as D
 
@@ -58,7 +61,8 @@ def video_features(method: Any, frames: np.ndarray, fps: float) -> dict[str, Any
 
 
 def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int) -> list[dict]:
-    """Greedy answers to :data:`QUESTIONS` about the video of ``feats``."""
+    """Greedy answers to :data:`QUESTIONS` about the video of ``feats``; the KV cache of the
+    first (Yes/No) answer is kept as ``method.last_chat`` (follow-ups continue it, :func:`ask`)."""
     from vau_jax.methods.pretrain.video_llm import chat_row
     from vau_jax.methods.tvau.evaluation import scorer
     from vau_jax.methods.tvau.questions import trim_padding
@@ -86,7 +90,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
         n = len(batch["video"])
         return {**batch, **{k: np.repeat(v[None], n, 0) for k, v in sampled.items()}}
 
-    texts = scorer(method).generate(
+    texts, gen = scorer(method).generate_cached(
         {**params, "llm": params["vlm"]["llm"]},  # the scorer decodes with params["llm"]
         LlamaForCausalLM(method.llm_cfg),
         rows,
@@ -94,7 +98,11 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
         attach=attach,
         max_new_tokens=int(max_new_tokens),
     )
-    return [{"kind": k, "question": q, "answer": a} for (k, q), a in zip(QUESTIONS, texts)]
+    answers = [{"kind": k, "question": q, "answer": a} for (k, q), a in zip(QUESTIONS, texts)]
+    slots = chat_cache.capacity(int(method.config.rae_max_length))
+    opening = opening_turns({"answers": answers})
+    method.last_chat = chat_cache.start(gen, 0, opening, 2, QUESTIONS[0][1], slots)
+    return answers
 
 
 def predict(
@@ -154,41 +162,45 @@ def ask(
     *,
     max_new_tokens: int = 32,
     source: str = "chat",
+    chat: chat_cache.ChatState | None = None,
 ) -> str:
     """A follow-up question about a video :func:`predict` has seen: the LVLM's greedy answer.
 
-    ``last`` is ``method.last_prediction`` of that call: its tapped tokens are reused (no
-    frame decoded or encoded again); RAE's prompts come from them as in :func:`answer`.
-    Recomputed: the Q-Former's instruction (``question``) and the prompt (``turns`` +
-    ``question``, see :func:`vau_jax.inference.followup_row`).
+    With ``chat`` (``method.last_chat`` of that call, updated in place) the answer continues
+    the LLM's KV cache, which holds the Yes/No prompt (visual tokens and RAE's prompts) and
+    answer and every follow-up since: only the question's tokens are prefilled, nothing is
+    encoded, and the visual tokens are the Yes/No question's (the Q-Former's instruction was
+    "Is there an anomaly in this video?"). Without it, or when the conversation outgrows the
+    cache, the prompt is rebuilt from ``last`` (``method.last_prediction`` of that call: its
+    tapped tokens are reused, no frame decoded or encoded again; RAE's prompts come from them
+    as in :func:`answer`) with the Q-Former's instruction ``question`` and the prompt
+    ``turns`` + ``question`` (see :func:`vau_jax.inference.followup_row`); ``chat`` restarts
+    from it.
     """
-    from vau_jax.inference import followup_answer, followup_row
+    from vau_jax.inference import followup_chat
     from vau_jax.methods.tvau.evaluation import scorer
     from vau_jax.models.llama import LlamaForCausalLM
 
     method._need("inference")
     sampled = D.sample_frames(last["feats"], method.frames)
-    row = followup_row(
+
+    def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["video"])
+        return {**batch, **{k: np.repeat(v[None], n, 0) for k, v in sampled.items()}}
+
+    return followup_chat(
+        chat,
+        scorer(method),
+        {**params, "llm": params["vlm"]["llm"]},  # the scorer decodes with params["llm"]
+        LlamaForCausalLM(method.llm_cfg),
         method.tok,
         method.config,
         turns,
         question,
         method.num_video_tokens,
         int(method.config.rae_max_length),
+        attach,
         method.query_tok,
         source,
-    )
-
-    def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["video"])
-        return {**batch, **{k: np.repeat(v[None], n, 0) for k, v in sampled.items()}}
-
-    return followup_answer(
-        scorer(method),
-        {**params, "llm": params["vlm"]["llm"]},  # the scorer decodes with params["llm"]
-        LlamaForCausalLM(method.llm_cfg),
-        row,
-        method.tok,
-        attach,
         int(max_new_tokens),
     )

@@ -13,7 +13,9 @@
    re-asked as A-D (``num_options=4``, the only format the tiny LLM was trained on); each
    scored by the log-likelihood of its answer line; ``p`` is the softmax over the options;
 4. the explanation: the LLM's greedy answer to that prompt (``question`` replaces the
-   question line; ``free_form`` asks the question without options).
+   question line; ``free_form`` asks the question without options). Its KV cache is kept
+   as ``method.last_chat`` (:mod:`vau_jax.eval.chat_cache`): follow-ups (:func:`ask`)
+   continue it.
 
 The timeline holds ``frame_probs`` per *input* frame (the probability of the newest encoded
 frame at or before it) and ``intervals_s`` (runs above the threshold). VA-GPT answers about
@@ -31,6 +33,7 @@ from vau_jax.data import templates as T
 from vau_jax.data.benchmark import MCOption, candidate_options, human_turn, mc_prompt, relettered
 from vau_jax.data.datasets import ArrayVideo
 from vau_jax.data.features import encode_video
+from vau_jax.eval import chat_cache
 from vau_jax.methods.base import standardise, timeline_head
 from vau_jax.methods.vagpt import data as D
 from vau_jax.methods.vagpt.tetg import tetg_prompt
@@ -61,7 +64,7 @@ def video_features(method: Any, frames: np.ndarray, fps: float) -> dict[str, np.
 
 
 def _row(method: Any, human: str, question: str, answer: str | None, source: str) -> dict:
-    limit = int(method.llm_cfg.max_position_embeddings) // 2
+    limit = _chat_length(method)
     return D.chat_row(
         method.tok,
         method.config,
@@ -161,14 +164,15 @@ def predict(
         for i in order
     ]
     human = human_turn(question if free_form else mc_prompt(question, asked), prior)
-    explanation = method.scorer(keep).generate(
+    texts, gen = method.scorer(keep).generate_cached(
         params,
         LlamaForCausalLM(method.llm_cfg),
         [_row(method, human, question, None, source)],
         method.tok,
         attach=_attach(feats),
         max_new_tokens=int(max_new_tokens),
-    )[0]
+    )
+    explanation = texts[0]
     t_in = np.arange(len(frames)) / float(fps)
     j = np.clip(
         np.searchsorted(feats["timestamps"], t_in + 1e-6, side="right") - 1, 0, len(probs) - 1
@@ -190,7 +194,16 @@ def predict(
         "note": HONESTY_NOTE if c.llm == "tiny" else "",
     }
     method.last_prediction = feats
+    method.last_chat = chat_cache.start(
+        gen, 0, opening_turns(timeline), 2, question, chat_cache.capacity(_chat_length(method))
+    )
     return timeline, {"seconds": start_s + duration}
+
+
+def _chat_length(method: Any) -> int:
+    """The longest prompt of a chat (the explanation's, a rebuilt follow-up's): half the
+    LLM's positions."""
+    return int(method.llm_cfg.max_position_embeddings) // 2
 
 
 def opening_turns(timeline: dict[str, Any]) -> list[dict[str, str]]:
@@ -211,36 +224,40 @@ def ask(
     keep: float | None = None,
     max_new_tokens: int = 32,
     source: str = "chat",
+    chat: chat_cache.ChatState | None = None,
 ) -> str:
     """A follow-up question about a video :func:`predict` has seen: the LLM's greedy answer.
 
-    ``feats`` is that call's :func:`video_features` (``method.last_prediction``): no frame is
-    decoded or encoded again, and SETS selects from the cached DINOv2 patches. Recomputed:
-    the text-conditioned Q-Former (its instruction is ``question``) and the prompt (``turns``
-    + ``question``, see :func:`vau_jax.inference.followup_row`). ``keep``: the SETS ratio
-    (default: stage 2's).
+    With ``chat`` (``method.last_chat`` of that call, updated in place) the answer continues
+    the LLM's KV cache, which holds the explanation's prompt (video tokens included) and
+    answer and every follow-up since: only the question's tokens are prefilled, nothing is
+    encoded, and the video tokens are those of the explanation (the Q-Former's instruction
+    was the explanation's ``question``). Without it, or when the conversation outgrows the
+    cache, the prompt is rebuilt from ``feats``, that call's :func:`video_features`
+    (``method.last_prediction``): no frame is decoded or encoded again, SETS selects from the
+    cached DINOv2 patches, and the text-conditioned Q-Former (its instruction is
+    ``question``) and the prompt (``turns`` + ``question``, see
+    :func:`vau_jax.inference.followup_row`) are recomputed; ``chat`` restarts from it.
+    ``keep``: the SETS ratio (default: stage 2's).
     """
-    from vau_jax.inference import followup_answer, followup_row
+    from vau_jax.inference import followup_chat
     from vau_jax.models.llama import LlamaForCausalLM
 
     method._need("inference")
     keep = method.keep["stage2"] if keep is None else float(keep)
-    row = followup_row(
+    return followup_chat(
+        chat,
+        method.scorer(keep),
+        params,
+        LlamaForCausalLM(method.llm_cfg),
         method.tok,
         method.config,
         turns,
         question,
         method.num_video_tokens,
-        int(method.llm_cfg.max_position_embeddings) // 2,
+        _chat_length(method),
+        _attach(feats),
         method.query_tok,
         source,
-    )
-    return followup_answer(
-        method.scorer(keep),
-        params,
-        LlamaForCausalLM(method.llm_cfg),
-        row,
-        method.tok,
-        _attach(feats),
         int(max_new_tokens),
     )
