@@ -217,6 +217,21 @@ def test_stream_cli_and_calibration(vadllama_run, tmp_path, capsys):
     n = sum(len(c.frames) for c in iter_frames(path, fps=8.0, size=64))
     assert len(rows) == -(-n // 8) and "calibrated threshold" in err and "x real time" in err
     thr = float(err.split("calibrated threshold ")[1].split(":")[0])
+    # The same stream from standard input (--video=-) gives the same lines at that threshold.
+    with open(path, "rb") as raw:
+        import sys
+
+        stdin = io.TextIOWrapper(raw)
+        old, sys.stdin = sys.stdin, stdin
+        try:
+            code = E.main(
+                ["--stream", f"--workdir={vadllama_run}", "--video=-", f"--threshold={thr}"]
+            )
+        finally:
+            sys.stdin = old
+    out2, err2 = capsys.readouterr()
+    assert code == 0 and "<stdin>" in err2, err2
+    assert [json.loads(line) for line in out2.splitlines()] == rows
     # No alert may start in the normal windows of the calibration videos at that threshold.
     import vau_jax
 

@@ -260,7 +260,7 @@ def stream(args: argparse.Namespace) -> int:
             )
             threshold = cal.threshold
             print(
-                f"calibrated threshold {cal.threshold:.6g}: {cal.false_alarms_per_hour:.3g} false "
+                f"calibrated threshold {cal.threshold}: {cal.false_alarms_per_hour:.3g} false "
                 f"alerts/hour over {cal.normal_hours * 60:.1f} min of normal validation footage "
                 f"({cal.streams} videos; target {cal.target:g})",
                 file=sys.stderr,
