@@ -217,21 +217,10 @@ class Scorer:
           tok: the tokenizer (``eos_id``, ``pad_id``, ``decode``).
           bucket: prompts are cut to a multiple of this many tokens (:func:`prompt_batches`).
         """
-        from vau_jax.eval.generate import generate
-
         texts: list[str] = []
         bar = _bar(-(-len(rows) // max(1, min(int(batch_size), len(rows)))), "generate")
         for k, (n, b) in enumerate(prompt_batches(rows, batch_size, bucket)):
-            b = attach(b)
-            toks, lengths = generate(
-                llm,
-                params["llm"],
-                inputs_embeds=self.prefix_embeds(params, b),
-                attention_mask=b["attention_mask"],
-                max_new_tokens=int(max_new_tokens),
-                eos_id=tok.eos_id,
-                pad_id=tok.pad_id,
-            )
+            toks, lengths = self._generate_batch(params, llm, attach(b), tok, max_new_tokens)
             texts += answer_texts(tok, np.asarray(toks), np.asarray(lengths), n)
             bar.update(k + 1)
         bar.close()
@@ -257,24 +246,39 @@ class Scorer:
           ``lengths [B]`` (numpy) and ``cache``: the LLM's KV cache (``N + max_new_tokens``
           slots: the prompts, then every generated token but each row's last).
         """
-        from vau_jax.eval.generate import generate
-
         n, b = next(prompt_batches(rows, len(rows), bucket))  # one batch of every row
         b = attach(b)
-        toks, lengths, cache = generate(
-            llm,
-            params["llm"],
-            inputs_embeds=self.prefix_embeds(params, b),
-            attention_mask=b["attention_mask"],
-            max_new_tokens=int(max_new_tokens),
-            eos_id=tok.eos_id,
-            pad_id=tok.pad_id,
-            return_cache=True,
+        toks, lengths, cache = self._generate_batch(
+            params, llm, b, tok, max_new_tokens, return_cache=True
         )
         toks, lengths = np.asarray(toks), np.asarray(lengths)
         out = {k: np.asarray(b[k]) for k in ("input_ids", "attention_mask", "video_mask")}
         out.update(tokens=toks, lengths=lengths, cache=cache)
         return answer_texts(tok, toks, lengths, n), out
+
+    def _generate_batch(
+        self,
+        params: Any,
+        llm: Any,
+        batch: Row,
+        tok: Any,
+        max_new_tokens: int,
+        return_cache: bool = False,
+    ) -> tuple:
+        """Greedy generation after one prompt batch (features attached): ``(tokens [B, M],
+        lengths [B])``, plus the KV cache with ``return_cache``."""
+        from vau_jax.eval.generate import generate
+
+        return generate(
+            llm,
+            params["llm"],
+            inputs_embeds=self.prefix_embeds(params, batch),
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=int(max_new_tokens),
+            eos_id=tok.eos_id,
+            pad_id=tok.pad_id,
+            return_cache=return_cache,
+        )
 
 
 def answer_texts(tok: Any, tokens: np.ndarray, lengths: np.ndarray, n: int) -> list[str]:
