@@ -120,22 +120,12 @@ def follow(
     return summary
 
 
-def _hold(frames: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray:
-    """Sample-and-hold resampling of a whole clip (output frame k shows the last input frame
-    at or before ``k / fps_out``)."""
-    if abs(fps_in - fps_out) < 1e-9:
-        return frames
-    n_out = int(np.floor((len(frames) - 1) / fps_in * fps_out + 1e-6)) + 1
-    idx = np.floor(np.arange(n_out) / fps_out * fps_in + 1e-6).astype(int)
-    return frames[np.minimum(idx, len(frames) - 1)]
-
-
 def calibration_windows(
     scorer: WindowScorer, num_videos: int, window_seconds: float
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Window probabilities and truth of SynthVAD's first ``num_videos`` validation videos,
     each scored as its own stream: ``(probs [K_i] per video, anomalous bool [K_i])``."""
-    from vau_jax.data.frames import resize_crop
+    from vau_jax.data.frames import FrameSpec, resample_array
     from vau_jax.data.synthvad import SynthConfig
     from vau_jax.data.synthvad.source import render_split_video
     from vau_jax.inference import RunError
@@ -153,7 +143,8 @@ def calibration_windows(
     probs, anomalous = [], []
     for i in range(int(num_videos)):
         v = render_split_video("validation", i, synth)
-        frames = resize_crop(_hold(v.frames, float(v.fps), fps), size)
+        chunks = resample_array(v.frames, float(v.fps), FrameSpec(fps=fps, size=size))
+        frames = np.concatenate([c.frames for c in chunks])
         scorer.reset()
         ps, an = [], []
         for s in range(0, len(frames), per):

@@ -60,6 +60,18 @@ def video_features(method: Any, frames: np.ndarray, fps: float) -> dict[str, Any
     }
 
 
+def _attach(method: Any, feats: dict[str, Any]) -> Any:
+    """``batch -> batch`` with the LVLM's inputs of ``feats``' sampled frames repeated for
+    every row (what :func:`answer` and :func:`ask` feed the scorer)."""
+    sampled = D.sample_frames(feats, method.frames)
+
+    def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["video"])
+        return {**batch, **{k: np.repeat(v[None], n, 0) for k, v in sampled.items()}}
+
+    return attach
+
+
 def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int) -> list[dict]:
     """Greedy answers to :data:`QUESTIONS` about the video of ``feats``; the KV cache of the
     first (Yes/No) answer is kept as ``method.last_chat`` (follow-ups continue it, :func:`ask`)."""
@@ -68,7 +80,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
     from vau_jax.methods.tvau.questions import trim_padding
     from vau_jax.models.llama import LlamaForCausalLM
 
-    sampled = D.sample_frames(feats, method.frames)
+    attach = _attach(method, feats)
     rows = [
         chat_row(
             method.tok,
@@ -85,10 +97,6 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
         for kind, q in QUESTIONS
     ]
     rows = trim_padding(rows, left=True)
-
-    def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["video"])
-        return {**batch, **{k: np.repeat(v[None], n, 0) for k, v in sampled.items()}}
 
     texts, gen = scorer(method).generate_cached(
         {**params, "llm": params["vlm"]["llm"]},  # the scorer decodes with params["llm"]
@@ -182,11 +190,7 @@ def ask(
     from vau_jax.models.llama import LlamaForCausalLM
 
     method._need("inference")
-    sampled = D.sample_frames(last["feats"], method.frames)
-
-    def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["video"])
-        return {**batch, **{k: np.repeat(v[None], n, 0) for k, v in sampled.items()}}
+    attach = _attach(method, last["feats"])
 
     return followup_chat(
         chat,
