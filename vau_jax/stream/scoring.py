@@ -104,14 +104,11 @@ class VAGPTScorer(_EncoderScorer):
         m = run.method
         super().__init__(run, m.specs["cls"], m.encoders["cls"])
         self.threshold = float(run.config.tetg.threshold)
-        self._probs = m.tetg.probs_fn()
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
+        m = self.run.method
         cls = standardise(self.encode(frames)["cls"])  # [n, D]
-        n = len(cls)
-        pad = np.zeros((-(-n // 64) * 64, cls.shape[-1]), np.float32)  # one shape per 64
-        pad[:n] = cls
-        return np.asarray(self._probs(self.run.method.tetg_params, pad))[:n].astype(np.float32)
+        return m.tetg.probs(m.tetg_params, [cls])[0].astype(np.float32)
 
     def classify(self, frames: np.ndarray) -> str | None:
         """The best-ranked option naming an anomaly class (the detector has already fired,

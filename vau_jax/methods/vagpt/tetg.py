@@ -144,8 +144,13 @@ class TETGRun(MethodBase):
         ]
 
     def probs_fn(self):
-        """Jitted ``(params, z [T, D]) -> probabilities [T]``."""
-        return jax.jit(lambda p, z: jax.nn.sigmoid(self.model.apply({"params": p}, z)))
+        """Jitted ``(params, z [T, D]) -> probabilities [T]`` (built once: every call of
+        :meth:`probs`, e.g. each window of a stream, reuses its compilations)."""
+        if getattr(self, "_probs_jit", None) is None:
+            self._probs_jit = jax.jit(
+                lambda p, z: jax.nn.sigmoid(self.model.apply({"params": p}, z))
+            )
+        return self._probs_jit
 
     def probs(self, params: Any, cls: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per-video frame probabilities ``[T_i]`` (videos padded to one length: one shape)."""
