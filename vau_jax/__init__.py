@@ -6,7 +6,14 @@
 
 from typing import Any
 
+from vau_jax.host_memory import tune_allocator as _tune_allocator
+
 __version__ = "0.1.0"
+
+# Before XLA starts its threads, and only with VAU_JAX_MALLOC=reuse: glibc malloc settings
+# that keep XLA:CPU's per-call buffers mapped instead of page-faulting them in on every call
+# (vau_jax.host_memory).
+_tune_allocator()
 
 
 def load_run(workdir: str, config: Any = None) -> Any:
