@@ -69,7 +69,6 @@ def test_import_applies_settings_and_stops_page_faults():
 
 
 def test_opt_in_and_idempotence(monkeypatch):
-    monkeypatch.setattr(host_memory, "_applied", None)
     for value in ("", "system", "yes"):
         monkeypatch.setattr(host_memory, "_applied", None)
         monkeypatch.setenv(host_memory.ENV, value)
