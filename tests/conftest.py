@@ -1,6 +1,9 @@
-"""Test-wide set-up: 8 forced CPU devices (sharding tests), float32 matmuls, data paths."""
+"""Test-wide set-up: 8 forced CPU devices (sharding tests), float32 matmuls, data paths, and
+one persistent XLA compilation cache for the whole test session."""
 
 import os
+import shutil
+import tempfile
 
 # Must happen before jax initialises its backend.
 _flags = os.environ.get("XLA_FLAGS", "")
@@ -8,10 +11,33 @@ if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# Many tests compile the same programs again: the shared tiny runs' steps and evaluations,
+# reruns of a killed job, CLI subprocesses. JAX's persistent compilation cache keeps every
+# executable that took >= 1 s to compile in one folder for the session, shared by the xdist
+# workers and the subprocesses they start (they inherit the environment). The size limit
+# turns on JAX's file lock around reads and writes, so concurrent processes never see a
+# half-written entry. Loading from it gives the very executable a compile would build, so no
+# number changes; tests/compiles.py counts a load from it as a compilation. The session that
+# made the folder deletes it (pytest_unconfigure). JAX_COMPILATION_CACHE_DIR set by the caller
+# is used and kept.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="vau_jax_tests_xla_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def pytest_unconfigure(config) -> None:
+    """Deletes the compilation cache this process made (the xdist controller's, which its
+    workers shared)."""
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
