@@ -38,3 +38,32 @@ def test_caption_rows_are_pretrain_videos_plus_text_replay(vagpt_run):
     assert all(int(r["video_mask"].sum()) == m.num_video_tokens for r in video)
     assert len(m.rows("eval")) > 0 and not any(not r["video_mask"].any() for r in m.rows("eval"))
     assert np.all([r["loss_mask"].any() for r in rows])
+
+
+def test_cached_base_loads_into_either_llm_layout(vagpt_run):
+    """``scan_layers`` is not in the cache key: the base trained with unrolled blocks loads
+    into the scan layout (every block stacked) with the very same numbers, and a cache that
+    does not fit the model is refused naming its folder."""
+    import jax
+
+    from vau_jax.models.llama import match_layer_layout
+
+    c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
+    unrolled = V.ensure_base_llm(c)
+    c.scan_layers = True
+    scanned = V.ensure_base_llm(c)
+    assert "layers_0" in unrolled["llm"]["model"] and "layers" in scanned["llm"]["model"]
+    n = len([k for k in unrolled["llm"]["model"] if k.startswith("layers_")])
+    assert jax.tree.leaves(scanned["llm"]["model"]["layers"])[0].shape[0] == n
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        match_layer_layout(unrolled["llm"], scanned["llm"]),
+        scanned["llm"],
+    )
+    for part in set(unrolled) - {"llm"}:
+        jax.tree.map(np.testing.assert_array_equal, unrolled[part], scanned[part])
+
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), unrolled)
+    target["query_proj"]["kernel"] = jax.ShapeDtypeStruct((3, 3), np.float32)
+    with pytest.raises(ValueError, match="does not match the model.*query_proj"):
+        V.restore_base(os.path.join(V.base_dir(c), "params"), target)

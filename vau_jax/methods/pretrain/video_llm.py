@@ -304,4 +304,38 @@ def ensure_base_llm(config: Any) -> Any:
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), nn.unbox(method.abstract_params())
     )
-    return jax.device_get(ocp.StandardCheckpointer().restore(params_dir, target))
+    return restore_base(params_dir, target)
+
+
+def restore_base(params_dir: str, target: Any) -> Any:
+    """The cached base video LLM in ``target``'s structure (a tree of ``ShapeDtypeStruct``).
+
+    The LLM's decoder blocks are stored in the layout they were trained in; ``scan_layers``
+    is not part of the cache key, so they are converted to ``target``'s layout
+    (:func:`vau_jax.models.llama.match_layer_layout`), as a converted checkpoint loads into
+    either. Raises ``ValueError`` naming the folder when the leaves still differ."""
+    import orbax.checkpoint as ocp
+
+    from vau_jax.models.llama import match_layer_layout
+    from vau_jax.tree import path_str
+
+    ckptr = ocp.StandardCheckpointer()
+    try:
+        stored = jax.device_get(ckptr.restore(params_dir))
+    finally:
+        ckptr.close()
+    if isinstance(stored.get("llm"), dict) and isinstance(target.get("llm"), dict):
+        stored["llm"] = match_layer_layout(stored["llm"], target["llm"])
+    got = {path_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
+    want = {path_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(target)[0]}
+    bad = sorted(
+        k
+        for k in got.keys() | want.keys()
+        if k not in got or k not in want or tuple(got[k].shape) != tuple(want[k].shape)
+    )
+    if bad:
+        raise ValueError(
+            f"{params_dir}: the cached base video LLM does not match the model: {len(bad)} "
+            f"leaves differ, first {bad[0]!r} (delete the folder to pretrain it again)"
+        )
+    return jax.tree.map(lambda w, x: np.asarray(x, dtype=w.dtype), target, stored)
