@@ -160,9 +160,17 @@ def timeline_head(
     }
 
 
+def _is_llama(tree: Any) -> bool:
+    """Whether ``tree`` is a :class:`~vau_jax.models.llama.LlamaForCausalLM` params tree."""
+    model = tree.get("model") if isinstance(tree, dict) else None
+    return isinstance(model, dict) and ("layers" in model or "layers_0" in model)
+
+
 def put_parts(params: Any, parts: dict[str, Any]) -> Any:
     """``params`` with top-level subtrees replaced by host arrays of the same shapes, placed on
-    the replaced leaves' shardings (raises naming the leaf on a shape mismatch)."""
+    the replaced leaves' shardings (raises naming the leaf on a shape mismatch). A LLaMA part
+    (a converted GGUF / HF LLM) is first put in the model's decoder-block layout, unrolled or
+    scanned (``scan_layers``)."""
     if not parts:
         return params
 
@@ -177,6 +185,10 @@ def put_parts(params: Any, parts: dict[str, Any]) -> Any:
 
     out = dict(params)
     for key, tree in parts.items():
+        if _is_llama(tree) and _is_llama(params[key]):  # unrolled or scanned blocks
+            from vau_jax.models.llama import match_layer_layout
+
+            tree = match_layer_layout(tree, params[key])
         out[key] = jax.tree_util.tree_map_with_path(put, tree, dict(params[key]))
     logging.info("loaded pretrained %s", sorted(parts))
     return out

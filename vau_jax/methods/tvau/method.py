@@ -87,6 +87,7 @@ class TVAU(MethodBase):
             self.tok, self.llm_cfg, _ = frozen_llm(c, weights=False)
             self.query_tok = self.tok
             self.vlm = build_vlm(c, self.llm_cfg, self.vis_width, self.tok.vocab_size)
+            self.llm_cfg = self.vlm.config.llm  # under the precision policy (scan layout)
         self.build_heads(int(self.prompts.shape[-1]))
         if not inference:
             for split in ("train", "test"):

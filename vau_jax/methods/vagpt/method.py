@@ -144,6 +144,7 @@ class VAGPT(MethodBase):
         else:
             vocab = self.tok.vocab_size if self.query_tok is self.tok else None
             self.model = build_vlm(c, self.llm_cfg, self.vision_width, vocab)
+            self.llm_cfg = self.model.config.llm  # under the precision policy (scan layout)
         self.vcfg = self.model.config
         self.num_video_tokens = 2 * int(c.frames_per_video)
         self.class_names = tuple(c.get("class_names", ()) or ())
