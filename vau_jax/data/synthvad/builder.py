@@ -124,13 +124,17 @@ def render_examples(
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         ahead: collections.deque = collections.deque()
-        for i in range(num_videos + 2 * workers):
-            if i < num_videos:
-                ahead.append(pool.submit(_render_example, split, i, config))
-            if ahead and (len(ahead) >= 2 * workers or i >= num_videos):
-                with timing.phase("render"):  # the writer waits on the renderers
-                    example = ahead.popleft().result()
-                yield example
+
+        def oldest() -> dict[str, Any]:
+            with timing.phase("render"):  # the writer waits on the renderers
+                return ahead.popleft().result()
+
+        for i in range(num_videos):
+            ahead.append(pool.submit(_render_example, split, i, config))
+            if len(ahead) >= 2 * workers:
+                yield oldest()
+        while ahead:
+            yield oldest()
 
 
 def prepare(

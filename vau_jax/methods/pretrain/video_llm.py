@@ -317,7 +317,7 @@ def restore_base(params_dir: str, target: Any) -> Any:
     import orbax.checkpoint as ocp
 
     from vau_jax.models.llama import match_layer_layout
-    from vau_jax.tree import path_str
+    from vau_jax.tree import flatten
 
     ckptr = ocp.StandardCheckpointer()
     try:
@@ -326,8 +326,7 @@ def restore_base(params_dir: str, target: Any) -> Any:
         ckptr.close()
     if isinstance(stored.get("llm"), dict) and isinstance(target.get("llm"), dict):
         stored["llm"] = match_layer_layout(stored["llm"], target["llm"])
-    got = {path_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
-    want = {path_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(target)[0]}
+    got, want = flatten(stored), flatten(target)
     bad = sorted(
         k
         for k in got.keys() | want.keys()
