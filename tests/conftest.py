@@ -53,19 +53,33 @@ def vtest_path() -> str:
 # One tiny VAD-LLaMA, VA-GPT and T-VAU run (and their data dir: tokenizer, tiny CLIP,
 # SynthVAD ArrayRecord, cached features) are built once per test session and shared by every
 # xdist worker: the first worker builds them under a file lock, the others wait and reuse.
-# The tests that need them form one xdist group (setup.cfg runs `--dist=loadgroup`), so one
-# worker builds the runs and then runs those tests while the other goes on with the rest,
-# instead of idling on the lock (four minutes of one worker's time measured per session).
+# So that no worker idles on that lock (four minutes of one worker's time measured in a
+# session), the collection is reordered: one test that needs all three runs first (its
+# worker builds them while the other runs ordinary tests), every other test that uses a
+# shared run last, and setup.cfg runs `--dist=worksteal`, which rebalances the workers'
+# queues. (xdist's `loadgroup` would pin them to one worker, but xdist 3.8 renames the node
+# ids through `item._nodeid`, which pytest 9 no longer reads, so its groups are ignored.)
 
 SHARED_RUN_FIXTURES = frozenset({"tiny_data_dir", "vadllama_run", "vagpt_run", "tvau_run"})
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Puts every test that uses a shared tiny run (:data:`SHARED_RUN_FIXTURES`) into the
-    ``tiny_runs`` xdist group."""
-    for item in items:
-        if SHARED_RUN_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("tiny_runs"))
+    """Orders ``items``: the first test that uses ``tvau_run`` (which builds all three shared
+    runs), then every test that uses no shared run, then the other shared-run tests (those
+    naming a :data:`SHARED_RUN_FIXTURES` fixture or marked ``tiny_run``)."""
+    shared = [
+        i
+        for i in items
+        if SHARED_RUN_FIXTURES & set(getattr(i, "fixturenames", ()))
+        or i.get_closest_marker("tiny_run")
+    ]
+    if not shared:
+        return
+    first = next((i for i in shared if "tvau_run" in i.fixturenames), shared[0])
+    ids = {id(i) for i in shared}
+    items[:] = (
+        [first] + [i for i in items if id(i) not in ids] + [i for i in shared if i is not first]
+    )
 
 
 def _shared_root(tmp_path_factory) -> str:

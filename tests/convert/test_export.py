@@ -249,6 +249,7 @@ EXPECTED_PARTS = {
 
 
 @pytest.mark.slow
+@pytest.mark.tiny_run  # reads the run through request.getfixturevalue
 @pytest.mark.parametrize("method", ["vagpt", "vadllama", "tvau"])
 def test_every_method_exports_and_reloads_bit_exactly(request, method, tmp_path):
     import hashlib
