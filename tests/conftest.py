@@ -56,9 +56,10 @@ def vtest_path() -> str:
 # So that no worker idles on that lock (four minutes of one worker's time measured in a
 # session), the collection is reordered: one test that needs all three runs first (its
 # worker builds them while the other runs ordinary tests), every other test that uses a
-# shared run last, and setup.cfg runs `--dist=worksteal`, which rebalances the workers'
-# queues. (xdist's `loadgroup` would pin them to one worker, but xdist 3.8 renames the node
-# ids through `item._nodeid`, which pytest 9 no longer reads, so its groups are ignored.)
+# shared run last; the README's test command adds `--dist=worksteal`, which rebalances the
+# workers' queues (not in setup.cfg: the TPU test virtualenv has no xdist). xdist's
+# `loadgroup` would pin them to one worker, but xdist 3.8 renames the node ids through
+# `item._nodeid`, which pytest 9 no longer reads, so its groups are ignored.
 
 SHARED_RUN_FIXTURES = frozenset({"tiny_data_dir", "vadllama_run", "vagpt_run", "tvau_run"})
 
