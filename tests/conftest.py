@@ -68,15 +68,16 @@ def pytest_collection_modifyitems(config, items) -> None:
     """Orders ``items``: the first test that uses ``tvau_run`` (which builds all three shared
     runs), then every test that uses no shared run, then the other shared-run tests (those
     naming a :data:`SHARED_RUN_FIXTURES` fixture or marked ``tiny_run``)."""
+
+    def fixtures(item) -> set[str]:  # items that are not functions (doctests) have none
+        return set(getattr(item, "fixturenames", ()))
+
     shared = [
-        i
-        for i in items
-        if SHARED_RUN_FIXTURES & set(getattr(i, "fixturenames", ()))
-        or i.get_closest_marker("tiny_run")
+        i for i in items if SHARED_RUN_FIXTURES & fixtures(i) or i.get_closest_marker("tiny_run")
     ]
     if not shared:
         return
-    first = next((i for i in shared if "tvau_run" in i.fixturenames), shared[0])
+    first = next((i for i in shared if "tvau_run" in fixtures(i)), shared[0])
     ids = {id(i) for i in shared}
     items[:] = (
         [first] + [i for i in items if id(i) not in ids] + [i for i in shared if i is not first]
