@@ -334,13 +334,33 @@ class LlamaModel(nn.Module):
         return x, hidden_states, new_kv
 
 
+def segment_mask(segment_ids: Array) -> tuple[Array, Array]:
+    """Attention within segments of packed rows (:mod:`vau_jax.data.packing`).
+
+    Args:
+      segment_ids: int ``[B, N]``: 1, 2, ... per packed sequence (contiguous), 0 = padding.
+    Returns:
+      bool ``[B, 1, N, N]`` (query and key in the same segment, padding with padding only;
+      not causal) and
+      int32 ``[B, N]`` positions restarting at 0 at each segment's first token.
+    """
+    seg = segment_ids.astype(jnp.int32)
+    same = seg[:, :, None] == seg[:, None, :]  # padding sees padding: no empty softmax row
+    idx = jnp.broadcast_to(jnp.arange(seg.shape[1], dtype=jnp.int32), seg.shape)
+    first = jnp.concatenate([jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+    start = jax.lax.cummax(jnp.where(first, idx, 0), axis=1)
+    return same[:, None], idx - start
+
+
 class LlamaForCausalLM(nn.Module):
     """HF ``LlamaForCausalLM``: ``apply(vars, input_ids)`` -> ``{"logits", "hidden_states"?}``.
 
     ``attention_mask [B, N]`` (1 = token, 0 = padding) may pad on either side; when
     ``position_ids`` is omitted they are ``cumsum(mask) - 1`` (``arange`` without a mask), so
     left-padded rows see the same positions as unpadded ones. Pass ``inputs_embeds [B, N, D]``
-    instead of ``input_ids`` for multimodal prefixes.
+    instead of ``input_ids`` for multimodal prefixes. ``segment_ids [B, N]`` (instead of
+    ``attention_mask``) marks packed rows: attention stays inside each segment and positions
+    restart at each segment's first token (:func:`segment_mask`).
     """
 
     config: LlamaConfig
@@ -378,14 +398,25 @@ class LlamaForCausalLM(nn.Module):
         position_ids: Array | None = None,  # [B, N] int
         inputs_embeds: Array | None = None,  # [B, N, D]
         output_hidden_states: bool = False,
+        segment_ids: Array | None = None,  # [B, N] int, 0 = padding (packed rows)
     ) -> dict[str, Any]:
         x = self._inputs(input_ids, inputs_embeds)
         b, n = x.shape[:2]
-        valid = jnp.ones((b, n), bool) if attention_mask is None else attention_mask.astype(bool)
-        if position_ids is None:
-            position_ids = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
         causal = jnp.tril(jnp.ones((n, n), bool))
-        mask = causal[None, None] & valid[:, None, None, :]  # [B, 1, N, N]
+        if segment_ids is not None:
+            if attention_mask is not None:
+                raise ValueError("pass attention_mask or segment_ids, not both")
+            mask, packed_positions = segment_mask(segment_ids)
+            mask = causal[None, None] & mask
+            if position_ids is None:
+                position_ids = packed_positions
+        else:
+            valid = jnp.ones((b, n), bool)
+            if attention_mask is not None:
+                valid = attention_mask.astype(bool)
+            if position_ids is None:
+                position_ids = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
+            mask = causal[None, None] & valid[:, None, None, :]  # [B, 1, N, N]
         x, hidden_states, _ = self.model(x, position_ids, mask, None, None, output_hidden_states)
         out: dict[str, Any] = {"logits": self._logits(x)}
         if output_hidden_states:
