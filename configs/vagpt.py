@@ -144,7 +144,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "num_videos": 300,  # pretrain-split videos captioned
             "num_eval_videos": 32,
             "steps": steps,
-            "batch_size": 8,
+            # 2 rows of 448 tokens, each packing ~4.2 conversations side by side (at most 6
+            # videos; vau_jax/data/packing.py): ~8.5 conversations per step, as the 8 rows
+            # padded to 448 (22% filled) were before
+            "batch_size": 2,
+            "pack_length": 448,
+            "pack_videos": 6,
             "optimizer": {
                 "name": "adamw",
                 "lr": 1e-3,

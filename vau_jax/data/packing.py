@@ -18,34 +18,18 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
-def _tokens(row: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    keep = np.asarray(row["attention_mask"]).astype(bool)
-    return np.asarray(row["input_ids"])[keep], np.asarray(row["loss_mask"])[keep]
-
-
-def pack_rows(
-    rows: Sequence[Mapping[str, np.ndarray]], length: int, seed: int = 0
-) -> list[dict[str, np.ndarray]]:
-    """Packs padded rows into rows of ``length`` tokens (best-fit decreasing).
-
-    Args:
-      rows: dicts with ``input_ids`` ``[S]`` int, ``attention_mask`` ``[S]`` (1 = token; the
-        tokens must be contiguous, so either padding side works) and ``loss_mask`` ``[S]``.
-      length: tokens per packed row; every row's token count must be ``<= length``.
-      seed: breaks ties between rows of equal length (and so which rows share a packed row).
-
-    Returns:
-      dicts with ``input_ids`` ``[length]`` (input dtype, 0 in padding), ``loss_mask``
-      ``[length]`` (input dtype) and ``segment_ids`` int32 ``[length]`` (0 = padding). Every
-      input row appears exactly once, whole.
-    """
+def assign_bins(
+    sizes: np.ndarray, length: int, seed: int = 0, max_per_bin: int | None = None
+) -> list[list[int]]:
+    """Best-fit decreasing: indices of ``sizes`` grouped so each group sums to ``<= length``
+    (and holds at most ``max_per_bin`` members). Ties between equal sizes are broken by a
+    ``seed``-ed shuffle; every index appears in exactly one group."""
     if length < 1:
         raise ValueError(f"pack_rows: length must be positive, got {length}")
-    toks = [_tokens(r) for r in rows]
-    sizes = np.array([len(t) for t, _ in toks], np.int64)
     for i in np.flatnonzero((sizes > length) | (sizes == 0)):
         raise ValueError(f"pack_rows: row {i} has {sizes[i]} tokens; each needs 1..{length}")
-    order = np.random.default_rng(seed).permutation(len(rows))
+    cap = max_per_bin or len(sizes) + 1
+    order = np.random.default_rng(seed).permutation(len(sizes))
     order = order[np.argsort(-sizes[order], kind="stable")]  # longest first, ties shuffled
     bins: list[list[int]] = []
     free: list[int] = []
@@ -62,23 +46,67 @@ def pack_rows(
             b = by_room[room].pop()
         bins[b].append(int(i))
         free[b] -= need
-        by_room.setdefault(free[b], []).append(b)
-    if not toks:
-        return []
-    ids_dtype, loss_dtype = toks[0][0].dtype, toks[0][1].dtype
+        if len(bins[b]) < cap:
+            by_room.setdefault(free[b], []).append(b)
+    return bins
+
+
+def pack_rows(
+    rows: Sequence[Mapping[str, np.ndarray]],
+    length: int,
+    seed: int = 0,
+    sequence_keys: Sequence[str] = ("input_ids", "loss_mask"),
+    side_keys: Sequence[str] = (),
+    max_segments: int | None = None,
+    side_mask_key: str | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Packs padded rows into rows of ``length`` tokens (best-fit decreasing).
+
+    Args:
+      rows: dicts with ``attention_mask`` ``[S]`` (1 = token; the tokens must be contiguous,
+        so either padding side works) and the ``sequence_keys`` ``[S]`` each.
+      length: tokens per packed row; every row's token count must be ``<= length``.
+      seed: breaks ties between rows of equal length (and so which rows share a packed row).
+      sequence_keys: per-token arrays carried over (their values at the tokens).
+      side_keys: per-row values (a video index, a Q-Former query) stacked ``[max_segments,
+        ...]`` in segment order, zero-padded; only the segments holding a
+        ``side_mask_key`` token contribute when that key is given (the videos of a row whose
+        text-only segments have none), every segment otherwise.
+      max_segments: at most this many rows per packed row (required with ``side_keys``).
+
+    Returns:
+      dicts with each sequence key ``[length]`` (its dtype, 0 in padding), each side key
+      ``[max_segments, ...]`` and ``segment_ids`` int32 ``[length]`` (0 = padding). Every
+      input row appears exactly once, whole.
+    """
+    if side_keys and not max_segments:
+        raise ValueError("pack_rows: side_keys need max_segments")
+    keeps = [np.asarray(r["attention_mask"]).astype(bool) for r in rows]
+    bins = assign_bins(np.array([k.sum() for k in keeps], np.int64), length, seed, max_segments)
     out = []
     for members in bins:
-        ids = np.zeros((length,), ids_dtype)
-        loss = np.zeros((length,), loss_dtype)
+        packed = {
+            k: np.zeros((length,) + np.shape(rows[0][k])[1:], np.asarray(rows[0][k]).dtype)
+            for k in sequence_keys
+        }
+        for k in side_keys:
+            first = np.asarray(rows[0][k])
+            packed[k] = np.zeros((max_segments,) + first.shape, first.dtype)
         seg = np.zeros((length,), np.int32)
-        at = 0
-        for k, i in enumerate(members, start=1):
-            t, lm = toks[i]
-            ids[at : at + len(t)] = t
-            loss[at : at + len(t)] = lm
-            seg[at : at + len(t)] = k
-            at += len(t)
-        out.append({"input_ids": ids, "loss_mask": loss, "segment_ids": seg})
+        at = side = 0
+        for n, i in enumerate(members, start=1):
+            keep = keeps[i]
+            size = int(keep.sum())
+            for k in sequence_keys:
+                packed[k][at : at + size] = np.asarray(rows[i][k])[keep]
+            seg[at : at + size] = n
+            at += size
+            if side_keys and (side_mask_key is None or np.asarray(rows[i][side_mask_key]).any()):
+                for k in side_keys:
+                    packed[k][side] = rows[i][k]
+                side += 1
+        packed["segment_ids"] = seg
+        out.append(packed)
     return out
 
 

@@ -172,10 +172,22 @@ class VideoLLM(nn.Module):
         visual: Array,  # [B, T, K, Dv]
         query_ids: Array,  # [B, Lq]
         query_mask: Array | None = None,
+        segment_ids: Array | None = None,  # [B, L] packed rows
     ) -> dict[str, Any]:
-        """``{"logits": [B, L, V]}`` of the multimodal sequence."""
-        x = self.prefix_embeds(input_ids, video_mask, visual, query_ids, query_mask)
-        return self.llm(inputs_embeds=x, attention_mask=attention_mask)
+        """``{"logits": [B, L, V]}`` of the multimodal sequence.
+
+        Packed rows (:func:`vau_jax.data.packing.pack_rows`): ``segment_ids [B, L]`` instead
+        of ``attention_mask`` (None), ``visual [B, K, T, P, Dv]`` and ``query_ids`` /
+        ``query_mask [B, K, Lq]`` the row's videos in the order of their ``2T`` video
+        positions each (zero-padded to ``K``; text-only segments have none)."""
+        if segment_ids is None:
+            x = self.prefix_embeds(input_ids, video_mask, visual, query_ids, query_mask)
+            return self.llm(inputs_embeds=x, attention_mask=attention_mask)
+        b, k = visual.shape[:2]
+        flat = lambda a: None if a is None else a.reshape((b * k,) + a.shape[2:])  # noqa: E731
+        vis = self.visual_embeds(flat(visual), flat(query_ids), flat(query_mask))
+        x = self.embed(input_ids, video_mask, vis.reshape(b, -1, vis.shape[-1]))  # [B, K*2T, D]
+        return self.llm(inputs_embeds=x, attention_mask=attention_mask, segment_ids=segment_ids)
 
 
 def module_from_config(cfg: VLMConfig) -> VideoLLM:

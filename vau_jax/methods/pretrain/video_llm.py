@@ -207,13 +207,46 @@ class VideoPretrain(MethodBase):
         logits = self.model.apply(
             {"params": params},
             batch["input_ids"],
-            batch["attention_mask"],
+            batch.get("attention_mask"),  # None in packed rows
             batch["video_mask"],
             batch["visual"],
             batch["query_ids"],
             batch["query_mask"],
+            segment_ids=batch.get("segment_ids"),
         )["logits"]
         return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
+
+    def train_rows(self) -> list[dict[str, np.ndarray]]:
+        """The training rows, packed when ``base_llm.pack_length`` is set: conversations side
+        by side (at most ``base_llm.pack_videos`` per row, each video's features and Q-Former
+        query kept beside it; :func:`vau_jax.data.packing.pack_rows`)."""
+        from vau_jax.data.packing import fill_fraction, pack_rows
+
+        b = self.config.base_llm
+        rows = self.rows("train")
+        length = int(b.get("pack_length", 0))
+        if not length:
+            return rows
+        packed = pack_rows(
+            rows,
+            length,
+            seed=int(self.config.seed),
+            sequence_keys=("input_ids", "loss_mask", "video_mask"),
+            side_keys=("video", "query_ids", "query_mask"),
+            max_segments=int(b.pack_videos),
+            side_mask_key="video_mask",
+        )
+        logging.info(
+            "base video LLM: %d conversations packed into %d rows of %d tokens "
+            "(%.0f%% filled, against %.0f%% padded to %d)",
+            len(rows),
+            len(packed),
+            length,
+            100 * fill_fraction(packed),
+            100 * fill_fraction(rows),
+            len(rows[0]["input_ids"]),
+        )
+        return packed
 
     def stages(self) -> list[Stage]:
         from vau_jax.data.pipeline import PipelineConfig, make_iterator
@@ -226,7 +259,7 @@ class VideoPretrain(MethodBase):
 
         def data():
             return make_iterator(
-                self.rows("train"), pcfg, transforms=[AttachVisual(self.feats_all)]
+                self.train_rows(), pcfg, transforms=[AttachVisual(self.feats_all, dino=False)]
             )
 
         opt = dict(b.optimizer)

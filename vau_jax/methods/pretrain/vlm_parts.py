@@ -158,11 +158,22 @@ class AttachVisual(grain.transforms.Map):
         self.feats, self.dtype, self.dino = feats, jnp.dtype(dtype), dino
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
-        v = int(element["video"])
-        out = {**element, "visual": standardise(self.feats.visual[v]["patches"]).astype(self.dtype)}
+        vids = np.asarray(element["video"])
+        if vids.ndim:  # a packed row's videos [K]: features [K, S, N, D]
+            out = {**element, "visual": np.stack([self._visual(int(v)) for v in vids])}
+            if self.dino:
+                out["dino"] = np.stack([self._dino(int(v)) for v in vids])
+            return out
+        out = {**element, "visual": self._visual(int(vids))}
         if self.dino:
-            out["dino"] = np.asarray(self.feats.dino[v]["patches"], np.float32).astype(self.dtype)
+            out["dino"] = self._dino(int(vids))
         return out
+
+    def _visual(self, v: int) -> np.ndarray:
+        return standardise(self.feats.visual[v]["patches"]).astype(self.dtype)
+
+    def _dino(self, v: int) -> np.ndarray:
+        return np.asarray(self.feats.dino[v]["patches"], np.float32).astype(self.dtype)
 
 
 def attach_batch(batch: dict[str, np.ndarray], feats: SplitFeatures) -> dict[str, np.ndarray]:
