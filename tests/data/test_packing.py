@@ -56,3 +56,47 @@ def test_too_long_or_empty_rows_are_refused():
     with pytest.raises(ValueError, match="row 0 has 0 tokens"):
         pack_rows([_row([], 4)], 4)
     assert pack_rows([], 8) == []
+
+
+def test_side_values_follow_the_segments_that_hold_video_tokens():
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(30):
+        n = int(rng.integers(2, 13))
+        row = _row(rng.integers(1, 500, n).tolist(), 12)
+        row["video_mask"] = np.zeros(12, bool)
+        if i % 3:  # two rows in three carry video tokens, right after BOS
+            row["video_mask"][1:2] = True
+        row["video"] = np.int32(100 + i)
+        row["query"] = np.full(3, i, np.int32)
+        rows.append(row)
+    packed = pack_rows(
+        rows,
+        24,
+        sequence_keys=("input_ids", "loss_mask", "video_mask"),
+        side_keys=("video", "query"),
+        max_segments=3,
+        side_mask_key="video_mask",
+    )
+    seen = []
+    for p in packed:
+        assert p["video"].shape == (3,) and p["query"].shape == (3, 3)
+        assert p["segment_ids"].max() <= 3  # at most max_segments rows per packed row
+        with_video = [
+            k
+            for k in range(1, p["segment_ids"].max() + 1)
+            if p["video_mask"][p["segment_ids"] == k].any()
+        ]
+        assert p["video_mask"].sum() == len(with_video)
+        got = p["video"][: len(with_video)].tolist()
+        assert all(v % 3 for v in (g - 100 for g in got))  # only the rows with video tokens
+        assert (p["query"][: len(with_video), 0] == np.array(got) - 100).all()
+        assert not p["video"][len(with_video) :].any()  # zero-padded
+        for j, k in enumerate(with_video):  # in segment order: slot j is segment k's row
+            own = rows[got[j] - 100]
+            want = own["input_ids"][own["attention_mask"]]
+            np.testing.assert_array_equal(p["input_ids"][p["segment_ids"] == k], want)
+        seen += got
+    assert sorted(seen) == [100 + i for i in range(30) if i % 3]
+    with pytest.raises(ValueError, match="side_keys need max_segments"):
+        pack_rows(rows, 24, side_keys=("video",))

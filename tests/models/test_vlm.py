@@ -176,3 +176,66 @@ def test_shared_prefix_logprob_equals_full_sequences():
     np.testing.assert_allclose(np.asarray(got).reshape(-1), np.asarray(want), atol=1e-5, rtol=0)
     # And the options differ (the check is not vacuous).
     assert np.ptp(np.asarray(got)) > 1e-3
+
+
+def test_packed_rows_give_each_conversation_its_own_logits():
+    """Two video conversations and a text-only one packed into one row
+    (:func:`vau_jax.data.packing.pack_rows`, videos and Q-Former queries beside them): each
+    conversation's logits equal its own padded row's, whatever the packing order."""
+    from vau_jax.data.packing import pack_rows
+
+    cfg = _cfg(projector_hidden=32)
+    t, L = 3, 20
+    visual, ids, video, query = _inputs(b=3, t=t, L=L, seed=4)
+    m, params, _ = _init(cfg, visual, ids, video, query)
+    lengths = (14, 7, 12)
+    rows = []
+    for i, n in enumerate(lengths):
+        vm = np.asarray(video[i]).copy()
+        if i == 1:  # text only: no video positions
+            vm[:] = False
+        row = {
+            "input_ids": np.where(vm, 0, np.asarray(ids[i])).astype(np.int32),
+            "attention_mask": np.arange(L) < n,
+            "loss_mask": np.arange(L) >= 10,
+            "video_mask": vm & (np.arange(L) < n),
+            "video": np.int32(i),
+            "query_ids": np.asarray(query[i]),
+            "query_mask": np.ones(query.shape[1], np.int32),
+        }
+        rows.append(row)
+    (packed,) = pack_rows(
+        rows,
+        sum(lengths),
+        sequence_keys=("input_ids", "loss_mask", "video_mask"),
+        side_keys=("video", "query_ids", "query_mask"),
+        max_segments=3,
+        side_mask_key="video_mask",
+    )
+    assert sorted(packed["video"][:2].tolist()) == [0, 2]  # the text row holds no video slot
+    vis = visual[jnp.asarray(packed["video"])][None]  # [1, K, T, P, Dv]
+    got = m.apply(
+        {"params": params},
+        jnp.asarray(packed["input_ids"])[None],
+        None,
+        jnp.asarray(packed["video_mask"])[None],
+        vis,
+        jnp.asarray(packed["query_ids"])[None],
+        jnp.asarray(packed["query_mask"])[None],
+        segment_ids=jnp.asarray(packed["segment_ids"])[None],
+    )["logits"][0]
+    for i, n in enumerate(lengths):
+        r = rows[i]
+        want = m.apply(
+            {"params": params},
+            jnp.asarray(r["input_ids"])[None],
+            jnp.asarray(r["attention_mask"])[None],
+            jnp.asarray(r["video_mask"])[None],
+            visual[i : i + 1],
+            jnp.asarray(r["query_ids"])[None],
+            jnp.asarray(r["query_mask"])[None],
+        )["logits"][0, :n]
+        seg = next(k for k in range(1, 4) if (packed["segment_ids"] == k).sum() == n)
+        np.testing.assert_allclose(
+            np.asarray(got)[packed["segment_ids"] == seg], np.asarray(want), rtol=0, atol=2e-6
+        )
