@@ -160,3 +160,25 @@ def test_second_split_merges(tmp_path):
 def test_ucf_merges_extra_runs():
     entry = {"id": "v", "class": "Fire", "intervals_frames": [[1, 3], [5, 6], [8, 9]]}
     assert ucf_lines([entry]) == "v.mp4  Fire  1  3  5  9\n"
+
+
+def test_h264_is_deterministic_at_small_frame_sizes(tmp_path):
+    """The same frames encode to the same bytes every time: x264's macroblock-tree rate
+    control made 64x64 encodes differ from call to call (decoded frames up to 38 levels
+    apart), so two data dirs of one code held different videos."""
+    from vau_jax.data.synthvad.render import render_video
+    from vau_jax.data.synthvad.writers import write_video
+
+    frames = render_video(7, SynthConfig(height=64, width=64, fps=8.0)).frames
+    blobs, decoded = set(), set()
+    for i in range(4):
+        path = str(tmp_path / f"v{i}.mp4")
+        if write_video(path, frames, 8.0) != "libx264":
+            pytest.skip("this PyAV build has no libx264")
+        with open(path, "rb") as f:
+            blobs.add(f.read())
+        with av.open(path) as c:
+            decoded.add(
+                np.stack([fr.to_ndarray(format="rgb24") for fr in c.decode(video=0)]).tobytes()
+            )
+    assert len(decoded) == 1 and len(blobs) == 1

@@ -7,7 +7,8 @@ final name.
 Video codecs (:func:`write_video`):
 
 - ``"h264"``: ``.mp4``, libx264 (falls back to MPEG-4 part 2 when PyAV lacks libx264),
-  ``yuv420p``, crf 18 — lossy, the format the real datasets ship.
+  ``yuv420p``, crf 18, macroblock-tree rate control off (deterministic: the same frames give
+  the same bytes) — lossy, the format the real datasets ship.
 - ``"ffv1"``: ``.mkv``, FFV1 in ``bgr0`` — lossless: decoding returns the rendered RGB
   frames bit for bit, so a test can compare training on files with training on renders.
 
@@ -159,7 +160,11 @@ def write_video(path: str, frames: np.ndarray, fps: float, codec: str = "h264") 
             else:
                 try:
                     stream = container.add_stream("libx264", rate=rate)
-                    stream.options = {"crf": "18", "preset": "medium"}
+                    # mbtree=0: with x264's macroblock-tree rate control, small frames
+                    # (64x64, 96x96, 192x192 seen) encoded to different bytes on every call,
+                    # decoded frames up to 38 levels apart, so two data dirs written by the
+                    # same code trained different models; without it, identical every time.
+                    stream.options = {"crf": "18", "preset": "medium", "x264-params": "mbtree=0"}
                 except (ValueError, av.error.FFmpegError):  # no libx264 in this PyAV build
                     stream = container.add_stream("mpeg4", rate=rate)
                     stream.bit_rate = 4_000_000
