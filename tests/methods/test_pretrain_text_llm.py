@@ -1,6 +1,7 @@
 """Text pretraining corpus of the tiny LLaMA (``methods/pretrain/text_llm.py``) and the text
 rows later trainings replay from it."""
 
+import dataclasses
 import os
 import sys
 
@@ -100,17 +101,9 @@ def test_packed_text_rows_train_on_the_same_loss_as_padded_rows():
     import jax.numpy as jnp
 
     from vau_jax.data.packing import pack_rows
-    from vau_jax.models import llama
+    from vau_jax.models import llama, registry
 
-    cfg = llama.LlamaConfig(
-        vocab_size=61,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-    )
+    cfg = dataclasses.replace(registry.get_config("tiny-llama"), vocab_size=61)
     module = llama.LlamaForCausalLM(cfg)
     params = module.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
     method = TL.TextPretrain.__new__(TL.TextPretrain)  # _loss reads only the module
@@ -136,4 +129,6 @@ def test_packed_text_rows_train_on_the_same_loss_as_padded_rows():
     loss_pack, g_pack = grad(params, stack(packed))
     np.testing.assert_allclose(float(loss_pack), float(loss_pad), rtol=2e-6)
     for a, b in zip(jax.tree.leaves(g_pack), jax.tree.leaves(g_pad)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)  # 2e-8 seen
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), rtol=1e-5, atol=5e-7
+        )  # 1.2e-7 seen
