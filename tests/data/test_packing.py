@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vau_jax.data.packing import fill_fraction, pack_rows
+from vau_jax.data.packing import fill_fraction, pack_rows, packing_summary
 
 
 def _row(tokens: list[int], pad_to: int, left: bool = False) -> dict[str, np.ndarray]:
@@ -100,3 +100,12 @@ def test_side_values_follow_the_segments_that_hold_video_tokens():
     assert sorted(seen) == [100 + i for i in range(30) if i % 3]
     with pytest.raises(ValueError, match="side_keys need max_segments"):
         pack_rows(rows, 24, side_keys=("video",))
+
+
+def test_packing_summary_names_counts_lengths_and_fill():
+    rows = [_row([7] * n, 10) for n in (9, 1, 8, 2)]
+    line = packing_summary(rows, pack_rows(rows, 10))
+    assert (
+        line
+        == "4 conversations packed into 2 rows of 10 tokens (100% filled, against 50% padded to 10)"
+    )

@@ -52,3 +52,10 @@ def test_causal_attention_skips_only_masked_blocks(n, block):
     blocked = np.asarray(layers.causal_attention(q, k, v, mask=jnp.asarray(mask), block=block))
     np.testing.assert_allclose(blocked, full, atol=1e-6)  # measured 2.4e-7
     np.testing.assert_allclose(blocked, _reference(q, k, v, mask), atol=1.5e-6)  # 3.4e-7
+
+
+def test_segment_mask_keeps_attention_inside_segments_and_restarts_positions():
+    mask, pos = layers.segment_mask(jnp.array([[1, 1, 2, 2, 2, 0, 0]]))
+    np.testing.assert_array_equal(np.asarray(pos)[0], [0, 1, 0, 1, 2, 0, 1])
+    m = np.asarray(mask)[0, 0]
+    assert m[3, 2] and not m[2, 1] and not m[4, 5] and m[6, 5]  # padding sees padding only

@@ -295,11 +295,7 @@ def test_packed_rows_give_each_sequence_its_own_logits():
     assert np.abs(whole[lengths[0] :] - packed[0, lengths[0] : sum(lengths)]).max() > 1e-2
 
 
-def test_segment_mask_positions_and_conflicting_masks():
-    mask, pos = llama.segment_mask(jnp.array([[1, 1, 2, 2, 2, 0, 0]]))
-    np.testing.assert_array_equal(np.asarray(pos)[0], [0, 1, 0, 1, 2, 0, 1])
-    m = np.asarray(mask)[0, 0]
-    assert m[3, 2] and not m[2, 1] and not m[4, 5] and m[6, 5]  # padding sees padding only
+def test_attention_mask_and_segment_ids_together_are_refused():
     module, params = _init(CFG)
     with pytest.raises(ValueError, match="attention_mask or segment_ids"):
         module.apply(

@@ -117,3 +117,16 @@ def fill_fraction(rows: Sequence[Mapping[str, np.ndarray]]) -> float:
     used = sum(int(np.count_nonzero(r[key])) for r in rows)
     total = sum(len(r[key]) for r in rows)
     return used / max(total, 1)
+
+
+def packing_summary(
+    rows: Sequence[Mapping[str, np.ndarray]], packed: Sequence[Mapping[str, np.ndarray]]
+) -> str:
+    """One log line: how many padded ``rows`` went into how many ``packed`` rows, and how
+    full each form is."""
+    return (
+        f"{len(rows)} conversations packed into {len(packed)} rows of "
+        f"{len(packed[0]['segment_ids']) if packed else 0} tokens "
+        f"({100 * fill_fraction(packed):.0f}% filled, against "
+        f"{100 * fill_fraction(rows):.0f}% padded to {len(rows[0]['input_ids']) if rows else 0})"
+    )

@@ -307,6 +307,24 @@ def causal_attention(
     return jnp.concatenate(outs, axis=2)
 
 
+def segment_mask(segment_ids: Array) -> tuple[Array, Array]:
+    """Attention within segments of packed rows (:mod:`vau_jax.data.packing`).
+
+    Args:
+      segment_ids: int ``[B, N]``: 1, 2, ... per packed sequence (contiguous), 0 = padding.
+    Returns:
+      bool ``[B, 1, N, N]`` (query and key in the same segment, padding with padding only;
+      not causal) and int32 ``[B, N]`` positions restarting at 0 at each segment's first
+      token.
+    """
+    seg = segment_ids.astype(jnp.int32)
+    same = seg[:, :, None] == seg[:, None, :]  # padding sees padding: no empty softmax row
+    idx = jnp.broadcast_to(jnp.arange(seg.shape[1], dtype=jnp.int32), seg.shape)
+    first = jnp.concatenate([jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+    start = jax.lax.cummax(jnp.where(first, idx, 0), axis=1)
+    return same[:, None], idx - start
+
+
 def constrain(x: Array, axes: Sequence[str | None]) -> Array:
     """Logical sharding constraint on an activation (no-op outside a mesh/rules context)."""
     return nn.with_logical_constraint(x, tuple(axes))

@@ -334,24 +334,6 @@ class LlamaModel(nn.Module):
         return x, hidden_states, new_kv
 
 
-def segment_mask(segment_ids: Array) -> tuple[Array, Array]:
-    """Attention within segments of packed rows (:mod:`vau_jax.data.packing`).
-
-    Args:
-      segment_ids: int ``[B, N]``: 1, 2, ... per packed sequence (contiguous), 0 = padding.
-    Returns:
-      bool ``[B, 1, N, N]`` (query and key in the same segment, padding with padding only;
-      not causal) and
-      int32 ``[B, N]`` positions restarting at 0 at each segment's first token.
-    """
-    seg = segment_ids.astype(jnp.int32)
-    same = seg[:, :, None] == seg[:, None, :]  # padding sees padding: no empty softmax row
-    idx = jnp.broadcast_to(jnp.arange(seg.shape[1], dtype=jnp.int32), seg.shape)
-    first = jnp.concatenate([jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1)
-    start = jax.lax.cummax(jnp.where(first, idx, 0), axis=1)
-    return same[:, None], idx - start
-
-
 class LlamaForCausalLM(nn.Module):
     """HF ``LlamaForCausalLM``: ``apply(vars, input_ids)`` -> ``{"logits", "hidden_states"?}``.
 
@@ -360,7 +342,7 @@ class LlamaForCausalLM(nn.Module):
     left-padded rows see the same positions as unpadded ones. Pass ``inputs_embeds [B, N, D]``
     instead of ``input_ids`` for multimodal prefixes. ``segment_ids [B, N]`` (instead of
     ``attention_mask``) marks packed rows: attention stays inside each segment and positions
-    restart at each segment's first token (:func:`segment_mask`).
+    restart at each segment's first token (:func:`vau_jax.models.layers.segment_mask`).
     """
 
     config: LlamaConfig
@@ -406,14 +388,13 @@ class LlamaForCausalLM(nn.Module):
         if segment_ids is not None:
             if attention_mask is not None:
                 raise ValueError("pass attention_mask or segment_ids, not both")
-            mask, packed_positions = segment_mask(segment_ids)
-            mask = causal[None, None] & mask
-            if position_ids is None:
-                position_ids = packed_positions
+            same, packed_positions = layers.segment_mask(segment_ids)
+            mask = causal[None, None] & same
+            position_ids = packed_positions if position_ids is None else position_ids
         else:
-            valid = jnp.ones((b, n), bool)
-            if attention_mask is not None:
-                valid = attention_mask.astype(bool)
+            valid = (
+                jnp.ones((b, n), bool) if attention_mask is None else attention_mask.astype(bool)
+            )
             if position_ids is None:
                 position_ids = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
             mask = causal[None, None] & valid[:, None, None, :]  # [B, 1, N, N]

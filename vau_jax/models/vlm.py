@@ -161,8 +161,17 @@ class VideoLLM(nn.Module):
         query_ids: Array,  # [B, Lq]
         query_mask: Array | None = None,
     ) -> Array:
-        """The LLM input embeddings ``[B, L, D]`` of a multimodal sequence."""
-        return self.embed(input_ids, video_mask, self.visual_embeds(visual, query_ids, query_mask))
+        """The LLM input embeddings ``[B, L, D]`` of a multimodal sequence. A packed row
+        (:func:`vau_jax.data.packing.pack_rows`) holds ``K`` videos: ``visual [B, K, T, P,
+        Dv]`` and ``query_ids`` / ``query_mask [B, K, Lq]``, in the order of their ``2T``
+        video positions each (zero-padded to ``K``; text-only segments have none)."""
+        if visual.ndim == 4:  # one video per row: K = 1
+            visual, query_ids = visual[:, None], query_ids[:, None]
+            query_mask = None if query_mask is None else query_mask[:, None]
+        b, k = visual.shape[:2]
+        flat = lambda a: None if a is None else a.reshape((b * k,) + a.shape[2:])  # noqa: E731
+        vis = self.visual_embeds(flat(visual), flat(query_ids), flat(query_mask))
+        return self.embed(input_ids, video_mask, vis.reshape(b, -1, vis.shape[-1]))
 
     def __call__(
         self,
@@ -174,19 +183,10 @@ class VideoLLM(nn.Module):
         query_mask: Array | None = None,
         segment_ids: Array | None = None,  # [B, L] packed rows
     ) -> dict[str, Any]:
-        """``{"logits": [B, L, V]}`` of the multimodal sequence.
-
-        Packed rows (:func:`vau_jax.data.packing.pack_rows`): ``segment_ids [B, L]`` instead
-        of ``attention_mask`` (None), ``visual [B, K, T, P, Dv]`` and ``query_ids`` /
-        ``query_mask [B, K, Lq]`` the row's videos in the order of their ``2T`` video
-        positions each (zero-padded to ``K``; text-only segments have none)."""
-        if segment_ids is None:
-            x = self.prefix_embeds(input_ids, video_mask, visual, query_ids, query_mask)
-            return self.llm(inputs_embeds=x, attention_mask=attention_mask)
-        b, k = visual.shape[:2]
-        flat = lambda a: None if a is None else a.reshape((b * k,) + a.shape[2:])  # noqa: E731
-        vis = self.visual_embeds(flat(visual), flat(query_ids), flat(query_mask))
-        x = self.embed(input_ids, video_mask, vis.reshape(b, -1, vis.shape[-1]))  # [B, K*2T, D]
+        """``{"logits": [B, L, V]}`` of the multimodal sequence; packed rows pass
+        ``segment_ids`` instead of ``attention_mask`` and their videos as in
+        :meth:`prefix_embeds`."""
+        x = self.prefix_embeds(input_ids, video_mask, visual, query_ids, query_mask)
         return self.llm(inputs_embeds=x, attention_mask=attention_mask, segment_ids=segment_ids)
 
 

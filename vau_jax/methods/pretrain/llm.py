@@ -206,9 +206,14 @@ class LLMPretrain(MethodBase):
         return [{k: ex[k] for k in keys} for ex in examples]
 
     def _loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        """The next-token loss on the answers; packed rows (``segment_ids``,
+        :mod:`vau_jax.data.packing`) attend within each conversation."""
         del rng
         logits = self.model.apply(
-            {"params": params}, batch["input_ids"], attention_mask=batch["attention_mask"]
+            {"params": params},
+            batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),  # None in packed rows
+            segment_ids=batch.get("segment_ids"),
         )["logits"]
         return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
 

@@ -32,13 +32,12 @@ from vau_jax.data import templates as T
 from vau_jax.data.benchmark import MCQuestion, multiple_choice
 from vau_jax.data.chat import TooLongError, tokenize_chat
 from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
-from vau_jax.data.packing import fill_fraction, pack_rows
+from vau_jax.data.packing import pack_rows, packing_summary
 from vau_jax.methods.base import MethodBase
 from vau_jax.methods.pretrain.llm import LLMPretrain
 from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
 from vau_jax.models import registry
 from vau_jax.models.llama import LlamaForCausalLM
-from vau_jax.models.vlm import lm_loss
 from vau_jax.train.trainer import Stage
 
 KINDS = ("mc", "qa", "summary")
@@ -302,29 +301,11 @@ class TextPretrain(MethodBase):
         length = int(c.get("pack_length", 0))
         if length:  # several conversations per row: ~2.5 per 432 tokens, not 1 per 288
             packed = pack_rows(out, length, seed=int(c.seed))
-            logging.info(
-                "text pretraining: %d conversations packed into %d rows of %d tokens "
-                "(%.0f%% filled, against %.0f%% padded to %d)",
-                len(out),
-                len(packed),
-                length,
-                100 * fill_fraction(packed),
-                100 * fill_fraction(out),
-                int(c.max_length),
-            )
+            logging.info("text pretraining: %s", packing_summary(out, packed))
             out = packed
         return out
 
-    def _loss(self, params: Any, batch: dict[str, Any], rng: Any) -> Any:
-        """The next-token loss on the answers; packed rows (``segment_ids``) attend within
-        each conversation."""
-        del rng
-        if "segment_ids" in batch:
-            kw = {"segment_ids": batch["segment_ids"]}
-        else:
-            kw = {"attention_mask": batch["attention_mask"]}
-        logits = self.model.apply({"params": params}, batch["input_ids"], **kw)["logits"]
-        return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
+    _loss = LLMPretrain._loss  # the next-token loss on the answers (packed rows too)
 
     def stages(self) -> list[Stage]:
         return single_stage("text_lm", self.config, self._loss, self._source)

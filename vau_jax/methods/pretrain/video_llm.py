@@ -220,7 +220,7 @@ class VideoPretrain(MethodBase):
         """The training rows, packed when ``base_llm.pack_length`` is set: conversations side
         by side (at most ``base_llm.pack_videos`` per row, each video's features and Q-Former
         query kept beside it; :func:`vau_jax.data.packing.pack_rows`)."""
-        from vau_jax.data.packing import fill_fraction, pack_rows
+        from vau_jax.data.packing import pack_rows, packing_summary
 
         b = self.config.base_llm
         rows = self.rows("train")
@@ -236,16 +236,7 @@ class VideoPretrain(MethodBase):
             max_segments=int(b.pack_videos),
             side_mask_key="video_mask",
         )
-        logging.info(
-            "base video LLM: %d conversations packed into %d rows of %d tokens "
-            "(%.0f%% filled, against %.0f%% padded to %d)",
-            len(rows),
-            len(packed),
-            length,
-            100 * fill_fraction(packed),
-            100 * fill_fraction(rows),
-            len(rows[0]["input_ids"]),
-        )
+        logging.info("base video LLM: %s", packing_summary(rows, packed))
         return packed
 
     def stages(self) -> list[Stage]:

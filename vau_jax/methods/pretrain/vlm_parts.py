@@ -152,28 +152,36 @@ class AttachVisual(grain.transforms.Map):
     """Adds the example's video features ``visual [S, N, Dc]`` and ``dino [S, N, Dd]`` read
     by its ``video`` index from the split's feature stores (ArrayRecord), in ``dtype`` (the
     config's ``compute_dtype``: the model reads them in it; bf16 halves a paper-size batch);
-    ``dino=False`` leaves DINOv2's out (a step without SETS never reads it)."""
+    ``dino=False`` leaves DINOv2's out (a step without SETS never reads it). A packed row's
+    ``video [K]`` (:mod:`vau_jax.data.packing`) gives ``[K, S, N, D]``."""
 
     def __init__(self, feats: SplitFeatures, dtype: str = "float32", dino: bool = True):
         self.feats, self.dtype, self.dino = feats, jnp.dtype(dtype), dino
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
         vids = np.asarray(element["video"])
-        if vids.ndim:  # a packed row's videos [K]: features [K, S, N, D]
-            out = {**element, "visual": np.stack([self._visual(int(v)) for v in vids])}
-            if self.dino:
-                out["dino"] = np.stack([self._dino(int(v)) for v in vids])
-            return out
-        out = {**element, "visual": self._visual(int(vids))}
+
+        def gather(read: Any) -> np.ndarray:  # one video, or a packed row's K videos [K, ...]
+            return (
+                read(self.feats, int(vids))
+                if vids.ndim == 0
+                else np.stack([read(self.feats, int(v)) for v in vids])
+            )
+
+        out = {**element, "visual": gather(visual_features).astype(self.dtype)}
         if self.dino:
-            out["dino"] = self._dino(int(vids))
+            out["dino"] = gather(dino_features).astype(self.dtype)
         return out
 
-    def _visual(self, v: int) -> np.ndarray:
-        return standardise(self.feats.visual[v]["patches"]).astype(self.dtype)
 
-    def _dino(self, v: int) -> np.ndarray:
-        return np.asarray(self.feats.dino[v]["patches"], np.float32).astype(self.dtype)
+def visual_features(feats: SplitFeatures, video: int) -> np.ndarray:
+    """Video ``video``'s standardised patch features ``[S, N, Dc]`` (float32)."""
+    return standardise(feats.visual[video]["patches"])
+
+
+def dino_features(feats: SplitFeatures, video: int) -> np.ndarray:
+    """Video ``video``'s DINOv2 patch features ``[S, N, Dd]`` (float32)."""
+    return np.asarray(feats.dino[video]["patches"], np.float32)
 
 
 def attach_batch(batch: dict[str, np.ndarray], feats: SplitFeatures) -> dict[str, np.ndarray]:
@@ -182,8 +190,8 @@ def attach_batch(batch: dict[str, np.ndarray], feats: SplitFeatures) -> dict[str
     vids = [int(v) for v in batch["video"]]
     return {
         **batch,
-        "visual": np.stack([standardise(feats.visual[v]["patches"]) for v in vids]),
-        "dino": np.stack([np.asarray(feats.dino[v]["patches"], np.float32) for v in vids]),
+        "visual": np.stack([visual_features(feats, v) for v in vids]),
+        "dino": np.stack([dino_features(feats, v) for v in vids]),
     }
 
 
