@@ -141,6 +141,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # vau_jax/data/object_qa.py): the general video-QA skill a real LVLM brings, which
             # T-VAU's frozen LVLM needs to answer at all; never about anomalies
             "object_qa": True,
+            # the same object questions as four-option multiple choice answered with a letter
+            # (vau_jax/data/object_qa.py choice_conversations), as LLaVA's A-OKVQA rows in
+            # LLaMA-VID's instruction data; never about anomalies or times
+            "object_mc": False,
             "num_videos": 300,  # pretrain-split videos captioned
             "num_eval_videos": 32,
             "steps": steps,

@@ -1,10 +1,12 @@
 """Generic object questions of the base video LLM's pretraining: truthful, never about anomalies."""
 
 import re
+from collections import Counter
 
 import pytest
 
 from vau_jax.data import object_qa
+from vau_jax.data import templates as T
 from vau_jax.data.synthvad import ANOMALY_TYPES, SynthConfig, render_video
 
 CONFIG = SynthConfig(min_seconds=2.0, max_seconds=2.0)
@@ -53,3 +55,41 @@ def test_deterministic_and_counts(videos):
     assert object_qa._count("explosion", 1) == "an explosion"
     assert object_qa._join(["a", "b", "c"]) == "a, b and c"
     assert len(object_qa.conversations(videos[3], 7)) >= 2
+
+
+def test_multiple_choice_is_true_balanced_and_never_about_anomalies_or_times(videos):
+    letters, kinds = Counter(), set()
+    for i, v in enumerate(videos):
+        objects = object_qa.objects_of(v)
+        for conv in object_qa.choice_conversations(v, i):
+            human, answer = conv[0]["value"], conv[1]["value"]
+            lines = human.split("\n")
+            assert lines[0] == "<video>" and lines[-1].startswith("Answer with the option's letter")
+            assert not re.search(r"anomal|abnormal|unusual|suspicious|\d+(\.\d)?s\b", human.lower())
+            options = lines[2:-1]
+            assert [o[:3] for o in options] == ["A. ", "B. ", "C. ", "D. "]
+            assert len({o[3:] for o in options}) == 4 and answer in options
+            letters[answer[0]] += 1
+            q, text = lines[1], answer[3:]
+            m = re.fullmatch(r"(?:In which direction does|How is) the (\w+) (?:go|moving)\?", q)
+            if m:  # a kind that occurs once: its own motion, and no other option is
+                kinds.add("motion")
+                (o,) = [o for o in objects if o["kind"] == m.group(1)]
+                assert text == f"The {o['kind']} {object_qa.trajectory_phrase(o['motion'])}."
+            m = re.fullmatch(r"(?:Where is|In which part of the frame is) the (\w+)\?", q)
+            if m:
+                kinds.add("position")
+                (o,) = [o for o in objects if o["kind"] == m.group(1)]
+                assert text == f"The {o['kind']} is {T.SPATIAL_PHRASES[o['where']]}."
+            if q in object_qa.OBJECTS_QUESTIONS:
+                kinds.add("objects")
+                counts = Counter(o["kind"] for o in objects)
+                listed = [object_qa._count(k, n) for k, n in sorted(counts.items())]
+                assert text == f"I can see {object_qa._join(listed)}."
+    assert kinds == {"motion", "position", "objects"}
+    # the right letter is uniform: no letter far from a quarter of the answers
+    n = sum(letters.values())
+    assert n >= 40 and all(abs(letters[x] / n - 0.25) < 0.12 for x in "ABCD"), letters
+    assert object_qa.choice_conversations(videos[5], 3) == object_qa.choice_conversations(
+        videos[5], 3
+    )

@@ -38,6 +38,15 @@ def test_caption_rows_are_pretrain_videos_plus_text_replay(vagpt_run):
     assert all(int(r["video_mask"].sum()) == m.num_video_tokens for r in video)
     assert len(m.rows("eval")) > 0 and not any(not r["video_mask"].any() for r in m.rows("eval"))
     assert np.all([r["loss_mask"].any() for r in rows])
+    # base_llm.object_mc adds lettered object questions about the same videos, and nothing
+    # else changes (the rows drawn without it stay the same)
+    c.base_llm.object_mc = True
+    mc_rows = [r for r in m.rows("train") if r["video_mask"].any()]
+    lettered = [decode(r) for r in mc_rows if "\nA. " in decode(r)]
+    assert lettered and all("Answer with the option's letter" in t for t in lettered)
+    assert sorted(decode(r) for r in mc_rows if "\nA. " not in decode(r)) == sorted(
+        decode(r) for r in video
+    )
 
 
 def test_cached_base_loads_into_either_llm_layout(vagpt_run):

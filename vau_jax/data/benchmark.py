@@ -17,7 +17,9 @@ Benchmark files (:func:`write_benchmark`, read by
 :func:`vau_jax.data.formats.mcqa.read_mc_questions` and ``python -m vau_jax.evaluate
 --metric=mcqa``) are JSONL, one question per line:
 ``{"id", "video", "question", "options": [str], "answer_index", "intervals": [[s, e] | null]}``.
-Training never sees these questions nor any lettered-option prompt about a video.
+VA-GPT's training never sees these questions nor any lettered-option prompt about a video
+of its splits; only the base video LLM, with ``base_llm.object_mc``, answers lettered
+questions about the objects of *pretrain*-split videos (:mod:`vau_jax.data.object_qa`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,13 @@ kind occurs several times, an object is named with its place in the frame if tha
 among its kind (``"the person at the top of the frame"``), otherwise it is not asked about.
 Positions and motions use :func:`vau_jax.data.instruct.spatial_word_from_box` (mean box
 centre) and :func:`vau_jax.data.instruct.trajectory_key` (first to last box).
+
+:func:`choice_conversations` asks the same things as four-option multiple choice answered with
+the option's letter (LLaVA's wording, "Answer with the option's letter from the given
+choices."), as LLaMA-VID's instruction data (LLaVA-665K: A-OKVQA, ScienceQA) asks about images:
+answering a question about what is seen with a letter is a general skill of a real LVLM. The
+questions are about objects, their place and their motion, never about anomalies or times,
+so none is a form of VA-GPT's evaluation questions (anomaly type and interval).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data import templates as T
+from vau_jax.data.benchmark import LETTERS
 from vau_jax.data.instruct import spatial_word_from_box, trajectory_key, trajectory_phrase
 
 OBJECTS_QUESTIONS = ("Which objects appear in this video?", "What can you see in this video?")
@@ -104,3 +112,69 @@ def conversations(video: Any, seed: int, max_named: int = 2) -> list[list[dict[s
         q = MOTION_QUESTIONS[int(rng.integers(2))].format(name=name)
         out.append(conv(q, f"The {name} {trajectory_phrase(o['motion'])}."))
     return out
+
+
+def _mc(rng: np.random.Generator, question: str, truth: str, distractors: list[str]):
+    """A four-option conversation: ``truth`` and three of ``distractors`` (distinct, shuffled,
+    the right letter uniform), answered "B. text"; None when fewer than three distractors."""
+    pool = sorted({d for d in distractors if d != truth})
+    if len(pool) < 3:
+        return None
+    picked = [pool[int(k)] for k in rng.choice(len(pool), 3, replace=False)]
+    options = [truth, *picked]
+    order = rng.permutation(4)
+    lines = [f"{LETTERS[i]}. {options[int(k)]}" for i, k in enumerate(order)]
+    answer = lines[int(np.flatnonzero(order == 0)[0])]
+    prompt = T.MC_PROMPT.format(question=question, options="\n".join(lines))
+    return [
+        {"from": "human", "value": f"{T.VIDEO_MARKER}\n{prompt}"},
+        {"from": "gpt", "value": answer},
+    ]
+
+
+def _listing_distractors(counts: Counter) -> list[str]:
+    """Object listings that differ from ``counts``: one kind swapped for an absent one, one
+    count moved by one, one kind dropped or added."""
+    out = []
+    kinds = sorted(counts)
+    absent = [k for k in KINDS if k not in counts]
+    for k in kinds:
+        for other in absent:
+            c = Counter(counts)
+            c[other] = c.pop(k)
+            out.append(c)
+        for d in (-1, 1):
+            c = Counter(counts)
+            c[k] += d
+            if c[k] <= 0:
+                del c[k]
+            out.append(c)
+    for other in absent:
+        out.append(Counter(counts) + Counter({other: 1}))
+    return [_join([_count(k, n) for k, n in sorted(c.items())]) for c in out if c]
+
+
+def choice_conversations(video: Any, seed: int, max_named: int = 2) -> list[list[dict[str, str]]]:
+    """Four-option multiple-choice conversations (module docstring) about ``video``'s objects:
+    which objects appear, and the place and motion of up to ``max_named`` nameable objects.
+    The right letter is uniform over A-D."""
+    rng = np.random.default_rng([seed, 2])
+    objects = objects_of(video)
+    counts = Counter(o["kind"] for o in objects)
+    out = []
+    if objects:
+        listing = _join([_count(k, n) for k, n in sorted(counts.items())])
+        q = OBJECTS_QUESTIONS[int(rng.integers(2))]
+        out.append(_mc(rng, q, f"I can see {listing}.",
+                       [f"I can see {d}." for d in _listing_distractors(counts)]))  # fmt: skip
+    named = _names(objects)
+    for k in rng.permutation(len(named))[:max_named]:
+        o, name = named[int(k)]
+        if name == o["kind"]:
+            q = POSITION_QUESTIONS[int(rng.integers(2))].format(name=name)
+            places = [f"The {name} is {p}." for p in T.SPATIAL_PHRASES.values()]
+            out.append(_mc(rng, q, f"The {name} is {T.SPATIAL_PHRASES[o['where']]}.", places))
+        q = MOTION_QUESTIONS[int(rng.integers(2))].format(name=name)
+        motions = [f"The {name} {p}." for p in T.TRAJECTORY_PHRASES.values()]
+        out.append(_mc(rng, q, f"The {name} {trajectory_phrase(o['motion'])}.", motions))
+    return [c for c in out if c is not None]

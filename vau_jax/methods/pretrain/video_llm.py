@@ -12,8 +12,9 @@ for the tiny presets, so this run builds one, in two cached steps:
    videos of SynthVAD's **pretrain** split — "Describe this video." and "What happens from
    s to e?" answered with the videos' descriptions and caption segments, and (``base_llm.
    object_qa``) generic questions about the objects (which, is there a X, where, how it
-   moves: :mod:`vau_jax.data.object_qa`): general video-QA skills, no anomaly question, no
-   multiple choice.
+   moves: :mod:`vau_jax.data.object_qa`) and (``base_llm.object_mc``) the same asked as
+   four-option multiple choice answered with a letter, as LLaVA's A-OKVQA rows in LLaMA-VID's
+   instruction data: general video-QA skills, no anomaly question, no question about times.
 
 The result (the whole ``VideoLLM`` params tree) is saved with orbax under
 ``<data_dir>/base_video_llm_<hash>/params`` and loaded by :func:`ensure_base_llm`. What
@@ -179,6 +180,10 @@ class VideoPretrain(MethodBase):
                 from vau_jax.data.object_qa import conversations as object_qa
 
                 convs += object_qa(video, int(rng.integers(1 << 30)))
+            if self.config.base_llm.get("object_mc", False):
+                from vau_jax.data.object_qa import choice_conversations
+
+                convs += choice_conversations(video, int(rng.integers(1 << 30)))
             for k, conv in enumerate(convs):
                 out.append(
                     conversation_row(
