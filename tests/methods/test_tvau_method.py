@@ -156,6 +156,22 @@ def test_gt_rows_and_normal_masks():
     np.testing.assert_array_equal(D.sample_indices(2, 4), [0, 0, 1, 1])
 
 
+def test_read_taps_puts_each_token_beside_its_change():
+    rng = np.random.default_rng(0)
+    rec = {"hidden_1": rng.normal(size=(4, 9, 3)), "hidden_2": rng.normal(size=(4, 9, 5))}
+    plain = D.read_taps(rec, (1, 2))
+    assert [t.shape for t in plain] == [(4, 9, 3), (4, 9, 5)] and plain[0].dtype == np.float32
+    (moving,) = D.read_taps(rec, (2,), motion=True)
+    assert moving.shape == (4, 9, 10)
+    np.testing.assert_array_equal(moving[:, :, :5], plain[1])
+    np.testing.assert_array_equal(moving[0, :, 5:], 0.0)  # the first frame has no change
+    np.testing.assert_allclose(moving[1:, :, 5:], plain[1][1:] - plain[1][:-1], rtol=0, atol=0)
+    # a stream's windows: the second window's first change is from the first's last frame
+    first = D.read_taps({"hidden_2": rec["hidden_2"][:2]}, (2,), True)[0]
+    second = D.read_taps({"hidden_2": rec["hidden_2"][2:]}, (2,), True, [plain[1][1]])[0]
+    np.testing.assert_array_equal(np.concatenate([first, second]), moving)
+
+
 def test_narration_orders_objects_and_names_motion():
     entry = {
         "objects": [

@@ -121,22 +121,30 @@ class VAGPTScorer(_EncoderScorer):
 
 
 class TVAUScorer(_EncoderScorer):
-    """The maximum of AHD's heatmap of each frame."""
+    """The maximum of AHD's heatmap of each frame; with ``ahd.motion`` the last frame's
+    tapped tokens are kept, so a window's first frame has its change too."""
 
     def __init__(self, run: Any):
         m = run.method
+        self.previous: list[np.ndarray] | None = None
         super().__init__(run, m.spec, m.encoder)
         from vau_jax.methods.tvau.predict import THRESHOLD
 
         self.threshold = float(run.config.get("threshold", THRESHOLD))
 
+    def reset(self) -> None:
+        super().reset()
+        self.previous = None
+
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         from vau_jax.eval.boxes import frame_scores
+        from vau_jax.methods.tvau.data import read_taps
         from vau_jax.methods.tvau.evaluation import heatmaps
 
         m = self.run.method
         rec = self.encode(frames)
-        taps = [rec[f"hidden_{b}"] for b in m.taps]
+        taps = read_taps(rec, m.taps, m.motion, self.previous)
+        self.previous = [np.asarray(rec[f"hidden_{b}"][-1], np.float32) for b in m.taps]
         return frame_scores(heatmaps(m, self.run.params["ahd"], taps))
 
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -178,6 +179,28 @@ def sample_indices(n: int, count: int) -> np.ndarray:
     return np.round(np.linspace(0, n - 1, count)).astype(np.int64)
 
 
+def read_taps(
+    rec: Any,
+    taps: tuple[int, ...],
+    motion: bool = False,
+    previous: Sequence[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """The tapped tokens of one encoded video: per tapped block ``b`` float32 ``[T, N, D_b]``
+    (``rec["hidden_<b>"]``). With ``motion`` (``config.ahd.motion``; ours, not the paper's)
+    ``[T, N, 2 D_b]``: each token beside its change since the previous encoded frame, so that
+    AHD, which reads one frame at a time, can see what moves. The first frame's change is
+    zero, or, for a window of a stream, taken from ``previous`` (per tap ``[N, D_b]``: the
+    last frame of the window before)."""
+    out = [np.asarray(rec[f"hidden_{b}"], np.float32) for b in taps]
+    if not motion:
+        return out
+    firsts = [t[:1] for t in out] if previous is None else [p[None] for p in previous]
+    return [
+        np.concatenate([t, t - np.concatenate([f.astype(np.float32), t[:-1]])], axis=-1)
+        for t, f in zip(out, firsts)
+    ]
+
+
 @dataclasses.dataclass
 class TapFeatures:
     """The tapped patch tokens of one split, per video (random access).
@@ -190,6 +213,7 @@ class TapFeatures:
     taps: tuple[int, ...]
     last: int  # the tower's last block: its tokens are the LVLM's visual tokens ...
     visual_store: Any = None  # ... unless the LVLM has its own tower (``patches``, paper)
+    motion: bool = False  # read_taps: each token beside its change since the previous frame
 
     def __len__(self) -> int:
         return len(self.store)
@@ -206,7 +230,7 @@ class TapFeatures:
                 raise ValueError(f"video {i}: the two feature stores hold different frames")
             visual = v["patches"]
         return {
-            "taps": [np.asarray(e[f"hidden_{b}"], np.float32) for b in self.taps],
+            "taps": read_taps(e, self.taps, self.motion),
             "visual": standardise(visual),
             "indices": np.asarray(e["indices"]),
             "timestamps": np.asarray(e["timestamps"]),

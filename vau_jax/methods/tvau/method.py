@@ -101,6 +101,7 @@ class TVAU(MethodBase):
         :mod:`vau_jax.methods.tvau.aot` without encoders or data."""
         c = self.config
         self.frames = int(c.frames_per_video)
+        self.motion = bool(c.ahd.get("motion", False))  # D.read_taps
         self.ahd = AHD(
             AHDConfig(
                 num_taps=len(self.taps),
@@ -215,7 +216,7 @@ class TVAU(MethodBase):
         visual = None
         if self.visual_encoder is not None:  # the LVLM's own tower (paper preset)
             visual = store(self.visual_encoder, "tvau-visual", "LVLM tokens")
-        return D.TapFeatures(taps, self.taps, self.depth, visual)
+        return D.TapFeatures(taps, self.taps, self.depth, visual, self.motion)
 
     def _questions(self) -> None:
         """The constructed annotations and questions of both splits (cached per layout)."""
@@ -229,7 +230,8 @@ class TVAU(MethodBase):
         from vau_jax.methods.pretrain.video_llm import dummy_inputs
 
         g = self.grid
-        taps = [jnp.zeros((1, 2, g, g, self.width), jnp.float32) for _ in self.taps]
+        width = self.width * (2 if self.motion else 1)  # D.read_taps
+        taps = [jnp.zeros((1, 2, g, g, width), jnp.float32) for _ in self.taps]
         heat = jnp.zeros((1, self.frames, g, g), jnp.float32)
         return taps, heat, dummy_inputs(self.config, self.vis_tokens, self.vis_width)
 
