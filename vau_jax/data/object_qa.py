@@ -27,7 +27,12 @@ import numpy as np
 
 from vau_jax.data import templates as T
 from vau_jax.data.benchmark import LETTERS
-from vau_jax.data.instruct import spatial_word_from_box, trajectory_key, trajectory_phrase
+from vau_jax.data.instruct import (
+    _conversation,
+    spatial_word_from_box,
+    trajectory_key,
+    trajectory_phrase,
+)
 
 OBJECTS_QUESTIONS = ("Which objects appear in this video?", "What can you see in this video?")
 PRESENCE_QUESTION = "Is there {article} {kind} in this video?"
@@ -68,6 +73,21 @@ def objects_of(video: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _listing(counts: Counter) -> str:
+    """The answer listing the objects of ``counts`` (kind -> number)."""
+    return f"I can see {_join([_count(k, n) for k, n in sorted(counts.items())])}."
+
+
+def _place(name: str, where: str) -> str:
+    """The answer saying where ``name`` is (a spatial word)."""
+    return f"The {name} is {T.SPATIAL_PHRASES[where]}."
+
+
+def _moves(name: str, motion: str) -> str:
+    """The answer saying how ``name`` moves (a trajectory key or phrase)."""
+    return f"The {name} {trajectory_phrase(motion)}."
+
+
 def _names(objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
     """The objects that can be named unambiguously, with their names."""
     by_kind = Counter(o["kind"] for o in objects)
@@ -88,29 +108,24 @@ def conversations(video: Any, seed: int, max_named: int = 2) -> list[list[dict[s
     rng = np.random.default_rng(seed)
     objects = objects_of(video)
     counts = Counter(o["kind"] for o in objects)
-
-    def conv(q: str, a: str) -> list[dict[str, str]]:
-        return [{"from": "human", "value": f"{T.VIDEO_MARKER}\n{q}"}, {"from": "gpt", "value": a}]
-
     out = []
     if objects:
-        listed = _join([_count(k, n) for k, n in sorted(counts.items())])
-        out.append(conv(OBJECTS_QUESTIONS[int(rng.integers(2))], f"I can see {listed}."))
+        out.append(_conversation(OBJECTS_QUESTIONS[int(rng.integers(2))], _listing(counts)))
     present = rng.random() < 0.5 and objects
     pool = sorted(counts) if present else [k for k in KINDS if k not in counts]
     if pool:
         kind = pool[int(rng.integers(len(pool)))]
         article = "an" if kind[0] in "aeiou" else "a"
         answer = f"Yes, there is {article} {kind}." if present else f"No, there is no {kind}."
-        out.append(conv(PRESENCE_QUESTION.format(article=article, kind=kind), answer))
+        out.append(_conversation(PRESENCE_QUESTION.format(article=article, kind=kind), answer))
     named = _names(objects)
     for k in rng.permutation(len(named))[:max_named]:
         o, name = named[int(k)]
         if name == o["kind"]:  # a name with the place in it would give the answer away
             q = POSITION_QUESTIONS[int(rng.integers(2))].format(name=name)
-            out.append(conv(q, f"The {o['kind']} is {T.SPATIAL_PHRASES[o['where']]}."))
+            out.append(_conversation(q, _place(name, o["where"])))
         q = MOTION_QUESTIONS[int(rng.integers(2))].format(name=name)
-        out.append(conv(q, f"The {name} {trajectory_phrase(o['motion'])}."))
+        out.append(_conversation(q, _moves(name, o["motion"])))
     return out
 
 
@@ -123,17 +138,16 @@ def _mc(rng: np.random.Generator, question: str, truth: str, distractors: list[s
     picked = [pool[int(k)] for k in rng.choice(len(pool), 3, replace=False)]
     options = [truth, *picked]
     order = rng.permutation(4)
-    lines = [f"{LETTERS[i]}. {options[int(k)]}" for i, k in enumerate(order)]
-    answer = lines[int(np.flatnonzero(order == 0)[0])]
-    prompt = T.MC_PROMPT.format(question=question, options="\n".join(lines))
-    return [
-        {"from": "human", "value": f"{T.VIDEO_MARKER}\n{prompt}"},
-        {"from": "gpt", "value": answer},
+    lines = [
+        T.MC_OPTION_LINE.format(letter=LETTERS[i], text=options[int(k)])
+        for i, k in enumerate(order)
     ]
+    answer = lines[int(np.flatnonzero(order == 0)[0])]
+    return _conversation(T.MC_PROMPT.format(question=question, options="\n".join(lines)), answer)
 
 
 def _listing_distractors(counts: Counter) -> list[str]:
-    """Object listings that differ from ``counts``: one kind swapped for an absent one, one
+    """Answers listing objects that differ from ``counts``: one kind swapped for an absent one, one
     count moved by one, one kind dropped or added."""
     out = []
     kinds = sorted(counts)
@@ -151,7 +165,7 @@ def _listing_distractors(counts: Counter) -> list[str]:
             out.append(c)
     for other in absent:
         out.append(Counter(counts) + Counter({other: 1}))
-    return [_join([_count(k, n) for k, n in sorted(c.items())]) for c in out if c]
+    return [_listing(c) for c in out if c]
 
 
 def choice_conversations(video: Any, seed: int, max_named: int = 2) -> list[list[dict[str, str]]]:
@@ -163,18 +177,16 @@ def choice_conversations(video: Any, seed: int, max_named: int = 2) -> list[list
     counts = Counter(o["kind"] for o in objects)
     out = []
     if objects:
-        listing = _join([_count(k, n) for k, n in sorted(counts.items())])
         q = OBJECTS_QUESTIONS[int(rng.integers(2))]
-        out.append(_mc(rng, q, f"I can see {listing}.",
-                       [f"I can see {d}." for d in _listing_distractors(counts)]))  # fmt: skip
+        out.append(_mc(rng, q, _listing(counts), _listing_distractors(counts)))
     named = _names(objects)
     for k in rng.permutation(len(named))[:max_named]:
         o, name = named[int(k)]
         if name == o["kind"]:
             q = POSITION_QUESTIONS[int(rng.integers(2))].format(name=name)
-            places = [f"The {name} is {p}." for p in T.SPATIAL_PHRASES.values()]
-            out.append(_mc(rng, q, f"The {name} is {T.SPATIAL_PHRASES[o['where']]}.", places))
+            places = [_place(name, w) for w in T.SPATIAL_PHRASES]
+            out.append(_mc(rng, q, _place(name, o["where"]), places))
         q = MOTION_QUESTIONS[int(rng.integers(2))].format(name=name)
-        motions = [f"The {name} {p}." for p in T.TRAJECTORY_PHRASES.values()]
-        out.append(_mc(rng, q, f"The {name} {trajectory_phrase(o['motion'])}.", motions))
+        motions = [_moves(name, m) for m in T.TRAJECTORY_PHRASES]
+        out.append(_mc(rng, q, _moves(name, o["motion"]), motions))
     return [c for c in out if c is not None]
