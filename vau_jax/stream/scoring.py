@@ -144,7 +144,8 @@ class TVAUScorer(_EncoderScorer):
         m = self.run.method
         rec = self.encode(frames)
         taps = read_taps(rec, m.taps, m.motion, self.previous)
-        self.previous = [np.asarray(rec[f"hidden_{b}"][-1], np.float32) for b in m.taps]
+        if m.motion:  # the last frame's own tokens: the first half of each motion tap
+            self.previous = [t[-1, :, : t.shape[-1] // 2] for t in taps]
         return frame_scores(heatmaps(m, self.run.params["ahd"], taps))
 
 
