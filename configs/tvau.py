@@ -49,6 +49,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.dataset_fps = 0.0
     c.num_train_videos = 160
     c.num_test_videos = 48
+    # SynthVAD videos in the tree's validation lists (UBnormal has a validation split; ours):
+    # only score_sigmas_s is chosen on them. 0 = empty lists, as before.
+    c.num_validation_videos = 32
     c.layout_codec = "h264"  # SynthVAD's layout videos: "h264" (.mp4, lossy) or "ffv1"
     # The dataset-construction pipeline's annotator (vau_jax.tvau_build): "oracle" | "noisy".
     c.annotator = "oracle"
@@ -97,6 +100,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         {"levels": (0.3, 0.5, 0.7), "relative": False, "min_area": 4, "nms_iou": 0.5,
          "max_boxes": 10}
     )  # fmt: skip
+    # Frame score = heatmap maximum, smoothed over time by a Gaussian of this many seconds
+    # (ours; temporal smoothing of frame scores is common UBnormal post-processing). Several
+    # values: the best validation micro-AUC is used (methods/tvau/evaluation.py::choose_sigma);
+    # one value: used as given. Boxes are never smoothed.
+    c.score_sigmas_s = (0.0, 0.125, 0.25, 0.5, 1.0)
     # Padded length of T-VAU's rows: 2 x frames_per_video visual tokens + RAE's prompts + a
     # short question and answer (max_length, 448, is the LVLM's, for its caption rows).
     c.rae_max_length = 224

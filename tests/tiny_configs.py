@@ -78,7 +78,7 @@ def tiny_tvau(data_dir: str):
     lvlm = tiny_vagpt(data_dir)
     for key in tvau_config.LVLM_KEYS:
         c[key] = lvlm[key]
-    c.num_train_videos, c.num_test_videos = 4, 3
+    c.num_train_videos, c.num_test_videos, c.num_validation_videos = 4, 3, 2
     c.ahd.frames_per_video, c.ahd.anomalous_frames, c.ahd.batch_size = 4, 4, 8
     c.ahd_stage.steps, c.rae_narration.steps, c.rae_anomaly.steps = 3, 2, 2
     for s in (c.ahd_stage, c.rae_narration, c.rae_anomaly):

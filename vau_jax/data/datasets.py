@@ -296,7 +296,8 @@ class Dataset:
     Attributes:
       name: one of :data:`DATASETS`.
       root: the dataset folder (``None`` for SynthVAD).
-      videos: ``{"train": [...], "test": [...]}``, each sorted by id.
+      videos: ``{"train": [...], "test": [...]}``, each sorted by id (and ``"validation"``
+        where the layout has one: UBnormal).
       class_names: the anomaly classes, in a stable order.
       feature_layout: ``"i3d"`` / ``"vadclip"`` when the layout holds pre-extracted features
         instead of videos (VAD-LLaMA only), else ``None``.
@@ -489,7 +490,7 @@ def layout_dataset(name: str, root: str, cache_dir: str, fps: float | None = Non
     splits = read_layout(name, root)
     hashes = FileHashes(os.path.join(cache_dir, "file_hashes.json"))
     videos: dict[str, list[Video]] = {}
-    for split in SPLITS:
+    for split in [*SPLITS, *(s for s in splits if s not in SPLITS)]:  # + UBnormal validation
         caps = _captions(root, split) if name in ("ucf_crime", "folder") else {}
         recs = sorted(splits.get(split, []), key=lambda r: r.id)
         videos[split] = [_video_from_record(r, split, hashes, caps, fps) for r in recs]

@@ -41,7 +41,8 @@ def test_records_equal_ground_truth(layout_tree, layout):
     meta = _meta(root)
     by_name = {v["name"]: v for v in meta["videos"]}
     records = read_layout(layout, root)
-    assert set(records) == {"train", "test"}
+    # UBnormal's tree always holds validation lists (empty here); no other layout has them.
+    assert set(records) == {"train", "test"} | ({"validation"} if layout == "ubnormal" else set())
     all_ids = [r.id for recs in records.values() for r in recs]
     assert len(all_ids) == len(set(all_ids)) == len(meta["videos"])
     for split, recs in records.items():
@@ -215,3 +216,39 @@ def test_ffv1_trees_read_the_same(layout_tree, layout):
         ]
         for r in b:
             assert os.path.isdir(r.path) or r.path.endswith(".mkv")
+
+
+def test_ubnormal_validation_split(tmp_path):
+    """SynthVAD's validation split fills UBnormal's validation lists, frame-annotated like
+    test; it is written last, so the train and test videos keep their names."""
+    from vau_jax.data.synthvad import SynthConfig
+    from vau_jax.data.synthvad.layouts import write_layout
+
+    cfg = SynthConfig(min_seconds=3, max_seconds=3, anomaly_prob=0.6)
+    plain, with_val = str(tmp_path / "plain"), str(tmp_path / "val")
+    write_layout(plain, "ubnormal", {"train": 2, "test": 3}, cfg)
+    write_layout(with_val, "ubnormal", {"train": 2, "test": 3, "validation": 4}, cfg)
+    a, b = read_layout("ubnormal", plain), read_layout("ubnormal", with_val)
+    assert a["validation"] == [] and len(b["validation"]) == 4  # the empty lists read as empty
+    for split in ("train", "test"):
+        assert [r.id for r in a[split]] == [r.id for r in b[split]]
+    meta = {v["name"]: v for v in _meta(with_val)["videos"]}
+    assert {meta[r.id]["split"] for r in b["validation"]} == {"validation"}
+    anomalous = [r for r in b["validation"] if r.label == "Anomaly"]
+    assert anomalous
+    for r in b["validation"]:
+        want = [list(x) for x in meta[r.id]["intervals_frames"]]
+        assert [list(x) for x in r.intervals] == want
+    assert all(r.tracks for r in anomalous)
+    # A tree without validation lists (as other UBnormal copies may be) has no such split.
+    for kind in ("abnormal", "normal"):
+        os.remove(os.path.join(plain, "scripts", f"{kind}_validation_video_names.txt"))
+    assert sorted(read_layout("ubnormal", plain)) == ["test", "train"]
+
+
+@pytest.mark.parametrize("layout", ["ucf_crime", "shanghaitech"])
+def test_validation_only_where_the_layout_has_it(tmp_path, layout):
+    from vau_jax.data.synthvad.layouts import write_layout
+
+    with pytest.raises(ValueError, match="has no validation split"):
+        write_layout(str(tmp_path / "t"), layout, {"train": 1, "validation": 1})

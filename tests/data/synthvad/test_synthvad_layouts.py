@@ -172,6 +172,8 @@ def test_cli_writes_a_layout(tmp_path, capsys):
         (["--codec=vp9", "--layout=tad"], "--codec"),
         (["--layout=tad", "--num_videos=3"], "--num_videos is only used without --layout"),
         (["--codec=ffv1"], "--codec is only used with --layout"),
+        (["--num_validation=2"], "--num_validation is only used with --layout"),
+        (["--layout=tad", "--num_validation=2"], "the tad layout has no validation split"),
         (["--layout=tad", "--size=33"], "even"),
         (["--layout=tad", "--no_such_flag=1"], "no_such_flag"),
         (["--layout=tad", "extra"], "unexpected arguments"),

@@ -11,7 +11,8 @@
     xd_violence   videos/{train,test}/<name>_label_<codes>.mp4 (or {train,test}_list.txt),
                   annotations.txt
     ubnormal      Scene<K>/<name>.mp4, Scene<K>/<name>_annotations/, scripts/
-                  {abnormal,normal}_{training,test}_video_names.txt
+                  {abnormal,normal}_{training,test}_video_names.txt, and when the
+                  validation lists exist a third split, ``"validation"``
     shanghaitech  training/videos/, testing/frames/<id>/, testing/test_frame_mask/,
                   testing/test_pixel_mask/; SH_Train_new.txt + SH_Test_NEW.txt (the weakly
                   supervised re-split, used when present) else the original split
@@ -21,7 +22,7 @@ Every record: ``id`` (unique across splits), ``path`` (the video file; a Shangha
 testing video is its frame folder), ``label`` (``"Normal"``, the annotation's class, or
 ``"Anomaly"`` where the dataset has no class), ``extra["split"]``, ``extra["dataset"]``.
 ``intervals`` (0-based half-open frames at the video's native rate) are set for **test**
-records only: train records carry the video-level label (weak supervision), even where the
+(and UBnormal **validation**) records only: train records carry the video-level label (weak supervision), even where the
 published tree holds frame annotation of training videos (UBnormal, the ShanghaiTech
 re-split). ``folder`` times are seconds: ``extra["intervals_s"]`` for both splits,
 ``intervals`` empty. ``fps`` / ``n_frames`` are set where the annotation gives them (the
@@ -72,7 +73,9 @@ UCF_ANNOTATIONS = (
     "Temporal_Anomaly_Annotation_for_Testing_Videos/Txt_formate/Temporal_Anomaly_Annotation.txt",
     "Anomaly_Detection_splits/Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
 )
-UBNORMAL_LISTS = {"train": "training", "test": "test"}
+UBNORMAL_LISTS = {"train": "training", "test": "test", "validation": "validation"}
+UBNORMAL_KINDS = ("abnormal", "normal")
+OPTIONAL_SPLITS = ("validation",)  # read when the layout has it (UBnormal's lists), else absent
 SH_LISTS = {"train": "SH_Train_new.txt", "test": "SH_Test_NEW.txt"}
 
 
@@ -249,9 +252,14 @@ def _xd_violence(root: str) -> dict[str, list[VideoRecord]]:
 def _ubnormal(root: str) -> dict[str, list[VideoRecord]]:
     out: dict[str, list[VideoRecord]] = {}
     for split, word in UBNORMAL_LISTS.items():
+        lists = [
+            os.path.join(root, "scripts", f"{k}_{word}_video_names.txt") for k in UBNORMAL_KINDS
+        ]
+        if split in OPTIONAL_SPLITS and not any(os.path.isfile(p) for p in lists):
+            continue
         out[split] = []
-        for kind in ("abnormal", "normal"):
-            list_path = _require(os.path.join(root, "scripts", f"{kind}_{word}_video_names.txt"))
+        for kind, list_path in zip(UBNORMAL_KINDS, lists):
+            _require(list_path)
             for lineno, line in content_lines(list_path):
                 name = video_id(line.split()[0])
                 m = re.search(r"_scene_(\d+)_", name)
@@ -263,10 +271,10 @@ def _ubnormal(root: str) -> dict[str, list[VideoRecord]]:
                     )
                 source = f"{list_path}:{lineno}"
                 annot = os.path.join(scene_dir, f"{name}_annotations")
-                if split == "test" and kind == "abnormal":
+                if split != "train" and kind == "abnormal":  # frame-annotated splits
                     if not os.path.isdir(annot):
                         raise format_error(
-                            list_path, lineno, f"abnormal test video {name!r}: missing {annot}/"
+                            list_path, lineno, f"abnormal {split} video {name!r}: missing {annot}/"
                         )
                     rec = read_ubnormal_video(annot, path)
                     rec.extra["source"] = source
@@ -369,15 +377,17 @@ _READERS: dict[str, Callable[[str], dict[str, list[VideoRecord]]]] = {
 
 
 def read_layout(dataset: str, root: str | os.PathLike) -> dict[str, list[VideoRecord]]:
-    """``{"train": [...], "test": [...]}`` for a dataset root in its published layout."""
+    """``{"train": [...], "test": [...]}`` for a dataset root in its published layout, plus
+    ``"validation"`` where the layout has one (UBnormal's validation lists)."""
     root = os.fspath(root)
     if dataset not in _READERS:
         raise format_error(root, None, f"unknown dataset {dataset!r}; expected one of {DATASETS}")
     if not os.path.isdir(root):
         raise format_error(root, None, "not a directory")
     out = _READERS[dataset](root)
+    splits = [*SPLITS, *(s for s in OPTIONAL_SPLITS if s in out)]
     seen: dict[str, str] = {}
-    for split in SPLITS:
+    for split in splits:
         for rec in out[split]:
             if rec.id in seen:
                 raise FormatError(
@@ -388,4 +398,4 @@ def read_layout(dataset: str, root: str | os.PathLike) -> dict[str, list[VideoRe
                 rec.intervals = []
             rec.extra["split"], rec.extra["dataset"] = split, dataset
         out[split].sort(key=lambda r: r.id)
-    return {split: out[split] for split in SPLITS}
+    return {split: out[split] for split in splits}

@@ -39,6 +39,13 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "num_test", 8, "Test videos (with --layout).", lower_bound=0, flag_values=FLAGS
 )
+flags.DEFINE_integer(
+    "num_validation",
+    0,
+    "Validation videos (with --layout=ubnormal: its validation lists).",
+    lower_bound=0,
+    flag_values=FLAGS,
+)
 flags.DEFINE_enum(
     "codec", "h264", list(CODECS), "h264 (.mp4) or ffv1 (lossless .mkv).", flag_values=FLAGS
 )
@@ -57,7 +64,7 @@ flags.DEFINE_float("anomaly_prob", 0.5, "Fraction of videos with an anomaly.", f
 flags.DEFINE_float("min_seconds", 6.0, "Shortest video, seconds.", flag_values=FLAGS)
 flags.DEFINE_float("max_seconds", 16.0, "Longest video, seconds.", flag_values=FLAGS)
 flags.register_validator("fps", lambda v: v > 0, "must be positive", flag_values=FLAGS)
-_LAYOUT_ONLY = ("num_train", "num_test", "codec")
+_LAYOUT_ONLY = ("num_train", "num_test", "num_validation", "codec")
 _FLAT_ONLY = ("split", "num_videos", "write_videos")
 
 
@@ -93,7 +100,8 @@ def run() -> dict:
         meta = write_layout(
             out,
             layout,
-            {"train": FLAGS.num_train, "test": FLAGS.num_test},
+            {"train": FLAGS.num_train, "test": FLAGS.num_test}
+            | ({"validation": FLAGS.num_validation} if FLAGS.num_validation else {}),
             config,
             codec=FLAGS.codec,
             progress=True,

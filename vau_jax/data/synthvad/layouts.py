@@ -54,8 +54,11 @@ The release's train/test folder names vary between mirrors; ``videos/train`` and
 
 ``ubnormal`` (Acsintoae et al. 2022). Names ``abnormal_scene_K_scenario_J`` /
 ``normal_scene_K_scenario_J`` (scenes 1..3 in turn, scenarios counted per scene and kind);
-the split lists are those of the UBnormal repository's ``scripts/`` folder (validation
-lists present and empty: SynthVAD has no UBnormal validation split)::
+the split lists are those of the UBnormal repository's ``scripts/`` folder. The validation
+lists hold SynthVAD's ``validation`` split when ``splits`` asks for it (written after the
+test videos, so adding it renames nothing) and are present and empty otherwise; abnormal
+validation videos carry their tracks and masks, as UBnormal's do. UBnormal is the only
+layout with a validation split::
 
     Scene<K>/<name><ext>
     Scene<K>/<name>_annotations/<name>_tracks.txt   abnormal videos: "track_id,start,end"
@@ -119,6 +122,8 @@ from vau_jax.data.synthvad.writers import (
 
 LAYOUTS = ("ucf_crime", "tad", "xd_violence", "ubnormal", "shanghaitech", "folder")
 SPLITS = ("train", "test")
+VALIDATION_LAYOUTS = ("ubnormal",)  # the layouts whose published tree has a validation split
+WRITE_ORDER = (*SPLITS, "validation")  # the order videos are rendered and named in
 IDS_FILE = "synthvad_ids.json"
 # XD-Violence label codes of the SynthVAD types (module docstring): XD's real code where the
 # type is an XD class (B1 fighting, B6 car accident, G explosion; XD's others: B2 shooting,
@@ -361,12 +366,16 @@ def _check(out: str, layout: str, splits: Mapping[str, int], codec: str) -> None
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {CODECS}")
-    unknown = [s for s in splits if s not in SPLITS]
+    unknown = [s for s in splits if s not in WRITE_ORDER]
     if unknown:
-        raise ValueError(f"unknown split(s) {unknown}; the layouts have {SPLITS}")
+        raise ValueError(f"unknown split(s) {unknown}; the layouts have {WRITE_ORDER}")
     for split, n in splits.items():
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"splits[{split!r}] must be an int >= 0, got {n!r}")
+    if splits.get("validation", 0) and layout not in VALIDATION_LAYOUTS:
+        raise ValueError(
+            f"the {layout} layout has no validation split (only {VALIDATION_LAYOUTS} do)"
+        )
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ValueError(f"{out}: exists and is not an empty directory")
 
@@ -384,7 +393,8 @@ def write_layout(
     Args:
       out: output directory; must be absent or empty.
       layout: one of :data:`LAYOUTS` (trees in the module docstring).
-      splits: number of videos per split (``"train"`` and/or ``"test"``).
+      splits: number of videos per split (``"train"``, ``"test"``, and for the layouts in
+        :data:`VALIDATION_LAYOUTS` ``"validation"``).
       config: rendering config (default ``SynthConfig()``).
       codec: ``"h264"`` (``.mp4``, lossy) or ``"ffv1"`` (``.mkv``, lossless).
       progress: show a tqdm bar.
@@ -395,7 +405,7 @@ def write_layout(
     _check(out, layout, splits, codec)
     os.makedirs(out, exist_ok=True)
     tree = _TREES[layout](out, codec)
-    jobs = [(split, i) for split in SPLITS if split in splits for i in range(splits[split])]
+    jobs = [(s, i) for s in WRITE_ORDER if s in splits for i in range(splits[s])]
     if progress:
         from tqdm import tqdm
 

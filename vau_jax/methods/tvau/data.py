@@ -41,6 +41,8 @@ def layout_key(config: Any) -> str:
         "test": int(config.num_test_videos),
         "codec": str(config.layout_codec),
     }
+    if int(config.get("num_validation_videos", 0)):  # absent: the keys of older trees hold
+        body["validation"] = int(config.num_validation_videos)
     return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -61,10 +63,13 @@ def ensure_layout(config: Any) -> str:
     tmp = root + ".tmp"
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
+    splits = {"train": int(config.num_train_videos), "test": int(config.num_test_videos)}
+    if int(config.get("num_validation_videos", 0)):
+        splits["validation"] = int(config.num_validation_videos)
     write_layout(
         tmp,
         str(config.dataset),
-        {"train": int(config.num_train_videos), "test": int(config.num_test_videos)},
+        splits,
         SynthConfig(**dict(config.synthvad)),
         codec=str(config.layout_codec),
         progress=True,

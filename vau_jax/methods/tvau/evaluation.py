@@ -4,7 +4,14 @@ Metrics (``metrics.json``):
 
 * ``micro_auc`` / ``macro_auc``: UBnormal's frame-level protocol
   (:func:`vau_jax.eval.metrics.ubnormal_auc`) on the frame score = the heatmap maximum,
-  every native frame;
+  every native frame, smoothed over time by a Gaussian of ``score_sigma_s`` seconds
+  (:func:`smooth_scores`; 0 = none). With several ``config.score_sigmas_s`` the one with
+  the best micro-AUC on the **validation** split is used (:func:`choose_sigma`; UBnormal's
+  validation lists, which SynthVAD's tree fills with ``config.num_validation_videos``);
+  the test split never takes part in the choice. ``micro_auc_unsmoothed`` /
+  ``macro_auc_unsmoothed`` are the raw heatmap maximum's, ``validation_micro_auc`` the
+  chosen setting's on the validation split. Boxes are never smoothed (temporal smoothing of
+  the heatmap itself smears moving objects: RBDC/TBDC fell in every trial);
 * ``rbdc`` / ``tbdc``: :func:`vau_jax.eval.metrics.rbdc_tbdc` of the boxes of
   :func:`vau_jax.eval.boxes.video_boxes` (``config.box_rule``) against the layout's
   anomalous-object tracks, over ``test_frames`` frames. Both are written as
@@ -86,12 +93,75 @@ def box_rule(config: Any) -> Any:
     )
 
 
+def smooth_scores(scores: np.ndarray, timestamps: np.ndarray, sigma_s: float) -> np.ndarray:
+    """One video's frame scores ``[T]`` smoothed over time: a Gaussian of ``sigma_s`` seconds
+    (in frames: ``sigma_s`` / the median spacing of ``timestamps`` ``[T]``, seconds), edges
+    extended with the end values. ``sigma_s <= 0`` or fewer than 2 frames: unchanged."""
+    from scipy.ndimage import gaussian_filter1d
+
+    scores = np.asarray(scores, np.float32)
+    if sigma_s <= 0 or len(scores) < 2:
+        return scores
+    step = float(np.median(np.diff(np.asarray(timestamps, np.float64))))
+    if not step > 0:
+        raise ValueError(f"timestamps must increase to smooth over time, got spacing {step}")
+    out = gaussian_filter1d(scores.astype(np.float64), sigma_s / step, mode="nearest")
+    return out.astype(np.float32)
+
+
+def _raw_scores(method: Any, params: Any, split: str) -> tuple[list, list, list]:
+    """``(videos, encoded features, heatmap-maximum frame scores [T])`` of a split."""
+    from vau_jax.eval.boxes import frame_scores
+
+    videos, feats = method.dataset.split(split), method.feats[split]
+    encoded = [feats.video(i) for i in range(len(videos))]
+    scores = [frame_scores(heatmaps(method, params["ahd"], f["taps"])) for f in encoded]
+    return videos, encoded, scores
+
+
+def _auc(videos: list, encoded: list, scores: list, sigma_s: float) -> dict[str, float]:
+    from vau_jax.data.datasets import frame_records
+    from vau_jax.eval.metrics import frame_metrics
+
+    smoothed = {
+        v.id: smooth_scores(s, f["timestamps"], sigma_s) for v, f, s in zip(videos, encoded, scores)
+    }
+    return frame_metrics("ubnormal_auc", frame_records(videos, encoded), smoothed)
+
+
+def choose_sigma(method: Any, params: Any) -> tuple[float, float]:
+    """``(sigma_s, validation micro-AUC)``: the ``config.score_sigmas_s`` value with the best
+    micro-AUC on the validation split (ties: the first listed). A single value is used as
+    given (validation micro-AUC ``nan``, no validation video needed)."""
+    candidates = [float(x) for x in method.config.get("score_sigmas_s", (0.0,))]
+    if not candidates or min(candidates) < 0:
+        raise ValueError(f"config.score_sigmas_s must be seconds >= 0, got {candidates}")
+    if len(candidates) == 1:
+        return candidates[0], float("nan")
+    if not method.feats.get("validation"):
+        raise ValueError(
+            f"config.score_sigmas_s={tuple(candidates)}: choosing among them needs validation "
+            "videos (config.num_validation_videos for SynthVAD, or a UBnormal tree whose "
+            "scripts/*_validation_video_names.txt list some); give one value to skip the choice"
+        )
+    videos, encoded, scores = _raw_scores(method, params, "validation")
+    aucs = [float(_auc(videos, encoded, scores, s)["micro_AUC"]) for s in candidates]
+    if not all(np.isfinite(aucs)):
+        raise ValueError(
+            "the validation split needs normal and anomalous frames to choose "
+            f"config.score_sigmas_s (micro-AUC per candidate: {aucs})"
+        )
+    best = int(np.argmax(aucs))
+    return candidates[best], aucs[best]
+
+
 def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     """Frame AUCs and RBDC/TBDC on the test split; writes the prediction folders."""
     from vau_jax.data.datasets import frame_records
     from vau_jax.eval.boxes import frame_scores, video_boxes, write_boxes, write_gt_tracks
     from vau_jax.eval.metrics import frame_metrics, rbdc_tbdc
 
+    sigma_s, val_auc = choose_sigma(method, params)
     videos, feats = method.dataset.split("test"), method.feats["test"]
     rule = box_rule(method.config)
     boxes_dir = os.path.join(workdir, "predictions", "boxes")
@@ -100,11 +170,12 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     os.makedirs(gt_dir, exist_ok=True)
     score_dir = os.path.join(workdir, "predictions", "frame_scores")
     os.makedirs(score_dir, exist_ok=True)
-    scores, encoded, preds, gt = {}, [], {}, {}
+    scores, raw, encoded, preds, gt = {}, {}, [], {}, {}
     for i, v in enumerate(videos):
         f = feats.video(i)
         heat = heatmaps(method, params["ahd"], f["taps"])
-        scores[v.id] = frame_scores(heat)
+        raw[v.id] = frame_scores(heat)
+        scores[v.id] = smooth_scores(raw[v.id], f["timestamps"], sigma_s)
         _write_lines(os.path.join(score_dir, f"{v.id}.txt"), [f"{x:.6f}" for x in scores[v.id]])
         encoded.append(f)
         rows = video_boxes(heat, rule, frames=f["indices"])
@@ -118,11 +189,16 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     _write_lines(os.path.join(workdir, "predictions", "test_videos.txt"), [v.id for v in videos])
     recs = frame_records(videos, encoded)
     auc = frame_metrics("ubnormal_auc", recs, scores)
+    unsmoothed = frame_metrics("ubnormal_auc", recs, raw)
     test_frames = int(sum(len(f["indices"]) for f in encoded))
     loc = rbdc_tbdc(gt, preds, test_frames)
     return {
         "micro_auc": float(auc["micro_AUC"]),
         "macro_auc": float(auc["macro_AUC"]),
+        "micro_auc_unsmoothed": float(unsmoothed["micro_AUC"]),
+        "macro_auc_unsmoothed": float(unsmoothed["macro_AUC"]),
+        "score_sigma_s": sigma_s,
+        **({"validation_micro_auc": val_auc} if np.isfinite(val_auc) else {}),
         "rbdc": float(loc["RBDC"]),
         "tbdc": float(loc["TBDC"]),
         "test_frames": float(test_frames),

@@ -90,8 +90,9 @@ class TVAU(MethodBase):
             self.llm_cfg = self.vlm.config.llm  # under the precision policy (scan layout)
         self.build_heads(int(self.prompts.shape[-1]))
         if not inference:
-            for split in ("train", "test"):
-                self.feats[split] = self._features(split)
+            for split in ("train", "test", "validation"):  # validation: UBnormal's, if any
+                if split != "validation" or self.dataset.videos.get(split):
+                    self.feats[split] = self._features(split)
             self._questions()
         self.prepared = "inference" if inference else "train"
 
