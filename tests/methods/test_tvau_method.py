@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -362,3 +363,21 @@ def test_score_smoothing_is_chosen_on_validation(tvau_run):
     assert m["validation_micro_auc"] == pytest.approx(max(val), abs=1e-6)
     assert m["micro_auc"] == pytest.approx(micro("test", m["score_sigma_s"]), abs=1e-6)
     assert m["micro_auc_unsmoothed"] == pytest.approx(micro("test", 0.0), abs=1e-6)
+
+
+def test_box_rule_search_reads_validation_only(tvau_run):
+    """``scripts/tvau_box_rules.py`` scores its grid of rules on the validation split and
+    refuses the test split."""
+    script = os.path.join(ROOT, "scripts", "tvau_box_rules.py")
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, script, tvau_run, *a], capture_output=True, text=True, cwd=ROOT
+    )
+    out = run()
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [x for x in out.stdout.splitlines() if "RBDC" in x]
+    assert out.stdout.startswith("validation: 2 videos") and len(lines) == 2 * 6 * 2
+    pairs = [re.search(r"RBDC (\S+)\s+TBDC (\S+)$", x) for x in lines]
+    values = [float(v) for m in pairs for v in m.groups()]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    bad = run("--split=test")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr

@@ -92,7 +92,8 @@ def test_no_temp_files_and_meta(tmp_path):
     [
         ({"layout": "kinetics"}, "unknown layout"),
         ({"codec": "vp9"}, "unknown codec"),
-        ({"splits": {"validation": 2}}, "unknown split"),
+        ({"splits": {"pretrain": 2}}, "unknown split"),
+        ({"splits": {"validation": 2}}, "the tad layout has no validation split"),
         ({"splits": {"test": -1}}, "int >= 0"),
     ],
 )
