@@ -456,7 +456,9 @@ def test_tvau_paper_preset_trains_from_converted_checkpoints(tmp_path, caplog):
     assert sorted(ck) == ["clip", "vision", "vlm"]
     assert os.path.isfile(os.path.join(ck["clip"], "tokenizer.json"))
     root = str(tmp_path / "ubnormal")
-    meta = write_layout(root, "ubnormal", {"train": 4, "test": 3}, SynthConfig(**SYNTH), "ffv1")
+    meta = write_layout(
+        root, "ubnormal", {"train": 4, "test": 3, "validation": 2}, SynthConfig(**SYNTH), "ffv1"
+    )
     for split in ("train", "test"):
         got = {bool(v["intervals_seconds"]) for v in meta["videos"] if v["split"] == split}
         assert got == {True, False}, split  # masks to learn from, both AUC classes

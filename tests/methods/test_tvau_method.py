@@ -381,3 +381,16 @@ def test_box_rule_search_reads_validation_only(tvau_run):
     assert all(0.0 <= v <= 1.0 for v in values)
     bad = run("--split=test")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_smoothing_choice_without_validation_fails_before_training(tmp_path):
+    """Several ``score_sigmas_s`` on a tree with no validation video: one clear error from
+    ``prepare``, before any encoder is built or step trained."""
+    from tests.tiny_configs import tiny_tvau
+    from vau_jax import methods
+
+    c = tiny_tvau(str(tmp_path / "data"))
+    c.num_validation_videos = 0
+    with pytest.raises(ValueError, match="needs validation videos.*score_sigmas_s=0"):
+        methods.build(c, str(tmp_path / "run")).prepare()
+    assert not os.path.exists(tmp_path / "data" / "features")

@@ -129,21 +129,30 @@ def _auc(videos: list, encoded: list, scores: list, sigma_s: float) -> dict[str,
     return frame_metrics("ubnormal_auc", frame_records(videos, encoded), smoothed)
 
 
+def sigma_candidates(method: Any) -> list[float]:
+    """``config.score_sigmas_s`` as floats, checked: seconds >= 0, and with more than one
+    value the dataset must have validation videos to choose on (checked before training by
+    the method's ``prepare``, so a run never trains only to fail here)."""
+    candidates = [float(x) for x in method.config.get("score_sigmas_s", (0.0,))]
+    if not candidates or min(candidates) < 0:
+        raise ValueError(f"config.score_sigmas_s must be seconds >= 0, got {candidates}")
+    if len(candidates) > 1 and not method.dataset.videos.get("validation"):
+        raise ValueError(
+            f"config.score_sigmas_s={tuple(candidates)}: choosing among them needs validation "
+            "videos (config.num_validation_videos for SynthVAD, or a UBnormal tree whose "
+            "scripts/*_validation_video_names.txt list some); give one value, e.g. "
+            "--config.score_sigmas_s=0, to skip the choice"
+        )
+    return candidates
+
+
 def choose_sigma(method: Any, params: Any) -> tuple[float, float]:
     """``(sigma_s, validation micro-AUC)``: the ``config.score_sigmas_s`` value with the best
     micro-AUC on the validation split (ties: the first listed). A single value is used as
     given (validation micro-AUC ``nan``, no validation video needed)."""
-    candidates = [float(x) for x in method.config.get("score_sigmas_s", (0.0,))]
-    if not candidates or min(candidates) < 0:
-        raise ValueError(f"config.score_sigmas_s must be seconds >= 0, got {candidates}")
+    candidates = sigma_candidates(method)
     if len(candidates) == 1:
         return candidates[0], float("nan")
-    if not method.feats.get("validation"):
-        raise ValueError(
-            f"config.score_sigmas_s={tuple(candidates)}: choosing among them needs validation "
-            "videos (config.num_validation_videos for SynthVAD, or a UBnormal tree whose "
-            "scripts/*_validation_video_names.txt list some); give one value to skip the choice"
-        )
     videos, encoded, scores = _raw_scores(method, params, "validation")
     aucs = [float(_auc(videos, encoded, scores, s)["micro_AUC"]) for s in candidates]
     if not all(np.isfinite(aucs)):

@@ -70,11 +70,13 @@ class TVAU(MethodBase):
             )
         if not inference:  # the dataset index first: bad input fails before anything is built
             from vau_jax.data.datasets import layout_dataset
+            from vau_jax.methods.tvau.evaluation import sigma_candidates
 
             self.root = D.ensure_layout(c)
             self.dataset = layout_dataset(
                 str(c.dataset), self.root, c.data_dir, c.get("dataset_fps", None) or None
             )
+            sigma_candidates(self)  # a choice without validation videos fails now
             self.records = D.records_by_id(str(c.dataset), self.root)
         self._encoders(inference)
         if c.llm == "paper":  # the converted LLaMA-VID: its layout, sizes and tokenizers
