@@ -23,7 +23,6 @@ def main() -> None:
     ap.add_argument("--split", default="validation", choices=("validation", "train"))
     args = ap.parse_args()
 
-    from vau_jax.eval.boxes import video_boxes
     from vau_jax.eval.metrics import rbdc_tbdc
     from vau_jax.inference import load_run
     from vau_jax.methods.tvau import data as D
@@ -51,11 +50,10 @@ def main() -> None:
                 rule = dataclasses.replace(
                     base, relative=relative, levels=levels, min_area=min_area
                 )
-                preds = {}
-                for v, f, h in zip(videos, encoded, heat):
-                    rows = video_boxes(h, rule, frames=f["indices"])
-                    rows[:, 1:5] = D.box_to_native(rows[:, 1:5], D.native_size(v), method.size)
-                    preds[v.id] = rows
+                preds = {
+                    v.id: E.native_boxes(method, h, f["indices"], D.native_size(v), rule)
+                    for v, f, h in zip(videos, encoded, heat)
+                }
                 got = rbdc_tbdc(truth, preds, frames)
                 print(
                     f"relative={relative!s:5} levels={levels!s:17} min_area={min_area:2d}: "

@@ -32,17 +32,23 @@ from vau_jax.methods.base import standardise
 LAYOUTS = ("ubnormal", "shanghaitech")
 
 
+def layout_splits(config: Any) -> dict[str, int]:
+    """Videos per split of SynthVAD's layout tree; ``"validation"`` only when asked for (so
+    trees without one keep their :func:`layout_key`)."""
+    splits = {"train": int(config.num_train_videos), "test": int(config.num_test_videos)}
+    if int(config.get("num_validation_videos", 0)):
+        splits["validation"] = int(config.num_validation_videos)
+    return splits
+
+
 def layout_key(config: Any) -> str:
     """Hash of what SynthVAD's layout tree depends on."""
     body = {
         "layout": str(config.dataset),
         "synthvad": dict(config.synthvad),
-        "train": int(config.num_train_videos),
-        "test": int(config.num_test_videos),
+        **layout_splits(config),
         "codec": str(config.layout_codec),
     }
-    if int(config.get("num_validation_videos", 0)):  # absent: the keys of older trees hold
-        body["validation"] = int(config.num_validation_videos)
     return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -63,13 +69,10 @@ def ensure_layout(config: Any) -> str:
     tmp = root + ".tmp"
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
-    splits = {"train": int(config.num_train_videos), "test": int(config.num_test_videos)}
-    if int(config.get("num_validation_videos", 0)):
-        splits["validation"] = int(config.num_validation_videos)
     write_layout(
         tmp,
         str(config.dataset),
-        splits,
+        layout_splits(config),
         SynthConfig(**dict(config.synthvad)),
         codec=str(config.layout_codec),
         progress=True,

@@ -93,6 +93,19 @@ def box_rule(config: Any) -> Any:
     )
 
 
+def native_boxes(
+    method: Any, heat: np.ndarray, indices: np.ndarray, native_hw: tuple[int, int], rule: Any
+) -> np.ndarray:
+    """float ``[K, 6]`` rows ``(frame, x1, y1, x2, y2, score)`` of one video's heatmaps
+    ``[T, size, size]`` under ``rule`` (:func:`vau_jax.eval.boxes.video_boxes`), frames
+    numbered by ``indices`` ``[T]`` and boxes in native pixels of an ``(H, W)`` frame."""
+    from vau_jax.eval.boxes import video_boxes
+
+    rows = video_boxes(heat, rule, frames=indices)
+    rows[:, 1:5] = D.box_to_native(rows[:, 1:5], native_hw, method.size)
+    return rows
+
+
 def smooth_scores(scores: np.ndarray, timestamps: np.ndarray, sigma_s: float) -> np.ndarray:
     """One video's frame scores ``[T]`` smoothed over time: a Gaussian of ``sigma_s`` seconds
     (in frames: ``sigma_s`` / the median spacing of ``timestamps`` ``[T]``, seconds), edges
@@ -167,7 +180,7 @@ def choose_sigma(method: Any, params: Any) -> tuple[float, float]:
 def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     """Frame AUCs and RBDC/TBDC on the test split; writes the prediction folders."""
     from vau_jax.data.datasets import frame_records
-    from vau_jax.eval.boxes import frame_scores, video_boxes, write_boxes, write_gt_tracks
+    from vau_jax.eval.boxes import frame_scores, write_boxes, write_gt_tracks
     from vau_jax.eval.metrics import frame_metrics, rbdc_tbdc
 
     sigma_s, val_auc = choose_sigma(method, params)
@@ -187,8 +200,7 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
         scores[v.id] = smooth_scores(raw[v.id], f["timestamps"], sigma_s)
         _write_lines(os.path.join(score_dir, f"{v.id}.txt"), [f"{x:.6f}" for x in scores[v.id]])
         encoded.append(f)
-        rows = video_boxes(heat, rule, frames=f["indices"])
-        rows[:, 1:5] = D.box_to_native(rows[:, 1:5], D.native_size(v), method.size)
+        rows = native_boxes(method, heat, f["indices"], D.native_size(v), rule)
         preds[v.id] = rows
         write_boxes(os.path.join(boxes_dir, f"{v.id}.txt"), rows)
         truth = D.gt_track_rows(method.records[v.id])

@@ -122,16 +122,15 @@ def predict(
     max_new_tokens: int = 32,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Frames -> ``(timeline, state)`` (module docstring)."""
-    from vau_jax.eval.boxes import frame_scores, video_boxes
-    from vau_jax.methods.tvau.evaluation import box_rule, heatmaps
+    from vau_jax.eval.boxes import frame_scores
+    from vau_jax.methods.tvau.evaluation import box_rule, heatmaps, native_boxes
 
     method._need("inference")
     start_s = float((state or {}).get("seconds", 0.0))
     feats = video_features(method, frames, fps)
     heat, grid_heat = heatmaps(method, params["ahd"], feats["taps"], grid=True)
     probs = frame_scores(heat)
-    rows = video_boxes(heat, box_rule(method.config), frames=feats["indices"])
-    rows[:, 1:5] = D.box_to_native(rows[:, 1:5], frames.shape[1:3], method.size)
+    rows = native_boxes(method, heat, feats["indices"], frames.shape[1:3], box_rule(method.config))
     t_in = np.arange(len(frames)) / float(fps)
     j = np.clip(
         np.searchsorted(feats["timestamps"], t_in + 1e-6, side="right") - 1, 0, len(probs) - 1
