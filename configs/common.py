@@ -49,6 +49,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.init_from = ""  # a converted checkpoint (python -m vau_jax.convert) to start from
     c.keep_checkpoints = 2
     c.async_checkpointing = True
+    # Optimizer steps per jitted call (vau_jax/train/trainer.py, Stage.steps_per_call): S
+    # batches stacked and run in one lax.scan, never across a log or checkpoint boundary, so
+    # the numbers are those of one step per call (tests/train/test_trainer.py). On CPU one call
+    # allocates XLA's per-call buffers once instead of S times (README, *Training stack*).
+    # The paper presets keep 1 (their batches are large; one step per call).
+    c.steps_per_call = 5
     return c
 
 

@@ -167,6 +167,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     c.report_videos = 8
     if preset == "paper":
+        c.steps_per_call = 1  # configs/common.py: one step per call at paper size
         # Roles: LLaMA-VID's (VA-GPT is built on it, §3 / Table 1 "LLaMA-VID (Baseline)"):
         # EVA-ViT-g + its Q-Former + projectors + Vicuna-7B; DINOv2-L for SETS (§3 SETS).
         c.vision_encoder = "eva-vit-g/14"  # LLaMA-VID --vision_tower LAVIS eva_vit_g.pth

@@ -124,3 +124,73 @@ def test_two_processes_agree_with_single_process(tmp_path):
     lm, ls = _losses(tmp_path / "multi"), _losses(tmp_path / "single")
     assert lm.keys() == ls.keys()
     np.testing.assert_allclose([lm[k] for k in sorted(lm)], [ls[k] for k in sorted(ls)], rtol=1e-5)
+
+
+def _train_toy(workdir, steps_per_call, **method_kw):
+    from tests.train.toy_method import ToyMethod, config
+    from vau_jax.train.trainer import Trainer
+
+    trainer = Trainer(ToyMethod(**method_kw), config(steps_per_call=steps_per_call), str(workdir))
+    calls = []
+
+    import vau_jax.train.trainer as trainer_module
+
+    real = trainer_module.make_train_step
+
+    def counting(*args, steps_per_call=1, **kw):  # counts the calls of each jitted step
+        fn = real(*args, steps_per_call=steps_per_call, **kw)
+
+        def call(state, batch):
+            calls.append(steps_per_call)
+            return fn(state, batch)
+
+        return call
+
+    trainer_module.make_train_step = counting
+    try:
+        params = trainer.train()
+    finally:
+        trainer_module.make_train_step = real
+    metas = {s: trainer.ckpt.read_meta(s) for s in trainer.ckpt.all_steps()}
+    trainer.close()
+    return params, _losses(workdir), metas, calls
+
+
+@pytest.mark.parametrize("per_call", [3, 4])
+def test_steps_per_call_equals_one_step_per_call(tmp_path, per_call):
+    """Several optimizer steps per jitted call (a lax.scan over stacked batches) give the very
+    params, logged losses and checkpoints of one step per call; calls stop at every log and
+    checkpoint boundary, and a stretch shorter than steps_per_call runs one step per call."""
+    kw = dict(steps=10, log_every=5, checkpoint_every=4)
+    ref, ref_losses, ref_metas, ref_calls = _train_toy(tmp_path / "one", 1, **kw)
+    got, losses, metas, calls = _train_toy(tmp_path / "many", per_call, **kw)
+    assert ref_calls == [1] * 20
+    # a stage of 10 steps, boundaries at 4, 5, 8, 10: stretches 4 | 1 | 3 | 2 (per_call 4:
+    # one call of 4, then single steps) or 3 + 1 | 1 | 3 | 2 (per_call 3)
+    expected = {4: [4, 1, 1, 1, 1, 1, 1], 3: [3, 1, 1, 3, 1, 1]}[per_call]
+    assert calls == expected * 2
+    assert losses == ref_losses and sorted(losses) == [5, 10, 15, 20]
+    assert {s: m["stage_step"] for s, m in metas.items()} == {
+        s: m["stage_step"] for s, m in ref_metas.items()
+    }
+    for a, b in zip(jax_leaves(ref), jax_leaves(got)):
+        np.testing.assert_array_equal(a, b)
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_steps_per_call_stops_at_a_nonfinite_step(tmp_path):
+    """A NaN gradient inside a multi-step call is found at the call's end, named with its
+    own step, and nothing after it is saved."""
+    with pytest.raises(FloatingPointError, match=r"^step 6: the gradient of 'head/kernel'"):
+        _train_toy(
+            tmp_path / "nan", 4, steps=8, log_every=8, checkpoint_every=4,
+            script={(0, 6): "nan_grad"},
+        )  # fmt: skip
+    from vau_jax.train.checkpoint import Checkpointer
+
+    assert Checkpointer(str(tmp_path / "nan" / "checkpoints")).all_steps() == [4]

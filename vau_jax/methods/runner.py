@@ -133,19 +133,24 @@ def single_stage(
     ]
 
 
+#: Config fields (at any depth) that never change what a pretraining trains: where the data
+#: dir is, and how many optimizer steps one jitted call runs (the same numbers either way).
+NOT_IN_KEY = ("data_dir", "steps_per_call")
+
+
 def _without_locations(tree: Any) -> Any:
-    """A config dict with every ``data_dir`` field (at any depth) left out."""
+    """A config dict with every :data:`NOT_IN_KEY` field (at any depth) left out."""
     if isinstance(tree, dict):
-        return {k: _without_locations(v) for k, v in tree.items() if k != "data_dir"}
+        return {k: _without_locations(v) for k, v in tree.items() if k not in NOT_IN_KEY}
     return tree
 
 
 def pretrained_dir(config: Any, name: str) -> str:
     """``<config.data_dir>/<name>_<hash>``: the converted checkpoint folder of the pretraining
     method ``name`` (e.g. ``"clip_pretrain"``) run with ``config``. The hash is of the
-    config's JSON without its ``data_dir`` fields: where the data dir is (relative or
-    absolute, moved, mounted elsewhere) is not what was trained, so it never invalidates a
-    cached pretraining."""
+    config's JSON without its :data:`NOT_IN_KEY` fields: where the data dir is (relative or
+    absolute, moved, mounted elsewhere) and how many steps one call runs are not what was
+    trained, so they never invalidate a cached pretraining."""
     body = json.dumps(_without_locations(config.to_dict()), sort_keys=True, default=str)
     key = hashlib.sha1(body.encode()).hexdigest()[:10]
     return os.path.join(config.data_dir, f"{name}_{key}")

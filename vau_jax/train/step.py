@@ -97,6 +97,7 @@ def make_train_step(
     state_sharding: Any = None,
     batch_sharding: Any = None,
     donate: bool = True,
+    steps_per_call: int = 1,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
     """Returns ``step(state, batch) -> (state, metrics)``, jitted with the given shardings.
 
@@ -106,11 +107,20 @@ def make_train_step(
       grad_accum_steps: micro-batches per optimizer step; the batch's leading axis must divide.
       accum_dtype: dtype of the gradient sum over micro-batches (``None``: the parameters').
       state_sharding / batch_sharding: pytrees of ``NamedSharding`` (or ``None`` = let jit decide).
+        With ``steps_per_call > 1``, ``batch_sharding`` lays out the stacked ``[S, ...]`` batch.
       donate: donate the input state buffers (the caller must not reuse ``state``).
+      steps_per_call: ``S`` optimizer steps per call: the batch leaves carry a leading ``[S]``
+        axis (``S`` ordinary batches stacked) and the steps run in one ``lax.scan``, each
+        exactly as a call of the one-step function would (the same rng, fault record and
+        update rule); ``metrics`` are the last step's. One call instead of ``S`` allocates
+        XLA:CPU's per-call buffers once (README, *Training stack*) and dispatches once.
     """
     accum = int(grad_accum_steps)
     if accum < 1:
         raise ValueError(f"grad_accum_steps must be >= 1, got {accum}")
+    per_call = int(steps_per_call)
+    if per_call < 1:
+        raise ValueError(f"steps_per_call must be >= 1, got {per_call}")
 
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -213,8 +223,30 @@ def make_train_step(
         }
         return new_state, metrics
 
+    fn = step
+    if per_call > 1:
+
+        def fn(state: TrainState, batches: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+            for x in jax.tree.leaves(batches):
+                if x.shape[:1] != (per_call,):
+                    raise ValueError(
+                        f"steps_per_call={per_call}: every batch leaf needs a leading axis of "
+                        f"{per_call} stacked batches, got shape {tuple(x.shape)}"
+                    )
+
+            def body(state: TrainState, batch: Any):
+                # scan's slices lose the batch layout (see the micro-batches above)
+                batch = jax.tree.map(
+                    lambda x: nn.with_logical_constraint(x, ("batch",) + (None,) * (x.ndim - 1)),
+                    batch,
+                )
+                return step(state, batch)
+
+            state, metrics = jax.lax.scan(body, state, batches)
+            return state, jax.tree.map(lambda m: m[-1], metrics)
+
     return jax.jit(
-        step,
+        fn,
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=(state_sharding, None),
         donate_argnums=(0,) if donate else (),

@@ -80,6 +80,10 @@ class Stage:
       checkpoint_every: also save every this many steps (0: only at the stage end).
       log_every: metric-writing period in steps.
       on_start: optional ``params -> params`` applied when the stage starts fresh.
+      steps_per_call: optimizer steps per jitted call (``0``: the trainer's
+        ``config.steps_per_call``, default 1). Calls never cross a log or checkpoint
+        boundary, so logs, checkpoints, resumption and the numbers are those of one step per
+        call; only the number of dispatches and of XLA:CPU buffer allocations falls.
     """
 
     name: str
@@ -92,6 +96,7 @@ class Stage:
     checkpoint_every: int = 0
     log_every: int = 10
     on_start: Callable[[Any], Any] | None = None
+    steps_per_call: int = 0
 
 
 class Method(Protocol):
@@ -132,6 +137,7 @@ class Trainer:
         self.mesh = mesh or shd.mesh_from_config(config)
         self.rules = shd.rules_from_config(config)
         self.seed = int(config.get("seed", 0))
+        self.steps_per_call = int(config.get("steps_per_call", 1))
         self.ckpt = Checkpointer(
             os.path.join(workdir, "checkpoints"),
             max_to_keep=int(config.get("keep_checkpoints", 3)),
@@ -139,6 +145,10 @@ class Trainer:
         )
         self.writer = MetricWriter(workdir)
         self.batch_sharding = shd.data_sharding(self.mesh)
+        # [steps, batch, ...]: steps_per_call batches stacked, the batch axis split as above
+        self.stacked_sharding = jax.sharding.NamedSharding(
+            self.mesh, jax.sharding.PartitionSpec(None, *self.batch_sharding.spec)
+        )
         boxed = method.abstract_params()
         self.param_sharding = shd.param_shardings(boxed, self.mesh, self.rules)
         self.abstract_params = nn.unbox(boxed)  # ShapeDtypeStructs, no memory
@@ -246,13 +256,21 @@ class Trainer:
                 state = init_train_state(params, optimizer, self.seed, state_sharding)
             else:
                 state = restored
-            step_fn = make_train_step(
-                stage.loss_fn,
-                optimizer,
+            per_call = int(stage.steps_per_call or self.steps_per_call)
+            if per_call < 1:
+                raise ValueError(f"stage {stage.name}: steps_per_call must be >= 1, got {per_call}")
+
+            step_kw = dict(
                 grad_accum_steps=stage.grad_accum_steps,
                 accum_dtype=stage.accum_dtype,
                 state_sharding=state_sharding,
             )
+            step_fn = make_train_step(stage.loss_fn, optimizer, **step_kw)
+            multi_fn = None  # traced on its first call
+            if per_call > 1:
+                multi_fn = make_train_step(
+                    stage.loss_fn, optimizer, steps_per_call=per_call, **step_kw
+                )
             paths = trainable_paths(state.params, optimizer)
             inputs: list[str] | None = None  # input_paths of the first batch
             data = stage.make_data()
@@ -262,21 +280,39 @@ class Trainer:
             progress = Progress(
                 stage.num_steps, desc=stage.name, initial=start_step, log_every=stage.log_every
             )
-            for s in range(start_step, stage.num_steps):
-                n = s + 1  # steps done in this stage after this one
+            s = start_step
+            while s < stage.num_steps:
+                # One call runs the steps up to the next log or checkpoint boundary (at most
+                # per_call of them); a shorter run than per_call goes one step per call.
+                end = min(
+                    stage.num_steps, s + per_call, (s // stage.log_every + 1) * stage.log_every
+                )
+                if stage.checkpoint_every:
+                    end = min(end, (s // stage.checkpoint_every + 1) * stage.checkpoint_every)
+                n = end  # steps done in this stage after this call
                 last = n == stage.num_steps
                 log = last or n % stage.log_every == 0
                 save = last or bool(stage.checkpoint_every and n % stage.checkpoint_every == 0)
-                # A quiet step (no log, no save) must not read the device; the first step of
+                # A quiet call (no log, no save) must not read the device; the first call of
                 # a (re)started stage traces and compiles, so it may.
                 quiet = not (log or save) and s != start_step
                 with no_host_sync() if quiet else contextlib.nullcontext():
-                    host_batch = next(data)
+                    host_batches = [next(data) for _ in range(end - s)]
                     if inputs is None:
-                        inputs = input_paths(host_batch)
-                    batch = _to_device(host_batch, self.batch_sharding)
+                        inputs = input_paths(host_batches[0])
+                    stacked = (
+                        _stack(host_batches) if multi_fn and len(host_batches) == per_call else None
+                    )
                     with self.context():
-                        state, metrics = step_fn(state, batch)
+                        if stacked is not None:
+                            state, metrics = multi_fn(
+                                state, _to_device(stacked, self.stacked_sharding, axis=1)
+                            )
+                        else:
+                            for host_batch in host_batches:
+                                batch = _to_device(host_batch, self.batch_sharding)
+                                state, metrics = step_fn(state, batch)
+                s = end
                 kill_point("step")  # (tests) the step is dispatched, maybe still computing
                 if not (log or save):
                     continue
@@ -308,14 +344,30 @@ class Trainer:
         self.writer.close()
 
 
-def _to_device(batch: Mapping[str, Any], sharding: jax.sharding.NamedSharding) -> dict[str, Any]:
+def _stack(batches: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Host batches stacked on a new leading axis, or None when a leaf is not a numeric
+    array (such a batch cannot enter a jitted step stacked: the steps then go one per call)."""
+    leaves = [jax.tree_util.tree_flatten(b) for b in batches]
+    treedef = leaves[0][1]
+    if any(t != treedef for _, t in leaves):
+        return None
+    columns = list(zip(*(lv for lv, _ in leaves)))
+    if not all(isinstance(x, np.ndarray) and x.dtype.kind in "biufc" for x in columns[0]):
+        return None
+    return jax.tree_util.tree_unflatten(treedef, [np.stack(c) for c in columns])
+
+
+def _to_device(
+    batch: Mapping[str, Any], sharding: jax.sharding.NamedSharding, axis: int = 0
+) -> dict[str, Any]:
+    """A host batch -> global arrays; ``axis`` is the batch axis (1 for stacked batches)."""
     from vau_jax.data.pipeline import to_global
 
     shards = sharding.mesh.shape["data"] * sharding.mesh.shape["fsdp"] // jax.process_count()
     for key, value in batch.items():
-        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] % shards:
+        if isinstance(value, np.ndarray) and value.ndim > axis and value.shape[axis] % shards:
             raise ValueError(
-                f"batch {key!r} has {value.shape[0]} examples per process, not divisible by the "
+                f"batch {key!r} has {value.shape[axis]} examples per process, not divisible by the "
                 f"{shards} local data x fsdp devices of mesh {dict(sharding.mesh.shape)}; change "
                 "the batch size or --config.mesh"
             )
