@@ -115,7 +115,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 100
     if preset == "paper":
         paper(c)
-        c.steps_per_call = 1  # configs/common.py: one step per call at paper size
     return share_data_dir(c)
 
 

@@ -311,6 +311,7 @@ def ensure_base_llm(config: Any) -> Any:
     # ``base_llm.seed`` (part of its cache key), not the seed of the run that asks for it.
     config = config.copy_and_resolve_references()
     config.seed = int(config.base_llm.get("seed", 0))
+    config.steps_per_call = int(config.base_llm.get("steps_per_call", 1))
     method = VideoPretrain(config, path + ".run")
     if not os.path.isdir(params_dir):
         logging.info("no base video LLM at %s: pretraining it on captions", path)
