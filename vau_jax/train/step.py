@@ -110,10 +110,11 @@ def make_train_step(
         With ``steps_per_call > 1``, ``batch_sharding`` lays out the stacked ``[S, ...]`` batch.
       donate: donate the input state buffers (the caller must not reuse ``state``).
       steps_per_call: ``S`` optimizer steps per call: the batch leaves carry a leading ``[S]``
-        axis (``S`` ordinary batches stacked) and the steps run in one ``lax.scan``, each
-        exactly as a call of the one-step function would (the same rng, fault record and
-        update rule); ``metrics`` are the last step's. One call instead of ``S`` allocates
-        XLA:CPU's per-call buffers once (README, *Training stack*) and dispatches once.
+        axis (``S`` ordinary batches stacked) and the steps run in one ``lax.scan``, each the
+        one-step function's computation (the same rng, fault record and update rule; XLA
+        compiles the scanned body on its own, so floats may round differently); ``metrics``
+        are the last step's. One call instead of ``S`` allocates XLA:CPU's per-call buffers
+        once (README, *Training stack*) and dispatches once.
     """
     accum = int(grad_accum_steps)
     if accum < 1:

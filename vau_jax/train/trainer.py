@@ -82,8 +82,10 @@ class Stage:
       on_start: optional ``params -> params`` applied when the stage starts fresh.
       steps_per_call: optimizer steps per jitted call (``0``: the trainer's
         ``config.steps_per_call``, default 1). Calls never cross a log or checkpoint
-        boundary, so logs, checkpoints, resumption and the numbers are those of one step per
-        call; only the number of dispatches and of XLA:CPU buffer allocations falls.
+        boundary, so logs, checkpoints and resumption are those of one step per call, and so
+        is the arithmetic; XLA compiles the scanned step on its own, so floats may round
+        differently (README, *Training stack*: bit-identical for the LLM stages measured, not
+        for the tiny CLIP). Fewer dispatches and XLA:CPU buffer allocations.
     """
 
     name: str
