@@ -259,17 +259,15 @@ class Trainer:
             else:
                 state = restored
             per_call = int(stage.steps_per_call or self.steps_per_call)
-            if per_call < 1:
-                raise ValueError(f"stage {stage.name}: steps_per_call must be >= 1, got {per_call}")
-
             step_kw = dict(
                 grad_accum_steps=stage.grad_accum_steps,
                 accum_dtype=stage.accum_dtype,
                 state_sharding=state_sharding,
             )
             step_fn = make_train_step(stage.loss_fn, optimizer, **step_kw)
-            multi_fn = None  # traced on its first call
-            if per_call > 1:
+            # traced on its first call; make_train_step refuses steps_per_call < 1
+            multi_fn = None
+            if per_call != 1:
                 multi_fn = make_train_step(
                     stage.loss_fn, optimizer, steps_per_call=per_call, **step_kw
                 )
