@@ -88,7 +88,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # RAE (T-VAU §3.2) and its curriculum (T-VAU "Loss & Training": narration, then
     # anomaly-focused answers), the LVLM frozen.
     c.rae = ml_collections.ConfigDict(
-        {"channels": (16, 32), "num_base": 16, "time_segments": 2, "batch_size": 16}
+        {
+            "channels": (16, 32),
+            "num_base": 16,
+            "time_segments": 2,
+            "batch_size": 16,
+            # ours, not the paper's: each heatmap difference beside the later heatmap as a
+            # second input channel (models/heads/rae.py); the paper's RAE reads X[t] alone
+            "level": False,
+        }
     )
     # Measured (seed 0): 4 base prompts at lr 2e-3, 300 + 600 steps -> Yes/No 0.54, BLEU-4
     # target 0.00 / trajectory 0.07; 16 base prompts at lr 1e-2, 300 + 1200 steps -> 0.65,

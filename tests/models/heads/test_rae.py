@@ -166,8 +166,33 @@ def test_gradients_reach_every_param():
         assert np.all(np.isfinite(g)) and np.any(np.asarray(g) != 0), path
 
 
-@pytest.mark.parametrize("channels, segments", [((4, 6), 1), ((5,), 3), ((), 1)])
-def test_added_params_equals_real_count(channels, segments):
-    cfg = RAEConfig(llm_width=12, channels=channels, num_base=2, grid=3, time_segments=segments)
+@pytest.mark.parametrize(
+    "channels, segments, level",
+    [((4, 6), 1, False), ((5,), 3, False), ((), 1, False), ((4, 6), 2, True), ((), 1, True)],
+)
+def test_added_params_equals_real_count(channels, segments, level):
+    cfg = RAEConfig(
+        llm_width=12, channels=channels, num_base=2, grid=3, time_segments=segments, level=level
+    )
     shapes = jax.eval_shape(RAE(cfg).init, jax.random.key(0), jnp.zeros((1, 3, 6, 6)))
     assert added_params(cfg) == sum(x.size for x in jax.tree_util.tree_leaves(shapes))
+
+
+def test_level_channel_sees_an_anomaly_that_stays_still():
+    """X[t] alone is zero for a heatmap lit the same in every frame, so the paper's RAE gives
+    it the prompts of an empty heatmap; with ``level`` the lit region changes them, and only
+    the region prompts that cover it, plus the global one."""
+    still = np.zeros((1, 5, 6, 6), np.float32)
+    still[:, :, 0:2, 0:2] = 0.9  # top-left, the same in every frame
+    still, empty = jnp.asarray(still), jnp.zeros((1, 5, 6, 6), jnp.float32)
+    np.testing.assert_array_equal(
+        _apply(CFG, _params(CFG), still), _apply(CFG, _params(CFG), empty)
+    )
+    cfg = dataclasses.replace(CFG, level=True)
+    params = _params(cfg)
+    assert params["conv_0"]["kernel"].shape == (3, 3, 2, 4)
+    a, b = _apply(cfg, params, still), _apply(cfg, params, empty)
+    changed = np.abs(a - b).max(-1)[0] > 1e-6  # per prompt: base 0-2, regions 3-11, global 12
+    assert not changed[:3].any()  # base prompts do not read the heatmap
+    assert changed[3] and changed[12]  # the top-left region and the global prompt
+    assert not changed[3 + 8]  # the bottom-right region: 3x3 convs reach 2 patches, not 4

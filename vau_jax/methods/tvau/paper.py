@@ -80,6 +80,7 @@ def tvau_abstract_params(config: Any) -> dict[str, Any]:
             channels=tuple(config.rae.channels),
             num_base=int(config.rae.num_base),
             time_segments=int(config.rae.time_segments),
+            level=bool(config.rae.get("level", False)),
         )
     )
     heat = jnp.zeros((1, int(config.frames_per_video), 16, 16), jnp.float32)

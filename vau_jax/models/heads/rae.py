@@ -4,9 +4,12 @@ The per-frame AHD heatmaps ``H [B, T, h, w]`` are turned into a few prompt token
 frozen LLM:
 
 1. Signed temporal differences ``X[t] = H[t+1] − H[t]`` (``[B, T−1, h, w]``); a difference is
-   valid only when both of its frames are.
+   valid only when both of its frames are. With ``level`` (ours, not the paper's) each
+   difference enters beside the later frame's heatmap ``H[t+1]`` as a second channel: the
+   difference alone is zero wherever an anomaly stays still and lit between two frames.
 2. A small conv net, shared over differences: per width in ``channels`` a 3x3 ``nn.Conv``
-   (SAME padding) then GELU; the first conv sees the one-channel difference map.
+   (SAME padding) then GELU; the first conv sees the one-channel difference map (two
+   channels with ``level``).
 3. Adaptive average pooling to ``grid x grid`` (PyTorch ``AdaptiveAvgPool2d`` bins) → region
    features; the spatial mean → the global feature.
 4. Time: the valid differences of each video, in order, are split into ``time_segments``
@@ -48,6 +51,7 @@ class RAEConfig:
     num_base: int = 4
     grid: int = 3
     time_segments: int = 1
+    level: bool = False  # ours: H[t+1] beside X[t] as a second input channel
 
 
 def num_prompts(cfg: RAEConfig) -> int:
@@ -116,8 +120,11 @@ class RAE(nn.Module):
         hm = heatmaps.astype(jnp.float32)
         x = hm[:, 1:] - hm[:, :-1]  # [B, T-1, h, w]: X[t] = H[t+1] - H[t]
         dvalid = valid[:, 1:] & valid[:, :-1]  # [B, T-1]
-        x = jnp.where(dvalid[..., None, None], x, 0.0)  # padding values never reach the net
-        f = x.reshape(b * (t - 1), h, w, 1)
+        x = x[..., None]  # [B, T-1, h, w, 1]
+        if cfg.level:
+            x = jnp.concatenate([x, hm[:, 1:, ..., None]], axis=-1)  # [B, T-1, h, w, 2]
+        x = jnp.where(dvalid[..., None, None, None], x, 0.0)  # padding never reaches the net
+        f = x.reshape(b * (t - 1), h, w, x.shape[-1])
         for i, c in enumerate(cfg.channels):
             conv = nn.Conv(
                 c,
@@ -161,7 +168,7 @@ class RAE(nn.Module):
 
 def added_params(cfg: RAEConfig) -> int:
     """Number of RAE parameters (convs, both projections, base prompts)."""
-    widths = (1, *cfg.channels)
+    widths = (2 if cfg.level else 1, *cfg.channels)
     conv = sum(9 * cin * cout + cout for cin, cout in zip(widths[:-1], widths[1:]))
     proj = 2 * (widths[-1] * cfg.llm_width + cfg.llm_width)
     return conv + proj + cfg.num_base * cfg.llm_width
