@@ -15,14 +15,15 @@ machine's cores, 2 here):
                token logits out (HF: ``model(ids, use_cache=True, logits_to_keep=1)``)
   decode1 / decode8
                64 greedy decode steps with the KV cache after a 32-token prompt, batch 1 / 8
-               (ours: ``llama_decode.decode_step`` in one jitted ``fori_loop``, on the
-               decoding layout ``llama_decode.prepare`` makes once, as ``generate`` takes it;
-               HF: the same loop in Python over ``DynamicCache``, which is what ``generate``
-               runs, minus its bookkeeping). Decode rows also print the fraction of the
-               memory-bandwidth limit (parameter bytes read per step / the read bandwidth
-               measured in this run), the seconds ``prepare`` took (``prepare_s``, untimed
-               in the row) and the step time of ``llama.decode_step`` on the model's own
-               layout in the same run (``ms_per_step_model_layout``).
+               (ours: the step ``generate`` runs given ``decode_weights``, in one jitted
+               ``fori_loop``: at batch 1 ``llama_decode.decode_step`` on the decoding layout
+               ``llama_decode.prepare`` makes once, at batch 8 ``llama.decode_step`` on the
+               model's own layout; HF: the same loop in Python over ``DynamicCache``, which
+               is what ``generate`` runs, minus its bookkeeping). Decode rows also print the
+               fraction of the memory-bandwidth limit (parameter bytes read per step / the
+               read bandwidth measured in this run), the seconds ``prepare`` took
+               (``prepare_s``, untimed in the row) and the step time on the other layout in
+               the same run (``ms_per_step_model_layout`` / ``_decoding_layout``).
 
 Every row prints best-of-``repeats`` seconds for each side (the two sides timed alternately,
 so that a background burst on a shared machine slows both), the ratio PyTorch / ours
@@ -380,24 +381,30 @@ def row_decode(batch: int, repeats: int, bandwidth: float, steps: int = 64) -> d
 
         return decode
 
-    # ours: the decoding layout (``llama_decode``), made once as a user generating many
-    # tokens would; the time to make it is printed, and the model-layout loop beside it
+    # ours: what ``generate`` runs given ``decode_weights``: one row decodes on the decoding
+    # layout (``llama_decode``, made once as a user generating many tokens would; the time to
+    # make it is printed), several rows on the model's own layout; the other layout's loop is
+    # timed beside it
     t0 = time.perf_counter()
     weights = jax.block_until_ready(llama_decode.prepare(module.config, params))
     prepare_s = time.perf_counter() - t0  # includes its compilation
     t0 = time.perf_counter()
     jax.block_until_ready(llama_decode.prepare(module.config, params))
     prepare_s = min(prepare_s, time.perf_counter() - t0)
-    decode = loop(lambda w, tok, c: llama_decode.decode_step(module.config, w, tok, c))
+    rows_layout = loop(lambda w, tok, c: llama_decode.decode_step(module.config, w, tok, c))
     model_layout = loop(lambda p, tok, c: llama.decode_step(module, p, tok, c))
-    ours_model = np.asarray(model_layout(params, first, cache))
-    model_layout(params, first, cache).block_until_ready()
-    t_model = float("inf")
+    params_model = params
+    if batch == 1:
+        decode, other, other_args, other_name = rows_layout, model_layout, params, "model"
+        params = weights
+    else:
+        decode, other, other_args, other_name = model_layout, rows_layout, weights, "decoding"
+    ours_other = np.asarray(other(other_args, first, cache))
+    t_other = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        model_layout(params, first, cache).block_until_ready()
-        t_model = min(t_model, time.perf_counter() - t0)
-    params_model, params = params, weights
+        other(other_args, first, cache).block_until_ready()
+        t_other = min(t_other, time.perf_counter() - t0)
     ours = np.asarray(decode(params, first, cache))
     tid = torch.from_numpy(ids.astype(np.int64))
 
@@ -422,7 +429,7 @@ def row_decode(batch: int, repeats: int, bandwidth: float, steps: int = 64) -> d
         lambda: decode(params, first, cache).block_until_ready(), theirs_timed, repeats
     )
     t_torch = min(t for t, _ in runs[1:])  # runs[0] was the warm-up
-    same = bool(np.array_equal(ours, runs[0][1])) and bool(np.array_equal(ours, ours_model))
+    same = bool(np.array_equal(ours, runs[0][1])) and bool(np.array_equal(ours, ours_other))
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params_model))
     weight_bytes = sum(x.nbytes for x in jax.tree.leaves(params_model))
     per_step = t_jax / steps
@@ -435,7 +442,7 @@ def row_decode(batch: int, repeats: int, bandwidth: float, steps: int = 64) -> d
         "ms_per_step": round(per_step * 1e3, 2),
         "of_bandwidth_limit": round(weight_bytes / bandwidth / 1e9 / per_step, 3),
         "prepare_s": round(prepare_s, 3),
-        "ms_per_step_model_layout": round(t_model / steps * 1e3, 2),
+        f"ms_per_step_{other_name}_layout": round(t_other / steps * 1e3, 2),
     }
 
 

@@ -138,3 +138,57 @@ def test_batches_of_several_rows_decode_on_the_model_layout():
     np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
     one = generate(module, params, input_ids=ids[:1], max_new_tokens=9, decode_weights=wrong)[0]
     assert not np.array_equal(np.asarray(one), np.asarray(ref)[:1])  # one row does read them
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the layout is made on the CPU only")
+def test_for_backend_makes_the_copy_once_per_loaded_model_and_only_where_it_pays():
+    import gc
+
+    small, small_params = _model(BASE)
+    assert llama_decode.for_backend(small.config, small_params) is None  # 48 wide: loses
+    wide_cfg = dataclasses.replace(
+        BASE,
+        hidden_size=llama_decode.MIN_HIDDEN_SIZE,
+        num_hidden_layers=1,
+        head_dim=64,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+    )
+    wide, params = _model(wide_cfg)
+    first = llama_decode.for_backend(wide_cfg, params)
+    assert first is not None and first["blocks"][0]["qkv"].shape == (768, 512)
+    assert llama_decode.for_backend(wide_cfg, params) is first  # reused, not made again
+    other = jax.tree.map(lambda x: x + 0.0, params)  # another loaded copy: its own layout
+    assert llama_decode.for_backend(wide_cfg, other) is not first
+    n = len(llama_decode._MADE)
+    del params, other
+    gc.collect()
+    assert len(llama_decode._MADE) == n - 2  # freed with the weights they were made from
+
+
+def test_one_row_scorer_generation_decodes_on_the_layout(monkeypatch):
+    """``Scorer`` reads the decoding layout for one-row batches only, with the same tokens."""
+    import types
+
+    from vau_jax.eval.scoring import Scorer
+
+    module, params = _model(BASE, seed=7)
+    calls = []
+    real = llama_decode.for_backend
+
+    def counted(cfg, p):
+        calls.append(cfg)
+        return real(cfg, p)
+
+    monkeypatch.setattr(llama_decode, "MIN_HIDDEN_SIZE", 0)  # the 48-wide model qualifies
+    monkeypatch.setattr(llama_decode, "for_backend", counted)
+    tok = types.SimpleNamespace(eos_id=-1, pad_id=0)
+    embed = lambda p, b: module.apply({"params": p["llm"]}, b["input_ids"], method="embed")  # noqa: E731
+    fake = types.SimpleNamespace(prefix_embeds=embed)
+    ids = np.random.default_rng(8).integers(3, 97, (2, 6)).astype(np.int32)
+    for rows in (ids[:1], ids):
+        batch = {"input_ids": rows, "attention_mask": np.ones_like(rows)}
+        got = Scorer._generate_batch(fake, {"llm": params}, module, batch, tok, 10)[0]
+        ref = generate(module, params, input_ids=rows, max_new_tokens=10, eos_id=-1)[0]
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
+        assert len(calls) == 1  # consulted for the one-row batch, not for the two-row one

@@ -265,6 +265,7 @@ def answer(
     """
     from vau_jax.eval.generate import extend
     from vau_jax.eval.scoring import answer_texts
+    from vau_jax.models import llama_decode
 
     if state.cache is None:
         state.reason = "no cache (dropped or never kept)"
@@ -300,6 +301,8 @@ def answer(
         max_new_tokens=int(max_new_tokens),
         eos_id=tok.eos_id,
         pad_id=tok.pad_id,
+        # one row: the CPU decoding layout where it pays, made once per loaded model
+        decode_weights=llama_decode.for_backend(llm.config, llm_params),
     )
     toks, lengths = np.asarray(toks), np.asarray(lengths)
     text = answer_texts(tok, toks, lengths, 1)[0]

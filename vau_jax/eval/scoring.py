@@ -266,9 +266,13 @@ class Scorer:
         return_cache: bool = False,
     ) -> tuple:
         """Greedy generation after one prompt batch (features attached): ``(tokens [B, M],
-        lengths [B])``, plus the KV cache with ``return_cache``."""
+        lengths [B])``, plus the KV cache with ``return_cache``. A one-row batch (a follow-up,
+        one video's questions one at a time) decodes on the CPU decoding layout where it pays
+        (:func:`vau_jax.models.llama_decode.for_backend`, made once per loaded model)."""
         from vau_jax.eval.generate import generate
+        from vau_jax.models import llama_decode
 
+        one_row = int(np.shape(batch["attention_mask"])[0]) == 1
         return generate(
             llm,
             params["llm"],
@@ -278,6 +282,7 @@ class Scorer:
             eos_id=tok.eos_id,
             pad_id=tok.pad_id,
             return_cache=return_cache,
+            decode_weights=llama_decode.for_backend(llm.config, params["llm"]) if one_row else None,
         )
 
 
