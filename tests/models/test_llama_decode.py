@@ -95,7 +95,6 @@ def test_layout_is_rows_of_the_kernels():
         gate_up[cfg.intermediate_size :], np.asarray(blk["mlp"]["up_proj"]["kernel"]).T
     )
     assert w["head"].shape == (cfg.vocab_size, cfg.hidden_size)
-    assert jax.default_backend() != "cpu" or llama_decode.for_backend(cfg, params) is not None
 
 
 def test_bfloat16_compute_copies_in_the_compute_dtype():
