@@ -393,19 +393,19 @@ def row_decode(batch: int, repeats: int, bandwidth: float, steps: int = 64) -> d
     prepare_s = min(prepare_s, time.perf_counter() - t0)
     rows_layout = loop(lambda w, tok, c: llama_decode.decode_step(module.config, w, tok, c))
     model_layout = loop(lambda p, tok, c: llama.decode_step(module, p, tok, c))
-    params_model = params
     if batch == 1:
-        decode, other, other_args, other_name = rows_layout, model_layout, params, "model"
-        params = weights
+        decode, ours_args = rows_layout, weights
+        other, other_args, other_name = model_layout, params, "model"
     else:
-        decode, other, other_args, other_name = model_layout, rows_layout, weights, "decoding"
+        decode, ours_args = model_layout, params
+        other, other_args, other_name = rows_layout, weights, "decoding"
     ours_other = np.asarray(other(other_args, first, cache))
     t_other = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         other(other_args, first, cache).block_until_ready()
         t_other = min(t_other, time.perf_counter() - t0)
-    ours = np.asarray(decode(params, first, cache))
+    ours = np.asarray(decode(ours_args, first, cache))
     tid = torch.from_numpy(ids.astype(np.int64))
 
     def theirs() -> tuple[float, np.ndarray]:  # prefill untimed, then the timed decode loop
@@ -426,12 +426,12 @@ def row_decode(batch: int, repeats: int, bandwidth: float, steps: int = 64) -> d
 
     # the HF side times its own loop (its prefill is outside the clock); ours is the call
     t_jax, _ = paired(
-        lambda: decode(params, first, cache).block_until_ready(), theirs_timed, repeats
+        lambda: decode(ours_args, first, cache).block_until_ready(), theirs_timed, repeats
     )
     t_torch = min(t for t, _ in runs[1:])  # runs[0] was the warm-up
     same = bool(np.array_equal(ours, runs[0][1])) and bool(np.array_equal(ours, ours_other))
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params_model))
-    weight_bytes = sum(x.nbytes for x in jax.tree.leaves(params_model))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    weight_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
     per_step = t_jax / steps
     return {
         "row": f"SmolLM2-135M greedy decode, batch {batch}",

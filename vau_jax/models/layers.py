@@ -91,6 +91,15 @@ def layer_norm(
     )
 
 
+def rms_norm(x: Array, scale: Array, eps: float, dtype: Dtype) -> Array:
+    """``x [..., D] / sqrt(mean(x^2) + eps) * scale [D]`` in ``dtype``, statistics in float32
+    (:class:`RMSNorm`'s arithmetic, for callers that hold the scale themselves)."""
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + eps)
+    # HF LlamaRMSNorm casts back to the input dtype before multiplying by the weight.
+    return (scale.astype(dtype) * y.astype(dtype)).astype(dtype)
+
+
 class RMSNorm(nn.Module):
     """Root-mean-square norm (LLaMA): ``x / sqrt(mean(x^2) + eps) * scale``, stats in float32."""
 
@@ -106,11 +115,7 @@ class RMSNorm(nn.Module):
             (x.shape[-1],),
             self.param_dtype,
         )
-        x32 = x.astype(jnp.float32)
-        var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
-        y = x32 * jax.lax.rsqrt(var + self.eps)
-        # HF LlamaRMSNorm casts back to the input dtype before multiplying by the weight.
-        return (scale.astype(self.dtype) * y.astype(self.dtype)).astype(self.dtype)
+        return rms_norm(x, scale, self.eps, self.dtype)
 
 
 def quick_gelu(x: Array) -> Array:

@@ -39,7 +39,7 @@ Array = jax.Array
 Weights = dict[str, Any]
 
 
-def _block(params: Any, cfg: LlamaConfig, i: int) -> Any:
+def _block(params: Any, i: int) -> Any:
     """Block ``i``'s parameter subtree in either layer layout (loop or stacked scan)."""
     model = params["model"]
     if f"layers_{i}" in model:
@@ -68,7 +68,7 @@ def decode_weights(cfg: LlamaConfig, params: Any) -> Weights:
     embed = cast(p["model"]["embed_tokens"]["embedding"])
     blocks = []
     for i in range(cfg.num_hidden_layers):
-        blk = _block(p, cfg, i)
+        blk = _block(p, i)
         attn, mlp = blk["self_attn"], blk["mlp"]
         w = {
             "in_norm": blk["input_layernorm"]["scale"],
@@ -96,7 +96,7 @@ _prepare = jax.jit(decode_weights, static_argnums=0)
 
 def prepare(cfg: LlamaConfig, params: Any) -> Weights:
     """:func:`decode_weights` as arrays (one compiled call per config and parameter shapes)."""
-    return _prepare(cfg, nn.meta.unbox(params))
+    return _prepare(cfg, params)
 
 
 #: Below this width the decoding layout loses: the tiny preset's LLaMA (128 wide, 4 blocks)
@@ -117,7 +117,7 @@ def for_backend(cfg: LlamaConfig, params: Any) -> Weights | None:
     same loaded weights (a chat's turns, one-row generations) reuse it."""
     if jax.default_backend() != "cpu" or cfg.hidden_size < MIN_HIDDEN_SIZE:
         return None
-    anchor = nn.meta.unbox(params)["model"]["embed_tokens"]["embedding"]
+    anchor = nn.meta.unbox(params["model"]["embed_tokens"]["embedding"])
     key = id(anchor)
     hit = _MADE.get(key)
     if hit is not None and hit[0]() is anchor:
@@ -129,13 +129,6 @@ def for_backend(cfg: LlamaConfig, params: Any) -> Weights | None:
         return weights
     _MADE[key] = (ref, weights)
     return weights
-
-
-def _rms_norm(x: Array, scale: Array, eps: float, dt: Any) -> Array:
-    """:class:`vau_jax.models.layers.RMSNorm`'s arithmetic (statistics in float32)."""
-    x32 = x.astype(jnp.float32)
-    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + eps)
-    return (scale.astype(dt) * y.astype(dt)).astype(dt)
 
 
 def _linear(x: Array, w: Array, bias: Array | None) -> Array:
@@ -164,7 +157,9 @@ def decode_step(
     act = layers.activation(cfg.hidden_act)
     nq = h * dh
     for i, w in enumerate(weights["blocks"]):
-        qkv = _linear(_rms_norm(x, w["in_norm"], cfg.rms_norm_eps, dt), w["qkv"], w.get("qkv_bias"))
+        qkv = _linear(
+            layers.rms_norm(x, w["in_norm"], cfg.rms_norm_eps, dt), w["qkv"], w.get("qkv_bias")
+        )
         q = qkv[:, :nq].reshape(b, h, 1, dh)
         k = qkv[:, nq : nq + hkv * dh].reshape(b, hkv, 1, dh)
         v = qkv[:, nq + hkv * dh :].reshape(b, hkv, 1, dh)
@@ -175,11 +170,13 @@ def decode_step(
         att = layers.attention(q, ck[i], cv[i], mask=mask, dtype=dt)  # [B, H, 1, Dh]
         x = x + _linear(att.reshape(b, nq), w["o"], w.get("o_bias"))
         gu = _linear(
-            _rms_norm(x, w["post_norm"], cfg.rms_norm_eps, dt), w["gate_up"], w.get("gate_up_bias")
+            layers.rms_norm(x, w["post_norm"], cfg.rms_norm_eps, dt),
+            w["gate_up"],
+            w.get("gate_up_bias"),
         )
         f = gu.shape[-1] // 2
         x = x + _linear(act(gu[:, :f]) * gu[:, f:], w["down"], w.get("down_bias"))
-    x = _rms_norm(x, weights["norm"], cfg.rms_norm_eps, dt)
+    x = layers.rms_norm(x, weights["norm"], cfg.rms_norm_eps, dt)
     logits = jnp.einsum("bd,vd->bv", x, weights["head"]).astype(jnp.float32)
     new_cache = {
         "k": ck,
