@@ -63,11 +63,30 @@ def vtest_path() -> str:
 
 SHARED_RUN_FIXTURES = frozenset({"tiny_data_dir", "vadllama_run", "vagpt_run", "tvau_run"})
 
+# Tests that need the shared tiny VA-GPT or T-VAU run are `slow`, whatever their own cost:
+# building those two runs (text + base video LLM pretraining, TETG, both stages, AHD, RAE) is
+# about 8 of the 12 minutes the three runs take on a 2-core AVX2 EPYC, most of it compiling.
+# The README's quick (CI) command leaves them out and keeps the VAD-LLaMA run's end-to-end
+# tests; the full command runs everything. `tiny_data_dir` builds the VA-GPT run too.
+SLOW_RUN_FIXTURES = frozenset({"tiny_data_dir", "vagpt_run", "tvau_run"})
 
+
+def pytest_itemcollected(item) -> None:
+    """Marks ``slow`` every test that uses a :data:`SLOW_RUN_FIXTURES` fixture (before ``-m``
+    reads the marks)."""
+    if SLOW_RUN_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items) -> None:
     """Orders ``items``: the first test that uses ``tvau_run`` (which builds all three shared
     runs), then every test that uses no shared run, then the other shared-run tests (those
-    naming a :data:`SHARED_RUN_FIXTURES` fixture or marked ``tiny_run``)."""
+    naming a :data:`SHARED_RUN_FIXTURES` fixture or marked ``tiny_run``).
+
+    ``trylast``: after ``-m``/``-k`` have deselected items, so the builder that goes first is
+    one that runs (a deselected first item left the builds to whichever shared-run test came
+    up last, with the other worker waiting on the lock)."""
 
     def fixtures(item) -> set[str]:  # items that are not functions (doctests) have none
         return set(getattr(item, "fixturenames", ()))

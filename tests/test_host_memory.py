@@ -53,6 +53,7 @@ def _probe(env_value: str | None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @glibc
 def test_import_applies_settings_and_stops_page_faults():
     tuned, system = _probe("reuse"), _probe(None)

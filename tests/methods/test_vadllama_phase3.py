@@ -205,6 +205,7 @@ def test_mixing_and_answer_only_loss_mask(setup):
     assert all(tok.decode(e["input_ids"][e["loss_mask"]][:-1]) for e in desc)
 
 
+@pytest.mark.slow
 def test_only_the_adaptor_changes_and_metrics_are_written(setup, tmp_path):
     c, vm, method = setup
     workdir = str(tmp_path / "run")

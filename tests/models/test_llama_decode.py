@@ -37,7 +37,7 @@ VARIANTS = {
 def _model(cfg: llama.LlamaConfig, seed: int = 0):
     module = llama.LlamaForCausalLM(cfg)
     ids = jnp.zeros((1, 4), jnp.int32)
-    params = nn.meta.unbox(module.init(jax.random.key(seed), ids)["params"])
+    params = nn.meta.unbox(jax.jit(module.init)(jax.random.key(seed), ids)["params"])
     # scale the random init up so that logits differ clearly between tokens and biases matter
     params = jax.tree.map(lambda x: x * 3.0 if x.ndim >= 1 else x, params)
     return module, params
@@ -97,6 +97,7 @@ def test_layout_is_rows_of_the_kernels():
     assert w["head"].shape == (cfg.vocab_size, cfg.hidden_size)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_copies_in_the_compute_dtype():
     cfg = dataclasses.replace(BASE, dtype="bfloat16")
     module, params = _model(cfg)
@@ -110,7 +111,7 @@ def test_bfloat16_compute_copies_in_the_compute_dtype():
     assert float(jnp.max(jnp.abs(ref - new))) <= 2.0**-8 * scale
 
 
-@pytest.mark.parametrize("name", ["plain", "scan_layout"])
+@pytest.mark.parametrize("name", ["plain", pytest.param("scan_layout", marks=pytest.mark.slow)])
 def test_generate_and_extend_give_the_same_tokens(name):
     module, params = _model(VARIANTS[name], seed=2)
     weights = llama_decode.prepare(module.config, params)
@@ -126,6 +127,7 @@ def test_generate_and_extend_give_the_same_tokens(name):
     np.testing.assert_array_equal(np.asarray(new_next), np.asarray(ref_next))
 
 
+@pytest.mark.slow
 def test_batches_of_several_rows_decode_on_the_model_layout():
     module, params = _model(BASE, seed=5)
     weights = llama_decode.prepare(module.config, params)
@@ -165,6 +167,7 @@ def test_for_backend_makes_the_copy_once_per_loaded_model_and_only_where_it_pays
     assert len(llama_decode._MADE) == n - 2  # freed with the weights they were made from
 
 
+@pytest.mark.slow
 def test_one_row_scorer_generation_decodes_on_the_layout(monkeypatch):
     """``Scorer`` reads the decoding layout for one-row batches only, with the same tokens."""
     import types

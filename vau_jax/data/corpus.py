@@ -22,8 +22,31 @@ from vau_jax.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 SPECIAL_SYMBOLS = ("<video>", "USER:", "ASSISTANT:", "<|im_start|>", "<|im_end|>")
 
 
-def synthvad_corpus(num_videos: int = 200, config: synthvad.SynthConfig | None = None) -> list[str]:
-    """Sentences of the SynthVAD text corpus (deterministic)."""
+def _video_sentences(split: str, index: int, config: synthvad.SynthConfig) -> list[str]:
+    """The corpus sentences of video ``index`` of ``split``: its scene and event descriptions
+    and its instruction data (run in a render worker; only the text travels back)."""
+    v = synthvad.render_split_video(split, index, config)
+    lines = [v.scene_description, v.event_description]
+    for item in synth_instructions(v).values():
+        if isinstance(item, MCQuestion):
+            lines.append(item.prompt())
+            lines.extend(o.text for o in item.options)
+        else:
+            lines.extend(turn["value"].replace("<video>", " ") for turn in item)
+    return lines
+
+
+def synthvad_corpus(
+    num_videos: int = 200,
+    config: synthvad.SynthConfig | None = None,
+    workers: int | None = None,
+) -> list[str]:
+    """Sentences of the SynthVAD text corpus (deterministic): every caption template at every
+    spatial word, then the sentences of train videos ``0 .. num_videos-1``, rendered in
+    ``workers`` processes (default: one per CPU from 16 videos up; the same list for any
+    number)."""
+    from vau_jax.data.synthvad.builder import map_videos
+
     config = config or synthvad.SynthConfig()
     lines: list[str] = []
     for caption in synth_text.FRAME_CAPTIONS.values():
@@ -31,15 +54,8 @@ def synthvad_corpus(num_videos: int = 200, config: synthvad.SynthConfig | None =
             lines.extend(caption.format(where=w) for w in synthvad.SPATIAL_WORDS)
         else:
             lines.append(caption)
-    for i in range(num_videos):
-        v = synthvad.render_split_video("train", i, config)
-        lines.extend([v.scene_description, v.event_description])
-        for item in synth_instructions(v).values():
-            if isinstance(item, MCQuestion):
-                lines.append(item.prompt())
-                lines.extend(o.text for o in item.options)
-            else:
-                lines.extend(turn["value"].replace("<video>", " ") for turn in item)
+    for sentences in map_videos(_video_sentences, "train", num_videos, config, workers):
+        lines.extend(sentences)
     return lines
 
 

@@ -16,8 +16,8 @@ import hashlib
 import json
 import multiprocessing
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import tensorflow_datasets as tfds
 
@@ -27,6 +27,8 @@ from vau_jax.data.synthvad.source import render_split_video
 from vau_jax.data.synthvad.splits import split_seeds, video_id
 from vau_jax.data.synthvad.types import SynthConfig
 from vau_jax.faults import kill_point
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(eq=False)
@@ -105,36 +107,49 @@ def _render_example(split: str, index: int, config: SynthConfig) -> dict[str, An
     return to_example(render_split_video(split, index, config))
 
 
-def render_examples(
-    split: str, num_videos: int, config: SynthConfig, workers: int | None = None
-) -> Iterator[dict[str, Any]]:
-    """The tfds examples of videos ``0 .. num_videos-1`` of ``split``, in order.
+def map_videos(
+    fn: Callable[[str, int, SynthConfig], T],
+    split: str,
+    num_videos: int,
+    config: SynthConfig,
+    workers: int | None = None,
+) -> Iterator[T]:
+    """``fn(split, i, config)`` for videos ``i = 0 .. num_videos-1`` of ``split``, in order.
 
-    Rendering is pure Python + numpy (no GIL release worth threading), so with ``workers``
-    > 1 (default :func:`render_workers`) videos render in that many ``spawn``-ed processes
-    (never ``fork``: the parent may already run JAX's threads), at most ``2 * workers``
-    ahead of the writer. The bytes are identical either way: each video depends on its seed
-    only.
+    ``fn`` renders video ``i`` (pure Python + numpy: no GIL release worth threading) and
+    returns what the caller keeps of it: a tfds example, a corpus' sentences. With ``workers``
+    > 1 (default :func:`render_workers`) the calls run in that many ``spawn``-ed processes
+    (never ``fork``: the parent may already run JAX's threads), at most ``2 * workers`` ahead
+    of the consumer; ``fn`` must then be a module-level function. The results are identical
+    either way: each video depends on its seed only.
     """
     workers = render_workers(num_videos) if workers is None else int(workers)
     if workers <= 1:
         for i in range(num_videos):
-            yield _render_example(split, i, config)
+            yield fn(split, i, config)
         return
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         ahead: collections.deque = collections.deque()
 
-        def oldest() -> dict[str, Any]:
-            with timing.phase("render"):  # the writer waits on the renderers
+        def oldest() -> T:
+            with timing.phase("render"):  # the consumer waits on the renderers
                 return ahead.popleft().result()
 
         for i in range(num_videos):
-            ahead.append(pool.submit(_render_example, split, i, config))
+            ahead.append(pool.submit(fn, split, i, config))
             if len(ahead) >= 2 * workers:
                 yield oldest()
         while ahead:
             yield oldest()
+
+
+def render_examples(
+    split: str, num_videos: int, config: SynthConfig, workers: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The tfds examples of videos ``0 .. num_videos-1`` of ``split``, in order, rendered by
+    :func:`map_videos` (``workers`` processes; the bytes are identical for any number)."""
+    return map_videos(_render_example, split, num_videos, config, workers)
 
 
 def prepare(
