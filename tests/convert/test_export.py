@@ -114,6 +114,7 @@ def _hand_plan(scan: bool = False, dtype: str = "float32") -> Plan:
     return Plan(parts, {"params": tree})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scan,dtype", [(False, "float32"), (True, "bfloat16")])
 def test_hand_made_plan_round_trips_bit_exactly(tmp_path, scan, dtype):
     from vau_jax.convert import load_hf

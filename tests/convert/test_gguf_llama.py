@@ -228,6 +228,7 @@ def _write_tiny_gguf(path: str, model, tokens: list[str], merges: list[str]) -> 
     writer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 @pytest.mark.parametrize("tied", [False, True])
 def test_tiny_gguf_matches_hf(tmp_path, tied):

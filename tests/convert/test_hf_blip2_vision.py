@@ -61,6 +61,7 @@ def _errors(ours, ref):
 @pytest.mark.parametrize(
     "overrides", [{}, {"qkv_bias": False, "num_hidden_layers": 3, "hidden_act": "quick_gelu"}]
 )
+@pytest.mark.slow
 def test_blip2_vision_parity(tmp_path, overrides):
     hf = _model(**overrides)
     module, params = load_hf(_save(hf, tmp_path))

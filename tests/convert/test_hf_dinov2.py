@@ -88,6 +88,7 @@ def test_dinov2_swiglu_parity(tmp_path):
     _check(module, params, hf, _pixels(35, 21))
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 def test_dinov2_with_registers_parity(tmp_path):
     torch.manual_seed(0)

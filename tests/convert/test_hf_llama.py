@@ -104,6 +104,7 @@ def test_left_padded_batch_matches_hf(hf_folder):
     np.testing.assert_allclose(ours[valid], ref[valid], atol=1.5e-6, rtol=0)  # measured 2.7e-7
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 def test_round_trip_is_exact_and_scan_layout_matches(hf_folder):
     model, path = hf_folder

@@ -268,6 +268,7 @@ def test_llamavid_round_trip_is_bit_exact(llamavid_release):
     assert llamavid.config_to_llamavid(cfg)["mm_projector_type"] == "mlp2x_gelu"
 
 
+@pytest.mark.slow
 def test_llamavid_tokens_and_logits_match_pytorch(llamavid_release):
     folder, _, llm, mm = llamavid_release
     module, params = llamavid.load_llamavid(folder)

@@ -59,6 +59,7 @@ def test_gguf_gpt2_tokenizer_special_tokens_and_round_trip(smollm_tok):
     assert len(tok.encode("2024")) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 def test_gguf_gpt2_tokenizer_matches_hf(smollm_tok):
     transformers = pytest.importorskip("transformers")

@@ -233,6 +233,7 @@ def test_vadllama_still_cannot_chat():
 # ------------------------------------------------------------------------------ tiny model
 
 
+@pytest.mark.slow
 def test_cached_follow_up_equals_a_full_recompute(vlm):
     """The cached turns' greedy tokens are a full recompute's (same video tokens: the opening
     question's); the first-token logits agree to float32 error (measured max |diff| 4.8e-7
@@ -253,6 +254,7 @@ def test_cached_follow_up_equals_a_full_recompute(vlm):
     assert worst < 2e-6, worst
 
 
+@pytest.mark.slow
 def test_a_row_of_a_batched_opening_that_ended_first(vlm):
     """T-VAU opens with a batch of questions: the chat continues row 0, which ended (on eos)
     while row 1 kept decoding, so its cache's later slots are pad tokens to hand back. The
@@ -329,6 +331,7 @@ def test_follow_ups_of_one_length_bucket_compile_once(vlm):
     assert G.EXTEND_TRACES[key] - traced <= 1
 
 
+@pytest.mark.slow
 def test_a_full_cache_falls_back_to_the_rebuilt_prompt(vlm):
     """160-token chats (224 cache slots): two follow-ups fit, the third rebuilds its prompt
     (the oldest exchanges dropped to fit 80 tokens) and restarts the cache, which the fourth

@@ -93,6 +93,7 @@ def test_approximate_reports_move_times_by_at_most_the_noise_and_keep_order():
     assert q == q0 and conv[1] == exact[1]  # same question and answer, rougher report
 
 
+@pytest.mark.slow
 def test_packed_text_rows_train_on_the_same_loss_as_padded_rows():
     """``pack_length``: the loss of a batch of packed rows equals the loss of the same
     conversations padded one per row (the answers' tokens, their contexts and positions are

@@ -214,6 +214,7 @@ def test_report_renders_in_chromium(tvau_run, tmp_path):
     assert "trajectory (accumulated heatmap" in html and "truth:" in html
 
 
+@pytest.mark.slow
 def test_trim_padding_removes_only_padding():
     """Rows cut to the longest row rounded up to 16: every real token kept, and a causal LM
     gives the same logits on them (right padding) as on the full-length rows."""

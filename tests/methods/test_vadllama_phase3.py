@@ -157,6 +157,7 @@ def setup(tmp_path_factory):
     return c, vm, method
 
 
+@pytest.mark.slow
 def test_adaptor_is_one_linear_over_x_and_x_tilde_to_the_llm_width(setup):
     _, vm, method = setup
     params = jax.jit(method.init_params)(jax.random.key(0))
@@ -177,6 +178,7 @@ def test_adaptor_is_one_linear_over_x_and_x_tilde_to_the_llm_width(setup):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batched_scores_equal_per_video_scores(setup):
     _, vm, method = setup
     for a, b in zip(method.scores("test", batch_size=4), vm.clip_scores(vm.params, "test")):

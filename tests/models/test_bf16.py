@@ -191,6 +191,7 @@ def _decoded_logits(
     return jnp.stack(out, axis=1), cache
 
 
+@pytest.mark.slow
 def test_llama_bf16_cached_decoding_matches_float32(llama_pair: tuple) -> None:
     """Cached decoding (each token written to the cache, attending every slot): the path the
     full forward above does not take. Teacher-forced: random weights give near-flat logits,

@@ -69,6 +69,7 @@ def test_too_long_sequence_is_refused(text_model):
         module.apply({"params": params}, jnp.ones((1, CFG.max_position_embeddings + 1), jnp.int32))
 
 
+@pytest.mark.slow
 def test_clip_model_logits():
     cfg = clip_text.PRESETS["tiny-clip"]
     module = clip_text.module_from_config(cfg)

@@ -64,6 +64,7 @@ def _cached_logits(module, params, ids, mask, n_prompt, max_len):
     return jnp.stack(out, axis=1), cache
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scan", [False, True])
 def test_kv_cache_matches_full_forward_left_padded(scan):
     cfg = dataclasses.replace(CFG, scan_layers=scan)
@@ -99,6 +100,7 @@ def test_right_padded_prefill_continues_each_row_after_its_last_token():
     chex.assert_trees_all_close(step_logits[1], ref1, atol=2e-7, rtol=0)  # measured 3.0e-8
 
 
+@pytest.mark.slow
 def test_scan_and_loop_give_the_same_numbers_and_remat_changes_nothing():
     module, params = _init(CFG)
     stacked = {
@@ -184,6 +186,7 @@ def test_bfloat16_compute_stays_close_to_float32():
     chex.assert_trees_all_close(logits, out[:, -1], atol=0.02 * float(jnp.abs(ref).max()), rtol=0)
 
 
+@pytest.mark.slow
 def test_sharded_prefill_and_decode_equal_single_device():
     from jax.sharding import AxisType, Mesh, NamedSharding
 

@@ -56,6 +56,7 @@ def _prompt_cache(module, params, batch: int, prompt: int, slots: int):
     return jnp.argmax(logits, -1).astype(jnp.int32), cache
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_steps_match_the_model_layout(name):
     module, params = _model(VARIANTS[name])
@@ -111,6 +112,7 @@ def test_bfloat16_compute_copies_in_the_compute_dtype():
     assert float(jnp.max(jnp.abs(ref - new))) <= 2.0**-8 * scale
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["plain", pytest.param("scan_layout", marks=pytest.mark.slow)])
 def test_generate_and_extend_give_the_same_tokens(name):
     module, params = _model(VARIANTS[name], seed=2)

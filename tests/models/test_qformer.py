@@ -124,6 +124,7 @@ def test_image_mask_and_query_override(model_and_params):
     chex.assert_shape(d["last_hidden_state"], (2, 3, CFG.hidden_size))
 
 
+@pytest.mark.slow
 def test_dropout_and_errors(model_and_params):
     module, params = model_and_params
     image, ids = _inputs(4)
@@ -170,6 +171,7 @@ def test_every_param_has_logical_axes():
         assert all(n is not None or s == 1 for n, s in zip(leaf.names, leaf.value.shape))
 
 
+@pytest.mark.slow
 def test_remat_gives_the_same_outputs_and_gradients(model_and_params):
     """``remat=True`` recomputes each layer in the backward pass: the same forward and
     gradients as without (same parameter tree)."""

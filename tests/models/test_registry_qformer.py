@@ -70,6 +70,7 @@ def test_every_param_leaf_has_logical_axis_names(name):
         assert all(n is not None or s == 1 for n, s in zip(leaf.names, leaf.value.shape))
 
 
+@pytest.mark.slow
 def test_tiny_preset_runs():
     cfg = Q.PRESETS["tiny-qformer"]
     module = Q.module_from_config(cfg)

@@ -128,6 +128,7 @@ def test_config_validation():
     assert vit.PRESETS["dinov2-b/14"].mlp_width == 3072
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-clip-vit", "tiny-dinov2", "tiny-eva-vit"])
 def test_sharded_forward_matches_single_device(name):
     """Params sharded over a (data, fsdp, tensor) = (2, 2, 2) mesh by their logical names."""

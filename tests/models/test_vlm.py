@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 
 from vau_jax.models import registry
@@ -43,6 +44,7 @@ def _init(cfg, visual, ids, video, query):
     return m, params, mask
 
 
+@pytest.mark.slow
 def test_parameter_names_and_splicing_order():
     cfg = _cfg()
     visual, ids, video, query = _inputs()
@@ -57,6 +59,7 @@ def test_parameter_names_and_splicing_order():
     np.testing.assert_array_equal(np.asarray(emb[:, 10:]), np.asarray(text[:, 10:]))
 
 
+@pytest.mark.slow
 def test_context_token_follows_the_text_and_content_token_is_pooled():
     cfg = _cfg(projector_hidden=32)
     visual, ids, video, query = _inputs()
@@ -109,6 +112,7 @@ class ScoringTest(chex.TestCase):
             np.testing.assert_allclose(float(seq[b]), ref, rtol=1e-6)  # measured 1.3e-7
 
 
+@pytest.mark.slow
 def test_cached_prefill_from_multimodal_prefix_equals_full_forward():
     cfg = _cfg()
     visual, ids, video, query = _inputs()
@@ -122,6 +126,7 @@ def test_cached_prefill_from_multimodal_prefix_equals_full_forward():
     chex.assert_trees_all_close(nxt, full[:, -1], atol=2e-6, rtol=0)  # measured 1.9e-7 to 4.2e-7
 
 
+@pytest.mark.slow
 def test_shared_prefix_logprob_equals_full_sequences():
     """Options scored as continuations of one cached multimodal prefix == each option scored as
     its own full right-padded sequence (different prefix lengths, padded continuations)."""
@@ -179,6 +184,7 @@ def test_shared_prefix_logprob_equals_full_sequences():
     assert np.ptp(np.asarray(got)) > 1e-3
 
 
+@pytest.mark.slow
 def test_packed_rows_give_each_conversation_its_own_logits():
     """Two video conversations and a text-only one packed into one row
     (:func:`vau_jax.data.packing.pack_rows`, videos and Q-Former queries beside them): each

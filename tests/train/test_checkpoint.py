@@ -67,6 +67,7 @@ def test_load_partial_by_regex_and_errors():
         load_partial(params, source, [(r"^llm/(.*)", r"\1")])
 
 
+@pytest.mark.slow
 def test_checkpoint_from_8_devices_restores_onto_4_and_1(tmp_path):
     """A train state saved FSDP-sharded over 8 devices restores onto a 4-device and a
     1-device mesh with identical values and the target shardings (orbax reshards on read)."""

@@ -27,6 +27,7 @@ def _train(workdir, async_save):
         trainer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("async_save", [False, True])
 def test_disk_full_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, async_save):
     ref = _train(tmp_path / "ref", async_save)

@@ -156,6 +156,7 @@ def _train_toy(workdir, steps_per_call, **method_kw):
     return params, _losses(workdir), metas, calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_call", [3, 4])
 def test_steps_per_call_equals_one_step_per_call(tmp_path, per_call):
     """Several optimizer steps per jitted call (a lax.scan over stacked batches) give the very

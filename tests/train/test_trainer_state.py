@@ -82,6 +82,7 @@ def test_moment_of_other_shape_is_replicated():
     assert out.opt_state[2].spec == P()
 
 
+@pytest.mark.slow
 def test_restore_builds_no_init_and_resume_is_exact(tmp_path):
     """Interrupted mid stage 1 on a (2, 2, 2) mesh, resumed by a method whose
     ``init_params`` raises: same final params as the uninterrupted run, bit for bit."""

@@ -41,6 +41,7 @@ def _model(k=2):
     return m, params, tok, mask
 
 
+@pytest.mark.slow
 def test_param_groups_and_phases():
     m, params, tok, mask = _model()
     assert set(params) == {"frame_position", "video_qformer", "ap", "ap_base", "ltc"}
@@ -51,6 +52,7 @@ def test_param_groups_and_phases():
     assert not np.allclose(np.asarray(o1["scores"]), np.asarray(o2["scores"]))
 
 
+@pytest.mark.slow
 def test_streaming_chunks_equal_full_video():
     m, params, tok, mask = _model()
     full = m.apply({"params": params}, tok, mask, phase=2)["scores"]
