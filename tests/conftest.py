@@ -66,8 +66,9 @@ SHARED_RUN_FIXTURES = frozenset({"tiny_data_dir", "vadllama_run", "vagpt_run", "
 # Tests that need the shared tiny VA-GPT or T-VAU run are `slow`, whatever their own cost:
 # building those two runs (text + base video LLM pretraining, TETG, both stages, AHD, RAE) is
 # about 8 of the 12 minutes the three runs take on a 2-core AVX2 EPYC, most of it compiling.
-# The README's quick (CI) command leaves them out and keeps the VAD-LLaMA run's end-to-end
-# tests; the full command runs everything. `tiny_data_dir` builds the VA-GPT run too.
+# The README's quick (CI) command leaves them out; the VAD-LLaMA run's tests are all slow by
+# their own cost, so the quick suite builds no shared run. The full command runs everything.
+# `tiny_data_dir` builds the VA-GPT run too.
 SLOW_RUN_FIXTURES = frozenset({"tiny_data_dir", "vagpt_run", "tvau_run"})
 
 
