@@ -39,8 +39,7 @@ def _inputs(b=2, t=3, k=5, L=20, seed=0):
 def _init(cfg, visual, ids, video, query):
     m = VideoLLM(cfg)
     mask = jnp.ones(ids.shape, bool)
-    # jitted: one compile instead of one per eager op (~200 on a slow CPU: half a minute)
-    params = nn.unbox(jax.jit(m.init)(jax.random.key(0), ids, mask, video, visual, query)["params"])
+    params = nn.unbox(m.init(jax.random.key(0), ids, mask, video, visual, query)["params"])
     return m, params, mask
 
 
@@ -173,7 +172,7 @@ def test_shared_prefix_logprob_equals_full_sequences():
     )
     vis_rep = jnp.repeat(visual, o, axis=0)
     q_rep = jnp.repeat(query, o, axis=0)
-    logits = jax.jit(m.apply)({"params": params}, full_ids, full_att, full_video, vis_rep, q_rep)[
+    logits = m.apply({"params": params}, full_ids, full_att, full_video, vis_rep, q_rep, None)[
         "logits"
     ]
     want = sequence_logprob(logits, jnp.asarray(full_ids), jnp.asarray(full_loss_scored))
@@ -221,8 +220,7 @@ def test_packed_rows_give_each_conversation_its_own_logits():
     )
     assert sorted(packed["video"][:2].tolist()) == [0, 2]  # the text row holds no video slot
     vis = visual[jnp.asarray(packed["video"])][None]  # [1, K, T, P, Dv]
-    apply = jax.jit(m.apply)  # one compile per shape instead of one per eager op
-    got = apply(
+    got = m.apply(
         {"params": params},
         jnp.asarray(packed["input_ids"])[None],
         None,
@@ -234,7 +232,7 @@ def test_packed_rows_give_each_conversation_its_own_logits():
     )["logits"][0]
     for i, n in enumerate(lengths):
         r = rows[i]
-        want = apply(
+        want = m.apply(
             {"params": params},
             jnp.asarray(r["input_ids"])[None],
             jnp.asarray(r["attention_mask"])[None],
