@@ -7,7 +7,7 @@ import numpy as np
 from vau_jax.data.synthvad import text
 from vau_jax.data.synthvad.actors import SHIRTS, Actor
 from vau_jax.data.synthvad.anomalies import BUILDERS, Context, normal_walkers
-from vau_jax.data.synthvad.draw import paint
+from vau_jax.data.synthvad.draw import paint_frames
 from vau_jax.data.synthvad.scene import Scene, make_scene
 from vau_jax.data.synthvad.types import NORMAL, SynthConfig, SynthVideo, Track, label_runs
 
@@ -133,35 +133,38 @@ def _composite(
     frames = np.empty((num_frames, h, w, 3), np.uint8)
     masks = np.zeros((num_frames, h, w), np.uint8)
     hits: list[list[tuple[int, list[int]]]] = [[] for _ in actors]  # (frame, box) per actor
-    for t in range(num_frames):
-        img, mask = scene.image.copy(), masks[t]
-        depth = [
-            (a.anomalous, float(a.anchor[t, 1]) if a.parts[t] else 0.0, i)
-            for i, a in enumerate(actors)
-        ]
-        windows: dict[int, list[int]] = {}
-        for _, _, i in sorted(depth):
-            for part, colour, alpha in actors[i].parts[t]:
-                win = paint(img, mask, i + 1, part, colour, alpha)
-                if win is not None:
-                    ys, xs = win
-                    b = windows.setdefault(i, [ys.start, ys.stop, xs.start, xs.stop])
-                    b[:] = [
-                        min(b[0], ys.start),
-                        max(b[1], ys.stop),
-                        min(b[2], xs.start),
-                        max(b[3], xs.stop),
-                    ]
-        for i, (y0, y1, x0, x1) in windows.items():
-            own = mask[y0:y1, x0:x1] == i + 1  # [h', w']
-            rows, cols = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
-            if rows.size:
-                hits[i].append((t, [x0 + cols[0], y0 + rows[0], x0 + cols[-1], y0 + rows[-1]]))
-        # uniform camera noise with std sigma (uniform bytes: std 255/sqrt(12); fast to draw)
-        noise = np.frombuffer(rng.bytes(h * w * 3), np.uint8).reshape(h, w, 3)
+    pixels = h * w * 3
+    chunk = max(1, (1 << 21) // (h * w))  # frames painted at once (bounded memory)
+    for t0 in range(0, num_frames, chunk):
+        ts = range(t0, min(t0 + chunk, num_frames))
+        imgs = np.repeat(scene.image[None], len(ts), axis=0)  # [t, H, W, 3]
+        items = []
+        for t in ts:
+            depth = [
+                (a.anomalous, float(a.anchor[t, 1]) if a.parts[t] else 0.0, i)
+                for i, a in enumerate(actors)
+            ]
+            items.append(
+                [
+                    (i + 1, part, colour, alpha)
+                    for _, _, i in sorted(depth)
+                    for part, colour, alpha in actors[i].parts[t]
+                ]
+            )
+        paint_frames(imgs, masks[t0 : ts.stop], items)
+        _record_boxes(masks[t0 : ts.stop], t0, hits)
+        # uniform camera noise with std sigma (uniform bytes: std 255/sqrt(12); fast to draw).
+        # One draw for the chunk is the same byte stream as one per frame when a frame's bytes
+        # are whole 32-bit words (numpy draws bytes as uint32 words and drops the tail).
+        if pixels % 4 == 0:
+            raw = rng.bytes(pixels * len(ts))
+        else:
+            raw = b"".join(rng.bytes(pixels) for _ in ts)
+        noise = np.frombuffer(raw, np.uint8).reshape(len(ts), h, w, 3)
         noise = (noise.astype(np.float32) - 127.5) * (light["sigma"] * np.float32(12**0.5 / 255))
-        img = img * light["gain"][t] + light["tint"][t] + noise
-        frames[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        imgs = imgs * light["gain"][ts][:, None, None, None] + light["tint"][ts][:, None, None]
+        imgs += noise
+        frames[t0 : ts.stop] = np.clip(np.rint(imgs), 0, 255).astype(np.uint8)
 
     lut = np.zeros(256, np.uint8)
     tracks: list[Track] = []
@@ -181,6 +184,21 @@ def _composite(
             )
         )
     return frames, lut[masks], tracks, kept
+
+
+def _record_boxes(masks: np.ndarray, t0: int, hits: list[list[tuple[int, list[int]]]]) -> None:
+    """Append to ``hits[i]`` the frame and bounding box ``[x0, y0, x1, y1]`` of actor ``i``'s
+    mask pixels (id ``i + 1``) in each of ``masks`` (uint8 [t, H, W]; frame ``t0 + k``)."""
+    h, w = masks.shape[1:]
+    for value in (np.flatnonzero(np.bincount(masks.ravel(), minlength=1)[1:]) + 1).tolist():
+        own = masks == value  # [t, H, W]
+        rows, cols = own.any(2), own.any(1)  # [t, H], [t, W]
+        top, left = rows.argmax(1), cols.argmax(1)
+        bottom, right = h - 1 - rows[:, ::-1].argmax(1), w - 1 - cols[:, ::-1].argmax(1)
+        for k in np.flatnonzero(rows.any(1)).tolist():
+            hits[value - 1].append(
+                (t0 + k, [int(left[k]), int(top[k]), int(right[k]), int(bottom[k])])
+            )
 
 
 def _intervals(labels: np.ndarray, fps: float) -> np.ndarray:
