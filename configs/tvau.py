@@ -100,6 +100,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # second input channel (models/heads/rae.py); the paper's RAE reads X[t] alone.
             # Off: with 64 base prompts, seed 0, Yes/No 0.771 against 0.792 without it.
             "level": False,
+            # ours, not the paper's (which does not say how prompts pool over time): "mean",
+            # or "mean_max", each segment's mean beside its maximum over the differences.
+            "time_pool": "mean",
         }
     )
     # Measured (seed 0): 4 base prompts at lr 2e-3, 300 + 600 steps -> Yes/No 0.54, BLEU-4

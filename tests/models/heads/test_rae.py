@@ -167,12 +167,25 @@ def test_gradients_reach_every_param():
 
 
 @pytest.mark.parametrize(
-    "channels, segments, level",
-    [((4, 6), 1, False), ((5,), 3, False), ((), 1, False), ((4, 6), 2, True), ((), 1, True)],
+    "channels, segments, level, pool",
+    [
+        ((4, 6), 1, False, "mean"),
+        ((5,), 3, False, "mean"),
+        ((), 1, False, "mean"),
+        ((4, 6), 2, True, "mean"),
+        ((), 1, True, "mean"),
+        ((4, 6), 2, False, "mean_max"),
+    ],
 )
-def test_added_params_equals_real_count(channels, segments, level):
+def test_added_params_equals_real_count(channels, segments, level, pool):
     cfg = RAEConfig(
-        llm_width=12, channels=channels, num_base=2, grid=3, time_segments=segments, level=level
+        llm_width=12,
+        channels=channels,
+        num_base=2,
+        grid=3,
+        time_segments=segments,
+        level=level,
+        time_pool=pool,
     )
     shapes = jax.eval_shape(RAE(cfg).init, jax.random.key(0), jnp.zeros((1, 3, 6, 6)))
     assert added_params(cfg) == sum(x.size for x in jax.tree_util.tree_leaves(shapes))
@@ -196,3 +209,46 @@ def test_level_channel_sees_an_anomaly_that_stays_still():
     assert not changed[:3].any()  # base prompts do not read the heatmap
     assert changed[3] and changed[12]  # the top-left region and the global prompt
     assert not changed[3 + 8]  # the bottom-right region: 3x3 convs reach 2 patches, not 4
+
+
+def test_mean_max_pools_each_segment_over_its_valid_differences():
+    """``time_pool="mean_max"``: per segment, the projections read the mean and the maximum
+    of the conv features over that segment's valid differences; padding takes no part."""
+    cfg = dataclasses.replace(CFG2, time_pool="mean_max")
+    params, hm = _init(cfg, shape=(2, 7, 8, 8))
+    assert params["region_proj"]["kernel"].shape == (12, 12)  # 2 x 6 channels
+    valid = np.ones((2, 7), bool)
+    valid[0, 5:] = False  # 4 valid differences: segments {0, 1}, {2, 3}
+    valid[1, 3] = False  # differences 2 and 3 invalid: 4 valid ones, {0, 1}, {4, 5}
+    out = _apply(cfg, params, hm, jnp.asarray(valid))
+    # the reference: the conv features recomputed with lax, pooled and projected in numpy
+    x = np.asarray(hm[:, 1:] - hm[:, :-1])[..., None]  # [B, T-1, h, w, 1]
+    f = jnp.asarray(x.reshape(-1, 8, 8, 1))
+    for i in range(2):
+        k, b = params[f"conv_{i}"]["kernel"], params[f"conv_{i}"]["bias"]
+        f = jax.nn.gelu(
+            jax.lax.conv_general_dilated(
+                f, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            + b,
+            approximate=False,
+        )
+    f = np.asarray(f).reshape(2, 6, 8, 8, 6)
+    region = np.asarray(adaptive_avg_pool(jnp.asarray(f), 3)).reshape(2, 6, 9, 6)
+    feats = np.concatenate([region, f.mean((2, 3))[:, :, None]], axis=2)  # [B, T-1, 10, C]
+    segments = {0: [[0, 1], [2, 3]], 1: [[0, 1], [4, 5]]}
+    for bi, segs in segments.items():
+        for si, idx in enumerate(segs):
+            pooled = np.concatenate([feats[bi, idx].mean(0), feats[bi, idx].max(0)], -1)
+            want_region = pooled[:9] @ np.asarray(params["region_proj"]["kernel"]) + np.asarray(
+                params["region_proj"]["bias"]
+            )
+            want_global = pooled[9:] @ np.asarray(params["global_proj"]["kernel"]) + np.asarray(
+                params["global_proj"]["bias"]
+            )
+            got = out[bi, 3 + 10 * si : 13 + 10 * si]
+            # measured max abs err 4.8e-7 to 9.5e-7
+            np.testing.assert_allclose(got[:9], want_region, atol=3e-6)
+            np.testing.assert_allclose(got[9:], want_global, atol=3e-6)
+    with pytest.raises(ValueError, match="time_pool 'median'"):
+        RAEConfig(llm_width=4, time_pool="median")

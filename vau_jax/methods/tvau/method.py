@@ -119,6 +119,7 @@ class TVAU(MethodBase):
             num_base=int(c.rae.num_base),
             time_segments=int(c.rae.time_segments),
             level=bool(c.rae.get("level", False)),
+            time_pool=str(c.rae.get("time_pool", "mean")),
         )
         self.rae = RAE(self.rcfg)
         self.use_ahd, self.use_rae = bool(c.get("use_ahd", True)), bool(c.get("use_rae", True))

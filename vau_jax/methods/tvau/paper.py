@@ -81,6 +81,7 @@ def tvau_abstract_params(config: Any) -> dict[str, Any]:
             num_base=int(config.rae.num_base),
             time_segments=int(config.rae.time_segments),
             level=bool(config.rae.get("level", False)),
+            time_pool=str(config.rae.get("time_pool", "mean")),
         )
     )
     heat = jnp.zeros((1, int(config.frames_per_video), 16, 16), jnp.float32)

@@ -16,7 +16,10 @@ frozen LLM:
    consecutive segments (valid difference of rank ``r`` among ``n`` goes to segment
    ``floor(r * S / n)``; segments may be uneven) and each segment is mean-pooled over its
    valid differences, so padding never counts and the prompts keep the order of motion.
-   A segment with no valid difference pools to zeros.
+   A segment with no valid difference pools to zeros. With ``time_pool="mean_max"`` (ours,
+   not the paper's, which does not say how prompts are pooled over time) each segment's
+   features are its mean beside its maximum over the valid differences (channels doubled,
+   the same prompts): a mean over a segment dilutes an event that lasts a few differences.
 5. ``region_proj`` / ``global_proj`` (Dense → ``llm_width``) and the learned base prompts.
 
 Output order, ``P_An [B, num_base + S * (grid² + 1), llm_width]``::
@@ -42,6 +45,10 @@ from vau_jax.models import layers
 Array = jax.Array
 
 
+#: How RAE pools a segment's difference features over time (see the module docstring).
+TIME_POOLS = ("mean", "mean_max")
+
+
 @dataclasses.dataclass(frozen=True)
 class RAEConfig:
     """RAE hyper-parameters (see the module docstring)."""
@@ -52,6 +59,11 @@ class RAEConfig:
     grid: int = 3
     time_segments: int = 1
     level: bool = False  # ours: H[t+1] beside X[t] as a second input channel
+    time_pool: str = "mean"  # "mean" | "mean_max" (ours): how a segment pools over time
+
+    def __post_init__(self) -> None:
+        if self.time_pool not in TIME_POOLS:
+            raise ValueError(f"time_pool {self.time_pool!r}: expected one of {TIME_POOLS}")
 
 
 def num_prompts(cfg: RAEConfig) -> int:
@@ -147,6 +159,11 @@ class RAE(nn.Module):
             jnp.einsum("bts,btkc->bskc", seg_w, feats, precision=jax.lax.Precision.HIGHEST)
             / counts[..., None, None]
         )  # [B, S, g²+1, C]
+        if cfg.time_pool == "mean_max":
+            inside = (seg_w > 0)[:, :, :, None, None]  # [B, T-1, S, 1, 1]
+            peak = jnp.max(jnp.where(inside, feats[:, :, None], -jnp.inf), axis=1)
+            peak = jnp.where(jnp.isfinite(peak), peak, 0.0)  # an empty segment: zeros
+            pooled = jnp.concatenate([pooled, peak], axis=-1)  # [B, S, g²+1, 2C]
         p_region = layers.dense(cfg.llm_width, (None, "embed"), name="region_proj")(
             pooled[:, :, :g2]
         )  # [B, S, g², W]
@@ -170,5 +187,6 @@ def added_params(cfg: RAEConfig) -> int:
     """Number of RAE parameters (convs, both projections, base prompts)."""
     widths = (2 if cfg.level else 1, *cfg.channels)
     conv = sum(9 * cin * cout + cout for cin, cout in zip(widths[:-1], widths[1:]))
-    proj = 2 * (widths[-1] * cfg.llm_width + cfg.llm_width)
+    pooled = widths[-1] * (2 if cfg.time_pool == "mean_max" else 1)
+    proj = 2 * (pooled * cfg.llm_width + cfg.llm_width)
     return conv + proj + cfg.num_base * cfg.llm_width
