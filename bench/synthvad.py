@@ -2,7 +2,7 @@
 
     python bench/synthvad.py [--num_videos=16] [--sizes=64,224] [--out=/tmp/synthvad_bench]
 
-Prints one JSON line per measurement. Sizes: the tfds ArrayRecord split (frames and masks
+Prints one JSON line per measurement, after one naming the CPU (``lscpu``). Sizes: the tfds ArrayRecord split (frames and masks
 zlib-compressed raw uint8) and the mp4 + annotation tree of ``python -m vau_jax.data.synthvad``.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -18,6 +19,9 @@ from absl import app, flags
 
 from vau_jax.data.synthvad import SynthConfig, prepare, render_split_video
 from vau_jax.data.synthvad.writers import write_split
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models import cpu_model  # noqa: E402
 
 _NUM = flags.DEFINE_integer("num_videos", 16, "Videos per measurement.")
 _SIZES = flags.DEFINE_list("sizes", ["64", "224"], "Frame sizes to measure.")
@@ -36,6 +40,7 @@ def _du(path: str, suffix: str = "") -> int:
 
 def main(argv: list[str]) -> None:
     del argv
+    print(json.dumps({"cpu": cpu_model()}), flush=True)
     scratch = _OUT.value or tempfile.mkdtemp(prefix="synthvad_bench_")
     try:
         for size in (int(s) for s in _SIZES.value):
