@@ -158,20 +158,38 @@ def _coverage(items: list[tuple], h: int, w: int) -> tuple[np.ndarray, np.ndarra
         return kept, np.zeros(0, np.int64), np.zeros(0, np.int64)
     x0, x1, y0, y1, cx, cy, a, b, c, s = (z[kept] for z in (x0, x1, y0, y1, cx, cy, a, b, c, s))
     rect = (kinds[kept] == "rect")[:, None, None]
-    hm, wm = int((y1 - y0).max()), int((x1 - x0).max())
-    dx = _arange32(x0 - cx, wm)[:, None, :]  # [P, 1, wm]
-    dy = _arange32(y0 - cy, hm)[:, :, None]  # [P, hm, 1]
+    hp, wp = y1 - y0, x1 - x0  # window sizes
     ca, sa, cb, sb = (
-        (num / den).astype(np.float32)[:, None, None]
-        for num, den in ((c, a), (s, a), (c, b), (s, b))
+        (num / den).astype(np.float32) for num, den in ((c, a), (s, a), (c, b), (s, b))
     )
-    u = dx * ca + dy * sa  # [P, hm, wm]
-    v = dy * cb - dx * sb
-    cover = np.where(rect, (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0), u * u + v * v <= 1.0)
-    cover &= np.arange(hm)[None, :, None] < (y1 - y0)[:, None, None]
-    cover &= np.arange(wm)[None, None, :] < (x1 - x0)[:, None, None]
-    part, i, j = np.nonzero(cover)
-    return kept, part, (y0[part] + i) * w + x0[part] + j
+    # Windows are padded to their bucket's largest (sizes rounded up to powers of two), so a
+    # large shape does not pad every small one.
+    key = _ceil_log2(hp) * 64 + _ceil_log2(wp)
+    parts, pixels = [], []
+    for k in np.unique(key).tolist():
+        idx = np.flatnonzero(key == k)
+        hm, wm = int(hp[idx].max()), int(wp[idx].max())
+        dx = _arange32(x0[idx] - cx[idx], wm)[:, None, :]  # [n, 1, wm]
+        dy = _arange32(y0[idx] - cy[idx], hm)[:, :, None]  # [n, hm, 1]
+        u = dx * ca[idx, None, None] + dy * sa[idx, None, None]  # [n, hm, wm]
+        v = dy * cb[idx, None, None] - dx * sb[idx, None, None]
+        cover = np.where(rect[idx], (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0), u * u + v * v <= 1.0)
+        cover &= np.arange(hm)[None, :, None] < hp[idx, None, None]
+        cover &= np.arange(wm)[None, None, :] < wp[idx, None, None]
+        n, i, j = np.nonzero(cover)
+        part = idx[n]
+        parts.append(part)
+        pixels.append((y0[part] + i) * w + x0[part] + j)
+    part, pixel = np.concatenate(parts), np.concatenate(pixels)
+    if len(parts) > 1:
+        order = np.argsort(part, kind="stable")
+        part, pixel = part[order], pixel[order]
+    return kept, part, pixel
+
+
+def _ceil_log2(n: np.ndarray) -> np.ndarray:
+    """``ceil(log2(n))`` of positive ints ``n`` (0 for 1)."""
+    return np.ceil(np.log2(np.maximum(n, 1))).astype(np.int64)
 
 
 def paint_frames(frames: np.ndarray, masks: np.ndarray, items: list[list[tuple]]) -> None:
