@@ -205,7 +205,9 @@ def paint_frames(frames: np.ndarray, masks: np.ndarray, items: list[list[tuple]]
       frames: float32 [T, H, W, 3] images in [0, 255], C-contiguous, modified in place.
       masks: uint8 [T, H, W] object-id masks, C-contiguous, modified in place.
       items: per frame, its ``(mask_value, part, colour, alpha)`` primitives, painted first
-        to last; ``part``, ``colour`` and ``alpha`` as in :func:`paint`.
+        to last; ``part``, ``colour`` and ``alpha`` as in :func:`paint`. The bytes equal
+        :func:`paint`'s when the part's numbers are Python or float64 floats, as the renderer's
+        are (float32 scalars would make :func:`paint` compute the window in float32).
     """
     num_frames, h, w = frames.shape[:3]
     if len(items) != num_frames:
