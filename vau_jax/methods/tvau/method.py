@@ -35,7 +35,7 @@ from flax import linen as nn
 from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.tvau import data as D
 from vau_jax.models.heads.ahd import AHD, AHDConfig, ahd_loss, proportional_taps
-from vau_jax.models.heads.rae import RAE, RAEConfig, num_prompts
+from vau_jax.models.heads.rae import RAE, config_from, num_prompts
 from vau_jax.models.vlm import VideoLLM, lm_loss
 from vau_jax.train.trainer import Stage
 
@@ -113,14 +113,7 @@ class TVAU(MethodBase):
                 init_temperature=float(c.ahd.init_temperature),
             )
         )
-        self.rcfg = RAEConfig(
-            llm_width=int(self.llm_cfg.hidden_size),
-            channels=tuple(c.rae.channels),
-            num_base=int(c.rae.num_base),
-            time_segments=int(c.rae.time_segments),
-            level=bool(c.rae.get("level", False)),
-            time_pool=str(c.rae.get("time_pool", "mean")),
-        )
+        self.rcfg = config_from(c.rae, self.llm_cfg.hidden_size)
         self.rae = RAE(self.rcfg)
         self.use_ahd, self.use_rae = bool(c.get("use_ahd", True)), bool(c.get("use_rae", True))
         self.num_video_tokens = 2 * self.frames + (num_prompts(self.rcfg) if self.use_rae else 0)

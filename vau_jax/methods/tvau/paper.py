@@ -59,7 +59,7 @@ def tvau_abstract_params(config: Any) -> dict[str, Any]:
     * ``rae``: RAE projecting to the LLM's width.
     """
     from vau_jax.models.heads.ahd import AHD, AHDConfig
-    from vau_jax.models.heads.rae import RAE, RAEConfig
+    from vau_jax.models.heads.rae import RAE, config_from
 
     clip_cfg = registry.get_config(config.clip_encoder)
     width = clip_cfg.vision_config.hidden_size
@@ -74,16 +74,7 @@ def tvau_abstract_params(config: Any) -> dict[str, Any]:
     )
     taps = [jnp.zeros((1, 1, 2, 2, width), jnp.float32) for _ in config.taps]
     prompts = jnp.zeros((2, clip_cfg.projection_dim), jnp.float32)
-    rae = RAE(
-        RAEConfig(
-            llm_width=int(vcfg.llm.hidden_size),
-            channels=tuple(config.rae.channels),
-            num_base=int(config.rae.num_base),
-            time_segments=int(config.rae.time_segments),
-            level=bool(config.rae.get("level", False)),
-            time_pool=str(config.rae.get("time_pool", "mean")),
-        )
-    )
+    rae = RAE(config_from(config.rae, vcfg.llm.hidden_size))
     heat = jnp.zeros((1, int(config.frames_per_video), 16, 16), jnp.float32)
     key = jax.random.key(0)
     return {

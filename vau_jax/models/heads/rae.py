@@ -34,6 +34,7 @@ The paper's ``[P_base, P_region, p_global]`` is the case ``time_segments == 1``.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +65,20 @@ class RAEConfig:
     def __post_init__(self) -> None:
         if self.time_pool not in TIME_POOLS:
             raise ValueError(f"time_pool {self.time_pool!r}: expected one of {TIME_POOLS}")
+
+
+def config_from(rae: Any, llm_width: int) -> RAEConfig:
+    """The :class:`RAEConfig` of a run config's ``rae`` section (``channels``, ``num_base``,
+    ``time_segments``; ``level`` / ``time_pool`` default to the dataclass's when absent, as
+    in runs saved before they existed) for an LLM of width ``llm_width``."""
+    return RAEConfig(
+        llm_width=int(llm_width),
+        channels=tuple(rae.channels),
+        num_base=int(rae.num_base),
+        time_segments=int(rae.time_segments),
+        level=bool(rae.get("level", RAEConfig.level)),
+        time_pool=str(rae.get("time_pool", RAEConfig.time_pool)),
+    )
 
 
 def num_prompts(cfg: RAEConfig) -> int:
