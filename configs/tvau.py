@@ -103,6 +103,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # ours, not the paper's (which does not say how prompts pool over time): "mean",
             # or "mean_max", each segment's mean beside its maximum over the differences.
             "time_pool": "mean",
+            # ours, not the paper's: RAE trains on out-of-fold AHD heatmaps of its training
+            # videos (K AHDs, each trained without one fold; methods/tvau/crossfit.py), since
+            # the trained AHD separates its own training videos perfectly. 0 = the AHD's own.
+            "heatmap_folds": 0,
+            # ours, not the paper's: the fraction of RAE's training rows in which the frozen
+            # LVLM does not see its own visual tokens (attention-masked; RAE's prompts stay),
+            # so that the prompts must carry the answer. 0 = always seen.
+            "visual_dropout": 0.0,
         }
     )
     # Measured (seed 0): 4 base prompts at lr 2e-3, 300 + 600 steps -> Yes/No 0.54, BLEU-4

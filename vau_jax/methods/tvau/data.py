@@ -277,6 +277,11 @@ def ahd_rows(method: Any, split: str) -> list[dict[str, np.ndarray]]:
     ``ahd.frames_per_video`` frames spread uniformly, plus ``ahd.anomalous_frames`` spread
     over its anomalous frames (anomalous patches are rare). ``ahd.one_shot``: the frames of
     the split's first anomalous video only (T-VAU's one-shot setting), all of them."""
+    return [r for _, rows in ahd_rows_by_video(method, split) for r in rows]
+
+
+def ahd_rows_by_video(method: Any, split: str) -> list[tuple[int, list[dict[str, np.ndarray]]]]:
+    """:func:`ahd_rows` grouped by video: ``(index in the split, its rows)`` per video."""
     from vau_jax.models.heads.ahd import patch_targets
 
     c, feats = method.config, method.feats[split]
@@ -286,8 +291,9 @@ def ahd_rows(method: Any, split: str) -> list[dict[str, np.ndarray]]:
         videos = [(i, v) for i, v in videos if method.records[v.id].is_anomalous][:1]
         if not videos:
             raise ValueError(f"ahd.one_shot: the {split} split has no anomalous video")
-    rows = []
+    out = []
     for i, v in videos:
+        rows = []
         f = feats.video(i)
         n = len(f["indices"])
         pick = [np.arange(n) if one_shot else sample_indices(n, int(c.ahd.frames_per_video))]
@@ -303,7 +309,8 @@ def ahd_rows(method: Any, split: str) -> list[dict[str, np.ndarray]]:
             row = {f"tap_{j}": f["taps"][j][t] for j in range(len(method.taps))}
             row["target"] = targets[k].astype(np.float32)
             rows.append(row)
-    return rows
+        out.append((i, rows))
+    return out
 
 
 def sample_frames(feats: dict[str, Any], frames: int) -> dict[str, np.ndarray]:
@@ -346,13 +353,18 @@ def attach(method: Any, split: str, batch: dict[str, np.ndarray]) -> dict[str, n
 
 
 class AttachTaps(grain.transforms.Map):
-    """grain map: adds a row's :class:`SampledTaps` features (by its ``video`` index)."""
+    """grain map: adds a row's :class:`SampledTaps` features (by its ``video`` index) and,
+    given ``heat`` (per video ``[S, g, g]``: :mod:`vau_jax.methods.tvau.crossfit`), its
+    heatmaps as ``heat``, which RAE then reads instead of the AHD's."""
 
-    def __init__(self, method: Any, split: str):
+    def __init__(self, method: Any, split: str, heat: dict[int, np.ndarray] | None = None):
         self.src = sampled(method, split)
+        self.heat = heat
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
-        return {**element, **self.src(int(element["video"]))}
+        i = int(element["video"])
+        extra = {} if self.heat is None else {"heat": self.heat[i]}
+        return {**element, **self.src(i), **extra}
 
 
 def box_to_input(boxes: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray:

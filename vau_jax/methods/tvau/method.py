@@ -40,6 +40,17 @@ from vau_jax.models.vlm import VideoLLM, lm_loss
 from vau_jax.train.trainer import Stage
 
 
+def hide_visual_tokens(
+    attention_mask: jax.Array, video_mask: jax.Array, num_visual: int, hide: jax.Array
+) -> jax.Array:
+    """``attention_mask [B, L]`` with the first ``num_visual`` ``video_mask`` positions of
+    every row where ``hide [B]`` (bool) set to 0: the LVLM's own visual tokens, which come
+    before RAE's prompts in the video span (``config.rae.visual_dropout``)."""
+    video = video_mask.astype(bool)
+    visual = video & (jnp.cumsum(video, axis=1) <= num_visual)
+    return jnp.where(hide[:, None] & visual, 0, attention_mask).astype(attention_mask.dtype)
+
+
 class TVAU(MethodBase):
     """AHD, then RAE with the LVLM frozen (see the module docstring)."""
 
@@ -51,6 +62,7 @@ class TVAU(MethodBase):
         self.feats: dict[str, D.TapFeatures] = {}
         self.sampled: dict[str, D.SampledTaps] = {}  # per split, built on first use
         self._jit: dict[str, Any] = {}
+        self._oof_heat: dict[int, np.ndarray] | None = None  # out_of_fold_heat, made once
 
     # -- preparation -----------------------------------------------------------------------
 
@@ -284,7 +296,10 @@ class TVAU(MethodBase):
         taps = [batch[f"tap_{k}"] for k in range(len(self.taps))]
         embeds = vis
         if self.use_rae:  # without AHD (ablation) RAE reads all-zero heatmaps: no evidence
-            heat = jax.lax.stop_gradient(self.heat(params["ahd"], taps)["heatmap"])
+            if "heat" in batch:  # RAE's training rows, cross-fitted (methods/tvau/crossfit.py)
+                heat = batch["heat"]
+            else:
+                heat = jax.lax.stop_gradient(self.heat(params["ahd"], taps)["heatmap"])
             if not self.use_ahd:
                 heat = jnp.zeros_like(heat)
             prompts = self.rae.apply({"params": params["rae"]}, heat, batch["frame_valid"])
@@ -314,9 +329,13 @@ class TVAU(MethodBase):
         return loss, {"patch_accuracy": jnp.mean(hit.astype(jnp.float32))}
 
     def _rae_loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
-        del rng
         embeds = self.prefix_embeds(params, batch)
-        logits = self._lm_logits(params, embeds, batch["attention_mask"])
+        mask = batch["attention_mask"]
+        drop = float(self.config.rae.get("visual_dropout", 0.0))
+        if drop > 0.0:  # ours: some rows hide the LVLM's own visual tokens (RAE's stay)
+            hide = jax.random.bernoulli(rng, drop, (mask.shape[0],))
+            mask = hide_visual_tokens(mask, batch["video_mask"], 2 * self.frames, hide)
+        logits = self._lm_logits(params, embeds, mask)
         return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
 
     # -- stages ----------------------------------------------------------------------------
@@ -340,7 +359,8 @@ class TVAU(MethodBase):
             def make():
                 rows = Q.rae_rows(self, "train", kind)
                 pcfg = PipelineConfig(int(c.rae.batch_size), seed=seed, num_epochs=None)
-                return make_iterator(rows, pcfg, transforms=[D.AttachTaps(self, "train")])
+                heat = self.out_of_fold_heat() if self.use_ahd else None
+                return make_iterator(rows, pcfg, transforms=[D.AttachTaps(self, "train", heat)])
 
             return make
 
@@ -368,6 +388,18 @@ class TVAU(MethodBase):
             )
         stages[0] = dataclasses.replace(stages[0], on_start=self.load_lvlm)
         return stages
+
+    def out_of_fold_heat(self) -> dict[int, np.ndarray] | None:
+        """The training videos' cross-fitted heatmaps (``config.rae.heatmap_folds >= 2``;
+        :mod:`vau_jax.methods.tvau.crossfit`), made once per process; ``None``: RAE reads
+        the trained AHD's."""
+        if int(self.config.rae.get("heatmap_folds", 0)) < 2:
+            return None
+        if self._oof_heat is None:
+            from vau_jax.methods.tvau.crossfit import out_of_fold_heatmaps
+
+            self._oof_heat = out_of_fold_heatmaps(self, int(self.config.seed))
+        return self._oof_heat
 
     # -- evaluation, prediction, report ----------------------------------------------------
 
