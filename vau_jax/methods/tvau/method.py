@@ -15,6 +15,9 @@ optimizer state). Stages, in order:
    pipeline (:mod:`vau_jax.data.tvau_dataset`). The LVLM reads ``[visual tokens, P_An]`` at
    the video marker: the LLaMA-VID context/content tokens of ``frames_per_video`` frames,
    then RAE's ``[P_base, P_region, p_global]`` from the AHD heatmaps of those frames.
+   Two options of ours, off by default (measured worse, README, T-VAU): RAE trained on
+   cross-fitted heatmaps (``rae.heatmap_folds``, :mod:`vau_jax.methods.tvau.crossfit`) and
+   the LVLM's own visual tokens hidden in some training rows (``rae.visual_dropout``).
 
 Evaluation on the test split (:mod:`vau_jax.methods.tvau.evaluation`).
 
