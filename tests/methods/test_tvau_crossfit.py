@@ -35,7 +35,7 @@ def test_fold_errors():
         crossfit.fold_assignment([True, False, True], 4, seed=0)
 
 
-def _fake_method(videos: int, grid: int = 2, width: int = 8):
+def _fake_method(grid: int = 2, width: int = 8):
     """Just what train_fold_ahds reads of a T-VAU method: two taps of ``grid²`` tokens."""
     cfg = ml_collections.ConfigDict(
         {
@@ -75,7 +75,7 @@ def _fake_method(videos: int, grid: int = 2, width: int = 8):
 def test_a_fold_ahd_never_learns_from_its_own_videos(monkeypatch):
     """Poisoning one video's training rows changes the fold AHDs that train on it, never
     the one that scores it."""
-    m, make_rows = _fake_method(8)
+    m, make_rows = _fake_method()
     folds = crossfit.fold_assignment([v % 2 == 1 for v in range(8)], 2, seed=0)
     clean = [(v, make_rows(v)) for v in range(8)]
     poisoned = [(v, rows if v != 5 else [{**r, "target": 1.0 - r["target"]} for r in rows])
@@ -101,7 +101,7 @@ def test_a_fold_ahd_never_learns_from_its_own_videos(monkeypatch):
 
 def test_fold_ahds_learn_their_rows(monkeypatch):
     """Each fold AHD's loss on its own training rows falls (the loop trains)."""
-    m, make_rows = _fake_method(8)
+    m, make_rows = _fake_method()
     folds = crossfit.fold_assignment([v % 2 == 1 for v in range(8)], 2, seed=0)
     per_video = [(v, make_rows(v)) for v in range(8)]
     monkeypatch.setattr(crossfit.D, "ahd_rows_by_video", lambda method, split: per_video)

@@ -121,9 +121,8 @@ def out_of_fold_heatmaps(method: Any, seed: int) -> dict[int, np.ndarray]:
         raise ValueError("rae.heatmap_folds needs AHD trained on every training video, "
                          "not ahd.one_shot")  # fmt: skip
     videos = method.dataset.split("train")
-    folds = fold_assignment(
-        [method.records[v.id].is_anomalous for v in videos], int(c.rae.heatmap_folds), seed
-    )
+    labels = np.array([method.records[v.id].is_anomalous for v in videos])
+    folds = fold_assignment(labels, int(c.rae.heatmap_folds), seed)
     params = train_fold_ahds(method, folds, seed)
     src = D.sampled(method, "train")
     heat = jax.jit(lambda p, taps: method.heat(p, taps)["heatmap"])
@@ -133,7 +132,6 @@ def out_of_fold_heatmaps(method: Any, seed: int) -> dict[int, np.ndarray]:
         s = src(i)
         taps = [jnp.asarray(s[f"tap_{k}"]) for k in range(len(method.taps))]
         out[i] = np.asarray(heat(p, taps), np.float32)
-    labels = np.array([method.records[v.id].is_anomalous for v in videos])
     if 0 < labels.sum() < len(labels):
         from vau_jax.eval.metrics.auc import roc_auc
 
