@@ -80,6 +80,10 @@ class Stage:
       checkpoint_every: also save every this many steps (0: only at the stage end).
       log_every: metric-writing period in steps.
       on_start: optional ``params -> params`` applied when the stage starts fresh.
+      before_data: optional ``params -> None`` called with the stage's starting params (after
+        ``on_start`` when fresh, the restored ones when resumed) before ``make_data``: e.g.
+        to compute once the outputs of parts the stage keeps frozen, which its batches then
+        carry instead of recomputing them every step.
       steps_per_call: optimizer steps per jitted call (``0``: the trainer's
         ``config.steps_per_call``, default 1). Calls never cross a log or checkpoint
         boundary, so logs, checkpoints and resumption are those of one step per call, and so
@@ -99,6 +103,7 @@ class Stage:
     log_every: int = 10
     on_start: Callable[[Any], Any] | None = None
     steps_per_call: int = 0
+    before_data: Callable[[Any], None] | None = None
 
 
 class Method(Protocol):
@@ -273,6 +278,8 @@ class Trainer:
                 )
             paths = trainable_paths(state.params, optimizer)
             inputs: list[str] | None = None  # input_paths of the first batch
+            if stage.before_data is not None:
+                stage.before_data(state.params)
             data = stage.make_data()
             if data_state is not None:
                 data.set_state(_decode_data_state(data_state))
