@@ -353,18 +353,29 @@ def attach(method: Any, split: str, batch: dict[str, np.ndarray]) -> dict[str, n
 
 
 class AttachTaps(grain.transforms.Map):
-    """grain map: adds a row's :class:`SampledTaps` features (by its ``video`` index) and,
-    given ``heat`` (per video ``[S, g, g]``: :mod:`vau_jax.methods.tvau.crossfit`), its
-    heatmaps as ``heat``, which RAE then reads instead of the AHD's."""
+    """grain map: adds a row's :class:`SampledTaps` features (by its ``video`` index; only
+    ``keys`` of them when given) and, given ``heat`` (per video ``[S, g, g]``:
+    :mod:`vau_jax.methods.tvau.frozen`, :mod:`vau_jax.methods.tvau.crossfit`), its heatmaps
+    as ``heat``, which RAE then reads instead of computing the AHD's."""
 
-    def __init__(self, method: Any, split: str, heat: dict[int, np.ndarray] | None = None):
+    def __init__(
+        self,
+        method: Any,
+        split: str,
+        heat: dict[int, np.ndarray] | None = None,
+        keys: Sequence[str] | None = None,
+    ):
         self.src = sampled(method, split)
         self.heat = heat
+        self.keys = None if keys is None else tuple(keys)
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
         i = int(element["video"])
         extra = {} if self.heat is None else {"heat": self.heat[i]}
-        return {**element, **self.src(i), **extra}
+        feats = self.src(i)
+        if self.keys is not None:
+            feats = {k: feats[k] for k in self.keys}
+        return {**element, **feats, **extra}
 
 
 def box_to_input(boxes: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray:

@@ -66,6 +66,7 @@ class TVAU(MethodBase):
         self.sampled: dict[str, D.SampledTaps] = {}  # per split, built on first use
         self._jit: dict[str, Any] = {}
         self._oof_heat: dict[int, np.ndarray] | None = None  # out_of_fold_heat, made once
+        self._stage_params: Any = None  # the running RAE stage's starting params
 
     # -- preparation -----------------------------------------------------------------------
 
@@ -287,21 +288,26 @@ class TVAU(MethodBase):
     def prefix_embeds(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
         """LLM input embeddings ``[B, L, D]``: text with ``[visual tokens (2S), P_An]`` at
         the video marker (``batch``: ``visual [B, S, N, D]``, ``tap_<k> [B, S, N, D_k]``,
-        ``frame_valid [B, S]``, ``input_ids``, ``video_mask``, ``query_ids``/``mask``)."""
+        ``frame_valid [B, S]``, ``input_ids``, ``video_mask``, ``query_ids``/``mask``; or,
+        in RAE's training rows, the frozen parts' outputs ``vis [B, 2S, D]`` and
+        ``heat [B, S, g, g]`` in place of ``visual`` and the taps)."""
         vlm = {"params": params["vlm"]}
-        vis = self.vlm.apply(
-            vlm,
-            batch["visual"],
-            batch["query_ids"],
-            batch["query_mask"],
-            method=VideoLLM.visual_embeds,
-        )
-        taps = [batch[f"tap_{k}"] for k in range(len(self.taps))]
+        if "vis" in batch:  # RAE's training rows: computed once (methods/tvau/frozen.py)
+            vis = batch["vis"]
+        else:
+            vis = self.vlm.apply(
+                vlm,
+                batch["visual"],
+                batch["query_ids"],
+                batch["query_mask"],
+                method=VideoLLM.visual_embeds,
+            )
         embeds = vis
         if self.use_rae:  # without AHD (ablation) RAE reads all-zero heatmaps: no evidence
-            if "heat" in batch:  # RAE's training rows, cross-fitted (methods/tvau/crossfit.py)
+            if "heat" in batch:  # RAE's training rows (methods/tvau/frozen.py, crossfit.py)
                 heat = batch["heat"]
             else:
+                taps = [batch[f"tap_{k}"] for k in range(len(self.taps))]
                 heat = jax.lax.stop_gradient(self.heat(params["ahd"], taps)["heatmap"])
             if not self.use_ahd:
                 heat = jnp.zeros_like(heat)
@@ -360,10 +366,19 @@ class TVAU(MethodBase):
 
         def rae_data(kind: str):
             def make():
+                from vau_jax.methods.tvau.frozen import attach_frozen
+
                 rows = Q.rae_rows(self, "train", kind)
                 pcfg = PipelineConfig(int(c.rae.batch_size), seed=seed, num_epochs=None)
                 heat = self.out_of_fold_heat() if self.use_ahd else None
-                return make_iterator(rows, pcfg, transforms=[D.AttachTaps(self, "train", heat)])
+                if self._stage_params is None:
+                    raise RuntimeError(
+                        "RAE's training data is made from the stage's starting parameters "
+                        "(Stage.before_data, which the Trainer calls before make_data)"
+                    )
+                rows, heat = attach_frozen(self, self._stage_params, rows, "train", heat)
+                attach = D.AttachTaps(self, "train", heat, keys=("frame_valid",))
+                return make_iterator(rows, pcfg, transforms=[attach])
 
             return make
 
@@ -382,7 +397,8 @@ class TVAU(MethodBase):
                 stages.append(
                     Stage(f"rae_{kind}", int(cfg.steps), opt(cfg, [r"^ahd/", r"^vlm/"]),
                           self._rae_loss, rae_data(kind), log_every=int(c.log_every),
-                          grad_accum_steps=int(cfg.get("grad_accum_steps", 1)))
+                          grad_accum_steps=int(cfg.get("grad_accum_steps", 1)),
+                          before_data=self._keep_stage_params)
                 )  # fmt: skip
         if not stages:
             raise ValueError(
@@ -391,6 +407,11 @@ class TVAU(MethodBase):
             )
         stages[0] = dataclasses.replace(stages[0], on_start=self.load_lvlm)
         return stages
+
+    def _keep_stage_params(self, params: Any) -> None:
+        """``Stage.before_data`` of the RAE stages: their starting parameters, from which
+        ``rae_data`` computes the frozen LVLM's and AHD's outputs once."""
+        self._stage_params = params
 
     def out_of_fold_heat(self) -> dict[int, np.ndarray] | None:
         """The training videos' cross-fitted heatmaps (``config.rae.heatmap_folds >= 2``;
