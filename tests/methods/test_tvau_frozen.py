@@ -22,7 +22,8 @@ def test_precomputed_rows_give_the_in_step_loss(tvau_run):
     run = vau_jax.load_run(tvau_run)
     m, params = run.method, run.params
     m.prepare()  # the training side: dataset, records, tapped features, questions
-    rows = Q.rae_rows(m, "train", "anomaly")[: CHUNK + 1]  # a padded second chunk too
+    rows = Q.rae_rows(m, "train", "anomaly")
+    rows = (rows * (CHUNK + 1))[: CHUNK + 1]  # two chunks, the second padded
     done, heat = attach_frozen(m, params, rows, "train", None)
     assert sorted(heat) == sorted({int(r["video"]) for r in rows})
     assert heat[int(rows[0]["video"])].shape == (m.frames, m.grid, m.grid)
