@@ -133,3 +133,40 @@ def test_packed_text_rows_train_on_the_same_loss_as_padded_rows():
         np.testing.assert_allclose(
             np.asarray(a), np.asarray(b), rtol=1e-5, atol=5e-7
         )  # 1.2e-7 seen
+
+
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = text.lower().replace(".", " .").split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_object_task_names_the_anomalous_object_unlike_the_tvau_sentence():
+    rep = _report("running", ((4.0, 6.0),))
+    rep = dataclasses.replace(rep, facts=dataclasses.replace(rep.facts, target="person"))
+    conv, q = TL.conversation(rep, "object", 3, ("running",))
+    assert q is None and conv[0]["value"].startswith("Report:\n")
+    assert conv[0]["value"].endswith(TL.OBJECT_QUESTIONS) and "anomalous" in conv[1]["value"]
+    assert conv[1]["value"] == "The person is the anomalous object of the report."
+    normal, _ = TL.conversation(_report(NORMAL, ()), "object", 3, ("running",))
+    assert normal[1]["value"] == TL.OBJECT_NONE_ANSWER
+    # no 4-gram of T-VAU's target question or answer (templates.TARGET_*) in the task's text
+    tvau = set().union(
+        *(_ngrams(t, 4) for t in (*T.TARGET_QUESTIONS, T.TARGET_NONE_ANSWER)),
+        *(_ngrams(T.TARGET_ANSWER.format(target=k), 4) for k in ("person", "bag", "fire")),
+    )
+    ours = set().union(
+        *(_ngrams(t, 4) for t in (*TL.OBJECT_QUESTIONS, TL.OBJECT_NONE_ANSWER)),
+        _ngrams(conv[1]["value"], 4),
+    )
+    assert tvau and ours and not (tvau & ours)
+    no_target = dataclasses.replace(rep, facts=dataclasses.replace(rep.facts, target=""))
+    with pytest.raises(ValueError, match="without a known object"):
+        TL.conversation(no_target, "object", 3, ("running",))
+
+
+def test_optional_kinds_join_the_mix_only_with_a_weight():
+    assert TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2}) == TL.KINDS
+    assert TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.0}) == TL.KINDS
+    assert TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.1})[-1] == "object"
+    with pytest.raises(ValueError, match="unknown text task"):
+        TL.mixed_kinds({"mc": 1.0, "poems": 0.5})

@@ -41,11 +41,23 @@ from vau_jax.models.llama import LlamaForCausalLM
 from vau_jax.train.trainer import Stage
 
 KINDS = ("mc", "qa", "summary")
+#: Optional kinds, used only when ``mix`` names them with a weight above 0 (so the default
+#: corpus, its sampling and its cache key stay those of :data:`KINDS`).
+OPTIONAL_KINDS = ("object",)
 SUMMARY_QUESTIONS = ("Summarize the report in one sentence.", "What happened, in short?")
 QA_QUESTIONS = (
     "Is there an anomaly in this report? If so, what is it and when does it happen?",
     "Does the report describe anything abnormal? Say what and when.",
 )
+#: ``object`` (optional, ours): which object the report's anomaly involves. Worded unlike
+#: T-VAU's target question and answer (templates.TARGET_*; no 4-gram in common), so the
+#: LLM learns the words ("anomalous", "object") as Vicuna knows them, not T-VAU's sentence.
+OBJECT_QUESTIONS = (
+    "Which object in the report behaves anomalously?",
+    "What does the anomaly in this report involve?",
+)
+OBJECT_ANSWER = "The {target} is the anomalous object of the report."
+OBJECT_NONE_ANSWER = "Nothing in this report is anomalous."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,13 +172,36 @@ def conversation(
             {"from": "human", "value": f"{report.text()}\n{question}"},
             {"from": "gpt", "value": anomaly_answer(report.facts)},
         ], None
+    if kind == "object":
+        question = OBJECT_QUESTIONS[int(rng.integers(len(OBJECT_QUESTIONS)))]
+        f = report.facts
+        answer = OBJECT_NONE_ANSWER
+        if f.anomaly_type != NORMAL and f.intervals:
+            if not f.target:
+                raise ValueError(f"video {f.video_id!r}: an anomaly without a known object")
+            answer = OBJECT_ANSWER.format(target=f.target)
+        return [
+            {"from": "human", "value": f"{report.text()}\n{question}"},
+            {"from": "gpt", "value": answer},
+        ], None
     if kind == "summary":
         question = SUMMARY_QUESTIONS[int(rng.integers(len(SUMMARY_QUESTIONS)))]
         return [
             {"from": "human", "value": f"{report.text()}\n{question}"},
             {"from": "gpt", "value": report.description},
         ], None
-    raise ValueError(f"unknown text task {kind!r}; choose from {KINDS}")
+    raise ValueError(f"unknown text task {kind!r}; choose from {KINDS + OPTIONAL_KINDS}")
+
+
+def mixed_kinds(mix: Any) -> tuple[str, ...]:
+    """The task kinds a ``mix`` draws from: :data:`KINDS`, then each of
+    :data:`OPTIONAL_KINDS` that ``mix`` gives a weight above 0."""
+    unknown = sorted(set(mix.keys()) - set(KINDS + OPTIONAL_KINDS))
+    if unknown:
+        raise ValueError(
+            f"mix: unknown text task(s) {unknown}; choose from {KINDS + OPTIONAL_KINDS}"
+        )
+    return KINDS + tuple(k for k in OPTIONAL_KINDS if float(mix.get(k, 0.0)) > 0)
 
 
 def _noise(config: Any) -> float:
@@ -215,11 +250,12 @@ def replay_conversations(
     reps = reports(
         config.data_dir, SynthConfig(**dict(config.synthvad)), int(config.num_train_videos)
     )
-    weights = np.array([float(config.mix[k]) for k in KINDS])
+    kinds = mixed_kinds(config.mix)
+    weights = np.array([float(config.mix[k]) for k in kinds])
     rng = np.random.default_rng([int(seed), 7919])
     out = []
     for _ in range(int(count)):
-        kind = KINDS[int(rng.choice(len(KINDS), p=weights / weights.sum()))]
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
         rep = reps[int(rng.integers(len(reps)))]
         seed_k = int(rng.integers(2**31))
         conv, _ = conversation(
@@ -277,11 +313,12 @@ class TextPretrain(MethodBase):
     def _source(self) -> list[dict[str, np.ndarray]]:
         c = self.config
         reps = reports(c.data_dir, self.synth, int(c.num_train_videos))
-        weights = np.array([float(c.mix[k]) for k in KINDS])
+        kinds = mixed_kinds(c.mix)
+        weights = np.array([float(c.mix[k]) for k in kinds])
         rng = np.random.default_rng(c.seed)
         out, skipped = [], 0
         for i in range(int(c.num_train_examples)):
-            kind = KINDS[int(rng.choice(len(KINDS), p=weights / weights.sum()))]
+            kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
             rep = reps[int(rng.integers(len(reps)))]
             conv, _ = conversation(
                 rep, kind, c.seed * 1_000_003 + i, self.class_names, time_noise=_noise(c)
