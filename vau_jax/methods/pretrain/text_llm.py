@@ -10,7 +10,11 @@ segment (``"2.1s-4.5s: A person in red runs along the path."``), and asks one of
   the balanced four options of :mod:`vau_jax.data.benchmark`, answered "C. A person
   running from 2.1s to 4.5s" (answering with a letter is a general skill, as for Vicuna);
 * **anomaly QA** (``qa``): is there an anomaly, what and when — answered in a sentence;
-* **summary** (``summary``): the report summarised as the video's event description.
+* **summary** (``summary``): the report summarised as the video's event description;
+* optional, only when ``mix`` weights it: **object** (``object``): which object the report's
+  anomaly involves, answered "The person is the anomalous object of the report." (ours: the
+  words a frozen LLM needs to name an anomalous object, as T-VAU's target question asks; its
+  wording shares no 4-gram with T-VAU's target question and answers).
 
 The loss is the next-token cross-entropy on the answers. Evaluation: accuracy of the
 generated letter on held-out pretrain-split reports (``text_mc_acc``; chance 0.25). The

@@ -96,7 +96,9 @@ def attach_frozen(
     rows = [{**r, "vis": v} for r, v in zip(rows, vis)]
     if heat is None:
         videos = sorted({int(r["video"]) for r in rows})
-        heat = heatmaps(method, params["ahd"], videos, split)
-        if not method.use_ahd:
-            heat = {i: np.zeros_like(h) for i, h in heat.items()}
+        if method.use_ahd:
+            heat = heatmaps(method, params["ahd"], videos, split)
+        else:
+            shape = (method.frames, method.grid, method.grid)
+            heat = {i: np.zeros(shape, np.float32) for i in videos}
     return rows, heat
