@@ -71,6 +71,17 @@ def test_replayed_text_rows_are_about_pretrain_reports_never_eval_wording(tmp_pa
     kinds = {("\nA. " in h) + 2 * any(q in h for q in TL.SUMMARY_QUESTIONS) for h in humans}
     assert kinds == {0, 1, 2}  # qa, mc and summary all drawn (mix 0.3 / 0.5 / 0.2)
     assert np.mean(["\nA. " in h for h in humans]) > 0.25
+    # the optional object task: at weight 0 (the default) the same rows as without the key
+    assert c.mix.object == 0.0 and not any(q in h for q in TL.OBJECT_QUESTIONS for h in humans)
+    with c.unlocked():
+        del c.mix["object"]
+    assert TL.replay_conversations(c, 40, seed=0) == convs
+    c.mix.object = 0.5
+    weighted = TL.replay_conversations(c, 40, seed=0)
+    assert any(
+        TL.OBJECT_QUESTIONS[0] in v[0]["value"] or TL.OBJECT_QUESTIONS[1] in v[0]["value"]
+        for v in weighted
+    )
 
 
 def test_approximate_reports_move_times_by_at_most_the_noise_and_keep_order():
