@@ -176,8 +176,10 @@ def test_object_task_names_the_anomalous_object_unlike_the_tvau_sentence():
 
 
 def test_optional_kinds_join_the_mix_only_with_a_weight():
-    assert TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2}) == TL.KINDS
-    assert TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.0}) == TL.KINDS
-    assert TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.1})[-1] == "object"
+    kinds, p = TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2})
+    assert kinds == TL.KINDS and np.allclose(p, [0.5, 0.3, 0.2])
+    assert TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.0})[0] == TL.KINDS
+    kinds, p = TL.mixed_kinds({"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.1})
+    assert kinds[-1] == "object" and np.allclose(p, np.array([0.5, 0.3, 0.2, 0.1]) / 1.1)
     with pytest.raises(ValueError, match="unknown text task"):
         TL.mixed_kinds({"mc": 1.0, "poems": 0.5})

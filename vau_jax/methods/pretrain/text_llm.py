@@ -197,15 +197,17 @@ def conversation(
     raise ValueError(f"unknown text task {kind!r}; choose from {KINDS + OPTIONAL_KINDS}")
 
 
-def mixed_kinds(mix: Any) -> tuple[str, ...]:
-    """The task kinds a ``mix`` draws from: :data:`KINDS`, then each of
-    :data:`OPTIONAL_KINDS` that ``mix`` gives a weight above 0."""
+def mixed_kinds(mix: Any) -> tuple[tuple[str, ...], np.ndarray]:
+    """``(kinds, probabilities)`` a ``mix`` draws from: :data:`KINDS`, then each of
+    :data:`OPTIONAL_KINDS` that ``mix`` gives a weight above 0, with the weights normalised."""
     unknown = sorted(set(mix.keys()) - set(KINDS + OPTIONAL_KINDS))
     if unknown:
         raise ValueError(
             f"mix: unknown text task(s) {unknown}; choose from {KINDS + OPTIONAL_KINDS}"
         )
-    return KINDS + tuple(k for k in OPTIONAL_KINDS if float(mix.get(k, 0.0)) > 0)
+    kinds = KINDS + tuple(k for k in OPTIONAL_KINDS if float(mix.get(k, 0.0)) > 0)
+    weights = np.array([float(mix[k]) for k in kinds])
+    return kinds, weights / weights.sum()
 
 
 def _noise(config: Any) -> float:
@@ -254,12 +256,11 @@ def replay_conversations(
     reps = reports(
         config.data_dir, SynthConfig(**dict(config.synthvad)), int(config.num_train_videos)
     )
-    kinds = mixed_kinds(config.mix)
-    weights = np.array([float(config.mix[k]) for k in kinds])
+    kinds, p = mixed_kinds(config.mix)
     rng = np.random.default_rng([int(seed), 7919])
     out = []
     for _ in range(int(count)):
-        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        kind = kinds[int(rng.choice(len(kinds), p=p))]
         rep = reps[int(rng.integers(len(reps)))]
         seed_k = int(rng.integers(2**31))
         conv, _ = conversation(
@@ -317,12 +318,11 @@ class TextPretrain(MethodBase):
     def _source(self) -> list[dict[str, np.ndarray]]:
         c = self.config
         reps = reports(c.data_dir, self.synth, int(c.num_train_videos))
-        kinds = mixed_kinds(c.mix)
-        weights = np.array([float(c.mix[k]) for k in kinds])
+        kinds, p = mixed_kinds(c.mix)
         rng = np.random.default_rng(c.seed)
         out, skipped = [], 0
         for i in range(int(c.num_train_examples)):
-            kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+            kind = kinds[int(rng.choice(len(kinds), p=p))]
             rep = reps[int(rng.integers(len(reps)))]
             conv, _ = conversation(
                 rep, kind, c.seed * 1_000_003 + i, self.class_names, time_noise=_noise(c)

@@ -368,14 +368,14 @@ class TVAU(MethodBase):
             def make():
                 from vau_jax.methods.tvau.frozen import attach_frozen
 
-                rows = Q.rae_rows(self, "train", kind)
-                pcfg = PipelineConfig(int(c.rae.batch_size), seed=seed, num_epochs=None)
-                heat = self.out_of_fold_heat() if self.use_ahd else None
-                if self._stage_params is None:
+                if self._stage_params is None:  # before any work (crossfit trains AHDs)
                     raise RuntimeError(
                         "RAE's training data is made from the stage's starting parameters "
                         "(Stage.before_data, which the Trainer calls before make_data)"
                     )
+                rows = Q.rae_rows(self, "train", kind)
+                pcfg = PipelineConfig(int(c.rae.batch_size), seed=seed, num_epochs=None)
+                heat = self.out_of_fold_heat() if self.use_ahd else None
                 rows, heat = attach_frozen(self, self._stage_params, rows, "train", heat)
                 attach = D.AttachTaps(self, "train", heat, keys=("frame_valid",))
                 return make_iterator(rows, pcfg, transforms=[attach])
