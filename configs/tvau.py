@@ -105,6 +105,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # ours, not the paper's (which does not say how prompts pool over time): "mean",
             # or "mean_max", each segment's mean beside its maximum over the differences.
             "time_pool": "mean",
+            # ours, not the paper's (whose region / global prompts are spatial means):
+            # "mean", or "mean_max", each region's and the frame's mean beside their maximum
+            # over the patches (a mean dilutes an anomaly that lights one patch).
+            "space_pool": "mean",
             # ours, not the paper's: RAE trains on out-of-fold AHD heatmaps of its training
             # videos (K AHDs, each trained without one fold; methods/tvau/crossfit.py), since
             # the trained AHD separates its own training videos perfectly. 0 = the AHD's own.

@@ -12,7 +12,14 @@ import torch
 from absl.testing import parameterized
 from flax import linen as nn
 
-from vau_jax.models.heads.rae import RAE, RAEConfig, adaptive_avg_pool, added_params, num_prompts
+from vau_jax.models.heads.rae import (
+    RAE,
+    RAEConfig,
+    adaptive_avg_pool,
+    adaptive_max_pool,
+    added_params,
+    num_prompts,
+)
 
 CFG = RAEConfig(llm_width=12, channels=(4, 6), num_base=3, grid=3)
 CFG2 = dataclasses.replace(CFG, time_segments=2)  # same param shapes
@@ -167,17 +174,19 @@ def test_gradients_reach_every_param():
 
 
 @pytest.mark.parametrize(
-    "channels, segments, level, pool",
+    "channels, segments, level, pool, space",
     [
-        ((4, 6), 1, False, "mean"),
-        ((5,), 3, False, "mean"),
-        ((), 1, False, "mean"),
-        ((4, 6), 2, True, "mean"),
-        ((), 1, True, "mean"),
-        ((4, 6), 2, False, "mean_max"),
+        ((4, 6), 1, False, "mean", "mean"),
+        ((5,), 3, False, "mean", "mean"),
+        ((), 1, False, "mean", "mean"),
+        ((4, 6), 2, True, "mean", "mean"),
+        ((), 1, True, "mean", "mean"),
+        ((4, 6), 2, False, "mean_max", "mean"),
+        ((4, 6), 2, True, "mean_max", "mean_max"),
+        ((5,), 1, False, "mean", "mean_max"),
     ],
 )
-def test_added_params_equals_real_count(channels, segments, level, pool):
+def test_added_params_equals_real_count(channels, segments, level, pool, space):
     cfg = RAEConfig(
         llm_width=12,
         channels=channels,
@@ -186,6 +195,7 @@ def test_added_params_equals_real_count(channels, segments, level, pool):
         time_segments=segments,
         level=level,
         time_pool=pool,
+        space_pool=space,
     )
     shapes = jax.eval_shape(RAE(cfg).init, jax.random.key(0), jnp.zeros((1, 3, 6, 6)))
     assert added_params(cfg) == sum(x.size for x in jax.tree_util.tree_leaves(shapes))
@@ -252,3 +262,53 @@ def test_mean_max_pools_each_segment_over_its_valid_differences():
             np.testing.assert_allclose(got[9:], want_global, atol=3e-6)
     with pytest.raises(ValueError, match="time_pool 'median'"):
         RAEConfig(llm_width=4, time_pool="median")
+
+
+@pytest.mark.parametrize("size, out", [((8, 8), 3), ((7, 5), 3), ((6, 6), 2), ((4, 9), 4)])
+def test_adaptive_max_pool_matches_torch(size, out):
+    x = np.random.default_rng(3).normal(size=(2, *size, 5)).astype(np.float32)
+    got = np.asarray(adaptive_max_pool(jnp.asarray(x), out))
+    ref = torch.nn.functional.adaptive_max_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2), out)
+    np.testing.assert_array_equal(got, ref.permute(0, 2, 3, 1).numpy())  # a max: exact
+
+
+def test_space_mean_max_reads_each_region_peak():
+    """``space_pool="mean_max"``: each region's (and the frame's) features are its mean beside
+    its maximum over the patches (PyTorch's bins), then pooled over time and projected."""
+    cfg = dataclasses.replace(CFG, space_pool="mean_max")
+    params, hm = _init(cfg, shape=(2, 5, 8, 8))
+    assert params["region_proj"]["kernel"].shape == (12, 12)  # 2 x 6 channels
+    out = _apply(cfg, params, hm)
+    assert out.shape == (2, num_prompts(cfg), 12)
+    # the reference: conv features recomputed with lax, pooled and projected in numpy
+    x = np.asarray(hm[:, 1:] - hm[:, :-1])[..., None]
+    f = jnp.asarray(x.reshape(-1, 8, 8, 1))
+    for i in range(2):
+        k, b = params[f"conv_{i}"]["kernel"], params[f"conv_{i}"]["bias"]
+        f = jax.nn.gelu(
+            jax.lax.conv_general_dilated(
+                f, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            + b,
+            approximate=False,
+        )
+    f = np.asarray(f).reshape(2, 4, 8, 8, 6)
+    bins = [(0, 3), (2, 6), (5, 8)]  # PyTorch's bins of 8 -> 3
+    region = np.stack(
+        [
+            np.concatenate(
+                [f[:, :, r0:r1, c0:c1].mean((2, 3)), f[:, :, r0:r1, c0:c1].max((2, 3))], -1
+            )
+            for r0, r1 in bins
+            for c0, c1 in bins
+        ],
+        axis=2,
+    ).mean(1)  # [B, 9, 2C], then the segment's mean over its 4 differences
+    glob = np.concatenate([f.mean((2, 3)), f.max((2, 3))], -1).mean(1)  # [B, 2C]
+    kr, br = np.asarray(params["region_proj"]["kernel"]), np.asarray(params["region_proj"]["bias"])
+    kg, bg = np.asarray(params["global_proj"]["kernel"]), np.asarray(params["global_proj"]["bias"])
+    # measured max abs err 1.9e-6 (regions) and 4.8e-7 (global)
+    np.testing.assert_allclose(out[:, 3:12], region @ kr + br, atol=3e-6)
+    np.testing.assert_allclose(out[:, 12], glob @ kg + bg, atol=3e-6)
+    with pytest.raises(ValueError, match="space_pool 'max'"):
+        RAEConfig(llm_width=4, space_pool="max")

@@ -11,7 +11,11 @@ frozen LLM:
    (SAME padding) then GELU; the first conv sees the one-channel difference map (two
    channels with ``level``).
 3. Adaptive average pooling to ``grid x grid`` (PyTorch ``AdaptiveAvgPool2d`` bins) → region
-   features; the spatial mean → the global feature.
+   features; the spatial mean → the global feature. With ``space_pool="mean_max"`` (ours, not
+   the paper's) each region's and the global feature are the mean beside the maximum over
+   their patches (channels doubled, the same prompts): a mean over a region dilutes an
+   anomaly that lights one patch, and the frame score that separates videos best is a
+   maximum.
 4. Time: the valid differences of each video, in order, are split into ``time_segments``
    consecutive segments (valid difference of rank ``r`` among ``n`` goes to segment
    ``floor(r * S / n)``; segments may be uneven) and each segment is mean-pooled over its
@@ -48,6 +52,8 @@ Array = jax.Array
 
 #: How RAE pools a segment's difference features over time (see the module docstring).
 TIME_POOLS = ("mean", "mean_max")
+#: How RAE pools the conv features over a region's (or the frame's) patches.
+SPACE_POOLS = ("mean", "mean_max")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,16 +67,19 @@ class RAEConfig:
     time_segments: int = 1
     level: bool = False  # ours: H[t+1] beside X[t] as a second input channel
     time_pool: str = "mean"  # "mean" | "mean_max" (ours): how a segment pools over time
+    space_pool: str = "mean"  # "mean" | "mean_max" (ours): how a region pools its patches
 
     def __post_init__(self) -> None:
         if self.time_pool not in TIME_POOLS:
             raise ValueError(f"time_pool {self.time_pool!r}: expected one of {TIME_POOLS}")
+        if self.space_pool not in SPACE_POOLS:
+            raise ValueError(f"space_pool {self.space_pool!r}: expected one of {SPACE_POOLS}")
 
 
 def config_from(rae: Any, llm_width: int) -> RAEConfig:
     """The :class:`RAEConfig` of a run config's ``rae`` section (``channels``, ``num_base``,
-    ``time_segments``; ``level`` / ``time_pool`` default to the dataclass's when absent, as
-    in runs saved before they existed) for an LLM of width ``llm_width``."""
+    ``time_segments``; ``level`` / ``time_pool`` / ``space_pool`` default to the dataclass's
+    when absent, as in runs saved before they existed) for an LLM of width ``llm_width``."""
     return RAEConfig(
         llm_width=int(llm_width),
         channels=tuple(rae.channels),
@@ -78,6 +87,7 @@ def config_from(rae: Any, llm_width: int) -> RAEConfig:
         time_segments=int(rae.time_segments),
         level=bool(rae.get("level", RAEConfig.level)),
         time_pool=str(rae.get("time_pool", RAEConfig.time_pool)),
+        space_pool=str(rae.get("space_pool", RAEConfig.space_pool)),
     )
 
 
@@ -105,6 +115,23 @@ def adaptive_avg_pool(x: Array, out: int) -> Array:
         raise ValueError(f"cannot pool [..., {h}, {w}, C] to {out}x{out}")
     ph, pw = jnp.asarray(_pool_matrix(h, out)), jnp.asarray(_pool_matrix(w, out))
     return jnp.einsum("ih,jw,...hwc->...ijc", ph, pw, x, precision=jax.lax.Precision.HIGHEST)
+
+
+def adaptive_max_pool(x: Array, out: int) -> Array:
+    """Adaptive max pooling ``[..., H, W, C] -> [..., out, out, C]`` over the same bins as
+    :func:`adaptive_avg_pool` (PyTorch's ``AdaptiveMaxPool2d``)."""
+    h, w = x.shape[-3], x.shape[-2]
+    if out < 1 or h < 1 or w < 1:
+        raise ValueError(f"cannot pool [..., {h}, {w}, C] to {out}x{out}")
+    rows = [(i * h // out, -(-(i + 1) * h // out)) for i in range(out)]
+    cols = [(j * w // out, -(-(j + 1) * w // out)) for j in range(out)]
+    return jnp.stack(
+        [
+            jnp.stack([jnp.max(x[..., r0:r1, c0:c1, :], axis=(-3, -2)) for c0, c1 in cols], -2)
+            for r0, r1 in rows
+        ],
+        -3,
+    )
 
 
 def _segment_weights(valid: Array, segments: int) -> Array:
@@ -165,9 +192,14 @@ class RAE(nn.Module):
             )
             f = jax.nn.gelu(conv(f), approximate=False)  # [B*(T-1), h, w, C]
         g2 = cfg.grid * cfg.grid
-        region = adaptive_avg_pool(f, cfg.grid).reshape(b, t - 1, g2, -1)  # [B, T-1, g², C]
-        glob = jnp.mean(f, axis=(1, 2)).reshape(b, t - 1, 1, -1)  # [B, T-1, 1, C]
-        feats = jnp.concatenate([region, glob], axis=2)  # [B, T-1, g²+1, C]
+        region = adaptive_avg_pool(f, cfg.grid)  # [B*(T-1), g, g, C]
+        glob = jnp.mean(f, axis=(1, 2))  # [B*(T-1), C]
+        if cfg.space_pool == "mean_max":  # channels doubled: [mean, max]
+            region = jnp.concatenate([region, adaptive_max_pool(f, cfg.grid)], axis=-1)
+            glob = jnp.concatenate([glob, jnp.max(f, axis=(1, 2))], axis=-1)
+        region = region.reshape(b, t - 1, g2, -1)  # [B, T-1, g², C']
+        glob = glob.reshape(b, t - 1, 1, -1)  # [B, T-1, 1, C']
+        feats = jnp.concatenate([region, glob], axis=2)  # [B, T-1, g²+1, C']
         seg_w = _segment_weights(dvalid, cfg.time_segments)  # [B, T-1, S]
         counts = jnp.maximum(jnp.sum(seg_w, axis=1), 1.0)  # [B, S]
         pooled = (
@@ -178,7 +210,7 @@ class RAE(nn.Module):
             inside = (seg_w > 0)[:, :, :, None, None]  # [B, T-1, S, 1, 1]
             peak = jnp.max(jnp.where(inside, feats[:, :, None], -jnp.inf), axis=1)
             peak = jnp.where(jnp.isfinite(peak), peak, 0.0)  # an empty segment: zeros
-            pooled = jnp.concatenate([pooled, peak], axis=-1)  # [B, S, g²+1, 2C]
+            pooled = jnp.concatenate([pooled, peak], axis=-1)  # [B, S, g²+1, 2C']
         p_region = layers.dense(cfg.llm_width, (None, "embed"), name="region_proj")(
             pooled[:, :, :g2]
         )  # [B, S, g², W]
@@ -203,5 +235,6 @@ def added_params(cfg: RAEConfig) -> int:
     widths = (2 if cfg.level else 1, *cfg.channels)
     conv = sum(9 * cin * cout + cout for cin, cout in zip(widths[:-1], widths[1:]))
     pooled = widths[-1] * (2 if cfg.time_pool == "mean_max" else 1)
+    pooled *= 2 if cfg.space_pool == "mean_max" else 1
     proj = 2 * (pooled * cfg.llm_width + cfg.llm_width)
     return conv + proj + cfg.num_base * cfg.llm_width
