@@ -192,3 +192,42 @@ def test_hide_visual_tokens_masks_only_the_lvlm_tokens_of_chosen_rows():
     want[2, 1:5] = 0
     np.testing.assert_array_equal(out, want)
     assert out.dtype == mask.dtype
+
+
+def test_heat_scale_min_scales_each_rows_heatmaps_inside_its_range(monkeypatch):
+    """``rae.heat_scale_min``: the loss reads each training row's heatmaps times one factor
+    from ``U(heat_scale_min, 1)``, drawn per row and step from the step's rng; 1.0 leaves
+    the batch as it is."""
+    import sys
+
+    sys.path.insert(0, "configs")
+    import tvau as tvau_config
+
+    cfg = tvau_config.get_config()
+    m = TVAU(cfg, "")
+    seen = []
+    monkeypatch.setattr(m, "prefix_embeds", lambda p, b: seen.append(b["heat"]) or b["embeds"])
+    monkeypatch.setattr(m, "_lm_logits", lambda p, e, mask: jnp.zeros((*e.shape[:2], 7)))
+    heat = jnp.asarray(np.random.default_rng(0).uniform(0.1, 1.0, (5, 3, 2, 2)), jnp.float32)
+    batch = {
+        "heat": heat,
+        "embeds": jnp.zeros((5, 4, 2)),
+        "attention_mask": jnp.ones((5, 4), jnp.int32),
+        "input_ids": jnp.zeros((5, 4), jnp.int32),
+        "loss_mask": jnp.ones((5, 4), jnp.int32),
+    }
+    m._rae_loss({}, batch, jax.random.key(0))
+    np.testing.assert_array_equal(seen[-1], heat)  # the default, 1.0: untouched
+    cfg.rae.heat_scale_min = 0.3
+    scales = []
+    for step in range(3):
+        m._rae_loss({}, batch, jax.random.key(step))
+        ratio = np.asarray(seen[-1] / heat)  # [5, 3, 2, 2]
+        per_row = ratio.reshape(5, -1)  # one factor per row: its columns are equal
+        np.testing.assert_allclose(
+            per_row, np.broadcast_to(per_row[:, :1], per_row.shape), rtol=1e-6
+        )
+        scales.append(per_row[:, 0])
+    s = np.stack(scales)
+    assert s.min() >= 0.3 - 1e-6 and s.max() <= 1.0 + 1e-6
+    assert len(np.unique(np.round(s, 5))) == s.size  # differ across rows and steps

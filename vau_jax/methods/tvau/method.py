@@ -338,6 +338,11 @@ class TVAU(MethodBase):
         return loss, {"patch_accuracy": jnp.mean(hit.astype(jnp.float32))}
 
     def _rae_loss(self, params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        low = float(self.config.rae.get("heat_scale_min", 1.0))
+        if low < 1.0 and "heat" in batch:  # ours: each row's heatmaps scaled by U(low, 1)
+            scale = jax.random.uniform(jax.random.fold_in(rng, 1), (batch["heat"].shape[0],))
+            scale = low + (1.0 - low) * scale
+            batch = {**batch, "heat": batch["heat"] * scale[:, None, None, None]}
         embeds = self.prefix_embeds(params, batch)
         mask = batch["attention_mask"]
         drop = float(self.config.rae.get("visual_dropout", 0.0))
