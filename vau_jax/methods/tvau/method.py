@@ -15,9 +15,10 @@ optimizer state). Stages, in order:
    pipeline (:mod:`vau_jax.data.tvau_dataset`). The LVLM reads ``[visual tokens, P_An]`` at
    the video marker: the LLaMA-VID context/content tokens of ``frames_per_video`` frames,
    then RAE's ``[P_base, P_region, p_global]`` from the AHD heatmaps of those frames.
-   Two options of ours, off by default (measured worse, README, T-VAU): RAE trained on
-   cross-fitted heatmaps (``rae.heatmap_folds``, :mod:`vau_jax.methods.tvau.crossfit`) and
-   the LVLM's own visual tokens hidden in some training rows (``rae.visual_dropout``).
+   Three options of ours, off by default (measured worse, README, T-VAU): RAE trained on
+   cross-fitted heatmaps (``rae.heatmap_folds``, :mod:`vau_jax.methods.tvau.crossfit`), the
+   LVLM's own visual tokens hidden in some training rows (``rae.visual_dropout``), and each
+   training row's heatmaps scaled by a factor from ``U(rae.heat_scale_min, 1)`` per step.
 
 Evaluation on the test split (:mod:`vau_jax.methods.tvau.evaluation`).
 
