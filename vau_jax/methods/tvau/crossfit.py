@@ -29,6 +29,7 @@ from absl import logging
 from flax import linen as nn
 
 from vau_jax.methods.tvau import data as D
+from vau_jax.methods.tvau import frozen
 from vau_jax.models.heads.ahd import ahd_loss
 from vau_jax.train.optimizer import make_optimizer
 
@@ -124,14 +125,11 @@ def out_of_fold_heatmaps(method: Any, seed: int) -> dict[int, np.ndarray]:
     labels = np.array([method.records[v.id].is_anomalous for v in videos])
     folds = fold_assignment(labels, int(c.rae.heatmap_folds), seed)
     params = train_fold_ahds(method, folds, seed)
-    src = D.sampled(method, "train")
-    heat = jax.jit(lambda p, taps: method.heat(p, taps)["heatmap"])
-    out = {}
-    for i in range(len(videos)):
-        p = jax.tree.map(lambda x, k=int(folds[i]): x[k], params)
-        s = src(i)
-        taps = [jnp.asarray(s[f"tap_{k}"]) for k in range(len(method.taps))]
-        out[i] = np.asarray(heat(p, taps), np.float32)
+    out: dict[int, np.ndarray] = {}
+    for k in range(int(folds.max()) + 1):  # each fold's videos through the AHD that never saw them
+        fold_params = jax.tree.map(lambda x, k=k: x[k], params)
+        members = [int(i) for i in np.flatnonzero(folds == k)]
+        out.update(frozen.heatmaps(method, fold_params, members, "train"))
     if 0 < labels.sum() < len(labels):
         from vau_jax.eval.metrics.auc import roc_auc
 
