@@ -1,7 +1,7 @@
 """Build T-VAU's fine-grained anomaly-understanding annotations from a dataset tree.
 
     python -m vau_jax.tvau_build --dataset=ubnormal|shanghaitech --dataset_dir=DIR --out=DIR \
-        [--annotator=oracle|noisy] [--split=train|test|all] [--seed=0] \
+        [--annotator=oracle|noisy] [--split=train|validation|test|all] [--seed=0] \
         [--noise=jitter=1.0,swap=0.1,contradict=0.5] [--frame_stride=1] \
         [--write_refined=true] [--blur_sigma=2.0] [--fps=FPS]
 

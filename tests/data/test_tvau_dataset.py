@@ -268,3 +268,36 @@ def test_oracle_needs_synthvad_ground_truth(trees, tmp_path):
         tvau_dataset.build("ubnormal", root, str(tmp_path / "out"))
     with pytest.raises(ValueError, match="unknown annotator 'vlm'"):
         tvau_dataset.build("ubnormal", root, str(tmp_path / "out"), annotator="vlm")
+
+
+def test_validation_videos_get_questions_where_the_layout_has_them(tmp_path):
+    """UBnormal's validation lists: ``split="validation"`` builds those videos' records and
+    questions (as for the test split: frame truth from the layout), ``"all"`` includes them
+    beside train and test, and the other splits' lines are the same as built on their own;
+    a layout without validation videos (ShanghaiTech) says so in one line."""
+    root = str(tmp_path / "ub")
+    write_layout(root, "ubnormal", {"train": 1, "validation": 2, "test": 1}, CONFIG, "ffv1")
+    val = tvau_dataset.build("ubnormal", root, str(tmp_path / "val"), split="validation",
+                             write_refined=False)  # fmt: skip
+    doc, questions, _ = _read_outputs(str(tmp_path / "val"))
+    assert val["videos"] == 2 and {e["split"] for e in doc["videos"].values()} == {"validation"}
+    assert {q["split"] for q in questions} == {"validation"}
+    assert sum(q["kind"] == "yes_no" for q in questions) == 2
+    truth = {n: v for n, v in _meta(root).items() if v["split"] == "validation"}
+    assert set(truth) == {q["video"] for q in questions}
+    for q in questions:
+        if q["kind"] == "yes_no":
+            assert q["answer"].startswith("Yes") == bool(truth[q["video"]]["intervals_frames"])
+    tvau_dataset.build("ubnormal", root, str(tmp_path / "all"), write_refined=False)
+    _, every, stats = _read_outputs(str(tmp_path / "all"))
+    assert stats["videos"] == 4
+    assert [q for q in every if q["split"] == "validation"] == questions
+    tvau_dataset.build("ubnormal", root, str(tmp_path / "test"), split="test", write_refined=False)
+    _, test_only, _ = _read_outputs(str(tmp_path / "test"))
+    assert [q for q in every if q["split"] == "test"] == test_only
+    sh = str(tmp_path / "sh")
+    write_layout(sh, "shanghaitech", {"train": 1, "test": 1}, CONFIG, "ffv1")
+    from vau_jax.data.formats.record import FormatError
+
+    with pytest.raises(FormatError, match="no validation videos in this shanghaitech layout"):
+        tvau_dataset.build("shanghaitech", sh, str(tmp_path / "shv"), split="validation")

@@ -45,6 +45,17 @@ def test_main_job_writes_every_metric(tvau_run):
         answers = [json.loads(x) for x in f]
     assert len(answers) == m["questions"]
     assert {a["kind"] for a in answers} >= {"yes_no", "target"}
+    # the validation split's questions (2 videos), answered for choosing settings on them:
+    # its Yes/No accuracy recomputed from answers_validation.jsonl, and no test video there
+    from vau_jax.eval.metrics import yes_no_accuracy
+
+    with open(os.path.join(tvau_run, "answers_validation.jsonl")) as f:
+        val = [json.loads(x) for x in f]
+    yn = [a for a in val if a["kind"] == "yes_no"]
+    assert len(yn) == 2 and not {a["video"] for a in val} & {a["video"] for a in answers}
+    got = yes_no_accuracy([a["answer"] for a in yn], [a["truth"] for a in yn])
+    assert m["validation_yesno_acc"] == pytest.approx(got, abs=1e-12)
+    assert np.isfinite(m["validation_bleu4_target"])
 
 
 def _evaluate(*args: str) -> dict:

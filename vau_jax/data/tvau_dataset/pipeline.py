@@ -147,7 +147,7 @@ def build(
       dataset, dataset_dir: ``"ubnormal"`` / ``"shanghaitech"`` and its root.
       out: output folder (created; files in it are replaced).
       annotator: a key of :data:`ANNOTATORS`; ``seed`` seeds it and the question wording.
-      split: ``"train"``, ``"test"`` or ``"all"``.
+      split: ``"train"``, ``"validation"`` (where the layout has one), ``"test"`` or ``"all"``.
       noise: ``noisy`` annotator settings (:class:`NoiseConfig` or ``"jitter=1,..."``).
       frame_stride: annotate every ``frame_stride``-th native frame.
       write_refined, blur_sigma: stage 3a files and their blur std in pixels.

@@ -119,7 +119,8 @@ def _video_input(rec: VideoRecord, split: str, synth: dict | None, fps: float | 
 def read_videos(
     dataset: str, dataset_dir: str, split: str = "all", fps: float | None = None
 ) -> list[VideoInput]:
-    """The videos of ``split`` (train, test or all) of a dataset tree, with frame truth."""
+    """The videos of ``split`` (train, validation, test or all) of a dataset tree, with frame
+    truth; ``validation`` only where the layout has one (UBnormal's)."""
     from vau_jax.data.formats.layouts import read_layout
 
     if dataset not in DATASETS:
@@ -129,8 +130,8 @@ def read_videos(
     layout = read_layout(dataset, dataset_dir)
     synth = _synth_meta(dataset_dir)
     out = []
-    for s in ("train", "test"):
-        if split in (s, "all"):
+    for s in ("train", "validation", "test"):
+        if split in (s, "all") and s in layout:
             attach_truth(dataset, dataset_dir, layout[s])
             out += [_video_input(r, s, synth.get(r.id), fps) for r in layout[s]]
     if not out:

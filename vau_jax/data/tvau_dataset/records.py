@@ -14,7 +14,7 @@ from vau_jax.data import instruct
 from vau_jax.data.formats.record import VideoRecord
 
 DATASETS = ("ubnormal", "shanghaitech")
-SPLITS = ("train", "test", "all")
+SPLITS = ("train", "validation", "test", "all")  # validation: where the layout has one
 DROP_REASONS = ("static_moves", "running_still")
 SIZES = ("small", "medium", "large")
 FORMAT = "vau_jax.tvau/1"

@@ -24,7 +24,10 @@ Metrics (``metrics.json``):
   trajectory questions; ``yesno_acc``: Yes/No accuracy of the generated answers. Every
   answer is written to ``answers_test.jsonl`` beside the truth, and per question kind
   ``predictions/<kind>_gt.jsonl`` / ``<kind>_pred.jsonl`` (``{"id", "answer"}``: the
-  ``evaluate --metric=bleu|yesno`` inputs); per-frame scores go to
+  ``evaluate --metric=bleu|yesno`` inputs). The same three on the validation split's
+  questions, where the dataset construction wrote some, are ``validation_bleu4_target``,
+  ``validation_bleu4_trajectory`` and ``validation_yesno_acc`` (``answers_validation.jsonl``):
+  settings are chosen on them, never on the test split; per-frame scores go to
   ``predictions/frame_scores/<video>.txt`` and the test videos' names to
   ``predictions/test_videos.txt`` (``evaluate --metric=ubnormal_auc --gt=<layout root>
   --subset=...``).
@@ -261,9 +264,9 @@ def answer_questions(method: Any, params: Any, split: str) -> list[dict[str, Any
 
 
 def language(method: Any, params: Any, workdir: str) -> dict[str, float]:
-    """BLEU-4 of target / trajectory answers and Yes/No accuracy; writes the answers."""
-    from vau_jax.eval.metrics import bleu_scores, yes_no_accuracy
-
+    """BLEU-4 of target / trajectory answers and Yes/No accuracy on the test split; writes
+    the answers. The same on the validation split's questions, where the dataset has them,
+    as ``validation_*`` (for choosing settings without the test split)."""
     answers = answer_questions(method, params, "test")
     _write_lines(os.path.join(workdir, "answers_test.jsonl"), [json.dumps(a) for a in answers])
     folder = os.path.join(workdir, "predictions")
@@ -275,6 +278,23 @@ def language(method: Any, params: Any, workdir: str) -> dict[str, float]:
         _write_lines(os.path.join(folder, f"{kind}_gt.jsonl"), gt)
         _write_lines(os.path.join(folder, f"{kind}_pred.jsonl"), pred)
     out: dict[str, float] = {}
+    out.update(_answer_scores(answers))
+    out["questions"] = float(len(answers))
+    if method.dataset.videos.get("validation") and _has_questions(method, "validation"):
+        val = answer_questions(method, params, "validation")
+        _write_lines(
+            os.path.join(workdir, "answers_validation.jsonl"), [json.dumps(a) for a in val]
+        )
+        out.update({f"validation_{k}": v for k, v in _answer_scores(val).items()})
+    return out
+
+
+def _answer_scores(answers: list[dict[str, Any]]) -> dict[str, float]:
+    """``bleu4_target``, ``bleu4_trajectory`` and ``yesno_acc`` of answered questions (each
+    only when its kind is present)."""
+    from vau_jax.eval.metrics import bleu_scores, yes_no_accuracy
+
+    out: dict[str, float] = {}
     for kind in ("target", "trajectory"):
         got = [a for a in answers if a["kind"] == kind]
         if got:
@@ -283,8 +303,14 @@ def language(method: Any, params: Any, workdir: str) -> dict[str, float]:
     yn = [a for a in answers if a["kind"] == "yes_no"]
     if yn:
         out["yesno_acc"] = yes_no_accuracy([a["answer"] for a in yn], [a["truth"] for a in yn])
-    out["questions"] = float(len(answers))
     return out
+
+
+def _has_questions(method: Any, split: str) -> bool:
+    """Whether the dataset construction wrote questions about ``split``'s videos (a
+    questions cache built before validation questions existed has none)."""
+    ids = {v.id for v in method.dataset.split(split)}
+    return any(q["video"] in ids for q in method.qa["questions"])
 
 
 def evaluate(method: Any, params: Any, workdir: str) -> dict[str, float]:

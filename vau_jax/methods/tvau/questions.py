@@ -36,12 +36,14 @@ MAX_NARRATED = 4
 
 
 def questions_dir(config: Any, root: str) -> str:
-    """``<data_dir>/tvau_questions_<hash>``: keyed by the tree and the annotator."""
+    """``<data_dir>/tvau_questions_<hash>``: keyed by the tree, the annotator and the splits
+    built (validation questions since 2026-12-05)."""
     body = json.dumps(
         {
             "root": os.path.abspath(root),
             "dataset": str(config.dataset),
             "ann": str(config.annotator),
+            "splits": 3,  # train, validation (where the layout has one) and test
         },
         sort_keys=True,
     )
