@@ -221,6 +221,22 @@ def test_level_channel_sees_an_anomaly_that_stays_still():
     assert not changed[3 + 8]  # the bottom-right region: 3x3 convs reach 2 patches, not 4
 
 
+def _conv_features(params, hm):
+    """RAE's conv features of the differences ``[B, T-1, h, w, C]``, recomputed with lax."""
+    b, t, h, w = hm.shape
+    x = np.asarray(hm[:, 1:] - hm[:, :-1])[..., None]  # [B, T-1, h, w, 1]
+    f = jnp.asarray(x.reshape(-1, h, w, 1))
+    i = 0
+    while f"conv_{i}" in params:
+        k, bias = params[f"conv_{i}"]["kernel"], params[f"conv_{i}"]["bias"]
+        conv = jax.lax.conv_general_dilated(
+            f, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        f = jax.nn.gelu(conv + bias, approximate=False)
+        i += 1
+    return np.asarray(f).reshape(b, t - 1, h, w, -1)
+
+
 def test_mean_max_pools_each_segment_over_its_valid_differences():
     """``time_pool="mean_max"``: per segment, the projections read the mean and the maximum
     of the conv features over that segment's valid differences; padding takes no part."""
@@ -232,18 +248,7 @@ def test_mean_max_pools_each_segment_over_its_valid_differences():
     valid[1, 3] = False  # differences 2 and 3 invalid: 4 valid ones, {0, 1}, {4, 5}
     out = _apply(cfg, params, hm, jnp.asarray(valid))
     # the reference: the conv features recomputed with lax, pooled and projected in numpy
-    x = np.asarray(hm[:, 1:] - hm[:, :-1])[..., None]  # [B, T-1, h, w, 1]
-    f = jnp.asarray(x.reshape(-1, 8, 8, 1))
-    for i in range(2):
-        k, b = params[f"conv_{i}"]["kernel"], params[f"conv_{i}"]["bias"]
-        f = jax.nn.gelu(
-            jax.lax.conv_general_dilated(
-                f, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
-            + b,
-            approximate=False,
-        )
-    f = np.asarray(f).reshape(2, 6, 8, 8, 6)
+    f = _conv_features(params, hm)  # [B, T-1, h, w, C]
     region = np.asarray(adaptive_avg_pool(jnp.asarray(f), 3)).reshape(2, 6, 9, 6)
     feats = np.concatenate([region, f.mean((2, 3))[:, :, None]], axis=2)  # [B, T-1, 10, C]
     segments = {0: [[0, 1], [2, 3]], 1: [[0, 1], [4, 5]]}
@@ -281,18 +286,7 @@ def test_space_mean_max_reads_each_region_peak():
     out = _apply(cfg, params, hm)
     assert out.shape == (2, num_prompts(cfg), 12)
     # the reference: conv features recomputed with lax, pooled and projected in numpy
-    x = np.asarray(hm[:, 1:] - hm[:, :-1])[..., None]
-    f = jnp.asarray(x.reshape(-1, 8, 8, 1))
-    for i in range(2):
-        k, b = params[f"conv_{i}"]["kernel"], params[f"conv_{i}"]["bias"]
-        f = jax.nn.gelu(
-            jax.lax.conv_general_dilated(
-                f, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
-            + b,
-            approximate=False,
-        )
-    f = np.asarray(f).reshape(2, 4, 8, 8, 6)
+    f = _conv_features(params, hm)
     bins = [(0, 3), (2, 6), (5, 8)]  # PyTorch's bins of 8 -> 3
     region = np.stack(
         [
