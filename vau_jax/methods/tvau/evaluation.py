@@ -277,8 +277,7 @@ def language(method: Any, params: Any, workdir: str) -> dict[str, float]:
         pred = [json.dumps({"id": i, "answer": a["answer"]}) for i, a in got]
         _write_lines(os.path.join(folder, f"{kind}_gt.jsonl"), gt)
         _write_lines(os.path.join(folder, f"{kind}_pred.jsonl"), pred)
-    out: dict[str, float] = {}
-    out.update(_answer_scores(answers))
+    out = _answer_scores(answers)
     out["questions"] = float(len(answers))
     if method.dataset.videos.get("validation") and _has_questions(method, "validation"):
         val = answer_questions(method, params, "validation")

@@ -102,10 +102,15 @@ def _pool_matrix(size: int, out: int) -> np.ndarray:
     Bin ``i`` covers ``[floor(i * size / out), ceil((i + 1) * size / out))``.
     """
     m = np.zeros((out, size), np.float32)
-    for i in range(out):
-        s, e = (i * size) // out, -(-(i + 1) * size // out)
+    for i, (s, e) in enumerate(_bins(size, out)):
         m[i, s:e] = 1.0 / (e - s)
     return m
+
+
+def _bins(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive pooling bins of ``size`` into ``out``: bin ``i`` is
+    ``[floor(i * size / out), ceil((i + 1) * size / out))``."""
+    return [((i * size) // out, -(-(i + 1) * size // out)) for i in range(out)]
 
 
 def adaptive_avg_pool(x: Array, out: int) -> Array:
@@ -123,12 +128,13 @@ def adaptive_max_pool(x: Array, out: int) -> Array:
     h, w = x.shape[-3], x.shape[-2]
     if out < 1 or h < 1 or w < 1:
         raise ValueError(f"cannot pool [..., {h}, {w}, C] to {out}x{out}")
-    rows = [(i * h // out, -(-(i + 1) * h // out)) for i in range(out)]
-    cols = [(j * w // out, -(-(j + 1) * w // out)) for j in range(out)]
     return jnp.stack(
         [
-            jnp.stack([jnp.max(x[..., r0:r1, c0:c1, :], axis=(-3, -2)) for c0, c1 in cols], -2)
-            for r0, r1 in rows
+            jnp.stack(
+                [jnp.max(x[..., r0:r1, c0:c1, :], axis=(-3, -2)) for c0, c1 in _bins(w, out)],
+                -2,
+            )
+            for r0, r1 in _bins(h, out)
         ],
         -3,
     )
