@@ -45,7 +45,7 @@ def synthvad_corpus(
     spatial word, then the sentences of train videos ``0 .. num_videos-1``, rendered in
     ``workers`` processes (default: one per CPU from 16 videos up; the same list for any
     number)."""
-    from vau_jax.data.synthvad.builder import map_videos
+    from vau_jax.data.synthvad.parallel import map_videos
 
     config = config or synthvad.SynthConfig()
     lines: list[str] = []

@@ -9,26 +9,20 @@ another split or size never collides with an existing one::
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import multiprocessing
-import os
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import tensorflow_datasets as tfds
 
-from vau_jax import timing
+from vau_jax.data.synthvad.parallel import map_videos
 from vau_jax.data.synthvad.records import features, to_example
 from vau_jax.data.synthvad.source import render_split_video
 from vau_jax.data.synthvad.splits import split_seeds, video_id
 from vau_jax.data.synthvad.types import SynthConfig
 from vau_jax.faults import kill_point
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(eq=False)
@@ -92,56 +86,8 @@ class SynthVAD(tfds.core.GeneratorBasedBuilder):
             kill_point("render")  # (tests) mid-split: tfds is still writing
 
 
-def render_workers(num_videos: int) -> int:
-    """Processes that render a split: ``VAU_JAX_RENDER_WORKERS`` when set, else one per CPU
-    (at most 8); 1 (no pool) for fewer than 16 videos, where starting workers costs more."""
-    env = os.environ.get("VAU_JAX_RENDER_WORKERS", "")
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ValueError(f"VAU_JAX_RENDER_WORKERS={env!r}: expected a positive integer")
-        return int(env)
-    return 1 if num_videos < 16 else max(1, min(os.cpu_count() or 1, 8))
-
-
 def _render_example(split: str, index: int, config: SynthConfig) -> dict[str, Any]:
     return to_example(render_split_video(split, index, config))
-
-
-def map_videos(
-    fn: Callable[[str, int, SynthConfig], T],
-    split: str,
-    num_videos: int,
-    config: SynthConfig,
-    workers: int | None = None,
-) -> Iterator[T]:
-    """``fn(split, i, config)`` for videos ``i = 0 .. num_videos-1`` of ``split``, in order.
-
-    ``fn`` renders video ``i`` (pure Python + numpy: no GIL release worth threading) and
-    returns what the caller keeps of it: a tfds example, a corpus' sentences. With ``workers``
-    > 1 (default :func:`render_workers`) the calls run in that many ``spawn``-ed processes
-    (never ``fork``: the parent may already run JAX's threads), at most ``2 * workers`` ahead
-    of the consumer; ``fn`` must then be a module-level function. The results are identical
-    either way: each video depends on its seed only.
-    """
-    workers = render_workers(num_videos) if workers is None else int(workers)
-    if workers <= 1:
-        for i in range(num_videos):
-            yield fn(split, i, config)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        ahead: collections.deque = collections.deque()
-
-        def oldest() -> T:
-            with timing.phase("render"):  # the consumer waits on the renderers
-                return ahead.popleft().result()
-
-        for i in range(num_videos):
-            ahead.append(pool.submit(fn, split, i, config))
-            if len(ahead) >= 2 * workers:
-                yield oldest()
-        while ahead:
-            yield oldest()
 
 
 def render_examples(

@@ -101,6 +101,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vau_jax.data.synthvad.captions import uca_entry, write_uca
+from vau_jax.data.synthvad.parallel import map_videos
 from vau_jax.data.synthvad.source import render_split_video
 from vau_jax.data.synthvad.types import NORMAL, SynthConfig, SynthVideo
 from vau_jax.data.synthvad.writers import (
@@ -387,6 +388,7 @@ def write_layout(
     config: SynthConfig | None = None,
     codec: str = "h264",
     progress: bool = False,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Render ``splits`` (``{"train": n, "test": m}``) into ``out`` as ``layout``.
 
@@ -398,6 +400,9 @@ def write_layout(
       config: rendering config (default ``SynthConfig()``).
       codec: ``"h264"`` (``.mp4``, lossy) or ``"ffv1"`` (``.mkv``, lossless).
       progress: show a tqdm bar.
+      workers: rendering processes (:func:`vau_jax.data.synthvad.parallel.map_videos`;
+        default one per CPU), which render ahead while this process encodes and writes; the
+        tree is identical for any number.
     Returns:
       the ``meta.json`` content.
     """
@@ -405,14 +410,19 @@ def write_layout(
     _check(out, layout, splits, codec)
     os.makedirs(out, exist_ok=True)
     tree = _TREES[layout](out, codec)
-    jobs = [(s, i) for s in WRITE_ORDER if s in splits for i in range(splits[s])]
+    order = [s for s in WRITE_ORDER if s in splits]
+    videos = (
+        (split, video)
+        for split in order
+        for video in map_videos(render_split_video, split, splits[split], config, workers)
+    )
     if progress:
         from tqdm import tqdm
 
-        jobs = tqdm(jobs, desc=f"SynthVAD {layout}", unit="video")
+        total = sum(splits[s] for s in order)
+        videos = tqdm(videos, total=total, desc=f"SynthVAD {layout}", unit="video")
     entries = []
-    for split, i in jobs:
-        video = render_split_video(split, i, config)
+    for split, video in videos:
         entry = video_meta(video, split)
         tree.add(video, entry)
         entries.append(entry)
