@@ -147,7 +147,9 @@ def test_splits_and_determinism(trees, oracle_builds, tmp_path):
     stats = tvau_dataset.build("ubnormal", root, str(tmp_path / "test"), split="test")
     doc, _, _ = _read_outputs(str(tmp_path / "test"))
     assert stats["videos"] == 4 and {e["split"] for e in doc["videos"].values()} == {"test"}
-    tvau_dataset.build("ubnormal", root, str(tmp_path / "again"), write_refined=False)
+    # again, annotated in two worker processes (the default for 16 videos or more): the
+    # same bytes as the in-process build
+    tvau_dataset.build("ubnormal", root, str(tmp_path / "again"), write_refined=False, workers=2)
     for name in ("tvau_annotations.json", "questions.jsonl"):
         with open(os.path.join(oracle_builds["ubnormal"][0], name), "rb") as a:
             with open(os.path.join(tmp_path / "again", name), "rb") as b:
@@ -181,6 +183,14 @@ def test_noisy_drops_exactly_the_injected_contradictions(trees, oracle_builds, t
         "shanghaitech", root, str(tmp_path / "o"), "noisy", seed=4, noise="contradict=1.0"
     )
     assert _read_outputs(str(tmp_path / "o"))[0] != doc
+    pooled = tvau_dataset.build(
+        "shanghaitech", root, str(tmp_path / "p"), "noisy", seed=3, noise="contradict=1.0",
+        workers=2,
+    )  # fmt: skip
+    assert (
+        pooled == stats
+        and _read_outputs(str(tmp_path / "p"))[:2] == _read_outputs(str(tmp_path / "n"))[:2]
+    )
 
 
 def _timeline(action, xs, fps_frames, kind="person"):

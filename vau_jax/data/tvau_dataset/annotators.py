@@ -23,7 +23,11 @@ from vau_jax.data.tvau_dataset.records import (
 
 
 class Annotator(Protocol):
-    """Writes the stage-1 records of one video on the sampled ``frames`` (int [F])."""
+    """Writes the stage-1 records of one video on the sampled ``frames`` (int [F]).
+
+    A class attribute ``parallel = True`` declares ``annotate`` a pure function of its
+    arguments that pickles with its instance: :func:`vau_jax.data.tvau_dataset.build` may
+    then call it in worker processes (an LLM client holding a connection should not)."""
 
     def __init__(self, seed: int = 0, **options: Any) -> None: ...
 
@@ -54,6 +58,8 @@ def _action(kind: str, anomalous: bool, anomaly_type: str, on_anomaly: bool) -> 
 
 class OracleAnnotator:
     """The SynthVAD renderer's ground truth (re-rendered from ``meta.json``)."""
+
+    parallel = True  # deterministic in the video: worker processes may annotate
 
     def __init__(self, seed: int = 0, **options: Any) -> None:
         del seed, options  # deterministic: nothing to draw
@@ -127,6 +133,8 @@ def parse_noise(spec: str) -> NoiseConfig:
 
 class NoisyAnnotator:
     """The oracle seen through a noisy annotator (module docstring), deterministic in ``seed``."""
+
+    parallel = True  # its noise is drawn from (seed, video id): worker processes may annotate
 
     def __init__(self, seed: int = 0, noise: NoiseConfig | str | None = None, **options: Any):
         self.seed, self.oracle = int(seed), OracleAnnotator(**options)

@@ -140,6 +140,7 @@ def build(
     blur_sigma: float = 2.0,
     fps: float | None = None,
     rules: Consistency = Consistency(),  # noqa: B008 (a frozen dataclass: immutable)
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Run the three stages on a dataset tree and write ``out`` (module docstring).
 
@@ -153,9 +154,15 @@ def build(
       write_refined, blur_sigma: stage 3a files and their blur std in pixels.
       fps: frame rate of frame-folder videos whose layout gives none.
       rules: stage 3b thresholds.
+      workers: processes that annotate ahead of the stages after it, for annotators whose
+        class sets ``parallel = True`` (a pure function of the video: the built-in ones,
+        which re-render SynthVAD's ground truth); default one per CPU for 16 videos or
+        more (:func:`vau_jax.data.synthvad.parallel.render_workers`). Others run in this
+        process. The output is identical for any number.
     Returns:
       the statistics written to ``out/stats.json``.
     """
+    from vau_jax.data.synthvad.parallel import map_in_order, render_workers
     from vau_jax.data.synthvad.writers import write_json, write_text
 
     if annotator not in ANNOTATORS:
@@ -174,9 +181,11 @@ def build(
     stats["dropped"] = dict.fromkeys(DROP_REASONS, 0)
     stats["injected"] = dict.fromkeys(DROP_REASONS, 0)
     entries, lines = {}, []
-    for video in videos:
-        frames = np.arange(0, video.n_frames, frame_stride)
-        ann = labeller.annotate(video, frames)
+    sampled = [(video, np.arange(0, video.n_frames, frame_stride)) for video in videos]
+    if workers is None:
+        workers = render_workers(len(videos)) if getattr(labeller, "parallel", False) else 1
+    annotated = map_in_order(labeller.annotate, sampled, int(workers), phase=None)
+    for (video, frames), ann in zip(sampled, annotated):
         labels = video.labels if video.has_truth else ann.labels
         if labels is None:  # an anomalous video whose frames nobody annotated
             stats["skipped"] += 1
