@@ -53,6 +53,77 @@ def test_precomputed_rows_give_the_in_step_loss(tvau_run):
     )
 
 
+def test_target_positions_and_cached_prefix_give_the_full_logit_loss(tvau_run):
+    # RAE's rows carry target_pos / target_weight (questions.with_target_positions) and the
+    # frozen prefix's keys / values (frozen.prefix_kv): the loss from the logits at the
+    # targets only, and from positions P on after the cached prefix, equals lm_loss over
+    # every position's logits, as does RAE's gradient.
+    import vau_jax
+    from vau_jax.methods.tvau import data as D
+    from vau_jax.methods.tvau import questions as Q
+    from vau_jax.methods.tvau.frozen import attach_frozen, prefix_length
+
+    run = vau_jax.load_run(tvau_run)
+    m, params = run.method, run.params
+    m.prepare()
+    rows = Q.rae_rows(m, "train", "anomaly")[:6]
+    assert all(r["target_weight"].sum() == r["loss_mask"][1:].sum() for r in rows)
+    done, heat = attach_frozen(m, params, rows, "train", None)
+    p = prefix_length(m, rows)
+    cfg = m.llm_cfg
+    assert p == int(np.argmax(rows[0]["video_mask"])) + 2 * m.frames
+    assert done[0]["prefix_k"].shape == (cfg.num_hidden_layers, cfg.num_key_value_heads, p,
+                                         cfg.head_dim)  # fmt: skip
+    attach = D.AttachTaps(m, "train", heat, keys=("frame_valid",))
+    batch = {k: jnp.asarray(v) for k, v in _stack([attach.map(r) for r in done]).items()}
+    variants = {
+        "full": {k: v for k, v in batch.items() if not k.startswith(("target_", "prefix_"))},
+        "targets": {k: v for k, v in batch.items() if not k.startswith("prefix_")},
+        "prefix": batch,
+    }
+
+    def loss(rae, b):
+        return m._rae_loss({**params, "rae": rae}, b, jax.random.key(0))
+
+    out = {
+        name: jax.jit(jax.value_and_grad(loss, has_aux=True))(params["rae"], b)
+        for name, b in variants.items()
+    }
+    (lf, aux_f), gf = out["full"]
+    for name in ("targets", "prefix"):
+        (la, aux_a), ga = out[name]
+        assert abs(float(la) - float(lf)) <= 1e-6 * abs(float(lf)), (name, la, lf)
+        assert float(aux_a["target_tokens"]) == float(aux_f["target_tokens"]) > 0
+        for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gf)):  # measured <= 7.5e-7 rel
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    # the prefix is really read: another row's keys / values change the loss
+    swapped = {**batch, "prefix_k": batch["prefix_k"][::-1], "prefix_v": batch["prefix_v"][::-1]}
+    assert abs(float(loss(params["rae"], swapped)[0]) - float(lf)) > 1e-4
+
+
+def test_prefix_length_only_where_every_row_agrees():
+    from types import SimpleNamespace
+
+    from vau_jax.methods.tvau.frozen import prefix_length
+
+    def row(start, length=20, target=15):
+        vm = np.zeros(24, bool)
+        vm[start : start + 8] = True  # 2S = 4 visual tokens, then 4 prompt slots
+        am = np.arange(24) < length
+        lm = np.zeros(24, bool)
+        lm[target:length] = True
+        return {"video_mask": vm, "attention_mask": am, "loss_mask": lm}
+
+    m = SimpleNamespace(frames=2, config=SimpleNamespace(rae={"visual_dropout": 0.0}))
+    assert prefix_length(m, [row(3), row(3, length=17)]) == 7
+    assert prefix_length(m, [row(3), row(4)]) == 0  # video spans start apart
+    assert prefix_length(m, [row(3), row(3, target=7)]) == 0  # a target right after it
+    assert prefix_length(m, [row(3), row(3, length=6)]) == 0  # padding inside it
+    m.config.rae["visual_dropout"] = 0.5  # hidden visual tokens move the later positions
+    assert prefix_length(m, [row(3)]) == 0
+    assert prefix_length(m, []) == 0
+
+
 def test_without_ahd_the_rows_carry_zero_heatmaps(tvau_run):
     import vau_jax
     from vau_jax.methods.tvau import questions as Q

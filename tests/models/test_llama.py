@@ -37,7 +37,13 @@ def _fwd(module, params, ids=None, **kw):
 
 
 def _jit_apply_impl(
-    module, params, ids, attention_mask=None, inputs_embeds=None, output_hidden_states=False
+    module,
+    params,
+    ids,
+    attention_mask=None,
+    inputs_embeds=None,
+    output_hidden_states=False,
+    logits_at=None,
 ):
     return module.apply(
         {"params": params},
@@ -45,6 +51,7 @@ def _jit_apply_impl(
         attention_mask=attention_mask,
         inputs_embeds=inputs_embeds,
         output_hidden_states=output_hidden_states,
+        logits_at=logits_at,
     )
 
 
@@ -141,6 +148,31 @@ def test_inputs_embeds_equals_input_ids_and_embed_method():
     chex.assert_trees_all_close(la, a[:, -1], atol=1e-6, rtol=0)  # measured 0 (f32 floor)
     with pytest.raises(ValueError, match="exactly one"):
         module.apply({"params": params}, ids, inputs_embeds=emb)
+
+
+def test_logits_at_positions_are_the_full_logits_there():
+    module, params = _init(CFG)
+    ids = jnp.asarray([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], jnp.int32)
+    mask = jnp.asarray([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], jnp.int32)
+    at = jnp.asarray([[5, 0, 2], [3, 3, 1]], jnp.int32)
+    full = _fwd(module, params, ids, attention_mask=mask)["logits"]
+    got = _fwd(module, params, ids, attention_mask=mask, logits_at=at)["logits"]
+    chex.assert_shape(got, (2, 3, CFG.vocab_size))
+    ref = jnp.take_along_axis(full, at[..., None], axis=1)
+    chex.assert_trees_all_close(got, ref, atol=1e-6, rtol=0)  # measured 0 (f32 floor)
+    # after a cached prefix of 2 tokens, the other 4 with logits at (new-token) positions
+    cache = llama.init_cache(CFG, 2, 6)
+    _, cache = _prefill(module, params, cache, ids[:, :2])
+    rel = jnp.asarray([[3, 0], [1, 1]], jnp.int32)
+    step = jax.jit(
+        lambda p, x, v, c, a: module.apply({"params": p}, x, v, c, logits_at=a,
+                                           method="cached_step")[0]
+    )  # fmt: skip
+    emb = module.apply({"params": params}, ids[:, 2:], method="embed")
+    after = step(params, emb, mask[:, 2:].astype(bool), cache, rel)
+    chex.assert_shape(after, (2, 2, CFG.vocab_size))
+    ref = jnp.take_along_axis(full, (rel + 2)[..., None], axis=1)
+    chex.assert_trees_all_close(after, ref, atol=2e-6, rtol=0)
 
 
 def test_tied_embeddings_have_no_lm_head_and_every_param_has_logical_axes():

@@ -11,7 +11,14 @@ from flax import linen as nn
 
 from vau_jax.models import registry
 from vau_jax.models.llama import init_cache, prefill
-from vau_jax.models.vlm import VideoLLM, VLMConfig, lm_loss, sequence_logprob
+from vau_jax.models.vlm import (
+    VideoLLM,
+    VLMConfig,
+    lm_loss,
+    lm_loss_at,
+    sequence_logprob,
+    target_positions,
+)
 
 
 def _cfg(projector_hidden=0):
@@ -109,6 +116,30 @@ class ScoringTest(chex.TestCase):
         for b in range(2):
             ref = sum(lp[b, i - 1, ids[b, i]] for i in range(1, 7) if mask[b, i])
             np.testing.assert_allclose(float(seq[b]), ref, rtol=1e-6)  # measured 1.3e-7
+
+
+def test_loss_at_target_positions_equals_the_full_loss():
+    # target_positions + lm_loss_at (logits of the target positions only) against lm_loss on
+    # all positions; rows with no target, a full row, and the width check.
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(3, 9, 13)).astype(np.float32)
+    ids = rng.integers(0, 13, size=(3, 9))
+    mask = np.zeros((3, 9), bool)
+    mask[0, 5:] = True
+    mask[1, 1:] = True  # every token after the first: 8 targets
+    pos, w = target_positions(mask)
+    assert pos.shape == w.shape == (3, 8) and pos.dtype == np.int32
+    np.testing.assert_array_equal(w.sum(1), [4, 8, 0])
+    np.testing.assert_array_equal(pos[0, :4], [4, 5, 6, 7])
+    assert target_positions(mask, bucket=16)[0].shape == (3, 16)
+    with pytest.raises(ValueError, match="8 target tokens, more than width=4"):
+        target_positions(mask, width=4)
+    full, aux_full = lm_loss(jnp.asarray(logits), jnp.asarray(ids), jnp.asarray(mask))
+    at = np.take_along_axis(logits, pos[..., None], axis=1)
+    loss, aux = jax.jit(lm_loss_at)(jnp.asarray(at), jnp.asarray(ids), pos, w)
+    np.testing.assert_allclose(float(loss), float(full), rtol=2e-7)  # measured 0
+    assert float(aux["target_tokens"]) == float(aux_full["target_tokens"]) == 12
+    assert float(aux["token_accuracy"]) == float(aux_full["token_accuracy"])
 
 
 @pytest.mark.slow

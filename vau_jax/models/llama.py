@@ -381,7 +381,11 @@ class LlamaForCausalLM(nn.Module):
         inputs_embeds: Array | None = None,  # [B, N, D]
         output_hidden_states: bool = False,
         segment_ids: Array | None = None,  # [B, N] int, 0 = padding (packed rows)
+        logits_at: Array | None = None,  # [B, K] int positions: logits there only
     ) -> dict[str, Any]:
+        """``{"logits": [B, N, V] float32, "hidden_states"?}``; with ``logits_at [B, K]`` the
+        logits are those of the given positions only, ``[B, K, V]`` (a loss on a few target
+        tokens then skips the vocabulary projection and its gradient everywhere else)."""
         x = self._inputs(input_ids, inputs_embeds)
         b, n = x.shape[:2]
         causal = jnp.tril(jnp.ones((n, n), bool))
@@ -399,6 +403,8 @@ class LlamaForCausalLM(nn.Module):
                 position_ids = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
             mask = causal[None, None] & valid[:, None, None, :]  # [B, 1, N, N]
         x, hidden_states, _ = self.model(x, position_ids, mask, None, None, output_hidden_states)
+        if logits_at is not None:
+            x = jnp.take_along_axis(x, logits_at[..., None].astype(jnp.int32), axis=1)
         out: dict[str, Any] = {"logits": self._logits(x)}
         if output_hidden_states:
             out["hidden_states"] = hidden_states
@@ -411,6 +417,7 @@ class LlamaForCausalLM(nn.Module):
         cache: Cache,
         all_logits: bool = False,
         fresh: bool = False,
+        logits_at: Array | None = None,
     ) -> tuple[Array, Cache]:
         """Appends ``N`` tokens at slot ``cache["index"]``; returns next-token logits ``[B, V]``.
 
@@ -419,7 +426,9 @@ class LlamaForCausalLM(nn.Module):
 
         The logits are those of each row's last valid new token (rows whose new tokens are all
         padding get the logits of their last position anyway; they are meaningless). With
-        ``all_logits`` they are every new position's, ``[B, N, V]`` (scoring continuations).
+        ``all_logits`` they are every new position's, ``[B, N, V]`` (scoring continuations);
+        with ``logits_at [B, K]`` (positions among the new tokens) those positions', ``[B, K,
+        V]`` (a loss on a few target tokens after a cached prefix).
         """
         b, n = x.shape[:2]
         s = cache["mask"].shape[1]
@@ -435,7 +444,10 @@ class LlamaForCausalLM(nn.Module):
             causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [N, S]
             mask = causal[None, None] & slot_mask[:, None, None, :]  # [B, 1, N, S]
         h, _, (k, v) = self.model(x, positions, mask, (cache["k"], cache["v"]), index, False)
-        if all_logits:
+        if logits_at is not None:
+            at = logits_at[..., None].astype(jnp.int32)
+            logits = self._logits(jnp.take_along_axis(h, at, axis=1))
+        elif all_logits:
             logits = self._logits(h)
         else:
             last = jnp.max(jnp.where(valid, jnp.arange(n)[None], 0), axis=1)  # [B]

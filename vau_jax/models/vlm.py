@@ -34,6 +34,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from vau_jax.models import layers, llama
@@ -218,6 +219,56 @@ def lm_loss(logits: Array, input_ids: Array, loss_mask: Array) -> tuple[Array, d
     lp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
     tgt = input_ids[:, 1:]
     m = loss_mask[:, 1:].astype(jnp.float32)
+    nll = -jnp.take_along_axis(lp, tgt[..., None], axis=-1)[..., 0]
+    n = jnp.maximum(m.sum(), 1.0)
+    acc = ((jnp.argmax(lp, -1) == tgt) * m).sum() / n
+    return (nll * m).sum() / n, {"token_accuracy": acc, "target_tokens": m.sum()}
+
+
+def target_positions(
+    loss_mask: np.ndarray, width: int | None = None, bucket: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Host side: the positions whose logits predict a target token, for :func:`lm_loss_at`.
+
+    Args:
+      loss_mask: ``[B, L]`` True where ``input_ids[i]`` is a target (as :func:`lm_loss`).
+      width: ``K``, the positions kept per row; ``None``: the most targets of any row,
+        rounded up to ``bucket`` (few distinct shapes, so few compilations).
+    Returns:
+      ``positions [B, K]`` int32 (``i`` such that token ``i + 1`` is a target, in order;
+      padded with 0) and ``weights [B, K]`` float32 (1 for a target, 0 for padding).
+    """
+    m = np.asarray(loss_mask, bool)[:, 1:]
+    counts = m.sum(axis=1)
+    most = int(counts.max(initial=0))
+    k = max(bucket, -(-most // bucket) * bucket) if width is None else int(width)
+    if most > k:
+        raise ValueError(f"a row has {most} target tokens, more than width={k}")
+    pos = np.zeros((m.shape[0], k), np.int32)
+    weight = np.zeros((m.shape[0], k), np.float32)
+    for r in range(m.shape[0]):
+        idx = np.flatnonzero(m[r])
+        pos[r, : len(idx)] = idx
+        weight[r, : len(idx)] = 1.0
+    return pos, weight
+
+
+def lm_loss_at(
+    logits: Array, input_ids: Array, positions: Array, weights: Array
+) -> tuple[Array, dict[str, Array]]:
+    """:func:`lm_loss` from the logits of the target positions only.
+
+    Args:
+      logits: ``[B, K, V]``, the logits at ``positions`` (``LlamaForCausalLM(...,
+        logits_at=positions)``).
+      input_ids: ``[B, L]``.
+      positions, weights: ``[B, K]`` from :func:`target_positions`.
+    Returns:
+      what :func:`lm_loss` returns for the same rows (equal up to float rounding).
+    """
+    lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    tgt = jnp.take_along_axis(input_ids, positions + 1, axis=1)
+    m = weights.astype(jnp.float32)
     nll = -jnp.take_along_axis(lp, tgt[..., None], axis=-1)[..., 0]
     n = jnp.maximum(m.sum(), 1.0)
     acc = ((jnp.argmax(lp, -1) == tgt) * m).sum() / n

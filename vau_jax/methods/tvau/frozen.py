@@ -12,6 +12,13 @@ per batch. :func:`attach_frozen` computes both once, with the stage's starting p
 is that of the in-step path (the same functions, jitted on their own); a test checks the
 loss of both paths on the same batch.
 
+The first ``P`` positions of every row, the text before the video span and the LVLM's
+``2S`` visual tokens, come before RAE's prompts, so RAE cannot change them: their keys and
+values in every layer are frozen too. :func:`prefix_kv` prefills them once per row
+(``prefix_k`` / ``prefix_v``), and the step runs the LLM from position ``P`` on after that
+cached prefix (``TVAU._lm_logits_after``), neither recomputing nor differentiating through
+37 of the anomaly rows' 176 positions (tiny preset; the same loss to float rounding, tested).
+
 Evaluation and prediction keep the in-step path: there every row is seen once.
 """
 
@@ -79,6 +86,54 @@ def heatmaps(method: Any, ahd_params: Any, videos: list[int], split: str) -> dic
     return out
 
 
+def prefix_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
+    """``P``, the leading positions of every row that RAE cannot change: the text before the
+    video span and the LVLM's ``2S`` visual tokens, which come before RAE's prompts. 0 (no
+    cached prefix) when the rows' video spans start at different positions, when a row
+    has padding or a target token inside them, or with ``rae.visual_dropout`` (hiding
+    visual tokens moves the position ids after them)."""
+    if float(method.config.rae.get("visual_dropout", 0.0)) > 0.0 or not rows:
+        return 0
+    starts = {int(np.argmax(r["video_mask"])) for r in rows}
+    if len(starts) != 1:
+        return 0
+    p = starts.pop() + 2 * method.frames
+    for r in rows:
+        if not r["attention_mask"][:p].all() or r["loss_mask"][: p + 1].any():
+            return 0
+    return p
+
+
+def prefix_kv(
+    method: Any, vlm_params: Any, rows: list[dict[str, np.ndarray]], length: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per row (carrying ``vis``) the frozen LLM's keys and values of its first ``length``
+    positions, ``([layers, Hkv, length, Dh], same)`` float32: the text before the video
+    span and the LVLM's visual tokens, prefilled once (:func:`vau_jax.models.llama.
+    prefill`), which every RAE step would otherwise recompute and differentiate through."""
+    from vau_jax.models import llama
+
+    cfg = method.llm_cfg
+    module = llama.LlamaForCausalLM(cfg)
+
+    def fn(p: Any, ids: jax.Array, vm: jax.Array, vis: jax.Array):
+        emb = method.vlm.apply({"params": p}, ids, vm, vis, method=VideoLLM.embed)
+        cache = llama.init_cache(cfg, ids.shape[0], length, jnp.float32)
+        _, cache = llama.prefill(module, p["llm"], cache, inputs_embeds=emb, fresh=True)
+        return cache["k"], cache["v"]  # [layers, B, Hkv, length, Dh]
+
+    fn = jax.jit(fn)
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for s, e in _chunks(len(rows)):
+        part = rows[s:e]
+        ids = _pad(np.stack([r["input_ids"][:length] for r in part]))
+        vm = _pad(np.stack([r["video_mask"][:length] for r in part]))
+        vis = _pad(np.stack([r["vis"] for r in part]))
+        k, v = (np.asarray(x, np.float32) for x in jax.device_get(fn(vlm_params, ids, vm, vis)))
+        out.extend((k[:, j], v[:, j]) for j in range(e - s))
+    return out
+
+
 def attach_frozen(
     method: Any,
     params: Any,
@@ -86,7 +141,8 @@ def attach_frozen(
     split: str,
     heat: dict[int, np.ndarray] | None,
 ) -> tuple[list[dict[str, np.ndarray]], dict[int, np.ndarray]]:
-    """``(rows with "vis", heat per video)`` for RAE's training rows.
+    """``(rows with "vis" and, where :func:`prefix_length` allows, "prefix_k" /
+    "prefix_v", heat per video)`` for RAE's training rows.
 
     ``heat``: cross-fitted heatmaps (:mod:`vau_jax.methods.tvau.crossfit`) to keep, or
     ``None``: the trained AHD's (``params["ahd"]``), or zeros without AHD (``use_ahd=False``,
@@ -94,6 +150,10 @@ def attach_frozen(
     """
     vis = visual_tokens(method, params["vlm"], rows, split)
     rows = [{**r, "vis": v} for r, v in zip(rows, vis)]
+    length = prefix_length(method, rows)
+    if length:
+        kv = prefix_kv(method, params["vlm"], rows, length)
+        rows = [{**r, "prefix_k": k, "prefix_v": v} for r, (k, v) in zip(rows, kv)]
     if heat is None:
         videos = sorted({int(r["video"]) for r in rows})
         if method.use_ahd:

@@ -40,7 +40,7 @@ from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.tvau import data as D
 from vau_jax.models.heads.ahd import AHD, AHDConfig, ahd_loss, proportional_taps
 from vau_jax.models.heads.rae import RAE, config_from, num_prompts
-from vau_jax.models.vlm import VideoLLM, lm_loss
+from vau_jax.models.vlm import VideoLLM, lm_loss, lm_loss_at
 from vau_jax.train.trainer import Stage
 
 
@@ -318,12 +318,51 @@ class TVAU(MethodBase):
             vlm, batch["input_ids"], batch["video_mask"], embeds, method=VideoLLM.embed
         )
 
-    def _lm_logits(self, params: Any, embeds: jax.Array, mask: jax.Array) -> jax.Array:
+    def _lm_logits(
+        self, params: Any, embeds: jax.Array, mask: jax.Array, at: jax.Array | None = None
+    ) -> jax.Array:
+        """The frozen LLM's logits ``[B, L, V]``, or ``[B, K, V]`` at positions ``at``."""
         return self.vlm.apply(
             {"params": params["vlm"]},
             embeds,
             mask,
-            method=lambda m, x, a: m.llm(inputs_embeds=x, attention_mask=a)["logits"],
+            at,
+            method=lambda m, x, a, p: m.llm(inputs_embeds=x, attention_mask=a, logits_at=p)[
+                "logits"
+            ],
+        )
+
+    def _lm_logits_after(
+        self,
+        params: Any,
+        embeds: jax.Array,
+        mask: jax.Array,
+        batch: dict[str, jax.Array],
+        at: jax.Array,
+    ) -> jax.Array:
+        """``_lm_logits(params, embeds, mask, at)`` computed from position ``P`` on: the
+        first ``P`` positions' keys and values per layer come precomputed in ``batch``
+        (``prefix_k`` / ``prefix_v [B, layers, Hkv, P, Dh]``, :func:`vau_jax.methods.tvau.
+        frozen.prefix_kv`); ``at [B, K]`` are row positions >= ``P`` (padding entries may be
+        anything: they are clipped, and their weight is 0)."""
+        pk, pv = batch["prefix_k"], batch["prefix_v"]
+        b, n = mask.shape
+        p = pk.shape[3]
+        pad = ((0, 0), (0, 0), (0, 0), (0, n - p), (0, 0))
+        cache = {  # llama.init_cache's layout: k / v [layers, B, Hkv, S, Dh], S = n
+            "k": jnp.pad(jnp.swapaxes(pk, 0, 1), pad),
+            "v": jnp.pad(jnp.swapaxes(pv, 0, 1), pad),
+            "mask": jnp.broadcast_to(jnp.arange(n)[None] < p, (b, n)),
+            "pos": jnp.full((b,), p, jnp.int32),
+            "index": jnp.asarray(p, jnp.int32),
+        }
+        rel = jnp.clip(at - p, 0, n - p - 1)
+        return self.vlm.apply(
+            {"params": params["vlm"]},
+            embeds[:, p:],
+            mask[:, p:].astype(bool),
+            rel,
+            method=lambda m, x, v, a: m.llm.cached_step(x, v, cache, logits_at=a)[0],
         )
 
     # -- losses ----------------------------------------------------------------------------
@@ -350,6 +389,14 @@ class TVAU(MethodBase):
         if drop > 0.0:  # ours: some rows hide the LVLM's own visual tokens (RAE's stay)
             hide = jax.random.bernoulli(rng, drop, (mask.shape[0],))
             mask = hide_visual_tokens(mask, batch["video_mask"], 2 * self.frames, hide)
+        if "prefix_k" in batch:  # RAE's training rows: the frozen prefix's keys / values
+            pos = batch["target_pos"]
+            logits = self._lm_logits_after(params, embeds, mask, batch, pos)
+            return lm_loss_at(logits, batch["input_ids"], pos, batch["target_weight"])
+        if "target_pos" in batch:  # (questions.with_target_positions)
+            pos = batch["target_pos"]
+            logits = self._lm_logits(params, embeds, mask, pos)
+            return lm_loss_at(logits, batch["input_ids"], pos, batch["target_weight"])
         logits = self._lm_logits(params, embeds, mask)
         return lm_loss(logits, batch["input_ids"], batch["loss_mask"])
 

@@ -149,7 +149,17 @@ def rae_rows(method: Any, split: str, kind: str) -> list[dict[str, np.ndarray]]:
         logging.warning("%d of %d %s rows are too long: left out", len(too_long), len(convs), kind)
     if not rows:
         raise ValueError(f"no {kind} rows for the {split} split ({qa['dir']})")
-    return trim_padding(rows, left=False)
+    return with_target_positions(trim_padding(rows, left=False))
+
+
+def with_target_positions(rows: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Rows with ``target_pos`` / ``target_weight [K]`` (:func:`vau_jax.models.vlm.
+    target_positions`, one ``K`` for the whole stage): the loss then projects to the
+    vocabulary only where an answer token is predicted (an answer is ~10-40 of ~180 tokens)."""
+    from vau_jax.models.vlm import target_positions
+
+    pos, weight = target_positions(np.stack([r["loss_mask"] for r in rows]))
+    return [{**r, "target_pos": p, "target_weight": w} for r, p, w in zip(rows, pos, weight)]
 
 
 #: Trimmed row lengths are multiples of this (few compiled shapes across configs).
