@@ -193,6 +193,31 @@ def test_noisy_drops_exactly_the_injected_contradictions(trees, oracle_builds, t
     )
 
 
+def test_annotators_not_declared_parallel_stay_in_this_process(trees, oracle_builds, tmp_path):
+    # A registered annotator without `parallel = True` (one holding state or a connection)
+    # is called here, in order, even when workers are asked for; a local class could not
+    # be pickled into a worker, and the calls are seen in this process.
+    seen = []
+
+    class Counting(tvau_dataset.OracleAnnotator):
+        parallel = False
+
+        def annotate(self, video, frames):
+            seen.append(video.record.id)
+            return super().annotate(video, frames)
+
+    tvau_dataset.register("counting", Counting)
+    try:
+        out = str(tmp_path / "c")
+        stats = tvau_dataset.build(
+            "shanghaitech", trees["shanghaitech"], out, "counting", workers=2
+        )
+    finally:
+        del tvau_dataset.ANNOTATORS["counting"]
+    assert len(seen) == stats["videos"] == 6
+    assert _read_outputs(out)[1] == _read_outputs(oracle_builds["shanghaitech"][0])[1]
+
+
 def _timeline(action, xs, fps_frames, kind="person"):
     boxes = np.array([[x, 10, x + 3, 20] for x in xs])
     frames = np.arange(len(xs)) * fps_frames

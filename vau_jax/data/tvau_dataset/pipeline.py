@@ -182,8 +182,10 @@ def build(
     stats["injected"] = dict.fromkeys(DROP_REASONS, 0)
     entries, lines = {}, []
     sampled = [(video, np.arange(0, video.n_frames, frame_stride)) for video in videos]
-    if workers is None:
-        workers = render_workers(len(videos)) if getattr(labeller, "parallel", False) else 1
+    if not getattr(labeller, "parallel", False):
+        workers = 1  # an annotator that may hold state or a connection: this process only
+    elif workers is None:
+        workers = render_workers(len(videos))
     annotated = map_in_order(labeller.annotate, sampled, int(workers), phase=None)
     for (video, frames), ann in zip(sampled, annotated):
         labels = video.labels if video.has_truth else ann.labels

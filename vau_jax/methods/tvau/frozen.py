@@ -29,12 +29,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from vau_jax.methods.tvau import data as D
 from vau_jax.models.vlm import VideoLLM
 
 #: Rows (or videos) per jitted call: a fixed size, so each function compiles once.
 CHUNK = 16
+
+#: Host bytes the cached prefixes of one stage may take (:func:`prefix_kv`); above this the
+#: steps recompute the prefix instead (tiny preset: ~150 KB per row, ~150 MB for the anomaly
+#: stage; a 7B LLM's would be tens of MB per row).
+PREFIX_CACHE_BYTES = 2 * 2**30
 
 
 def _chunks(n: int):
@@ -104,11 +110,17 @@ def prefix_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
     return p
 
 
+def prefix_bytes(cfg: Any, rows: int, length: int) -> int:
+    """Host bytes of :func:`prefix_kv` 's output for ``rows`` rows of ``length`` positions."""
+    per = cfg.num_hidden_layers * cfg.num_key_value_heads * length * cfg.head_dim
+    return 2 * rows * per * jnp.dtype(cfg.dtype).itemsize
+
+
 def prefix_kv(
     method: Any, vlm_params: Any, rows: list[dict[str, np.ndarray]], length: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per row (carrying ``vis``) the frozen LLM's keys and values of its first ``length``
-    positions, ``([layers, Hkv, length, Dh], same)`` float32: the text before the video
+    positions, ``([layers, Hkv, length, Dh], same)`` in its compute dtype: the text before the video
     span and the LVLM's visual tokens, prefilled once (:func:`vau_jax.models.llama.
     prefill`), which every RAE step would otherwise recompute and differentiate through."""
     from vau_jax.models import llama
@@ -118,7 +130,7 @@ def prefix_kv(
 
     def fn(p: Any, ids: jax.Array, vm: jax.Array, vis: jax.Array):
         emb = method.vlm.apply({"params": p}, ids, vm, vis, method=VideoLLM.embed)
-        cache = llama.init_cache(cfg, ids.shape[0], length, jnp.float32)
+        cache = llama.init_cache(cfg, ids.shape[0], length)
         _, cache = llama.prefill(module, p["llm"], cache, inputs_embeds=emb, fresh=True)
         return cache["k"], cache["v"]  # [layers, B, Hkv, length, Dh]
 
@@ -129,7 +141,7 @@ def prefix_kv(
         ids = _pad(np.stack([r["input_ids"][:length] for r in part]))
         vm = _pad(np.stack([r["video_mask"][:length] for r in part]))
         vis = _pad(np.stack([r["vis"] for r in part]))
-        k, v = (np.asarray(x, np.float32) for x in jax.device_get(fn(vlm_params, ids, vm, vis)))
+        k, v = (np.asarray(x) for x in jax.device_get(fn(vlm_params, ids, vm, vis)))
         out.extend((k[:, j], v[:, j]) for j in range(e - s))
     return out
 
@@ -151,6 +163,10 @@ def attach_frozen(
     vis = visual_tokens(method, params["vlm"], rows, split)
     rows = [{**r, "vis": v} for r, v in zip(rows, vis)]
     length = prefix_length(method, rows)
+    if length and prefix_bytes(method.llm_cfg, len(rows), length) > PREFIX_CACHE_BYTES:
+        logging.info("RAE rows' frozen prefixes would take over %d bytes: recomputed per step",
+                     PREFIX_CACHE_BYTES)  # fmt: skip
+        length = 0
     if length:
         kv = prefix_kv(method, params["vlm"], rows, length)
         rows = [{**r, "prefix_k": k, "prefix_v": v} for r, (k, v) in zip(rows, kv)]
