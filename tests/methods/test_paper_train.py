@@ -495,7 +495,7 @@ def test_tvau_paper_preset_trains_from_converted_checkpoints(tmp_path, caplog):
     _, converted = load_converted(ck["vlm"])
     final = jax.device_get(run.params["vlm"])
     # (the preset scans the LLM's blocks: the converted ones restacked to compare)
-    from vau_jax.models.llama import match_layer_layout
+    from vau_jax.models.llama_layout import match_layer_layout
 
     assert "layers" in final["llm"]["model"]
     want = match_layer_layout(converted["llm"], final["llm"])

@@ -55,7 +55,7 @@ def test_cached_base_loads_into_either_llm_layout(vagpt_run):
     does not fit the model is refused naming its folder."""
     import jax
 
-    from vau_jax.models.llama import match_layer_layout
+    from vau_jax.models.llama_layout import match_layer_layout
 
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
     unrolled = V.ensure_base_llm(c)

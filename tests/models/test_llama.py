@@ -266,42 +266,6 @@ def test_sharded_prefill_and_decode_equal_single_device():
     chex.assert_trees_all_close(out, ref, atol=3e-7, rtol=0)  # measured 6.0e-8 (8 CPU devices)
 
 
-def test_match_layer_layout_loads_either_layout_into_the_other():
-    """Unscanned weights restacked into the scan layout give the same logits, and back."""
-    loop_module, loop_params = _init(CFG, seed=3)
-    scan_cfg = dataclasses.replace(CFG, scan_layers=True)
-    scan_module, scan_template = _init(scan_cfg)
-    stacked = llama.match_layer_layout(jax.device_get(loop_params), scan_template)
-    assert "layers" in stacked["model"] and "layers_0" not in stacked["model"]
-    chex.assert_trees_all_equal_shapes(stacked, scan_template)
-    ids = jnp.asarray(np.random.RandomState(3).randint(3, CFG.vocab_size, (2, 9)), jnp.int32)
-    want = _fwd(loop_module, loop_params, ids)["logits"]
-    got = _fwd(scan_module, stacked, ids)["logits"]
-    chex.assert_trees_all_close(got, want, atol=1e-6, rtol=0)  # measured 0 (f32 floor)
-    back = llama.match_layer_layout(stacked, loop_params)
-    chex.assert_trees_all_equal(back, jax.device_get(loop_params))
-    assert llama.match_layer_layout(loop_params, loop_params) is loop_params  # same layout
-
-
-@pytest.mark.parametrize("scan", [False, True])
-def test_fresh_block_causal_prefill_equals_slot_attention(scan):
-    """``prefill(fresh=True)`` attends the prompt block-causally (blocks of 4 over 11
-    tokens here) and must give the logits and the cache of the attend-every-slot path."""
-    cfg = dataclasses.replace(CFG, scan_layers=scan, attention_block=4)
-    module, params = _init(cfg, seed=3)
-    ids = jnp.asarray(np.random.RandomState(3).randint(3, cfg.vocab_size, (2, 11)), jnp.int32)
-    mask = jnp.asarray(np.r_[np.ones(11), np.r_[np.zeros(4), np.ones(7)]].reshape(2, 11))
-    empty = llama.init_cache(cfg, 2, 16)
-    fresh = jax.jit(lambda p, c, i, m: llama.prefill(module, p, c, i, m, fresh=True))
-    got, cache_f = fresh(params, empty, ids, mask)
-    want, cache_s = _prefill(module, params, empty, ids, mask)
-    chex.assert_trees_all_close(got, want, atol=5e-7, rtol=0)  # measured 8.9e-8
-    # |k|, |v| reach 11: rtol covers a few ulps there; measured max abs err 6.0e-8
-    chex.assert_trees_all_close(cache_f, cache_s, atol=3e-7, rtol=1e-6)
-    full = _fwd(module, params, ids, attention_mask=mask)["logits"][:, -1]
-    chex.assert_trees_all_close(got, full, atol=1e-6, rtol=0)  # measured 0 (f32 floor)
-
-
 def test_packed_rows_give_each_sequence_its_own_logits():
     """Three sequences packed in one row (``segment_ids``) equal each sequence alone: no
     attention crosses a segment and positions restart, so RoPE phases match too."""

@@ -186,7 +186,7 @@ def put_parts(params: Any, parts: dict[str, Any]) -> Any:
     out = dict(params)
     for key, tree in parts.items():
         if _is_llama(tree) and _is_llama(params[key]):  # unrolled or scanned blocks
-            from vau_jax.models.llama import match_layer_layout
+            from vau_jax.models.llama_layout import match_layer_layout
 
             tree = match_layer_layout(tree, params[key])
         out[key] = jax.tree_util.tree_map_with_path(put, tree, dict(params[key]))

@@ -364,7 +364,10 @@ class LlamaForCausalLM(nn.Module):
         """Token embeddings ``[B, N] -> [B, N, D]`` (to build multimodal ``inputs_embeds``)."""
         return self.model.embed(input_ids)
 
-    def _logits(self, x: Array) -> Array:  # [B, N, D] -> [B, N, V] float32
+    def _logits(self, x: Array, at: Array | None = None) -> Array:
+        """``x [B, N, D]`` -> ``[B, N, V]`` float32, or ``[B, K, V]`` at positions ``at``."""
+        if at is not None:
+            x = jnp.take_along_axis(x, at[..., None].astype(jnp.int32), axis=1)
         out = self.model.attend(x) if self.config.tie_word_embeddings else self.lm_head(x)
         return constrain(out.astype(jnp.float32), ("batch", "length", "vocab"))
 
@@ -403,9 +406,7 @@ class LlamaForCausalLM(nn.Module):
                 position_ids = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
             mask = causal[None, None] & valid[:, None, None, :]  # [B, 1, N, N]
         x, hidden_states, _ = self.model(x, position_ids, mask, None, None, output_hidden_states)
-        if logits_at is not None:
-            x = jnp.take_along_axis(x, logits_at[..., None].astype(jnp.int32), axis=1)
-        out: dict[str, Any] = {"logits": self._logits(x)}
+        out: dict[str, Any] = {"logits": self._logits(x, logits_at)}
         if output_hidden_states:
             out["hidden_states"] = hidden_states
         return out
@@ -444,11 +445,8 @@ class LlamaForCausalLM(nn.Module):
             causal = jnp.arange(s)[None, :] <= q_slot[:, None]  # [N, S]
             mask = causal[None, None] & slot_mask[:, None, None, :]  # [B, 1, N, S]
         h, _, (k, v) = self.model(x, positions, mask, (cache["k"], cache["v"]), index, False)
-        if logits_at is not None:
-            at = logits_at[..., None].astype(jnp.int32)
-            logits = self._logits(jnp.take_along_axis(h, at, axis=1))
-        elif all_logits:
-            logits = self._logits(h)
+        if logits_at is not None or all_logits:
+            logits = self._logits(h, logits_at)
         else:
             last = jnp.max(jnp.where(valid, jnp.arange(n)[None], 0), axis=1)  # [B]
             h_last = jnp.take_along_axis(h, last[:, None, None], axis=1)  # [B, 1, D]
@@ -520,31 +518,6 @@ def decode_step(
         return mdl.cached_step(x, jnp.ones(x.shape[:2], bool), cache)
 
     return nn.apply(fn, module)({"params": params})
-
-
-# ------------------------------------------------------------------------- layer layouts
-
-
-def match_layer_layout(params: Any, like: Any) -> Any:
-    """``params`` (a :class:`LlamaForCausalLM` tree of host arrays) in the decoder-layer
-    layout of ``like`` (a tree of the same model, any leaf type): one ``model/layers_<i>``
-    subtree per block, or the scan layout's ``model/layers`` with every leaf stacked
-    ``[L, ...]`` (``cfg.scan_layers``). A converted checkpoint keeps one layout and loads
-    into either."""
-    model, want = dict(params["model"]), like["model"]
-    scanned, want_scanned = "layers" in model, "layers" in want
-    if scanned == want_scanned:
-        return params
-    if want_scanned:
-        n = sum(1 for k in model if k.startswith("layers_"))
-        blocks = [model.pop(f"layers_{i}") for i in range(n)]
-        model["layers"] = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *blocks)
-    else:
-        stacked = model.pop("layers")
-        n = len(jax.tree.leaves(stacked)[0])
-        for i in range(n):
-            model[f"layers_{i}"] = jax.tree.map(lambda x, i=i: np.asarray(x)[i], stacked)
-    return {**params, "model": model}
 
 
 # -------------------------------------------------------------------------------- registry

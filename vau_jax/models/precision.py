@@ -12,7 +12,7 @@ Config fields (``configs/common.py``; every preset has them):
   block to compile instead of 32, and each block's FSDP all-gather stays inside the loop
   (unrolled, XLA hoists the gathers of every block out of a gradient-accumulation or decode
   loop: the whole LLM gathered on each chip). Converted checkpoints load into either layout
-  (:func:`vau_jax.models.llama.match_layer_layout`).
+  (:func:`vau_jax.models.llama_layout.match_layer_layout`).
 
 The paper presets with an LLM run bf16 compute on f32 master weights and f32 AdamW state with
 full remat of the LLM's scanned blocks (MaxText's and LLaMA-VID's bf16 mixed precision); the tiny presets

@@ -216,12 +216,17 @@ def lm_loss(logits: Array, input_ids: Array, loss_mask: Array) -> tuple[Array, d
     Returns:
       mean loss over target tokens, and ``{"token_accuracy", "target_tokens"}``.
     """
-    lp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
-    tgt = input_ids[:, 1:]
-    m = loss_mask[:, 1:].astype(jnp.float32)
-    nll = -jnp.take_along_axis(lp, tgt[..., None], axis=-1)[..., 0]
+    return _target_loss(logits[:, :-1], input_ids[:, 1:], loss_mask[:, 1:])
+
+
+def _target_loss(logits: Array, targets: Array, weights: Array) -> tuple[Array, dict[str, Array]]:
+    """Mean cross-entropy of ``logits [B, N, V]`` against ``targets [B, N]`` over the
+    positions ``weights [B, N]`` marks, with :func:`lm_loss` 's aux."""
+    lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    m = weights.astype(jnp.float32)
+    nll = -jnp.take_along_axis(lp, targets[..., None], axis=-1)[..., 0]
     n = jnp.maximum(m.sum(), 1.0)
-    acc = ((jnp.argmax(lp, -1) == tgt) * m).sum() / n
+    acc = ((jnp.argmax(lp, -1) == targets) * m).sum() / n
     return (nll * m).sum() / n, {"token_accuracy": acc, "target_tokens": m.sum()}
 
 
@@ -266,13 +271,7 @@ def lm_loss_at(
     Returns:
       what :func:`lm_loss` returns for the same rows (equal up to float rounding).
     """
-    lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    tgt = jnp.take_along_axis(input_ids, positions + 1, axis=1)
-    m = weights.astype(jnp.float32)
-    nll = -jnp.take_along_axis(lp, tgt[..., None], axis=-1)[..., 0]
-    n = jnp.maximum(m.sum(), 1.0)
-    acc = ((jnp.argmax(lp, -1) == tgt) * m).sum() / n
-    return (nll * m).sum() / n, {"token_accuracy": acc, "target_tokens": m.sum()}
+    return _target_loss(logits, jnp.take_along_axis(input_ids, positions + 1, axis=1), weights)
 
 
 def sequence_logprob(logits: Array, input_ids: Array, loss_mask: Array) -> Array:

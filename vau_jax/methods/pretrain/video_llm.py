@@ -342,11 +342,11 @@ def restore_base(params_dir: str, target: Any) -> Any:
 
     The LLM's decoder blocks are stored in the layout they were trained in; ``scan_layers``
     is not part of the cache key, so they are converted to ``target``'s layout
-    (:func:`vau_jax.models.llama.match_layer_layout`), as a converted checkpoint loads into
+    (:func:`vau_jax.models.llama_layout.match_layer_layout`), as a converted checkpoint loads into
     either. Raises ``ValueError`` naming the folder when the leaves still differ."""
     import orbax.checkpoint as ocp
 
-    from vau_jax.models.llama import match_layer_layout
+    from vau_jax.models.llama_layout import match_layer_layout
     from vau_jax.tree import flatten
 
     ckptr = ocp.StandardCheckpointer()

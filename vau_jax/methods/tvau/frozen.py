@@ -120,9 +120,10 @@ def prefix_kv(
     method: Any, vlm_params: Any, rows: list[dict[str, np.ndarray]], length: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per row (carrying ``vis``) the frozen LLM's keys and values of its first ``length``
-    positions, ``([layers, Hkv, length, Dh], same)`` in its compute dtype: the text before the video
-    span and the LVLM's visual tokens, prefilled once (:func:`vau_jax.models.llama.
-    prefill`), which every RAE step would otherwise recompute and differentiate through."""
+    positions, ``([layers, Hkv, length, Dh], same)`` in its compute dtype: the text before
+    the video span and the LVLM's visual tokens, prefilled once (:func:`vau_jax.models.
+    llama.prefill`), which every RAE step would otherwise recompute and differentiate
+    through."""
     from vau_jax.models import llama
 
     cfg = method.llm_cfg

@@ -38,6 +38,7 @@ from flax import linen as nn
 
 from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.tvau import data as D
+from vau_jax.models import llama
 from vau_jax.models.heads.ahd import AHD, AHDConfig, ahd_loss, proportional_taps
 from vau_jax.models.heads.rae import RAE, config_from, num_prompts
 from vau_jax.models.vlm import VideoLLM, lm_loss, lm_loss_at
@@ -348,13 +349,13 @@ class TVAU(MethodBase):
         pk, pv = batch["prefix_k"], batch["prefix_v"]
         b, n = mask.shape
         p = pk.shape[3]
-        pad = ((0, 0), (0, 0), (0, 0), (0, n - p), (0, 0))
-        cache = {  # llama.init_cache's layout: k / v [layers, B, Hkv, S, Dh], S = n
-            "k": jnp.pad(jnp.swapaxes(pk, 0, 1), pad),
-            "v": jnp.pad(jnp.swapaxes(pv, 0, 1), pad),
-            "mask": jnp.broadcast_to(jnp.arange(n)[None] < p, (b, n)),
-            "pos": jnp.full((b,), p, jnp.int32),
-            "index": jnp.asarray(p, jnp.int32),
+        cache = llama.init_cache(self.llm_cfg, b, n, pk.dtype)  # the prefix in slots [0, P)
+        cache = {
+            "k": cache["k"].at[:, :, :, :p].set(jnp.swapaxes(pk, 0, 1)),
+            "v": cache["v"].at[:, :, :, :p].set(jnp.swapaxes(pv, 0, 1)),
+            "mask": cache["mask"].at[:, :p].set(True),
+            "pos": cache["pos"] + p,
+            "index": cache["index"] + p,
         }
         rel = jnp.clip(at - p, 0, n - p - 1)
         return self.vlm.apply(
@@ -389,13 +390,12 @@ class TVAU(MethodBase):
         if drop > 0.0:  # ours: some rows hide the LVLM's own visual tokens (RAE's stay)
             hide = jax.random.bernoulli(rng, drop, (mask.shape[0],))
             mask = hide_visual_tokens(mask, batch["video_mask"], 2 * self.frames, hide)
-        if "prefix_k" in batch:  # RAE's training rows: the frozen prefix's keys / values
+        if "target_pos" in batch:  # RAE's training rows (questions.with_target_positions)
             pos = batch["target_pos"]
-            logits = self._lm_logits_after(params, embeds, mask, batch, pos)
-            return lm_loss_at(logits, batch["input_ids"], pos, batch["target_weight"])
-        if "target_pos" in batch:  # (questions.with_target_positions)
-            pos = batch["target_pos"]
-            logits = self._lm_logits(params, embeds, mask, pos)
+            if "prefix_k" in batch:  # ... with the frozen prefix's keys / values (frozen.py)
+                logits = self._lm_logits_after(params, embeds, mask, batch, pos)
+            else:
+                logits = self._lm_logits(params, embeds, mask, pos)
             return lm_loss_at(logits, batch["input_ids"], pos, batch["target_weight"])
         logits = self._lm_logits(params, embeds, mask)
         return lm_loss(logits, batch["input_ids"], batch["loss_mask"])

@@ -239,7 +239,7 @@ def paper_parts(config: Any, params: Any) -> dict[str, Any]:
     raises naming the leaf; nothing is re-initialised)."""
     from vau_jax.convert.checkpoint import load_converted
     from vau_jax.convert.fit import fit_params
-    from vau_jax.models.llama import match_layer_layout
+    from vau_jax.models.llama_layout import match_layer_layout
 
     path = str(config.paper_checkpoints.vlm)
     _, converted = load_converted(path)
