@@ -65,6 +65,27 @@ def test_jaxpr_flops_counts_matmuls_scans_and_convolutions():
     assert aot.jaxpr_flops(jitted) == 2 * 8 * 16 * 32
 
 
+def test_compile_report_traces_without_the_cpu_per_row_kernel_gradients():
+    """The TPU / GPU programs keep plain Dense kernel gradients (models/dense_grad.py is a
+    CPU layout fix): compile_report traces and lowers with it off, whatever the host is."""
+    import contextlib
+
+    from vau_jax.models import dense_grad
+
+    seen = []
+
+    def body(x):
+        seen.append(dense_grad.enabled())
+        return x * 2
+
+    topo = aot.Topology("fake", "none", (1, 1, 1), hbm_bytes=aot.GIB, peak_flops=1e12)
+    arg = jax.ShapeDtypeStruct((4,), jnp.float32)
+    step = aot.AotStep("s", jax.jit(body), (arg,), 0, 0, contextlib.nullcontext)
+    with dense_grad.per_row_kernel_grads(True):
+        row = aot.compile_report(step, topo, 1)
+    assert seen == [False] and row["fits"] is True
+
+
 @needs_libtpu
 def test_compile_time_oom_is_a_row_not_a_traceback():
     topo = aot.topology("v5e-8")

@@ -45,6 +45,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from vau_jax.models.dense_grad import per_row_kernel_grads
+
 GIB = 1 << 30
 
 
@@ -314,11 +316,13 @@ def compile_report(step: AotStep, topo: Topology, devices: int) -> dict[str, Any
         "params": step.params,
         "trainable_params": step.trainable_params,
     }
-    with step.context():
+    # TPU / GPU compilers pick their own layouts: the CPU's per-row kernel gradients
+    # (models/dense_grad.py) would only add [B, D, F] partial sums there
+    with step.context(), per_row_kernel_grads(False):
         traced = step.fn.trace(*step.args)
     flops = jaxpr_flops(traced.jaxpr)  # the global program: every device's work
     try:
-        with step.context():
+        with step.context(), per_row_kernel_grads(False):
             compiled = traced.lower().compile()
     except Exception as e:  # XLA's compile-time OOM is a JaxRuntimeError RESOURCE_EXHAUSTED
         text = str(e)

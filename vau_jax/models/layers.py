@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from vau_jax.models.dense_grad import dense_dot
+
 Array = jax.Array
 Dtype = Any
 Axes = tuple[str | None, ...]
@@ -63,6 +65,7 @@ def dense(
         kernel_init=partitioned(kernel_init, axes),
         bias_init=partitioned(nn.initializers.zeros_init(), (axes[1],)),
         name=name,
+        dot_general=dense_dot,  # kernel gradients summed per row on the CPU (dense_grad.py)
     )
 
 
