@@ -122,7 +122,17 @@ def _bwd(precision: Any, res: tuple[Array, Array], dy: Array) -> tuple[Array, Ar
         precision=precision,
         preferred_element_type=jnp.float32,
     )
-    return dx.astype(x.dtype), per_row.sum(axis=0).astype(w.dtype)
+    return dx.astype(x.dtype), _sum_rows(per_row).astype(w.dtype)
+
+
+def _sum_rows(t: Array) -> Array:
+    """``t.sum(axis=0)`` as a tree of whole-slab adds: XLA:CPU reduces over a major axis
+    element by element (``[8, 128, 352]``: 2.2 ms against 0.05 ms for the adds)."""
+    while t.shape[0] > 1:
+        half = t.shape[0] // 2
+        head = t[:half] + t[half : 2 * half]
+        t = jnp.concatenate([head, t[2 * half :]]) if t.shape[0] % 2 else head
+    return t[0]
 
 
 _per_row.defvjp(_fwd, _bwd)
