@@ -58,6 +58,8 @@ def test_replayed_text_rows_are_about_pretrain_reports_never_eval_wording(tmp_pa
     c = text_pretrain_config.get_config("tiny")
     c.data_dir, c.num_train_videos = str(tmp_path), 3
     c.synthvad.min_seconds = c.synthvad.max_seconds = 2.0
+    assert c.mix.object > 0  # the default draws the object task (README, T-VAU)
+    c.mix.object = 0.0
     convs = TL.replay_conversations(c, 40, seed=0)
     assert len(convs) == 40 and TL.replay_conversations(c, 0, seed=0) == []
     assert convs == TL.replay_conversations(c, 40, seed=0)  # deterministic
@@ -71,8 +73,8 @@ def test_replayed_text_rows_are_about_pretrain_reports_never_eval_wording(tmp_pa
     kinds = {("\nA. " in h) + 2 * any(q in h for q in TL.SUMMARY_QUESTIONS) for h in humans}
     assert kinds == {0, 1, 2}  # qa, mc and summary all drawn (mix 0.3 / 0.5 / 0.2)
     assert np.mean(["\nA. " in h for h in humans]) > 0.25
-    # the optional object task: at weight 0 (the default) the same rows as without the key
-    assert c.mix.object == 0.0 and not any(q in h for q in TL.OBJECT_QUESTIONS for h in humans)
+    # the object task: at weight 0 the same rows as without the key
+    assert not any(q in h for q in TL.OBJECT_QUESTIONS for h in humans)
     with c.unlocked():
         del c.mix["object"]
     assert TL.replay_conversations(c, 40, seed=0) == convs
