@@ -72,12 +72,15 @@ def test_steps_match_the_model_layout(name):
         worst = max(worst, float(jnp.max(jnp.abs(ref_logits - new_logits))))
         for key in ("mask", "pos", "index"):
             np.testing.assert_array_equal(np.asarray(new_cache[key]), np.asarray(ref_cache[key]))
-        np.testing.assert_allclose(new_cache["k"], ref_cache["k"], atol=2e-6, rtol=0)
-        np.testing.assert_allclose(new_cache["v"], ref_cache["v"], atol=2e-6, rtol=0)
+        # measured up to 2e-6 on the AVX2 EPYC and 3.3e-6 on an AVX-512/AMX Xeon (entries up
+        # to ~3: fused and separate products round differently)
+        np.testing.assert_allclose(new_cache["k"], ref_cache["k"], atol=4e-6, rtol=0)
+        np.testing.assert_allclose(new_cache["v"], ref_cache["v"], atol=4e-6, rtol=0)
         tok = jnp.argmax(ref_logits, -1).astype(jnp.int32)
     scale = float(jnp.max(jnp.abs(ref_logits)))
     assert scale > 1.0  # logits far from zero: the bound below is relative to something
-    assert worst < 1e-6 * scale, (worst, scale)  # measured up to 2.7e-7 of the scale
+    # measured up to 2.7e-7 of the scale on the AVX2 EPYC, 1.2e-6 on an AVX-512/AMX Xeon
+    assert worst < 2e-6 * scale, (worst, scale)
 
 
 def test_layout_is_rows_of_the_kernels():
