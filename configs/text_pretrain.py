@@ -40,7 +40,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # drawn (the corpus, its sampling and the model are those without it). 0.15, chosen on
     # T-VAU's validation split (3 seeds: Yes/No 0.865 vs 0.833, target BLEU-4 0.779 vs
     # 0.159) after VA-GPT's main job was measured with and without it (3 seeds: generated
-    # Total 0.365 vs 0.325 in-domain, 0.384 vs 0.337 cross-domain; README, VA-GPT / T-VAU).
+    # Total 0.365 vs 0.325 in-domain, 0.384 vs 0.337 cross-domain, inside the swing that float
+    # rounding alone gives VA-GPT's answers; README, VA-GPT / T-VAU).
     c.mix = ml_collections.ConfigDict({"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.15})
     # Multiple-choice reports give times only roughly (each boundary moved by up to ±1 s):
     # choosing the option that agrees best with the evidence, not copying its numbers
