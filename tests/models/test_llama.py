@@ -9,26 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.models.llama_testing import TINY, init_llama
 from vau_jax.models import llama
-
-CFG = llama.LlamaConfig(
-    vocab_size=53,
-    hidden_size=32,
-    intermediate_size=48,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    rope_theta=300.0,
-    rms_norm_eps=1e-5,
-)
-
-
-def _init(cfg: llama.LlamaConfig, seed: int = 0):
-    module = llama.LlamaForCausalLM(cfg)
-    init = jax.jit(module.init)
-    params = nn.unbox(init(jax.random.key(seed), jnp.zeros((1, 4), jnp.int32))["params"])
-    return module, params
 
 
 def _fwd(module, params, ids=None, **kw):
@@ -74,8 +56,8 @@ def _cached_logits(module, params, ids, mask, n_prompt, max_len):
 @pytest.mark.slow
 @pytest.mark.parametrize("scan", [False, True])
 def test_kv_cache_matches_full_forward_left_padded(scan):
-    cfg = dataclasses.replace(CFG, scan_layers=scan)
-    module, params = _init(cfg)
+    cfg = dataclasses.replace(TINY, scan_layers=scan)
+    module, params = init_llama(cfg)
     rng = np.random.RandomState(0)
     ids = jnp.asarray(rng.randint(3, cfg.vocab_size, (3, 12)), jnp.int32)
     mask = np.ones((3, 12), np.int32)
@@ -93,10 +75,10 @@ def test_kv_cache_matches_full_forward_left_padded(scan):
 
 
 def test_right_padded_prefill_continues_each_row_after_its_last_token():
-    module, params = _init(CFG, seed=1)
-    ids = jnp.asarray(np.random.RandomState(1).randint(3, CFG.vocab_size, (2, 6)), jnp.int32)
+    module, params = init_llama(TINY, seed=1)
+    ids = jnp.asarray(np.random.RandomState(1).randint(3, TINY.vocab_size, (2, 6)), jnp.int32)
     mask = jnp.asarray([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]], jnp.int32)
-    cache = llama.init_cache(CFG, 2, 10)
+    cache = llama.init_cache(TINY, 2, 10)
     logits, cache = _prefill(module, params, cache, ids, mask)
     nxt = jnp.asarray([5, 7], jnp.int32)
     step_logits, _ = _step(module, params, nxt, cache)
@@ -109,26 +91,26 @@ def test_right_padded_prefill_continues_each_row_after_its_last_token():
 
 @pytest.mark.slow
 def test_scan_and_loop_give_the_same_numbers_and_remat_changes_nothing():
-    module, params = _init(CFG)
+    module, params = init_llama(TINY)
     stacked = {
         "model": {
             "embed_tokens": params["model"]["embed_tokens"],
             "norm": params["model"]["norm"],
             "layers": jax.tree.map(
                 lambda *xs: jnp.stack(xs),
-                *[params["model"][f"layers_{i}"] for i in range(CFG.num_hidden_layers)],
+                *[params["model"][f"layers_{i}"] for i in range(TINY.num_hidden_layers)],
             ),
         },
         "lm_head": params["lm_head"],
     }
-    ids = jnp.asarray(np.random.RandomState(2).randint(0, CFG.vocab_size, (2, 9)), jnp.int32)
+    ids = jnp.asarray(np.random.RandomState(2).randint(0, TINY.vocab_size, (2, 9)), jnp.int32)
     ref = _fwd(module, params, ids, output_hidden_states=True)
     for scan, policy in [(True, "none"), (True, "dots"), (False, "full")]:
-        cfg = dataclasses.replace(CFG, scan_layers=scan, remat_policy=policy)
+        cfg = dataclasses.replace(TINY, scan_layers=scan, remat_policy=policy)
         p = stacked if scan else params
         out = _fwd(llama.LlamaForCausalLM(cfg), p, ids, output_hidden_states=True)
         chex.assert_trees_all_close(out, ref, atol=1e-6, rtol=1e-6)  # measured 0 to 2.4e-7
-    cfg = dataclasses.replace(CFG, scan_layers=True, remat_policy="dots")
+    cfg = dataclasses.replace(TINY, scan_layers=True, remat_policy="dots")
     loss = lambda p: llama.LlamaForCausalLM(cfg).apply({"params": p}, ids)["logits"].std()
     grads = jax.jit(jax.grad(loss))(stacked)
     chex.assert_tree_all_finite(grads)
@@ -136,14 +118,14 @@ def test_scan_and_loop_give_the_same_numbers_and_remat_changes_nothing():
 
 
 def test_inputs_embeds_equals_input_ids_and_embed_method():
-    module, params = _init(CFG)
+    module, params = init_llama(TINY)
     ids = jnp.asarray([[1, 2, 3, 4, 5]], jnp.int32)
     emb = module.apply({"params": params}, ids, method="embed")
-    chex.assert_shape(emb, (1, 5, CFG.hidden_size))
+    chex.assert_shape(emb, (1, 5, TINY.hidden_size))
     a = _fwd(module, params, ids)["logits"]
     b = _fwd(module, params, inputs_embeds=emb)["logits"]
     chex.assert_trees_all_close(a, b, atol=1e-6)  # measured 0 (f32 floor)
-    cache = llama.init_cache(CFG, 1, 8)
+    cache = llama.init_cache(TINY, 1, 8)
     la, _ = _prefill(module, params, cache, inputs_embeds=emb)
     chex.assert_trees_all_close(la, a[:, -1], atol=1e-6, rtol=0)  # measured 0 (f32 floor)
     with pytest.raises(ValueError, match="exactly one"):
@@ -151,17 +133,17 @@ def test_inputs_embeds_equals_input_ids_and_embed_method():
 
 
 def test_logits_at_positions_are_the_full_logits_there():
-    module, params = _init(CFG)
+    module, params = init_llama(TINY)
     ids = jnp.asarray([[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]], jnp.int32)
     mask = jnp.asarray([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], jnp.int32)
     at = jnp.asarray([[5, 0, 2], [3, 3, 1]], jnp.int32)
     full = _fwd(module, params, ids, attention_mask=mask)["logits"]
     got = _fwd(module, params, ids, attention_mask=mask, logits_at=at)["logits"]
-    chex.assert_shape(got, (2, 3, CFG.vocab_size))
+    chex.assert_shape(got, (2, 3, TINY.vocab_size))
     ref = jnp.take_along_axis(full, at[..., None], axis=1)
     chex.assert_trees_all_close(got, ref, atol=1e-6, rtol=0)  # measured 0 (f32 floor)
     # after a cached prefix of 2 tokens, the other 4 with logits at (new-token) positions
-    cache = llama.init_cache(CFG, 2, 6)
+    cache = llama.init_cache(TINY, 2, 6)
     _, cache = _prefill(module, params, cache, ids[:, :2])
     rel = jnp.asarray([[3, 0], [1, 1]], jnp.int32)
     step = jax.jit(
@@ -170,13 +152,13 @@ def test_logits_at_positions_are_the_full_logits_there():
     )  # fmt: skip
     emb = module.apply({"params": params}, ids[:, 2:], method="embed")
     after = step(params, emb, mask[:, 2:].astype(bool), cache, rel)
-    chex.assert_shape(after, (2, 2, CFG.vocab_size))
+    chex.assert_shape(after, (2, 2, TINY.vocab_size))
     ref = jnp.take_along_axis(full, (rel + 2)[..., None], axis=1)
     chex.assert_trees_all_close(after, ref, atol=2e-6, rtol=0)
 
 
 def test_tied_embeddings_have_no_lm_head_and_every_param_has_logical_axes():
-    cfg = dataclasses.replace(CFG, tie_word_embeddings=True, scan_layers=True)
+    cfg = dataclasses.replace(TINY, tie_word_embeddings=True, scan_layers=True)
     boxed = jax.eval_shape(
         lambda: llama.LlamaForCausalLM(cfg).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
     )["params"]
@@ -192,18 +174,18 @@ def test_tied_embeddings_have_no_lm_head_and_every_param_has_logical_axes():
 
 def test_rope_llama3_scaling_keeps_high_frequencies():
     cfg = dataclasses.replace(
-        CFG, rope_type="llama3", rope_factor=8.0, rope_original_max_position_embeddings=64
+        TINY, rope_type="llama3", rope_factor=8.0, rope_original_max_position_embeddings=64
     )
-    base, scaled = llama.rope_inv_freq(CFG), llama.rope_inv_freq(cfg)
+    base, scaled = llama.rope_inv_freq(TINY), llama.rope_inv_freq(cfg)
     assert scaled[0] == base[0]  # shortest wavelength untouched
     np.testing.assert_allclose(scaled[-1], base[-1] / 8.0, rtol=1e-6)  # longest divided
 
 
 def test_bfloat16_compute_stays_close_to_float32():
-    module, params = _init(CFG)
-    cfg16 = dataclasses.replace(CFG, dtype="bfloat16")
+    module, params = init_llama(TINY)
+    cfg16 = dataclasses.replace(TINY, dtype="bfloat16")
     m16 = llama.LlamaForCausalLM(cfg16)
-    ids = jnp.asarray(np.random.RandomState(4).randint(0, CFG.vocab_size, (2, 8)), jnp.int32)
+    ids = jnp.asarray(np.random.RandomState(4).randint(0, TINY.vocab_size, (2, 8)), jnp.int32)
     ref = _fwd(module, params, ids)["logits"]
     out = _fwd(m16, params, ids)["logits"]
     assert out.dtype == jnp.float32  # logits are returned in float32
@@ -239,7 +221,7 @@ def test_sharded_prefill_and_decode_equal_single_device():
         ("data", "fsdp", "tensor"),
         axis_types=(AxisType.Auto,) * 3,
     )
-    cfg = dataclasses.replace(CFG, vocab_size=64, scan_layers=True)
+    cfg = dataclasses.replace(TINY, vocab_size=64, scan_layers=True)
     module = llama.LlamaForCausalLM(cfg)
     boxed = jax.jit(module.init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
     params = nn.unbox(boxed)
@@ -269,10 +251,10 @@ def test_sharded_prefill_and_decode_equal_single_device():
 def test_packed_rows_give_each_sequence_its_own_logits():
     """Three sequences packed in one row (``segment_ids``) equal each sequence alone: no
     attention crosses a segment and positions restart, so RoPE phases match too."""
-    module, params = _init(CFG)
+    module, params = init_llama(TINY)
     rng = np.random.default_rng(3)
     lengths = (5, 9, 4)
-    seqs = [rng.integers(3, CFG.vocab_size, n).astype(np.int32) for n in lengths]
+    seqs = [rng.integers(3, TINY.vocab_size, n).astype(np.int32) for n in lengths]
     n = 20
     ids = np.zeros((1, n), np.int32)
     seg = np.zeros((1, n), np.int32)
@@ -295,7 +277,7 @@ def test_packed_rows_give_each_sequence_its_own_logits():
 
 
 def test_attention_mask_and_segment_ids_together_are_refused():
-    module, params = _init(CFG)
+    module, params = init_llama(TINY)
     with pytest.raises(ValueError, match="attention_mask or segment_ids"):
         module.apply(
             {"params": params},
