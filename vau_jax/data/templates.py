@@ -97,6 +97,9 @@ MC_PROMPT = "{question}\n{options}\nAnswer with the option's letter from the giv
 # {letter}, {text}
 MC_OPTION_LINE = "{letter}. {text}"
 MC_LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
+# A multiple-choice answer that states its evidence first (text pretraining's
+# ``mc_reasoning``); {evidence}: the anomaly QA sentence; {letter}: the option's letter.
+MC_REASONED_ANSWER = "{evidence} Answer: {letter}."
 
 # --- VA-GPT temporal prior (TETG) -----------------------------------------------------------
 # {types}: quoted, comma-separated class names; {start}, {end}: formatted times.

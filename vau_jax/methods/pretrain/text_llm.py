@@ -144,7 +144,26 @@ def approximate(report: Report, noise: float, rng: np.random.Generator) -> Repor
             moved[b] = max(prev, min(dur, round(b + float(rng.uniform(-noise, noise)), 1)))
         prev = moved[b]
     caps = tuple((moved[s], moved[e], c) for s, e, c in report.captions if moved[e] > moved[s])
-    return dataclasses.replace(report, captions=caps or report.captions)
+    if not caps:
+        return report
+    # The anomaly's own times move with the caption boundaries they sit on, so that the
+    # evidence a reasoned answer restates (:func:`reasoned_answer`) is what the report says.
+    iv = tuple(
+        (moved.get(a, a), moved.get(b, b))
+        for a, b in report.facts.intervals
+        if moved.get(b, b) > moved.get(a, a)
+    )
+    facts = dataclasses.replace(report.facts, intervals=iv or report.facts.intervals)
+    return dataclasses.replace(report, captions=caps, facts=facts)
+
+
+def reasoned_answer(evidence: Report, letter: str) -> str:
+    """A multiple-choice answer that first restates the evidence (the anomaly QA sentence of
+    :func:`anomaly_answer`, about the report as written) and then gives the letter:
+    ``"Yes: a person running, between 2.3s and 4.4s. Answer: C."`` (ours, off by default:
+    ``mc_reasoning``). The letter then follows from the model's own statement of what
+    happened, the statement a video LLM also learns to make about a video."""
+    return T.MC_REASONED_ANSWER.format(evidence=anomaly_answer(evidence.facts), letter=letter)
 
 
 def conversation(
@@ -154,18 +173,23 @@ def conversation(
     class_names: tuple[str, ...],
     mc_questions: Sequence[str] = T.MC_QUESTIONS,
     time_noise: float = 0.0,
+    reasoning: bool = False,
 ) -> tuple[list[dict[str, str]], MCQuestion | None]:
     """One text example of ``kind`` (module docstring); the question for ``mc``, worded
     from ``mc_questions``. With ``time_noise > 0`` an ``mc`` report's times are only
     approximate (:func:`approximate`), so the right option is the one that agrees best with
     the report, not the one that repeats its numbers (the distractors' intervals overlap the
-    true one by at most 30% IoU)."""
+    true one by at most 30% IoU). With ``reasoning`` an ``mc`` answer states the report's
+    anomaly before its letter (:func:`reasoned_answer`)."""
     rng = np.random.default_rng(seed)
     if kind == "mc":
         q = multiple_choice(report.facts, class_names, seed, questions=mc_questions)
         report = approximate(report, time_noise, np.random.default_rng([seed, 1]))
         o = q.options[q.answer_index]
-        answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
+        if reasoning:
+            answer = reasoned_answer(report, o.letter)
+        else:
+            answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
         return [
             {"from": "human", "value": f"{report.text()}\n{q.prompt()}"},
             {"from": "gpt", "value": answer},
@@ -213,6 +237,11 @@ def mixed_kinds(mix: Any) -> tuple[tuple[str, ...], np.ndarray]:
 def _noise(config: Any) -> float:
     """``config.mc_time_noise``: seconds of noise on the times of multiple-choice reports."""
     return float(config.get("mc_time_noise", 0.0))
+
+
+def _reasoning(config: Any) -> bool:
+    """``config.mc_reasoning``: multiple-choice answers state the evidence first."""
+    return bool(config.get("mc_reasoning", False))
 
 
 def prior_sentence(report: Report, class_names: Sequence[str], rng: np.random.Generator) -> str:
@@ -264,7 +293,13 @@ def replay_conversations(
         rep = reps[int(rng.integers(len(reps)))]
         seed_k = int(rng.integers(2**31))
         conv, _ = conversation(
-            rep, kind, seed_k, tuple(ANOMALY_TYPES), REPORT_MC_QUESTIONS, _noise(config)
+            rep,
+            kind,
+            seed_k,
+            tuple(ANOMALY_TYPES),
+            REPORT_MC_QUESTIONS,
+            _noise(config),
+            _reasoning(config),
         )
         if prior_fraction > 0 and rng.uniform() < prior_fraction:
             prior = prior_sentence(rep, tuple(ANOMALY_TYPES), rng)
@@ -325,7 +360,12 @@ class TextPretrain(MethodBase):
             kind = kinds[int(rng.choice(len(kinds), p=p))]
             rep = reps[int(rng.integers(len(reps)))]
             conv, _ = conversation(
-                rep, kind, c.seed * 1_000_003 + i, self.class_names, time_noise=_noise(c)
+                rep,
+                kind,
+                c.seed * 1_000_003 + i,
+                self.class_names,
+                time_noise=_noise(c),
+                reasoning=_reasoning(c),
             )
             try:
                 ex = self.encode(conv, source=f"text example {i}")
@@ -364,7 +404,14 @@ class TextPretrain(MethodBase):
         held = reports(c.data_dir, self.synth, n_train + n_eval)[n_train:]
         qs, rows = [], []
         for i, rep in enumerate(held):
-            conv, q = conversation(rep, "mc", 10**9 + i, self.class_names, time_noise=_noise(c))
+            conv, q = conversation(
+                rep,
+                "mc",
+                10**9 + i,
+                self.class_names,
+                time_noise=_noise(c),
+                reasoning=_reasoning(c),
+            )
             try:
                 rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))
             except TooLongError:  # longer than max_length: not asked
@@ -376,7 +423,7 @@ class TextPretrain(MethodBase):
             params,
             input_ids=b["input_ids"],
             attention_mask=b["attention_mask"],
-            max_new_tokens=12,
+            max_new_tokens=48 if _reasoning(c) else 12,
             eos_id=self.tok.eos_id,
             pad_id=self.tok.pad_id,
         )
