@@ -144,26 +144,39 @@ def approximate(report: Report, noise: float, rng: np.random.Generator) -> Repor
             moved[b] = max(prev, min(dur, round(b + float(rng.uniform(-noise, noise)), 1)))
         prev = moved[b]
     caps = tuple((moved[s], moved[e], c) for s, e, c in report.captions if moved[e] > moved[s])
-    if not caps:
-        return report
-    # The anomaly's own times move with the caption boundaries they sit on, so that the
-    # evidence a reasoned answer restates (:func:`reasoned_answer`) is what the report says.
-    iv = tuple(
-        (moved.get(a, a), moved.get(b, b))
-        for a, b in report.facts.intervals
-        if moved.get(b, b) > moved.get(a, a)
-    )
-    facts = dataclasses.replace(report.facts, intervals=iv or report.facts.intervals)
-    return dataclasses.replace(report, captions=caps, facts=facts)
+    return dataclasses.replace(report, captions=caps or report.captions)
 
 
-def reasoned_answer(evidence: Report, letter: str) -> str:
-    """A multiple-choice answer that first restates the evidence (the anomaly QA sentence of
-    :func:`anomaly_answer`, about the report as written) and then gives the letter:
-    ``"Yes: a person running, between 2.3s and 4.4s. Answer: C."`` (ours, off by default:
-    ``mc_reasoning``). The letter then follows from the model's own statement of what
-    happened, the statement a video LLM also learns to make about a video."""
-    return T.MC_REASONED_ANSWER.format(evidence=anomaly_answer(evidence.facts), letter=letter)
+def reported_intervals(truth: Report, written: Report) -> tuple[tuple[float, float], ...]:
+    """The anomaly intervals as ``written`` (an :func:`approximate` copy of ``truth``) gives
+    them: per true interval, the span of the written caption segments whose true segments
+    lie at least half inside it (the true interval when the two reports' segments do not
+    line up, or none does)."""
+    if len(written.captions) != len(truth.captions):
+        return tuple(truth.facts.intervals)
+    out = []
+    for a, b in truth.facts.intervals:
+        idx = [
+            k
+            for k, (s, e, _) in enumerate(truth.captions)
+            if max(0.0, min(e, b) - max(s, a)) >= 0.5 * (e - s) > 0
+        ]
+        if not idx:
+            out.append((a, b))
+            continue
+        out.append((written.captions[idx[0]][0], written.captions[idx[-1]][1]))
+    return tuple(out)
+
+
+def reasoned_answer(truth: Report, written: Report, letter: str) -> str:
+    """A multiple-choice answer that first restates the evidence, the anomaly-QA sentence of
+    :func:`anomaly_answer` with the times as the report ``written`` gives them
+    (:func:`reported_intervals`), and then the letter: ``"Yes: a person running, between
+    2.3s and 4.4s. Answer: C."`` (ours, off by default: ``mc_reasoning``). The letter then
+    follows the model's own statement of what happened, the statement a video LLM also
+    learns to make about a video."""
+    facts = dataclasses.replace(truth.facts, intervals=reported_intervals(truth, written))
+    return T.MC_REASONED_ANSWER.format(evidence=anomaly_answer(facts), letter=letter)
 
 
 def conversation(
@@ -184,14 +197,14 @@ def conversation(
     rng = np.random.default_rng(seed)
     if kind == "mc":
         q = multiple_choice(report.facts, class_names, seed, questions=mc_questions)
-        report = approximate(report, time_noise, np.random.default_rng([seed, 1]))
+        written = approximate(report, time_noise, np.random.default_rng([seed, 1]))
         o = q.options[q.answer_index]
         if reasoning:
-            answer = reasoned_answer(report, o.letter)
+            answer = reasoned_answer(report, written, o.letter)
         else:
             answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
         return [
-            {"from": "human", "value": f"{report.text()}\n{q.prompt()}"},
+            {"from": "human", "value": f"{written.text()}\n{q.prompt()}"},
             {"from": "gpt", "value": answer},
         ], q
     if kind == "qa":
