@@ -84,6 +84,17 @@ def test_replayed_text_rows_are_about_pretrain_reports_never_eval_wording(tmp_pa
         TL.OBJECT_QUESTIONS[0] in v[0]["value"] or TL.OBJECT_QUESTIONS[1] in v[0]["value"]
         for v in weighted
     )
+    assert not c.mc_reasoning  # off by default: lettered rows answer "C. <option>"
+    c.mix.object = 0.0
+    c.mc_reasoning = True
+    reasoned = TL.replay_conversations(c, 40, seed=0)
+    assert [v[0] for v in reasoned] == [v[0] for v in convs]  # the same prompts
+    for plain, why in zip(convs, reasoned):
+        if "\nA. " in plain[0]["value"]:
+            letter = plain[1]["value"][0]
+            assert why[1]["value"].endswith(f"Answer: {letter}.") and why[1] != plain[1]
+        else:
+            assert why == plain
 
 
 def test_approximate_reports_move_times_by_at_most_the_noise_and_keep_order():
@@ -104,6 +115,48 @@ def test_approximate_reports_move_times_by_at_most_the_noise_and_keep_order():
     conv, q = TL.conversation(rep, "mc", 5, ("running", "fighting"), time_noise=1.0)
     exact, q0 = TL.conversation(rep, "mc", 5, ("running", "fighting"))
     assert q == q0 and conv[1] == exact[1]  # same question and answer, rougher report
+
+
+def test_reasoned_answers_restate_the_written_report_then_give_the_letter():
+    from vau_jax.eval.metrics import parse_choice
+
+    rep = _report("running", ((4.0, 6.0),))
+    classes = ("running", "fighting", "explosion")
+    seen = set()
+    for seed in range(12):
+        conv, q = TL.conversation(rep, "mc", seed, classes, time_noise=1.0, reasoning=True)
+        plain, q0 = TL.conversation(rep, "mc", seed, classes, time_noise=1.0)
+        assert q == q0 and conv[0] == plain[0]  # the same question on the same written report
+        answer = conv[1]["value"]
+        letter = q.options[q.answer_index].letter
+        assert answer.startswith("Yes: a person running, between ")
+        assert answer.endswith(f" Answer: {letter}.")
+        assert parse_choice(answer, [o.text for o in q.options]) == q.answer_index
+        # the times are those of the report's anomalous line, as written (moved by <= 1 s)
+        line = conv[0]["value"].splitlines()[2]
+        start, end = line.split(": ")[0].split("-")
+        assert f"between {start} and {end}." in answer
+        assert abs(float(start[:-1]) - 4.0) <= 1.0 and abs(float(end[:-1]) - 6.0) <= 1.0
+        seen.add((start, end))
+    assert len(seen) > 1  # the written times vary with the seed, so the evidence does too
+    conv, q = TL.conversation(_report(NORMAL, ()), "mc", 3, classes, reasoning=True)
+    assert conv[1]["value"] == (
+        f"No, nothing abnormal happens in this video. Answer: {q.options[q.answer_index].letter}."
+    )
+    assert q.options[q.answer_index].interval is None
+
+
+def test_reported_intervals_fall_back_to_the_truth_when_segments_do_not_line_up():
+    rep = _report("running", ((4.0, 6.0),))
+    fewer = dataclasses.replace(rep, captions=rep.captions[:2])
+    assert TL.reported_intervals(rep, fewer) == ((4.0, 6.0),)
+    moved = dataclasses.replace(
+        rep, captions=((0.0, 3.6, "People walk."), (3.6, 6.4, "A person runs."), (6.4, 10.0, "x"))
+    )
+    assert TL.reported_intervals(rep, moved) == ((3.6, 6.4),)
+    # a segment that only touches the anomaly (caption rounding) is not part of it
+    touching = _report("running", ((4.04, 6.0),))
+    assert TL.reported_intervals(touching, moved) == ((3.6, 6.4),)
 
 
 @pytest.mark.slow
