@@ -148,6 +148,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "num_videos": 300,  # pretrain-split videos captioned
             "num_eval_videos": 32,
             "steps": steps,
+            # steps before those with the LLM frozen, only the Q-Former and projectors trained
+            # on the same rows (LLaVA's and LLaMA-VID's modality-alignment stage 1, at the
+            # same optimizer settings); 0 = none
+            "align_steps": 0,
             # per jitted call (configs/common.py; not part of the cache key): 69.4 -> 61.8 s,
             # the same model bit for bit (README, *Training stack*)
             "steps_per_call": 5,

@@ -261,17 +261,19 @@ class VideoPretrain(MethodBase):
         opt = dict(b.optimizer)
         if self.config.llm == "smollm2":  # the real instruction-tuned LLM stays as it is
             opt["freeze"] = [*opt.get("freeze", []), r"^llm/"]
-        return [
-            Stage(
-                "captions",
-                int(b.steps),
-                opt,
-                self._loss,
-                data,
-                log_every=50,
-                on_start=lambda p: put_parts(p, {"llm": self.start_llm}),
+        start = lambda p: put_parts(p, {"llm": self.start_llm})  # noqa: E731
+        stages = []
+        align = int(b.get("align_steps", 0))
+        if align > 0:  # LLaVA / LLaMA-VID stage 1: the LLM frozen, the visual path learns
+            aopt = {**opt, "freeze": [*opt.get("freeze", []), r"^llm/"]}
+            aopt.update(total_steps=align, warmup_steps=min(int(opt["warmup_steps"]), align))
+            stages.append(
+                Stage("align", align, aopt, self._loss, data, log_every=50, on_start=start)
             )
-        ]
+        stages.append(
+            Stage("captions", int(b.steps), opt, self._loss, data, log_every=50, on_start=start)
+        )
+        return stages
 
     def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
         """Caption loss and token accuracy on held-out pretrain videos."""
