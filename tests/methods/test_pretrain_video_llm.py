@@ -76,3 +76,24 @@ def test_cached_base_loads_into_either_llm_layout(vagpt_run):
     target["query_proj"]["kernel"] = jax.ShapeDtypeStruct((3, 3), np.float32)
     with pytest.raises(ValueError, match="does not match the model.*query_proj"):
         V.restore_base(os.path.join(V.base_dir(c), "params"), target)
+
+
+def test_alignment_steps_train_the_visual_path_with_the_llm_frozen(tmp_path):
+    """``base_llm.align_steps`` adds LLaVA's modality-alignment stage before the joint
+    caption steps: the same rows and optimizer, the LLM frozen; 0 (default) adds nothing."""
+    import re
+
+    c = tiny_vagpt(str(tmp_path))
+    assert c.base_llm.align_steps == 0
+    assert [s.name for s in V.VideoPretrain(c).stages()] == ["captions"]
+    key = V.base_dir(c)
+    c.base_llm.align_steps = 7
+    assert V.base_dir(c) != key  # a different base model, a different cache
+    align, captions = V.VideoPretrain(c).stages()
+    assert (align.name, align.num_steps, captions.num_steps) == ("align", 7, c.base_llm.steps)
+    assert align.optimizer["total_steps"] == 7 and align.optimizer["lr"] == captions.optimizer["lr"]
+    frozen = lambda opt, path: any(re.search(f, path) for f in opt.get("freeze", []))  # noqa: E731
+    for path in ("llm/model/layers_0/self_attn/q_proj/kernel", "llm/lm_head/kernel"):
+        assert frozen(align.optimizer, path) and not frozen(captions.optimizer, path)
+    for path in ("qformer/query_tokens", "content_proj/kernel", "context_proj/kernel"):
+        assert not frozen(align.optimizer, path)
