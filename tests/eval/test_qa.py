@@ -93,3 +93,20 @@ def test_temporal_iou_and_recall():
     assert out == pytest.approx({"mIoU": (1 + 1 / 3) / 4, "R@0.3": 0.5, "R@0.5": 0.25})
     with pytest.raises(ValueError, match="2 predicted but 1"):
         qa.temporal_iou(pred[:2], gt[:1])
+
+
+def test_mcqa_by_truth_splits_total_acc_by_the_videos_truth():
+    from vau_jax.eval.metrics import mcqa_by_truth
+
+    iv = [[None, (1.0, 2.0), (3.0, 4.0)], [(0.0, 1.0), None, (2.0, 3.0)]] * 2
+    correct = [0, 1, 1, 2]  # normal, normal, anomalous, anomalous
+    always_no = [0, 1, 0, 1]  # "no anomaly" every time: half right overall
+    out = mcqa_by_truth(always_no, correct, iv)
+    assert out == {"Total_Acc_normal": 1.0, "Total_Acc_anomalous": 0.0, "No_Anomaly_Rate": 1.0}
+    out = mcqa_by_truth([1, None, 1, 0], correct, iv)
+    assert out == {"Total_Acc_normal": 0.0, "Total_Acc_anomalous": 0.5, "No_Anomaly_Rate": 0.0}
+    only_anomalous = mcqa_by_truth([0], [0], [[(0.0, 1.0), None]])
+    assert only_anomalous["Total_Acc_anomalous"] == 1.0
+    assert np.isnan(only_anomalous["Total_Acc_normal"])
+    with pytest.raises(ValueError, match="same length"):
+        mcqa_by_truth([0], [0, 1], iv[:2])

@@ -20,6 +20,7 @@ from vau_jax.eval.metrics.frame_level import (
 )
 from vau_jax.eval.metrics.qa import (
     mcqa_accuracy,
+    mcqa_by_truth,
     parse_choice,
     parse_yes_no,
     recall_at_iou,
@@ -39,6 +40,7 @@ __all__ = [
     "frame_auc",
     "frame_metrics",
     "mcqa_accuracy",
+    "mcqa_by_truth",
     "parse_choice",
     "parse_yes_no",
     "precision_recall_curve",

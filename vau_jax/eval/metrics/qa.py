@@ -135,6 +135,36 @@ def mcqa_accuracy(
     return {"Total_Acc": total / len(chosen), "Temporal_Acc": temporal / len(chosen)}
 
 
+def mcqa_by_truth(
+    chosen: Sequence[int | None],
+    correct: Sequence[int],
+    intervals: Sequence[Sequence[Sequence[float] | None]],
+) -> dict[str, float]:
+    """Total Acc on each half of a benchmark and how often "no anomaly" is chosen.
+
+    A question is *normal* when its correct option has no interval (the "no anomaly"
+    option), else *anomalous*. On a balanced benchmark an answerer that always chooses "no
+    anomaly" scores ``Total_Acc = 0.5``; these split it: ``{"Total_Acc_normal",
+    "Total_Acc_anomalous", "No_Anomaly_Rate"}`` (fractions; ``nan`` for a half with no
+    question). Arguments as :func:`mcqa_accuracy`.
+    """
+    if not (len(chosen) == len(correct) == len(intervals)):
+        raise ValueError("chosen, correct and intervals must have the same length")
+    if not chosen:
+        raise ValueError("no questions to score")
+    hits: dict[bool, list[bool]] = {True: [], False: []}
+    no_anomaly = 0
+    for c, t, iv in zip(chosen, correct, intervals):
+        hits[iv[t] is None].append(c == t)
+        no_anomaly += c is not None and iv[c] is None
+    mean = lambda h: float(np.mean(h)) if h else float("nan")  # noqa: E731
+    return {
+        "Total_Acc_normal": mean(hits[True]),
+        "Total_Acc_anomalous": mean(hits[False]),
+        "No_Anomaly_Rate": no_anomaly / len(chosen),
+    }
+
+
 def _as_interval(value: Sequence[float] | None) -> tuple[float, float] | None:
     return None if value is None else (float(value[0]), float(value[1]))
 

@@ -14,7 +14,10 @@ folder with the model's answers beside them:
 Metrics: ``total_acc`` / ``temporal_acc`` (generated answer, the headline), the option
 log-likelihood diagnostics ``total_acc_loglik`` / ``temporal_acc_loglik`` (each option's
 answer line scored after the prompt), ``total_acc_chance`` / ``temporal_acc_chance`` (a
-uniform random choice, computed from the questions: both 0.25), ``unparsed``, the same with
+uniform random choice, computed from the questions: both 0.25), ``unparsed``, the generated
+answer's Total Acc on the questions about normal and about anomalous videos
+(``total_acc_normal`` / ``total_acc_anomalous``) and how often it chooses "no anomaly"
+(``no_anomaly_rate``: always choosing it scores 0.5 on these balanced benchmarks), the same with
 an ``xd_`` prefix for the cross-domain benchmark, TETG's frame AUC, and the stage-1 numbers
 (``*_stage1``) saved before stage 2. Training never sees these questions nor any lettered
 prompt about a video.
@@ -31,7 +34,7 @@ import numpy as np
 
 from vau_jax.data import templates as T
 from vau_jax.data.benchmark import chance, multiple_choice, write_benchmark
-from vau_jax.eval.metrics import mcqa_accuracy, parse_choice
+from vau_jax.eval.metrics import mcqa_accuracy, mcqa_by_truth, parse_choice
 from vau_jax.methods.vagpt import data as D
 
 BENCHMARKS = {"in_domain": ("test", ""), "cross_domain": ("cross", "xd_")}
@@ -157,10 +160,15 @@ def score_benchmark(
         )
         parsed = [parse_choice(t, [o.text for o in q.options]) for t, q in zip(texts, qs)]
         acc = mcqa_accuracy(parsed, correct, intervals)
+        halves = mcqa_by_truth(parsed, correct, intervals)
         out.update(
             total_acc=acc["Total_Acc"],
             temporal_acc=acc["Temporal_Acc"],
             unparsed=float(sum(p is None for p in parsed)) / len(parsed),
+            # diagnostics: always answering "no anomaly" scores 0.5 on a balanced benchmark
+            total_acc_normal=halves["Total_Acc_normal"],
+            total_acc_anomalous=halves["Total_Acc_anomalous"],
+            no_anomaly_rate=halves["No_Anomaly_Rate"],
         )
         details.update(generated=texts, parsed=parsed)
     if loglik:
