@@ -120,6 +120,23 @@ def test_finished_run_metrics_benchmarks_and_report(vagpt_run):
         assert got["Temporal_Acc"] == pytest.approx(saved[f"{prefix}temporal_acc"])
         rows = [json.loads(x) for x in open(gt)]
         assert {"id", "video", "question", "options", "answer_index", "intervals"} <= set(rows[0])
+        # the halves: recomputed from the files, and they average back to Total Acc
+        from vau_jax.eval.metrics import parse_choice
+
+        answers = [json.loads(x)["answer"] for x in open(pred)]
+        chosen = [parse_choice(a, r["options"]) for a, r in zip(answers, rows)]
+        normal = [r["intervals"][r["answer_index"]] is None for r in rows]
+        for half, key in ((True, "normal"), (False, "anomalous")):
+            hits = [c == r["answer_index"] for c, r, n in zip(chosen, rows, normal) if n == half]
+            want = np.mean(hits) if hits else np.nan
+            np.testing.assert_allclose(saved[f"{prefix}total_acc_{key}"], want)
+        n_normal = sum(normal)
+        halves = n_normal * np.nan_to_num(saved[f"{prefix}total_acc_normal"]) + (
+            len(rows) - n_normal
+        ) * np.nan_to_num(saved[f"{prefix}total_acc_anomalous"])
+        assert halves / len(rows) == pytest.approx(saved[f"{prefix}total_acc"])
+        no = sum(c is not None and r["intervals"][c] is None for c, r in zip(chosen, rows))
+        assert saved[f"{prefix}no_anomaly_rate"] == pytest.approx(no / len(rows))
     html = open(os.path.join(vagpt_run, "report.html")).read()
 
     class Count(HTMLParser):
