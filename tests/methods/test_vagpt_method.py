@@ -249,3 +249,18 @@ def test_frozen_llm_stays_bit_identical(tmp_path, tiny_data_dir):
         )
     ]
     assert any(moved)
+
+
+def test_reasoned_answers_get_room_for_their_letter(tmp_path):
+    from tests.tiny_configs import tiny_vagpt
+    from vau_jax.methods.vagpt.evaluation import REASONED_ANSWER_TOKENS, answer_tokens
+
+    c = tiny_vagpt(str(tmp_path))
+    c.max_answer_tokens = 24
+    assert answer_tokens(c) == 24
+    c.base_llm.text_pretrain.mc_reasoning = True
+    assert answer_tokens(c) == REASONED_ANSWER_TOKENS
+    c.max_answer_tokens = 64
+    assert answer_tokens(c) == 64
+    c.max_answer_tokens, c.llm = 24, "smollm2"  # its own answers: no tiny text pretraining
+    assert answer_tokens(c) == 24

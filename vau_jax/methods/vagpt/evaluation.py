@@ -156,7 +156,7 @@ def score_benchmark(
             rows_for(method, items, False),
             method.tok,
             attach=attach,
-            max_new_tokens=int(method.config.get("max_answer_tokens", 24)),
+            max_new_tokens=answer_tokens(method.config),
         )
         parsed = [parse_choice(t, [o.text for o in q.options]) for t, q in zip(texts, qs)]
         acc = mcqa_accuracy(parsed, correct, intervals)
@@ -189,6 +189,23 @@ def score_benchmark(
         details.update(scores=scores, chosen=chosen)
     out["questions"] = float(len(qs))
     return out, details
+
+
+#: Answer tokens a reasoned answer needs (the anomaly sentence, then "Answer: X."; ~22-38
+#: pieces of the tiny tokenizer).
+REASONED_ANSWER_TOKENS = 48
+
+
+def answer_tokens(config: Any) -> int:
+    """Greedy tokens per answer: ``config.max_answer_tokens``, at least
+    :data:`REASONED_ANSWER_TOKENS` when the tiny LLM learnt reasoned multiple-choice answers
+    (``base_llm.text_pretrain.mc_reasoning``), whose letter comes last."""
+    n = int(config.get("max_answer_tokens", 24))
+    base = config.get("base_llm", None)
+    text = base.get("text_pretrain", None) if base is not None else None
+    if config.get("llm", "tiny") == "tiny" and text is not None and text.get("mc_reasoning"):
+        n = max(n, REASONED_ANSWER_TOKENS)
+    return n
 
 
 def write_answers(workdir: str, name: str, details: dict[str, Any]) -> None:
