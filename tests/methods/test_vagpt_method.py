@@ -253,7 +253,8 @@ def test_frozen_llm_stays_bit_identical(tmp_path, tiny_data_dir):
 
 def test_reasoned_answers_get_room_for_their_letter(tmp_path):
     from tests.tiny_configs import tiny_vagpt
-    from vau_jax.methods.vagpt.evaluation import REASONED_ANSWER_TOKENS, answer_tokens
+    from vau_jax.methods.pretrain.text_llm import REASONED_ANSWER_TOKENS
+    from vau_jax.methods.vagpt.evaluation import answer_tokens
 
     c = tiny_vagpt(str(tmp_path))
     c.max_answer_tokens = 24

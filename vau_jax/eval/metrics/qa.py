@@ -122,10 +122,7 @@ def mcqa_accuracy(
       intervals: per question, per option ``(start, end)`` (seconds) or ``None`` (the
         "no anomaly" option of a normal video; equal only to another ``None``).
     """
-    if not (len(chosen) == len(correct) == len(intervals)):
-        raise ValueError("chosen, correct and intervals must have the same length")
-    if not chosen:
-        raise ValueError("no questions to score")
+    _check_questions(chosen, correct, intervals)
     total = temporal = 0
     for c, t, iv in zip(chosen, correct, intervals):
         if c is None:
@@ -148,10 +145,7 @@ def mcqa_by_truth(
     "Total_Acc_anomalous", "No_Anomaly_Rate"}`` (fractions; ``nan`` for a half with no
     question). Arguments as :func:`mcqa_accuracy`.
     """
-    if not (len(chosen) == len(correct) == len(intervals)):
-        raise ValueError("chosen, correct and intervals must have the same length")
-    if not chosen:
-        raise ValueError("no questions to score")
+    _check_questions(chosen, correct, intervals)
     hits: dict[bool, list[bool]] = {True: [], False: []}
     no_anomaly = 0
     for c, t, iv in zip(chosen, correct, intervals):
@@ -163,6 +157,14 @@ def mcqa_by_truth(
         "Total_Acc_anomalous": mean(hits[False]),
         "No_Anomaly_Rate": no_anomaly / len(chosen),
     }
+
+
+def _check_questions(chosen: Sequence, correct: Sequence, intervals: Sequence) -> None:
+    """Raises unless the three per-question lists are equally long and not empty."""
+    if not (len(chosen) == len(correct) == len(intervals)):
+        raise ValueError("chosen, correct and intervals must have the same length")
+    if not chosen:
+        raise ValueError("no questions to score")
 
 
 def _as_interval(value: Sequence[float] | None) -> tuple[float, float] | None:

@@ -252,8 +252,14 @@ def _noise(config: Any) -> float:
     return float(config.get("mc_time_noise", 0.0))
 
 
-def _reasoning(config: Any) -> bool:
-    """``config.mc_reasoning``: multiple-choice answers state the evidence first."""
+#: Tokens a reasoned answer needs (the anomaly sentence, then "Answer: X.": 22-38 pieces of
+#: the tiny tokenizer), so that its letter, which comes last, is generated.
+REASONED_ANSWER_TOKENS = 48
+
+
+def mc_reasoning(config: Any) -> bool:
+    """``config.mc_reasoning`` of a text pretraining config: multiple-choice answers state
+    the evidence first (:func:`reasoned_answer`)."""
     return bool(config.get("mc_reasoning", False))
 
 
@@ -312,7 +318,7 @@ def replay_conversations(
             tuple(ANOMALY_TYPES),
             REPORT_MC_QUESTIONS,
             _noise(config),
-            _reasoning(config),
+            mc_reasoning(config),
         )
         if prior_fraction > 0 and rng.uniform() < prior_fraction:
             prior = prior_sentence(rep, tuple(ANOMALY_TYPES), rng)
@@ -378,7 +384,7 @@ class TextPretrain(MethodBase):
                 c.seed * 1_000_003 + i,
                 self.class_names,
                 time_noise=_noise(c),
-                reasoning=_reasoning(c),
+                reasoning=mc_reasoning(c),
             )
             try:
                 ex = self.encode(conv, source=f"text example {i}")
@@ -423,7 +429,7 @@ class TextPretrain(MethodBase):
                 10**9 + i,
                 self.class_names,
                 time_noise=_noise(c),
-                reasoning=_reasoning(c),
+                reasoning=mc_reasoning(c),
             )
             try:
                 rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))
@@ -436,7 +442,7 @@ class TextPretrain(MethodBase):
             params,
             input_ids=b["input_ids"],
             attention_mask=b["attention_mask"],
-            max_new_tokens=48 if _reasoning(c) else 12,
+            max_new_tokens=REASONED_ANSWER_TOKENS if mc_reasoning(c) else 12,
             eos_id=self.tok.eos_id,
             pad_id=self.tok.pad_id,
         )

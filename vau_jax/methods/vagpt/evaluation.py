@@ -191,20 +191,17 @@ def score_benchmark(
     return out, details
 
 
-#: Answer tokens a reasoned answer needs (the anomaly sentence, then "Answer: X."; ~22-38
-#: pieces of the tiny tokenizer).
-REASONED_ANSWER_TOKENS = 48
-
-
 def answer_tokens(config: Any) -> int:
     """Greedy tokens per answer: ``config.max_answer_tokens``, at least
-    :data:`REASONED_ANSWER_TOKENS` when the tiny LLM learnt reasoned multiple-choice answers
-    (``base_llm.text_pretrain.mc_reasoning``), whose letter comes last."""
+    ``text_llm.REASONED_ANSWER_TOKENS`` when the tiny LLM learnt reasoned multiple-choice
+    answers (``base_llm.text_pretrain.mc_reasoning``), whose letter comes last."""
+    from vau_jax.methods.pretrain import text_llm
+
     n = int(config.get("max_answer_tokens", 24))
     base = config.get("base_llm", None)
     text = base.get("text_pretrain", None) if base is not None else None
-    if config.get("llm", "tiny") == "tiny" and text is not None and text.get("mc_reasoning"):
-        n = max(n, REASONED_ANSWER_TOKENS)
+    if config.get("llm", "tiny") == "tiny" and text is not None and text_llm.mc_reasoning(text):
+        n = max(n, text_llm.REASONED_ANSWER_TOKENS)
     return n
 
 
