@@ -99,6 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         {
             "hidden": (256, 128),
             "threshold": 0.5,
+            "smooth_s": 0.0,
             "lr": 1e-3,
             "momentum": 0.9,
             "batch_size": 32,

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vau_jax.eval.smoothing import smooth_scores
 from vau_jax.methods.tvau import data as D
 
 #: Frames per jitted AHD call (one compiled shape; the last batch is padded).
@@ -107,22 +108,6 @@ def native_boxes(
     rows = video_boxes(heat, rule, frames=indices)
     rows[:, 1:5] = D.box_to_native(rows[:, 1:5], native_hw, method.size)
     return rows
-
-
-def smooth_scores(scores: np.ndarray, timestamps: np.ndarray, sigma_s: float) -> np.ndarray:
-    """One video's frame scores ``[T]`` smoothed over time: a Gaussian of ``sigma_s`` seconds
-    (in frames: ``sigma_s`` / the median spacing of ``timestamps`` ``[T]``, seconds), edges
-    extended with the end values. ``sigma_s <= 0`` or fewer than 2 frames: unchanged."""
-    from scipy.ndimage import gaussian_filter1d
-
-    scores = np.asarray(scores, np.float32)
-    if sigma_s <= 0 or len(scores) < 2:
-        return scores
-    step = float(np.median(np.diff(np.asarray(timestamps, np.float64))))
-    if not step > 0:
-        raise ValueError(f"timestamps must increase to smooth over time, got spacing {step}")
-    out = gaussian_filter1d(scores.astype(np.float64), sigma_s / step, mode="nearest")
-    return out.astype(np.float32)
 
 
 def _raw_scores(method: Any, params: Any, split: str) -> tuple[list, list, list]:

@@ -306,6 +306,7 @@ class VAGPT(MethodBase):
             float(self.specs["cls"].fps),
             float(self.config.tetg.threshold),
             self.class_names,
+            float(self.config.tetg.get("smooth_s", 0.0)),
         )
 
     def train_examples(self) -> list[dict[str, np.ndarray]]:

@@ -138,7 +138,8 @@ def predict(
     run_fps = float(method.specs["cls"].fps)
     probs = method.tetg.probs(method.tetg_params, [feats["cls"]])[0]  # [T'] at run_fps
     threshold = float(c.tetg.threshold)
-    sentence, interval = tetg_prompt(probs, run_fps, threshold, method.class_names)
+    smooth_s = float(c.tetg.get("smooth_s", 0.0))
+    sentence, interval = tetg_prompt(probs, run_fps, threshold, method.class_names, smooth_s)
     prior = sentence if c.use_tetg else None
     duration = len(frames) / float(fps)
     question = question or T.MC_QUESTIONS[0]

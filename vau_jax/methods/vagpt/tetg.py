@@ -22,13 +22,18 @@ from vau_jax.data.instruct import tetg_text
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.data.synthvad.types import label_runs
 from vau_jax.eval.metrics import frame_auc
+from vau_jax.eval.smoothing import smooth_scores
 from vau_jax.methods.base import MethodBase, standardise
 from vau_jax.models.heads.tetg import TETG, TETGConfig, longest_run, run_to_seconds, tetg_loss
 from vau_jax.train.trainer import Stage
 
 
 def tetg_prompt(
-    probs: np.ndarray, fps: float, threshold: float, class_names: Sequence[str]
+    probs: np.ndarray,
+    fps: float,
+    threshold: float,
+    class_names: Sequence[str],
+    smooth_s: float = 0.0,
 ) -> tuple[str, tuple[float, float] | None]:
     """The TETG sentence for one video.
 
@@ -37,11 +42,16 @@ def tetg_prompt(
       fps: frames per second of ``probs`` (the sampled frame rate, not the source video's).
       threshold: ``τ`` (0.5 in the paper).
       class_names: the dataset's anomaly class list, in the order to print.
+      smooth_s: ours, not the paper's: the probabilities are first smoothed over time by a
+        Gaussian of this many seconds (:func:`vau_jax.eval.smoothing.smooth_scores`); 0 =
+        the paper's per-frame threshold.
 
     Returns:
       ``(sentence, interval)``: the template filled with the longest confident run in
       seconds, or the "no anomaly" sentence and None when no frame reaches ``threshold``.
     """
+    if smooth_s > 0:
+        probs = smooth_scores(probs, np.arange(len(probs)) / float(fps), float(smooth_s))
     run = longest_run(probs, threshold)
     interval = None if run is None else run_to_seconds(run, fps)
     return tetg_text(class_names, interval), interval
