@@ -74,6 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "text": 1,
             "text_replay": 0.5,
             "text_replay_prior": 0.0,
+            "text_replay_prior_mc": 0.0,
         }
     )
     # Evaluation (VA-GPT §4, supplementary §1.2): the model generates its answer to each

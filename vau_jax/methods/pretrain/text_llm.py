@@ -263,30 +263,87 @@ def mc_reasoning(config: Any) -> bool:
     return bool(config.get("mc_reasoning", False))
 
 
-def prior_sentence(report: Report, class_names: Sequence[str], rng: np.random.Generator) -> str:
-    """A TETG-style prior for a text report: the class list and the span of the report's
+def prior_interval(report: Report, rng: np.random.Generator) -> tuple[float, float] | None:
+    """The interval a TETG-style prior gives for a text report: the span of the report's
     anomaly intervals with each end moved by up to ±1 s (as TETG's predicted interval is only
-    roughly right), or the "no anomaly" sentence for a normal report."""
-    from vau_jax.data.instruct import tetg_text
-
+    roughly right), rounded to 0.1 s; None for a normal report."""
     iv = report.facts.intervals
     if report.facts.anomaly_type == NORMAL or not iv:
-        return tetg_text(class_names, None)
+        return None
     dur = float(report.facts.duration)
     s = min(a for a, _ in iv) + float(rng.uniform(-1.0, 1.0))
     e = max(b for _, b in iv) + float(rng.uniform(-1.0, 1.0))
     s, e = max(0.0, round(s, 1)), min(dur, round(e, 1))
-    return tetg_text(class_names, (s, max(e, min(dur, s + 0.1))))
+    return s, max(e, min(dur, s + 0.1))
+
+
+def prior_sentence(report: Report, class_names: Sequence[str], rng: np.random.Generator) -> str:
+    """A TETG-style prior for a text report: the class list and :func:`prior_interval`, or
+    the "no anomaly" sentence for a normal report."""
+    from vau_jax.data.instruct import tetg_text
+
+    return tetg_text(class_names, prior_interval(report, rng))
+
+
+#: The questions of prior-only multiple-choice rows (:func:`prior_mc_conversation`): about
+#: the prior sentence, never the wording of a video method's evaluation questions.
+PRIOR_MC_QUESTIONS = (
+    "Which option agrees with the temporal prior above?",
+    "Going by the prior, which option gives the anomaly and its time?",
+)
+
+
+def prior_mc_conversation(
+    report: Report,
+    seed: int,
+    class_names: Sequence[str],
+    reasoning: bool = False,
+) -> list[dict[str, str]]:
+    """A text-only multiple-choice row whose only evidence is a TETG-style prior
+    (:func:`prior_sentence`: the report's anomaly span with each end moved by up to ±1 s, or
+    the "no anomaly" sentence), ours: the answer is the option whose interval the prior
+    points at (the options' intervals differ, and the distractors overlap the true one by at
+    most 30% IoU), or the "no anomaly" option. It teaches a text skill, reading an interval
+    off a sentence and matching it among options, on pretrain-split reports; the questions
+    are worded from :data:`PRIOR_MC_QUESTIONS`, not the evaluation's. With ``reasoning`` the
+    answer restates the prior first (``"Yes: between 2.3s and 4.4s. Answer: C."``)."""
+    from vau_jax.data.instruct import tetg_text
+
+    rng = np.random.default_rng([int(seed), 31])
+    q = multiple_choice(report.facts, class_names, seed, questions=PRIOR_MC_QUESTIONS)
+    interval = prior_interval(report, rng)
+    o = q.options[q.answer_index]
+    answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
+    if reasoning:
+        said = PRIOR_SAID_NONE
+        if interval is not None:
+            said = PRIOR_SAID.format(start=format_time(interval[0]), end=format_time(interval[1]))
+        answer = T.MC_REASONED_ANSWER.format(evidence=said, letter=o.letter)
+    return [
+        {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
+        {"from": "gpt", "value": answer},
+    ]
+
+
+#: What a reasoned prior-only answer restates (:func:`prior_mc_conversation`).
+PRIOR_SAID = "The prior places the anomaly between {start} and {end}."
+PRIOR_SAID_NONE = "The prior finds no anomaly."
 
 
 def replay_conversations(
-    config: Any, count: int, seed: int, prior_fraction: float = 0.0
+    config: Any,
+    count: int,
+    seed: int,
+    prior_fraction: float = 0.0,
+    prior_mc_fraction: float = 0.0,
 ) -> list[list[dict[str, str]]]:
     """``count`` text-only conversations drawn like the text pretraining corpus of
     ``config`` (a ``configs/text_pretrain.py`` config: its pretrain-split reports and
     ``mix``), for the later trainings of the same LLM to replay.
 
-    With ``prior_fraction > 0`` that fraction of them opens with a TETG-style prior
+    With ``prior_mc_fraction > 0`` that fraction of them are prior-only multiple-choice rows
+    instead (:func:`prior_mc_conversation`). With ``prior_fraction > 0`` that fraction of the
+    others opens with a TETG-style prior
     (:func:`prior_sentence`), so that a prompt carrying VA-GPT's temporal-prior sentence is
     not only ever a clip-caption question: without it, the sentence switched the 4-layer LLM
     from lettered answers to caption fragments (README, VA-GPT).
@@ -311,6 +368,11 @@ def replay_conversations(
         kind = kinds[int(rng.choice(len(kinds), p=p))]
         rep = reps[int(rng.integers(len(reps)))]
         seed_k = int(rng.integers(2**31))
+        if prior_mc_fraction > 0 and rng.uniform() < prior_mc_fraction:
+            out.append(
+                prior_mc_conversation(rep, seed_k, tuple(ANOMALY_TYPES), mc_reasoning(config))
+            )
+            continue
         conv, _ = conversation(
             rep,
             kind,

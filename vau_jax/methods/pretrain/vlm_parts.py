@@ -227,11 +227,16 @@ def conversation_row(
 
 
 def replay_rows(
-    method: Any, num_rows: int, fraction: float, prior_fraction: float = 0.0
+    method: Any,
+    num_rows: int,
+    fraction: float,
+    prior_fraction: float = 0.0,
+    prior_mc_fraction: float = 0.0,
 ) -> list[dict[str, np.ndarray]]:
     """``round(fraction * num_rows)`` text-only replay rows
     (:func:`vau_jax.methods.pretrain.text_llm.replay_conversations` of the config's
-    ``base_llm.text_pretrain``; ``prior_fraction`` of them open with a TETG-style prior),
+    ``base_llm.text_pretrain``; ``prior_mc_fraction`` of them are prior-only multiple-choice
+    rows, ``prior_fraction`` of the others open with a TETG-style prior),
     tokenized like ``method``'s video rows; their video index is 0 and they hold no video
     token. Conversations longer than ``max_length`` are skipped."""
     from vau_jax.data.chat import TooLongError
@@ -239,7 +244,11 @@ def replay_rows(
 
     c = method.config
     convs = replay_conversations(
-        c.base_llm.text_pretrain, round(fraction * num_rows), int(c.seed), prior_fraction
+        c.base_llm.text_pretrain,
+        round(fraction * num_rows),
+        int(c.seed),
+        prior_fraction,
+        prior_mc_fraction,
     )
     out = []
     for k, conv in enumerate(convs):

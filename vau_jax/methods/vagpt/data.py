@@ -220,7 +220,8 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
     _check_dropped(too_long, total)
     if c.llm == "tiny" and c.base_llm.enabled:  # the tiny LLM's general skills (replay_rows)
         prior = float(mix.get("text_replay_prior", 0.0)) if c.use_tetg else 0.0
-        rows += replay_rows(method, len(rows), float(mix.get("text_replay", 0.0)), prior)
+        prior_mc = float(mix.get("text_replay_prior_mc", 0.0)) if c.use_tetg else 0.0
+        rows += replay_rows(method, len(rows), float(mix.get("text_replay", 0.0)), prior, prior_mc)
     return rows
 
 
