@@ -324,24 +324,6 @@ def test_second_evaluation_compiles_nothing(tvau_run, tmp_path):
     assert again == first
 
 
-def test_smooth_scores_is_a_gaussian_in_seconds():
-    from vau_jax.methods.tvau.evaluation import smooth_scores
-
-    rng = np.random.default_rng(0)
-    s = rng.random(40).astype(np.float32)
-    t = np.arange(40) * 0.5  # 2 fps: 1 s = 2 frames
-    np.testing.assert_array_equal(smooth_scores(s, t, 0.0), s)
-    # Reference: a Gaussian of 2 frames truncated at 4 sigma, edges extended, normalised.
-    k = np.arange(-8, 9)
-    w = np.exp(-0.5 * (k / 2.0) ** 2)
-    w /= w.sum()
-    padded = np.concatenate([np.full(8, s[0]), s, np.full(8, s[-1])]).astype(np.float64)
-    want = np.convolve(padded, w, mode="valid")
-    np.testing.assert_allclose(smooth_scores(s, t, 1.0), want, atol=1e-6)
-    with pytest.raises(ValueError, match="timestamps must increase"):
-        smooth_scores(s, np.zeros(40), 1.0)
-
-
 def test_score_smoothing_is_chosen_on_validation(tvau_run):
     """``score_sigma_s`` is the candidate with the best validation micro-AUC (recomputed here
     with scikit-learn), and the test metrics use it; the unsmoothed AUC is reported beside."""

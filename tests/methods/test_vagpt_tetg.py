@@ -25,3 +25,15 @@ def test_tetg_auc_against_sklearn():
     probs = [rng.random(len(lab)) for lab in labels]
     want = roc_auc_score(np.concatenate(labels), np.concatenate(probs))
     assert abs(tetg_auc(probs, labels, ["a", "b", "c"]) - want) < 1e-12
+
+
+def test_tetg_prompt_smoothing_bridges_a_flicker_and_drops_a_lone_spike():
+    names = ["Arson"]
+    # 8 fps: a run broken by one cold frame, then a lone spike at the end.
+    probs = np.array([0.1] * 8 + [0.9, 0.9, 0.2, 0.9, 0.9, 0.9] + [0.1] * 8 + [0.95] + [0.1] * 8)
+    _, raw = tetg_prompt(probs, 8.0, 0.5, names)
+    assert raw == (1.4, 1.8)  # the paper's per-frame threshold: the longer half only
+    _, smooth = tetg_prompt(probs, 8.0, 0.5, names, smooth_s=0.125)
+    assert smooth == (1.0, 1.8)  # one run across the flicker; the spike falls under 0.5
+    _, same = tetg_prompt(probs, 8.0, 0.5, names, smooth_s=0.0)
+    assert same == raw

@@ -14,7 +14,11 @@ segment (``"2.1s-4.5s: A person in red runs along the path."``), and asks one of
 * optional, only when ``mix`` weights it: **object** (``object``): which object the report's
   anomaly involves, answered "The person is the anomalous object of the report." (ours: the
   words a frozen LLM needs to name an anomalous object, as T-VAU's target question asks; its
-  wording shares no 4-gram with T-VAU's target question and answers).
+  wording shares no 4-gram with T-VAU's target question and answers);
+* optional, only when ``mix`` weights it: **prior-only multiple choice** (``prior_mc``): the
+  same options with a TETG-style prior sentence as the only evidence
+  (:func:`prior_mc_conversation`; ours: reading an interval off VA-GPT's prior and matching
+  it among options, a text skill).
 
 The loss is the next-token cross-entropy on the answers. Evaluation: accuracy of the
 generated letter on held-out pretrain-split reports (``text_mc_acc``; chance 0.25). The
@@ -47,7 +51,7 @@ from vau_jax.train.trainer import Stage
 KINDS = ("mc", "qa", "summary")
 #: Optional kinds, used only when ``mix`` names them with a weight above 0 (so the default
 #: corpus, its sampling and its cache key stay those of :data:`KINDS`).
-OPTIONAL_KINDS = ("object",)
+OPTIONAL_KINDS = ("object", "prior_mc")
 SUMMARY_QUESTIONS = ("Summarize the report in one sentence.", "What happened, in short?")
 QA_QUESTIONS = (
     "Is there an anomaly in this report? If so, what is it and when does it happen?",
@@ -231,6 +235,8 @@ def conversation(
             {"from": "human", "value": f"{report.text()}\n{question}"},
             {"from": "gpt", "value": report.description},
         ], None
+    if kind == "prior_mc":
+        return prior_mc_conversation(report, seed, class_names, reasoning)
     raise ValueError(f"unknown text task {kind!r}; choose from {KINDS + OPTIONAL_KINDS}")
 
 
@@ -298,7 +304,7 @@ def prior_mc_conversation(
     seed: int,
     class_names: Sequence[str],
     reasoning: bool = False,
-) -> list[dict[str, str]]:
+) -> tuple[list[dict[str, str]], MCQuestion]:
     """A text-only multiple-choice row whose only evidence is a TETG-style prior
     (:func:`prior_sentence`: the report's anomaly span with each end moved by up to ±1 s, or
     the "no anomaly" sentence), ours: the answer is the option whose interval the prior
@@ -322,7 +328,7 @@ def prior_mc_conversation(
     return [
         {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
         {"from": "gpt", "value": answer},
-    ]
+    ], q
 
 
 #: What a reasoned prior-only answer restates (:func:`prior_mc_conversation`).
@@ -369,9 +375,8 @@ def replay_conversations(
         rep = reps[int(rng.integers(len(reps)))]
         seed_k = int(rng.integers(2**31))
         if prior_mc_fraction > 0 and rng.uniform() < prior_mc_fraction:
-            out.append(
-                prior_mc_conversation(rep, seed_k, tuple(ANOMALY_TYPES), mc_reasoning(config))
-            )
+            conv, _ = prior_mc_conversation(rep, seed_k, tuple(ANOMALY_TYPES), mc_reasoning(config))
+            out.append(conv)
             continue
         conv, _ = conversation(
             rep,
@@ -474,12 +479,26 @@ class TextPretrain(MethodBase):
 
     def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
         """Generated-letter accuracy on held-out pretrain-split reports (the videos after the
-        training ones; chance 0.25)."""
+        training ones; chance 0.25): ``text_mc_acc`` on report questions and, when ``mix``
+        weights ``prior_mc``, ``text_prior_mc_acc`` on prior-only ones."""
+        del workdir
+        out = self._letter_accuracy(params, "mc")
+        out = {
+            "text_mc_acc": out["Total_Acc"],
+            "text_mc_temporal_acc": out["Temporal_Acc"],
+            "text_mc_eval_questions": out["questions"],
+        }
+        if float(self.config.mix.get("prior_mc", 0.0)) > 0:
+            out["text_prior_mc_acc"] = self._letter_accuracy(params, "prior_mc")["Total_Acc"]
+        return out
+
+    def _letter_accuracy(self, params: Any, kind: str) -> dict[str, float]:
+        """MC-QA accuracy of the generated answers to the held-out reports' ``kind``
+        questions (``"mc"`` or ``"prior_mc"``), plus ``questions`` (how many were asked)."""
         from vau_jax.eval.generate import generate
         from vau_jax.eval.metrics import mcqa_accuracy, parse_choice
         from vau_jax.eval.scoring import stack_rows
 
-        del workdir
         c = self.config
         n_train, n_eval = int(c.num_train_videos), int(c.num_eval_videos)
         held = reports(c.data_dir, self.synth, n_train + n_eval)[n_train:]
@@ -487,7 +506,7 @@ class TextPretrain(MethodBase):
         for i, rep in enumerate(held):
             conv, q = conversation(
                 rep,
-                "mc",
+                kind,
                 10**9 + i,
                 self.class_names,
                 time_noise=_noise(c),
@@ -523,12 +542,8 @@ class TextPretrain(MethodBase):
         acc = mcqa_accuracy(
             chosen, [q.answer_index for q in qs], [[o.interval for o in q.options] for q in qs]
         )
-        logging.info("text pretraining, held-out answers: %s", texts[:3])
-        return {
-            "text_mc_acc": acc["Total_Acc"],
-            "text_mc_temporal_acc": acc["Temporal_Acc"],
-            "text_mc_eval_questions": float(len(qs)),
-        }
+        logging.info("text pretraining, held-out %s answers: %s", kind, texts[:3])
+        return {**acc, "questions": float(len(qs))}
 
 
 def checkpoint_dir(config: Any) -> str:
