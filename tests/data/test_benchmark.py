@@ -126,3 +126,23 @@ def test_benchmark_file_round_trips_through_the_reader_and_the_cli(tmp_path):
         check=True,
     )
     assert json.loads(out.stdout) == {"Total_Acc": 1.0, "Temporal_Acc": 1.0}
+
+
+def test_prior_reader_picks_the_option_the_prior_overlaps_most():
+    facts = _facts(3)
+    q = B.multiple_choice(facts, VOCAB, 3)
+    true = q.options[q.answer_index].interval
+    none = next(i for i, o in enumerate(q.options) if o.interval is None)
+    assert B.prior_reader_choice(q, None) == none
+    assert B.prior_reader_choice(q, true) == q.answer_index
+    # a prior that is only roughly right still points at the true option (distractors
+    # overlap the true interval by at most 30% IoU)
+    assert B.prior_reader_choice(q, (true[0] + 0.3, true[1] - 0.2)) == q.answer_index
+    # a prior on a distractor's time chooses that distractor
+    other = next(i for i, o in enumerate(q.options) if o.interval not in (None, true))
+    assert B.prior_reader_choice(q, q.options[other].interval) == other
+    # a prior overlapping no option: the first anomalous option, never "no anomaly"
+    far = (facts.duration + 5.0, facts.duration + 6.0)
+    assert B.prior_reader_choice(q, far) == min(i for i in range(4) if i != none)
+    normal = B.multiple_choice(I.VideoFacts("n0", 10.0, "normal"), VOCAB, 5)
+    assert B.prior_reader_choice(normal, None) == normal.answer_index

@@ -262,3 +262,23 @@ def write_benchmark(path: str, questions: Sequence[MCQuestion], prefix: str = "q
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
+
+
+def prior_reader_choice(question: MCQuestion, prior: Interval | None) -> int:
+    """The option an exact reader of a temporal prior (TETG's interval) chooses: "no
+    anomaly" when the prior finds none, otherwise the anomalous option whose interval overlaps
+    the prior's most (temporal IoU; the first among equals).
+
+    A diagnostic of what the prior alone can score: VA-GPT reports its accuracy beside the
+    model's generated answers (``tetg_reader_acc``), so that the share lost in reading the
+    prior shows apart from the share the prior itself gets wrong.
+    """
+    from vau_jax.eval.metrics.qa import temporal_iou
+
+    ivs = [o.interval for o in question.options]
+    if prior is None:
+        return next(k for k, iv in enumerate(ivs) if iv is None)
+    overlaps = [
+        -1.0 if iv is None else float(temporal_iou(np.array(prior), np.array(iv))[0]) for iv in ivs
+    ]
+    return int(np.argmax(overlaps))

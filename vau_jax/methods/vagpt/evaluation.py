@@ -18,7 +18,10 @@ uniform random choice, computed from the questions: both 0.25), ``unparsed``, th
 answer's Total Acc on the questions about normal and about anomalous videos
 (``total_acc_normal`` / ``total_acc_anomalous``) and how often it chooses "no anomaly"
 (``no_anomaly_rate``: always choosing it scores 0.5 on these balanced benchmarks), the same with
-an ``xd_`` prefix for the cross-domain benchmark, TETG's frame AUC, and the stage-1 numbers
+an ``xd_`` prefix for the cross-domain benchmark, TETG's frame AUC, what an exact reader of
+TETG's sentence would score (``tetg_reader_acc``, :func:`vau_jax.data.benchmark.
+prior_reader_choice`: the prior's share of the answer apart from the LLM's reading), and the
+stage-1 numbers
 (``*_stage1``) saved before stage 2. Training never sees these questions nor any lettered
 prompt about a video.
 """
@@ -33,7 +36,12 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data import templates as T
-from vau_jax.data.benchmark import chance, multiple_choice, write_benchmark
+from vau_jax.data.benchmark import (
+    chance,
+    multiple_choice,
+    prior_reader_choice,
+    write_benchmark,
+)
 from vau_jax.eval.metrics import mcqa_accuracy, mcqa_by_truth, parse_choice
 from vau_jax.methods.vagpt import data as D
 
@@ -147,6 +155,9 @@ def score_benchmark(
     intervals = [[o.interval for o in q.options] for q in qs]
     out: dict[str, float] = dict(chance(qs))
     details: dict[str, Any] = {"items": items}
+    if method.config.use_tetg:  # what an exact reader of TETG's sentence would score
+        reader = [prior_reader_choice(q, iv) for _, q, _, iv in items]
+        out["tetg_reader_acc"] = mcqa_accuracy(reader, correct, intervals)["Total_Acc"]
     scorer = method.scorer(keep)
     attach = lambda b: D.attach_batch(b, feats)  # noqa: E731
     if generate:
@@ -258,7 +269,7 @@ def evaluate(method: Any, params: Any, workdir: str) -> dict[str, float]:
                 {
                     f"{k}_stage1": float(v)
                     for k, v in json.load(fh).items()
-                    if "chance" not in k and "questions" not in k
+                    if not any(s in k for s in ("chance", "questions", "reader"))
                 }
             )
     gen = bool(method.config.get("eval_generate", True))
