@@ -1,6 +1,7 @@
 """VA-GPT's TETG helpers: the prior sentence and the frame AUC."""
 
 import numpy as np
+import pytest
 
 from vau_jax.data import templates as T
 from vau_jax.methods.vagpt.tetg import tetg_auc, tetg_prompt
@@ -37,3 +38,28 @@ def test_tetg_prompt_smoothing_bridges_a_flicker_and_drops_a_lone_spike():
     assert smooth == (1.0, 1.8)  # one run across the flicker; the spike falls under 0.5
     _, same = tetg_prompt(probs, 8.0, 0.5, names, smooth_s=0.0)
     assert same == raw
+
+
+def test_prior_reader_accuracy_reads_the_smoothed_sentence():
+    from vau_jax.data.benchmark import multiple_choice
+    from vau_jax.data.instruct import VideoFacts
+    from vau_jax.methods.vagpt.tetg import prior_reader_accuracy
+
+    vocab = ("running", "fighting", "fire")
+    fps = 4.0
+    anomalous = VideoFacts("a", 10.0, "running", ((4.0, 6.0),))
+    normal = VideoFacts("n", 10.0, "normal")
+    hot = np.full(40, 0.1)
+    hot[16:24] = 0.9  # 4.0 s to 6.0 s
+    hot[19] = 0.2  # one cold frame: the per-frame run stops at 4.8 s
+    cold = np.full(40, 0.1)
+    cold[30] = 0.8  # a lone spike on a normal video
+    qs = [(0, multiple_choice(anomalous, vocab, s)) for s in range(6)]
+    qs += [(1, multiple_choice(normal, vocab, s)) for s in range(6)]
+    # per frame: the anomalous questions are read right (the longest run still overlaps the
+    # true interval most) and the spike answers the normal ones with an anomaly
+    assert prior_reader_accuracy([hot, cold], qs, fps, 0.5, 0.0) == 0.5
+    # smoothed by 0.25 s (one frame): the spike drops below 0.5, every answer is right
+    assert prior_reader_accuracy([hot, cold], qs, fps, 0.5, 0.25) == 1.0
+    with pytest.raises(ValueError, match="no question"):
+        prior_reader_accuracy([hot], [], fps, 0.5, 0.0)

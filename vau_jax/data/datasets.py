@@ -354,13 +354,19 @@ def prepared_synthvad(tfds_dir: str, split: str, num_videos: int, synth_cfg: Any
 
 
 def synthvad_dataset(
-    data_dir: str, synth_cfg: Any, num_train: int, num_test: int, num_pretrain: int = 0
+    data_dir: str,
+    synth_cfg: Any,
+    num_train: int,
+    num_test: int,
+    num_pretrain: int = 0,
+    num_validation: int = 0,
 ) -> Dataset:
     """SynthVAD's first ``num_train`` / ``num_test`` videos, rendered once into ArrayRecord
     by its tfds builder under ``<data_dir>/tfds`` (:func:`prepared_synthvad`); a split of 0
     videos is left empty. ``num_pretrain > 0`` adds the ``"pretrain"`` split (disjoint seeds,
     :mod:`vau_jax.data.synthvad.splits`: encoder pretraining data, never a method's train or
-    test videos)."""
+    test videos); ``num_validation > 0`` the ``"validation"`` split (for choices made on
+    neither train nor test videos)."""
     import dataclasses as dc
 
     from vau_jax.data import synthvad
@@ -369,6 +375,7 @@ def synthvad_dataset(
     out: dict[str, list[Video]] = {}
     counts = [("train", num_train), ("test", num_test)]
     counts += [("pretrain", num_pretrain)] if int(num_pretrain) > 0 else []
+    counts += [("validation", num_validation)] if int(num_validation) > 0 else []
     for split, n in counts:
         if int(n) <= 0:
             out[split] = []

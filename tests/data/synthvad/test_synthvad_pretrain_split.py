@@ -44,6 +44,9 @@ def test_synthvad_dataset_reads_the_pretrain_split_only_when_asked(tmp_path):
     assert [v.id for v in videos] == ["pretrain_000000", "pretrain_000001"]
     assert [v.info["seed"] for v in videos] == split_seeds("pretrain", 2)
     assert ds.split("train") == [] and ds.split("test") == []
+    val = synthvad_dataset(str(tmp_path), TINY, 0, 0, num_validation=1)
+    assert set(val.videos) == {"train", "test", "validation"}
+    assert [v.info["seed"] for v in val.split("validation")] == split_seeds("validation", 1)
 
 
 def test_tiny_clip_pretrains_on_the_pretrain_split_and_refuses_train_and_test():
