@@ -42,7 +42,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # 0.159) after VA-GPT's main job was measured with and without it (3 seeds: generated
     # Total 0.365 vs 0.325 in-domain, 0.384 vs 0.337 cross-domain, inside the swing that float
     # rounding alone gives VA-GPT's answers; README, VA-GPT / T-VAU).
-    c.mix = ml_collections.ConfigDict({"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.15})
+    # prior_mc (ours, optional kind): four-option questions whose only evidence is a TETG-style
+    # prior sentence (methods/pretrain/text_llm.py::prior_mc_conversation), so that reading
+    # VA-GPT's prior and matching its interval among options is a text skill. 0.25 since
+    # 2026-12-05 (VA-GPT seed 0 with the rest of that change: generated Total 0.349 with it vs
+    # 0.292 without; 0.5 gave 0.443 vs 0.469 at 0.25 with video multiple choice; README, VA-GPT).
+    c.mix = ml_collections.ConfigDict(
+        {"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.15, "prior_mc": 0.25}
+    )
     # Multiple-choice reports give times only roughly (each boundary moved by up to ±1 s):
     # choosing the option that agrees best with the evidence, not copying its numbers
     # (methods/pretrain/text_llm.py::approximate). 0 = exact times.

@@ -81,6 +81,8 @@ def test_finished_run_metrics_benchmarks_and_report(vagpt_run):
         "xd_total_acc_loglik",
         "tetg_frame_auc",
         "unparsed",
+        "tetg_reader_acc",
+        "xd_tetg_reader_acc",
     ):
         assert 0.0 <= saved[key] <= 1.0, key
     assert saved["total_acc_chance"] == saved["temporal_acc_chance"] == 0.25
