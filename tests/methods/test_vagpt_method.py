@@ -1,6 +1,7 @@
 """VA-GPT through the methods layer (tiny sizes: wiring, not quality): questions, a finished
 run's metrics and report, evaluations that never recompile, a frozen LLM, resumption."""
 
+import dataclasses
 import json
 import os
 from html.parser import HTMLParser
@@ -55,6 +56,44 @@ def test_over_long_conversations_are_left_out_only_up_to_a_bound(caplog):
     many = few + [TooLongError(f"v{i}", 450, 448) for i in range(2)]
     with pytest.raises(ValueError, match="3 of 100 .* raise max_length"):
         D._check_dropped(many, 100)
+
+
+def test_validation_benchmark_asks_about_validation_videos_only():
+    from types import SimpleNamespace
+
+    import ml_collections
+
+    from vau_jax.data.datasets import Dataset
+    from vau_jax.methods.vagpt import evaluation as E
+
+    def videos(split, n):
+        return [
+            dataclasses.replace(
+                _video(f"{split}_{i}", "fire" if i % 2 else "Normal", ((8, 20),) if i % 2 else ()),
+                split=split,
+            )
+            for i in range(n)
+        ]
+
+    classes = ("fire", "running", "falling")
+    ds = Dataset(
+        "synthvad",
+        None,
+        {
+            "train": videos("train", 2),
+            "test": videos("test", 3),
+            "validation": videos("validation", 4),
+        },
+        classes,
+    )
+    config = ml_collections.ConfigDict({"questions_per_test_video": 2, "test_questions": ""})
+    m = SimpleNamespace(config=config, dataset=ds, cross=None, class_names=classes)
+    val = E.benchmark_questions(m, "validation")
+    test = E.benchmark_questions(m, "test")
+    assert [q.video_id for q in val] == [f"validation_{i}" for i in range(4) for _ in range(2)]
+    assert [q.video_id for q in test] == [f"test_{i}" for i in range(3) for _ in range(2)]
+    assert {"in_domain", "cross_domain", "validation"} == set(E.BENCHMARKS)
+    assert E.BENCHMARKS["validation"] == ("validation", "validation_")
 
 
 def test_report_videos_alternate_anomalous_and_normal():

@@ -513,7 +513,8 @@ def layout_dataset(name: str, root: str, cache_dir: str, fps: float | None = Non
 
 def load_dataset(config: Any) -> Dataset:
     """The dataset a method config names (``dataset``, ``dataset_dir``, ``data_dir``,
-    ``synthvad``, ``num_train_videos``, ``num_test_videos``, ``dataset_fps``)."""
+    ``synthvad``, ``num_train_videos``, ``num_test_videos``, ``dataset_fps``; on SynthVAD
+    also ``num_validation_videos``, 0 when absent: the validation split)."""
     name = str(config.get("dataset", "synthvad"))
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
@@ -525,6 +526,7 @@ def load_dataset(config: Any) -> Dataset:
             SynthConfig(**dict(config.synthvad)),
             int(config.num_train_videos),
             int(config.num_test_videos),
+            num_validation=int(config.get("num_validation_videos", 0)),
         )
     fps = config.get("dataset_fps", None)
     return layout_dataset(name, str(config.get("dataset_dir", "")), config.data_dir, fps)

@@ -45,7 +45,20 @@ from vau_jax.data.benchmark import (
 from vau_jax.eval.metrics import mcqa_accuracy, mcqa_by_truth, parse_choice
 from vau_jax.methods.vagpt import data as D
 
-BENCHMARKS = {"in_domain": ("test", ""), "cross_domain": ("cross", "xd_")}
+#: benchmark name -> (feature split, metric prefix). "validation": SynthVAD's validation
+#: videos (``num_validation_videos``), neither trained on nor tested: choices are made there.
+BENCHMARKS = {
+    "in_domain": ("test", ""),
+    "cross_domain": ("cross", "xd_"),
+    "validation": ("validation", "validation_"),
+}
+
+
+def _benchmark_videos(method: Any, split: str) -> tuple[Any, list[Any]]:
+    """``(dataset, videos)`` of a benchmark's feature split (``BENCHMARKS``)."""
+    if split == "cross":
+        return method.cross, method.cross.split("test")
+    return method.dataset, method.dataset.split(split)
 
 
 def cross_dataset(config: Any) -> Any:
@@ -70,13 +83,13 @@ def cross_dataset(config: Any) -> Any:
 
 
 def benchmark_questions(method: Any, split: str) -> list[Any]:
-    """The questions of a benchmark (``split``: ``"test"`` in-domain, ``"cross"``)."""
+    """The questions of a benchmark (``split``: ``"test"`` in-domain, ``"cross"``,
+    ``"validation"``)."""
     from vau_jax.data.formats.mcqa import read_mc_questions
     from vau_jax.data.formats.record import FormatError
 
     c = method.config
-    dataset = method.dataset if split == "test" else method.cross
-    videos = dataset.split("test")
+    dataset, videos = _benchmark_videos(method, split)
     given_path = str(c.get("test_questions", "")) if split == "test" else ""
     if given_path:
         given = read_mc_questions(given_path, T.MC_QUESTIONS[0])
@@ -86,7 +99,9 @@ def benchmark_questions(method: Any, split: str) -> list[Any]:
                 f"{given_path}: questions about videos not in the test split: {unknown[:3]}"
             )
         return [q for v in videos for q in given.get(v.id, [])]
-    classes = method.class_names if split == "test" else (dataset.class_names or method.class_names)
+    classes = method.class_names
+    if split == "cross":
+        classes = dataset.class_names or method.class_names
     out = []
     for v, iv in zip(videos, D.anomaly_intervals(videos)):
         f = D.facts(v, intervals=iv)
@@ -100,7 +115,7 @@ def benchmark_questions(method: Any, split: str) -> list[Any]:
 
 def benchmark_items(method: Any, split: str) -> list[tuple[int, Any, str | None, Any]]:
     """``(video index, question, TETG sentence, TETG interval)`` of every benchmark question."""
-    videos = (method.dataset if split == "test" else method.cross).split("test")
+    _, videos = _benchmark_videos(method, split)
     index = {v.id: i for i, v in enumerate(videos)}
     items = []
     for q in benchmark_questions(method, split):

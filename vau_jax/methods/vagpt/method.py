@@ -168,6 +168,8 @@ class VAGPT(MethodBase):
             self.cross = cross_dataset(c)
             for split in ("train", "test"):
                 self.feats[split] = self._features(split)
+            if self.dataset.videos.get("validation"):  # SynthVAD's, for choices (evaluation)
+                self.feats["validation"] = self._features("validation")
             if self.cross is not None:
                 self.feats["cross"] = self._features("test", self.cross, "cross")
             self.tetg_params = self._train_tetg()
