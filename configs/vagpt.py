@@ -12,7 +12,7 @@ caption pretraining on SynthVAD's pretrain split) and is instruction-tuned on co
 about the train videos' caption clips (never multiple choice): stage 1 on full tokens,
 stage 2 (≤150 iterations) on SETS tokens. Evaluation: the generated answer to four-option
 questions, parsed (Total / Temporal Acc), in-domain (SynthVAD test) and cross-domain (its
-domain-shifted version).
+domain-shifted version), and on SynthVAD's validation videos (where settings are chosen).
 Paper: where VA-GPT is silent the LLaMA-VID fine-tuning settings are used (AdamW lr 2e-5, no
 weight decay, 3% warm-up, cosine, global batch 128), one epoch over the 775,241 UCF-Crime
 instruction pairs of the supplementary material, then 150 SETS iterations.

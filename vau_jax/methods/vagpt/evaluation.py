@@ -1,7 +1,7 @@
 """VA-GPT's evaluation as in the paper: the model *generates* its answer to a four-option
 question, and the letter (or option text) parsed from it is scored.
 
-Two benchmarks, each a multiple-choice JSONL file (:mod:`vau_jax.data.benchmark`; the
+Benchmarks, each a multiple-choice JSONL file (:mod:`vau_jax.data.benchmark`; the
 ground truth ``python -m vau_jax.evaluate --metric=mcqa`` reads), written into the run
 folder with the model's answers beside them:
 
@@ -9,7 +9,9 @@ folder with the model's answers beside them:
   test video of the dataset, built from its test annotations (or ``config.test_questions``);
 * **cross-domain** (``benchmark_cross_domain.jsonl``): the same from another dataset
   (``config.cross_domain``): an XD-Violence tree, or on SynthVAD a domain-shifted test split
-  (``SynthConfig(domain="shifted")``: other palettes, textures, camera noise, actor sizes).
+  (``SynthConfig(domain="shifted")``: other palettes, textures, camera noise, actor sizes);
+* **validation** (``benchmark_validation.jsonl``, metrics prefixed ``validation_``): the same
+  on SynthVAD's validation videos (``num_validation_videos``), where settings are chosen.
 
 Metrics: ``total_acc`` / ``temporal_acc`` (generated answer, the headline), the option
 log-likelihood diagnostics ``total_acc_loglik`` / ``temporal_acc_loglik`` (each option's
