@@ -34,3 +34,14 @@ def test_steps_bench_builds_both_sides():
         assert row.flops > 0
         ours, theirs = row.ours(1), row.theirs(1)
         assert math.isfinite(ours) and math.isfinite(theirs), (name, ours, theirs)
+
+
+def test_machine_header_names_each_library_matmul_rate(capsys):
+    models = _load("models")
+    rates = models.matmul_rates(1)
+    assert set(rates) == {"jax", "torch"} and all(
+        r > 0 and math.isfinite(r) for r in rates.values()
+    )
+    peak = models.machine_header(1, 1)
+    out = capsys.readouterr().out
+    assert "JAX " in out and "PyTorch " in out and f"{peak:.1f} GFLOP/s" in out
