@@ -59,7 +59,8 @@ def test_replayed_text_rows_are_about_pretrain_reports_never_eval_wording(tmp_pa
     c.data_dir, c.num_train_videos = str(tmp_path), 3
     c.synthvad.min_seconds = c.synthvad.max_seconds = 2.0
     assert c.mix.object > 0  # the default draws the object task (README, T-VAU)
-    c.mix.object = 0.0
+    assert c.mix.prior_mc > 0  # and prior-only multiple choice (README, VA-GPT)
+    c.mix.object = c.mix.prior_mc = 0.0
     convs = TL.replay_conversations(c, 40, seed=0)
     assert len(convs) == 40 and TL.replay_conversations(c, 0, seed=0) == []
     assert convs == TL.replay_conversations(c, 40, seed=0)  # deterministic
@@ -276,7 +277,9 @@ def test_replay_mixes_in_prior_only_rows_at_their_fraction(tmp_path):
     c = text_pretrain_config.get_config("tiny")
     c.data_dir, c.num_train_videos = str(tmp_path), 3
     c.synthvad.min_seconds = c.synthvad.max_seconds = 2.0
+    c.mix.prior_mc = 0.0  # the replay's own fraction alone (the default also draws the kind)
     plain = TL.replay_conversations(c, 60, seed=0)
+    assert not any(any(q in v[0]["value"] for q in TL.PRIOR_MC_QUESTIONS) for v in plain)
     assert TL.replay_conversations(c, 60, seed=0, prior_mc_fraction=0.0) == plain
     mixed = TL.replay_conversations(c, 60, seed=0, prior_mc_fraction=0.5)
     prior_rows = [v for v in mixed if any(q in v[0]["value"] for q in TL.PRIOR_MC_QUESTIONS)]
