@@ -37,6 +37,7 @@ def tiny_vagpt(data_dir: str):
     c = vagpt_config.get_config("tiny")
     _shrink_clip_pretrain(c, data_dir)
     c.num_train_videos, c.num_test_videos = 6, 4
+    c.num_validation_videos = 2
     c.questions_per_test_video = 1
     c.cross_domain.num_test_videos = 2
     b = c.base_llm

@@ -133,6 +133,9 @@ def test_finished_run_metrics_benchmarks_and_report(vagpt_run):
     assert right >= 2.0, saved
     assert saved["xd_total_acc_chance"] == saved["xd_temporal_acc_chance"] == 0.25
     assert saved["questions"] == 4 and saved["xd_questions"] == 2
+    assert saved["validation_questions"] == 2  # SynthVAD's validation videos, one question each
+    assert 0.0 <= saved["validation_total_acc"] <= 1.0
+    assert os.path.isfile(os.path.join(vagpt_run, "benchmark_validation.jsonl"))
     assert saved["sets_keep_ratio"] == 0.5
     assert os.path.isdir(os.path.join(vagpt_run, "tetg", "checkpoints"))  # TETG's own run
     assert os.listdir(os.path.join(vagpt_run, "tensorboard"))
