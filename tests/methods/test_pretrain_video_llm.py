@@ -24,7 +24,11 @@ def test_cache_key_ignores_the_vagpt_seed_and_stage_settings(tmp_path):
 
 @pytest.mark.slow
 def test_caption_rows_are_pretrain_videos_plus_text_replay(vagpt_run):
+    from vau_jax.methods.pretrain.text_llm import PRIOR_MC_QUESTIONS
+
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
+    assert c.base_llm.object_mc  # the default (README, VA-GPT); first the rows without it
+    c.base_llm.object_mc = False
     m = V.VideoPretrain(c)
     m.prepare()
     assert all(v.id.startswith("pretrain_") for v in m.videos["train"] + m.videos["eval"])
@@ -34,7 +38,11 @@ def test_caption_rows_are_pretrain_videos_plus_text_replay(vagpt_run):
     assert len(text) == round(float(c.base_llm.text_replay) * len(video))
     decode = lambda r: m.tok.decode([int(t) for t in r["input_ids"][r["attention_mask"]]])  # noqa: E731
     assert not any("\nA. " in decode(r) for r in video)  # generic captions: no lettered options
-    assert all("Report:" in decode(r) for r in text)
+    # the text replay: about written reports, or a prior sentence alone (the text mix's
+    # prior-only multiple choice), never about a video
+    assert all(
+        "Report:" in decode(r) or any(q in decode(r) for q in PRIOR_MC_QUESTIONS) for r in text
+    )
     assert all(int(r["video_mask"].sum()) == m.num_video_tokens for r in video)
     assert len(m.rows("eval")) > 0 and not any(not r["video_mask"].any() for r in m.rows("eval"))
     assert np.all([r["loss_mask"].any() for r in rows])

@@ -211,10 +211,15 @@ def test_training_never_sees_a_multiple_choice_prompt(vagpt_run):
     texts = [decode(r) for r in video_rows]
     assert texts and not any("Answer with the option" in t or "\nA. " in t for t in texts)
     # The text-only replay rows (the text pretraining corpus) do hold lettered questions,
-    # each about a written report of a pretrain-split video, never about a video.
+    # each about a written report of a pretrain-split video or about a prior sentence alone
+    # (prior-only multiple choice, half the replay by default), never about a video.
+    from vau_jax.methods.pretrain.text_llm import PRIOR_MC_QUESTIONS
+
     replay = [decode(r) for r in text_rows]
     lettered = [t for t in replay if "\nA. " in t]
-    assert lettered and all("Report:" in t for t in lettered)
+    prior_only = [t for t in lettered if any(q in t for q in PRIOR_MC_QUESTIONS)]
+    assert prior_only and all("Report:" not in t for t in prior_only)
+    assert all("Report:" in t for t in lettered if t not in prior_only)
     texts += replay
     bench = [
         json.loads(x)["question"]
