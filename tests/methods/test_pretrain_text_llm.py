@@ -10,6 +10,7 @@ import pytest
 
 from vau_jax.data import templates as T
 from vau_jax.data.instruct import NORMAL, VideoFacts
+from vau_jax.methods.pretrain import prior_text as PT
 from vau_jax.methods.pretrain import text_llm as TL
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
@@ -241,36 +242,6 @@ def test_optional_kinds_join_the_mix_only_with_a_weight():
         TL.mixed_kinds({"mc": 1.0, "poems": 0.5})
 
 
-def test_prior_only_multiple_choice_points_at_the_option_the_prior_gives():
-    classes = ("running", "fighting", "explosion")
-    rep = _report("running", ((4.0, 6.0),))
-    for seed in range(12):
-        conv, q = TL.prior_mc_conversation(rep, seed, classes)
-        assert q.options[q.answer_index].interval == (4.0, 6.0)
-        human, answer = conv[0]["value"], conv[1]["value"]
-        assert not human.startswith("Report:")  # the prior is the only evidence
-        assert human.startswith(T.TETG_CLASSES.format(types="'running', 'fighting', 'explosion'"))
-        assert any(q in human for q in TL.PRIOR_MC_QUESTIONS)
-        assert not any(q in human for q in T.MC_QUESTIONS)  # never the evaluation's wording
-        s, e = TL.prior_interval(rep, np.random.default_rng([seed, 31]))
-        assert abs(s - 4.0) <= 1.0 + 1e-9 and abs(e - 6.0) <= 1.0 + 1e-9
-        assert f"from {s:.1f}s to {e:.1f}s" in human
-        # the answer is the option with the true interval: the one the prior overlaps most
-        lines = [ln for ln in human.split("\n") if ln[:3] in ("A. ", "B. ", "C. ", "D. ")]
-        assert len(lines) == 4 and answer in lines and "4.0s to 6.0s" in answer
-        why, _ = TL.prior_mc_conversation(rep, seed, classes, reasoning=True)
-        assert why[0] == conv[0]
-        assert why[1]["value"] == f"{TL.PRIOR_SAID.format(start=f'{s:.1f}s', end=f'{e:.1f}s')} " + (
-            f"Answer: {answer[0]}."
-        )
-    normal, _ = TL.prior_mc_conversation(_report(NORMAL, ()), 0, classes)
-    assert TL.conversation(_report(NORMAL, ()), "prior_mc", 0, classes)[0] == normal
-    assert normal[0]["value"].split("\n")[0].endswith(T.TETG_NONE)
-    assert normal[1]["value"].endswith(T.MC_NORMAL_OPTION)
-    why, _ = TL.prior_mc_conversation(_report(NORMAL, ()), 0, classes, reasoning=True)
-    assert why[1]["value"].startswith(TL.PRIOR_SAID_NONE + " Answer: ")
-
-
 def test_replay_mixes_in_prior_only_rows_at_their_fraction(tmp_path):
     import text_pretrain as text_pretrain_config
 
@@ -279,12 +250,12 @@ def test_replay_mixes_in_prior_only_rows_at_their_fraction(tmp_path):
     c.synthvad.min_seconds = c.synthvad.max_seconds = 2.0
     c.mix.prior_mc = 0.0  # the replay's own fraction alone (the default also draws the kind)
     plain = TL.replay_conversations(c, 60, seed=0)
-    assert not any(any(q in v[0]["value"] for q in TL.PRIOR_MC_QUESTIONS) for v in plain)
+    assert not any(any(q in v[0]["value"] for q in PT.PRIOR_MC_QUESTIONS) for v in plain)
     assert TL.replay_conversations(c, 60, seed=0, prior_mc_fraction=0.0) == plain
     mixed = TL.replay_conversations(c, 60, seed=0, prior_mc_fraction=0.5)
-    prior_rows = [v for v in mixed if any(q in v[0]["value"] for q in TL.PRIOR_MC_QUESTIONS)]
+    prior_rows = [v for v in mixed if any(q in v[0]["value"] for q in PT.PRIOR_MC_QUESTIONS)]
     assert 15 <= len(prior_rows) <= 45  # about half of 60
     assert all(v[0]["value"].startswith(T.TETG_CLASSES.split("{")[0]) for v in prior_rows)
     assert all(v[0]["value"].startswith("Report:\n") for v in mixed if v not in prior_rows)
     every = TL.replay_conversations(c, 20, seed=0, prior_mc_fraction=1.0)
-    assert all(any(q in v[0]["value"] for q in TL.PRIOR_MC_QUESTIONS) for v in every)
+    assert all(any(q in v[0]["value"] for q in PT.PRIOR_MC_QUESTIONS) for v in every)

@@ -24,7 +24,7 @@ def test_cache_key_ignores_the_vagpt_seed_and_stage_settings(tmp_path):
 
 @pytest.mark.slow
 def test_caption_rows_are_pretrain_videos_plus_text_replay(vagpt_run):
-    from vau_jax.methods.pretrain.text_llm import PRIOR_MC_QUESTIONS
+    from vau_jax.methods.pretrain.prior_text import PRIOR_MC_QUESTIONS
 
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
     assert c.base_llm.object_mc  # the default (README, VA-GPT); first the rows without it

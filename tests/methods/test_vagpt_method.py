@@ -213,7 +213,7 @@ def test_training_never_sees_a_multiple_choice_prompt(vagpt_run):
     # The text-only replay rows (the text pretraining corpus) do hold lettered questions,
     # each about a written report of a pretrain-split video or about a prior sentence alone
     # (prior-only multiple choice, half the replay by default), never about a video.
-    from vau_jax.methods.pretrain.text_llm import PRIOR_MC_QUESTIONS
+    from vau_jax.methods.pretrain.prior_text import PRIOR_MC_QUESTIONS
 
     replay = [decode(r) for r in text_rows]
     lettered = [t for t in replay if "\nA. " in t]

@@ -43,6 +43,7 @@ from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
 from vau_jax.data.packing import pack_rows, packing_summary
 from vau_jax.methods.base import MethodBase
 from vau_jax.methods.pretrain.llm import LLMPretrain
+from vau_jax.methods.pretrain.prior_text import prior_mc_conversation, prior_sentence
 from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
 from vau_jax.models import registry
 from vau_jax.models.llama import LlamaForCausalLM
@@ -267,73 +268,6 @@ def mc_reasoning(config: Any) -> bool:
     """``config.mc_reasoning`` of a text pretraining config: multiple-choice answers state
     the evidence first (:func:`reasoned_answer`)."""
     return bool(config.get("mc_reasoning", False))
-
-
-def prior_interval(report: Report, rng: np.random.Generator) -> tuple[float, float] | None:
-    """The interval a TETG-style prior gives for a text report: the span of the report's
-    anomaly intervals with each end moved by up to ±1 s (as TETG's predicted interval is only
-    roughly right), rounded to 0.1 s; None for a normal report."""
-    iv = report.facts.intervals
-    if report.facts.anomaly_type == NORMAL or not iv:
-        return None
-    dur = float(report.facts.duration)
-    s = min(a for a, _ in iv) + float(rng.uniform(-1.0, 1.0))
-    e = max(b for _, b in iv) + float(rng.uniform(-1.0, 1.0))
-    s, e = max(0.0, round(s, 1)), min(dur, round(e, 1))
-    return s, max(e, min(dur, s + 0.1))
-
-
-def prior_sentence(report: Report, class_names: Sequence[str], rng: np.random.Generator) -> str:
-    """A TETG-style prior for a text report: the class list and :func:`prior_interval`, or
-    the "no anomaly" sentence for a normal report."""
-    from vau_jax.data.instruct import tetg_text
-
-    return tetg_text(class_names, prior_interval(report, rng))
-
-
-#: The questions of prior-only multiple-choice rows (:func:`prior_mc_conversation`): about
-#: the prior sentence, never the wording of a video method's evaluation questions.
-PRIOR_MC_QUESTIONS = (
-    "Which option agrees with the temporal prior above?",
-    "Going by the prior, which option gives the anomaly and its time?",
-)
-
-
-def prior_mc_conversation(
-    report: Report,
-    seed: int,
-    class_names: Sequence[str],
-    reasoning: bool = False,
-) -> tuple[list[dict[str, str]], MCQuestion]:
-    """A text-only multiple-choice row whose only evidence is a TETG-style prior
-    (:func:`prior_sentence`: the report's anomaly span with each end moved by up to ±1 s, or
-    the "no anomaly" sentence), ours: the answer is the option whose interval the prior
-    points at (the options' intervals differ, and the distractors overlap the true one by at
-    most 30% IoU), or the "no anomaly" option. It teaches a text skill, reading an interval
-    off a sentence and matching it among options, on pretrain-split reports; the questions
-    are worded from :data:`PRIOR_MC_QUESTIONS`, not the evaluation's. With ``reasoning`` the
-    answer restates the prior first (``"Yes: between 2.3s and 4.4s. Answer: C."``)."""
-    from vau_jax.data.instruct import tetg_text
-
-    rng = np.random.default_rng([int(seed), 31])
-    q = multiple_choice(report.facts, class_names, seed, questions=PRIOR_MC_QUESTIONS)
-    interval = prior_interval(report, rng)
-    o = q.options[q.answer_index]
-    answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
-    if reasoning:
-        said = PRIOR_SAID_NONE
-        if interval is not None:
-            said = PRIOR_SAID.format(start=format_time(interval[0]), end=format_time(interval[1]))
-        answer = T.MC_REASONED_ANSWER.format(evidence=said, letter=o.letter)
-    return [
-        {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
-        {"from": "gpt", "value": answer},
-    ], q
-
-
-#: What a reasoned prior-only answer restates (:func:`prior_mc_conversation`).
-PRIOR_SAID = "The prior places the anomaly between {start} and {end}."
-PRIOR_SAID_NONE = "The prior finds no anomaly."
 
 
 def replay_conversations(

@@ -1,0 +1,50 @@
+"""Text rows about VA-GPT's temporal prior (``methods/pretrain/prior_text.py``)."""
+
+import numpy as np
+
+from tests.methods.test_pretrain_text_llm import _report
+from vau_jax.data import templates as T
+from vau_jax.data.instruct import NORMAL
+from vau_jax.methods.pretrain import prior_text as PT
+from vau_jax.methods.pretrain import text_llm as TL
+
+
+def test_prior_only_multiple_choice_points_at_the_option_the_prior_gives():
+    classes = ("running", "fighting", "explosion")
+    rep = _report("running", ((4.0, 6.0),))
+    for seed in range(12):
+        conv, q = PT.prior_mc_conversation(rep, seed, classes)
+        assert q.options[q.answer_index].interval == (4.0, 6.0)
+        human, answer = conv[0]["value"], conv[1]["value"]
+        assert not human.startswith("Report:")  # the prior is the only evidence
+        assert human.startswith(T.TETG_CLASSES.format(types="'running', 'fighting', 'explosion'"))
+        assert any(q in human for q in PT.PRIOR_MC_QUESTIONS)
+        assert not any(q in human for q in T.MC_QUESTIONS)  # never the evaluation's wording
+        s, e = PT.prior_interval(rep, np.random.default_rng([seed, 31]))
+        assert abs(s - 4.0) <= 1.0 + 1e-9 and abs(e - 6.0) <= 1.0 + 1e-9
+        assert f"from {s:.1f}s to {e:.1f}s" in human
+        # the answer is the option with the true interval: the one the prior overlaps most
+        lines = [ln for ln in human.split("\n") if ln[:3] in ("A. ", "B. ", "C. ", "D. ")]
+        assert len(lines) == 4 and answer in lines and "4.0s to 6.0s" in answer
+        why, _ = PT.prior_mc_conversation(rep, seed, classes, reasoning=True)
+        assert why[0] == conv[0]
+        assert why[1]["value"] == f"{PT.PRIOR_SAID.format(start=f'{s:.1f}s', end=f'{e:.1f}s')} " + (
+            f"Answer: {answer[0]}."
+        )
+    normal, _ = PT.prior_mc_conversation(_report(NORMAL, ()), 0, classes)
+    assert TL.conversation(_report(NORMAL, ()), "prior_mc", 0, classes)[0] == normal
+    assert normal[0]["value"].split("\n")[0].endswith(T.TETG_NONE)
+    assert normal[1]["value"].endswith(T.MC_NORMAL_OPTION)
+    why, _ = PT.prior_mc_conversation(_report(NORMAL, ()), 0, classes, reasoning=True)
+    assert why[1]["value"].startswith(PT.PRIOR_SAID_NONE + " Answer: ")
+
+
+def test_prior_sentence_is_tetgs_template_with_the_prior_interval():
+    rep = _report("running", ((4.0, 6.0),))
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    s, e = PT.prior_interval(rep, rng_a)
+    assert PT.prior_sentence(rep, ("running",), rng_b).endswith(
+        T.TETG_INTERVAL.format(start=f"{s:.1f}s", end=f"{e:.1f}s")
+    )
+    assert PT.prior_interval(_report(NORMAL, ()), rng_a) is None
+    assert PT.prior_sentence(_report(NORMAL, ()), ("running",), rng_a).endswith(T.TETG_NONE)

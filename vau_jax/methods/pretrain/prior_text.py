@@ -1,0 +1,85 @@
+"""Text-only rows about VA-GPT's temporal prior (ours): TETG-style sentences for the text
+pretraining's reports, and multiple choice whose only evidence is such a sentence.
+
+VA-GPT puts TETG's sentence ("Known common anomaly types are: ... There is one of the
+anomaly types occurring from 4.9s to 8.9s.") before its question; every anomalous question's
+options differ in their intervals, so reading the sentence's interval and matching it among
+the options answers it. The tiny LLM trained from scratch learns that as a text skill here,
+on reports of SynthVAD's ``pretrain`` split (``text_llm``'s ``prior_mc`` kind and VA-GPT's
+``train_data.text_replay_prior_mc``), never on a video or a train / test video's report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vau_jax.data import templates as T
+from vau_jax.data.benchmark import MCQuestion, multiple_choice
+from vau_jax.data.instruct import NORMAL, format_time, tetg_text
+
+
+def prior_interval(report: Any, rng: np.random.Generator) -> tuple[float, float] | None:
+    """The interval a TETG-style prior gives for a text report: the span of the report's
+    anomaly intervals with each end moved by up to ±1 s (as TETG's predicted interval is only
+    roughly right), rounded to 0.1 s; None for a normal report."""
+    iv = report.facts.intervals
+    if report.facts.anomaly_type == NORMAL or not iv:
+        return None
+    dur = float(report.facts.duration)
+    s = min(a for a, _ in iv) + float(rng.uniform(-1.0, 1.0))
+    e = max(b for _, b in iv) + float(rng.uniform(-1.0, 1.0))
+    s, e = max(0.0, round(s, 1)), min(dur, round(e, 1))
+    return s, max(e, min(dur, s + 0.1))
+
+
+def prior_sentence(report: Any, class_names: Sequence[str], rng: np.random.Generator) -> str:
+    """A TETG-style prior for a text report (``text_llm.Report``): the class list and :func:`prior_interval`, or
+    the "no anomaly" sentence for a normal report."""
+    return tetg_text(class_names, prior_interval(report, rng))
+
+
+#: The questions of prior-only multiple-choice rows (:func:`prior_mc_conversation`): about
+#: the prior sentence, never the wording of a video method's evaluation questions.
+PRIOR_MC_QUESTIONS = (
+    "Which option agrees with the temporal prior above?",
+    "Going by the prior, which option gives the anomaly and its time?",
+)
+
+
+def prior_mc_conversation(
+    report: Any,
+    seed: int,
+    class_names: Sequence[str],
+    reasoning: bool = False,
+) -> tuple[list[dict[str, str]], MCQuestion]:
+    """A text-only multiple-choice row whose only evidence is a TETG-style prior
+    (:func:`prior_sentence`: the report's anomaly span with each end moved by up to ±1 s, or
+    the "no anomaly" sentence), ours: the answer is the option whose interval the prior
+    points at (the options' intervals differ, and the distractors overlap the true one by at
+    most 30% IoU), or the "no anomaly" option. It teaches a text skill, reading an interval
+    off a sentence and matching it among options, on pretrain-split reports; the questions
+    are worded from :data:`PRIOR_MC_QUESTIONS`, not the evaluation's. With ``reasoning`` the
+    answer restates the prior first (``"The prior places the anomaly between 2.3s and 4.4s.
+    Answer: C."``)."""
+    rng = np.random.default_rng([int(seed), 31])
+    q = multiple_choice(report.facts, class_names, seed, questions=PRIOR_MC_QUESTIONS)
+    interval = prior_interval(report, rng)
+    o = q.options[q.answer_index]
+    answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
+    if reasoning:
+        said = PRIOR_SAID_NONE
+        if interval is not None:
+            said = PRIOR_SAID.format(start=format_time(interval[0]), end=format_time(interval[1]))
+        answer = T.MC_REASONED_ANSWER.format(evidence=said, letter=o.letter)
+    return [
+        {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
+        {"from": "gpt", "value": answer},
+    ], q
+
+
+#: What a reasoned prior-only answer restates (:func:`prior_mc_conversation`).
+PRIOR_SAID = "The prior places the anomaly between {start} and {end}."
+PRIOR_SAID_NONE = "The prior finds no anomaly."
