@@ -146,3 +146,15 @@ def test_prior_reader_picks_the_option_the_prior_overlaps_most():
     assert B.prior_reader_choice(q, far) == min(i for i in range(4) if i != none)
     normal = B.multiple_choice(I.VideoFacts("n0", 10.0, "normal"), VOCAB, 5)
     assert B.prior_reader_choice(normal, None) == normal.answer_index
+
+
+def test_prior_reader_accuracy_scores_the_readers_choices():
+    qs = [B.multiple_choice(_facts(s), VOCAB, s) for s in range(4)]
+    truths = [q.options[q.answer_index].interval for q in qs]
+    assert B.prior_reader_accuracy(qs, truths) == 1.0
+    assert B.prior_reader_accuracy(qs, [None] * 4) == 0.0  # every video here is anomalous
+    assert B.prior_reader_accuracy(qs, truths[:2] + [None, None]) == 0.5
+    with pytest.raises(ValueError, match="no question"):
+        B.prior_reader_accuracy([], [])
+    with pytest.raises(ValueError, match="4 questions but 3 priors"):
+        B.prior_reader_accuracy(qs, truths[:3])

@@ -282,3 +282,19 @@ def prior_reader_choice(question: MCQuestion, prior: Interval | None) -> int:
         -1.0 if iv is None else float(temporal_iou(np.array(prior), np.array(iv))[0]) for iv in ivs
     ]
     return int(np.argmax(overlaps))
+
+
+def prior_reader_accuracy(
+    questions: Sequence[MCQuestion], priors: Sequence[Interval | None]
+) -> float:
+    """Total Acc of :func:`prior_reader_choice` over ``questions``, question ``k`` read with
+    ``priors[k]`` (TETG's interval for its video, or None)."""
+    from vau_jax.eval.metrics import mcqa_accuracy
+
+    if not questions:
+        raise ValueError("prior_reader_accuracy: no question")
+    if len(priors) != len(questions):
+        raise ValueError(f"{len(questions)} questions but {len(priors)} priors")
+    chosen = [prior_reader_choice(q, iv) for q, iv in zip(questions, priors)]
+    intervals = [[o.interval for o in q.options] for q in questions]
+    return mcqa_accuracy(chosen, [q.answer_index for q in questions], intervals)["Total_Acc"]

@@ -22,7 +22,7 @@ answer's Total Acc on the questions about normal and about anomalous videos
 (``no_anomaly_rate``: always choosing it scores 0.5 on these balanced benchmarks), the same with
 an ``xd_`` prefix for the cross-domain benchmark, TETG's frame AUC, what an exact reader of
 TETG's sentence would score (``tetg_reader_acc``, :func:`vau_jax.data.benchmark.
-prior_reader_choice`: the prior's share of the answer apart from the LLM's reading), and the
+prior_reader_accuracy`: the prior's share of the answer apart from the LLM's reading), and the
 stage-1 numbers
 (``*_stage1``) saved before stage 2. Training never sees these questions nor any lettered
 prompt about a video.
@@ -41,7 +41,7 @@ from vau_jax.data import templates as T
 from vau_jax.data.benchmark import (
     chance,
     multiple_choice,
-    prior_reader_choice,
+    prior_reader_accuracy,
     write_benchmark,
 )
 from vau_jax.eval.metrics import mcqa_accuracy, mcqa_by_truth, parse_choice
@@ -173,8 +173,7 @@ def score_benchmark(
     out: dict[str, float] = dict(chance(qs))
     details: dict[str, Any] = {"items": items}
     if method.config.use_tetg:  # what an exact reader of TETG's sentence would score
-        reader = [prior_reader_choice(q, iv) for _, q, _, iv in items]
-        out["tetg_reader_acc"] = mcqa_accuracy(reader, correct, intervals)["Total_Acc"]
+        out["tetg_reader_acc"] = prior_reader_accuracy(qs, [iv for _, _, _, iv in items])
     scorer = method.scorer(keep)
     attach = lambda b: D.attach_batch(b, feats)  # noqa: E731
     if generate:

@@ -190,21 +190,12 @@ def prior_reader_accuracy(
     threshold: float,
     smooth_s: float,
 ) -> float:
-    """Total Acc of an exact reader of TETG's sentence
-    (:func:`vau_jax.data.benchmark.prior_reader_choice`) on ``questions``, ``(video index
-    into probs, MCQuestion)`` pairs, with the sentence made from ``probs`` (per video
+    """:func:`vau_jax.data.benchmark.prior_reader_accuracy` on ``questions``, ``(video index
+    into probs, MCQuestion)`` pairs, with each video's prior made from ``probs`` (per video
     ``[T_i]`` at ``fps``) at ``threshold`` after smoothing by ``smooth_s`` seconds: how to
     choose ``tetg.smooth_s`` on videos that are neither trained on nor tested
     (``scripts/vagpt_tetg_smoothing.py``)."""
-    from vau_jax.data.benchmark import prior_reader_choice
-    from vau_jax.eval.metrics import mcqa_accuracy
+    from vau_jax.data.benchmark import prior_reader_accuracy as read
 
-    if not questions:
-        raise ValueError("prior_reader_accuracy: no question")
-    chosen = [
-        prior_reader_choice(q, tetg_prompt(probs[i], fps, threshold, (), smooth_s)[1])
-        for i, q in questions
-    ]
-    qs = [q for _, q in questions]
-    intervals = [[o.interval for o in q.options] for q in qs]
-    return mcqa_accuracy(chosen, [q.answer_index for q in qs], intervals)["Total_Acc"]
+    priors = [tetg_prompt(probs[i], fps, threshold, (), smooth_s)[1] for i, _ in questions]
+    return read([q for _, q in questions], priors)
