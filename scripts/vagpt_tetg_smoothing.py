@@ -2,18 +2,18 @@
 
     python scripts/vagpt_tetg_smoothing.py RUN_DIR [--videos=96] [--smooth=0,0.125,0.25,0.5,1]
 
-RUN_DIR is a finished tiny VA-GPT run (its TETG is read back). The validation videos are
-rendered and encoded into the run's data dir; each gets the benchmark's two multiple-choice
-questions; for every smoothing the accuracy of an exact reader of TETG's sentence
-(:func:`vau_jax.methods.vagpt.tetg.prior_reader_accuracy`) is printed, with its normal and
+RUN_DIR is a finished tiny VA-GPT run (its TETG is read back). The run is prepared with
+``--videos`` validation videos (``num_validation_videos``: rendered and encoded into the
+run's data dir when missing), and its validation benchmark (the questions the main job asks
+there, :func:`vau_jax.methods.vagpt.evaluation.benchmark_items`) is read by an exact reader
+of TETG's sentence for every smoothing
+(:func:`vau_jax.methods.vagpt.tetg.prior_reader_accuracy`), printed with its normal and
 anomalous halves. The validation split's seeds are disjoint from train, test and pretrain.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import zlib
 
 
 def main() -> None:
@@ -23,38 +23,23 @@ def main() -> None:
     p.add_argument("--smooth", default="0,0.125,0.25,0.5,1")
     args = p.parse_args()
 
-    from vau_jax.data.benchmark import multiple_choice
-    from vau_jax.data.datasets import synthvad_dataset
-    from vau_jax.data.synthvad import SynthConfig
     from vau_jax.inference import load_run
-    from vau_jax.methods.base import standardise
-    from vau_jax.methods.vagpt import data as D
+    from vau_jax.methods.vagpt.evaluation import benchmark_items
     from vau_jax.methods.vagpt.tetg import prior_reader_accuracy
 
     m = load_run(args.run_dir).method
-    m.prepare()
     c = m.config
     if c.dataset != "synthvad":
         raise SystemExit(f"error: {args.run_dir}: the run's dataset is {c.dataset!r}, not synthvad")
-    ds = synthvad_dataset(c.data_dir, SynthConfig(**dict(c.synthvad)), 0, 0, 0, args.videos)
-    ds = dataclasses.replace(ds, name="synthvad")
-    videos = ds.split("validation")
-    feats = m._features("validation", ds, "validation")
-    probs = m.tetg.probs(
-        m.tetg_params, [standardise(feats.cls[i]["cls"]) for i in range(len(videos))]
-    )
-    questions = []
-    for i, (v, iv) in enumerate(zip(videos, D.anomaly_intervals(videos))):
-        f = D.facts(v, intervals=iv)
-        base = zlib.crc32(f"validation/{v.id}".encode())
-        per_video = int(c.questions_per_test_video)
-        questions += [
-            (i, multiple_choice(f, m.class_names, seed=base * 16 + k)) for k in range(per_video)
-        ]
-    fps, tau = float(m.specs["cls"].fps), float(c.tetg.threshold)
+    with c.unlocked():
+        c.num_validation_videos = args.videos
+    m.prepare()
+    probs = m.tetg_probs["validation"]
+    questions = [(i, q) for i, q, _, _ in benchmark_items(m, "validation")]
     normal = [(i, q) for i, q in questions if q.options[q.answer_index].interval is None]
     anomalous = [(i, q) for i, q in questions if q.options[q.answer_index].interval is not None]
-    print(f"{len(videos)} validation videos, {len(questions)} questions, tau {tau}, {fps:g} fps")
+    fps, tau = float(m.specs["cls"].fps), float(c.tetg.threshold)
+    print(f"{len(probs)} validation videos, {len(questions)} questions, tau {tau}, {fps:g} fps")
     print("| smooth_s | reader Total | normal half | anomalous half |\n|---|---|---|---|")
     for s in (float(x) for x in args.smooth.split(",")):
         acc = [
