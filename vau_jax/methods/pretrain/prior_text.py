@@ -36,8 +36,8 @@ def prior_interval(report: Any, rng: np.random.Generator) -> tuple[float, float]
 
 
 def prior_sentence(report: Any, class_names: Sequence[str], rng: np.random.Generator) -> str:
-    """A TETG-style prior for a text report (``text_llm.Report``): the class list and :func:`prior_interval`, or
-    the "no anomaly" sentence for a normal report."""
+    """A TETG-style prior for a text report (``text_llm.Report``): the class list and
+    :func:`prior_interval`, or the "no anomaly" sentence for a normal report."""
     return tetg_text(class_names, prior_interval(report, rng))
 
 
@@ -47,6 +47,10 @@ PRIOR_MC_QUESTIONS = (
     "Which option agrees with the temporal prior above?",
     "Going by the prior, which option gives the anomaly and its time?",
 )
+
+#: What a reasoned prior-only answer restates (:func:`prior_mc_conversation`).
+PRIOR_SAID = "The prior places the anomaly between {start} and {end}."
+PRIOR_SAID_NONE = "The prior finds no anomaly."
 
 
 def prior_mc_conversation(
@@ -78,8 +82,3 @@ def prior_mc_conversation(
         {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
         {"from": "gpt", "value": answer},
     ], q
-
-
-#: What a reasoned prior-only answer restates (:func:`prior_mc_conversation`).
-PRIOR_SAID = "The prior places the anomaly between {start} and {end}."
-PRIOR_SAID_NONE = "The prior finds no anomaly."
