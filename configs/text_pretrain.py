@@ -54,11 +54,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # choosing the option that agrees best with the evidence, not copying its numbers
     # (methods/pretrain/text_llm.py::approximate). 0 = exact times.
     c.mc_time_noise = 1.0
-    # Multiple-choice answers that first restate the report's anomaly in the anomaly-QA
-    # sentence, then give the letter ("Yes: a person running, between 2.3s and 4.4s. Answer:
-    # C."; ours, methods/pretrain/text_llm.py::reasoned_answer). False = the letter and the
-    # option's text ("C. A person running from 2.1s to 4.5s").
-    c.mc_reasoning = False
+    # How multiple-choice rows are answered (vau_jax/data/benchmark.py MC_ANSWER_STYLES):
+    # "letter", the letter and the option's text ("C. A person running from 2.1s to 4.5s");
+    # "evidence" (ours), the report's anomaly restated in the anomaly-QA sentence, then the
+    # letter ("Yes: a person running, between 2.3s and 4.4s. Answer: C."); "option" (ours), the
+    # option's text, then its letter ("A person running from 2.1s to 4.5s. Answer: C.").
+    c.mc_answer = "letter"
     # Conversations packed side by side into rows of this many tokens (vau_jax/data/packing.py;
     # attention stays inside each): 2.5 conversations per row, 98% filled, where padding each
     # to max_length filled 59%. 0 = one conversation per row.

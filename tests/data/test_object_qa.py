@@ -93,3 +93,18 @@ def test_multiple_choice_is_true_balanced_and_never_about_anomalies_or_times(vid
     assert object_qa.choice_conversations(videos[5], 3) == object_qa.choice_conversations(
         videos[5], 3
     )
+
+
+def test_multiple_choice_option_style_answers_the_text_then_its_letter(videos):
+    from vau_jax.eval.metrics import parse_choice
+
+    for i, v in enumerate(videos[:6]):
+        plain = object_qa.choice_conversations(v, i)
+        option = object_qa.choice_conversations(v, i, answer_style="option")
+        assert len(plain) == len(option) > 0
+        for a, b in zip(plain, option):
+            assert a[0] == b[0]  # the same question and options
+            letter, text = a[1]["value"][0], a[1]["value"][3:]
+            assert b[1]["value"] == f"{text}. Answer: {letter}."
+            options = [ln[3:] for ln in a[0]["value"].split("\n")[2:-1]]
+            assert parse_choice(b[1]["value"], options) == "ABCD".index(letter)

@@ -86,17 +86,22 @@ def test_replayed_text_rows_are_about_pretrain_reports_never_eval_wording(tmp_pa
         TL.OBJECT_QUESTIONS[0] in v[0]["value"] or TL.OBJECT_QUESTIONS[1] in v[0]["value"]
         for v in weighted
     )
-    assert not c.mc_reasoning  # off by default: lettered rows answer "C. <option>"
+    assert c.mc_answer == "letter"  # by default lettered rows answer "C. <option>"
     c.mix.object = 0.0
-    c.mc_reasoning = True
-    reasoned = TL.replay_conversations(c, 40, seed=0)
-    assert [v[0] for v in reasoned] == [v[0] for v in convs]  # the same prompts
-    for plain, why in zip(convs, reasoned):
-        if "\nA. " in plain[0]["value"]:
-            letter = plain[1]["value"][0]
-            assert why[1]["value"].endswith(f"Answer: {letter}.") and why[1] != plain[1]
-        else:
-            assert why == plain
+    for style in ("evidence", "option"):
+        c.mc_answer = style
+        reasoned = TL.replay_conversations(c, 40, seed=0)
+        assert [v[0] for v in reasoned] == [v[0] for v in convs]  # the same prompts
+        for plain, why in zip(convs, reasoned):
+            if "\nA. " in plain[0]["value"]:
+                letter, text = plain[1]["value"][0], plain[1]["value"][3:]
+                assert why[1]["value"].endswith(f"Answer: {letter}.") and why[1] != plain[1]
+                assert why[1]["value"].startswith(text) == (style == "option")
+            else:
+                assert why == plain
+    c.mc_answer = "both"
+    with pytest.raises(ValueError, match="mc_answer='both'"):
+        TL.replay_conversations(c, 4, seed=0)
 
 
 def test_approximate_reports_move_times_by_at_most_the_noise_and_keep_order():
@@ -126,7 +131,7 @@ def test_reasoned_answers_restate_the_written_report_then_give_the_letter():
     classes = ("running", "fighting", "explosion")
     seen = set()
     for seed in range(12):
-        conv, q = TL.conversation(rep, "mc", seed, classes, time_noise=1.0, reasoning=True)
+        conv, q = TL.conversation(rep, "mc", seed, classes, time_noise=1.0, answer_style="evidence")
         plain, q0 = TL.conversation(rep, "mc", seed, classes, time_noise=1.0)
         assert q == q0 and conv[0] == plain[0]  # the same question on the same written report
         answer = conv[1]["value"]
@@ -141,7 +146,7 @@ def test_reasoned_answers_restate_the_written_report_then_give_the_letter():
         assert abs(float(start[:-1]) - 4.0) <= 1.0 and abs(float(end[:-1]) - 6.0) <= 1.0
         seen.add((start, end))
     assert len(seen) > 1  # the written times vary with the seed, so the evidence does too
-    conv, q = TL.conversation(_report(NORMAL, ()), "mc", 3, classes, reasoning=True)
+    conv, q = TL.conversation(_report(NORMAL, ()), "mc", 3, classes, answer_style="evidence")
     assert conv[1]["value"] == (
         f"No, nothing abnormal happens in this video. Answer: {q.options[q.answer_index].letter}."
     )

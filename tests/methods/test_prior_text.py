@@ -1,6 +1,7 @@
 """Text rows about VA-GPT's temporal prior (``methods/pretrain/prior_text.py``)."""
 
 import numpy as np
+import pytest
 
 from tests.methods.test_pretrain_text_llm import _report
 from vau_jax.data import templates as T
@@ -26,16 +27,20 @@ def test_prior_only_multiple_choice_points_at_the_option_the_prior_gives():
         # the answer is the option with the true interval: the one the prior overlaps most
         lines = [ln for ln in human.split("\n") if ln[:3] in ("A. ", "B. ", "C. ", "D. ")]
         assert len(lines) == 4 and answer in lines and "4.0s to 6.0s" in answer
-        why, _ = PT.prior_mc_conversation(rep, seed, classes, reasoning=True)
+        why, _ = PT.prior_mc_conversation(rep, seed, classes, "evidence")
         assert why[0] == conv[0]
         assert why[1]["value"] == f"{PT.PRIOR_SAID.format(start=f'{s:.1f}s', end=f'{e:.1f}s')} " + (
             f"Answer: {answer[0]}."
         )
+        option, _ = PT.prior_mc_conversation(rep, seed, classes, "option")
+        assert option[0] == conv[0] and option[1]["value"] == f"{answer[3:]}. Answer: {answer[0]}."
+    with pytest.raises(ValueError, match="'letters'"):
+        PT.prior_mc_conversation(rep, 0, classes, "letters")
     normal, _ = PT.prior_mc_conversation(_report(NORMAL, ()), 0, classes)
     assert TL.conversation(_report(NORMAL, ()), "prior_mc", 0, classes)[0] == normal
     assert normal[0]["value"].split("\n")[0].endswith(T.TETG_NONE)
     assert normal[1]["value"].endswith(T.MC_NORMAL_OPTION)
-    why, _ = PT.prior_mc_conversation(_report(NORMAL, ()), 0, classes, reasoning=True)
+    why, _ = PT.prior_mc_conversation(_report(NORMAL, ()), 0, classes, "evidence")
     assert why[1]["value"].startswith(PT.PRIOR_SAID_NONE + " Answer: ")
 
 

@@ -308,7 +308,9 @@ def test_reasoned_answers_get_room_for_their_letter(tmp_path):
     c = tiny_vagpt(str(tmp_path))
     c.max_answer_tokens = 24
     assert answer_tokens(c) == 24
-    c.base_llm.text_pretrain.mc_reasoning = True
+    c.base_llm.text_pretrain.mc_answer = "evidence"
+    assert answer_tokens(c) == REASONED_ANSWER_TOKENS
+    c.base_llm.text_pretrain.mc_answer = "option"  # the option's text, then the letter
     assert answer_tokens(c) == REASONED_ANSWER_TOKENS
     c.max_answer_tokens = 64
     assert answer_tokens(c) == 64

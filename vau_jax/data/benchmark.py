@@ -88,6 +88,25 @@ class MCQuestion:
         return self.options[chosen].interval == self.options[self.answer_index].interval
 
 
+#: How a multiple-choice row of a training corpus is answered (text pretraining's
+#: ``mc_answer``): ``"letter"``, the letter and the option's text (``"C. A fire from 2.1s to
+#: 4.5s"``); ``"evidence"``, the evidence restated, then the letter
+#: (``text_llm.reasoned_answer``); ``"option"``, the option's text, then its letter (``"A
+#: fire from 2.1s to 4.5s. Answer: C."``), so that the letter is looked up after the text.
+MC_ANSWER_STYLES = ("letter", "evidence", "option")
+
+
+def mc_answer_text(letter: str, text: str, style: str) -> str:
+    """The answer choosing option ``letter``, whose text is ``text``, in the ``"letter"`` or
+    ``"option"`` style of :data:`MC_ANSWER_STYLES` (an ``"evidence"`` answer restates its
+    evidence, which only its caller knows). Raises ValueError for another style."""
+    if style == "option":
+        return T.MC_OPTION_ANSWER.format(text=text, letter=letter)
+    if style == "letter":
+        return T.MC_OPTION_LINE.format(letter=letter, text=text)
+    raise ValueError(f"multiple-choice answer style {style!r}: use 'letter' or 'option' here")
+
+
 def mc_prompt(question: str, options: Sequence[MCOption]) -> str:
     """The question with its lettered option lines (each option's own letter)."""
     lines = "\n".join(T.MC_OPTION_LINE.format(letter=o.letter, text=o.text) for o in options)

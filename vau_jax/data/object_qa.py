@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data import templates as T
-from vau_jax.data.benchmark import LETTERS
+from vau_jax.data.benchmark import LETTERS, mc_answer_text
 from vau_jax.data.instruct import (
     _conversation,
     spatial_word_from_box,
@@ -129,9 +129,16 @@ def conversations(video: Any, seed: int, max_named: int = 2) -> list[list[dict[s
     return out
 
 
-def _mc(rng: np.random.Generator, question: str, truth: str, distractors: list[str]):
+def _mc(
+    rng: np.random.Generator,
+    question: str,
+    truth: str,
+    distractors: list[str],
+    answer_style: str = "letter",
+):
     """A four-option conversation: ``truth`` and three of ``distractors`` (distinct, shuffled,
-    the right letter uniform), answered "B. text"; None when fewer than three distractors."""
+    the right letter uniform), answered "B. text" (``answer_style="option"``: "text. Answer:
+    B."); None when fewer than three distractors."""
     pool = sorted({d for d in distractors if d != truth})
     if len(pool) < 3:
         return None
@@ -142,7 +149,7 @@ def _mc(rng: np.random.Generator, question: str, truth: str, distractors: list[s
         T.MC_OPTION_LINE.format(letter=LETTERS[i], text=options[int(k)])
         for i, k in enumerate(order)
     ]
-    answer = lines[int(np.flatnonzero(order == 0)[0])]
+    answer = mc_answer_text(LETTERS[int(np.flatnonzero(order == 0)[0])], truth, answer_style)
     return _conversation(T.MC_PROMPT.format(question=question, options="\n".join(lines)), answer)
 
 
@@ -168,25 +175,28 @@ def _listing_distractors(counts: Counter) -> list[str]:
     return [_listing(c) for c in out if c]
 
 
-def choice_conversations(video: Any, seed: int, max_named: int = 2) -> list[list[dict[str, str]]]:
+def choice_conversations(
+    video: Any, seed: int, max_named: int = 2, answer_style: str = "letter"
+) -> list[list[dict[str, str]]]:
     """Four-option multiple-choice conversations (module docstring) about ``video``'s objects:
     which objects appear, and the place and motion of up to ``max_named`` nameable objects.
-    The right letter is uniform over A-D."""
+    The right letter is uniform over A-D; ``answer_style`` words the answers
+    (:func:`vau_jax.data.benchmark.mc_answer_text`)."""
     rng = np.random.default_rng([seed, 2])
     objects = objects_of(video)
     counts = Counter(o["kind"] for o in objects)
     out = []
     if objects:
         q = OBJECTS_QUESTIONS[int(rng.integers(2))]
-        out.append(_mc(rng, q, _listing(counts), _listing_distractors(counts)))
+        out.append(_mc(rng, q, _listing(counts), _listing_distractors(counts), answer_style))
     named = _names(objects)
     for k in rng.permutation(len(named))[:max_named]:
         o, name = named[int(k)]
         if name == o["kind"]:
             q = POSITION_QUESTIONS[int(rng.integers(2))].format(name=name)
             places = [_place(name, w) for w in T.SPATIAL_PHRASES]
-            out.append(_mc(rng, q, _place(name, o["where"]), places))
+            out.append(_mc(rng, q, _place(name, o["where"]), places, answer_style))
         q = MOTION_QUESTIONS[int(rng.integers(2))].format(name=name)
         motions = [_moves(name, m) for m in T.TRAJECTORY_PHRASES]
-        out.append(_mc(rng, q, _moves(name, o["motion"]), motions))
+        out.append(_mc(rng, q, _moves(name, o["motion"]), motions, answer_style))
     return [c for c in out if c is not None]

@@ -98,8 +98,11 @@ MC_PROMPT = "{question}\n{options}\nAnswer with the option's letter from the giv
 MC_OPTION_LINE = "{letter}. {text}"
 MC_LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 # A multiple-choice answer that states its evidence first (text pretraining's
-# ``mc_reasoning``); {evidence}: the anomaly QA sentence; {letter}: the option's letter.
+# ``mc_answer="evidence"``); {evidence}: the anomaly QA sentence; {letter}: the option's letter.
 MC_REASONED_ANSWER = "{evidence} Answer: {letter}."
+# A multiple-choice answer that repeats the chosen option's text, then gives its letter (text
+# pretraining's ``mc_answer="option"``): the letter is looked up after the text is written.
+MC_OPTION_ANSWER = "{text}. Answer: {letter}."
 
 # --- VA-GPT temporal prior (TETG) -----------------------------------------------------------
 # {types}: quoted, comma-separated class names; {start}, {end}: formatted times.

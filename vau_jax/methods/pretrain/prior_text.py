@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data import templates as T
-from vau_jax.data.benchmark import MCQuestion, multiple_choice
+from vau_jax.data.benchmark import MCQuestion, mc_answer_text, multiple_choice
 from vau_jax.data.instruct import NORMAL, format_time, tetg_text
 
 
@@ -57,7 +57,7 @@ def prior_mc_conversation(
     report: Any,
     seed: int,
     class_names: Sequence[str],
-    reasoning: bool = False,
+    answer_style: str = "letter",
 ) -> tuple[list[dict[str, str]], MCQuestion]:
     """A text-only multiple-choice row whose only evidence is a TETG-style prior
     (:func:`prior_sentence`: the report's anomaly span with each end moved by up to ±1 s, or
@@ -65,19 +65,21 @@ def prior_mc_conversation(
     points at (the options' intervals differ, and the distractors overlap the true one by at
     most 30% IoU), or the "no anomaly" option. It teaches a text skill, reading an interval
     off a sentence and matching it among options, on pretrain-split reports; the questions
-    are worded from :data:`PRIOR_MC_QUESTIONS`, not the evaluation's. With ``reasoning`` the
-    answer restates the prior first (``"The prior places the anomaly between 2.3s and 4.4s.
-    Answer: C."``)."""
+    are worded from :data:`PRIOR_MC_QUESTIONS`, not the evaluation's. ``answer_style`` is
+    text pretraining's ``mc_answer``: ``"letter"`` (``"C. A fire from 2.1s to 4.5s"``),
+    ``"option"`` (``"A fire from 2.1s to 4.5s. Answer: C."``) or ``"evidence"``, the prior
+    restated first (``"The prior places the anomaly between 2.3s and 4.4s. Answer: C."``)."""
     rng = np.random.default_rng([int(seed), 31])
     q = multiple_choice(report.facts, class_names, seed, questions=PRIOR_MC_QUESTIONS)
     interval = prior_interval(report, rng)
     o = q.options[q.answer_index]
-    answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
-    if reasoning:
+    if answer_style == "evidence":
         said = PRIOR_SAID_NONE
         if interval is not None:
             said = PRIOR_SAID.format(start=format_time(interval[0]), end=format_time(interval[1]))
         answer = T.MC_REASONED_ANSWER.format(evidence=said, letter=o.letter)
+    else:
+        answer = mc_answer_text(o.letter, o.text, answer_style)
     return [
         {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
         {"from": "gpt", "value": answer},

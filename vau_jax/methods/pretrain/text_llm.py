@@ -37,7 +37,7 @@ import numpy as np
 from absl import logging
 
 from vau_jax.data import templates as T
-from vau_jax.data.benchmark import MCQuestion, multiple_choice
+from vau_jax.data.benchmark import MC_ANSWER_STYLES, MCQuestion, mc_answer_text, multiple_choice
 from vau_jax.data.chat import TooLongError, tokenize_chat
 from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
 from vau_jax.data.packing import pack_rows, packing_summary
@@ -177,7 +177,7 @@ def reasoned_answer(truth: Report, written: Report, letter: str) -> str:
     """A multiple-choice answer that first restates the evidence, the anomaly-QA sentence of
     :func:`anomaly_answer` with the times as the report ``written`` gives them
     (:func:`reported_intervals`), and then the letter: ``"Yes: a person running, between
-    2.3s and 4.4s. Answer: C."`` (ours, off by default: ``mc_reasoning``). The letter then
+    2.3s and 4.4s. Answer: C."`` (ours, off by default: ``mc_answer="evidence"``). The letter then
     follows the model's own statement of what happened, the statement a video LLM also
     learns to make about a video."""
     facts = dataclasses.replace(truth.facts, intervals=reported_intervals(truth, written))
@@ -191,23 +191,23 @@ def conversation(
     class_names: tuple[str, ...],
     mc_questions: Sequence[str] = T.MC_QUESTIONS,
     time_noise: float = 0.0,
-    reasoning: bool = False,
+    answer_style: str = "letter",
 ) -> tuple[list[dict[str, str]], MCQuestion | None]:
     """One text example of ``kind`` (module docstring); the question for ``mc``, worded
     from ``mc_questions``. With ``time_noise > 0`` an ``mc`` report's times are only
     approximate (:func:`approximate`), so the right option is the one that agrees best with
     the report, not the one that repeats its numbers (the distractors' intervals overlap the
-    true one by at most 30% IoU). With ``reasoning`` an ``mc`` answer states the report's
-    anomaly before its letter (:func:`reasoned_answer`)."""
+    true one by at most 30% IoU). ``answer_style`` words an ``mc`` answer
+    (:func:`mc_answer_text`)."""
     rng = np.random.default_rng(seed)
     if kind == "mc":
         q = multiple_choice(report.facts, class_names, seed, questions=mc_questions)
         written = approximate(report, time_noise, np.random.default_rng([seed, 1]))
         o = q.options[q.answer_index]
-        if reasoning:
+        if answer_style == "evidence":
             answer = reasoned_answer(report, written, o.letter)
         else:
-            answer = T.MC_OPTION_LINE.format(letter=o.letter, text=o.text)
+            answer = mc_answer_text(o.letter, o.text, answer_style)
         return [
             {"from": "human", "value": f"{written.text()}\n{q.prompt()}"},
             {"from": "gpt", "value": answer},
@@ -237,7 +237,7 @@ def conversation(
             {"from": "gpt", "value": report.description},
         ], None
     if kind == "prior_mc":
-        return prior_mc_conversation(report, seed, class_names, reasoning)
+        return prior_mc_conversation(report, seed, class_names, answer_style)
     raise ValueError(f"unknown text task {kind!r}; choose from {KINDS + OPTIONAL_KINDS}")
 
 
@@ -259,15 +259,27 @@ def _noise(config: Any) -> float:
     return float(config.get("mc_time_noise", 0.0))
 
 
-#: Tokens a reasoned answer needs (the anomaly sentence, then "Answer: X.": 22-38 pieces of
-#: the tiny tokenizer), so that its letter, which comes last, is generated.
+#: Tokens an answer whose letter comes last needs (the anomaly sentence or the option's
+#: text, then "Answer: X.": 22-38 pieces of the tiny tokenizer), so that the letter is
+#: generated.
 REASONED_ANSWER_TOKENS = 48
 
 
-def mc_reasoning(config: Any) -> bool:
-    """``config.mc_reasoning`` of a text pretraining config: multiple-choice answers state
-    the evidence first (:func:`reasoned_answer`)."""
-    return bool(config.get("mc_reasoning", False))
+def mc_answer_style(config: Any) -> str:
+    """``config.mc_answer`` of a text pretraining config
+    (:data:`vau_jax.data.benchmark.MC_ANSWER_STYLES`; ``"letter"`` when absent). Raises
+    ValueError for another value."""
+    style = str(config.get("mc_answer", "letter"))
+    if style not in MC_ANSWER_STYLES:
+        raise ValueError(f"mc_answer={style!r}: choose from {MC_ANSWER_STYLES}")
+    return style
+
+
+def letter_last(config: Any) -> bool:
+    """Whether the text pretraining config's multiple-choice answers give their letter last
+    (after the evidence or the option's text), so that generating one needs
+    :data:`REASONED_ANSWER_TOKENS`."""
+    return mc_answer_style(config) != "letter"
 
 
 def replay_conversations(
@@ -309,7 +321,9 @@ def replay_conversations(
         rep = reps[int(rng.integers(len(reps)))]
         seed_k = int(rng.integers(2**31))
         if prior_mc_fraction > 0 and rng.uniform() < prior_mc_fraction:
-            conv, _ = prior_mc_conversation(rep, seed_k, tuple(ANOMALY_TYPES), mc_reasoning(config))
+            conv, _ = prior_mc_conversation(
+                rep, seed_k, tuple(ANOMALY_TYPES), mc_answer_style(config)
+            )
             out.append(conv)
             continue
         conv, _ = conversation(
@@ -319,7 +333,7 @@ def replay_conversations(
             tuple(ANOMALY_TYPES),
             REPORT_MC_QUESTIONS,
             _noise(config),
-            mc_reasoning(config),
+            mc_answer_style(config),
         )
         if prior_fraction > 0 and rng.uniform() < prior_fraction:
             prior = prior_sentence(rep, tuple(ANOMALY_TYPES), rng)
@@ -385,7 +399,7 @@ class TextPretrain(MethodBase):
                 c.seed * 1_000_003 + i,
                 self.class_names,
                 time_noise=_noise(c),
-                reasoning=mc_reasoning(c),
+                answer_style=mc_answer_style(c),
             )
             try:
                 ex = self.encode(conv, source=f"text example {i}")
@@ -444,7 +458,7 @@ class TextPretrain(MethodBase):
                 10**9 + i,
                 self.class_names,
                 time_noise=_noise(c),
-                reasoning=mc_reasoning(c),
+                answer_style=mc_answer_style(c),
             )
             try:
                 rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))
@@ -457,7 +471,7 @@ class TextPretrain(MethodBase):
             params,
             input_ids=b["input_ids"],
             attention_mask=b["attention_mask"],
-            max_new_tokens=REASONED_ANSWER_TOKENS if mc_reasoning(c) else 12,
+            max_new_tokens=REASONED_ANSWER_TOKENS if letter_last(c) else 12,
             eos_id=self.tok.eos_id,
             pad_id=self.tok.pad_id,
         )

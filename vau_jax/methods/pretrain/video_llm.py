@@ -182,8 +182,12 @@ class VideoPretrain(MethodBase):
                 convs += object_qa(video, int(rng.integers(1 << 30)))
             if self.config.base_llm.get("object_mc", False):
                 from vau_jax.data.object_qa import choice_conversations
+                from vau_jax.methods.pretrain.text_llm import mc_answer_style
 
-                convs += choice_conversations(video, int(rng.integers(1 << 30)))
+                style = mc_answer_style(self.config.base_llm.text_pretrain)
+                if style == "evidence":  # object questions have no report to restate
+                    style = "letter"
+                convs += choice_conversations(video, int(rng.integers(1 << 30)), answer_style=style)
             for k, conv in enumerate(convs):
                 out.append(
                     conversation_row(

@@ -220,14 +220,14 @@ def score_benchmark(
 
 def answer_tokens(config: Any) -> int:
     """Greedy tokens per answer: ``config.max_answer_tokens``, at least
-    ``text_llm.REASONED_ANSWER_TOKENS`` when the tiny LLM learnt reasoned multiple-choice
-    answers (``base_llm.text_pretrain.mc_reasoning``), whose letter comes last."""
+    ``text_llm.REASONED_ANSWER_TOKENS`` when the tiny LLM learnt multiple-choice answers
+    whose letter comes last (``base_llm.text_pretrain.mc_answer`` "evidence" or "option")."""
     from vau_jax.methods.pretrain import text_llm
 
     n = int(config.get("max_answer_tokens", 24))
     base = config.get("base_llm", None)
     text = base.get("text_pretrain", None) if base is not None else None
-    if config.get("llm", "tiny") == "tiny" and text is not None and text_llm.mc_reasoning(text):
+    if config.get("llm", "tiny") == "tiny" and text is not None and text_llm.letter_last(text):
         n = max(n, text_llm.REASONED_ANSWER_TOKENS)
     return n
 
