@@ -158,3 +158,41 @@ def test_prior_reader_accuracy_scores_the_readers_choices():
         B.prior_reader_accuracy([], [])
     with pytest.raises(ValueError, match="4 questions but 3 priors"):
         B.prior_reader_accuracy(qs, truths[:3])
+
+
+def test_reading_breakdown_splits_answers_by_prior_reader_and_model():
+    qs = [B.multiple_choice(_facts(s), VOCAB, s) for s in range(3)]
+    normal = B.multiple_choice(I.VideoFacts("n0", 10.0, "normal"), VOCAB, 5)
+    truths = [q.options[q.answer_index].interval for q in qs]
+    q0, q1, q2 = qs
+    none0 = next(i for i, o in enumerate(q0.options) if o.interval is None)
+    same1 = next(
+        i
+        for i, o in enumerate(q1.options)
+        if i != q1.answer_index
+        and o.interval is not None
+        and o.anomaly_type == q1.options[q1.answer_index].anomaly_type
+    )
+    wrong_n = next(i for i, o in enumerate(normal.options) if o.interval is not None)
+    out = B.reading_breakdown(
+        [q0, q1, q2, normal],
+        [truths[0], truths[1], None, None],
+        [none0, same1, None, wrong_n],
+    )
+    assert out["cells"] == {
+        ("anomalous", "interval", "right", "differs"): 2,  # q0, q1: the reader right, not the model
+        ("anomalous", "none", "wrong", "differs"): 1,  # q2: no prior, the model unparsed
+        ("normal", "none", "right", "differs"): 1,
+    }
+    lost = out["lost"]
+    assert (lost["no anomaly"], lost["same type"], lost["other type"]) == (1, 1, 1)
+    assert lost["unparsed"] == 0  # q2's reader was wrong: not counted as lost
+    letters = [q0.options[none0].letter, q1.options[same1].letter, normal.options[wrong_n].letter]
+    assert sum(lost[f"letter {x}"] for x in "ABCD") == 3
+    assert all(lost[f"letter {x}"] == letters.count(x) for x in "ABCD")
+    agree = B.reading_breakdown([q0], [truths[0]], [q0.answer_index])
+    assert agree == {"cells": {("anomalous", "interval", "right", "agrees"): 1}, "lost": {}}
+    unparsed = B.reading_breakdown([normal], [None], [None])["lost"]
+    assert unparsed == {"unparsed": 1}
+    with pytest.raises(ValueError, match="2 questions, 1 priors and 2 answers"):
+        B.reading_breakdown([q0, q1], [None], [None, None])

@@ -25,6 +25,7 @@ questions about the objects of *pretrain*-split videos (:mod:`vau_jax.data.objec
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -317,3 +318,57 @@ def prior_reader_accuracy(
     chosen = [prior_reader_choice(q, iv) for q, iv in zip(questions, priors)]
     intervals = [[o.interval for o in q.options] for q in questions]
     return mcqa_accuracy(chosen, [q.answer_index for q in questions], intervals)["Total_Acc"]
+
+
+def reading_breakdown(
+    questions: Sequence[MCQuestion],
+    priors: Sequence[Interval | None],
+    chosen: Sequence[int | None],
+) -> dict[str, Counter]:
+    """Where a model's answers part from an exact reader of the temporal prior
+    (:func:`prior_reader_choice`): the diagnostic behind ``scripts/vagpt_reading.py``.
+
+    Args:
+      questions: the benchmark's questions.
+      priors: per question, TETG's interval for its video (seconds) or None.
+      chosen: per question, the option index parsed from the model's answer, or None.
+
+    Returns:
+      ``{"cells": ..., "lost": ...}``. ``cells`` counts questions by ``(half, prior, reader,
+      model)``: ``half`` "normal" / "anomalous" (the correct option's interval), ``prior``
+      "none" / "interval" (what the prior says), ``reader`` "right" / "wrong", ``model``
+      "agrees" / "differs" (its choice against the reader's). ``lost`` counts, over the
+      questions the reader gets right and the model does not, what the model chose: "no
+      anomaly", "same type" (another option of the correct option's anomaly type), "other
+      type" or "unparsed"; and ``letter <X>`` for the letter it gave there.
+    """
+    if not len(questions) == len(priors) == len(chosen):
+        raise ValueError(
+            f"{len(questions)} questions, {len(priors)} priors and {len(chosen)} answers"
+        )
+    cells: Counter = Counter()
+    lost: Counter = Counter()
+    for q, prior, c in zip(questions, priors, chosen):
+        truth = q.options[q.answer_index]
+        reader = prior_reader_choice(q, prior)
+        key = (
+            "normal" if truth.interval is None else "anomalous",
+            "none" if prior is None else "interval",
+            "right" if reader == q.answer_index else "wrong",
+            "agrees" if c == reader else "differs",
+        )
+        cells[key] += 1
+        if reader != q.answer_index or c == reader:
+            continue
+        if c is None:
+            lost["unparsed"] += 1
+            continue
+        o = q.options[c]
+        if o.interval is None:
+            lost["no anomaly"] += 1
+        elif o.anomaly_type == truth.anomaly_type:
+            lost["same type"] += 1
+        else:
+            lost["other type"] += 1
+        lost[f"letter {o.letter}"] += 1
+    return {"cells": cells, "lost": lost}
