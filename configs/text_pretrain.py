@@ -60,6 +60,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # letter ("Yes: a person running, between 2.3s and 4.4s. Answer: C."); "option" (ours), the
     # option's text, then its letter ("A person running from 2.1s to 4.5s. Answer: C.").
     c.mc_answer = "letter"
+    # The loss weight of a multiple-choice answer's letter token (ours): 1 = every answer
+    # token alike. The letter is the one token the evaluation scores; the rest of the answer
+    # repeats an option (text_llm.TextPretrain.letter_weighted). Rows of other kinds and the
+    # later trainings' replayed rows are unweighted.
+    c.mc_letter_weight = 1.0
     # Conversations packed side by side into rows of this many tokens (vau_jax/data/packing.py;
     # attention stays inside each): 2.5 conversations per row, 98% filled, where padding each
     # to max_length filled 59%. 0 = one conversation per row.

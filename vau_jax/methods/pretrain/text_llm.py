@@ -389,11 +389,12 @@ class TextPretrain(MethodBase):
         reps = reports(c.data_dir, self.synth, int(c.num_train_videos))
         kinds, p = mixed_kinds(c.mix)
         rng = np.random.default_rng(c.seed)
+        letter_weight = float(c.get("mc_letter_weight", 1.0))
         out, skipped = [], 0
         for i in range(int(c.num_train_examples)):
             kind = kinds[int(rng.choice(len(kinds), p=p))]
             rep = reps[int(rng.integers(len(reps)))]
-            conv, _ = conversation(
+            conv, q = conversation(
                 rep,
                 kind,
                 c.seed * 1_000_003 + i,
@@ -406,7 +407,11 @@ class TextPretrain(MethodBase):
             except TooLongError:  # a report longer than max_length (a video of many segments)
                 skipped += 1
                 continue
-            out.append({k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")})
+            row = {k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")}
+            if letter_weight != 1.0:
+                letter = None if q is None else q.options[q.answer_index].letter
+                row["loss_mask"] = self.letter_weighted(row, letter, letter_weight)
+            out.append(row)
         if skipped:
             logging.info(
                 "text pretraining: %d of %d examples longer than max_length left out",
@@ -420,6 +425,27 @@ class TextPretrain(MethodBase):
             out = packed
         return out
 
+    def letter_weighted(
+        self, row: dict[str, np.ndarray], letter: str | None, weight: float
+    ) -> np.ndarray:
+        """``row``'s loss mask as float32 weights ``[S]`` with the answer's letter token (a
+        multiple-choice row's chosen letter, ``letter``; None for another row) weighted
+        ``weight`` (text pretraining's ``mc_letter_weight``, ours): the letter is one of an
+        answer's ~15 target tokens, yet the only one the evaluation scores. The letter is the
+        first target token that is exactly it (``"letter"`` answers) or the last
+        (``"evidence"`` / ``"option"`` answers, whose letter comes at the end)."""
+        w = row["loss_mask"].astype(np.float32)
+        if letter is None:
+            return w
+        targets = np.flatnonzero(w)
+        if letter_last(self.config):
+            targets = targets[::-1]
+        for pos in targets:
+            if self.tok.decode([int(row["input_ids"][pos])]).strip() == letter:
+                w[pos] = weight
+                return w
+        raise ValueError(f"no target token is the answer's letter {letter!r}")
+
     _loss = LLMPretrain._loss  # the next-token loss on the answers (packed rows too)
 
     def stages(self) -> list[Stage]:
@@ -428,30 +454,61 @@ class TextPretrain(MethodBase):
     def evaluate(self, params: Any, workdir: str) -> dict[str, float]:
         """Generated-letter accuracy on held-out pretrain-split reports (the videos after the
         training ones; chance 0.25): ``text_mc_acc`` on report questions and, when ``mix``
-        weights ``prior_mc``, ``text_prior_mc_acc`` on prior-only ones."""
+        weights ``prior_mc``, ``text_prior_mc_acc`` on prior-only ones; each also on the
+        questions about anomalous reports alone (``..._anomalous``), where the options'
+        intervals, not "no anomaly", decide."""
         del workdir
-        out = self._letter_accuracy(params, "mc")
+        out = self.letter_accuracy(params, "mc")
         out = {
             "text_mc_acc": out["Total_Acc"],
             "text_mc_temporal_acc": out["Temporal_Acc"],
+            "text_mc_acc_anomalous": out["Total_Acc_anomalous"],
             "text_mc_eval_questions": out["questions"],
         }
         if float(self.config.mix.get("prior_mc", 0.0)) > 0:
-            out["text_prior_mc_acc"] = self._letter_accuracy(params, "prior_mc")["Total_Acc"]
+            prior = self.letter_accuracy(params, "prior_mc")
+            out["text_prior_mc_acc"] = prior["Total_Acc"]
+            out["text_prior_mc_acc_anomalous"] = prior["Total_Acc_anomalous"]
         return out
 
-    def _letter_accuracy(self, params: Any, kind: str) -> dict[str, float]:
-        """MC-QA accuracy of the generated answers to the held-out reports' ``kind``
-        questions (``"mc"`` or ``"prior_mc"``), plus ``questions`` (how many were asked)."""
+    def letter_accuracy(
+        self,
+        params: Any,
+        kind: str,
+        first: int | None = None,
+        count: int | None = None,
+        batch_size: int = 64,
+    ) -> dict[str, float]:
+        """MC-QA accuracy of the generated answers to held-out reports' ``kind`` questions
+        (``"mc"`` or ``"prior_mc"``).
+
+        Args:
+          params: the text LLM's parameters.
+          kind: the question kind.
+          first: the first pretrain-split video asked about (default: the one after the
+            ``num_train_videos`` trained on); ``scripts/text_reading.py`` asks further ones.
+          count: how many videos (default ``num_eval_videos``).
+          batch_size: questions generated per call.
+
+        Returns:
+          ``Total_Acc``, ``Temporal_Acc``, ``Total_Acc_normal``, ``Total_Acc_anomalous``,
+          ``No_Anomaly_Rate`` (:func:`vau_jax.eval.metrics.mcqa_by_truth`) and ``questions``
+          (how many were asked: a report longer than ``max_length`` is not).
+        """
         from vau_jax.eval.generate import generate
-        from vau_jax.eval.metrics import mcqa_accuracy, parse_choice
+        from vau_jax.eval.metrics import mcqa_accuracy, mcqa_by_truth, parse_choice
         from vau_jax.eval.scoring import stack_rows
 
         c = self.config
-        n_train, n_eval = int(c.num_train_videos), int(c.num_eval_videos)
-        held = reports(c.data_dir, self.synth, n_train + n_eval)[n_train:]
+        first = int(c.num_train_videos) if first is None else int(first)
+        count = int(c.num_eval_videos) if count is None else int(count)
+        if first < int(c.num_train_videos):
+            raise ValueError(
+                f"first={first}: the first {c.num_train_videos} reports are trained on"
+            )
+        held = reports(c.data_dir, self.synth, first + count)[first:]
         qs, rows = [], []
-        for i, rep in enumerate(held):
+        for i, rep in enumerate(held, start=first - int(c.num_train_videos)):
             conv, q = conversation(
                 rep,
                 kind,
@@ -465,33 +522,30 @@ class TextPretrain(MethodBase):
             except TooLongError:  # longer than max_length: not asked
                 continue
             qs.append(q)
-        b = stack_rows(rows)
-        toks, lengths = generate(
-            self.model,
-            params,
-            input_ids=b["input_ids"],
-            attention_mask=b["attention_mask"],
-            max_new_tokens=REASONED_ANSWER_TOKENS if letter_last(c) else 12,
-            eos_id=self.tok.eos_id,
-            pad_id=self.tok.pad_id,
-        )
-        toks, lengths = np.asarray(toks), np.asarray(lengths)
-        texts = [
-            self.tok.decode(
-                [
-                    int(t)
-                    for t in toks[r, : lengths[r]]
-                    if int(t) not in (self.tok.eos_id, self.tok.pad_id)
-                ]
+        texts = []
+        for s in range(0, len(rows), batch_size):
+            b = stack_rows(rows[s : s + batch_size])
+            toks, lengths = generate(
+                self.model,
+                params,
+                input_ids=b["input_ids"],
+                attention_mask=b["attention_mask"],
+                max_new_tokens=REASONED_ANSWER_TOKENS if letter_last(c) else 12,
+                eos_id=self.tok.eos_id,
+                pad_id=self.tok.pad_id,
             )
-            for r in range(len(qs))
-        ]
+            toks, lengths = np.asarray(toks), np.asarray(lengths)
+            skip = (self.tok.eos_id, self.tok.pad_id)
+            texts += [
+                self.tok.decode([int(t) for t in toks[r, : lengths[r]] if int(t) not in skip])
+                for r in range(len(toks))
+            ]
         chosen = [parse_choice(t, [o.text for o in q.options]) for t, q in zip(texts, qs)]
-        acc = mcqa_accuracy(
-            chosen, [q.answer_index for q in qs], [[o.interval for o in q.options] for q in qs]
-        )
+        correct = [q.answer_index for q in qs]
+        intervals = [[o.interval for o in q.options] for q in qs]
+        acc = mcqa_accuracy(chosen, correct, intervals)
         logging.info("text pretraining, held-out %s answers: %s", kind, texts[:3])
-        return {**acc, "questions": float(len(qs))}
+        return {**acc, **mcqa_by_truth(chosen, correct, intervals), "questions": float(len(qs))}
 
 
 def checkpoint_dir(config: Any) -> str:
