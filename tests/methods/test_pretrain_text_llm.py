@@ -264,3 +264,39 @@ def test_replay_mixes_in_prior_only_rows_at_their_fraction(tmp_path):
     assert all(v[0]["value"].startswith("Report:\n") for v in mixed if v not in prior_rows)
     every = TL.replay_conversations(c, 20, seed=0, prior_mc_fraction=1.0)
     assert all(any(q in v[0]["value"] for q in PT.PRIOR_MC_QUESTIONS) for v in every)
+
+
+def test_letter_weight_marks_the_answers_letter_token_in_each_style(tmp_path):
+    import text_pretrain as text_pretrain_config
+
+    c = text_pretrain_config.get_config("tiny")
+    c.data_dir, c.num_train_videos, c.num_train_examples = str(tmp_path), 4, 24
+    c.synthvad.min_seconds = c.synthvad.max_seconds = 2.0
+    c.pack_length = 0
+    m = TL.TextPretrain(c, "")
+    m.prepare()
+    rep = TL.reports(c.data_dir, m.synth, 4)[0]
+    for style in ("letter", "option"):
+        c.mc_answer = style
+        conv, q = TL.conversation(rep, "mc", 3, m.class_names, answer_style=style)
+        ex = m.encode(conv)
+        row = {k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")}
+        letter = q.options[q.answer_index].letter
+        w = m.letter_weighted(row, letter, 5.0)
+        assert w.dtype == np.float32
+        (pos,) = np.flatnonzero(w == 5.0)
+        assert m.tok.decode([int(row["input_ids"][pos])]).strip() == letter
+        targets = np.flatnonzero(row["loss_mask"])
+        rest = np.setdiff1d(targets, [pos])
+        assert np.all(w[rest] == 1.0) and np.all(w[~row["loss_mask"]] == 0.0)
+        # "letter": the letter opens the answer; "option": it closes it (then "." and EOS)
+        assert (pos - targets[0] <= 1) if style == "letter" else (targets[-1] - pos <= 2)
+        np.testing.assert_array_equal(m.letter_weighted(row, None, 5.0), row["loss_mask"])
+        with pytest.raises(ValueError, match="letter 'Z'"):
+            m.letter_weighted(row, "Z", 5.0)
+    c.mc_answer, c.mc_letter_weight = "letter", 4.0
+    rows = m._source()
+    weighted = [r for r in rows if (r["loss_mask"] == 4.0).any()]
+    assert weighted and all((r["loss_mask"] == 4.0).sum() == 1 for r in weighted)
+    assert all(set(np.unique(r["loss_mask"])) <= {0.0, 1.0, 4.0} for r in rows)
+    assert len(weighted) < len(rows)  # QA and summary rows are not weighted
