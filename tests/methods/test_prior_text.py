@@ -53,3 +53,26 @@ def test_prior_sentence_is_tetgs_template_with_the_prior_interval():
     )
     assert PT.prior_interval(_report(NORMAL, ()), rng_a) is None
     assert PT.prior_sentence(_report(NORMAL, ()), ("running",), rng_a).endswith(T.TETG_NONE)
+
+
+def test_lookup_rows_quote_one_option_and_answer_its_letter():
+    from vau_jax.eval.metrics import parse_choice
+
+    classes = ("running", "fighting", "explosion")
+    picked = set()
+    for seed in range(24):
+        rep = _report("running", ((4.0, 6.0),)) if seed % 2 else _report(NORMAL, ())
+        conv, q = PT.lookup_conversation(rep, seed, classes)
+        human, answer = conv[0]["value"], conv[1]["value"]
+        quoted = q.options[q.answer_index]
+        assert any(p.format(text=quoted.text) == q.question for p in PT.LOOKUP_QUESTIONS)
+        assert human == q.prompt() and not any(m in human for m in T.MC_QUESTIONS)
+        assert sum(o.text in q.question for o in q.options) >= 1
+        assert answer == f"{quoted.letter}. {quoted.text}"
+        assert parse_choice(answer, [o.text for o in q.options]) == q.answer_index
+        option, _ = PT.lookup_conversation(rep, seed, classes, "option")
+        assert option[0] == conv[0]
+        assert option[1]["value"] == f"{quoted.text}. Answer: {quoted.letter}."
+        assert conv == TL.conversation(rep, "lookup", seed, classes)[0]
+        picked.add(quoted.letter)
+    assert picked == {"A", "B", "C", "D"}  # whatever the report says, any option is quoted

@@ -84,3 +84,39 @@ def prior_mc_conversation(
         {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
         {"from": "gpt", "value": answer},
     ], q
+
+
+#: The questions of lookup rows (:func:`lookup_conversation`); ``{text}`` is one option's text.
+LOOKUP_QUESTIONS = (
+    "Which option reads exactly: {text}?",
+    'Find the option that says "{text}".',
+)
+
+
+def lookup_conversation(
+    report: Any,
+    seed: int,
+    class_names: Sequence[str],
+    answer_style: str = "letter",
+) -> tuple[list[dict[str, str]], MCQuestion]:
+    """A text-only row that asks which lettered option repeats a quoted line (ours): the four
+    options :func:`~vau_jax.data.benchmark.multiple_choice` draws for ``report``, the
+    question quoting one of them verbatim (uniform over the four, whatever the report says),
+    the answer that option's letter and text (``answer_style`` as in
+    :func:`prior_mc_conversation`, but not ``"evidence"``).
+
+    The skill reading VA-GPT's prior rests on, alone: finding the option line that matches a
+    string and giving its letter. The 4-layer LLM does not learn it from prior-only rows,
+    not even when the prior's interval is written exactly as the right option's (README,
+    VA-GPT). Returns the conversation and the question with the quoted option as its answer.
+    """
+    rng = np.random.default_rng([int(seed), 37])
+    q = multiple_choice(report.facts, class_names, seed)
+    k = int(rng.integers(len(q.options)))
+    o = q.options[k]
+    question = LOOKUP_QUESTIONS[int(rng.integers(len(LOOKUP_QUESTIONS)))].format(text=o.text)
+    asked = MCQuestion(q.video_id, question, q.options, k)
+    return [
+        {"from": "human", "value": asked.prompt()},
+        {"from": "gpt", "value": mc_answer_text(o.letter, o.text, answer_style)},
+    ], asked

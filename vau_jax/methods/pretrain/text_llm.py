@@ -19,6 +19,9 @@ segment (``"2.1s-4.5s: A person in red runs along the path."``), and asks one of
   same options with a TETG-style prior sentence as the only evidence
   (:func:`prior_mc_conversation`; ours: reading an interval off VA-GPT's prior and matching
   it among options, a text skill).
+* optional, only when ``mix`` weights it: **lookup** (``lookup``): which lettered option
+  repeats a quoted line (:func:`lookup_conversation`; ours: the line lookup that reading
+  the prior needs, alone).
 
 The loss is the next-token cross-entropy on the answers. Evaluation: accuracy of the
 generated letter on held-out pretrain-split reports (``text_mc_acc``; chance 0.25). The
@@ -43,7 +46,11 @@ from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
 from vau_jax.data.packing import pack_rows, packing_summary
 from vau_jax.methods.base import MethodBase
 from vau_jax.methods.pretrain.llm import LLMPretrain
-from vau_jax.methods.pretrain.prior_text import prior_mc_conversation, prior_sentence
+from vau_jax.methods.pretrain.prior_text import (
+    lookup_conversation,
+    prior_mc_conversation,
+    prior_sentence,
+)
 from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
 from vau_jax.models import registry
 from vau_jax.models.llama import LlamaForCausalLM
@@ -52,7 +59,7 @@ from vau_jax.train.trainer import Stage
 KINDS = ("mc", "qa", "summary")
 #: Optional kinds, used only when ``mix`` names them with a weight above 0 (so the default
 #: corpus, its sampling and its cache key stay those of :data:`KINDS`).
-OPTIONAL_KINDS = ("object", "prior_mc")
+OPTIONAL_KINDS = ("object", "prior_mc", "lookup")
 SUMMARY_QUESTIONS = ("Summarize the report in one sentence.", "What happened, in short?")
 QA_QUESTIONS = (
     "Is there an anomaly in this report? If so, what is it and when does it happen?",
@@ -238,6 +245,8 @@ def conversation(
         ], None
     if kind == "prior_mc":
         return prior_mc_conversation(report, seed, class_names, answer_style)
+    if kind == "lookup":
+        return lookup_conversation(report, seed, class_names, answer_style)
     raise ValueError(f"unknown text task {kind!r}; choose from {KINDS + OPTIONAL_KINDS}")
 
 
@@ -469,6 +478,8 @@ class TextPretrain(MethodBase):
             prior = self.letter_accuracy(params, "prior_mc")
             out["text_prior_mc_acc"] = prior["Total_Acc"]
             out["text_prior_mc_acc_anomalous"] = prior["Total_Acc_anomalous"]
+        if float(self.config.mix.get("lookup", 0.0)) > 0:
+            out["text_lookup_acc"] = self.letter_accuracy(params, "lookup")["Total_Acc"]
         return out
 
     def letter_accuracy(
