@@ -196,3 +196,17 @@ def test_reading_breakdown_splits_answers_by_prior_reader_and_model():
     assert unparsed == {"unparsed": 1}
     with pytest.raises(ValueError, match="2 questions, 1 priors and 2 answers"):
         B.reading_breakdown([q0, q1], [None], [None, None])
+
+
+def test_mc_answer_text_words_each_style_in_one_place():
+    assert B.mc_answer_text("C", "A fire from 2.1s to 4.5s", "letter") == (
+        "C. A fire from 2.1s to 4.5s"
+    )
+    assert B.mc_answer_text("C", "A fire from 2.1s to 4.5s", "option", "ignored") == (
+        "A fire from 2.1s to 4.5s. Answer: C."
+    )
+    assert B.mc_answer_text("C", "A fire", "evidence", "Yes: a fire.") == "Yes: a fire. Answer: C."
+    with pytest.raises(ValueError, match="needs the evidence"):
+        B.mc_answer_text("C", "A fire", "evidence")
+    with pytest.raises(ValueError, match="'letters'"):
+        B.mc_answer_text("C", "A fire", "letters")

@@ -92,20 +92,26 @@ class MCQuestion:
 #: How a multiple-choice row of a training corpus is answered (text pretraining's
 #: ``mc_answer``): ``"letter"``, the letter and the option's text (``"C. A fire from 2.1s to
 #: 4.5s"``); ``"evidence"``, the evidence restated, then the letter
-#: (``text_llm.reasoned_answer``); ``"option"``, the option's text, then its letter (``"A
+#: (``text_llm.reported_anomaly``); ``"option"``, the option's text, then its letter (``"A
 #: fire from 2.1s to 4.5s. Answer: C."``), so that the letter is looked up after the text.
 MC_ANSWER_STYLES = ("letter", "evidence", "option")
 
 
-def mc_answer_text(letter: str, text: str, style: str) -> str:
-    """The answer choosing option ``letter``, whose text is ``text``, in the ``"letter"`` or
-    ``"option"`` style of :data:`MC_ANSWER_STYLES` (an ``"evidence"`` answer restates its
-    evidence, which only its caller knows). Raises ValueError for another style."""
+def mc_answer_text(letter: str, text: str, style: str, evidence: str | None = None) -> str:
+    """The answer choosing option ``letter``, whose text is ``text``, in ``style`` of
+    :data:`MC_ANSWER_STYLES`; an ``"evidence"`` answer restates ``evidence`` (a sentence
+    only the caller knows: the report's anomaly, the prior's interval) before the letter,
+    the other styles ignore it. Raises ValueError for another style, or for ``"evidence"``
+    without ``evidence``."""
     if style == "option":
         return T.MC_OPTION_ANSWER.format(text=text, letter=letter)
     if style == "letter":
         return T.MC_OPTION_LINE.format(letter=letter, text=text)
-    raise ValueError(f"multiple-choice answer style {style!r}: use 'letter' or 'option' here")
+    if style == "evidence":
+        if evidence is None:
+            raise ValueError("an 'evidence' multiple-choice answer needs the evidence it restates")
+        return T.MC_REASONED_ANSWER.format(evidence=evidence, letter=letter)
+    raise ValueError(f"multiple-choice answer style {style!r}: choose from {MC_ANSWER_STYLES}")
 
 
 def mc_prompt(question: str, options: Sequence[MCOption]) -> str:

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from vau_jax.data import templates as T
 from vau_jax.data.benchmark import MCQuestion, mc_answer_text, multiple_choice
 from vau_jax.data.instruct import NORMAL, format_time, tetg_text
 
@@ -73,13 +72,10 @@ def prior_mc_conversation(
     q = multiple_choice(report.facts, class_names, seed, questions=PRIOR_MC_QUESTIONS)
     interval = prior_interval(report, rng)
     o = q.options[q.answer_index]
-    if answer_style == "evidence":
-        said = PRIOR_SAID_NONE
-        if interval is not None:
-            said = PRIOR_SAID.format(start=format_time(interval[0]), end=format_time(interval[1]))
-        answer = T.MC_REASONED_ANSWER.format(evidence=said, letter=o.letter)
-    else:
-        answer = mc_answer_text(o.letter, o.text, answer_style)
+    said = PRIOR_SAID_NONE
+    if interval is not None:
+        said = PRIOR_SAID.format(start=format_time(interval[0]), end=format_time(interval[1]))
+    answer = mc_answer_text(o.letter, o.text, answer_style, evidence=said)
     return [
         {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
         {"from": "gpt", "value": answer},

@@ -180,15 +180,15 @@ def reported_intervals(truth: Report, written: Report) -> tuple[tuple[float, flo
     return tuple(out)
 
 
-def reasoned_answer(truth: Report, written: Report, letter: str) -> str:
-    """A multiple-choice answer that first restates the evidence, the anomaly-QA sentence of
-    :func:`anomaly_answer` with the times as the report ``written`` gives them
-    (:func:`reported_intervals`), and then the letter: ``"Yes: a person running, between
-    2.3s and 4.4s. Answer: C."`` (ours, off by default: ``mc_answer="evidence"``). The letter then
-    follows the model's own statement of what happened, the statement a video LLM also
-    learns to make about a video."""
+def reported_anomaly(truth: Report, written: Report) -> str:
+    """The evidence an ``mc_answer="evidence"`` multiple-choice answer restates before its
+    letter (ours, off by default): the anomaly-QA sentence of :func:`anomaly_answer` with the
+    times as the report ``written`` gives them (:func:`reported_intervals`), as in ``"Yes: a
+    person running, between 2.3s and 4.4s. Answer: C."``. The letter then follows the model's
+    own statement of what happened, the statement a video LLM also learns to make about a
+    video."""
     facts = dataclasses.replace(truth.facts, intervals=reported_intervals(truth, written))
-    return T.MC_REASONED_ANSWER.format(evidence=anomaly_answer(facts), letter=letter)
+    return anomaly_answer(facts)
 
 
 def conversation(
@@ -211,10 +211,8 @@ def conversation(
         q = multiple_choice(report.facts, class_names, seed, questions=mc_questions)
         written = approximate(report, time_noise, np.random.default_rng([seed, 1]))
         o = q.options[q.answer_index]
-        if answer_style == "evidence":
-            answer = reasoned_answer(report, written, o.letter)
-        else:
-            answer = mc_answer_text(o.letter, o.text, answer_style)
+        evidence = reported_anomaly(report, written) if answer_style == "evidence" else None
+        answer = mc_answer_text(o.letter, o.text, answer_style, evidence)
         return [
             {"from": "human", "value": f"{written.text()}\n{q.prompt()}"},
             {"from": "gpt", "value": answer},
