@@ -26,6 +26,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data_dir = data_dir()
     c.model = "tiny-llama"
     c.vocab_size = 512
+    # The SynthVAD tokenizer (vau_jax/data/corpus.py: TOKENIZERS): "synthvad", or
+    # "synthvad_letters", where option letters are the same token in prompt and answer.
+    c.tokenizer = "synthvad"
     c.chat_format = "vicuna_v1"
     # The Vicuna system prompt is 93 pieces of the 512-piece tokenizer: left out (tiny only).
     c.system = ""

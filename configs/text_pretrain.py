@@ -28,6 +28,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data_dir = data_dir()
     c.model = "tiny-llama"
     c.vocab_size = 512
+    # The SynthVAD tokenizer (vau_jax/data/corpus.py: TOKENIZERS): "synthvad", or
+    # "synthvad_letters", where option letters are the same token in prompt and answer.
+    c.tokenizer = "synthvad"
     c.chat_format = "vicuna_v1"
     c.system = ""  # the Vicuna system sentence is 93 pieces of the tiny tokenizer: left out
     c.max_length = 288  # a report (normal stretches merged) + question + options: <= 270

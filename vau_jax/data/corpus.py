@@ -1,9 +1,20 @@
-"""The SynthVAD text corpus and the tiny presets' sentencepiece tokenizer trained on it.
+"""The SynthVAD text corpus and the tiny presets' sentencepiece tokenizers trained on it.
 
 The corpus is every sentence the tiny presets will ever tokenise: per-frame captions at every
 spatial word, scene/event descriptions and the instruction data (questions, answers,
-multiple-choice prompts) of SynthVAD *train* videos, plus the chat-template markers. The
-tokenizer is trained once, offline, and cached as ``<data_dir>/tokenizer_synthvad_<V>.model``.
+multiple-choice prompts) of SynthVAD *train* videos, plus the chat-template markers. A
+tokenizer is trained once, offline, and cached as ``<data_dir>/tokenizer_<name>_<V>.model``.
+
+Two tokenizers (:data:`TOKENIZERS`), both on the same corpus:
+
+* ``"synthvad"``: the chat markers as single tokens. The tiny CLIP's text tower reads it.
+* ``"synthvad_letters"``: also the option letters ``A``-``H`` as single tokens. With
+  ``"synthvad"`` an option letter is one token where it opens an option line (``"\nB."`` ->
+  ``B``, ``.``) but another where an answer writes it: ``" B."`` -> ``▁``, ``B``, ``.``, and
+  ``" A."`` -> ``▁A``, the article's token, which no option line ever holds. Here every
+  letter is the same token in the prompt and in the answer (``" A."`` -> ``▁``, ``A``,
+  ``.``), so the letter an answer writes is the token of the option line it chose. The
+  tiny LLM reads it (``text_pretrain.tokenizer`` / ``llm_pretrain.tokenizer``).
 """
 
 from __future__ import annotations
@@ -20,6 +31,13 @@ from vau_jax.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 
 #: Markers kept as single tokens (chat templates and the video placeholder).
 SPECIAL_SYMBOLS = ("<video>", "USER:", "ASSISTANT:", "<|im_start|>", "<|im_end|>")
+#: Letters of up to 8 options (SynthVAD's 7 anomaly types and "no anomaly").
+OPTION_LETTERS = tuple("ABCDEFGH")
+#: Tokenizer name -> its single-token symbols (see the module docstring).
+TOKENIZERS = {
+    "synthvad": SPECIAL_SYMBOLS,
+    "synthvad_letters": SPECIAL_SYMBOLS + OPTION_LETTERS,
+}
 
 
 def _video_sentences(split: str, index: int, config: synthvad.SynthConfig) -> list[str]:
@@ -60,10 +78,13 @@ def synthvad_corpus(
 
 
 def ensure_tokenizer(
-    data_dir: str, vocab_size: int = 512, num_videos: int = 200
+    data_dir: str, vocab_size: int = 512, num_videos: int = 200, name: str = "synthvad"
 ) -> SentencePieceTokenizer:
-    """The cached SynthVAD tokenizer, trained on :func:`synthvad_corpus` when missing."""
-    path = os.path.join(data_dir, f"tokenizer_synthvad_{vocab_size}.model")
+    """The cached SynthVAD tokenizer ``name`` of :data:`TOKENIZERS`, trained on
+    :func:`synthvad_corpus` when missing. Raises ValueError for another name."""
+    if name not in TOKENIZERS:
+        raise ValueError(f"tokenizer {name!r}: choose from {sorted(TOKENIZERS)}")
+    path = os.path.join(data_dir, f"tokenizer_{name}_{vocab_size}.model")
     if not os.path.isfile(path):
         cfg = dataclasses.replace(synthvad.SynthConfig(), height=64, width=64)
         tmp = path[: -len(".model")] + f".tmp{os.getpid()}.model"
@@ -72,7 +93,7 @@ def ensure_tokenizer(
                 synthvad_corpus(num_videos, cfg),
                 tmp,
                 vocab_size,
-                user_defined_symbols=SPECIAL_SYMBOLS,
+                user_defined_symbols=TOKENIZERS[name],
             )
         os.replace(tmp, path)
         vocab = tmp[: -len(".model")] + ".vocab"

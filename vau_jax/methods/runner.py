@@ -138,10 +138,20 @@ def single_stage(
 NOT_IN_KEY = ("data_dir", "steps_per_call")
 
 
+#: Fields added after pretrainings were cached, with the value that trains what those caches
+#: hold: at that value (at any depth) a field stays out of the key, so older caches stay valid.
+KEY_DEFAULTS = {"tokenizer": "synthvad"}
+
+
 def _without_locations(tree: Any) -> Any:
-    """A config dict with every :data:`NOT_IN_KEY` field (at any depth) left out."""
+    """A config dict with every :data:`NOT_IN_KEY` field, and every :data:`KEY_DEFAULTS`
+    field at its default, (at any depth) left out."""
     if isinstance(tree, dict):
-        return {k: _without_locations(v) for k, v in tree.items() if k not in NOT_IN_KEY}
+        return {
+            k: _without_locations(v)
+            for k, v in tree.items()
+            if k not in NOT_IN_KEY and not (k in KEY_DEFAULTS and v == KEY_DEFAULTS[k])
+        }
     return tree
 
 

@@ -350,7 +350,9 @@ def synthvad_tokenizer(config: Any) -> Any:
     """The tiny presets' sentencepiece tokenizer over the SynthVAD text corpus (cached)."""
     from vau_jax.data.corpus import ensure_tokenizer
 
-    return ensure_tokenizer(config.data_dir, int(config.vocab_size))
+    return ensure_tokenizer(
+        config.data_dir, int(config.vocab_size), name=str(config.get("tokenizer", "synthvad"))
+    )
 
 
 def frozen_clip(

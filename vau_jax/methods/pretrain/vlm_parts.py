@@ -312,10 +312,11 @@ def frozen_llm(config: Any, weights: bool = True) -> tuple[Any, Any, Any]:
 
 
 def tiny_llm(config: Any) -> tuple[Any, Any]:
-    """``(tokenizer, LlamaConfig)`` of the tiny presets' LLM (the SynthVAD tokenizer)."""
+    """``(tokenizer, LlamaConfig)`` of the tiny presets' LLM: the SynthVAD tokenizer its text
+    pretraining read (``config.base_llm.text_pretrain.tokenizer``)."""
     from vau_jax.methods.pretrain.clip import synthvad_tokenizer
 
-    tok = synthvad_tokenizer(config.clip_pretrain)
+    tok = synthvad_tokenizer(config.base_llm.text_pretrain)
     cfg = dataclasses.replace(
         registry.get_config(config.llm_preset),
         vocab_size=int(tok.vocab_size),
