@@ -22,3 +22,36 @@ def test_pooled_corpus_equals_the_in_process_corpus():
     v2 = synthvad.render_split_video("train", 2, TINY)
     assert v2.event_description in alone[templates + 2 :]
     assert len(alone) > templates + 6
+
+
+def test_letters_tokenizer_writes_an_answers_letter_as_its_option_lines_token(tmp_path):
+    """With "synthvad" the answer " A." starts with the article's token, which no option line
+    holds; with "synthvad_letters" every letter is one token in the prompt and the answer."""
+    import pytest
+
+    from vau_jax.data import corpus
+
+    prompt = "Which?\nA. A person falling\nB. People walking"
+    plain = corpus.ensure_tokenizer(str(tmp_path), 512, num_videos=3, name="synthvad")
+    letters = corpus.ensure_tokenizer(str(tmp_path), 512, num_videos=3, name="synthvad_letters")
+    assert (tmp_path / "tokenizer_synthvad_512.model").is_file()
+    assert (tmp_path / "tokenizer_synthvad_letters_512.model").is_file()
+
+    def pieces(tok, text):
+        return [tok.sp.id_to_piece(i) for i in tok.encode(text)]
+
+    for name, tok in (("plain", plain), ("letters", letters)):
+        in_prompt = pieces(tok, prompt)
+        assert "A" in in_prompt and "B" in in_prompt, (name, in_prompt)
+    def answer(tok, letter):  # the pieces an answer "X." writes after the chat marker
+        p = pieces(tok, f"ASSISTANT: {letter}.")
+        return p[p.index("ASSISTANT:") + 1 :]
+
+    assert answer(plain, "A") == ["▁A", "."]  # the article's token: no option line holds it
+    assert answer(plain, "B") == ["▁", "B", "."]
+    for letter in "ABCD":
+        assert answer(letters, letter) == ["▁", letter, "."]
+    assert pieces(letters, prompt).count("A") == 2  # the option letter and the article
+    assert letters.decode(letters.encode(prompt)) == prompt
+    with pytest.raises(ValueError, match="tokenizer 'bpe'"):
+        corpus.ensure_tokenizer(str(tmp_path), 512, num_videos=3, name="bpe")

@@ -77,3 +77,23 @@ def test_pretrained_dir_does_not_depend_on_where_the_data_dir_is():
     assert pa.startswith("data_cache/") and pb.startswith("/mnt/elsewhere/data_cache/")
     b.base_llm.steps += 1  # what is trained still counts
     assert os.path.basename(pretrained_dir(b, "x")) != os.path.basename(pa)
+
+
+def test_a_field_at_its_key_default_leaves_the_cache_name_as_before_it_existed():
+    """``tokenizer="synthvad"`` trains what caches made before the field held: same name;
+    another tokenizer is another pretraining."""
+    import os
+    import sys
+
+    from vau_jax.methods.runner import pretrained_dir
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
+    import text_pretrain as text_pretrain_config
+
+    with_field = text_pretrain_config.get_config("tiny")
+    assert with_field.tokenizer == "synthvad"
+    without = text_pretrain_config.get_config("tiny")
+    del without["tokenizer"]
+    assert pretrained_dir(with_field, "x") == pretrained_dir(without, "x")
+    with_field.tokenizer = "synthvad_letters"
+    assert pretrained_dir(with_field, "x") != pretrained_dir(without, "x")

@@ -105,3 +105,22 @@ def test_alignment_steps_train_the_visual_path_with_the_llm_frozen(tmp_path):
         assert frozen(align.optimizer, path) and not frozen(captions.optimizer, path)
     for path in ("qformer/query_tokens", "content_proj/kernel", "context_proj/kernel"):
         assert not frozen(align.optimizer, path)
+
+
+def test_the_tiny_llm_reads_its_text_pretrainings_tokenizer(tmp_path, monkeypatch):
+    """The LLM's tokenizer is the one its text pretraining read, not the tiny CLIP's."""
+    from vau_jax.data import corpus
+    from vau_jax.methods.pretrain import vlm_parts
+
+    made = []
+
+    def fake(data_dir, vocab_size=512, num_videos=200, name="synthvad"):
+        made.append(name)
+        return type("Tok", (), {"vocab_size": 300, "bos_id": 2, "eos_id": 3, "pad_id": 0})()
+
+    monkeypatch.setattr(corpus, "ensure_tokenizer", fake)
+    c = tiny_vagpt(str(tmp_path))
+    c.base_llm.text_pretrain.tokenizer = "synthvad_letters"
+    assert c.clip_pretrain.get("tokenizer", "synthvad") == "synthvad"
+    tok, cfg = vlm_parts.tiny_llm(c)
+    assert made == ["synthvad_letters"] and cfg.vocab_size == 300
