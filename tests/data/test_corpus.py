@@ -43,6 +43,7 @@ def test_letters_tokenizer_writes_an_answers_letter_as_its_option_lines_token(tm
     for name, tok in (("plain", plain), ("letters", letters)):
         in_prompt = pieces(tok, prompt)
         assert "A" in in_prompt and "B" in in_prompt, (name, in_prompt)
+
     def answer(tok, letter):  # the pieces an answer "X." writes after the chat marker
         p = pieces(tok, f"ASSISTANT: {letter}.")
         return p[p.index("ASSISTANT:") + 1 :]
