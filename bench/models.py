@@ -157,8 +157,10 @@ def read_bandwidth(repeats: int) -> float:
 
 
 def bf16_matmul_rates(repeats: int) -> tuple[float, float]:
-    """GFLOP/s of a bfloat16 matmul: JAX at 2048^2, PyTorch at 512^2 (its bf16 matmul on a
-    CPU without bf16 units runs at a fraction of a GFLOP/s: 2048^2 would take minutes)."""
+    """GFLOP/s of a bfloat16 matmul: JAX at 2048^2 as our Dense layers run it on the CPU
+    (float32 accumulation and output, ``models/dense_grad.py``), PyTorch at 512^2 (its bf16
+    matmul on a CPU without bf16 units runs at a fraction of a GFLOP/s: 2048^2 would take
+    minutes)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -166,7 +168,7 @@ def bf16_matmul_rates(repeats: int) -> tuple[float, float]:
 
     a = np.random.default_rng(0).normal(size=(2048, 2048)).astype(np.float32)
     ja = jax.device_put(a).astype(jnp.bfloat16)
-    f = jax.jit(lambda x: x @ x)
+    f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32).astype(x.dtype))
     t_jax = best(lambda: f(ja).block_until_ready(), repeats)
     ta = torch.from_numpy(a[:512, :512].copy()).to(torch.bfloat16)
     t_torch = best(lambda: ta @ ta, repeats)
