@@ -106,3 +106,52 @@ def test_gradient_dtypes_follow_the_inputs(dtype):
     # every kernel entry sums 2 rows x MIN_TOKENS tokens of ones
     np.testing.assert_array_equal(np.asarray(dw, np.float32), 2.0 * dense_grad.MIN_TOKENS)
     np.testing.assert_array_equal(np.asarray(dx, np.float32), 2.0)
+
+
+def _dot_outputs(jaxpr) -> list[tuple[str, str]]:
+    """``(operand dtype, output dtype)`` of every dot_general in ``jaxpr`` and its nests."""
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            out.append((str(eqn.invars[0].aval.dtype), str(eqn.outvars[0].aval.dtype)))
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, (list, tuple)) else [v]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    out += _dot_outputs(inner)
+    return out
+
+
+@pytest.mark.parametrize("tokens", [dense_grad.MIN_TOKENS, 3])  # per-row and plain paths
+def test_bf16_products_accumulate_in_float32_on_the_cpu_switch_only(tokens):
+    """On: every bf16 product (forward, input and kernel gradients) returns float32, cast
+    back to bf16 outside; off (TPU / GPU compiles): bf16 in, bf16 out. float32 unchanged."""
+    x = jax.random.normal(jax.random.key(5), (2, tokens, 64), jnp.bfloat16)
+    w = (0.1 * jax.random.normal(jax.random.key(6), (64, 32))).astype(jnp.bfloat16)
+
+    def f(x, w):
+        return jnp.sum(dense_dot(x, w, (((2,), (0,)), ((), ()))).astype(jnp.float32) ** 2)
+
+    results = {}
+    for on in (True, False):
+        with per_row_kernel_grads(on):
+            jaxpr = jax.make_jaxpr(jax.value_and_grad(f, argnums=(0, 1)))(x, w).jaxpr
+            y = dense_dot(x, w, (((2,), (0,)), ((), ())))
+            results[on] = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, w)
+        dots = _dot_outputs(jaxpr)
+        assert len(dots) >= 3 and y.dtype == jnp.bfloat16
+        if on:
+            assert all(o == "float32" for _, o in dots), dots
+        else:
+            assert all(o == "bfloat16" for _, o in dots), dots
+    # both are bf16 products of the same operands: they agree to bf16's final rounding
+    (l_on, g_on), (l_off, g_off) = results[True], results[False]
+    np.testing.assert_allclose(float(l_on), float(l_off), rtol=1e-3)  # measured: equal
+    for a, b in zip(g_on, g_off):
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        # measured: 7.0e-4 of the largest entry (the per-row input gradient), else equal
+        assert np.abs(a - b).max() <= 2e-3 * np.abs(b).max()
+    with per_row_kernel_grads(True):
+        w32, x32 = w.astype(jnp.float32), x.astype(jnp.float32)
+        jaxpr = jax.make_jaxpr(lambda a, b: dense_dot(a, b, (((2,), (0,)), ((), ()))))(x32, w32)
+    assert _dot_outputs(jaxpr.jaxpr) == [("float32", "float32")]
