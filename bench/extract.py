@@ -1,7 +1,8 @@
 """Feature-extraction speed: the library's path over a folder of videos vs the equivalent
 PyAV + HF PyTorch loop, same weights, same frames, one run.
 
-    python bench/extract.py [--videos=4] [--seconds=12] [--fps=2] [--batch=32] [--repeats=3]
+    python bench/extract.py [--videos=4] [--seconds=12] [--fps=2] [--batch=32] [--repeats=3] \
+        [--compute_dtype=float32|bfloat16]
 
 The folder: ``--videos`` segments of ``--seconds`` cut from the real surveillance clip
 ``vtest.avi`` (768x576, 10 fps; ``$VAU_JAX_VTEST`` or ``../shared/data/vtest.avi``),
@@ -22,7 +23,8 @@ Printed: seconds per pass over the folder for each side (best of ``--repeats``, 
 alternately), PyTorch / ours (>= 1: ours is as fast or faster), end-to-end frames/s, the
 encoder alone on one batch as a fraction of the float32 matmul peak measured in the same
 run, and the largest difference between the two sides' features (same frames in, so it is
-the models' float difference).
+the models' float difference). ``--compute_dtype=bfloat16`` runs our encoder in bf16
+(``extract --compute_dtype``); PyTorch stays float32, and the peak stays float32's.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compute_dtype", choices=("float32", "bfloat16"), default="float32")
     args = ap.parse_args()
 
     import jax
@@ -174,7 +177,12 @@ def main() -> None:
         sd = {k: v.numpy() for k, v in hf.state_dict().items()}
         module, params = load_hf_state_dict(sd, cfg.to_dict(), source="bench")
         enc = FrozenEncoder(
-            module, jax.device_put(params), "bench-clip-b16", ("cls",), batch_size=args.batch
+            module,
+            jax.device_put(params),
+            "bench-clip-b16",
+            ("cls",),
+            batch_size=args.batch,
+            compute_dtype=args.compute_dtype,
         )
 
         def fresh(tag: str) -> str:
@@ -220,7 +228,8 @@ def main() -> None:
         enc_gflops = flops / t_enc / 1e9
         print(
             f"{args.videos} videos x {args.seconds:g} s of vtest.avi (768x576) at {args.fps:g} fps "
-            f"-> {frames} frames, CLIP ViT-B/16 class tokens, batch {args.batch}, float32"
+            f"-> {frames} frames, CLIP ViT-B/16 class tokens, batch {args.batch}, ours in "
+            f"{args.compute_dtype}, PyTorch in float32"
         )
         print(f"{'':28s} {'ours s':>8s} {'PyTorch s':>10s} {'PT/ours':>8s} {'frames/s':>9s}")
         print(
