@@ -78,7 +78,8 @@ def dense_dot(
 ) -> Array:
     """``lax.dot_general`` for ``nn.Dense(dot_general=...)``: the same product; its kernel
     gradient is summed per batch row (module docstring) for ``lhs [B, N, D]`` (``B ≥ 2``,
-    ``N ≥`` :data:`MIN_TOKENS`) times ``rhs [D, F]`` on the CPU."""
+    ``N ≥`` :data:`MIN_TOKENS`) times ``rhs [D, F]`` on the CPU, where bf16 / f16 products
+    (forward and gradients) also accumulate in float32 before the cast back."""
     (lc, rc), (lb, rb) = dimension_numbers
     on = enabled()
     f32_acc = (
