@@ -33,19 +33,23 @@ def _loss_and_grads(x, on: bool):
     return out, jaxpr
 
 
-def _batched_dots(jaxpr) -> int:
-    """dot_general equations with a batch dimension (the per-row kernel gradients), in
-    ``jaxpr`` and the jaxprs nested in its equations."""
-    n = 0
+def _eqns(jaxpr):
+    """Every equation of ``jaxpr`` and of the jaxprs nested in its equations."""
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "dot_general" and eqn.params["dimension_numbers"][1][0]:
-            n += 1
+        yield eqn
         for v in eqn.params.values():
             for sub in v if isinstance(v, (list, tuple)) else [v]:
                 inner = getattr(sub, "jaxpr", sub)
                 if hasattr(inner, "eqns"):
-                    n += _batched_dots(inner)
-    return n
+                    yield from _eqns(inner)
+
+
+def _batched_dots(jaxpr) -> int:
+    """dot_general equations with a batch dimension (the per-row kernel gradients)."""
+    return sum(
+        e.primitive.name == "dot_general" and bool(e.params["dimension_numbers"][1][0])
+        for e in _eqns(jaxpr)
+    )
 
 
 @pytest.mark.parametrize("rows", [3, 4])  # odd and even counts of row sums
@@ -110,16 +114,11 @@ def test_gradient_dtypes_follow_the_inputs(dtype):
 
 def _dot_outputs(jaxpr) -> list[tuple[str, str]]:
     """``(operand dtype, output dtype)`` of every dot_general in ``jaxpr`` and its nests."""
-    out = []
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "dot_general":
-            out.append((str(eqn.invars[0].aval.dtype), str(eqn.outvars[0].aval.dtype)))
-        for v in eqn.params.values():
-            for sub in v if isinstance(v, (list, tuple)) else [v]:
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    out += _dot_outputs(inner)
-    return out
+    return [
+        (str(e.invars[0].aval.dtype), str(e.outvars[0].aval.dtype))
+        for e in _eqns(jaxpr)
+        if e.primitive.name == "dot_general"
+    ]
 
 
 @pytest.mark.parametrize("tokens", [dense_grad.MIN_TOKENS, 3])  # per-row and plain paths
