@@ -162,10 +162,11 @@ class FrozenEncoder:
         :data:`MICRO_BATCH_TOKENS` tokens). Activations of a few frames stay in cache: on a
         2-core AVX2 EPYC a ViT-B/16 over 32 frames at once ran 442 ms/frame, in steps of 8
         363 ms/frame.
-      compute_dtype: ``"float32"`` (default) or ``"bfloat16"``, the tower's compute dtype
-        (its weights stay as loaded; outputs are float32 either way). bf16 features are
-        another store than float32 ones (:attr:`key`). On a CPU with AMX a ViT-B/16 runs
-        about 2.3x faster in bf16 (README, *Benchmarks*); without bf16 units it is slower.
+      compute_dtype: ``None`` (default: the module's own, as configured), ``"float32"`` or
+        ``"bfloat16"``: the tower's compute dtype (its weights stay as loaded; outputs are
+        float32 either way). bf16 features are another store than float32 ones
+        (:attr:`key`). On a CPU with AMX a ViT-B/16 runs about 2.3x faster in bf16 (README,
+        *Benchmarks*); without bf16 units it is slower.
     """
 
     module: Any
@@ -175,11 +176,11 @@ class FrozenEncoder:
     patch_pool: int = 0
     batch_size: int = 32
     micro_batch: int = 0
-    compute_dtype: str = "float32"
+    compute_dtype: str | None = None
 
     def __post_init__(self) -> None:
         self.outputs = _check_outputs(self.outputs)
-        if self.compute_dtype not in COMPUTE_DTYPES:
+        if self.compute_dtype is not None and self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(
                 f"compute dtype {self.compute_dtype!r}: choose from {', '.join(COMPUTE_DTYPES)}"
             )
@@ -215,7 +216,7 @@ class FrozenEncoder:
             "patch_pool": self.patch_pool,
             "normalisation": name,
         }
-        if self.compute_dtype != "float32":  # float32 stores keep their names from before
+        if self.compute_dtype not in (None, "float32"):  # float32 stores keep their names
             body["compute_dtype"] = self.compute_dtype
         return json.dumps(body, sort_keys=True)
 
@@ -225,7 +226,9 @@ class FrozenEncoder:
 
         from vau_jax.models.clip_text import CLIPModel
 
-        module, cfg = in_compute_dtype(self.module, self.compute_dtype), self.config
+        module, cfg = self.module, self.config
+        if self.compute_dtype is not None:
+            module = in_compute_dtype(module, self.compute_dtype)
         _, mean, std = normalisation(module)
         prefix = 1 + int(getattr(cfg, "num_register_tokens", 0))
         hidden = sorted({int(n[7:]) for n in self.outputs if n.startswith("hidden_")})
