@@ -1,6 +1,7 @@
 """Model speed: every shipped model vs its HF PyTorch reference, same weights, same inputs, one run.
 
-    python bench/models.py [--rows=clip,dinov2,...] [--repeats=5] [--threads=2] [--dtype=float32]
+    python bench/models.py [--rows=clip,dinov2,...] [--repeats=5] [--threads=2] [--dtype=float32] \
+        [--torch_dtype=float32]
 
 Rows (ours in float32 unless ``--dtype``; PyTorch gets ``--threads`` threads, XLA uses the
 machine's cores, 2 here):
@@ -37,7 +38,9 @@ float32, as the paper presets' mixed precision) and prints the bf16 matmul rate 
 libraries under the float32 peak. PyTorch stays float32: it is the reference of the check
 column, which then shows the bf16 error (greedy decode tokens may part from float32 ones on a
 near-tie), and the "ours s" columns of a float32 and a bfloat16 run give our bf16 / f32 speed.
-"of peak" stays relative to the float32 peak.
+"of peak" stays relative to the float32 peak. ``--torch_dtype=bfloat16`` (with ``--dtype=bfloat16``;
+the vision rows ``clip`` and ``dinov2`` only) runs PyTorch in bf16 too, its model and pixels
+cast to bf16: a like-for-like bf16 comparison, the check column then against PyTorch's bf16.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ from typing import Any
 
 #: Our compute dtype (``--dtype``): ``float32`` or ``bfloat16``; parameters stay float32.
 DTYPE = "float32"
+#: PyTorch's dtype in the vision rows (``--torch_dtype``): ``float32`` or ``bfloat16``.
+TORCH_DTYPE = "float32"
 
 ROWS = (
     "clip",
@@ -192,6 +197,8 @@ def xla_flops(jitted, *args) -> float:
 def _max_diff(a, b) -> float:
     import numpy as np
 
+    if hasattr(b, "detach"):  # a torch tensor, possibly bf16 (numpy has no bf16)
+        b = b.detach().float().numpy()
     return float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
 
 
@@ -211,6 +218,8 @@ def _vision_row(hf_model, hf_cfg, pixels, repeats: int, name: str, out_key: str)
     fwd = jax.jit(lambda p, px: module.apply({"params": p}, px, **kw)[out_key])
     params, jx = jax.device_put(params), jax.device_put(pixels)
     tx = torch.from_numpy(pixels.transpose(0, 3, 1, 2).copy())
+    if TORCH_DTYPE == "bfloat16":  # like-for-like bf16 (module docstring)
+        hf_model, tx = hf_model.to(torch.bfloat16), tx.to(torch.bfloat16)
     with torch.inference_mode():
         t_jax, t_torch = paired(
             lambda: fwd(params, jx).block_until_ready(),
@@ -488,15 +497,25 @@ def main() -> None:
     ap.add_argument(
         "--dtype", default="float32", choices=("float32", "bfloat16"), help="our compute dtype"
     )
+    ap.add_argument(
+        "--torch_dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="PyTorch's dtype in the clip / dinov2 rows",
+    )
     args = ap.parse_args()
-    global DTYPE
-    DTYPE = args.dtype
+    global DTYPE, TORCH_DTYPE
+    DTYPE, TORCH_DTYPE = args.dtype, args.torch_dtype
     rows = selected_rows(args.rows, ROWS)
+    if TORCH_DTYPE != "float32" and (DTYPE == "float32" or set(rows) - {"clip", "dinov2"}):
+        raise SystemExit(
+            "error: --torch_dtype=bfloat16 needs --dtype=bfloat16 and --rows within clip,dinov2"
+        )
     peak = machine_header(args.threads, args.repeats)
     if DTYPE != "float32":
         jax_bf16, torch_bf16 = bf16_matmul_rates(args.repeats)
         print(
-            f"ours in {DTYPE} compute (PyTorch float32); bfloat16 matmul: "
+            f"ours in {DTYPE} compute (PyTorch {TORCH_DTYPE}); bfloat16 matmul: "
             f"JAX {jax_bf16:.1f} GFLOP/s (2048^2), PyTorch {torch_bf16:.2f} GFLOP/s (512^2)"
         )
     bandwidth = 0.0
