@@ -135,6 +135,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # videos peak higher than any test video's. 1.0 = off: 0.3 gave Yes/No 0.729
             # against 0.875 (seed 0; 11 normal test videos answered "yes", against 3).
             "heat_scale_min": 1.0,
+            # ours, not the paper's: on each normal training row, another (anomalous) row's
+            # heatmaps scaled by U(0, faint_heat_max) where they exceed its own, under the
+            # same "no" answers (methods/tvau/method.py::faint_heat): unseen normal videos get
+            # faint anomaly-shaped heat from the AHD, which RAE never saw on a normal row.
+            # 0 = off.
+            "faint_heat_max": 0.0,
         }
     )
     # Measured (seed 0): 4 base prompts at lr 2e-3, 300 + 600 steps -> Yes/No 0.54, BLEU-4

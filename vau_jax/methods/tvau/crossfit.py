@@ -14,6 +14,9 @@ AHD that never saw it. Evaluation and prediction still read the AHD trained on e
 training video (the ``ahd`` stage's); nothing here touches a validation or test video.
 
 ``heatmap_folds = 0`` (or 1): RAE reads the final AHD's heatmaps of its training videos.
+
+:func:`faint_heat` (``config.rae.faint_heat_max``, ours) answers the same gap from the other
+side: on normal training rows it adds faint anomaly-shaped heat under their "no" answers.
 """
 
 from __future__ import annotations
@@ -140,3 +143,24 @@ def out_of_fold_heatmaps(method: Any, seed: int) -> dict[int, np.ndarray]:
             roc_auc(labels.astype(np.int64), peak),
         )
     return out
+
+
+#: A training row whose heatmaps peak under this is a normal video's (the AHD separates its
+#: own training videos: their anomalous ones peak near 1, their normal ones near 0).
+NORMAL_PEAK = 0.5
+
+
+def faint_heat(heat: jax.Array, high: float, rng: jax.Array) -> jax.Array:
+    """RAE's training heatmaps ``[B, S, g, g]`` with, on every normal row (peak under
+    :data:`NORMAL_PEAK`) whose previous row in the batch looks anomalous (its peak at least
+    that), that row's heatmaps scaled by ``U(0, high)`` per row, kept where they exceed the row's
+    own (ours, ``rae.faint_heat_max``): the AHD lights its own training videos' anomalies
+    near 1 and their normal frames near 0, while on unseen normal videos it leaves faint
+    anomaly-shaped heat, which RAE then never saw under a "no" answer."""
+    peak = jnp.max(heat, axis=(1, 2, 3))  # [B]
+    donor = jnp.roll(heat, 1, axis=0)
+    use = (peak < NORMAL_PEAK) & (jnp.roll(peak, 1) >= NORMAL_PEAK)  # [B]
+    scale = high * jax.random.uniform(rng, peak.shape)
+    return jnp.where(
+        use[:, None, None, None], jnp.maximum(heat, scale[:, None, None, None] * donor), heat
+    )

@@ -37,6 +37,7 @@ import numpy as np
 from flax import linen as nn
 
 from vau_jax.methods.base import MethodBase, put_parts
+from vau_jax.methods.tvau import crossfit
 from vau_jax.methods.tvau import data as D
 from vau_jax.models import llama
 from vau_jax.models.heads.ahd import AHD, AHDConfig, ahd_loss, proportional_taps
@@ -384,6 +385,10 @@ class TVAU(MethodBase):
             scale = jax.random.uniform(jax.random.fold_in(rng, 1), (batch["heat"].shape[0],))
             scale = low + (1.0 - low) * scale
             batch = {**batch, "heat": batch["heat"] * scale[:, None, None, None]}
+        faint = float(self.config.rae.get("faint_heat_max", 0.0))
+        if faint > 0.0 and "heat" in batch:  # ours: faint anomaly-shaped heat on normal rows
+            heat = crossfit.faint_heat(batch["heat"], faint, jax.random.fold_in(rng, 2))
+            batch = {**batch, "heat": heat}
         embeds = self.prefix_embeds(params, batch)
         mask = batch["attention_mask"]
         drop = float(self.config.rae.get("visual_dropout", 0.0))
