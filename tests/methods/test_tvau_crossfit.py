@@ -231,3 +231,50 @@ def test_heat_scale_min_scales_each_rows_heatmaps_inside_its_range(monkeypatch):
     s = np.stack(scales)
     assert s.min() >= 0.3 - 1e-6 and s.max() <= 1.0 + 1e-6
     assert len(np.unique(np.round(s, 5))) == s.size  # differ across rows and steps
+
+
+def test_faint_heat_lights_normal_rows_with_an_anomalous_rows_heat_scaled_down(monkeypatch):
+    """``rae.faint_heat_max``: a normal row (peak under NORMAL_PEAK) whose previous row looks
+    anomalous gets that row's heatmaps times U(0, high) where they exceed its own; anomalous
+    rows, and normal rows after normal ones, stay as they are; off by default."""
+    rng = np.random.default_rng(1)
+    anomalous = np.zeros((3, 2, 2), np.float32)
+    anomalous[1, 0, 1] = 0.9  # one lit patch in one frame
+    normal = rng.uniform(0.0, 0.05, (3, 2, 2)).astype(np.float32)
+    other = rng.uniform(0.0, 0.05, (3, 2, 2)).astype(np.float32)
+    heat = jnp.asarray(np.stack([anomalous, normal, other]))
+    lit = []
+    for step in range(4):
+        out = np.asarray(crossfit.faint_heat(heat, 0.3, jax.random.key(step)))
+        np.testing.assert_array_equal(out[0], anomalous)  # anomalous: untouched
+        np.testing.assert_array_equal(out[2], other)  # its previous row is normal: untouched
+        assert np.all(out[1] >= normal)  # the normal row only gains heat ...
+        changed = out[1] != normal
+        assert set(zip(*np.nonzero(changed))) <= {(1, 0, 1)}  # ... where the donor is lit
+        lit.append(float(out[1, 1, 0, 1]))
+        assert lit[-1] <= 0.3 * 0.9 + 1e-7 and out[1].max() < crossfit.NORMAL_PEAK
+    assert len(set(lit)) == 4 and max(lit) > 0.1  # a new scale per draw, not a no-op
+
+    import sys
+
+    sys.path.insert(0, "configs")
+    import tvau as tvau_config
+
+    cfg = tvau_config.get_config()
+    assert cfg.rae.faint_heat_max == 0.0
+    m = TVAU(cfg, "")
+    seen = []
+    monkeypatch.setattr(m, "prefix_embeds", lambda p, b: seen.append(b["heat"]) or b["embeds"])
+    monkeypatch.setattr(m, "_lm_logits", lambda p, e, mask: jnp.zeros((*e.shape[:2], 7)))
+    batch = {
+        "heat": heat,
+        "embeds": jnp.zeros((3, 4, 2)),
+        "attention_mask": jnp.ones((3, 4), jnp.int32),
+        "input_ids": jnp.zeros((3, 4), jnp.int32),
+        "loss_mask": jnp.ones((3, 4), jnp.int32),
+    }
+    m._rae_loss({}, batch, jax.random.key(0))
+    np.testing.assert_array_equal(seen[-1], heat)  # off: untouched
+    cfg.rae.faint_heat_max = 0.3
+    m._rae_loss({}, batch, jax.random.key(0))
+    assert float(seen[-1][1, 1, 0, 1]) > float(heat[1, 1, 0, 1])
