@@ -194,10 +194,9 @@ def test_hide_visual_tokens_masks_only_the_lvlm_tokens_of_chosen_rows():
     assert out.dtype == mask.dtype
 
 
-def test_heat_scale_min_scales_each_rows_heatmaps_inside_its_range(monkeypatch):
-    """``rae.heat_scale_min``: the loss reads each training row's heatmaps times one factor
-    from ``U(heat_scale_min, 1)``, drawn per row and step from the step's rng; 1.0 leaves
-    the batch as it is."""
+def _rae_heat_probe(monkeypatch, heat):
+    """The default T-VAU config, a method whose RAE loss records the heatmaps it reads (its
+    LLM stubbed out), the record, and a batch of rows with ``heat [B, S, g, g]``."""
     import sys
 
     sys.path.insert(0, "configs")
@@ -208,14 +207,23 @@ def test_heat_scale_min_scales_each_rows_heatmaps_inside_its_range(monkeypatch):
     seen = []
     monkeypatch.setattr(m, "prefix_embeds", lambda p, b: seen.append(b["heat"]) or b["embeds"])
     monkeypatch.setattr(m, "_lm_logits", lambda p, e, mask: jnp.zeros((*e.shape[:2], 7)))
-    heat = jnp.asarray(np.random.default_rng(0).uniform(0.1, 1.0, (5, 3, 2, 2)), jnp.float32)
+    b = heat.shape[0]
     batch = {
         "heat": heat,
-        "embeds": jnp.zeros((5, 4, 2)),
-        "attention_mask": jnp.ones((5, 4), jnp.int32),
-        "input_ids": jnp.zeros((5, 4), jnp.int32),
-        "loss_mask": jnp.ones((5, 4), jnp.int32),
+        "embeds": jnp.zeros((b, 4, 2)),
+        "attention_mask": jnp.ones((b, 4), jnp.int32),
+        "input_ids": jnp.zeros((b, 4), jnp.int32),
+        "loss_mask": jnp.ones((b, 4), jnp.int32),
     }
+    return cfg, m, seen, batch
+
+
+def test_heat_scale_min_scales_each_rows_heatmaps_inside_its_range(monkeypatch):
+    """``rae.heat_scale_min``: the loss reads each training row's heatmaps times one factor
+    from ``U(heat_scale_min, 1)``, drawn per row and step from the step's rng; 1.0 leaves
+    the batch as it is."""
+    heat = jnp.asarray(np.random.default_rng(0).uniform(0.1, 1.0, (5, 3, 2, 2)), jnp.float32)
+    cfg, m, seen, batch = _rae_heat_probe(monkeypatch, heat)
     m._rae_loss({}, batch, jax.random.key(0))
     np.testing.assert_array_equal(seen[-1], heat)  # the default, 1.0: untouched
     cfg.rae.heat_scale_min = 0.3
@@ -255,24 +263,8 @@ def test_faint_heat_lights_normal_rows_with_an_anomalous_rows_heat_scaled_down(m
         assert lit[-1] <= 0.3 * 0.9 + 1e-7 and out[1].max() < crossfit.NORMAL_PEAK
     assert len(set(lit)) == 4 and max(lit) > 0.1  # a new scale per draw, not a no-op
 
-    import sys
-
-    sys.path.insert(0, "configs")
-    import tvau as tvau_config
-
-    cfg = tvau_config.get_config()
+    cfg, m, seen, batch = _rae_heat_probe(monkeypatch, heat)
     assert cfg.rae.faint_heat_max == 0.0
-    m = TVAU(cfg, "")
-    seen = []
-    monkeypatch.setattr(m, "prefix_embeds", lambda p, b: seen.append(b["heat"]) or b["embeds"])
-    monkeypatch.setattr(m, "_lm_logits", lambda p, e, mask: jnp.zeros((*e.shape[:2], 7)))
-    batch = {
-        "heat": heat,
-        "embeds": jnp.zeros((3, 4, 2)),
-        "attention_mask": jnp.ones((3, 4), jnp.int32),
-        "input_ids": jnp.zeros((3, 4), jnp.int32),
-        "loss_mask": jnp.ones((3, 4), jnp.int32),
-    }
     m._rae_loss({}, batch, jax.random.key(0))
     np.testing.assert_array_equal(seen[-1], heat)  # off: untouched
     cfg.rae.faint_heat_max = 0.3
