@@ -38,9 +38,10 @@ float32, as the paper presets' mixed precision) and prints the bf16 matmul rate 
 libraries under the float32 peak. PyTorch stays float32: it is the reference of the check
 column, which then shows the bf16 error (greedy decode tokens may part from float32 ones on a
 near-tie), and the "ours s" columns of a float32 and a bfloat16 run give our bf16 / f32 speed.
-"of peak" stays relative to the float32 peak. ``--torch_dtype=bfloat16`` (with ``--dtype=bfloat16``;
-the vision rows ``clip`` and ``dinov2`` only) runs PyTorch in bf16 too, its model and pixels
-cast to bf16: a like-for-like bf16 comparison, the check column then against PyTorch's bf16.
+"of peak" stays relative to the float32 peak. ``--torch_dtype=bfloat16`` (with
+``--dtype=bfloat16``; the vision rows ``clip`` and ``dinov2`` only) runs PyTorch in bf16 too,
+its model and pixels cast to bf16: a like-for-like bf16 comparison, the check column then
+against PyTorch's bf16.
 """
 
 from __future__ import annotations

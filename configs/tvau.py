@@ -137,7 +137,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "heat_scale_min": 1.0,
             # ours, not the paper's: on each normal training row, another (anomalous) row's
             # heatmaps scaled by U(0, faint_heat_max) where they exceed its own, under the
-            # same "no" answers (methods/tvau/method.py::faint_heat): unseen normal videos get
+            # same "no" answers (methods/tvau/crossfit.py::faint_heat): unseen normal videos get
             # faint anomaly-shaped heat from the AHD, which RAE never saw on a normal row.
             # 0 = off. Off: 0.3, 3 seeds on the validation split, Yes/No 0.812 against 0.823,
             # target BLEU-4 0.719 against 0.736, trajectory 0.578 against 0.597 (2026-12-05).

@@ -46,6 +46,7 @@ from typing import Any
 
 from vau_jax.cli import ArgumentParser, report
 from vau_jax.data.video import VideoDecodeError, probe
+from vau_jax.encoders import COMPUTE_DTYPES
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
 
@@ -170,8 +171,8 @@ def run(
     stream = sys.stderr if stream is None else stream
     if batch_size <= 0:
         raise ValueError(f"--batch_size must be positive, got {batch_size}")
-    if compute_dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"--compute_dtype must be float32 or bfloat16, got {compute_dtype!r}")
+    if compute_dtype not in COMPUTE_DTYPES:  # before any video is read
+        raise ValueError(f"--compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
     if encoder and not checkpoint:
         registry_tower(encoder)  # a wrong name fails before anything is read or written
     videos = find_videos(video)
@@ -221,7 +222,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=None, help="crop side (default: the encoder's)")
     p.add_argument(
         "--compute_dtype",
-        choices=("float32", "bfloat16"),
+        choices=COMPUTE_DTYPES,
         default="float32",
         help="the encoder's arithmetic (bfloat16: faster on CPUs with AMX)",
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 from vau_jax import timing
 from vau_jax.data import synthvad
@@ -100,3 +101,12 @@ def ensure_tokenizer(
         if os.path.exists(vocab):
             os.remove(vocab)
     return SentencePieceTokenizer(path)
+
+
+def config_tokenizer(config: Any) -> SentencePieceTokenizer:
+    """:func:`ensure_tokenizer` of a pretraining config: ``config.data_dir``,
+    ``config.vocab_size`` and ``config.tokenizer`` (``"synthvad"`` when the config has no such
+    field, as configs saved before it existed)."""
+    return ensure_tokenizer(
+        config.data_dir, int(config.vocab_size), name=str(config.get("tokenizer", "synthvad"))
+    )

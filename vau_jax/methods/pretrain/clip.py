@@ -348,11 +348,9 @@ def ensure_pretrained_clip(config: Any) -> str:
 
 def synthvad_tokenizer(config: Any) -> Any:
     """The tiny presets' sentencepiece tokenizer over the SynthVAD text corpus (cached)."""
-    from vau_jax.data.corpus import ensure_tokenizer
+    from vau_jax.data.corpus import config_tokenizer
 
-    return ensure_tokenizer(
-        config.data_dir, int(config.vocab_size), name=str(config.get("tokenizer", "synthvad"))
-    )
+    return config_tokenizer(config)
 
 
 def frozen_clip(

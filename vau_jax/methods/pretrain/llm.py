@@ -265,11 +265,9 @@ def checkpoint_dir(config: Any) -> str:
 
 def synthvad_tokenizer(config: Any) -> Any:
     """The tiny presets' sentencepiece tokenizer over the SynthVAD text corpus (cached)."""
-    from vau_jax.data.corpus import ensure_tokenizer
+    from vau_jax.data.corpus import config_tokenizer
 
-    return ensure_tokenizer(
-        config.data_dir, int(config.vocab_size), name=str(config.get("tokenizer", "synthvad"))
-    )
+    return config_tokenizer(config)
 
 
 def ensure_pretrained_llm(config: Any) -> str:

@@ -153,10 +153,10 @@ NORMAL_PEAK = 0.5
 def faint_heat(heat: jax.Array, high: float, rng: jax.Array) -> jax.Array:
     """RAE's training heatmaps ``[B, S, g, g]`` with, on every normal row (peak under
     :data:`NORMAL_PEAK`) whose previous row in the batch looks anomalous (its peak at least
-    that), that row's heatmaps scaled by ``U(0, high)`` per row, kept where they exceed the row's
-    own (ours, ``rae.faint_heat_max``): the AHD lights its own training videos' anomalies
-    near 1 and their normal frames near 0, while on unseen normal videos it leaves faint
-    anomaly-shaped heat, which RAE then never saw under a "no" answer."""
+    that), that row's heatmaps scaled by ``U(0, high)`` per row, kept where they exceed the
+    row's own (ours, ``rae.faint_heat_max``): the AHD lights its own training videos'
+    anomalies near 1 and their normal frames near 0, while on unseen normal videos it leaves
+    faint anomaly-shaped heat, which RAE then never saw under a "no" answer."""
     peak = jnp.max(heat, axis=(1, 2, 3))  # [B]
     donor = jnp.roll(heat, 1, axis=0)
     use = (peak < NORMAL_PEAK) & (jnp.roll(peak, 1) >= NORMAL_PEAK)  # [B]
