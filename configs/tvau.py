@@ -142,6 +142,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # 0 = off. Off: 0.3, 3 seeds on the validation split, Yes/No 0.812 against 0.823,
             # target BLEU-4 0.719 against 0.736, trajectory 0.578 against 0.597 (2026-12-05).
             "faint_heat_max": 0.0,
+            # Which AHD heatmaps RAE reads per LVLM frame (methods/tvau/heat.py): "sampled",
+            # the sampled frame's own (the paper's), or "segment_mean" (ours), the mean
+            # heatmap of the frames of its segment of the video: the heat of single frames
+            # flickers on normal videos, which evaluation's frame score smooths away but
+            # RAE saw raw (seed 0: video-level AUC of the heat maximum 0.898 -> 0.955 on
+            # test, 0.820 -> 0.938 on validation).
+            "heat_frames": "sampled",
         }
     )
     # Measured (seed 0): 4 base prompts at lr 2e-3, 300 + 600 steps -> Yes/No 0.54, BLEU-4

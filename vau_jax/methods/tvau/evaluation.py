@@ -237,12 +237,22 @@ def answer_questions(method: Any, params: Any, split: str) -> list[dict[str, Any
     from vau_jax.models.llama import LlamaForCausalLM
 
     rows, items = Q.eval_rows(method, split)
+    attach = lambda b: D.attach(method, split, b)  # noqa: E731
+    if method.use_rae and method.use_ahd and method.heat_frames == "segment_mean":
+        from vau_jax.methods.tvau.heat import split_heat
+
+        videos = sorted({int(v) for r in rows for v in np.atleast_1d(r["video"])})
+        heat = split_heat(method, params["ahd"], split, videos)
+        attach = lambda b: {  # noqa: E731
+            **D.attach(method, split, b),
+            "heat": np.stack([heat[int(v)] for v in b["video"]]),
+        }
     texts = scorer(method).generate(
         {**params, "llm": params["vlm"]["llm"]},  # the scorer decodes with params["llm"]
         LlamaForCausalLM(method.llm_cfg),
         rows,
         method.tok,
-        attach=lambda b: D.attach(method, split, b),
+        attach=attach,
         max_new_tokens=int(method.config.max_answer_tokens),
     )
     return [{**item, "answer": t} for item, t in zip(items, texts)]

@@ -158,8 +158,9 @@ def attach_frozen(
     "prefix_v", heat per video)`` for RAE's training rows.
 
     ``heat``: cross-fitted heatmaps (:mod:`vau_jax.methods.tvau.crossfit`) to keep, or
-    ``None``: the trained AHD's (``params["ahd"]``), or zeros without AHD (``use_ahd=False``,
-    as :meth:`TVAU.prefix_embeds` then zeroes them).
+    ``None``: the trained AHD's (``params["ahd"]``; the sampled frames' or the segment means,
+    ``rae.heat_frames``: :mod:`vau_jax.methods.tvau.heat`), or zeros without AHD
+    (``use_ahd=False``, as :meth:`TVAU.prefix_embeds` then zeroes them).
     """
     vis = visual_tokens(method, params["vlm"], rows, split)
     rows = [{**r, "vis": v} for r, v in zip(rows, vis)]
@@ -173,7 +174,11 @@ def attach_frozen(
         rows = [{**r, "prefix_k": k, "prefix_v": v} for r, (k, v) in zip(rows, kv)]
     if heat is None:
         videos = sorted({int(r["video"]) for r in rows})
-        if method.use_ahd:
+        if method.use_ahd and method.heat_frames == "segment_mean":
+            from vau_jax.methods.tvau.heat import split_heat
+
+            heat = split_heat(method, params["ahd"], split, videos)
+        elif method.use_ahd:
             heat = heatmaps(method, params["ahd"], videos, split)
         else:
             shape = (method.frames, method.grid, method.grid)

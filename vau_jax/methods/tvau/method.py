@@ -39,6 +39,7 @@ from flax import linen as nn
 from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.tvau import crossfit
 from vau_jax.methods.tvau import data as D
+from vau_jax.methods.tvau.heat import heat_frames
 from vau_jax.models import llama
 from vau_jax.models.heads.ahd import AHD, AHDConfig, ahd_loss, proportional_taps
 from vau_jax.models.heads.rae import RAE, config_from, num_prompts
@@ -70,6 +71,7 @@ class TVAU(MethodBase):
         self._jit: dict[str, Any] = {}
         self._oof_heat: dict[int, np.ndarray] | None = None  # out_of_fold_heat, made once
         self._stage_params: Any = None  # the running RAE stage's starting params
+        self.heat_frames = "sampled"  # config.rae.heat_frames, checked in prepare
 
     # -- preparation -----------------------------------------------------------------------
 
@@ -81,6 +83,13 @@ class TVAU(MethodBase):
         c = self.config
         if self.prepared == "train" or (inference and self.prepared):
             return
+        self.heat_frames = heat_frames(c)
+        if self.heat_frames != "sampled" and int(c.rae.get("heatmap_folds", 0)) >= 2:
+            raise ValueError(
+                f"rae.heat_frames={self.heat_frames!r} with rae.heatmap_folds="
+                f"{int(c.rae.heatmap_folds)}: cross-fitted heatmaps are the sampled frames' "
+                "only; set one of them"
+            )
         if c.llm not in ("tiny", "smollm2", "paper"):
             raise ValueError(
                 f"config.llm={c.llm!r}: T-VAU's frozen LVLM is the base video LLM on the tiny "

@@ -60,10 +60,15 @@ def video_features(method: Any, frames: np.ndarray, fps: float) -> dict[str, Any
     }
 
 
-def _attach(method: Any, feats: dict[str, Any]) -> Any:
+def _attach(method: Any, feats: dict[str, Any], params: Any) -> Any:
     """``batch -> batch`` with the LVLM's inputs of ``feats``' sampled frames repeated for
-    every row (what :func:`answer` and :func:`ask` feed the scorer)."""
+    every row (what :func:`answer` and :func:`ask` feed the scorer); with
+    ``rae.heat_frames="segment_mean"`` also RAE's segment-mean heatmaps (``heat``)."""
     sampled = D.sample_frames(feats, method.frames)
+    if method.use_rae and method.use_ahd and method.heat_frames == "segment_mean":
+        from vau_jax.methods.tvau.heat import video_heat
+
+        sampled["heat"] = video_heat(method, params["ahd"], feats)
 
     def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["video"])
@@ -80,7 +85,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
     from vau_jax.methods.tvau.questions import trim_padding
     from vau_jax.models.llama import LlamaForCausalLM
 
-    attach = _attach(method, feats)
+    attach = _attach(method, feats, params)
     rows = [
         chat_row(
             method.tok,
@@ -189,7 +194,7 @@ def ask(
     from vau_jax.models.llama import LlamaForCausalLM
 
     method._need("inference")
-    attach = _attach(method, last["feats"])
+    attach = _attach(method, last["feats"], params)
 
     return followup_chat(
         chat,

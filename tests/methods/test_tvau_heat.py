@@ -1,0 +1,116 @@
+"""Which AHD heatmaps RAE reads (methods/tvau/heat.py): segment means pooled like PyTorch's
+adaptive average pooling over time, read the same way in training, evaluation and prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("frames,segments", [(87, 16), (16, 16), (10, 4), (3, 5), (1, 4)])
+def test_segment_means_are_adaptive_average_pooling_over_time(frames, segments):
+    import torch
+
+    from vau_jax.methods.tvau.heat import segment_means
+
+    heat = np.random.default_rng(frames).random((frames, 3, 3)).astype(np.float32)
+    got = segment_means(heat, segments)
+    # reference: torch's adaptive_avg_pool1d over time, each patch a channel
+    x = torch.from_numpy(heat.reshape(frames, 9).T.copy())[None]  # [1, 9, T]
+    want = torch.nn.functional.adaptive_avg_pool1d(x, segments)[0].T.reshape(segments, 3, 3)
+    assert got.shape == (segments, 3, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=1e-7)
+
+
+def test_segment_means_reject_empty_input():
+    from vau_jax.methods.tvau.heat import segment_means
+
+    with pytest.raises(ValueError, match="0 frames into 4 segments"):
+        segment_means(np.zeros((0, 3, 3), np.float32), 4)
+
+
+def test_heat_frames_option_is_checked():
+    import ml_collections
+
+    from vau_jax.methods.tvau.heat import heat_frames
+
+    c = ml_collections.ConfigDict({"rae": {"num_base": 4}})
+    assert heat_frames(c) == "sampled"  # runs saved before the option existed
+    c.rae.heat_frames = "segment_mean"
+    assert heat_frames(c) == "segment_mean"
+    c.rae.heat_frames = "segments"
+    with pytest.raises(ValueError, match="rae.heat_frames='segments'"):
+        heat_frames(c)
+
+
+def test_segment_mean_heat_reaches_training_evaluation_and_prediction(tvau_run, monkeypatch):
+    import vau_jax
+    from vau_jax.data.synthvad import SynthConfig, render_video
+    from vau_jax.methods.tvau import data as D
+    from vau_jax.methods.tvau import evaluation as E
+    from vau_jax.methods.tvau import predict as P
+    from vau_jax.methods.tvau import questions as Q
+    from vau_jax.methods.tvau.frozen import attach_frozen
+    from vau_jax.methods.tvau.heat import video_heat
+
+    run = vau_jax.load_run(tvau_run)
+    m, params = run.method, run.params
+    m.prepare()
+    m.heat_frames = "segment_mean"
+    ahd = params["ahd"]
+
+    # training: attach_frozen's heat is each video's segment means of every frame's heat
+    rows = Q.rae_rows(m, "train", "anomaly")[:4]
+    _, heat = attach_frozen(m, params, rows, "train", None)
+    i = int(rows[0]["video"])
+    feats = m.feats["train"].video(i)
+    _, grid = E.heatmaps(m, ahd, feats["taps"], grid=True)
+    bins = np.array_split(np.arange(len(grid)), m.frames)  # equal to the bins when T % S == 0
+    assert heat[i].shape == (m.frames, m.grid, m.grid)
+    if len(grid) % m.frames == 0:
+        want = np.stack([grid[b].mean(0) for b in bins])
+        np.testing.assert_allclose(heat[i], want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(heat[i], video_heat(m, ahd, feats), rtol=0, atol=0)
+    sampled = grid[D.sample_indices(len(grid), m.frames)]
+    assert not np.allclose(heat[i], sampled)  # not the sampled frames' heat
+
+    # evaluation: every row's batch carries its video's segment means as "heat"
+    seen = []
+    real = E.scorer(m).generate
+
+    def spy(p, llm, rows, tok, attach, **kw):
+        def recording(b):
+            out = attach(b)
+            seen.append((np.asarray(b["video"]), out["heat"]))
+            return out
+
+        return real(p, llm, rows, tok, attach=recording, **kw)
+
+    monkeypatch.setattr(E.scorer(m), "generate", spy)
+    answers = E.answer_questions(m, params, "test")
+    assert answers and seen
+    for v, h in seen[:2]:
+        assert h.shape == (len(v), m.frames, m.grid, m.grid)
+        want = video_heat(m, ahd, m.feats["test"].video(int(v[-1])))
+        np.testing.assert_allclose(h[-1], want, rtol=0, atol=0)
+
+    # prediction on any video: the same pooling of that video's frames
+    video = render_video(11, SynthConfig(min_seconds=3.0, max_seconds=3.0), "fire", "x")
+    feats = P.video_features(m, video.frames, video.fps)
+    batch = P._attach(m, feats, params)({"video": np.zeros(2, np.int64)})
+    assert batch["heat"].shape == (2, m.frames, m.grid, m.grid)
+    np.testing.assert_allclose(batch["heat"][1], video_heat(m, ahd, feats), rtol=0, atol=0)
+    m.heat_frames = "sampled"
+    assert "heat" not in P._attach(m, feats, params)({"video": np.zeros(2, np.int64)})
+
+
+def test_segment_means_and_cross_fitting_are_refused_together(tvau_run):
+    from vau_jax import methods
+    from vau_jax.inference import load_config
+
+    cfg = load_config(tvau_run)
+    cfg.rae.heat_frames = "segment_mean"
+    cfg.rae.heatmap_folds = 3
+    m = methods.build(cfg, tvau_run)
+    with pytest.raises(ValueError, match="heatmap_folds=3"):
+        m.prepare()

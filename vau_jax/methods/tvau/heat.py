@@ -1,0 +1,76 @@
+"""Which AHD heatmaps RAE reads: the sampled frames', or each segment's mean (ours).
+
+RAE reads one heatmap per LVLM frame, ``S = config.frames_per_video`` of them. Set by
+``config.rae.heat_frames``:
+
+* ``"sampled"`` (the paper's reading, and the default): the AHD heatmaps of the ``S`` frames
+  the LVLM samples (:func:`vau_jax.methods.tvau.data.sample_indices`), one frame each;
+* ``"segment_mean"`` (ours, not the paper's): the video's encoded frames split into ``S``
+  consecutive segments (PyTorch's adaptive pooling bins, as RAE pools space:
+  :func:`vau_jax.models.heads.rae._bins`), and per segment the mean of its frames' AHD
+  heatmaps, patch by patch: adaptive average pooling over time.
+
+Why: on SynthVAD (tiny preset, seed 0, 2026-12-05) the AHD's heat flickers on single frames
+of normal videos, and evaluation's frame score survives that only by smoothing over time.
+The maximum over the ``S = 16`` sampled frames' raw heatmaps separates anomalous from normal
+test videos with AUC 0.898 (validation 0.820), against 0.955 (validation 0.938) for the
+maximum over the 16 segment means; the normal training videos' median maximum is 0.22 on
+sampled frames against 0.38 on the test split's, and 0.15 against 0.16 on segment means.
+RAE trained on the sampled frames' heat answered Yes/No right on 0.79 of the test videos,
+about what the best threshold on that maximum reaches there (0.81).
+
+Both readings give ``[S, g, g]`` per video, so RAE and its prompts are unchanged; only what
+the frames' heatmaps summarise differs. Training (:mod:`vau_jax.methods.tvau.frozen`),
+evaluation (:mod:`vau_jax.methods.tvau.evaluation`) and prediction on any video
+(:mod:`vau_jax.methods.tvau.predict`) all read them through :func:`video_heat`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vau_jax.models.heads.rae import _bins
+
+#: ``config.rae.heat_frames`` values (see the module docstring).
+HEAT_FRAMES = ("sampled", "segment_mean")
+
+
+def heat_frames(config: Any) -> str:
+    """``config.rae.heat_frames`` checked (``"sampled"`` when absent, as in runs saved before
+    the option existed)."""
+    kind = str(config.rae.get("heat_frames", "sampled"))
+    if kind not in HEAT_FRAMES:
+        raise ValueError(f"rae.heat_frames={kind!r}: expected one of {HEAT_FRAMES}")
+    return kind
+
+
+def segment_means(heat: np.ndarray, segments: int) -> np.ndarray:
+    """Adaptive average pooling over time: ``heat [T, ...]`` -> float32 ``[segments, ...]``,
+    segment ``k`` the mean of frames ``[floor(k T / S), ceil((k + 1) T / S))``. With fewer
+    frames than segments a frame serves several segments (every segment holds at least one
+    frame)."""
+    heat = np.asarray(heat, np.float32)
+    if heat.shape[0] < 1 or segments < 1:
+        raise ValueError(f"cannot pool {heat.shape[0]} frames into {segments} segments")
+    return np.stack([heat[s:e].mean(axis=0) for s, e in _bins(heat.shape[0], segments)])
+
+
+def video_heat(method: Any, ahd_params: Any, feats: dict[str, Any]) -> np.ndarray:
+    """One video's heatmaps as RAE reads them under ``rae.heat_frames="segment_mean"``:
+    float32 ``[S, g, g]``, the AHD patch-grid heatmaps of every encoded frame of ``feats``
+    (a :meth:`vau_jax.methods.tvau.data.TapFeatures.video` or ``predict.video_features``
+    output) pooled into ``S = method.frames`` segment means."""
+    from vau_jax.methods.tvau.evaluation import heatmaps
+
+    _, grid = heatmaps(method, ahd_params, feats["taps"], grid=True)
+    return segment_means(grid, int(method.frames))
+
+
+def split_heat(
+    method: Any, ahd_params: Any, split: str, videos: list[int]
+) -> dict[int, np.ndarray]:
+    """``{video index: [S, g, g]}`` of :func:`video_heat` for videos of ``split``."""
+    feats = method.feats[split]
+    return {int(i): video_heat(method, ahd_params, feats.video(int(i))) for i in videos}
