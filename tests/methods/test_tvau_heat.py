@@ -114,3 +114,54 @@ def test_segment_means_and_cross_fitting_are_refused_together(tvau_run):
     m = methods.build(cfg, tvau_run)
     with pytest.raises(ValueError, match="heatmap_folds=3"):
         m.prepare()
+
+
+def _script():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "tvau_heat_readings.py")
+    spec = importlib.util.spec_from_file_location("tvau_heat_readings", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, path
+
+
+def test_heat_readings_script_summarises_each_video_as_rae_would_read_it():
+    from sklearn.metrics import roc_auc_score
+
+    from vau_jax.methods.tvau.data import sample_indices
+    from vau_jax.methods.tvau.heat import segment_means
+
+    mod, _ = _script()
+    rng = np.random.default_rng(0)
+    grid = rng.random((40, 3, 3)).astype(np.float32) * 0.2
+    grid[7, 1, 1] = 0.9  # one frame's flicker: the sampled frames may or may not hold it
+    ts = np.arange(40) / 8.0
+    r = mod.readings(grid, ts, 16, 0.5)
+    assert r["sampled"] == pytest.approx(grid[sample_indices(40, 16)].max())
+    assert r["segment_mean"] == pytest.approx(segment_means(grid, 16).max())
+    assert r["segment_mean"] < 0.9 and r["frame_score"] < 0.9  # the flicker averaged down
+    evidence = rng.random(20)
+    labels = np.arange(20) % 2 == 0
+    s = mod.separation(evidence, labels)
+    assert s["auc"] == pytest.approx(roc_auc_score(labels, evidence), abs=1e-12)
+    assert 0.5 <= s["best_acc"] <= 1.0
+
+
+def test_heat_readings_script_runs_on_a_run(tvau_run):
+    import subprocess
+    import sys
+
+    _, path = _script()
+    out = subprocess.run(
+        [sys.executable, path, tvau_run, "--splits=validation,test"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [x for x in out.stdout.splitlines() if "AUC" in x]
+    assert len(lines) == 2 * 5
+    assert {x.split()[0] for x in lines} == {
+        "sampled", "segment_mean", "gauss_0.25", "gauss_0.5", "frame_score"
+    }  # fmt: skip
