@@ -22,6 +22,9 @@ def test_precomputed_rows_give_the_in_step_loss(tvau_run):
     run = vau_jax.load_run(tvau_run)
     m, params = run.method, run.params
     m.prepare()  # the training side: dataset, records, tapped features, questions
+    # the in-step path computes the sampled frames' heat from their taps; segment means
+    # (the tiny default) need every frame and always arrive precomputed (test_tvau_heat.py)
+    m.heat_frames = "sampled"
     rows = Q.rae_rows(m, "train", "anomaly")
     rows = (rows * (CHUNK + 1))[: CHUNK + 1]  # two chunks, the second padded
     done, heat = attach_frozen(m, params, rows, "train", None)
