@@ -152,7 +152,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # saw raw (seed 0: video-level AUC of the heat maximum 0.898 -> 0.955 on test,
             # 0.820 -> 0.938 on validation). Chosen on the validation split, 3 seeds
             # (2026-12-05): Yes/No 0.823 -> 0.885, target BLEU-4 0.736 -> 0.806, trajectory
-            # 0.597 -> 0.601 (README, T-VAU).
+            # 0.597 -> 0.602 (README, T-VAU).
             "heat_frames": "segment_mean",
         }
     )

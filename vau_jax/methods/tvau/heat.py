@@ -3,11 +3,12 @@
 RAE reads one heatmap per LVLM frame, ``S = config.frames_per_video`` of them. Set by
 ``config.rae.heat_frames``:
 
-* ``"sampled"`` (the paper's reading, and the default): the AHD heatmaps of the ``S`` frames
-  the LVLM samples (:func:`vau_jax.methods.tvau.data.sample_indices`), one frame each;
-* ``"segment_mean"`` (ours, not the paper's): the video's encoded frames split into ``S``
+* ``"sampled"`` (the paper's reading; the ``:paper`` preset's): the AHD heatmaps of the ``S``
+  frames the LVLM samples (:func:`vau_jax.methods.tvau.data.sample_indices`), one frame each;
+* ``"segment_mean"`` (ours, not the paper's; the tiny preset's since 2026-12-05, chosen on the
+  validation split: README, T-VAU): the video's encoded frames split into ``S``
   consecutive segments (PyTorch's adaptive pooling bins, as RAE pools space:
-  :func:`vau_jax.models.heads.rae._bins`), and per segment the mean of its frames' AHD
+  :func:`vau_jax.models.heads.rae.adaptive_bins`), and per segment the mean of its frames' AHD
   heatmaps, patch by patch: adaptive average pooling over time.
 
 Why: on SynthVAD (tiny preset, seed 0, 2026-12-05) the AHD's heat flickers on single frames
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from vau_jax.models.heads.rae import _bins
+from vau_jax.models.heads.rae import adaptive_bins
 
 #: ``config.rae.heat_frames`` values (see the module docstring).
 HEAT_FRAMES = ("sampled", "segment_mean")
@@ -54,7 +55,7 @@ def segment_means(heat: np.ndarray, segments: int) -> np.ndarray:
     heat = np.asarray(heat, np.float32)
     if heat.shape[0] < 1 or segments < 1:
         raise ValueError(f"cannot pool {heat.shape[0]} frames into {segments} segments")
-    return np.stack([heat[s:e].mean(axis=0) for s, e in _bins(heat.shape[0], segments)])
+    return np.stack([heat[s:e].mean(axis=0) for s, e in adaptive_bins(heat.shape[0], segments)])
 
 
 def video_heat(method: Any, ahd_params: Any, feats: dict[str, Any]) -> np.ndarray:

@@ -102,12 +102,12 @@ def _pool_matrix(size: int, out: int) -> np.ndarray:
     Bin ``i`` covers ``[floor(i * size / out), ceil((i + 1) * size / out))``.
     """
     m = np.zeros((out, size), np.float32)
-    for i, (s, e) in enumerate(_bins(size, out)):
+    for i, (s, e) in enumerate(adaptive_bins(size, out)):
         m[i, s:e] = 1.0 / (e - s)
     return m
 
 
-def _bins(size: int, out: int) -> list[tuple[int, int]]:
+def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
     """PyTorch's adaptive pooling bins of ``size`` into ``out``: bin ``i`` is
     ``[floor(i * size / out), ceil((i + 1) * size / out))``."""
     return [((i * size) // out, -(-(i + 1) * size // out)) for i in range(out)]
@@ -131,10 +131,13 @@ def adaptive_max_pool(x: Array, out: int) -> Array:
     return jnp.stack(
         [
             jnp.stack(
-                [jnp.max(x[..., r0:r1, c0:c1, :], axis=(-3, -2)) for c0, c1 in _bins(w, out)],
+                [
+                    jnp.max(x[..., r0:r1, c0:c1, :], axis=(-3, -2))
+                    for c0, c1 in adaptive_bins(w, out)
+                ],
                 -2,
             )
-            for r0, r1 in _bins(h, out)
+            for r0, r1 in adaptive_bins(h, out)
         ],
         -3,
     )
