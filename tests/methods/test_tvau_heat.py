@@ -100,6 +100,10 @@ def test_segment_mean_heat_reaches_training_evaluation_and_prediction(tvau_run, 
     batch = P._attach(m, feats, params)({"video": np.zeros(2, np.int64)})
     assert batch["heat"].shape == (2, m.frames, m.grid, m.grid)
     np.testing.assert_allclose(batch["heat"][1], video_heat(m, ahd, feats), rtol=0, atol=0)
+    # predict hands over the grid heatmaps it already made: the same heat, no second AHD pass
+    _, grid = E.heatmaps(m, ahd, feats["taps"], grid=True)
+    given = P._attach(m, feats, params, grid)({"video": np.zeros(1, np.int64)})
+    np.testing.assert_array_equal(given["heat"][0], batch["heat"][0])
     m.heat_frames = "sampled"
     assert "heat" not in P._attach(m, feats, params)({"video": np.zeros(2, np.int64)})
 

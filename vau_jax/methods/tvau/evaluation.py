@@ -234,13 +234,12 @@ def answer_questions(method: Any, params: Any, split: str) -> list[dict[str, Any
     """Greedy answers to a split's evaluation questions: ``{"video", "kind", "question",
     "answer", "truth"}`` per question."""
     from vau_jax.methods.tvau import questions as Q
+    from vau_jax.methods.tvau.heat import reads_segment_means, split_heat
     from vau_jax.models.llama import LlamaForCausalLM
 
     rows, items = Q.eval_rows(method, split)
     attach = lambda b: D.attach(method, split, b)  # noqa: E731
-    if method.use_rae and method.use_ahd and method.heat_frames == "segment_mean":
-        from vau_jax.methods.tvau.heat import split_heat
-
+    if reads_segment_means(method):
         videos = sorted({int(v) for r in rows for v in np.atleast_1d(r["video"])})
         heat = split_heat(method, params["ahd"], split, videos)
         attach = lambda b: {  # noqa: E731

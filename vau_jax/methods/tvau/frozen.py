@@ -32,6 +32,7 @@ import numpy as np
 from absl import logging
 
 from vau_jax.methods.tvau import data as D
+from vau_jax.methods.tvau.heat import reads_segment_means, split_heat
 from vau_jax.models.vlm import VideoLLM
 
 #: Rows (or videos) per jitted call: a fixed size, so each function compiles once.
@@ -174,9 +175,7 @@ def attach_frozen(
         rows = [{**r, "prefix_k": k, "prefix_v": v} for r, (k, v) in zip(rows, kv)]
     if heat is None:
         videos = sorted({int(r["video"]) for r in rows})
-        if method.use_ahd and method.heat_frames == "segment_mean":
-            from vau_jax.methods.tvau.heat import split_heat
-
+        if reads_segment_means(method):
             heat = split_heat(method, params["ahd"], split, videos)
         elif method.use_ahd:
             heat = heatmaps(method, params["ahd"], videos, split)

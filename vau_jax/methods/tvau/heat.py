@@ -58,14 +58,26 @@ def segment_means(heat: np.ndarray, segments: int) -> np.ndarray:
     return np.stack([heat[s:e].mean(axis=0) for s, e in adaptive_bins(heat.shape[0], segments)])
 
 
-def video_heat(method: Any, ahd_params: Any, feats: dict[str, Any]) -> np.ndarray:
+def reads_segment_means(method: Any) -> bool:
+    """Whether ``method``'s RAE reads segment means (``rae.heat_frames="segment_mean"``, with
+    RAE and AHD both on): then its rows must carry them as ``heat``, since the in-step path
+    (:meth:`TVAU.prefix_embeds`) sees the sampled frames' taps only."""
+    return bool(method.use_rae and method.use_ahd and method.heat_frames == "segment_mean")
+
+
+def video_heat(
+    method: Any, ahd_params: Any, feats: dict[str, Any], grid: np.ndarray | None = None
+) -> np.ndarray:
     """One video's heatmaps as RAE reads them under ``rae.heat_frames="segment_mean"``:
     float32 ``[S, g, g]``, the AHD patch-grid heatmaps of every encoded frame of ``feats``
     (a :meth:`vau_jax.methods.tvau.data.TapFeatures.video` or ``predict.video_features``
-    output) pooled into ``S = method.frames`` segment means."""
-    from vau_jax.methods.tvau.evaluation import heatmaps
+    output) pooled into ``S = method.frames`` segment means. ``grid``: those heatmaps
+    ``[T, g, g]`` when the caller has them already (prediction computes them for its
+    timeline), so the AHD does not run twice."""
+    if grid is None:
+        from vau_jax.methods.tvau.evaluation import heatmaps
 
-    _, grid = heatmaps(method, ahd_params, feats["taps"], grid=True)
+        _, grid = heatmaps(method, ahd_params, feats["taps"], grid=True)
     return segment_means(grid, int(method.frames))
 
 

@@ -60,15 +60,18 @@ def video_features(method: Any, frames: np.ndarray, fps: float) -> dict[str, Any
     }
 
 
-def _attach(method: Any, feats: dict[str, Any], params: Any) -> Any:
+def _attach(
+    method: Any, feats: dict[str, Any], params: Any, grid_heat: np.ndarray | None = None
+) -> Any:
     """``batch -> batch`` with the LVLM's inputs of ``feats``' sampled frames repeated for
     every row (what :func:`answer` and :func:`ask` feed the scorer); with
-    ``rae.heat_frames="segment_mean"`` also RAE's segment-mean heatmaps (``heat``)."""
-    sampled = D.sample_frames(feats, method.frames)
-    if method.use_rae and method.use_ahd and method.heat_frames == "segment_mean":
-        from vau_jax.methods.tvau.heat import video_heat
+    ``rae.heat_frames="segment_mean"`` also RAE's segment-mean heatmaps (``heat``), pooled
+    from ``grid_heat`` (``[T, g, g]``, every frame's AHD heatmaps) when given."""
+    from vau_jax.methods.tvau.heat import reads_segment_means, video_heat
 
-        sampled["heat"] = video_heat(method, params["ahd"], feats)
+    sampled = D.sample_frames(feats, method.frames)
+    if reads_segment_means(method):
+        sampled["heat"] = video_heat(method, params["ahd"], feats, grid_heat)
 
     def attach(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["video"])
@@ -77,7 +80,13 @@ def _attach(method: Any, feats: dict[str, Any], params: Any) -> Any:
     return attach
 
 
-def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int) -> list[dict]:
+def answer(
+    method: Any,
+    params: Any,
+    feats: dict[str, Any],
+    max_new_tokens: int,
+    grid_heat: np.ndarray | None = None,
+) -> list[dict]:
     """Greedy answers to :data:`QUESTIONS` about the video of ``feats``; the KV cache of the
     first (Yes/No) answer is kept as ``method.last_chat`` (follow-ups continue it, :func:`ask`)."""
     from vau_jax.methods.pretrain.video_llm import chat_row
@@ -85,7 +94,7 @@ def answer(method: Any, params: Any, feats: dict[str, Any], max_new_tokens: int)
     from vau_jax.methods.tvau.questions import trim_padding
     from vau_jax.models.llama import LlamaForCausalLM
 
-    attach = _attach(method, feats, params)
+    attach = _attach(method, feats, params, grid_heat)
     rows = [
         chat_row(
             method.tok,
@@ -142,7 +151,7 @@ def predict(
     )
     frame_probs = probs[j]
     g = method.grid
-    answers = answer(method, params, feats, max_new_tokens)
+    answers = answer(method, params, feats, max_new_tokens, grid_heat)
     duration = len(frames) / float(fps)
     timeline = {
         **timeline_head("tvau", frames, fps, start_s, frame_probs, THRESHOLD),
@@ -152,7 +161,12 @@ def predict(
         "answers": answers,
         "explanation": " ".join(a["answer"] for a in answers),
     }
-    method.last_prediction = {"heatmaps": heat, "indices": feats["indices"], "feats": feats}
+    method.last_prediction = {
+        "heatmaps": heat,
+        "grid_heatmaps": grid_heat,
+        "indices": feats["indices"],
+        "feats": feats,
+    }
     return timeline, {"seconds": start_s + duration}
 
 
@@ -194,7 +208,7 @@ def ask(
     from vau_jax.models.llama import LlamaForCausalLM
 
     method._need("inference")
-    attach = _attach(method, last["feats"], params)
+    attach = _attach(method, last["feats"], params, last.get("grid_heatmaps"))
 
     return followup_chat(
         chat,
