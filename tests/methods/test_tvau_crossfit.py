@@ -140,7 +140,7 @@ def test_rae_rows_carry_out_of_fold_heatmaps(tvau_run):
     run = vau_jax.load_run(tvau_run)
     m = run.method
     m.config.rae.heatmap_folds = 2
-    m.config.rae.heat_frames = "sampled"  # cross-fitting reads the sampled frames only
+    m.config.rae.heat_frames = "sampled"  # the sampled frames (test_tvau_heat: segment means)
     m.config.ahd_stage.steps = 8
     m.config.ahd_stage.optimizer.total_steps = 8
     m.config.ahd_stage.optimizer.warmup_steps = 2

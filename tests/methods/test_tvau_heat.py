@@ -108,16 +108,40 @@ def test_segment_mean_heat_reaches_training_evaluation_and_prediction(tvau_run, 
     assert "heat" not in P._attach(m, feats, params)({"video": np.zeros(2, np.int64)})
 
 
-def test_segment_means_and_cross_fitting_are_refused_together(tvau_run):
-    from vau_jax import methods
-    from vau_jax.inference import load_config
+def test_cross_fitting_gives_each_video_its_fold_ahds_segment_means(tvau_run, monkeypatch):
+    """With segment means and ``rae.heatmap_folds``, each training video's heat is the segment
+    means of the fold AHD that did not see it (crossfit.py), not the sampled frames'."""
+    import jax
 
-    cfg = load_config(tvau_run)
-    cfg.rae.heat_frames = "segment_mean"
-    cfg.rae.heatmap_folds = 3
-    m = methods.build(cfg, tvau_run)
-    with pytest.raises(ValueError, match="heatmap_folds=3"):
-        m.prepare()
+    import vau_jax
+    from vau_jax.methods.tvau import crossfit
+    from vau_jax.methods.tvau.heat import video_heat
+
+    run = vau_jax.load_run(tvau_run)
+    m = run.method
+    m.config.rae.heat_frames = "segment_mean"
+    m.config.rae.heatmap_folds = 2
+    m.prepare()
+    ahd = run.params["ahd"]
+    # two known fold AHDs instead of training them: the run's, and the run's with each
+    # tap's weight tilted, so the folds' heat differs
+    other = jax.tree_util.tree_map_with_path(
+        lambda p, x: x * 1.5 if "layer_weights" in jax.tree_util.keystr(p) else x, ahd
+    )
+    stacked = jax.tree.map(lambda a, b: np.stack([np.asarray(a), np.asarray(b)]), ahd, other)
+    monkeypatch.setattr(crossfit, "train_fold_ahds", lambda method, folds, seed: stacked)
+    heat = m.out_of_fold_heat()
+    videos = m.dataset.split("train")
+    labels = [m.records[v.id].is_anomalous for v in videos]
+    folds = crossfit.fold_assignment(labels, 2, int(m.config.seed))
+    assert sorted(heat) == list(range(len(videos)))
+    differs = 0
+    for i in range(len(videos)):
+        feats = m.feats["train"].video(i)
+        want = video_heat(m, ahd if folds[i] == 0 else other, feats)
+        np.testing.assert_array_equal(heat[i], want)
+        differs += not np.allclose(want, video_heat(m, ahd, feats))
+    assert differs == int((folds == 1).sum()) > 0  # fold 1's videos read the tilted AHD
 
 
 def _script():

@@ -84,12 +84,6 @@ class TVAU(MethodBase):
         if self.prepared == "train" or (inference and self.prepared):
             return
         self.heat_frames = heat_frames(c)
-        if self.heat_frames != "sampled" and int(c.rae.get("heatmap_folds", 0)) >= 2:
-            raise ValueError(
-                f"rae.heat_frames={self.heat_frames!r} with rae.heatmap_folds="
-                f"{int(c.rae.heatmap_folds)}: cross-fitted heatmaps are the sampled frames' "
-                "only; set one of them"
-            )
         if c.llm not in ("tiny", "smollm2", "paper"):
             raise ValueError(
                 f"config.llm={c.llm!r}: T-VAU's frozen LVLM is the base video LLM on the tiny "
