@@ -130,6 +130,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.system_prompt = ""
     c.max_query_length = 32
     c.eval_generate = True  # also score by generate-and-parse (greedy answer, letter parsed)
+    # ours: also ask each question in 2..4 cyclic option orders and vote (total_acc_voted,
+    # beside the headline; methods/vagpt/evaluation.py). 1: the paper's single answer.
+    c.mcqa_orders = 1
     c.batch_size = 8
     c.log_every = 50
     # Fine-tuning a pretrained (base) LLM: lr 1e-4 / 5e-5 (at 1e-3 / 2e-4 stage 1 overwrote

@@ -210,3 +210,40 @@ def test_mc_answer_text_words_each_style_in_one_place():
         B.mc_answer_text("C", "A fire", "evidence")
     with pytest.raises(ValueError, match="'letters'"):
         B.mc_answer_text("C", "A fire", "letters")
+
+
+def _question(seed: int = 3) -> B.MCQuestion:
+    return B.multiple_choice(_facts(seed), VOCAB, seed)
+
+
+@pytest.mark.parametrize("shift", [0, 1, 2, 3])
+def test_rotated_shows_the_options_in_cyclic_order_and_keeps_the_answer(shift):
+    q = _question()
+    r = B.rotated(q, shift)
+    n = len(q.options)
+    assert [o.letter for o in r.options] == list("ABCD")[:n]
+    for p, o in enumerate(r.options):
+        src = q.options[B.unrotated(p, shift, n)]
+        assert (o.text, o.interval, o.anomaly_type) == (src.text, src.interval, src.anomaly_type)
+        assert src is q.options[(p + shift) % n]
+    assert r.options[r.answer_index].text == q.options[q.answer_index].text
+    assert B.unrotated(r.answer_index, shift, n) == q.answer_index
+    assert B.unrotated(None, shift, n) is None
+    if shift == 0:
+        assert r == q
+
+
+def test_vote_takes_the_majority_over_orders():
+    # per question (columns): a clear majority; a 2-2 tie with the first order among the
+    # tied; a 1-1 tie without it (unparsed first answer: the lowest index); one parsed
+    # answer; none parsed
+    choices = [
+        [2, 1, None, None, None],
+        [2, 3, 2, None, None],
+        [0, 1, 0, 3, None],
+        [2, 3, None, None, None],
+    ]
+    assert B.vote(choices) == [2, 1, 0, 3, None]
+    assert B.vote([[1, None]]) == [1, None]  # one order: its own answers
+    with pytest.raises(ValueError, match="no option order"):
+        B.vote([])

@@ -271,6 +271,61 @@ def test_evaluations_compile_once_per_shape(vagpt_run):
     assert first["total_acc"] == pytest.approx(saved["total_acc"])
 
 
+def test_permutation_voting_asks_every_order_and_votes(vagpt_run, monkeypatch, tmp_path):
+    """``mcqa_orders``: each question is asked in its cyclic option orders and the parsed
+    choices, mapped back to the options, are voted. Two stand-in models answer the prompts'
+    own letters: one names the correct option's letter (voting keeps it right), one always
+    writes "A" (a pure position bias: every order votes another option, the tie goes to the
+    question's own order, so voting scores what the single answer scores)."""
+    from vau_jax.methods.vagpt import evaluation as EV
+    from vau_jax.train.trainer import Trainer
+
+    c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
+    c.mcqa_orders = 4
+    m = methods.build(c, vagpt_run)
+    m.prepare()
+    t = Trainer(m, c, vagpt_run)
+    params = t.restore_params()
+    t.close()
+    asked: list[list] = []
+    monkeypatch.setattr(EV, "rows_for", lambda method, items, answers: list(items))
+
+    class Scorer:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def generate(self, params, model, rows, tok, attach, max_new_tokens):
+            asked.append(rows)
+            return [self.answer(q) for _, q, _, _ in rows]
+
+    for answer, expect_voted in (
+        (lambda q: f"{q.options[q.answer_index].letter}. {q.options[q.answer_index].text}", 1.0),
+        (lambda q: "A.", None),
+    ):
+        asked.clear()
+        monkeypatch.setattr(m, "scorer", lambda keep, a=answer: Scorer(a))
+        res, details = EV.score_benchmark(m, params, 0.5, "test", loglik=False)
+        assert len(asked) == 4  # the question's own order, then shifts 1, 2, 3
+        qs = [q for _, q, _, _ in details["items"]]
+        for shift, rows in enumerate(asked):
+            for (_, r, _, _), q in zip(rows, qs):
+                assert r.options[0].text == q.options[shift % len(q.options)].text
+        assert details["per_order"][0] == details["parsed"]
+        if expect_voted is None:  # position bias: votes split 1-1-1-1, the own order wins
+            assert res["total_acc_voted"] == res["total_acc"]
+            assert res["orders_agree"] == 0.0
+            assert details["voted"] == [0] * len(qs)
+        else:
+            assert res["total_acc"] == res["total_acc_voted"] == expect_voted
+            assert res["orders_agree"] == 1.0
+        EV.write_answers(str(tmp_path), "t", details)
+        lines = [json.loads(x) for x in open(tmp_path / "answers_t_voted.jsonl")]
+        assert [x["answer_index"] for x in lines] == details["voted"]
+    c.mcqa_orders = 5
+    with pytest.raises(ValueError, match="mcqa_orders=5"):
+        EV.score_benchmark(m, params, 0.5, "test", loglik=False)
+
+
 @pytest.mark.slow
 def test_frozen_llm_stays_bit_identical(tmp_path, tiny_data_dir):
     c = tiny_vagpt(tiny_data_dir)

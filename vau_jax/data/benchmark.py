@@ -133,6 +133,43 @@ def relettered(options: Sequence[MCOption]) -> list[MCOption]:
     return [dataclasses.replace(o, letter=LETTERS[i]) for i, o in enumerate(options)]
 
 
+def rotated(question: MCQuestion, shift: int) -> MCQuestion:
+    """``question`` with its options in cyclic order ``shift`` (the option shown at position
+    ``p`` is the original option ``(p + shift) % n``), relettered A, B, ... in that order;
+    ``answer_index`` follows the correct option. ``shift = 0`` gives the question as it is."""
+    n = len(question.options)
+    order = [(p + shift) % n for p in range(n)]
+    return dataclasses.replace(
+        question,
+        options=tuple(relettered([question.options[o] for o in order])),
+        answer_index=order.index(question.answer_index),
+    )
+
+
+def unrotated(choice: int | None, shift: int, n: int) -> int | None:
+    """The original option index of position ``choice`` in :func:`rotated` order ``shift``."""
+    return None if choice is None else (int(choice) + shift) % n
+
+
+def vote(choices: Sequence[Sequence[int | None]]) -> list[int | None]:
+    """Per question the option chosen most often over several option orders (permutation
+    voting; ``choices [orders][questions]``, original option indices, ``None`` = unparsed and
+    not counted). A tie goes to the first order's choice when it is among the tied, else to
+    the lowest tied index; a question no order answered stays ``None``."""
+    if not choices:
+        raise ValueError("no option order to vote over")
+    out: list[int | None] = []
+    for per_q in zip(*choices):
+        counts = Counter(c for c in per_q if c is not None)
+        if not counts:
+            out.append(None)
+            continue
+        top = max(counts.values())
+        tied = sorted(c for c, k in counts.items() if k == top)
+        out.append(per_q[0] if per_q[0] in tied else tied[0])
+    return out
+
+
 def candidate_options(
     class_names: Sequence[str], interval: Interval | None, duration: float
 ) -> list[MCOption]:

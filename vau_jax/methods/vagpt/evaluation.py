@@ -26,6 +26,17 @@ prior_reader_accuracy`: the prior's share of the answer apart from the LLM's rea
 stage-1 numbers
 (``*_stage1``) saved before stage 2. Training never sees these questions nor any lettered
 prompt about a video.
+
+Permutation voting (ours, off by default; ``config.mcqa_orders = K``, 2..4): each question is
+also asked with its options in the cyclic orders 1..K-1 (:func:`vau_jax.data.benchmark.
+rotated`), each answer generated and parsed as the headline's, mapped back to its option, and
+the option chosen most often wins (:func:`vau_jax.data.benchmark.vote`; ties go to the
+question's own order). A small LLM's letter follows the position as much as the content
+(README, VA-GPT); voting over positions cancels that. Reported beside the headline, never
+instead of it: ``total_acc_voted`` / ``temporal_acc_voted`` and ``orders_agree`` (the share of
+questions answered alike in every order), with the voted choices in
+``answers_<benchmark>_voted.jsonl`` (``{"id", "answer_index"}``; ``{"id", "answer": ""}``,
+wrong, when no order parsed) for ``vau_jax.evaluate --metric=mcqa``.
 """
 
 from __future__ import annotations
@@ -42,6 +53,9 @@ from vau_jax.data.benchmark import (
     chance,
     multiple_choice,
     prior_reader_accuracy,
+    rotated,
+    unrotated,
+    vote,
     write_benchmark,
 )
 from vau_jax.eval.metrics import mcqa_accuracy, mcqa_by_truth, parse_choice
@@ -176,16 +190,21 @@ def score_benchmark(
         out["tetg_reader_acc"] = prior_reader_accuracy(qs, [iv for _, _, _, iv in items])
     scorer = method.scorer(keep)
     attach = lambda b: D.attach_batch(b, feats)  # noqa: E731
-    if generate:
+
+    def answers(batch_items: list) -> tuple[list[str], list[int | None]]:
         texts = scorer.generate(
             params,
             LlamaForCausalLM(method.llm_cfg),
-            rows_for(method, items, False),
+            rows_for(method, batch_items, False),
             method.tok,
             attach=attach,
             max_new_tokens=answer_tokens(method.config),
         )
-        parsed = [parse_choice(t, [o.text for o in q.options]) for t, q in zip(texts, qs)]
+        qq = [q for _, q, _, _ in batch_items]
+        return texts, [parse_choice(t, [o.text for o in q.options]) for t, q in zip(texts, qq)]
+
+    if generate:
+        texts, parsed = answers(items)
         acc = mcqa_accuracy(parsed, correct, intervals)
         halves = mcqa_by_truth(parsed, correct, intervals)
         out.update(
@@ -198,6 +217,21 @@ def score_benchmark(
             no_anomaly_rate=halves["No_Anomaly_Rate"],
         )
         details.update(generated=texts, parsed=parsed)
+        orders = mcqa_orders(method.config, qs)
+        if orders > 1:
+            per_order = [parsed]
+            for shift in range(1, orders):
+                turned = [(i, rotated(q, shift), sent, iv) for i, q, sent, iv in items]
+                _, chosen = answers(turned)
+                per_order.append([unrotated(c, shift, len(q.options)) for c, q in zip(chosen, qs)])
+            voted = vote(per_order)
+            acc = mcqa_accuracy(voted, correct, intervals)
+            out.update(
+                total_acc_voted=acc["Total_Acc"],
+                temporal_acc_voted=acc["Temporal_Acc"],
+                orders_agree=float(np.mean([len(set(c)) == 1 for c in zip(*per_order)])),
+            )
+            details.update(voted=voted, per_order=per_order)
     if loglik:
         counts = {len(q.options) for q in qs}
         if len(counts) != 1:
@@ -216,6 +250,16 @@ def score_benchmark(
         details.update(scores=scores, chosen=chosen)
     out["questions"] = float(len(qs))
     return out, details
+
+
+def mcqa_orders(config: Any, questions: list[Any]) -> int:
+    """``config.mcqa_orders`` (1 when absent) checked against the questions' option count:
+    between 1 (no voting) and the number of options (every cyclic order once)."""
+    k = int(config.get("mcqa_orders", 1))
+    n = min(len(q.options) for q in questions)
+    if not 1 <= k <= n:
+        raise ValueError(f"mcqa_orders={k}: expected 1 (no voting) to {n} (the option count)")
+    return k
 
 
 def answer_tokens(config: Any) -> int:
@@ -247,6 +291,17 @@ def write_answers(workdir: str, name: str, details: dict[str, Any]) -> None:
         )
         atomic_write(
             os.path.join(workdir, f"answers_{name}.jsonl"), lambda f: f.write(lines), mode="w"
+        )
+    if "voted" in details:
+        voted = "".join(
+            json.dumps({"id": f"q{n}", **({"answer": ""} if c is None else {"answer_index": c})})
+            + "\n"
+            for n, c in enumerate(details["voted"])
+        )
+        atomic_write(
+            os.path.join(workdir, f"answers_{name}_voted.jsonl"),
+            lambda f: f.write(voted),
+            mode="w",
         )
 
 
