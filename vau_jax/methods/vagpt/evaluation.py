@@ -203,6 +203,7 @@ def score_benchmark(
         qq = [q for _, q, _, _ in batch_items]
         return texts, [parse_choice(t, [o.text for o in q.options]) for t, q in zip(texts, qq)]
 
+    orders = mcqa_orders(method.config, qs)  # checked before any generation
     if generate:
         texts, parsed = answers(items)
         acc = mcqa_accuracy(parsed, correct, intervals)
@@ -217,7 +218,6 @@ def score_benchmark(
             no_anomaly_rate=halves["No_Anomaly_Rate"],
         )
         details.update(generated=texts, parsed=parsed)
-        orders = mcqa_orders(method.config, qs)
         if orders > 1:
             per_order = [parsed]
             for shift in range(1, orders):
