@@ -225,8 +225,10 @@ def test_heat_scale_min_scales_each_rows_heatmaps_inside_its_range(monkeypatch):
     the batch as it is."""
     heat = jnp.asarray(np.random.default_rng(0).uniform(0.1, 1.0, (5, 3, 2, 2)), jnp.float32)
     cfg, m, seen, batch = _rae_heat_probe(monkeypatch, heat)
+    assert cfg.rae.heat_scale_min == 0.75  # the tiny preset's default since 2026-12-06
+    cfg.rae.heat_scale_min = 1.0
     m._rae_loss({}, batch, jax.random.key(0))
-    np.testing.assert_array_equal(seen[-1], heat)  # the default, 1.0: untouched
+    np.testing.assert_array_equal(seen[-1], heat)  # 1.0: untouched
     cfg.rae.heat_scale_min = 0.3
     scales = []
     for step in range(3):
@@ -266,6 +268,7 @@ def test_faint_heat_lights_normal_rows_with_an_anomalous_rows_heat_scaled_down(m
 
     cfg, m, seen, batch = _rae_heat_probe(monkeypatch, heat)
     assert cfg.rae.faint_heat_max == 0.0
+    cfg.rae.heat_scale_min = 1.0  # the faint heat alone (the preset also scales: 0.75)
     m._rae_loss({}, batch, jax.random.key(0))
     np.testing.assert_array_equal(seen[-1], heat)  # off: untouched
     cfg.rae.faint_heat_max = 0.3
