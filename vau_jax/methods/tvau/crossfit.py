@@ -121,8 +121,6 @@ def out_of_fold_heatmaps(method: Any, seed: int) -> dict[int, np.ndarray]:
     AHD that did not see it, the heatmaps RAE reads (``rae.heat_frames``,
     :mod:`vau_jax.methods.tvau.heat`): those of its
     :func:`~vau_jax.methods.tvau.data.sampled` frames, or its segment means."""
-    from vau_jax.methods.tvau.heat import reads_segment_means, split_heat
-
     c = method.config
     if bool(c.ahd.get("one_shot", False)):
         raise ValueError("rae.heatmap_folds needs AHD trained on every training video, "
@@ -135,10 +133,7 @@ def out_of_fold_heatmaps(method: Any, seed: int) -> dict[int, np.ndarray]:
     for k in range(int(folds.max()) + 1):  # each fold's videos through the AHD that never saw them
         fold_params = jax.tree.map(lambda x, k=k: x[k], params)
         members = [int(i) for i in np.flatnonzero(folds == k)]
-        if reads_segment_means(method):
-            out.update(split_heat(method, fold_params, "train", members))
-        else:
-            out.update(frozen.heatmaps(method, fold_params, members, "train"))
+        out.update(frozen.rae_heat(method, fold_params, members, "train"))
     if 0 < labels.sum() < len(labels):
         from vau_jax.eval.metrics.auc import roc_auc
 

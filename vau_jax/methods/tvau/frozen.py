@@ -77,6 +77,17 @@ def visual_tokens(
     return out
 
 
+def rae_heat(method: Any, ahd_params: Any, videos: list[int], split: str) -> dict[int, np.ndarray]:
+    """Per video index the AHD (``ahd_params``) heatmaps ``[S, g, g]`` RAE reads
+    (``rae.heat_frames``, :mod:`vau_jax.methods.tvau.heat`): the segment means
+    (:func:`~vau_jax.methods.tvau.heat.split_heat`), else the sampled frames' (:func:`heatmaps`).
+    Used with the trained AHD (:func:`attach_frozen`) and with each fold's
+    (:func:`vau_jax.methods.tvau.crossfit.out_of_fold_heatmaps`)."""
+    if reads_segment_means(method):
+        return split_heat(method, ahd_params, split, videos)
+    return heatmaps(method, ahd_params, videos, split)
+
+
 def heatmaps(method: Any, ahd_params: Any, videos: list[int], split: str) -> dict[int, np.ndarray]:
     """Per video index its frozen AHD heatmaps ``[S, g, g]`` (float32) of its sampled frames
     (:meth:`TVAU.heat` on the tapped features)."""
@@ -175,10 +186,8 @@ def attach_frozen(
         rows = [{**r, "prefix_k": k, "prefix_v": v} for r, (k, v) in zip(rows, kv)]
     if heat is None:
         videos = sorted({int(r["video"]) for r in rows})
-        if reads_segment_means(method):
-            heat = split_heat(method, params["ahd"], split, videos)
-        elif method.use_ahd:
-            heat = heatmaps(method, params["ahd"], videos, split)
+        if method.use_ahd:
+            heat = rae_heat(method, params["ahd"], videos, split)
         else:
             shape = (method.frames, method.grid, method.grid)
             heat = {i: np.zeros(shape, np.float32) for i in videos}
