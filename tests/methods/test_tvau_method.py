@@ -388,3 +388,27 @@ def test_smoothing_choice_without_validation_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="needs validation videos.*score_sigmas_s=0"):
         methods.build(c, str(tmp_path / "run")).prepare()
     assert not os.path.exists(tmp_path / "data" / "features")
+
+
+def test_writing_the_layout_tree_counts_as_render(tmp_path, monkeypatch):
+    """The SynthVAD tree T-VAU writes (rendering, H.264 encoding, masks, track files) is the
+    run's ``render`` phase, not ``other``; a cached tree costs nothing."""
+    import time
+
+    from tests.tiny_configs import tiny_tvau
+    from vau_jax import timing
+    from vau_jax.data.synthvad import layouts
+
+    def slow_write(out, *args, **kwargs):
+        os.makedirs(out)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(layouts, "write_layout", slow_write)
+    c = tiny_tvau(str(tmp_path / "data"))
+    timing.reset()
+    root = D.ensure_layout(c)
+    assert os.path.isdir(root) and not os.path.exists(root + ".tmp")
+    assert 0.2 <= timing.seconds()["seconds_render"] < 0.4
+    timing.reset()
+    assert D.ensure_layout(c) == root
+    assert "seconds_render" not in timing.seconds()

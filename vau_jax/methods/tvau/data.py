@@ -69,14 +69,17 @@ def ensure_layout(config: Any) -> str:
     tmp = root + ".tmp"
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
-    write_layout(
-        tmp,
-        str(config.dataset),
-        layout_splits(config),
-        SynthConfig(**dict(config.synthvad)),
-        codec=str(config.layout_codec),
-        progress=True,
-    )
+    from vau_jax import timing
+
+    with timing.phase("render"):  # rendering and encoding the tree, workers' waits included
+        write_layout(
+            tmp,
+            str(config.dataset),
+            layout_splits(config),
+            SynthConfig(**dict(config.synthvad)),
+            codec=str(config.layout_codec),
+            progress=True,
+        )
     os.replace(tmp, root)
     return root
 
