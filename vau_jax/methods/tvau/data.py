@@ -26,6 +26,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from vau_jax import timing
 from vau_jax.data.formats.record import FormatError, VideoRecord
 from vau_jax.methods.base import standardise
 
@@ -69,8 +70,6 @@ def ensure_layout(config: Any) -> str:
     tmp = root + ".tmp"
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
-    from vau_jax import timing
-
     with timing.phase("render"):  # rendering and encoding the tree, workers' waits included
         write_layout(
             tmp,

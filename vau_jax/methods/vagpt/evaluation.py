@@ -284,24 +284,19 @@ def write_answers(workdir: str, name: str, details: dict[str, Any]) -> None:
 
     qs = [q for _, q, _, _ in details["items"]]
     write_benchmark(os.path.join(workdir, f"benchmark_{name}.jsonl"), qs)
+
+    def answers(suffix: str, records: list[dict[str, Any]]) -> None:
+        """``answers_<name><suffix>.jsonl``: ``{"id": "q<n>", **record}`` per question."""
+        text = "".join(json.dumps({"id": f"q{n}", **r}) + "\n" for n, r in enumerate(records))
+        path = os.path.join(workdir, f"answers_{name}{suffix}.jsonl")
+        atomic_write(path, lambda f: f.write(text), mode="w")
+
     if "generated" in details:
-        lines = "".join(
-            json.dumps({"id": f"q{n}", "answer": t}) + "\n"
-            for n, t in enumerate(details["generated"])
-        )
-        atomic_write(
-            os.path.join(workdir, f"answers_{name}.jsonl"), lambda f: f.write(lines), mode="w"
-        )
-    if "voted" in details:
-        voted = "".join(
-            json.dumps({"id": f"q{n}", **({"answer": ""} if c is None else {"answer_index": c})})
-            + "\n"
-            for n, c in enumerate(details["voted"])
-        )
-        atomic_write(
-            os.path.join(workdir, f"answers_{name}_voted.jsonl"),
-            lambda f: f.write(voted),
-            mode="w",
+        answers("", [{"answer": t} for t in details["generated"]])
+    if "voted" in details:  # unparsed in every order: an empty answer, scored wrong
+        answers(
+            "_voted",
+            [{"answer": ""} if c is None else {"answer_index": c} for c in details["voted"]],
         )
 
 
