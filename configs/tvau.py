@@ -91,6 +91,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # frame (methods/tvau/data.py read_taps), as one 64x64 frame of the tiny tower
             # shows a runner like a walker (README, T-VAU: running frame AUC 0.69 -> 0.88)
             "motion": True,
+            # ours, not the paper's: each tapped token also beside its difference from the
+            # mean of its patch's tokens so far in the video (methods/tvau/data.py read_taps):
+            # a left bag or a fallen person differs from the place's usual look while still.
+            "background": False,
         }
     )
     c.ahd_stage = adamw_stage(1500, 3e-3, 100)

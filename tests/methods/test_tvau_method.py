@@ -180,8 +180,34 @@ def test_read_taps_puts_each_token_beside_its_change():
     np.testing.assert_allclose(moving[1:, :, 5:], plain[1][1:] - plain[1][:-1], rtol=0, atol=0)
     # a stream's windows: the second window's first change is from the first's last frame
     first = D.read_taps({"hidden_2": rec["hidden_2"][:2]}, (2,), True)[0]
-    second = D.read_taps({"hidden_2": rec["hidden_2"][2:]}, (2,), True, [plain[1][1]])[0]
+    history = D.tap_history({"hidden_2": rec["hidden_2"][:2]}, (2,))
+    second = D.read_taps({"hidden_2": rec["hidden_2"][2:]}, (2,), True, history)[0]
     np.testing.assert_array_equal(np.concatenate([first, second]), moving)
+
+
+def test_read_taps_background_is_the_difference_from_the_mean_so_far():
+    rng = np.random.default_rng(1)
+    tokens = rng.normal(size=(6, 4, 3)).astype(np.float32)
+    tokens[3:, 2] = 5.0  # patch 2 changes at frame 3 and then stays still (a dropped bag)
+    rec = {"hidden_1": tokens}
+    (both,) = D.read_taps(rec, (1,), motion=True, background=True)
+    assert both.shape == (6, 4, 9)
+    np.testing.assert_array_equal(both[..., :6], D.read_taps(rec, (1,), motion=True)[0])
+    for t in range(6):  # by hand: the token minus the mean of its patch over frames 0..t
+        np.testing.assert_allclose(both[t, :, 6:], tokens[t] - tokens[: t + 1].mean(0), atol=1e-6)
+    np.testing.assert_array_equal(both[0, :, 6:], 0.0)
+    still = both[4, 2]  # the bag: no change since the last frame, far from the usual look
+    assert np.abs(still[3:6]).max() == 0.0 and np.abs(still[6:]).min() > 1.0
+    (alone,) = D.read_taps(rec, (1,), background=True)
+    np.testing.assert_array_equal(alone, np.concatenate([tokens, both[..., 6:]], -1))
+    # a stream in three windows reads what the whole video reads
+    windows, history = [], None
+    for cut in (slice(0, 2), slice(2, 3), slice(3, 6)):
+        part = {"hidden_1": tokens[cut]}
+        windows.append(D.read_taps(part, (1,), True, history, True)[0])
+        history = D.tap_history(part, (1,), history)
+    assert history.count == 6
+    np.testing.assert_allclose(np.concatenate(windows), both, rtol=0, atol=1e-6)
 
 
 def test_narration_orders_objects_and_names_motion():

@@ -121,12 +121,14 @@ class VAGPTScorer(_EncoderScorer):
 
 
 class TVAUScorer(_EncoderScorer):
-    """The maximum of AHD's heatmap of each frame; with ``ahd.motion`` the last frame's
-    tapped tokens are kept, so a window's first frame has its change too."""
+    """The maximum of AHD's heatmap of each frame; with ``ahd.motion`` / ``ahd.background``
+    the earlier windows' tapped tokens are summarised (:class:`~vau_jax.methods.tvau.data.
+    TapHistory`: the last frame, the running sum), so a window's frames have their change and
+    their difference from the mean so far as in a whole video."""
 
     def __init__(self, run: Any):
         m = run.method
-        self.previous: list[np.ndarray] | None = None
+        self.previous: Any = None  # TapHistory of the windows so far
         super().__init__(run, m.spec, m.encoder)
         from vau_jax.methods.tvau.predict import THRESHOLD
 
@@ -138,14 +140,14 @@ class TVAUScorer(_EncoderScorer):
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         from vau_jax.eval.boxes import frame_scores
-        from vau_jax.methods.tvau.data import read_taps
+        from vau_jax.methods.tvau.data import read_taps, tap_history
         from vau_jax.methods.tvau.evaluation import heatmaps
 
         m = self.run.method
         rec = self.encode(frames)
-        taps = read_taps(rec, m.taps, m.motion, self.previous)
-        if m.motion:  # the last frame's own tokens: the first half of each motion tap
-            self.previous = [t[-1, :, : t.shape[-1] // 2] for t in taps]
+        taps = read_taps(rec, m.taps, m.motion, self.previous, m.background)
+        if m.motion or m.background:
+            self.previous = tap_history(rec, m.taps, self.previous)
         return frame_scores(heatmaps(m, self.run.params["ahd"], taps))
 
 

@@ -56,7 +56,7 @@ def fold_assignment(anomalous: Sequence[bool], folds: int, seed: int) -> np.ndar
     return out
 
 
-def _stack_rows(per_video: list[tuple[int, list[dict[str, np.ndarray]]]], taps: int):
+def stack_rows(per_video: list[tuple[int, list[dict[str, np.ndarray]]]], taps: int):
     """``(taps [R, N, D_k] per tap, targets [R, g, g], video [R])`` of AHD's rows."""
     rows = [(i, r) for i, rs in per_video for r in rs]
     if not rows:
@@ -70,10 +70,29 @@ def train_fold_ahds(method: Any, folds: np.ndarray, seed: int) -> Any:
     of the training videos outside fold ``k``, with ``config.ahd_stage``'s optimizer, step
     count and ``config.ahd.batch_size``; batches drawn per fold by a seeded permutation of
     its rows (a new one every epoch)."""
-    c = method.config
     k_folds = int(folds.max()) + 1
-    tap, target, video = _stack_rows(D.ahd_rows_by_video(method, "train"), len(method.taps))
-    pools = [np.flatnonzero(folds[video] != k) for k in range(k_folds)]
+    rows = stack_rows(D.ahd_rows_by_video(method, "train"), len(method.taps))
+    return train_ahds(method, rows, [folds[rows[2]] != k for k in range(k_folds)], seed)
+
+
+def train_ahds(
+    method: Any,
+    rows: tuple[list[np.ndarray], np.ndarray, np.ndarray],
+    members: Sequence[np.ndarray],
+    seed: int,
+) -> Any:
+    """``K = len(members)`` AHDs trained side by side (one ``vmap``-ed loop), AHD ``k`` on the
+    rows where ``members[k]`` (bool ``[R]``) holds, with ``config.ahd_stage``'s optimizer and
+    step count and ``config.ahd.batch_size``; each from its own initialisation (key ``k`` of
+    ``seed``) with batches drawn by its own seeded permutation of its rows (a new one every
+    epoch). ``rows``: ``(taps [R, N, D_k] per tap, targets [R, g, g], video [R])``. Returns
+    the parameters stacked over ``K`` (leading axis)."""
+    c = method.config
+    tap, target, _ = rows
+    k_folds = len(members)
+    pools = [np.flatnonzero(m) for m in members]
+    if any(len(p) == 0 for p in pools):
+        raise ValueError("an AHD with no training row")
     batch, steps = int(c.ahd.batch_size), int(c.ahd_stage.steps)
     prompts = jnp.asarray(method.prompts)
     dummy = method._dummy()[0]

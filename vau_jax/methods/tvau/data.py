@@ -189,26 +189,65 @@ def sample_indices(n: int, count: int) -> np.ndarray:
     return np.round(np.linspace(0, n - 1, count)).astype(np.int64)
 
 
+@dataclasses.dataclass
+class TapHistory:
+    """What :func:`read_taps` needs of a stream's earlier windows: per tap the last frame's
+    tokens ``last [N, D_b]`` (for ``motion``) and the sum of every earlier frame's tokens
+    ``total [N, D_b]`` (float64) over ``count`` frames (for ``background``)."""
+
+    last: list[np.ndarray]
+    total: list[np.ndarray]
+    count: int
+
+
 def read_taps(
     rec: Any,
     taps: tuple[int, ...],
     motion: bool = False,
-    previous: Sequence[np.ndarray] | None = None,
+    previous: TapHistory | None = None,
+    background: bool = False,
 ) -> list[np.ndarray]:
     """The tapped tokens of one encoded video: per tapped block ``b`` float32 ``[T, N, D_b]``
-    (``rec["hidden_<b>"]``). With ``motion`` (``config.ahd.motion``; ours, not the paper's)
-    ``[T, N, 2 D_b]``: each token beside its change since the previous encoded frame, so that
-    AHD, which reads one frame at a time, can see what moves. The first frame's change is
-    zero, or, for a window of a stream, taken from ``previous`` (per tap ``[N, D_b]``: the
-    last frame of the window before)."""
+    (``rec["hidden_<b>"]``), each token followed by (ours, not the paper's; AHD reads one
+    frame at a time):
+
+    * with ``motion`` (``config.ahd.motion``) its change since the previous encoded frame, so
+      that AHD can see what moves. The first frame's change is zero, or, for a window of a
+      stream, taken from ``previous.last``;
+    * with ``background`` (``config.ahd.background``) its difference from the mean of that
+      patch's tokens over every frame so far, this one included (a causal estimate of what
+      the place usually looks like): a bag left on a path, or a person lying where people
+      walk, differs from it while not moving. For a window of a stream the mean also counts
+      the earlier windows' frames (``previous.total`` / ``previous.count``).
+
+    So ``[T, N, k D_b]``, ``k = 1 + motion + background``, in that order."""
     out = [np.asarray(rec[f"hidden_{b}"], np.float32) for b in taps]
-    if not motion:
-        return out
-    firsts = [t[:1] for t in out] if previous is None else [p[None] for p in previous]
-    return [
-        np.concatenate([t, t - np.concatenate([f.astype(np.float32), t[:-1]])], axis=-1)
-        for t, f in zip(out, firsts)
-    ]
+    parts = [[t] for t in out]
+    if motion:
+        firsts = [t[:1] for t in out] if previous is None else [p[None] for p in previous.last]
+        for p, t, f in zip(parts, out, firsts):
+            p.append(t - np.concatenate([f.astype(np.float32), t[:-1]]))
+    if background:
+        count = 0 if previous is None else int(previous.count)
+        for k, (p, t) in enumerate(zip(parts, out)):
+            total = np.cumsum(t, axis=0, dtype=np.float64)
+            if previous is not None:
+                total += previous.total[k]
+            steps = count + np.arange(1, len(t) + 1, dtype=np.float64)
+            p.append((t - total / steps[:, None, None]).astype(np.float32))
+    return [np.concatenate(p, axis=-1) if len(p) > 1 else p[0] for p in parts]
+
+
+def tap_history(
+    rec: Any, taps: tuple[int, ...], previous: TapHistory | None = None
+) -> TapHistory:
+    """The :class:`TapHistory` after the encoded window ``rec`` (following ``previous``)."""
+    out = [np.asarray(rec[f"hidden_{b}"], np.float32) for b in taps]
+    total = [t.sum(axis=0, dtype=np.float64) for t in out]
+    if previous is not None:
+        total = [a + b for a, b in zip(total, previous.total)]
+    count = len(out[0]) + (0 if previous is None else int(previous.count))
+    return TapHistory(last=[t[-1] for t in out], total=total, count=count)
 
 
 @dataclasses.dataclass
@@ -224,6 +263,7 @@ class TapFeatures:
     last: int  # the tower's last block: its tokens are the LVLM's visual tokens ...
     visual_store: Any = None  # ... unless the LVLM has its own tower (``patches``, paper)
     motion: bool = False  # read_taps: each token beside its change since the previous frame
+    background: bool = False  # read_taps: ... and beside its difference from the mean so far
 
     def __len__(self) -> int:
         return len(self.store)
@@ -240,7 +280,7 @@ class TapFeatures:
                 raise ValueError(f"video {i}: the two feature stores hold different frames")
             visual = v["patches"]
         return {
-            "taps": read_taps(e, self.taps, self.motion),
+            "taps": read_taps(e, self.taps, self.motion, background=self.background),
             "visual": standardise(visual),
             "indices": np.asarray(e["indices"]),
             "timestamps": np.asarray(e["timestamps"]),

@@ -127,6 +127,7 @@ class TVAU(MethodBase):
         c = self.config
         self.frames = int(c.frames_per_video)
         self.motion = bool(c.ahd.get("motion", False))  # D.read_taps
+        self.background = bool(c.ahd.get("background", False))  # D.read_taps
         self.ahd = AHD(
             AHDConfig(
                 num_taps=len(self.taps),
@@ -236,7 +237,7 @@ class TVAU(MethodBase):
         visual = None
         if self.visual_encoder is not None:  # the LVLM's own tower (paper preset)
             visual = store(self.visual_encoder, "tvau-visual", "LVLM tokens")
-        return D.TapFeatures(taps, self.taps, self.depth, visual, self.motion)
+        return D.TapFeatures(taps, self.taps, self.depth, visual, self.motion, self.background)
 
     def _questions(self) -> None:
         """The constructed annotations and questions of both splits (cached per layout)."""
@@ -250,7 +251,7 @@ class TVAU(MethodBase):
         from vau_jax.methods.pretrain.video_llm import dummy_inputs
 
         g = self.grid
-        width = self.width * (2 if self.motion else 1)  # D.read_taps
+        width = self.width * (1 + self.motion + self.background)  # D.read_taps
         taps = [jnp.zeros((1, 2, g, g, width), jnp.float32) for _ in self.taps]
         heat = jnp.zeros((1, self.frames, g, g), jnp.float32)
         return taps, heat, dummy_inputs(self.config, self.vis_tokens, self.vis_width)

@@ -53,7 +53,7 @@ def video_features(method: Any, frames: np.ndarray, fps: float) -> dict[str, Any
     else:  # the LVLM's own tower (paper preset)
         visual = encode_video(src, method.spec, method.visual_encoder, "float32")["patches"]
     return {
-        "taps": D.read_taps(rec, method.taps, method.motion),
+        "taps": D.read_taps(rec, method.taps, method.motion, background=method.background),
         "visual": standardise(visual),
         "indices": np.asarray(rec["indices"]),
         "timestamps": np.asarray(rec["timestamps"]),
