@@ -238,9 +238,7 @@ def read_taps(
     return [np.concatenate(p, axis=-1) if len(p) > 1 else p[0] for p in parts]
 
 
-def tap_history(
-    rec: Any, taps: tuple[int, ...], previous: TapHistory | None = None
-) -> TapHistory:
+def tap_history(rec: Any, taps: tuple[int, ...], previous: TapHistory | None = None) -> TapHistory:
     """The :class:`TapHistory` after the encoded window ``rec`` (following ``previous``)."""
     out = [np.asarray(rec[f"hidden_{b}"], np.float32) for b in taps]
     total = [t.sum(axis=0, dtype=np.float64) for t in out]
