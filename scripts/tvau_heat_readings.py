@@ -15,6 +15,9 @@ Readings:
 * ``segment_mean``: per segment of the video the mean heatmap (``rae.heat_frames=segment_mean``);
 * ``gauss_<s>``: every patch smoothed over time by a Gaussian of ``s`` seconds, at the sampled
   frames (not an option of RAE; measured beside it);
+* ``segment_peak``: per segment the mean over its frames of each frame's heatmap maximum (the
+  maximum taken before the mean over time, where ``segment_mean`` takes it after: a moving
+  object's heat is spread over patches by the mean);
 * ``frame_score``: not a per-frame reading but evaluation's own video evidence, the maximum of
   the frame score (heatmap maximum) smoothed by the run's chosen ``score_sigma_s``.
 """
@@ -48,6 +51,7 @@ def readings(grid: np.ndarray, timestamps: np.ndarray, frames: int, sigma_s: flo
         g = gaussian_filter1d(grid.astype(np.float64), s / step, axis=0, mode="nearest")
         out[f"gauss_{s:g}"] = float(g[idx].max())
     frame = grid.reshape(len(grid), -1).max(axis=1)
+    out["segment_peak"] = float(segment_means(frame[:, None, None], frames).max())
     out["frame_score"] = float(smooth_scores(frame, timestamps, sigma_s).max())
     return out
 

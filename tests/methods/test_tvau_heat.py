@@ -29,6 +29,31 @@ def test_segment_means_reject_empty_input():
         segment_means(np.zeros((0, 3, 3), np.float32), 4)
 
 
+def test_segment_peaks_keep_a_moving_objects_heat():
+    """``segment_peak``: the segment mean's shape at the strength of its frames' own maxima."""
+    from vau_jax.methods.tvau.heat import segment_means, segment_peaks
+
+    heat = np.zeros((8, 4, 4), np.float32)
+    for t in range(8):  # an object lit at 0.8 that moves one patch per frame, 4 per segment
+        heat[t, t % 4, t % 4] = 0.8
+    heat[:, 0, 3] = 0.1  # and a faint still spot
+    means, peaks = segment_means(heat, 2), segment_peaks(heat, 2)
+    assert np.allclose(means.max(axis=(1, 2)), 0.2)  # the mean over time spreads it 4 ways
+    np.testing.assert_allclose(peaks.max(axis=(1, 2)), [0.8, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(peaks, means * 4.0, rtol=1e-6)  # the same shape, rescaled
+    # by hand on random heat: max of each segment = mean over its frames of frame maxima
+    rng = np.random.default_rng(3)
+    heat = rng.random((13, 3, 3)).astype(np.float32)
+    got = segment_peaks(heat, 4)
+    bins = [(0, 4), (3, 7), (6, 10), (9, 13)]  # adaptive bins of 13 frames into 4
+    for k, (a, b) in enumerate(bins):
+        want = heat[a:b].reshape(b - a, -1).max(axis=1).mean()
+        assert got[k].max() == pytest.approx(want, rel=1e-6)
+        mean = heat[a:b].mean(axis=0)
+        np.testing.assert_allclose(got[k], mean * (want / mean.max()), rtol=1e-5)
+    assert not segment_peaks(np.zeros((5, 2, 2), np.float32), 3).any()  # no heat stays none
+
+
 def test_heat_frames_option_is_checked():
     import ml_collections
 
@@ -38,6 +63,8 @@ def test_heat_frames_option_is_checked():
     assert heat_frames(c) == "sampled"  # runs saved before the option existed
     c.rae.heat_frames = "segment_mean"
     assert heat_frames(c) == "segment_mean"
+    c.rae.heat_frames = "segment_peak"
+    assert heat_frames(c) == "segment_peak"
     c.rae.heat_frames = "segments"
     with pytest.raises(ValueError, match="rae.heat_frames='segments'"):
         heat_frames(c)

@@ -403,6 +403,26 @@ def test_box_rule_search_reads_validation_only(tvau_run):
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
+def test_ahd_sweep_trains_one_ahd_per_seed_and_reports_validation(tvau_run, tmp_path):
+    """``scripts/tvau_ahd_sweep.py --run`` trains one AHD per seed on the run's training
+    videos and prints per seed the validation micro-AUC at every smoothing width, the chosen
+    width's video-level separation and a JSON line; a ``--set`` that changes AHD's input
+    (``ahd.background``) trains on the wider tokens."""
+    script = os.path.join(ROOT, "scripts", "tvau_ahd_sweep.py")
+    out_json = tmp_path / "sweep.jsonl"
+    args = [sys.executable, script, f"--run={tvau_run}", "--seeds=0,1", f"--out={out_json}"]
+    args += ["--set", "ahd_stage.steps=4", "--set", "ahd.background=True"]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seeds = [x for x in out.stdout.splitlines() if x.startswith("validation AHD")]
+    assert len(seeds) == 2 and "validation mean over 2" in out.stdout
+    (line,) = out_json.read_text().splitlines()
+    result = json.loads(line)["splits"]["validation"]
+    for r in result["per_seed"]:
+        assert 0.0 <= r["video_auc"] <= 1.0 and 0.5 <= r["best_threshold_acc"] <= 1.0
+        assert r["sigma_s"] in [float(k) for k in r["micro_auc"]]
+
+
 def test_smoothing_choice_without_validation_fails_before_training(tmp_path):
     """Several ``score_sigmas_s`` on a tree with no validation video: one clear error from
     ``prepare``, before any encoder is built or step trained."""
