@@ -136,7 +136,8 @@ def adamw_stage(
 
 def apply_overrides(c: ml_collections.ConfigDict, items: list[str]) -> None:
     """``key.sub=value`` strings (scripts' ``--set``) applied to ``c``, each value converted
-    to the type of the field it replaces (booleans: ``True`` / anything else)."""
+    to the type of the field it replaces (booleans: ``True`` / anything else; tuples: a comma
+    list of the type of their first item, ``int`` when empty, e.g. ``taps=1,2,3,4``)."""
     for item in items:
         key, _, value = item.partition("=")
         node = c
@@ -144,4 +145,10 @@ def apply_overrides(c: ml_collections.ConfigDict, items: list[str]) -> None:
         for p in parents:
             node = node[p]
         old = node[leaf]
-        node[leaf] = value == "True" if isinstance(old, bool) else type(old)(value)
+        if isinstance(old, bool):
+            node[leaf] = value == "True"
+        elif isinstance(old, tuple):
+            cast = type(old[0]) if old else int
+            node[leaf] = tuple(cast(x) for x in value.split(",") if x)
+        else:
+            node[leaf] = type(old)(value)

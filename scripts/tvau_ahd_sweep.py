@@ -7,7 +7,8 @@
 T-VAU's Yes/No answers are bounded by how well the AHD's heatmaps separate anomalous from
 normal videos (README, T-VAU), and an AHD trains in under a minute where a whole T-VAU run
 takes ten, so AHD settings are screened here first. The config is ``configs/tvau.py`` (tiny),
-or a finished run's (``--run``), with ``--set`` overrides (a tuple field takes a comma list, e.g. ``taps=1,2,3,4``); the layout
+or a finished run's (``--run``), with ``--set`` overrides (``configs/common.py``
+``apply_overrides``: a tuple field takes a comma list, e.g. ``taps=1,2,3,4``); the layout
 tree, features and encoders come from (and are cached in) ``--data_dir`` as the main job's.
 One AHD per seed is trained on every training video's AHD rows, all seeds side by side
 (:func:`vau_jax.methods.tvau.crossfit.train_ahds`: the AHD stage's optimizer, step count and
@@ -18,7 +19,8 @@ Per split and seed it prints the frame score's micro-AUC (heatmap maximum smooth
 the video-level AUC of each video's maximum frame score, the accuracy of the best threshold on
 it (chosen on the split itself: an upper bound on Yes/No, not a result) and, per anomaly
 type, the share of anomalous videos whose maximum passes the 90th percentile of the normal
-videos' maxima (``passed``: the recall at a 10% false-alarm rate). Choose on ``validation``; name ``test`` only to report a setting already chosen.
+videos' maxima (``passed``: the recall at a 10% false-alarm rate). Choose on
+``validation``; name ``test`` only to report a setting already chosen.
 """
 
 from __future__ import annotations
@@ -52,40 +54,32 @@ def make_config(data_dir: str, overrides: list[str], run: str = ""):
         c = tvau_config.get_config("tiny")
     if data_dir:
         c.data_dir = data_dir
-    plain = []
-    for item in overrides:
-        key, _, value = item.partition("=")
-        node = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        if isinstance(node[leaf], tuple):
-            cast = type(node[leaf][0]) if node[leaf] else int
-            node[leaf] = tuple(cast(x) for x in value.split(",") if x)
-        else:
-            plain.append(item)
-    apply_overrides(c, plain)
+    apply_overrides(c, overrides)
     return c
 
 
-def video_evidence(method, params, split: str) -> tuple[list, list, list, list]:
-    """``(videos, encoded features, raw frame scores [T], anomaly type or "normal")`` of a
-    split under one AHD (the type from the constructed annotations, else the label)."""
-    from vau_jax.eval.boxes import frame_scores
-    from vau_jax.methods.tvau import evaluation as E
-
+def split_videos(method, split: str) -> tuple[list, list, list]:
+    """``(videos, encoded features, anomaly type or "normal")`` of a split (the type from the
+    constructed annotations, else the label); read once, whichever AHD scores them."""
     videos, feats = method.dataset.split(split), method.feats[split]
     encoded = [feats.video(i) for i in range(len(videos))]
-    scores = [frame_scores(E.heatmaps(method, params, f["taps"])) for f in encoded]
     kinds = []
     for v in videos:
         entry = method.qa["videos"].get(v.id, {})
         normal = not method.records[v.id].is_anomalous
         kinds.append("normal" if normal else str(entry.get("anomaly_type") or v.label))
-    return videos, encoded, scores, kinds
+    return videos, encoded, kinds
 
 
-def summarise(videos, encoded, scores, kinds, sigmas: list[float], chosen: float | None) -> dict:
+def frame_scores_of(method, params, encoded: list) -> list:
+    """Raw frame scores ``[T]`` (heatmap maximum) of each encoded video under one AHD."""
+    from vau_jax.eval.boxes import frame_scores
+    from vau_jax.methods.tvau import evaluation as E
+
+    return [frame_scores(E.heatmaps(method, params, f["taps"])) for f in encoded]
+
+
+def summarise(videos, encoded, kinds, scores, sigmas: list[float], chosen: float | None) -> dict:
     """Micro-AUC per width; at the ``chosen`` width (``None``: the best of this split, as the
     main job chooses on validation) the video-level separation (see the module docstring)."""
     from vau_jax.eval.metrics.auc import roc_auc
@@ -132,9 +126,7 @@ def main() -> None:
     from vau_jax.methods.tvau.method import TVAU
 
     seeds = [int(s) for s in args.seeds.split(",")]
-    config = make_config(
-        args.data_dir or ("" if args.run else "data_cache"), args.overrides, args.run
-    )
+    config = make_config(args.data_dir, args.overrides, args.run)
     with tempfile.TemporaryDirectory() as work:
         method = TVAU(config, work)
         method.prepare()
@@ -149,9 +141,11 @@ def main() -> None:
     chosen: dict[int, float] = {}
     for split in splits:
         per_seed = []
+        videos, encoded, kinds = split_videos(method, split)
         for k, seed in enumerate(seeds):
             params = jax.tree.map(lambda x, k=k: x[k], stacked)
-            r = summarise(*video_evidence(method, params, split), sigmas, chosen.get(k))
+            scores = frame_scores_of(method, params, encoded)
+            r = summarise(videos, encoded, kinds, scores, sigmas, chosen.get(k))
             if split == "validation":
                 chosen[k] = r["sigma_s"]
             per_seed.append(r)

@@ -20,8 +20,9 @@ sampled frames against 0.38 on the test split's, and 0.15 against 0.16 on segmen
 RAE trained on the sampled frames' heat answered Yes/No right on 0.79 of the test videos,
 about what the best threshold on that maximum reaches there (0.81).
 
-* ``"segment_peak"`` (ours, not the paper's; an option, not the default: README, T-VAU): each segment mean rescaled so that its maximum over the patches is the segment's
-  mean of its frames' own heatmap maxima (:func:`segment_peaks`): where the heat is stays the
+* ``"segment_peak"`` (ours, not the paper's; an option, not the default: README, T-VAU):
+  each segment mean rescaled so that its maximum over the patches is the segment's mean of
+  its frames' own heatmap maxima (:func:`segment_peaks`): where the heat is stays the
   segment mean's, how strong it is is the peak's. A moving object's heat lies on other
   patches in each frame, so a mean over time patch by patch spreads and lowers it; the maximum
   taken before the mean over time keeps it (as evaluation's frame score, the maximum before
