@@ -211,6 +211,10 @@ def test_tvau_paper_trees_counts_and_shardings():
     h = c.ahd.mlp_hidden
     per_tap = (1280 * h + h) + (h * 1024 + 1024)
     assert _count(trees["ahd"]) == 4 * per_tap + 4 + 1
+    # RAE reads the frames' own heatmap differences, pooled by means (T-VAU §3.2): none of
+    # the tiny preset's readouts (heat level, maxima, segment peaks) is the paper's
+    assert (c.rae.heat_frames, c.rae.level) == ("sampled", False)
+    assert (c.rae.time_pool, c.rae.space_pool) == ("mean", "mean")
     rae = RAEConfig(4096, tuple(c.rae.channels), c.rae.num_base, 3, c.rae.time_segments)
     assert _count(trees["rae"]) == added_params(rae)
     assert nn.unbox(trees["rae"])["base"].shape == (c.rae.num_base, 4096)
