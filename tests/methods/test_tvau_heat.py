@@ -197,6 +197,10 @@ def test_heat_readings_script_summarises_each_video_as_rae_would_read_it():
     assert r["sampled"] == pytest.approx(grid[sample_indices(40, 16)].max())
     assert r["segment_mean"] == pytest.approx(segment_means(grid, 16).max())
     assert r["segment_mean"] < 0.9 and r["frame_score"] < 0.9  # the flicker averaged down
+    # segment peaks: the mean over each segment of its frames' maxima, at least the mean map's
+    peaks = segment_means(grid.reshape(40, -1).max(axis=1)[:, None, None], 16)
+    assert r["segment_peak"] == pytest.approx(peaks.max())
+    assert r["segment_peak"] >= r["segment_mean"]
     evidence = rng.random(20)
     labels = np.arange(20) % 2 == 0
     s = mod.separation(evidence, labels)
@@ -216,7 +220,7 @@ def test_heat_readings_script_runs_on_a_run(tvau_run):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [x for x in out.stdout.splitlines() if "AUC" in x]
-    assert len(lines) == 2 * 5
+    assert len(lines) == 2 * 6
     assert {x.split()[0] for x in lines} == {
-        "sampled", "segment_mean", "gauss_0.25", "gauss_0.5", "frame_score"
+        "sampled", "segment_mean", "gauss_0.25", "gauss_0.5", "segment_peak", "frame_score"
     }  # fmt: skip
