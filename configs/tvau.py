@@ -191,6 +191,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # measurable (16 prompts, 2026-12-04). A frozen 4-layer LLM is steered by its prompts only.
     # Half of each (150 + 600, 64 prompts, seed 0, 2026-12-05) lowered validation Yes/No 0.938
     # -> 0.875 and trajectory BLEU-4 0.577 -> 0.461 (test 0.875 -> 0.708): the counts stay.
+    # 900 anomaly steps (2026-12-06, 3 seeds, 128 validation videos, from each run's
+    # narration checkpoint): Yes/No 0.927 -> 0.922, target 0.868 -> 0.852, trajectory 0.606 ->
+    # 0.616; on test trajectory fell under its goal (0.609 -> 0.595): 1,200 stay.
     c.rae_narration = adamw_stage(300, 1e-2, 30)
     c.rae_anomaly = adamw_stage(1200, 1e-2, 30)
     # Heatmap -> scored boxes (vau_jax.eval.boxes.BoxRule) for RBDC/TBDC: regions at half each
