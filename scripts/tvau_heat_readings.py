@@ -39,7 +39,7 @@ def readings(grid: np.ndarray, timestamps: np.ndarray, frames: int, sigma_s: flo
 
     from vau_jax.eval.smoothing import smooth_scores
     from vau_jax.methods.tvau.data import sample_indices
-    from vau_jax.methods.tvau.heat import segment_means
+    from vau_jax.methods.tvau.heat import segment_means, segment_peaks
 
     idx = sample_indices(len(grid), frames)
     out = {
@@ -51,7 +51,7 @@ def readings(grid: np.ndarray, timestamps: np.ndarray, frames: int, sigma_s: flo
         g = gaussian_filter1d(grid.astype(np.float64), s / step, axis=0, mode="nearest")
         out[f"gauss_{s:g}"] = float(g[idx].max())
     frame = grid.reshape(len(grid), -1).max(axis=1)
-    out["segment_peak"] = float(segment_means(frame[:, None, None], frames).max())
+    out["segment_peak"] = float(segment_peaks(grid, frames).max())  # what RAE reads
     out["frame_score"] = float(smooth_scores(frame, timestamps, sigma_s).max())
     return out
 
