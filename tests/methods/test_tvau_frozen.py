@@ -178,3 +178,101 @@ def test_rae_data_needs_the_stage_params(tvau_run):
     assert stage.before_data is not None
     with pytest.raises(RuntimeError, match="before_data"):
         stage.make_data()
+
+
+def test_prompts_first_shared_prefix_gives_the_full_logit_loss(tvau_run):
+    # rae.prompts_first: [text, P_base] is the same in every row (frozen.shared_length), and
+    # the step computes its keys / values once for the batch (TVAU.shared_prefix_kv): the
+    # loss and RAE's gradient equal those of the full-logit path on the same rows.
+    import vau_jax
+    from vau_jax.methods.tvau import data as D
+    from vau_jax.methods.tvau import questions as Q
+    from vau_jax.methods.tvau.frozen import attach_frozen, prefix_length, shared_length
+
+    run = vau_jax.load_run(tvau_run)
+    m, params = run.method, run.params
+    m.prepare()
+    m.config.rae.heat_scale_min = 1.0
+    m.prompts_first = True  # the order of the embeddings only: the same parameters
+    first = {}
+    for r in Q.rae_rows(m, "train", "anomaly"):
+        first.setdefault(int(r["video"]), r)
+    rows = list(first.values())[:6]
+    done, heat = attach_frozen(m, params, rows, "train", None)
+    start = int(np.argmax(rows[0]["video_mask"]))
+    assert prefix_length(m, rows) == 0 and "prefix_k" not in done[0]  # visual tokens follow
+    assert shared_length(m, rows) == start + m.rcfg.num_base
+    assert done[0]["shared_ids"].shape == (start,)
+    attach = D.AttachTaps(m, "train", heat, keys=("frame_valid",))
+    batch = {k: jnp.asarray(v) for k, v in _stack([attach.map(r) for r in done]).items()}
+    full = {k: v for k, v in batch.items() if not k.startswith(("target_", "shared_"))}
+
+    def loss(rae, b):
+        return m._rae_loss({**params, "rae": rae}, b, jax.random.key(0))
+
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    (lf, aux_f), gf = grad(params["rae"], full)
+    (ls, aux_s), gs = grad(params["rae"], batch)
+    assert abs(float(ls) - float(lf)) <= 1e-6 * abs(float(lf)), (ls, lf)
+    assert float(aux_s["target_tokens"]) == float(aux_f["target_tokens"]) > 0
+    for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(gf)):  # measured <= 1.1e-6 rel
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    # the order is really changed: the loss of the same rows with P_An after the visual
+    # tokens differs
+    m.prompts_first = False
+    after = float(loss(params["rae"], full)[0])
+    print(f"loss with P_An first {float(lf):.6f}, after {after:.6f}")
+    assert abs(after - float(lf)) > 1e-4 * abs(float(lf))
+
+
+def test_shared_length_only_where_every_row_agrees():
+    from types import SimpleNamespace
+
+    from vau_jax.methods.tvau.frozen import shared_length
+
+    def row(start, length=20, target=15, text=7):
+        ids = np.full(24, 9, np.int32)
+        ids[:start] = text
+        vm = np.zeros(24, bool)
+        vm[start : start + 8] = True  # 2 base + 2 region prompts, then 4 visual tokens
+        am = np.arange(24) < length
+        lm = np.zeros(24, bool)
+        lm[target:length] = True
+        return {"input_ids": ids, "video_mask": vm, "attention_mask": am, "loss_mask": lm}
+
+    m = SimpleNamespace(prompts_first=True, rcfg=SimpleNamespace(num_base=2))
+    assert shared_length(m, [row(3), row(3, length=17)]) == 5
+    assert shared_length(m, [row(3), row(4)]) == 0  # video spans start apart
+    assert shared_length(m, [row(3), row(3, text=8)]) == 0  # other text before the span
+    assert shared_length(m, [row(3), row(3, target=5)]) == 0  # a target right after it
+    assert shared_length(m, [row(3), row(3, length=4)]) == 0  # padding inside it
+    assert shared_length(m, []) == 0
+    m.prompts_first = False  # P_An after the visual tokens: frozen.prefix_length instead
+    assert shared_length(m, [row(3)]) == 0
+
+
+def test_trained_heat_is_computed_once_per_ahd(monkeypatch):
+    # Both RAE stages read the frozen AHD's heat of the same videos: computed once, kept
+    # read-only, and recomputed for other AHD parameters or other videos.
+    from types import SimpleNamespace
+
+    from vau_jax.methods.tvau import frozen
+
+    calls = []
+
+    def fake(method, ahd_params, videos, split):
+        calls.append((tuple(videos), split))
+        return {v: np.full((2, 3, 3), float(ahd_params["w"].sum()), np.float32) for v in videos}
+
+    monkeypatch.setattr(frozen, "rae_heat", fake)
+    m = SimpleNamespace(heat_frames="segment_peak")
+    p = {"w": np.ones(4, np.float32)}
+    a = frozen.trained_heat(m, p, [1, 2], "train")
+    b = frozen.trained_heat(m, {"w": np.ones(4, np.float32)}, [1, 2], "train")
+    assert b is a and len(calls) == 1
+    with pytest.raises(ValueError):
+        a[1][0, 0, 0] = 5.0  # shared between the stages: read-only
+    c = frozen.trained_heat(m, {"w": np.full(4, 2.0, np.float32)}, [1, 2], "train")
+    assert len(calls) == 2 and float(c[1][0, 0, 0]) == 8.0
+    frozen.trained_heat(m, {"w": np.full(4, 2.0, np.float32)}, [1, 3], "train")
+    assert len(calls) == 3

@@ -19,11 +19,18 @@ values in every layer are frozen too. :func:`prefix_kv` prefills them once per r
 cached prefix (``TVAU._lm_logits_after``), neither recomputing nor differentiating through
 37 of the anomaly rows' 176 positions (tiny preset; the same loss to float rounding, tested).
 
+With ``rae.prompts_first`` (ours) RAE's prompts open the video span and the visual tokens
+follow them, so no visual token is frozen any more; instead the text before the span and the
+learned base prompts are the same in every row (:func:`shared_length`): each step computes
+their keys and values once for the batch (``TVAU.shared_prefix_kv``, differentiably) rather
+than once per row.
+
 Evaluation and prediction keep the in-step path: there every row is seen once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import jax
@@ -88,6 +95,34 @@ def rae_heat(method: Any, ahd_params: Any, videos: list[int], split: str) -> dic
     return heatmaps(method, ahd_params, videos, split)
 
 
+def params_digest(params: Any) -> str:
+    """A SHA-1 of a parameter tree's structure, shapes, dtypes and bytes."""
+    h = hashlib.sha1(str(jax.tree.structure(params)).encode())
+    for leaf in jax.tree.leaves(params):
+        a = np.asarray(jax.device_get(leaf))
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def trained_heat(
+    method: Any, ahd_params: Any, videos: list[int], split: str
+) -> dict[int, np.ndarray]:
+    """:func:`rae_heat`, kept on ``method`` (``_rae_heat``) for the same AHD parameters,
+    videos and split: both RAE stages read the frozen AHD's heat of the same training
+    videos, which (``segment_*`` readings run AHD on every frame) is ~18 s of each stage's
+    data on the tiny preset. The arrays are shared between the stages, read-only."""
+    key = (split, tuple(int(v) for v in videos), method.heat_frames, params_digest(ahd_params))
+    memo = method.__dict__.setdefault("_rae_heat", {})
+    if key not in memo:
+        memo.clear()  # one AHD's heat at a time
+        heat = rae_heat(method, ahd_params, videos, split)
+        for h in heat.values():
+            h.setflags(write=False)
+        memo[key] = heat
+    return memo[key]
+
+
 def heatmaps(method: Any, ahd_params: Any, videos: list[int], split: str) -> dict[int, np.ndarray]:
     """Per video index its frozen AHD heatmaps ``[S, g, g]`` (float32) of its sampled frames
     (:meth:`TVAU.heat` on the tapped features)."""
@@ -109,14 +144,38 @@ def prefix_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
     video span and the LVLM's ``2S`` visual tokens, which come before RAE's prompts. 0 (no
     cached prefix) when the rows' video spans start at different positions, when a row
     has padding or a target token inside them, or with ``rae.visual_dropout`` (hiding
-    visual tokens moves the position ids after them)."""
+    visual tokens moves the position ids after them), or with ``rae.prompts_first`` (the
+    visual tokens then come after RAE's prompts: :func:`shared_length`)."""
     if float(method.config.rae.get("visual_dropout", 0.0)) > 0.0 or not rows:
+        return 0
+    if getattr(method, "prompts_first", False):
         return 0
     starts = {int(np.argmax(r["video_mask"])) for r in rows}
     if len(starts) != 1:
         return 0
     p = starts.pop() + 2 * method.frames
     for r in rows:
+        if not r["attention_mask"][:p].all() or r["loss_mask"][: p + 1].any():
+            return 0
+    return p
+
+
+def shared_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
+    """With ``rae.prompts_first``, ``P``, the leading positions that are the same in every
+    row: the text before the video span (the same tokens in every row) and RAE's learned
+    base prompts, which open the span. 0 without ``prompts_first``, or when the rows' texts
+    before the span differ, or a row has padding or a target token inside them."""
+    if not getattr(method, "prompts_first", False) or not rows:
+        return 0
+    starts = {int(np.argmax(r["video_mask"])) for r in rows}
+    if len(starts) != 1:
+        return 0
+    start = starts.pop()
+    p = start + int(method.rcfg.num_base)
+    text = rows[0]["input_ids"][:start]
+    for r in rows:
+        if not np.array_equal(r["input_ids"][:start], text):
+            return 0
         if not r["attention_mask"][:p].all() or r["loss_mask"][: p + 1].any():
             return 0
     return p
@@ -167,7 +226,9 @@ def attach_frozen(
     heat: dict[int, np.ndarray] | None,
 ) -> tuple[list[dict[str, np.ndarray]], dict[int, np.ndarray]]:
     """``(rows with "vis" and, where :func:`prefix_length` allows, "prefix_k" /
-    "prefix_v", heat per video)`` for RAE's training rows.
+    "prefix_v", or where :func:`shared_length` allows, "shared_ids" (the text before the
+    video span, whose length tells the step ``P``), heat per video)`` for RAE's training
+    rows.
 
     ``heat``: cross-fitted heatmaps (:mod:`vau_jax.methods.tvau.crossfit`) to keep, or
     ``None``: the trained AHD's (``params["ahd"]``; the sampled frames' or the segment means,
@@ -184,10 +245,14 @@ def attach_frozen(
     if length:
         kv = prefix_kv(method, params["vlm"], rows, length)
         rows = [{**r, "prefix_k": k, "prefix_v": v} for r, (k, v) in zip(rows, kv)]
+    shared = shared_length(method, rows)
+    if shared:  # the step computes [text, P_base] once per batch (TVAU.shared_prefix_kv)
+        start = shared - int(method.rcfg.num_base)
+        rows = [{**r, "shared_ids": r["input_ids"][:start]} for r in rows]
     if heat is None:
         videos = sorted({int(r["video"]) for r in rows})
         if method.use_ahd:
-            heat = rae_heat(method, params["ahd"], videos, split)
+            heat = trained_heat(method, params["ahd"], videos, split)
         else:
             shape = (method.frames, method.grid, method.grid)
             heat = {i: np.zeros(shape, np.float32) for i in videos}

@@ -48,13 +48,19 @@ from vau_jax.train.trainer import Stage
 
 
 def hide_visual_tokens(
-    attention_mask: jax.Array, video_mask: jax.Array, num_visual: int, hide: jax.Array
+    attention_mask: jax.Array,
+    video_mask: jax.Array,
+    num_visual: int,
+    hide: jax.Array,
+    after: int = 0,
 ) -> jax.Array:
-    """``attention_mask [B, L]`` with the first ``num_visual`` ``video_mask`` positions of
-    every row where ``hide [B]`` (bool) set to 0: the LVLM's own visual tokens, which come
-    before RAE's prompts in the video span (``config.rae.visual_dropout``)."""
+    """``attention_mask [B, L]`` with the ``num_visual`` ``video_mask`` positions after its
+    first ``after`` of every row where ``hide [B]`` (bool) set to 0: the LVLM's own visual
+    tokens, which come before RAE's prompts in the video span (``after=0``), or after them
+    (``after = num_prompts``, ``config.rae.prompts_first``) (``config.rae.visual_dropout``)."""
     video = video_mask.astype(bool)
-    visual = video & (jnp.cumsum(video, axis=1) <= num_visual)
+    seen = jnp.cumsum(video, axis=1)
+    visual = video & (seen > after) & (seen <= after + num_visual)
     return jnp.where(hide[:, None] & visual, 0, attention_mask).astype(attention_mask.dtype)
 
 
@@ -70,6 +76,7 @@ class TVAU(MethodBase):
         self.sampled: dict[str, D.SampledTaps] = {}  # per split, built on first use
         self._jit: dict[str, Any] = {}
         self._oof_heat: dict[int, np.ndarray] | None = None  # out_of_fold_heat, made once
+        self._rae_heat: dict[tuple, dict[int, np.ndarray]] = {}  # frozen.trained_heat
         self._stage_params: Any = None  # the running RAE stage's starting params
         self.heat_frames = "sampled"  # config.rae.heat_frames, checked in prepare
 
@@ -140,6 +147,8 @@ class TVAU(MethodBase):
         self.rae = RAE(self.rcfg)
         self.use_ahd, self.use_rae = bool(c.get("use_ahd", True)), bool(c.get("use_rae", True))
         self.num_video_tokens = 2 * self.frames + (num_prompts(self.rcfg) if self.use_rae else 0)
+        # ours: P_An before the LVLM's visual tokens in the video span instead of after them
+        self.prompts_first = bool(c.rae.get("prompts_first", False)) and self.use_rae
 
     def _encoders(self, inference: bool) -> None:
         """The frozen CLIP tower at the tapped blocks, the prompt embeddings of its text tower
@@ -294,7 +303,7 @@ class TVAU(MethodBase):
 
     def prefix_embeds(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
         """LLM input embeddings ``[B, L, D]``: text with ``[visual tokens (2S), P_An]`` at
-        the video marker (``batch``: ``visual [B, S, N, D]``, ``tap_<k> [B, S, N, D_k]``,
+        the video marker (``[P_An, visual tokens]`` with ``rae.prompts_first``) (``batch``: ``visual [B, S, N, D]``, ``tap_<k> [B, S, N, D_k]``,
         ``frame_valid [B, S]``, ``input_ids``, ``video_mask``, ``query_ids``/``mask``; or,
         in RAE's training rows, the frozen parts' outputs ``vis [B, 2S, D]`` and
         ``heat [B, S, g, g]`` in place of ``visual`` and the taps)."""
@@ -319,7 +328,8 @@ class TVAU(MethodBase):
             if not self.use_ahd:
                 heat = jnp.zeros_like(heat)
             prompts = self.rae.apply({"params": params["rae"]}, heat, batch["frame_valid"])
-            embeds = jnp.concatenate([vis, prompts.astype(vis.dtype)], axis=1)
+            parts = [prompts.astype(vis.dtype), vis]
+            embeds = jnp.concatenate(parts if self.prompts_first else parts[::-1], axis=1)
         return self.vlm.apply(
             vlm, batch["input_ids"], batch["video_mask"], embeds, method=VideoLLM.embed
         )
@@ -343,21 +353,21 @@ class TVAU(MethodBase):
         params: Any,
         embeds: jax.Array,
         mask: jax.Array,
-        batch: dict[str, jax.Array],
+        prefix_k: jax.Array,
+        prefix_v: jax.Array,
         at: jax.Array,
     ) -> jax.Array:
-        """``_lm_logits(params, embeds, mask, at)`` computed from position ``P`` on: the
-        first ``P`` positions' keys and values per layer come precomputed in ``batch``
-        (``prefix_k`` / ``prefix_v [B, layers, Hkv, P, Dh]``, :func:`vau_jax.methods.tvau.
-        frozen.prefix_kv`); ``at [B, K]`` are row positions >= ``P`` (padding entries may be
-        anything: they are clipped, and their weight is 0)."""
-        pk, pv = batch["prefix_k"], batch["prefix_v"]
+        """``_lm_logits(params, embeds, mask, at)`` computed from position ``P`` on, after
+        the first ``P`` positions' keys and values per layer, ``prefix_k`` / ``prefix_v
+        [layers, B or 1, Hkv, P, Dh]`` (one row: the same prefix for every row); ``at [B,
+        K]`` are row positions >= ``P`` (padding entries may be anything: they are clipped,
+        and their weight is 0)."""
         b, n = mask.shape
-        p = pk.shape[3]
-        cache = llama.init_cache(self.llm_cfg, b, n, pk.dtype)  # the prefix in slots [0, P)
+        p = prefix_k.shape[3]
+        cache = llama.init_cache(self.llm_cfg, b, n, prefix_k.dtype)  # the prefix in [0, P)
         cache = {
-            "k": cache["k"].at[:, :, :, :p].set(jnp.swapaxes(pk, 0, 1)),
-            "v": cache["v"].at[:, :, :, :p].set(jnp.swapaxes(pv, 0, 1)),
+            "k": cache["k"].at[:, :, :, :p].set(prefix_k),
+            "v": cache["v"].at[:, :, :, :p].set(prefix_v),
             "mask": cache["mask"].at[:, :p].set(True),
             "pos": cache["pos"] + p,
             "index": cache["index"] + p,
@@ -370,6 +380,21 @@ class TVAU(MethodBase):
             rel,
             method=lambda m, x, v, a: m.llm.cached_step(x, v, cache, logits_at=a)[0],
         )
+
+    def shared_prefix_kv(self, params: Any, embeds: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The LLM's keys and values ``([layers, 1, Hkv, P, Dh], same)`` of one row's first
+        ``P`` positions, ``embeds [1, P, D]`` (no padding): with ``rae.prompts_first`` the
+        text before the video span and RAE's learned base prompts, the same in every row
+        (:func:`vau_jax.methods.tvau.frozen.shared_length`), so a step computes them once
+        for its batch, differentiably (the base prompts are trained)."""
+        p = embeds.shape[1]
+
+        def fn(m: Any, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+            cache = llama.init_cache(self.llm_cfg, 1, p)
+            _, cache = m.llm.cached_step(x, jnp.ones((1, p), bool), cache, fresh=True)
+            return cache["k"], cache["v"]
+
+        return self.vlm.apply({"params": params["vlm"]}, embeds, method=fn)
 
     # -- losses ----------------------------------------------------------------------------
 
@@ -398,11 +423,17 @@ class TVAU(MethodBase):
         drop = float(self.config.rae.get("visual_dropout", 0.0))
         if drop > 0.0:  # ours: some rows hide the LVLM's own visual tokens (RAE's stay)
             hide = jax.random.bernoulli(rng, drop, (mask.shape[0],))
-            mask = hide_visual_tokens(mask, batch["video_mask"], 2 * self.frames, hide)
+            first = num_prompts(self.rcfg) if self.prompts_first else 0
+            mask = hide_visual_tokens(mask, batch["video_mask"], 2 * self.frames, hide, first)
         if "target_pos" in batch:  # RAE's training rows (questions.with_target_positions)
             pos = batch["target_pos"]
             if "prefix_k" in batch:  # ... with the frozen prefix's keys / values (frozen.py)
-                logits = self._lm_logits_after(params, embeds, mask, batch, pos)
+                pk, pv = (jnp.swapaxes(batch[k], 0, 1) for k in ("prefix_k", "prefix_v"))
+                logits = self._lm_logits_after(params, embeds, mask, pk, pv, pos)
+            elif "shared_ids" in batch:  # ... whose first P positions every row shares
+                p = batch["shared_ids"].shape[1] + int(self.rcfg.num_base)
+                pk, pv = self.shared_prefix_kv(params, embeds[:1, :p])
+                logits = self._lm_logits_after(params, embeds, mask, pk, pv, pos)
             else:
                 logits = self._lm_logits(params, embeds, mask, pos)
             return lm_loss_at(logits, batch["input_ids"], pos, batch["target_weight"])
