@@ -251,28 +251,35 @@ def test_shared_length_only_where_every_row_agrees():
     assert shared_length(m, [row(3)]) == 0
 
 
-def test_trained_heat_is_computed_once_per_ahd(monkeypatch):
-    # Both RAE stages read the frozen AHD's heat of the same videos: computed once, kept
-    # read-only, and recomputed for other AHD parameters or other videos.
+def test_split_heat_runs_ahd_once_per_video_and_ahd(monkeypatch):
+    # Both RAE stages read the frozen AHD's heat of the same videos, and evaluation's
+    # questions the heat its frame scores came from: each video's is computed once per
+    # AHD, kept read-only, and recomputed for other AHD parameters.
     from types import SimpleNamespace
 
-    from vau_jax.methods.tvau import frozen
+    from vau_jax.methods.tvau import heat as H
 
     calls = []
 
-    def fake(method, ahd_params, videos, split):
-        calls.append((tuple(videos), split))
-        return {v: np.full((2, 3, 3), float(ahd_params["w"].sum()), np.float32) for v in videos}
+    def fake(method, ahd_params, feats, grid=None):
+        if grid is None:
+            calls.append(feats["i"])
+            grid = np.full((4, 3, 3), float(ahd_params["w"].sum()), np.float32)
+        return grid[:2] * 1.0
 
-    monkeypatch.setattr(frozen, "rae_heat", fake)
-    m = SimpleNamespace(heat_frames="segment_peak")
+    monkeypatch.setattr(H, "video_heat", fake)
+    feats = SimpleNamespace(video=lambda i: {"i": i})
+    m = SimpleNamespace(heat_frames="segment_peak", frames=2, feats={"train": feats})
     p = {"w": np.ones(4, np.float32)}
-    a = frozen.trained_heat(m, p, [1, 2], "train")
-    b = frozen.trained_heat(m, {"w": np.ones(4, np.float32)}, [1, 2], "train")
-    assert b is a and len(calls) == 1
+    a = H.split_heat(m, p, "train", [1, 2])
+    b = H.split_heat(m, {"w": np.ones(4, np.float32)}, "train", [2, 1])
+    assert b[1] is a[1] and b[2] is a[2] and calls == [1, 2]
     with pytest.raises(ValueError):
         a[1][0, 0, 0] = 5.0  # shared between the stages: read-only
-    c = frozen.trained_heat(m, {"w": np.full(4, 2.0, np.float32)}, [1, 2], "train")
-    assert len(calls) == 2 and float(c[1][0, 0, 0]) == 8.0
-    frozen.trained_heat(m, {"w": np.full(4, 2.0, np.float32)}, [1, 3], "train")
-    assert len(calls) == 3
+    c = H.split_heat(m, {"w": np.full(4, 2.0, np.float32)}, "train", [1, 3])
+    assert calls == [1, 2, 1, 3] and float(c[1][0, 0, 0]) == 8.0
+    # heatmaps the caller already has (evaluation's) are kept and not recomputed
+    H.keep_video_heat(m, p, "test", {5: np.full((4, 3, 3), 0.5, np.float32)})
+    got = H.split_heat(m, p, "test", [5])
+    assert calls == [1, 2, 1, 3] and float(got[5][0, 0, 0]) == 0.5
+    assert "train" not in m._segment_heat  # the other AHD's entries were dropped

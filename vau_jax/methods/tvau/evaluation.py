@@ -116,8 +116,21 @@ def _raw_scores(method: Any, params: Any, split: str) -> tuple[list, list, list]
 
     videos, feats = method.dataset.split(split), method.feats[split]
     encoded = [feats.video(i) for i in range(len(videos))]
-    scores = [frame_scores(heatmaps(method, params["ahd"], f["taps"])) for f in encoded]
+    scores, grids = [], {}
+    for i, f in enumerate(encoded):
+        heat, grids[i] = heatmaps(method, params["ahd"], f["taps"], grid=True)
+        scores.append(frame_scores(heat))
+    _keep(method, params, split, grids)
     return videos, encoded, scores
+
+
+def _keep(method: Any, params: Any, split: str, grids: dict[int, np.ndarray]) -> None:
+    """Keeps a split's patch-grid heatmaps for its questions' RAE input, when RAE reads
+    segments of every frame (:func:`vau_jax.methods.tvau.heat.keep_video_heat`)."""
+    from vau_jax.methods.tvau.heat import keep_video_heat, reads_segment_means
+
+    if reads_segment_means(method):
+        keep_video_heat(method, params["ahd"], split, grids)
 
 
 def _auc(videos: list, encoded: list, scores: list, sigma_s: float) -> dict[str, float]:
@@ -180,10 +193,10 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     os.makedirs(gt_dir, exist_ok=True)
     score_dir = os.path.join(workdir, "predictions", "frame_scores")
     os.makedirs(score_dir, exist_ok=True)
-    scores, raw, encoded, preds, gt = {}, {}, [], {}, {}
+    scores, raw, encoded, preds, gt, grids = {}, {}, [], {}, {}, {}
     for i, v in enumerate(videos):
         f = feats.video(i)
-        heat = heatmaps(method, params["ahd"], f["taps"])
+        heat, grids[i] = heatmaps(method, params["ahd"], f["taps"], grid=True)
         raw[v.id] = frame_scores(heat)
         scores[v.id] = smooth_scores(raw[v.id], f["timestamps"], sigma_s)
         _write_lines(os.path.join(score_dir, f"{v.id}.txt"), [f"{x:.6f}" for x in scores[v.id]])
@@ -196,6 +209,7 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
             gt[v.id] = truth
             write_gt_tracks(os.path.join(gt_dir, f"{v.id}.txt"), truth)
     _write_lines(os.path.join(workdir, "predictions", "test_videos.txt"), [v.id for v in videos])
+    _keep(method, params, "test", grids)
     recs = frame_records(videos, encoded)
     auc = frame_metrics("ubnormal_auc", recs, scores)
     unsmoothed = frame_metrics("ubnormal_auc", recs, raw)

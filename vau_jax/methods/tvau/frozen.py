@@ -30,7 +30,6 @@ Evaluation and prediction keep the in-step path: there every row is seen once.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import jax
@@ -93,34 +92,6 @@ def rae_heat(method: Any, ahd_params: Any, videos: list[int], split: str) -> dic
     if reads_segment_means(method):
         return split_heat(method, ahd_params, split, videos)
     return heatmaps(method, ahd_params, videos, split)
-
-
-def params_digest(params: Any) -> str:
-    """A SHA-1 of a parameter tree's structure, shapes, dtypes and bytes."""
-    h = hashlib.sha1(str(jax.tree.structure(params)).encode())
-    for leaf in jax.tree.leaves(params):
-        a = np.asarray(jax.device_get(leaf))
-        h.update(f"{a.shape}{a.dtype}".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-def trained_heat(
-    method: Any, ahd_params: Any, videos: list[int], split: str
-) -> dict[int, np.ndarray]:
-    """:func:`rae_heat`, kept on ``method`` (``_rae_heat``) for the same AHD parameters,
-    videos and split: both RAE stages read the frozen AHD's heat of the same training
-    videos, which (``segment_*`` readings run AHD on every frame) is ~18 s of each stage's
-    data on the tiny preset. The arrays are shared between the stages, read-only."""
-    key = (split, tuple(int(v) for v in videos), method.heat_frames, params_digest(ahd_params))
-    memo = method.__dict__.setdefault("_rae_heat", {})
-    if key not in memo:
-        memo.clear()  # one AHD's heat at a time
-        heat = rae_heat(method, ahd_params, videos, split)
-        for h in heat.values():
-            h.setflags(write=False)
-        memo[key] = heat
-    return memo[key]
 
 
 def heatmaps(method: Any, ahd_params: Any, videos: list[int], split: str) -> dict[int, np.ndarray]:
@@ -252,7 +223,7 @@ def attach_frozen(
     if heat is None:
         videos = sorted({int(r["video"]) for r in rows})
         if method.use_ahd:
-            heat = trained_heat(method, params["ahd"], videos, split)
+            heat = rae_heat(method, params["ahd"], videos, split)
         else:
             shape = (method.frames, method.grid, method.grid)
             heat = {i: np.zeros(shape, np.float32) for i in videos}

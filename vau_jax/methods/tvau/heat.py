@@ -42,6 +42,7 @@ evaluation (:mod:`vau_jax.methods.tvau.evaluation`) and prediction on any video
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -114,9 +115,54 @@ def video_heat(
     return segment_means(grid, int(method.frames))
 
 
+def params_digest(params: Any) -> str:
+    """A SHA-1 of a parameter tree's structure, shapes, dtypes and bytes."""
+    import jax
+
+    h = hashlib.sha1(str(jax.tree.structure(params)).encode())
+    for leaf in jax.tree.leaves(params):
+        a = np.asarray(jax.device_get(leaf))
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _kept(method: Any, ahd_params: Any, split: str) -> dict[int, np.ndarray]:
+    """The per-video :func:`video_heat` kept on ``method`` for ``split`` and these AHD
+    parameters (the entries of other parameters are dropped: one AHD at a time)."""
+    key = (params_digest(ahd_params), method.heat_frames, int(method.frames))
+    memo = method.__dict__.setdefault("_segment_heat", {})
+    if memo.get("key") != key:
+        memo.clear()
+        memo["key"] = key
+    return memo.setdefault(split, {})
+
+
+def keep_video_heat(method: Any, ahd_params: Any, split: str, heat: dict[int, np.ndarray]) -> None:
+    """Keeps ``{video index: [T, g, g]}`` AHD patch-grid heatmaps (every encoded frame, made
+    by the caller: evaluation makes them for its frame scores and boxes) as the videos'
+    :func:`video_heat`, which :func:`split_heat` then returns without running AHD again."""
+    kept = _kept(method, ahd_params, split)
+    for i, grid in heat.items():
+        kept[int(i)] = _read_only(video_heat(method, ahd_params, {}, grid=grid))
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    x.setflags(write=False)
+    return x
+
+
 def split_heat(
     method: Any, ahd_params: Any, split: str, videos: list[int]
 ) -> dict[int, np.ndarray]:
-    """``{video index: [S, g, g]}`` of :func:`video_heat` for videos of ``split``."""
-    feats = method.feats[split]
-    return {int(i): video_heat(method, ahd_params, feats.video(int(i))) for i in videos}
+    """``{video index: [S, g, g]}`` of :func:`video_heat` for videos of ``split``, read-only.
+    Each video's is computed once per AHD (``ahd_params``) and kept on ``method``: both RAE
+    stages read the frozen AHD's heat of the same training videos (AHD on every frame: ~18
+    s of each stage's data on the tiny preset), and evaluation's questions the heat its
+    frame scores came from (:func:`keep_video_heat`)."""
+    kept = _kept(method, ahd_params, split)
+    for i in videos:
+        if int(i) not in kept:
+            feats = method.feats[split].video(int(i))
+            kept[int(i)] = _read_only(video_heat(method, ahd_params, feats))
+    return {int(i): kept[int(i)] for i in videos}

@@ -76,7 +76,7 @@ class TVAU(MethodBase):
         self.sampled: dict[str, D.SampledTaps] = {}  # per split, built on first use
         self._jit: dict[str, Any] = {}
         self._oof_heat: dict[int, np.ndarray] | None = None  # out_of_fold_heat, made once
-        self._rae_heat: dict[tuple, dict[int, np.ndarray]] = {}  # frozen.trained_heat
+        self._segment_heat: dict[str, Any] = {}  # heat.split_heat's, for one AHD at a time
         self._stage_params: Any = None  # the running RAE stage's starting params
         self.heat_frames = "sampled"  # config.rae.heat_frames, checked in prepare
 
