@@ -184,11 +184,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             # level and both maxima (above) it leads, the default since 2026-12-06.
             "heat_frames": "segment_peak",
             # ours, not the paper's (which feeds P_An "alongside" the visual tokens without an
-            # order): P_An = [P_base, P_region, p_global] before the LVLM's visual tokens in
-            # the video span instead of after them. The text before the span and the learned
-            # base prompts are then the same in every row, and each RAE step computes them
-            # once for its batch instead of once per row (methods/tvau/frozen.py).
-            "prompts_first": False,
+            # order): where P_An = [P_base, P_region, p_global] sits in the video span, "after"
+            # the LVLM's visual tokens, "before" them, or "base_first" (P_base before them, the
+            # rest after). With the last two the text before the span and the learned base
+            # prompts are the same in every row, and each RAE step computes them once for its
+            # batch instead of once per row (methods/tvau/frozen.py).
+            "order": "after",
         }
     )
     # Measured (seed 0): 4 base prompts at lr 2e-3, 300 + 600 steps -> Yes/No 0.54, BLEU-4
@@ -272,7 +273,7 @@ def paper(c: ml_collections.ConfigDict) -> None:
     c.rae.level = False  # ... their differences X[t] alone ...
     c.rae.time_pool = "mean"  # ... pooled by means (ours over time: the paper is silent)
     c.rae.space_pool = "mean"  # ... into 3 x 3 regions and one global mean
-    c.rae.prompts_first = False  # ours: P_An after the visual tokens (the paper gives no order)
+    c.rae.order = "after"  # ours: P_An after the visual tokens (the paper gives no order)
     c.ahd.batch_size = 64  # ours (frames per step)
     c.ahd_stage = adamw_stage(3000, 1e-4, 100)  # ours
     c.rae.channels = (64, 128)  # ours: T-VAU §3.2 "a small convolutional network"

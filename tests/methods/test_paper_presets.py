@@ -215,7 +215,7 @@ def test_tvau_paper_trees_counts_and_shardings():
     # the tiny preset's readouts (heat level, maxima, segment peaks) is the paper's
     assert (c.rae.heat_frames, c.rae.level) == ("sampled", False)
     assert (c.rae.time_pool, c.rae.space_pool) == ("mean", "mean")
-    assert c.rae.prompts_first is False  # ours, an order the paper does not give
+    assert c.rae.order == "after"  # ours, an order the paper does not give
     rae = RAEConfig(4096, tuple(c.rae.channels), c.rae.num_base, 3, c.rae.time_segments)
     assert _count(trees["rae"]) == added_params(rae)
     assert nn.unbox(trees["rae"])["base"].shape == (c.rae.num_base, 4096)

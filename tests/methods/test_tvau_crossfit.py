@@ -193,7 +193,7 @@ def test_hide_visual_tokens_masks_only_the_lvlm_tokens_of_chosen_rows():
     want[2, 1:5] = 0
     np.testing.assert_array_equal(out, want)
     assert out.dtype == mask.dtype
-    # rae.prompts_first: the 2 prompts open the span, the visual tokens follow them
+    # rae.order: 2 prompts open the span, the visual tokens follow them
     out = np.asarray(hide_visual_tokens(mask, video, 4, np.array([True, False, True]), 2))
     want = mask.copy()
     want[0, 4:8] = 0

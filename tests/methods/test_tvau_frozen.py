@@ -180,10 +180,11 @@ def test_rae_data_needs_the_stage_params(tvau_run):
         stage.make_data()
 
 
-def test_prompts_first_shared_prefix_gives_the_full_logit_loss(tvau_run):
-    # rae.prompts_first: [text, P_base] is the same in every row (frozen.shared_length), and
-    # the step computes its keys / values once for the batch (TVAU.shared_prefix_kv): the
-    # loss and RAE's gradient equal those of the full-logit path on the same rows.
+@pytest.mark.parametrize("order", ["before", "base_first"])
+def test_base_first_shared_prefix_gives_the_full_logit_loss(tvau_run, order):
+    # rae.order "before" / "base_first": [text, P_base] is the same in every row
+    # (frozen.shared_length), and the step computes its keys / values once for the batch
+    # (TVAU.shared_prefix_kv): the loss and RAE's gradient equal those of the full-logit path.
     import vau_jax
     from vau_jax.methods.tvau import data as D
     from vau_jax.methods.tvau import questions as Q
@@ -193,19 +194,28 @@ def test_prompts_first_shared_prefix_gives_the_full_logit_loss(tvau_run):
     m, params = run.method, run.params
     m.prepare()
     m.config.rae.heat_scale_min = 1.0
-    m.prompts_first = True  # the order of the embeddings only: the same parameters
+    m.prompt_order = order  # the order of the embeddings only: the same parameters
     first = {}
     for r in Q.rae_rows(m, "train", "anomaly"):
         first.setdefault(int(r["video"]), r)
     rows = list(first.values())[:6]
     done, heat = attach_frozen(m, params, rows, "train", None)
-    start = int(np.argmax(rows[0]["video_mask"]))
+    start, nb, nv = int(np.argmax(rows[0]["video_mask"])), m.rcfg.num_base, 2 * m.frames
     assert prefix_length(m, rows) == 0 and "prefix_k" not in done[0]  # visual tokens follow
-    assert shared_length(m, rows) == start + m.rcfg.num_base
+    assert shared_length(m, rows) == start + nb
     assert done[0]["shared_ids"].shape == (start,)
     attach = D.AttachTaps(m, "train", heat, keys=("frame_valid",))
     batch = {k: jnp.asarray(v) for k, v in _stack([attach.map(r) for r in done]).items()}
     full = {k: v for k, v in batch.items() if not k.startswith(("target_", "shared_"))}
+    # the span's parts where rae.order puts them: P_base first, then the visual tokens
+    span = np.asarray(m.prefix_embeds(params, full))[:, start : start + m.num_video_tokens]
+    m.prompt_order = "after"
+    ref = np.asarray(m.prefix_embeds(params, full))[:, start : start + m.num_video_tokens]
+    m.prompt_order = order
+    np.testing.assert_array_equal(span[:, :nb], ref[:, nv : nv + nb])
+    np.testing.assert_array_equal(span[:, m.visual_offset() :][:, :nv], ref[:, :nv])
+    rest = span[:, nb + nv :] if order == "base_first" else span[:, nb : m.visual_offset()]
+    np.testing.assert_array_equal(rest, ref[:, nv + nb :])
 
     def loss(rae, b):
         return m._rae_loss({**params, "rae": rae}, b, jax.random.key(0))
@@ -217,11 +227,10 @@ def test_prompts_first_shared_prefix_gives_the_full_logit_loss(tvau_run):
     assert float(aux_s["target_tokens"]) == float(aux_f["target_tokens"]) > 0
     for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(gf)):  # measured <= 1.1e-6 rel
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-    # the order is really changed: the loss of the same rows with P_An after the visual
-    # tokens differs
-    m.prompts_first = False
+    # the order is really changed: the loss of the same rows in the order "after" differs
+    m.prompt_order = "after"
     after = float(loss(params["rae"], full)[0])
-    print(f"loss with P_An first {float(lf):.6f}, after {after:.6f}")
+    print(f"loss with rae.order={order} {float(lf):.6f}, after {after:.6f}")
     assert abs(after - float(lf)) > 1e-4 * abs(float(lf))
 
 
@@ -240,14 +249,14 @@ def test_shared_length_only_where_every_row_agrees():
         lm[target:length] = True
         return {"input_ids": ids, "video_mask": vm, "attention_mask": am, "loss_mask": lm}
 
-    m = SimpleNamespace(prompts_first=True, rcfg=SimpleNamespace(num_base=2))
+    m = SimpleNamespace(prompt_order="base_first", rcfg=SimpleNamespace(num_base=2))
     assert shared_length(m, [row(3), row(3, length=17)]) == 5
     assert shared_length(m, [row(3), row(4)]) == 0  # video spans start apart
     assert shared_length(m, [row(3), row(3, text=8)]) == 0  # other text before the span
     assert shared_length(m, [row(3), row(3, target=5)]) == 0  # a target right after it
     assert shared_length(m, [row(3), row(3, length=4)]) == 0  # padding inside it
     assert shared_length(m, []) == 0
-    m.prompts_first = False  # P_An after the visual tokens: frozen.prefix_length instead
+    m.prompt_order = "after"  # P_An after the visual tokens: frozen.prefix_length instead
     assert shared_length(m, [row(3)]) == 0
 
 

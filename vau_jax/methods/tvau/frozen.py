@@ -19,9 +19,9 @@ values in every layer are frozen too. :func:`prefix_kv` prefills them once per r
 cached prefix (``TVAU._lm_logits_after``), neither recomputing nor differentiating through
 37 of the anomaly rows' 176 positions (tiny preset; the same loss to float rounding, tested).
 
-With ``rae.prompts_first`` (ours) RAE's prompts open the video span and the visual tokens
-follow them, so no visual token is frozen any more; instead the text before the span and the
-learned base prompts are the same in every row (:func:`shared_length`): each step computes
+With ``rae.order`` "before" or "base_first" (ours) RAE's learned base prompts open the video
+span and the visual tokens follow them, so no visual token is frozen any more; instead the
+text before the span and the base prompts are the same in every row (:func:`shared_length`): each step computes
 their keys and values once for the batch (``TVAU.shared_prefix_kv``, differentiably) rather
 than once per row.
 
@@ -115,11 +115,11 @@ def prefix_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
     video span and the LVLM's ``2S`` visual tokens, which come before RAE's prompts. 0 (no
     cached prefix) when the rows' video spans start at different positions, when a row
     has padding or a target token inside them, or with ``rae.visual_dropout`` (hiding
-    visual tokens moves the position ids after them), or with ``rae.prompts_first`` (the
-    visual tokens then come after RAE's prompts: :func:`shared_length`)."""
+    visual tokens moves the position ids after them), or when RAE's base prompts come first
+    (``rae.order``; the visual tokens then follow them: :func:`shared_length`)."""
     if float(method.config.rae.get("visual_dropout", 0.0)) > 0.0 or not rows:
         return 0
-    if getattr(method, "prompts_first", False):
+    if getattr(method, "prompt_order", "after") != "after":
         return 0
     starts = {int(np.argmax(r["video_mask"])) for r in rows}
     if len(starts) != 1:
@@ -132,11 +132,11 @@ def prefix_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
 
 
 def shared_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
-    """With ``rae.prompts_first``, ``P``, the leading positions that are the same in every
-    row: the text before the video span (the same tokens in every row) and RAE's learned
-    base prompts, which open the span. 0 without ``prompts_first``, or when the rows' texts
-    before the span differ, or a row has padding or a target token inside them."""
-    if not getattr(method, "prompts_first", False) or not rows:
+    """With ``rae.order`` "before" or "base_first", ``P``, the leading positions that are the
+    same in every row: the text before the video span (the same tokens in every row) and
+    RAE's learned base prompts, which open the span. 0 for the order "after", or when the
+    rows' texts before the span differ, or a row has padding or a target token inside them."""
+    if getattr(method, "prompt_order", "after") == "after" or not rows:
         return 0
     starts = {int(np.argmax(r["video_mask"])) for r in rows}
     if len(starts) != 1:

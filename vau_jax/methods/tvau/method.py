@@ -46,6 +46,13 @@ from vau_jax.models.heads.rae import RAE, config_from, num_prompts
 from vau_jax.models.vlm import VideoLLM, lm_loss, lm_loss_at
 from vau_jax.train.trainer import Stage
 
+#: ``config.rae.order``, where RAE's ``P_An = [P_base, P_region, p_global]`` sits in the video
+#: span (ours: T-VAU feeds P_An "alongside" the visual tokens without an order): after the
+#: LVLM's visual tokens (``"after"``), before them (``"before"``), or P_base before them and
+#: the rest after (``"base_first"``). With the last two the text before the span and P_base are
+#: the same in every row, so each RAE step computes them once per batch (``frozen.py``).
+PROMPT_ORDERS = ("after", "before", "base_first")
+
 
 def hide_visual_tokens(
     attention_mask: jax.Array,
@@ -56,8 +63,8 @@ def hide_visual_tokens(
 ) -> jax.Array:
     """``attention_mask [B, L]`` with the ``num_visual`` ``video_mask`` positions after its
     first ``after`` of every row where ``hide [B]`` (bool) set to 0: the LVLM's own visual
-    tokens, which come before RAE's prompts in the video span (``after=0``), or after them
-    (``after = num_prompts``, ``config.rae.prompts_first``) (``config.rae.visual_dropout``)."""
+    tokens, which come first in the video span (``after=0``), or after RAE's first
+    ``after`` prompts (``config.rae.order``) (``config.rae.visual_dropout``)."""
     video = video_mask.astype(bool)
     seen = jnp.cumsum(video, axis=1)
     visual = video & (seen > after) & (seen <= after + num_visual)
@@ -147,8 +154,10 @@ class TVAU(MethodBase):
         self.rae = RAE(self.rcfg)
         self.use_ahd, self.use_rae = bool(c.get("use_ahd", True)), bool(c.get("use_rae", True))
         self.num_video_tokens = 2 * self.frames + (num_prompts(self.rcfg) if self.use_rae else 0)
-        # ours: P_An before the LVLM's visual tokens in the video span instead of after them
-        self.prompts_first = bool(c.rae.get("prompts_first", False)) and self.use_rae
+        order = str(c.rae.get("order", "after"))  # ours: where P_An sits in the video span
+        if order not in PROMPT_ORDERS:
+            raise ValueError(f"rae.order={order!r}: expected one of {PROMPT_ORDERS}")
+        self.prompt_order = order if self.use_rae else "after"
 
     def _encoders(self, inference: bool) -> None:
         """The frozen CLIP tower at the tapped blocks, the prompt embeddings of its text tower
@@ -303,7 +312,7 @@ class TVAU(MethodBase):
 
     def prefix_embeds(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
         """LLM input embeddings ``[B, L, D]``: text with ``[visual tokens (2S), P_An]`` at
-        the video marker (``[P_An, visual tokens]`` with ``rae.prompts_first``) (``batch``: ``visual [B, S, N, D]``, ``tap_<k> [B, S, N, D_k]``,
+        the video marker (``rae.order``: :data:`PROMPT_ORDERS`) (``batch``: ``visual [B, S, N, D]``, ``tap_<k> [B, S, N, D_k]``,
         ``frame_valid [B, S]``, ``input_ids``, ``video_mask``, ``query_ids``/``mask``; or,
         in RAE's training rows, the frozen parts' outputs ``vis [B, 2S, D]`` and
         ``heat [B, S, g, g]`` in place of ``visual`` and the taps)."""
@@ -328,11 +337,26 @@ class TVAU(MethodBase):
             if not self.use_ahd:
                 heat = jnp.zeros_like(heat)
             prompts = self.rae.apply({"params": params["rae"]}, heat, batch["frame_valid"])
-            parts = [prompts.astype(vis.dtype), vis]
-            embeds = jnp.concatenate(parts if self.prompts_first else parts[::-1], axis=1)
+            embeds = jnp.concatenate(self._span(vis, prompts.astype(vis.dtype)), axis=1)
         return self.vlm.apply(
             vlm, batch["input_ids"], batch["video_mask"], embeds, method=VideoLLM.embed
         )
+
+    def _span(self, vis: jax.Array, prompts: jax.Array) -> list[jax.Array]:
+        """The video span's parts in ``rae.order``: ``vis [B, 2S, D]``, ``prompts [B,
+        num_prompts, D]`` (``[P_base, P_region, p_global]``)."""
+        if self.prompt_order == "before":
+            return [prompts, vis]
+        if self.prompt_order == "base_first":
+            nb = int(self.rcfg.num_base)
+            return [prompts[:, :nb], vis, prompts[:, nb:]]
+        return [vis, prompts]
+
+    def visual_offset(self) -> int:
+        """How many of RAE's prompts come before the visual tokens in the video span."""
+        return {"after": 0, "before": num_prompts(self.rcfg), "base_first": self.rcfg.num_base}[
+            self.prompt_order
+        ]
 
     def _lm_logits(
         self, params: Any, embeds: jax.Array, mask: jax.Array, at: jax.Array | None = None
@@ -383,7 +407,7 @@ class TVAU(MethodBase):
 
     def shared_prefix_kv(self, params: Any, embeds: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The LLM's keys and values ``([layers, 1, Hkv, P, Dh], same)`` of one row's first
-        ``P`` positions, ``embeds [1, P, D]`` (no padding): with ``rae.prompts_first`` the
+        ``P`` positions, ``embeds [1, P, D]`` (no padding): with ``rae.order`` "before" or "base_first" the
         text before the video span and RAE's learned base prompts, the same in every row
         (:func:`vau_jax.methods.tvau.frozen.shared_length`), so a step computes them once
         for its batch, differentiably (the base prompts are trained)."""
@@ -423,7 +447,7 @@ class TVAU(MethodBase):
         drop = float(self.config.rae.get("visual_dropout", 0.0))
         if drop > 0.0:  # ours: some rows hide the LVLM's own visual tokens (RAE's stay)
             hide = jax.random.bernoulli(rng, drop, (mask.shape[0],))
-            first = num_prompts(self.rcfg) if self.prompts_first else 0
+            first = self.visual_offset()
             mask = hide_visual_tokens(mask, batch["video_mask"], 2 * self.frames, hide, first)
         if "target_pos" in batch:  # RAE's training rows (questions.with_target_positions)
             pos = batch["target_pos"]
