@@ -336,3 +336,24 @@ def test_validation_videos_get_questions_where_the_layout_has_them(tmp_path):
 
     with pytest.raises(FormatError, match="no validation videos in this shanghaitech layout"):
         tvau_dataset.build("shanghaitech", sh, str(tmp_path / "shv"), split="validation")
+
+
+def test_colour_word_counts_named_pixels_and_breaks_ties_by_first_pixel():
+    from vau_jax.data.synthvad.actors import CARS, SHIRTS, SKINS
+    from vau_jax.data.tvau_dataset.records import colour_word
+
+    (a, ca), (b, cb) = SHIRTS[0], next(x for x in (*SHIRTS, *CARS) if x[0] != SHIRTS[0][0])
+    skin = SKINS[0]
+    px = lambda *cs: np.asarray(cs, np.uint8)  # noqa: E731
+    assert colour_word(px(cb, ca, ca)) == a  # the most frequent word
+    assert colour_word(px(cb, ca, ca, cb)) == b  # a tie: the word whose first pixel is first
+    assert colour_word(px(ca, cb, cb, ca)) == a
+    assert colour_word(px(skin, skin, skin, cb)) == b  # skin tones have no word
+    assert colour_word(px(skin)) is None
+    from vau_jax.data.tvau_dataset.records import _palette
+
+    grid = np.stack(np.meshgrid(*[np.arange(0, 256, 15)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    dist = np.linalg.norm(grid[:, None] - _palette()[1][None], axis=-1).min(1)
+    far = grid[np.argmax(dist)]  # the grid colour farthest from every palette colour
+    assert dist.max() > 60 and colour_word(px(far, ca)) == a  # beyond 60: not counted
+    assert colour_word(np.zeros((0, 3), np.uint8)) is None

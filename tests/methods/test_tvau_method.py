@@ -283,6 +283,8 @@ def test_trim_padding_removes_only_padding():
             assert o["attention_mask"].sum() == r["attention_mask"].sum()
             np.testing.assert_array_equal(o["input_ids"][o["attention_mask"]],
                                           r["input_ids"][r["attention_mask"]])  # fmt: skip
+        exact = Q.trim_padding(rows, left=left, bucket=1)  # RAE's training rows: no bucket
+        assert [len(o["input_ids"]) for o in exact] == [19, 19]
     assert len(Q.trim_padding([row(40, 40, False)], left=False)[0]["input_ids"]) == 40
     cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=2, head_dim=8)  # fmt: skip

@@ -5,7 +5,7 @@ size/colour words of a record (package docstring: :mod:`vau_jax.data.tvau_datase
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
+import functools
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,7 @@ def make_record(
     return FrameRecord(int(t), oid, kind, colour, size_word(b, w, h), action, b, where, **kw)
 
 
+@functools.lru_cache(maxsize=1)
 def _palette() -> tuple[list[str | None], np.ndarray]:
     """SynthVAD's named colours, then trousers and skin tones (no name: not counted)."""
     from vau_jax.data.synthvad.actors import BAGS, CARS, SHIRTS, SKINS, TROUSERS
@@ -104,10 +105,29 @@ def _palette() -> tuple[list[str | None], np.ndarray]:
     return [n for n, _ in named], np.asarray([c for _, c in named], np.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def _palette_words() -> tuple[list[str], np.ndarray]:
+    """The palette's distinct colour words, and per palette entry its word's index (-1: no
+    word)."""
+    names, _ = _palette()
+    words = list(dict.fromkeys(n for n in names if n is not None))
+    return words, np.asarray([-1 if n is None else words.index(n) for n in names], np.int64)
+
+
 def colour_word(pixels: np.ndarray, max_dist: float = 60.0) -> str | None:
     """Most frequent nearest named palette colour of uint8 [N, 3] pixels (within
-    ``max_dist``; pixels nearest a trousers/skin tone are ignored), else ``None``."""
-    names, rgb = _palette()
+    ``max_dist``; pixels nearest a trousers/skin tone are ignored; a tie goes to the word
+    whose first pixel comes first), else ``None``."""
+    _, rgb = _palette()
+    words, word_of = _palette_words()
     d = np.linalg.norm(pixels.astype(np.float32)[:, None] - rgb[None], axis=-1)  # [N, P]
-    near = [names[i] for i in d.argmin(1)[d.min(1) < max_dist] if names[i] is not None]
-    return Counter(near).most_common(1)[0][0] if near else None
+    nearest = d.argmin(1)
+    ids = word_of[nearest[np.take_along_axis(d, nearest[:, None], 1)[:, 0] < max_dist]]
+    ids = ids[ids >= 0]  # in pixel order
+    if not len(ids):
+        return None
+    counts = np.bincount(ids, minlength=len(words))
+    tied = np.flatnonzero(counts == counts.max())
+    if len(tied) > 1:  # the first to appear among the tied words
+        tied = tied[np.argsort([int(np.argmax(ids == t)) for t in tied], kind="stable")]
+    return words[int(tied[0])]

@@ -149,7 +149,8 @@ def rae_rows(method: Any, split: str, kind: str) -> list[dict[str, np.ndarray]]:
         logging.warning("%d of %d %s rows are too long: left out", len(too_long), len(convs), kind)
     if not rows:
         raise ValueError(f"no {kind} rows for the {split} split ({qa['dir']})")
-    return with_target_positions(trim_padding(rows, left=False))
+    # one length per stage (one compiled step each), so no bucket: every position costs
+    return with_target_positions(trim_padding(rows, left=False, bucket=1))
 
 
 def with_target_positions(rows: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
@@ -167,15 +168,17 @@ LENGTH_BUCKET = 16
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "loss_mask", "video_mask")
 
 
-def trim_padding(rows: list[dict[str, np.ndarray]], left: bool) -> list[dict[str, np.ndarray]]:
+def trim_padding(
+    rows: list[dict[str, np.ndarray]], left: bool, bucket: int = LENGTH_BUCKET
+) -> list[dict[str, np.ndarray]]:
     """Rows padded to ``rae_max_length`` cut to the longest row's length, rounded up to
-    :data:`LENGTH_BUCKET` (at most the padded length): only padding is removed, so a causal
-    LM's outputs on the kept tokens are the same, and a stage of short rows (the anomaly
-    questions are about half as long as the narrations) costs what its rows need.
-    ``left``: the rows are left-padded (generation prompts)."""
+    ``bucket`` (at most the padded length): only padding is removed, so a causal LM's
+    outputs on the kept tokens are the same, and a stage of short rows (the anomaly questions
+    are about half as long as the narrations) costs what its rows need. ``left``: the rows
+    are left-padded (generation prompts)."""
     full = len(rows[0]["input_ids"])
     longest = max(int(np.sum(r["attention_mask"])) for r in rows)
-    length = min(full, -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET)
+    length = min(full, -(-longest // bucket) * bucket)
     cut = slice(full - length, full) if left else slice(0, length)
     return [{k: (v[cut] if k in SEQUENCE_KEYS else v) for k, v in r.items()} for r in rows]
 
