@@ -72,6 +72,7 @@ def test_target_positions_and_cached_prefix_give_the_full_logit_loss(tvau_run, m
     m, params = run.method, run.params
     m.prepare()
     m.config.rae.heat_scale_min = 1.0  # the preset's training heat scaling off: same inputs
+    m.prompt_order = "after"  # P_An after the visual tokens: the frozen prefix holds them
     first = {}  # one row per video: their prefixes (visual tokens) differ
     for r in Q.rae_rows(m, "train", "anomaly"):
         first.setdefault(int(r["video"]), r)

@@ -486,15 +486,24 @@ def _video_from_record(
     return FileVideo(path=rec.path, hashes=hashes, **common)
 
 
-def layout_dataset(name: str, root: str, cache_dir: str, fps: float | None = None) -> Dataset:
-    """A published-layout dataset root -> :class:`Dataset` (no decoding)."""
+def layout_dataset(
+    name: str,
+    root: str,
+    cache_dir: str,
+    fps: float | None = None,
+    splits: dict[str, list[Any]] | None = None,
+) -> Dataset:
+    """A published-layout dataset root -> :class:`Dataset` (no decoding). ``splits``: the
+    root's :func:`~vau_jax.data.formats.layouts.read_layout` output when the caller has read
+    it already (read only, not kept: each video copies the values it needs)."""
     from vau_jax.data.formats.layouts import read_layout
 
     if not root:
         raise ValueError(f"--config.dataset={name} needs --config.dataset_dir=DIR")
     if not os.path.isdir(root):
         raise format_error(root, None, "no such dataset folder")
-    splits = read_layout(name, root)
+    if splits is None:
+        splits = read_layout(name, root)
     hashes = FileHashes(os.path.join(cache_dir, "file_hashes.json"))
     videos: dict[str, list[Video]] = {}
     for split in [*SPLITS, *(s for s in splits if s not in SPLITS)]:  # + UBnormal validation

@@ -83,15 +83,19 @@ def ensure_layout(config: Any) -> str:
     return root
 
 
-def records_by_id(dataset: str, root: str) -> dict[str, VideoRecord]:
+def records_by_id(
+    dataset: str, root: str, splits: dict[str, list[VideoRecord]] | None = None
+) -> dict[str, VideoRecord]:
     """Every record of a layout tree by video id, with the frame truth, tracks and mask
     locations the tree holds for **both** splits (T-VAU is trained on object masks, as the
-    paper; ``read_layout`` alone keeps video-level labels for training videos)."""
+    paper; ``read_layout`` alone keeps video-level labels for training videos). ``splits``:
+    the tree's ``read_layout`` output when the caller has it (its records are completed in
+    place; reading the test videos' masks twice cost seconds)."""
     from vau_jax.data.formats.layouts import read_layout
     from vau_jax.data.tvau_dataset import attach_truth
 
     out = {}
-    for recs in read_layout(dataset, root).values():
+    for recs in (read_layout(dataset, root) if splits is None else splits).values():
         attach_truth(dataset, root, recs)
         out.update({r.id: r for r in recs})
     return out

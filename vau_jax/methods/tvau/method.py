@@ -106,14 +106,15 @@ class TVAU(MethodBase):
             )
         if not inference:  # the dataset index first: bad input fails before anything is built
             from vau_jax.data.datasets import layout_dataset
+            from vau_jax.data.formats.layouts import read_layout
             from vau_jax.methods.tvau.evaluation import sigma_candidates
 
             self.root = D.ensure_layout(c)
-            self.dataset = layout_dataset(
-                str(c.dataset), self.root, c.data_dir, c.get("dataset_fps", None) or None
-            )
+            splits = read_layout(str(c.dataset), self.root)  # masks read once, for both
+            fps = c.get("dataset_fps", None) or None
+            self.dataset = layout_dataset(str(c.dataset), self.root, c.data_dir, fps, splits)
             sigma_candidates(self)  # a choice without validation videos fails now
-            self.records = D.records_by_id(str(c.dataset), self.root)
+            self.records = D.records_by_id(str(c.dataset), self.root, splits)
         self._encoders(inference)
         if c.llm == "paper":  # the converted LLaMA-VID: its layout, sizes and tokenizers
             from vau_jax.methods.vagpt.paper import load_paper_llm, paper_vlm_config
