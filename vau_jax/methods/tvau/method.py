@@ -12,9 +12,11 @@ optimizer state). Stages, in order:
 2. ``rae_narration`` then ``rae_anomaly``: RAE alone (AHD and LVLM frozen), the curriculum
    of T-VAU's "Loss & Training": appearance/motion narration of the objects first, then the
    anomaly-focused questions (Yes/No, target, trajectory, spatial) of the dataset-construction
-   pipeline (:mod:`vau_jax.data.tvau_dataset`). The LVLM reads ``[visual tokens, P_An]`` at
-   the video marker: the LLaMA-VID context/content tokens of ``frames_per_video`` frames,
-   then RAE's ``[P_base, P_region, p_global]`` from the AHD heatmaps of those frames.
+   pipeline (:mod:`vau_jax.data.tvau_dataset`). The LVLM reads at the video marker the
+   LLaMA-VID context/content tokens of ``frames_per_video`` frames and RAE's ``[P_base,
+   P_region, p_global]`` from the AHD heatmaps of those frames, in ``rae.order``
+   (:data:`PROMPT_ORDERS`: the paper preset's ``"after"``, ``[visual tokens, P_An]``; the
+   tiny preset's ``"base_first"``, ``[P_base, visual tokens, P_region, p_global]``).
    Three options of ours, off by default (measured worse, README, T-VAU): RAE trained on
    cross-fitted heatmaps (``rae.heatmap_folds``, :mod:`vau_jax.methods.tvau.crossfit`), the
    LVLM's own visual tokens hidden in some training rows (``rae.visual_dropout``), and each
@@ -312,9 +314,9 @@ class TVAU(MethodBase):
         return self.ahd.apply({"params": ahd_params}, grids, jnp.asarray(self.prompts))
 
     def prefix_embeds(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
-        """LLM input embeddings ``[B, L, D]``: text with ``[visual tokens (2S), P_An]`` at
-        the video marker (``rae.order``: :data:`PROMPT_ORDERS`) (``batch``: ``visual [B, S, N, D]``, ``tap_<k> [B, S, N, D_k]``,
-        ``frame_valid [B, S]``, ``input_ids``, ``video_mask``, ``query_ids``/``mask``; or,
+        """LLM input embeddings ``[B, L, D]``: text with the visual tokens (2S) and P_An at
+        the video marker, in ``rae.order`` (:data:`PROMPT_ORDERS`) (``batch``: ``visual [B,
+        S, N, D]``, ``tap_<k> [B, S, N, D_k]``, ``frame_valid [B, S]``, ``input_ids``, ``video_mask``, ``query_ids``/``mask``; or,
         in RAE's training rows, the frozen parts' outputs ``vis [B, 2S, D]`` and
         ``heat [B, S, g, g]`` in place of ``visual`` and the taps)."""
         vlm = {"params": params["vlm"]}
