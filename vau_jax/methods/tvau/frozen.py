@@ -21,9 +21,9 @@ cached prefix (``TVAU._lm_logits_after``), neither recomputing nor differentiati
 
 With ``rae.order`` "before" or "base_first" (ours) RAE's learned base prompts open the video
 span and the visual tokens follow them, so no visual token is frozen any more; instead the
-text before the span and the base prompts are the same in every row (:func:`shared_length`): each step computes
-their keys and values once for the batch (``TVAU.shared_prefix_kv``, differentiably) rather
-than once per row.
+text before the span and the base prompts are the same in every row (:func:`shared_length`):
+each step computes their keys and values once for the batch (``TVAU.shared_prefix_kv``,
+differentiably) rather than once per row.
 
 Evaluation and prediction keep the in-step path: there every row is seen once.
 """
@@ -110,6 +110,18 @@ def heatmaps(method: Any, ahd_params: Any, videos: list[int], split: str) -> dic
     return out
 
 
+def _span_start(rows: list[dict[str, np.ndarray]]) -> int | None:
+    """The position where every row's video span starts, or ``None`` when they differ."""
+    starts = {int(np.argmax(r["video_mask"])) for r in rows}
+    return starts.pop() if len(starts) == 1 else None
+
+
+def _fixed_through(rows: list[dict[str, np.ndarray]], p: int) -> bool:
+    """Whether no row has padding in its first ``p`` positions or a target token among
+    its first ``p + 1`` (the token at ``p`` is predicted from them)."""
+    return all(r["attention_mask"][:p].all() and not r["loss_mask"][: p + 1].any() for r in rows)
+
+
 def prefix_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
     """``P``, the leading positions of every row that RAE cannot change: the text before the
     video span and the LVLM's ``2S`` visual tokens, which come before RAE's prompts. 0 (no
@@ -121,14 +133,11 @@ def prefix_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
         return 0
     if getattr(method, "prompt_order", "after") != "after":
         return 0
-    starts = {int(np.argmax(r["video_mask"])) for r in rows}
-    if len(starts) != 1:
+    start = _span_start(rows)
+    if start is None:
         return 0
-    p = starts.pop() + 2 * method.frames
-    for r in rows:
-        if not r["attention_mask"][:p].all() or r["loss_mask"][: p + 1].any():
-            return 0
-    return p
+    p = start + 2 * method.frames
+    return p if _fixed_through(rows, p) else 0
 
 
 def shared_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
@@ -138,18 +147,14 @@ def shared_length(method: Any, rows: list[dict[str, np.ndarray]]) -> int:
     rows' texts before the span differ, or a row has padding or a target token inside them."""
     if getattr(method, "prompt_order", "after") == "after" or not rows:
         return 0
-    starts = {int(np.argmax(r["video_mask"])) for r in rows}
-    if len(starts) != 1:
+    start = _span_start(rows)
+    if start is None:
         return 0
-    start = starts.pop()
-    p = start + int(method.rcfg.num_base)
     text = rows[0]["input_ids"][:start]
-    for r in rows:
-        if not np.array_equal(r["input_ids"][:start], text):
-            return 0
-        if not r["attention_mask"][:p].all() or r["loss_mask"][: p + 1].any():
-            return 0
-    return p
+    if not all(np.array_equal(r["input_ids"][:start], text) for r in rows):
+        return 0
+    p = start + int(method.rcfg.num_base)
+    return p if _fixed_through(rows, p) else 0
 
 
 def prefix_bytes(cfg: Any, rows: int, length: int) -> int:
