@@ -279,11 +279,16 @@ def test_split_heat_runs_ahd_once_per_video_and_ahd(monkeypatch):
 
     monkeypatch.setattr(H, "video_heat", fake)
     feats = SimpleNamespace(video=lambda i: {"i": i})
-    m = SimpleNamespace(heat_frames="segment_peak", frames=2, feats={"train": feats})
+    kept = []  # each full read also keeps the video's sampled frames (SampledTaps.keep)
+    keeper = SimpleNamespace(keep=lambda i, f: kept.append((i, f["i"])))
+    m = SimpleNamespace(
+        heat_frames="segment_peak", frames=2, feats={"train": feats}, sampled={"train": keeper}
+    )
     p = {"w": np.ones(4, np.float32)}
     a = H.split_heat(m, p, "train", [1, 2])
     b = H.split_heat(m, {"w": np.ones(4, np.float32)}, "train", [2, 1])
     assert b[1] is a[1] and b[2] is a[2] and calls == [1, 2]
+    assert kept == [(1, 1), (2, 2)]
     with pytest.raises(ValueError):
         a[1][0, 0, 0] = 5.0  # shared between the stages: read-only
     c = H.split_heat(m, {"w": np.full(4, 2.0, np.float32)}, "train", [1, 3])

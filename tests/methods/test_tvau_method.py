@@ -210,6 +210,44 @@ def test_read_taps_background_is_the_difference_from_the_mean_so_far():
     np.testing.assert_allclose(np.concatenate(windows), both, rtol=0, atol=1e-6)
 
 
+def test_running_sum_equals_numpy_cumsum_in_float64_bit_for_bit():
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(37, 5, 7)) * 10.0 ** rng.integers(-6, 6, size=(37, 5, 7))).astype(
+        np.float32
+    )
+    out = D.running_sum(x)
+    assert out.dtype == np.float64 and out.shape == x.shape
+    np.testing.assert_array_equal(out, np.cumsum(x, axis=0, dtype=np.float64))
+    assert D.running_sum(x[:0]).shape == (0, 5, 7)
+
+
+def test_sampled_taps_keep_reuses_a_read_video_and_never_overwrites():
+    class Feats:
+        reads = 0
+
+        def video(self, i):
+            Feats.reads += 1
+            n = 5 + i
+            return {
+                "indices": np.arange(n),
+                "visual": np.full((n, 2, 3), float(i)),
+                "taps": [np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 2, 4))],
+            }
+
+    feats = Feats()
+    src = D.SampledTaps(feats, 3)
+    src.keep(1, feats.video(1))  # the caller's own read
+    kept = src(1)
+    assert Feats.reads == 1  # served from what was kept
+    fresh = D.sample_frames(Feats().video(1), 3)
+    for k in fresh:
+        np.testing.assert_array_equal(kept[k], fresh[k])
+    src.keep(1, feats.video(2))  # a second keep does not replace the first
+    np.testing.assert_array_equal(src(1)["visual"], kept["visual"])
+    src(0)
+    assert Feats.reads == 4  # video 0 was never kept, so it is read
+
+
 def test_narration_orders_objects_and_names_motion():
     entry = {
         "objects": [

@@ -145,6 +145,8 @@ class TVAUScorer(_EncoderScorer):
 
         m = self.run.method
         rec = self.encode(frames)
+        # float32 host copies once: read_taps and tap_history then read them as they are
+        rec = {f"hidden_{b}": np.asarray(rec[f"hidden_{b}"], np.float32) for b in m.taps}
         taps = read_taps(rec, m.taps, m.motion, self.previous, m.background)
         if m.motion or m.background:
             self.previous = tap_history(rec, m.taps, self.previous)

@@ -204,6 +204,19 @@ class TapHistory:
     count: int
 
 
+def running_sum(x: np.ndarray) -> np.ndarray:
+    """float64 ``[T, ...]``: the sum of ``x [T, ...]``'s frames up to each, the very values of
+    ``np.cumsum(x, axis=0, dtype=np.float64)`` (frames added one by one in both) but one
+    contiguous frame at a time: ~12x faster here than NumPy's strided walk along the first
+    axis."""
+    out = np.empty(x.shape, np.float64)
+    acc = np.zeros(x.shape[1:], np.float64)
+    for k in range(len(x)):
+        acc += x[k]
+        out[k] = acc
+    return out
+
+
 def read_taps(
     rec: Any,
     taps: tuple[int, ...],
@@ -234,7 +247,7 @@ def read_taps(
     if background:
         count = 0 if previous is None else int(previous.count)
         for k, (p, t) in enumerate(zip(parts, out)):
-            total = np.cumsum(t, axis=0, dtype=np.float64)
+            total = running_sum(t)
             if previous is not None:
                 total += previous.total[k]
             steps = count + np.arange(1, len(t) + 1, dtype=np.float64)
@@ -380,6 +393,13 @@ class SampledTaps:
         if i not in self._cache:
             self._cache[i] = sample_frames(self.feats.video(i), self.frames)
         return self._cache[i]
+
+    def keep(self, i: int, feats: dict[str, Any]) -> None:
+        """Keeps video ``i``'s sampled frames from ``feats``, its :meth:`TapFeatures.video`
+        that a caller read anyway (the AHD's heat of every frame), so that it is not read
+        and its taps derived a second time (~37 ms a video on the tiny preset)."""
+        if i not in self._cache:
+            self._cache[i] = sample_frames(feats, self.frames)
 
 
 def sampled(method: Any, split: str) -> SampledTaps:

@@ -118,6 +118,7 @@ def _raw_scores(method: Any, params: Any, split: str) -> tuple[list, list, list]
     encoded = [feats.video(i) for i in range(len(videos))]
     scores, grids = [], {}
     for i, f in enumerate(encoded):
+        D.sampled(method, split).keep(i, f)  # the questions' frames, from this read
         heat, grids[i] = heatmaps(method, params["ahd"], f["taps"], grid=True)
         scores.append(frame_scores(heat))
     _keep(method, params, split, grids)

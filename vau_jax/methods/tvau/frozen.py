@@ -211,6 +211,13 @@ def attach_frozen(
     ``rae.heat_frames``: :mod:`vau_jax.methods.tvau.heat`), or zeros without AHD
     (``use_ahd=False``, as :meth:`TVAU.prefix_embeds` then zeroes them).
     """
+    if heat is None:  # first: its full read of each video keeps the sampled frames too
+        videos = sorted({int(r["video"]) for r in rows})
+        if method.use_ahd:
+            heat = rae_heat(method, params["ahd"], videos, split)
+        else:
+            shape = (method.frames, method.grid, method.grid)
+            heat = {i: np.zeros(shape, np.float32) for i in videos}
     vis = visual_tokens(method, params["vlm"], rows, split)
     rows = [{**r, "vis": v} for r, v in zip(rows, vis)]
     length = prefix_length(method, rows)
@@ -225,11 +232,4 @@ def attach_frozen(
     if shared:  # the step computes [text, P_base] once per batch (TVAU.shared_prefix_kv)
         start = shared - int(method.rcfg.num_base)
         rows = [{**r, "shared_ids": r["input_ids"][:start]} for r in rows]
-    if heat is None:
-        videos = sorted({int(r["video"]) for r in rows})
-        if method.use_ahd:
-            heat = rae_heat(method, params["ahd"], videos, split)
-        else:
-            shape = (method.frames, method.grid, method.grid)
-            heat = {i: np.zeros(shape, np.float32) for i in videos}
     return rows, heat

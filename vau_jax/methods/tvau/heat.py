@@ -91,9 +91,8 @@ def reads_segment_means(method: Any) -> bool:
     or ``"segment_peak"``, with RAE and AHD both on): then its rows must carry them as
     ``heat``, since the in-step path (:meth:`TVAU.prefix_embeds`) sees the sampled frames'
     taps only."""
-    return bool(
-        method.use_rae and method.use_ahd and method.heat_frames in ("segment_mean", "segment_peak")
-    )
+    # every HEAT_FRAMES value but "sampled" pools segments (heat_frames() checked the value)
+    return bool(method.use_rae and method.use_ahd and method.heat_frames != "sampled")
 
 
 def video_heat(
@@ -160,9 +159,12 @@ def split_heat(
     stages read the frozen AHD's heat of the same training videos (AHD on every frame: ~18
     s of each stage's data on the tiny preset), and evaluation's questions the heat its
     frame scores came from (:func:`keep_video_heat`)."""
+    from vau_jax.methods.tvau.data import sampled
+
     kept = _kept(method, ahd_params, split)
     for i in videos:
         if int(i) not in kept:
             feats = method.feats[split].video(int(i))
+            sampled(method, split).keep(int(i), feats)  # the LVLM's frames, from this read
             kept[int(i)] = _read_only(video_heat(method, ahd_params, feats))
     return {int(i): kept[int(i)] for i in videos}
