@@ -102,24 +102,35 @@ def heatmap_boxes(heatmap: np.ndarray, rule: BoxRule = BoxRule()) -> np.ndarray:
       ``rule.max_boxes``, in decreasing score order.
     """
     h = _check_heatmaps(heatmap, 2, "heatmap")
+    return _frame_boxes(h, rule, _structure(rule))
+
+
+def _structure(rule: BoxRule) -> np.ndarray:
+    """The connectivity structure of ``rule`` for ``ndimage.label``."""
+    return ndimage.generate_binary_structure(2, 2 if rule.connectivity == 8 else 1)
+
+
+def _frame_boxes(h: np.ndarray, rule: BoxRule, structure: np.ndarray) -> np.ndarray:
+    """:func:`heatmap_boxes` of a checked float64 heatmap ``[H, W]`` (video_boxes checks a
+    whole video once)."""
     peak = float(h.max())
     if peak <= 0.0 or peak < rule.min_score:
         return np.zeros([0, 5], np.float32)
-    structure = ndimage.generate_binary_structure(2, 2 if rule.connectivity == 8 else 1)
     found = []
     for level in rule.levels:
         labels, n = ndimage.label(h >= (level * peak if rule.relative else level), structure)
         if n == 0:
             continue
-        index = np.arange(1, n + 1)
         area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-        score = np.asarray(ndimage.maximum(h, labels, index))
-        for sl, a, s in zip(ndimage.find_objects(labels), area, score):
-            if a >= rule.min_area:
-                found.append([sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1, s])
+        for k, (sl, a) in enumerate(zip(ndimage.find_objects(labels), area), start=1):
+            if a >= rule.min_area:  # the score: the region's maximum (inside its bounding box)
+                score = float(h[sl][labels[sl] == k].max())
+                found.append([sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1, score])
     if not found:
         return np.zeros([0, 5], np.float32)
-    boxes = np.unique(np.asarray(found, np.float64), axis=0)
+    boxes = np.asarray(found, np.float64)
+    if len(boxes) > 1:  # a region found at several levels counts once
+        boxes = np.unique(boxes, axis=0)
     area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
     boxes = boxes[np.lexsort((boxes[:, 0], boxes[:, 1], -area, -boxes[:, 4]))]
     keep: list[int] = []
@@ -150,8 +161,9 @@ def video_boxes(
     if index.shape != (h.shape[0],) or np.any(index != np.round(index)) or np.any(index < 0):
         raise ValueError(f"frames must be {h.shape[0]} integers >= 0, got {index!r}")
     rows = [np.zeros([0, 6], np.float32)]
+    structure = _structure(rule)
     for t in range(h.shape[0]):
-        b = heatmap_boxes(h[t], rule)
+        b = _frame_boxes(h[t], rule, structure)
         rows.append(np.concatenate([np.full([len(b), 1], index[t], np.float32), b], axis=1))
     return np.concatenate(rows, axis=0)
 

@@ -197,6 +197,7 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     scores, raw, encoded, preds, gt, grids = {}, {}, [], {}, {}, {}
     for i, v in enumerate(videos):
         f = feats.video(i)
+        D.sampled(method, "test").keep(i, f)  # the questions' frames, from this read
         heat, grids[i] = heatmaps(method, params["ahd"], f["taps"], grid=True)
         raw[v.id] = frame_scores(heat)
         scores[v.id] = smooth_scores(raw[v.id], f["timestamps"], sigma_s)

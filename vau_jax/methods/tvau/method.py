@@ -509,7 +509,8 @@ class TVAU(MethodBase):
             frozen = [r"^rae/", r"^vlm/"]
             stages.append(
                 Stage("ahd", int(c.ahd_stage.steps), opt(c.ahd_stage, frozen), self._ahd_loss,
-                      ahd_data, log_every=int(c.log_every))
+                      ahd_data, log_every=int(c.log_every),
+                      steps_per_call=int(c.ahd_stage.get("steps_per_call", 0)))
             )  # fmt: skip
         if self.use_rae:
             for kind in ("narration", "anomaly"):  # the curriculum, in order
