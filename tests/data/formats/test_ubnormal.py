@@ -91,3 +91,27 @@ def test_ambiguous_binary_mask_kept_not_dropped(tmp_path):
     (rec,) = read_ubnormal(annot)
     np.testing.assert_array_equal(rec.tracks[1], [[0, 0, 0, 3, 3]])
     np.testing.assert_array_equal(rec.extra["unassigned_boxes"], [[1, 255, 0, 0, 12, 14]])
+
+
+def test_masks_read_again_only_when_their_bytes_change(tmp_path, monkeypatch):
+    # A main job reads a layout's masks twice (the dataset index and tvau_build): the second
+    # read reuses the boxes while every mask file has the same bytes, and not after a change.
+    from vau_jax.data.formats import ubnormal
+
+    annot = _write_video_annotations(tmp_path, "v", 3, {1: (0, 2, lambda f: (f, 1, f + 2, 4))})
+    decoded = []
+    real = ubnormal.load_mask
+    monkeypatch.setattr(ubnormal, "load_mask", lambda p: decoded.append(p) or real(p))
+    (a,) = read_ubnormal(annot)
+    (b,) = read_ubnormal(annot)
+    assert len(decoded) == 3  # decoded once
+    np.testing.assert_array_equal(a.tracks[1], b.tracks[1])
+    b.tracks[1][:] = -1  # callers get copies
+    (c,) = read_ubnormal(annot)
+    np.testing.assert_array_equal(c.tracks[1], a.tracks[1])
+    mask = np.zeros([H, W], np.uint8)
+    mask[5:9, 10:20] = 1  # frame 1 rewritten: its box moves
+    Image.fromarray(mask).save(annot / "v_0001_gt.png")
+    (d,) = read_ubnormal(annot)
+    assert len(decoded) == 6
+    np.testing.assert_array_equal(d.tracks[1][1], [1, 10, 5, 19, 8])

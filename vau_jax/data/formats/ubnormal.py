@@ -23,6 +23,8 @@ disagreement between the two is kept in ``extra["mask_n_frames"]``).
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import os
 import re
 
@@ -125,6 +127,39 @@ def boxes_from_masks(
     return tracks, np.asarray(unassigned, np.int64).reshape(-1, 6)
 
 
+#: :func:`boxes_from_masks` results, by the tracks and a digest of every mask file's path and
+#: bytes (a changed file is read again): a main job reads one layout's masks when it indexes
+#: the dataset and again when ``tvau_build`` constructs its annotations. Reading the bytes
+#: costs a small part of decoding the PNGs.
+_BOXES_MEMO: collections.OrderedDict[tuple, tuple] = collections.OrderedDict()
+_BOXES_MEMO_VIDEOS = 4096
+
+
+def cached_boxes_from_masks(
+    masks: dict[int, str], spans: dict[int, tuple[int, int]]
+) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """:func:`boxes_from_masks`, kept in this process for mask files with the same bytes
+    (copies returned, so callers may modify them)."""
+    digest = hashlib.sha1()
+    for frame in sorted(masks):
+        try:
+            with open(masks[frame], "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise FormatError(f"{masks[frame]}: cannot read mask: {err}") from None
+        digest.update(f"{frame}\0{masks[frame]}\0{len(data)}\0".encode())
+        digest.update(data)
+    key = (tuple(sorted(spans.items())), digest.hexdigest())
+    if key in _BOXES_MEMO:
+        _BOXES_MEMO.move_to_end(key)
+    else:
+        _BOXES_MEMO[key] = boxes_from_masks(masks, spans)
+        while len(_BOXES_MEMO) > _BOXES_MEMO_VIDEOS:
+            _BOXES_MEMO.popitem(last=False)
+    tracks, unassigned = _BOXES_MEMO[key]
+    return {t: r.copy() for t, r in tracks.items()}, unassigned.copy()
+
+
 def _intervals(spans: dict[int, tuple[int, int]]) -> list[tuple[int, int]]:
     """Union of inclusive spans as sorted half-open intervals."""
     merged: list[list[int]] = []
@@ -162,7 +197,7 @@ def read_ubnormal_video(annot_dir: str, video_path: str | None = None) -> VideoR
         raise FormatError(f"{annot_dir}: missing {vid}_tracks.txt")
     spans = read_tracks_txt(tracks_path)
     masks = mask_files(annot_dir, vid)
-    tracks, unassigned = boxes_from_masks(masks, spans)
+    tracks, unassigned = cached_boxes_from_masks(masks, spans)
     fps, probed_frames = _probe_frames(video_path)
     mask_frames = (max(masks) + 1) if masks else None
     n_frames = probed_frames if probed_frames is not None else mask_frames
