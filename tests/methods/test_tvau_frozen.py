@@ -279,7 +279,7 @@ def test_split_heat_runs_ahd_once_per_video_and_ahd(monkeypatch):
 
     monkeypatch.setattr(H, "video_heat", fake)
     feats = SimpleNamespace(video=lambda i: {"i": i})
-    kept = []  # each full read also keeps the video's sampled frames (SampledTaps.keep)
+    kept = []  # each full read also keeps the video's sampled frames (D.full_video)
     keeper = SimpleNamespace(keep=lambda i, f: kept.append((i, f["i"])))
     m = SimpleNamespace(
         heat_frames="segment_peak", frames=2, feats={"train": feats}, sampled={"train": keeper}

@@ -409,6 +409,15 @@ def sampled(method: Any, split: str) -> SampledTaps:
     return method.sampled[split]
 
 
+def full_video(method: Any, split: str, i: int) -> dict[str, np.ndarray]:
+    """Video ``i`` of ``split``, every encoded frame (:meth:`TapFeatures.video`), for callers
+    that need them all (the AHD's heat of every frame); its sampled frames are kept from this
+    read (:meth:`SampledTaps.keep`), so the LVLM's view of the video never reads it again."""
+    feats = method.feats[split].video(int(i))
+    sampled(method, split).keep(int(i), feats)
+    return feats
+
+
 def attach(method: Any, split: str, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A row batch with each row's sampled frames' features (``video`` indexes the split)."""
     src = sampled(method, split)

@@ -114,11 +114,10 @@ def _raw_scores(method: Any, params: Any, split: str) -> tuple[list, list, list]
     """``(videos, encoded features, heatmap-maximum frame scores [T])`` of a split."""
     from vau_jax.eval.boxes import frame_scores
 
-    videos, feats = method.dataset.split(split), method.feats[split]
-    encoded = [feats.video(i) for i in range(len(videos))]
+    videos = method.dataset.split(split)
+    encoded = [D.full_video(method, split, i) for i in range(len(videos))]
     scores, grids = [], {}
     for i, f in enumerate(encoded):
-        D.sampled(method, split).keep(i, f)  # the questions' frames, from this read
         heat, grids[i] = heatmaps(method, params["ahd"], f["taps"], grid=True)
         scores.append(frame_scores(heat))
     _keep(method, params, split, grids)
@@ -186,7 +185,7 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     from vau_jax.eval.metrics import frame_metrics, rbdc_tbdc
 
     sigma_s, val_auc = choose_sigma(method, params)
-    videos, feats = method.dataset.split("test"), method.feats["test"]
+    videos = method.dataset.split("test")
     rule = box_rule(method.config)
     boxes_dir = os.path.join(workdir, "predictions", "boxes")
     gt_dir = os.path.join(workdir, "predictions", "gt_tracks")
@@ -196,8 +195,7 @@ def localisation(method: Any, params: Any, workdir: str) -> dict[str, float]:
     os.makedirs(score_dir, exist_ok=True)
     scores, raw, encoded, preds, gt, grids = {}, {}, [], {}, {}, {}
     for i, v in enumerate(videos):
-        f = feats.video(i)
-        D.sampled(method, "test").keep(i, f)  # the questions' frames, from this read
+        f = D.full_video(method, "test", i)
         heat, grids[i] = heatmaps(method, params["ahd"], f["taps"], grid=True)
         raw[v.id] = frame_scores(heat)
         scores[v.id] = smooth_scores(raw[v.id], f["timestamps"], sigma_s)

@@ -159,12 +159,11 @@ def split_heat(
     stages read the frozen AHD's heat of the same training videos (AHD on every frame: ~18
     s of each stage's data on the tiny preset), and evaluation's questions the heat its
     frame scores came from (:func:`keep_video_heat`)."""
-    from vau_jax.methods.tvau.data import sampled
+    from vau_jax.methods.tvau.data import full_video
 
     kept = _kept(method, ahd_params, split)
     for i in videos:
         if int(i) not in kept:
-            feats = method.feats[split].video(int(i))
-            sampled(method, split).keep(int(i), feats)  # the LVLM's frames, from this read
+            feats = full_video(method, split, int(i))
             kept[int(i)] = _read_only(video_heat(method, ahd_params, feats))
     return {int(i): kept[int(i)] for i in videos}
