@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import os
 import re
 
@@ -80,13 +81,15 @@ def mask_files(annot_dir: str, vid: str) -> dict[int, str]:
     return out
 
 
-def load_mask(path: str) -> np.ndarray:
+def load_mask(path: str, data: bytes | None = None) -> np.ndarray:
     """An id mask ``[H, W]`` from a ``_gt.png`` (RGB masks: any non-zero channel counts,
-    ids from the first channel); ``FormatError`` naming the file when unreadable."""
+    ids from the first channel); ``FormatError`` naming the file when unreadable. ``data``:
+    the file's bytes when the caller has read them already (decoded from memory; ``path``
+    then only names the file in errors)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as img:  # refuses > 2 * MAX_IMAGE_PIXELS before decoding
+        with Image.open(path if data is None else io.BytesIO(data)) as img:  # refuses > 2 * MAX_IMAGE_PIXELS before decoding
             arr = np.asarray(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise FormatError(f"{path}: cannot read mask: {err}") from None
@@ -101,9 +104,12 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def boxes_from_masks(
-    masks: dict[int, str], spans: dict[int, tuple[int, int]]
+    masks: dict[int, str],
+    spans: dict[int, tuple[int, int]],
+    contents: dict[int, bytes] | None = None,
 ) -> tuple[dict[int, np.ndarray], np.ndarray]:
-    """Per-track boxes from per-frame id masks.
+    """Per-track boxes from per-frame id masks (``contents``: frame -> the mask file's bytes,
+    where already read; the others are read from their paths).
 
     Returns:
       ``track_id -> int [M, 5]`` (frame, x1, y1, x2, y2), and the unassigned boxes as int
@@ -112,7 +118,7 @@ def boxes_from_masks(
     rows: dict[int, list[list[int]]] = {tid: [] for tid in spans}
     unassigned: list[list[int]] = []
     for frame in sorted(masks):
-        mask = load_mask(masks[frame])
+        mask = load_mask(masks[frame], None if contents is None else contents.get(frame))
         values = [int(v) for v in np.unique(mask) if v != 0]
         active = [t for t, (s, e) in spans.items() if s <= frame <= e]
         for value in values:
@@ -141,6 +147,7 @@ def cached_boxes_from_masks(
     """:func:`boxes_from_masks`, kept in this process for mask files with the same bytes
     (copies returned, so callers may modify them)."""
     digest = hashlib.sha1()
+    contents: dict[int, bytes] = {}  # decoded from memory on a miss: each file is read once
     for frame in sorted(masks):
         try:
             with open(masks[frame], "rb") as f:
@@ -149,11 +156,12 @@ def cached_boxes_from_masks(
             raise FormatError(f"{masks[frame]}: cannot read mask: {err}") from None
         digest.update(f"{frame}\0{masks[frame]}\0{len(data)}\0".encode())
         digest.update(data)
+        contents[frame] = data
     key = (tuple(sorted(spans.items())), digest.hexdigest())
     if key in _BOXES_MEMO:
         _BOXES_MEMO.move_to_end(key)
     else:
-        _BOXES_MEMO[key] = boxes_from_masks(masks, spans)
+        _BOXES_MEMO[key] = boxes_from_masks(masks, spans, contents)
         while len(_BOXES_MEMO) > _BOXES_MEMO_VIDEOS:
             _BOXES_MEMO.popitem(last=False)
     tracks, unassigned = _BOXES_MEMO[key]
