@@ -89,7 +89,8 @@ def load_mask(path: str, data: bytes | None = None) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path if data is None else io.BytesIO(data)) as img:  # refuses > 2 * MAX_IMAGE_PIXELS before decoding
+        # PIL refuses > 2 * MAX_IMAGE_PIXELS before decoding
+        with Image.open(path if data is None else io.BytesIO(data)) as img:
             arr = np.asarray(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise FormatError(f"{path}: cannot read mask: {err}") from None
