@@ -13,7 +13,8 @@ steps the generated letter is scored on ``--reports`` held-out reports (from
 ``num_train_videos`` on: never trained on), each ``--eval`` kind on its own.
 
 Printed: one JSON line per evaluation, ``{"step", "loss", "seconds", KIND: [Total, normal
-half, anomalous half]}``. On the anomalous half the intervals decide (module docstring of
+half, anomalous half]}`` (``seconds``: wall time since the first step, the evaluations
+included). On the anomalous half the intervals decide (module docstring of
 ``scripts/text_reading.py``). Nothing is saved.
 """
 
