@@ -56,3 +56,27 @@ def test_letters_tokenizer_writes_an_answers_letter_as_its_option_lines_token(tm
     assert letters.decode(letters.encode(prompt)) == prompt
     with pytest.raises(ValueError, match="tokenizer 'bpe'"):
         corpus.ensure_tokenizer(str(tmp_path), 512, num_videos=3, name="bpe")
+
+
+def test_times_tokenizer_writes_each_time_as_one_token(tmp_path):
+    """With "synthvad_times" a time as answers and options write it ("4.9s") is one token,
+    the same in the prior sentence, in an option line and in an answer; with "synthvad" it
+    is four pieces ("▁", "4", ".", "9", "s" after the space)."""
+    from vau_jax.data import corpus
+    from vau_jax.data.instruct import format_interval
+
+    plain = corpus.ensure_tokenizer(str(tmp_path), 512, num_videos=3, name="synthvad")
+    times = corpus.ensure_tokenizer(str(tmp_path), 712, num_videos=3, name="synthvad_times")
+
+    def pieces(tok, text):
+        return [tok.sp.id_to_piece(i) for i in tok.encode(text)]
+
+    line = f"B. A fire {format_interval((4.9, 12.3))}"
+    assert "▁4.9s" in pieces(times, line) and "▁12.3s" in pieces(times, line)
+    assert "▁4.9s" not in pieces(plain, line) and "9" in pieces(plain, line)
+    assert len(pieces(times, line)) < len(pieces(plain, line)) - 4
+    for t in (0.0, 6.5, 16.0, 20.0):
+        text = f"ASSISTANT: C. A fire {format_interval((t, t))}."
+        assert pieces(times, text).count(f"▁{t:.1f}s") == 2, pieces(times, text)
+        assert times.decode(times.encode(text)) == text
+    assert len(corpus.TIME_TOKENS) == 201 and corpus.TIME_TOKENS[49] == "▁4.9s"

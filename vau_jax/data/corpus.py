@@ -5,7 +5,7 @@ spatial word, scene/event descriptions and the instruction data (questions, answ
 multiple-choice prompts) of SynthVAD *train* videos, plus the chat-template markers. A
 tokenizer is trained once, offline, and cached as ``<data_dir>/tokenizer_<name>_<V>.model``.
 
-Two tokenizers (:data:`TOKENIZERS`), both on the same corpus:
+Three tokenizers (:data:`TOKENIZERS`), all on the same corpus:
 
 * ``"synthvad"``: the chat markers as single tokens. The tiny CLIP's text tower reads it.
 * ``"synthvad_letters"``: also the option letters ``A``-``H`` as single tokens. With
@@ -15,6 +15,13 @@ Two tokenizers (:data:`TOKENIZERS`), both on the same corpus:
   letter is the same token in the prompt and in the answer (``" A."`` -> ``▁``, ``A``,
   ``.``), so the letter an answer writes is the token of the option line it chose. The
   tiny LLM reads it (``text_pretrain.tokenizer`` / ``llm_pretrain.tokenizer``).
+* ``"synthvad_times"`` (ours, off): also every time an answer or option can write, 0.0s to
+  20.0s in 0.1 s steps (:data:`TIME_TOKENS`), as one token each: ``" 4.9s"`` -> ``▁4.9s``
+  where ``"synthvad"`` writes ``▁``, ``4``, ``.``, ``9``, ``s``, so that matching an interval
+  among options compares two tokens, not ten. Its 201 symbols take vocabulary slots: 712
+  pieces leave it about the other tokenizers' 512-piece word pieces (512 is too few to hold
+  the corpus's characters beside them). The tiny LLM reads it with
+  ``text_pretrain.tokenizer=synthvad_times`` and ``text_pretrain.vocab_size=712``.
 """
 
 from __future__ import annotations
@@ -34,10 +41,14 @@ from vau_jax.data.tokenizer import SentencePieceTokenizer, train_sentencepiece
 SPECIAL_SYMBOLS = ("<video>", "USER:", "ASSISTANT:", "<|im_start|>", "<|im_end|>")
 #: Letters of up to 8 options (SynthVAD's 7 anomaly types and "no anomaly").
 OPTION_LETTERS = tuple("ABCDEFGH")
+#: Every time an interval can be written with (``format_time``: 0.1 s steps; SynthVAD's
+#: videos last 6-16 s, 20 s leaves room), each after its space: ``" 4.9s"`` -> ``▁4.9s``.
+TIME_TOKENS = tuple(f"\u2581{t / 10:.1f}s" for t in range(201))
 #: Tokenizer name -> its single-token symbols (see the module docstring).
 TOKENIZERS = {
     "synthvad": SPECIAL_SYMBOLS,
     "synthvad_letters": SPECIAL_SYMBOLS + OPTION_LETTERS,
+    "synthvad_times": SPECIAL_SYMBOLS + TIME_TOKENS,
 }
 
 
