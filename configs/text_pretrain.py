@@ -31,6 +31,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The SynthVAD tokenizer (vau_jax/data/corpus.py: TOKENIZERS): "synthvad", or
     # "synthvad_letters", where option letters are the same token in prompt and answer.
     c.tokenizer = "synthvad"
+    # How the time tokens' input rows start (ours; methods/pretrain/prior_text.py
+    # sinusoid_time_rows): "random", or "sinusoid" (half of each row sinusoids of the time,
+    # so nearby times start alike; needs tokenizer="synthvad_times", vocab_size=712).
+    c.time_embedding = "random"
     c.chat_format = "vicuna_v1"
     c.system = ""  # the Vicuna system sentence is 93 pieces of the tiny tokenizer: left out
     c.max_length = 288  # a report (normal stretches merged) + question + options: <= 270

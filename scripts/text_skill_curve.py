@@ -13,10 +13,9 @@ steps the generated letter is scored on ``--reports`` held-out reports (from
 ``num_train_videos`` on: never trained on), each ``--eval`` kind on its own.
 
 ``--tokenizer`` / ``--vocab_size`` pick another SynthVAD tokenizer (``data/corpus.py``:
-``synthvad_times`` needs 712); ``--time_embed=sin`` (an experiment, only here) starts the
-time tokens' input embeddings from their value: half of each row sinusoids of the time
-(periods 0.5-64 s), half the random init, at the random rows' mean norm, so that nearby
-times start with similar rows.
+``synthvad_times`` needs 712); ``--time_embedding=sinusoid`` starts the time tokens' input
+embeddings from their value (``text_pretrain.time_embedding``,
+``prior_text.sinusoid_time_rows``).
 
 Printed: one JSON line per evaluation, ``{"step", "loss", "seconds", KIND: [Total, normal
 half, anomalous half]}`` (``seconds``: wall time since the first step, the evaluations
@@ -45,7 +44,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tokenizer", default="", help="a corpus.TOKENIZERS name (default: config's)")
     p.add_argument("--vocab_size", type=int, default=0, help="tokenizer size (default: config's)")
-    p.add_argument("--time_embed", default="", help="'sin': time tokens start from their value")
+    p.add_argument("--time_embedding", default="", help="random | sinusoid (default: config's)")
     args = p.parse_args()
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
@@ -67,6 +66,8 @@ def main() -> None:
         c.tokenizer = args.tokenizer
     if args.vocab_size:
         c.vocab_size = args.vocab_size
+    if args.time_embedding:
+        c.time_embedding = args.time_embedding
     mix = {k: 0.0 for k in ("mc", "qa", "summary")}
     for item in args.mix.split(","):
         kind, weight = item.split(":")
@@ -79,8 +80,6 @@ def main() -> None:
     rows = m._source()
     data = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     params = m.init_params(jax.random.key(args.seed))
-    if args.time_embed == "sin":
-        params = sin_time_rows(params, m.tok)
     tx = make_optimizer(c.optimizer, params).tx
     opt = tx.init(params)
 
@@ -106,30 +105,6 @@ def main() -> None:
                 round(r[k], 3) for k in ("Total_Acc", "Total_Acc_normal", "Total_Acc_anomalous")
             ]
         print(json.dumps(out), flush=True)
-
-
-def sin_time_rows(params, tok):
-    """``params`` with the time tokens' input rows started from their value (``--time_embed``:
-    half of each [D] row cos / sin of the time at D/4 periods from 0.5 s to 64 s, half the
-    random init; every row at the random rows' mean norm)."""
-    import numpy as np
-
-    from vau_jax.data.corpus import TIME_TOKENS
-
-    emb = np.array(params["model"]["embed_tokens"]["embedding"])
-    d = emb.shape[1]
-    periods = np.geomspace(0.5, 64.0, d // 4)
-    norm = float(np.linalg.norm(emb, axis=1).mean())
-    for piece in TIME_TOKENS:
-        i = tok.sp.piece_to_id(piece)
-        if tok.sp.id_to_piece(i) != piece:
-            raise SystemExit(f"error: --time_embed=sin: the tokenizer has no {piece!r} token")
-        t = float(piece[1:-1])
-        f = np.concatenate([np.cos(2 * np.pi * t / periods), np.sin(2 * np.pi * t / periods)])
-        f = f / np.linalg.norm(f) * norm
-        emb[i] = np.concatenate([f, emb[i, d // 2 :] * np.sqrt(2.0)]) / np.sqrt(2.0)
-    params["model"]["embed_tokens"]["embedding"] = emb
-    return params
 
 
 if __name__ == "__main__":  # SynthVAD renders in spawned workers: keep the guard

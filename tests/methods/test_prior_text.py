@@ -76,3 +76,61 @@ def test_lookup_rows_quote_one_option_and_answer_its_letter():
         assert conv == TL.conversation(rep, "lookup", seed, classes)[0]
         picked.add(quoted.letter)
     assert picked == {"A", "B", "C", "D"}  # whatever the report says, any option is quoted
+
+
+def test_sinusoid_time_rows_start_nearer_times_nearer(tmp_path):
+    from vau_jax.data import corpus
+
+    tok = corpus.ensure_tokenizer(str(tmp_path), 712, num_videos=3, name="synthvad_times")
+    emb = np.random.default_rng(0).normal(0.0, 1.0, (tok.vocab_size, 128)).astype(np.float32)
+    params = {"model": {"embed_tokens": {"embedding": emb.copy()}}, "lm_head": {"kernel": 1}}
+    got = PT.sinusoid_time_rows(params, tok)
+    out = got["model"]["embed_tokens"]["embedding"]
+    assert got["lm_head"] == {"kernel": 1}
+    np.testing.assert_array_equal(params["model"]["embed_tokens"]["embedding"], emb)  # a copy
+
+    def row(t):
+        return out[tok.sp.piece_to_id(f"▁{t:.1f}s")]
+
+    def cos(a, b):
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    base = row(5.0)
+    # the sinusoid half makes nearby times alike; the random half keeps each row its own
+    assert cos(base, row(5.3)) > cos(base, row(7.0)) > cos(base, row(12.0))
+    assert cos(base, row(5.1)) < 0.9
+    assert abs(np.linalg.norm(base) / np.linalg.norm(emb, axis=1).mean() - 1.0) < 0.2
+    times = {tok.sp.piece_to_id(p) for p in corpus.TIME_TOKENS}
+    other = [i for i in range(tok.vocab_size) if i not in times]
+    np.testing.assert_array_equal(out[other], emb[other])  # only the time rows change
+
+    plain = corpus.ensure_tokenizer(str(tmp_path), 512, num_videos=3, name="synthvad")
+    with pytest.raises(ValueError, match="no '▁0.0s'"):
+        PT.sinusoid_time_rows({"model": {"embed_tokens": {"embedding": emb[:512]}}}, plain)
+
+
+def test_text_pretraining_starts_time_rows_as_configured(tmp_path):
+    import jax
+    import text_pretrain as text_pretrain_config
+
+    c = text_pretrain_config.get_config("tiny")
+    assert c.time_embedding == "random"
+    c.data_dir, c.tokenizer, c.vocab_size = str(tmp_path), "synthvad_times", 712
+    c.synthvad.min_seconds = c.synthvad.max_seconds = 2.0
+    m = TL.TextPretrain(c, "")
+    m.prepare()
+    rand = m.init_params(jax.random.key(0))
+    c.time_embedding = "sinusoid"
+    sin = m.init_params(jax.random.key(0))
+    i, j = m.tok.sp.piece_to_id("▁3.0s"), m.tok.sp.piece_to_id("▁3.2s")
+    e0, e1 = (np.asarray(p["model"]["embed_tokens"]["embedding"]) for p in (rand, sin))
+    assert not np.allclose(e0[i], e1[i])
+    np.testing.assert_array_equal(e0[4], e1[4])  # not a time token
+
+    def cos(e):
+        return float(e[i] @ e[j] / np.linalg.norm(e[i]) / np.linalg.norm(e[j]))
+
+    assert cos(e1) > cos(e0) + 0.2  # 0.32 against 0.08 when written
+    c.time_embedding = "value"
+    with pytest.raises(ValueError, match="time_embedding='value'"):
+        m.init_params(jax.random.key(0))

@@ -116,3 +116,46 @@ def lookup_conversation(
         {"from": "human", "value": asked.prompt()},
         {"from": "gpt", "value": mc_answer_text(o.letter, o.text, answer_style)},
     ], asked
+
+
+#: ``text_pretrain.time_embedding`` values: how the time tokens' input rows start.
+TIME_EMBEDDINGS = ("random", "sinusoid")
+
+
+def sinusoid_time_rows(params: Any, tok: Any, min_period: float = 0.5, max_period: float = 64.0):
+    """``params`` with the time tokens' input embedding rows started from their value (ours;
+    ``text_pretrain.time_embedding="sinusoid"``): half of each ``[D]`` row is cos / sin of the
+    time at ``D/4`` periods spaced geometrically from ``min_period`` to ``max_period`` seconds,
+    the other half keeps the random init, and each row keeps about the random rows' mean
+    norm. Nearby times then start with similar rows, so the nearest interval among options
+    need not be learned from scratch (README, VA-GPT, *Times as single tokens*).
+
+    Args:
+      params: a LLaMA's params (``model/embed_tokens/embedding``: ``[V, D]``, D divisible by 4).
+      tok: its tokenizer; it must hold every :data:`vau_jax.data.corpus.TIME_TOKENS` piece
+        (``synthvad_times``), else ValueError.
+    Returns the params with a new embedding array; every other row and leaf unchanged.
+    """
+    from vau_jax.data.corpus import TIME_TOKENS
+
+    emb = np.array(params["model"]["embed_tokens"]["embedding"], dtype=np.float32)
+    d = emb.shape[1]
+    if d % 4:
+        raise ValueError(f"sinusoid time rows need a width divisible by 4, got {d}")
+    periods = np.geomspace(min_period, max_period, d // 4)
+    norm = float(np.linalg.norm(emb, axis=1).mean())
+    for piece in TIME_TOKENS:
+        i = tok.sp.piece_to_id(piece)
+        if tok.sp.id_to_piece(i) != piece:
+            raise ValueError(
+                f"time_embedding='sinusoid' needs a tokenizer with time tokens "
+                f"(synthvad_times); this one has no {piece!r}"
+            )
+        t = float(piece[1:-1])
+        f = np.concatenate([np.cos(2 * np.pi * t / periods), np.sin(2 * np.pi * t / periods)])
+        f = f / np.linalg.norm(f) * norm
+        emb[i] = np.concatenate([f, emb[i, d // 2 :] * np.sqrt(2.0)]) / np.sqrt(2.0)
+    out = dict(params)
+    out["model"] = dict(params["model"])
+    out["model"]["embed_tokens"] = dict(params["model"]["embed_tokens"], embedding=emb)
+    return out

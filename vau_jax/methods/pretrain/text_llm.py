@@ -47,9 +47,11 @@ from vau_jax.data.packing import pack_rows, packing_summary
 from vau_jax.methods.base import MethodBase
 from vau_jax.methods.pretrain.llm import LLMPretrain
 from vau_jax.methods.pretrain.prior_text import (
+    TIME_EMBEDDINGS,
     lookup_conversation,
     prior_mc_conversation,
     prior_sentence,
+    sinusoid_time_rows,
 )
 from vau_jax.methods.runner import ensure_pretrained, pretrained_dir, single_stage
 from vau_jax.models import registry
@@ -378,7 +380,17 @@ class TextPretrain(MethodBase):
 
     # The same text-only LLaMA as the text LLM's: its params and loss.
     abstract_params = LLMPretrain.abstract_params
-    init_params = LLMPretrain.init_params
+
+    def init_params(self, rng: Any) -> Any:
+        """Fresh params; with ``time_embedding="sinusoid"`` the time tokens' input rows start
+        from their value (:func:`prior_text.sinusoid_time_rows`)."""
+        params = LLMPretrain.init_params(self, rng)
+        how = str(self.config.get("time_embedding", "random"))
+        if how not in TIME_EMBEDDINGS:
+            raise ValueError(f"time_embedding={how!r}: choose from {TIME_EMBEDDINGS}")
+        if how == "sinusoid":
+            params = sinusoid_time_rows(params, self.tok)
+        return params
 
     def encode(self, conv: list, **kw: Any) -> dict[str, np.ndarray]:
         c = self.config
