@@ -136,25 +136,28 @@ def sinusoid_time_rows(params: Any, tok: Any, min_period: float = 0.5, max_perio
         (``synthvad_times``), else ValueError.
     Returns the params with a new embedding array; every other row and leaf unchanged.
     """
+    import jax.numpy as jnp
+
     from vau_jax.data.corpus import TIME_TOKENS
 
-    emb = np.array(params["model"]["embed_tokens"]["embedding"], dtype=np.float32)
+    emb = jnp.asarray(params["model"]["embed_tokens"]["embedding"])  # may be traced (jit init)
     d = emb.shape[1]
     if d % 4:
         raise ValueError(f"sinusoid time rows need a width divisible by 4, got {d}")
-    periods = np.geomspace(min_period, max_period, d // 4)
-    norm = float(np.linalg.norm(emb, axis=1).mean())
-    for piece in TIME_TOKENS:
-        i = tok.sp.piece_to_id(piece)
-        if tok.sp.id_to_piece(i) != piece:
+    ids = np.array([tok.sp.piece_to_id(p) for p in TIME_TOKENS])
+    for i, piece in zip(ids, TIME_TOKENS):
+        if tok.sp.id_to_piece(int(i)) != piece:
             raise ValueError(
                 f"time_embedding='sinusoid' needs a tokenizer with time tokens "
                 f"(synthvad_times); this one has no {piece!r}"
             )
-        t = float(piece[1:-1])
-        f = np.concatenate([np.cos(2 * np.pi * t / periods), np.sin(2 * np.pi * t / periods)])
-        f = f / np.linalg.norm(f) * norm
-        emb[i] = np.concatenate([f, emb[i, d // 2 :] * np.sqrt(2.0)]) / np.sqrt(2.0)
+    t = np.array([float(p[1:-1]) for p in TIME_TOKENS])[:, None]
+    periods = np.geomspace(min_period, max_period, d // 4)[None]
+    f = np.concatenate([np.cos(2 * np.pi * t / periods), np.sin(2 * np.pi * t / periods)], 1)
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)  # [201, D/2], unit rows
+    norm = jnp.linalg.norm(emb, axis=1).mean()
+    rows = jnp.concatenate([f.astype(emb.dtype) * norm, emb[ids, d // 2 :] * np.sqrt(2.0)], 1)
+    emb = emb.at[ids].set(rows / np.sqrt(2.0))
     out = dict(params)
     out["model"] = dict(params["model"])
     out["model"]["embed_tokens"] = dict(params["model"]["embed_tokens"], embedding=emb)
