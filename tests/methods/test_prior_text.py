@@ -85,7 +85,7 @@ def test_sinusoid_time_rows_start_nearer_times_nearer(tmp_path):
     emb = np.random.default_rng(0).normal(0.0, 1.0, (tok.vocab_size, 128)).astype(np.float32)
     params = {"model": {"embed_tokens": {"embedding": emb.copy()}}, "lm_head": {"kernel": 1}}
     got = PT.sinusoid_time_rows(params, tok)
-    out = got["model"]["embed_tokens"]["embedding"]
+    out = np.asarray(got["model"]["embed_tokens"]["embedding"])
     assert got["lm_head"] == {"kernel": 1}
     np.testing.assert_array_equal(params["model"]["embed_tokens"]["embedding"], emb)  # a copy
 
