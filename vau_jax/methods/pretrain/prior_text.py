@@ -122,7 +122,9 @@ def lookup_conversation(
 TIME_EMBEDDINGS = ("random", "sinusoid")
 
 
-def sinusoid_time_rows(params: Any, tok: Any, min_period: float = 0.5, max_period: float = 64.0):
+def sinusoid_time_rows(
+    params: Any, tok: Any, min_period: float = 0.5, max_period: float = 64.0
+) -> Any:
     """``params`` with the time tokens' input embedding rows started from their value (ours;
     ``text_pretrain.time_embedding="sinusoid"``): half of each ``[D]`` row is cos / sin of the
     time at ``D/4`` periods spaced geometrically from ``min_period`` to ``max_period`` seconds,
