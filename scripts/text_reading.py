@@ -3,7 +3,9 @@
     python scripts/text_reading.py RUN_DIR [RUN_DIR ...] [--first=500] [--reports=256]
 
 RUN_DIR is a finished text pretraining run (``configs/text_pretrain.py``; VA-GPT's cached
-ones are ``<data_dir>/text_pretrain_<hash>.run``). Every run is asked the same questions
+ones are ``<data_dir>/text_pretrain_<hash>.run``) or a finished tiny VA-GPT run, whose LLM
+(after its stages) is asked the same text questions, formatted as its text pretraining
+(``base_llm.text_pretrain``) formatted them. Every run is asked the same questions
 about ``--reports`` pretrain-split reports from the ``--first`` on (after those any of them
 trained on or its own evaluation asked about, so none was seen): report questions (``mc``)
 and prior-only ones (``prior_mc``). Printed:  each kind's generated-letter accuracy on the normal and the anomalous half. On the
@@ -25,7 +27,7 @@ def main() -> None:
 
     import ml_collections
 
-    from vau_jax.inference import load_config
+    from vau_jax.inference import load_config, load_run
     from vau_jax.methods.pretrain.text_llm import TextPretrain
     from vau_jax.train.trainer import Trainer
 
@@ -35,16 +37,26 @@ def main() -> None:
     )
     for run in args.run_dirs:
         c = load_config(run)
-        if c.get("method") != "text_pretrain":
-            raise SystemExit(f"error: {run}: a {c.get('method')!r} run, not text_pretrain")
-        c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-        m = TextPretrain(c, run)
-        m.prepare(inference=True)
-        trainer = Trainer(m, c, run)
-        try:
-            params = trainer.restore_params()
-        finally:
-            trainer.close()
+        if c.get("method") == "vagpt" and c.get("llm", "tiny") == "tiny":
+            params = load_run(run).params["llm"]  # the VA-GPT run's LLM after its stages
+            c = ml_collections.ConfigDict(
+                dict(c.base_llm.text_pretrain.to_dict(), data_dir=c.data_dir)
+            )
+            m = TextPretrain(c, run)
+            m.prepare(inference=True)
+        elif c.get("method") == "text_pretrain":
+            c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+            m = TextPretrain(c, run)
+            m.prepare(inference=True)
+            trainer = Trainer(m, c, run)
+            try:
+                params = trainer.restore_params()
+            finally:
+                trainer.close()
+        else:
+            raise SystemExit(
+                f"error: {run}: a {c.get('method')!r} run, not text_pretrain or tiny vagpt"
+            )
         first = int(c.num_train_videos) + int(c.num_eval_videos)
         if args.first < first:
             raise SystemExit(f"error: {run}: --first={args.first}, but it saw reports < {first}")
