@@ -54,7 +54,7 @@ def main() -> None:
     import optax
     import text_pretrain
 
-    from vau_jax.methods.pretrain.text_llm import TextPretrain
+    from vau_jax.methods.pretrain.text_llm import KINDS, TextPretrain
     from vau_jax.train.optimizer import make_optimizer
 
     c = text_pretrain.get_config()
@@ -68,7 +68,7 @@ def main() -> None:
         c.vocab_size = args.vocab_size
     if args.time_embedding:
         c.time_embedding = args.time_embedding
-    mix = {k: 0.0 for k in ("mc", "qa", "summary")}
+    mix = {k: 0.0 for k in KINDS}  # the default mix's kinds, off unless --mix names them
     for item in args.mix.split(","):
         kind, weight = item.split(":")
         mix[kind] = float(weight)

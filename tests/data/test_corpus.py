@@ -61,7 +61,7 @@ def test_letters_tokenizer_writes_an_answers_letter_as_its_option_lines_token(tm
 def test_times_tokenizer_writes_each_time_as_one_token(tmp_path):
     """With "synthvad_times" a time as answers and options write it ("4.9s") is one token,
     the same in the prior sentence, in an option line and in an answer; with "synthvad" it
-    is four pieces ("▁", "4", ".", "9", "s" after the space)."""
+    is five pieces ("▁", "4", ".", "9", "s")."""
     from vau_jax.data import corpus
     from vau_jax.data.instruct import format_interval
 
