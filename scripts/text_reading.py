@@ -37,26 +37,26 @@ def main() -> None:
     )
     for run in args.run_dirs:
         c = load_config(run)
+        params = None
         if c.get("method") == "vagpt" and c.get("llm", "tiny") == "tiny":
             params = load_run(run).params["llm"]  # the VA-GPT run's LLM after its stages
             c = ml_collections.ConfigDict(
                 dict(c.base_llm.text_pretrain.to_dict(), data_dir=c.data_dir)
             )
-            m = TextPretrain(c, run)
-            m.prepare(inference=True)
         elif c.get("method") == "text_pretrain":
             c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-            m = TextPretrain(c, run)
-            m.prepare(inference=True)
+        else:
+            raise SystemExit(
+                f"error: {run}: a {c.get('method')!r} run, not text_pretrain or tiny vagpt"
+            )
+        m = TextPretrain(c, run)
+        m.prepare(inference=True)
+        if params is None:  # a text pretraining run: its own checkpoint
             trainer = Trainer(m, c, run)
             try:
                 params = trainer.restore_params()
             finally:
                 trainer.close()
-        else:
-            raise SystemExit(
-                f"error: {run}: a {c.get('method')!r} run, not text_pretrain or tiny vagpt"
-            )
         first = int(c.num_train_videos) + int(c.num_eval_videos)
         if args.first < first:
             raise SystemExit(f"error: {run}: --first={args.first}, but it saw reports < {first}")

@@ -146,13 +146,14 @@ def sinusoid_time_rows(
     d = emb.shape[1]
     if d % 4:
         raise ValueError(f"sinusoid time rows need a width divisible by 4, got {d}")
-    ids = np.array([tok.sp.piece_to_id(p) for p in TIME_TOKENS])
-    for i, piece in zip(ids, TIME_TOKENS):
-        if tok.sp.id_to_piece(int(i)) != piece:
+    found = [tok.token_to_id(p) for p in TIME_TOKENS]
+    for i, piece in zip(found, TIME_TOKENS):
+        if i is None:
             raise ValueError(
                 f"time_embedding='sinusoid' needs a tokenizer with time tokens "
                 f"(synthvad_times); this one has no {piece!r}"
             )
+    ids = np.array(found)
     t = np.array([float(p[1:-1]) for p in TIME_TOKENS])[:, None]
     periods = np.geomspace(min_period, max_period, d // 4)[None]
     f = np.concatenate([np.cos(2 * np.pi * t / periods), np.sin(2 * np.pi * t / periods)], 1)
