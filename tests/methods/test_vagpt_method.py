@@ -371,3 +371,32 @@ def test_reasoned_answers_get_room_for_their_letter(tmp_path):
     assert answer_tokens(c) == 64
     c.max_answer_tokens, c.llm = 24, "smollm2"  # its own answers: no tiny text pretraining
     assert answer_tokens(c) == 24
+
+
+def test_object_choices_ask_about_objects_only(vagpt_run):
+    """``train_data.object_mc``: lettered questions about a train video's objects (the base
+    video LLM's general video multiple choice), never about anomalies or times; refused for
+    a video without object tracks."""
+    from vau_jax.data.formats.record import FormatError
+    from vau_jax.data.object_qa import MOTION_QUESTIONS, OBJECTS_QUESTIONS, POSITION_QUESTIONS
+
+    c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
+    c.train_data.object_mc = 2
+    m = methods.build(c, vagpt_run)
+    m.prepare()
+    videos = m.dataset.split("train")
+    convs = D.object_choices(videos[0], 2, 7, D.answer_style(c))
+    assert 1 <= len(convs) <= 2 and convs == D.object_choices(videos[0], 2, 7, "letter")
+    asked = convs[0][0]["value"]
+    assert any(q.split("{")[0] in asked for q in OBJECTS_QUESTIONS + POSITION_QUESTIONS)
+    assert "\nA. " in asked and convs[0][1]["value"][:2] in ("A.", "B.", "C.", "D.")
+    rows = m.train_examples()
+    decode = lambda r: m.tok.decode([int(t) for t in r["input_ids"][r["attention_mask"]]])  # noqa: E731
+    lettered = [decode(r) for r in rows if r["video_mask"].any()]
+    lettered = [t for t in lettered if "\nA. " in t]
+    assert len(lettered) >= len(videos)  # at least the "which objects" question per video
+    words = [q.split("{")[0] for q in OBJECTS_QUESTIONS + POSITION_QUESTIONS + MOTION_QUESTIONS]
+    assert all(any(w in t for w in words) for t in lettered)
+    assert not any("anomal" in t.split("<video>")[-1].split("\n", 2)[-1] for t in lettered)
+    with pytest.raises(FormatError, match="only SynthVAD videos have"):
+        D.object_choices(_video(), 1, 0, "letter")

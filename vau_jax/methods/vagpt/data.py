@@ -201,6 +201,8 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
             s, e, sentence = caps[int(rng.integers(len(caps)))]
             inside = any(min(e, b) > max(s, a) for a, b in f.intervals)
             convs.append(gen.text(sentence, inside, f.anomaly_type, seed * 64 + 50 + k))
+        if int(mix.get("object_mc", 0)):
+            convs += object_choices(v, int(mix.object_mc), seed * 64 + 60, answer_style(c))
         for k, conv in enumerate(convs):
             total += 1
             try:
@@ -223,6 +225,39 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
         prior_mc = float(mix.get("text_replay_prior_mc", 0.0)) if c.use_tetg else 0.0
         rows += replay_rows(method, len(rows), float(mix.get("text_replay", 0.0)), prior, prior_mc)
     return rows
+
+
+def answer_style(config: Any) -> str:
+    """How the tiny LLM learnt to answer multiple choice (its text pretraining's
+    ``mc_answer``; ``"letter"`` for other LLMs), ``"evidence"`` read as ``"letter"`` (object
+    questions have no report to restate)."""
+    from vau_jax.methods.pretrain.text_llm import mc_answer_style
+
+    base = config.get("base_llm", None)
+    text = base.get("text_pretrain", None) if base is not None else None
+    if config.get("llm", "tiny") != "tiny" or text is None:
+        return "letter"
+    style = mc_answer_style(text)
+    return "letter" if style == "evidence" else style
+
+
+def object_choices(video: Any, n: int, seed: int, style: str) -> list[list[dict[str, str]]]:
+    """``train_data.object_mc`` (ours): up to ``n`` four-option questions about ``video``'s
+    objects, their place and motion (:func:`vau_jax.data.object_qa.choice_conversations`, the
+    base video LLM's general video multiple choice, as the A-OKVQA rows of LLaMA-VID's
+    instruction data), asked about a *train* video. Never about anomalies or times, so no
+    form of the evaluation's questions. Needs SynthVAD videos (their object tracks); raises
+    :class:`~vau_jax.data.formats.record.FormatError` for a video without them."""
+    from vau_jax.data.formats.record import FormatError
+    from vau_jax.data.object_qa import choice_conversations
+    from vau_jax.data.synthvad import from_record
+
+    if not hasattr(video, "record"):
+        raise FormatError(
+            f"video {video.id!r}: train_data.object_mc asks about object tracks, which only "
+            "SynthVAD videos have; set --config.train_data.object_mc=0 for this dataset"
+        )
+    return choice_conversations(from_record(video.record()), seed, answer_style=style)[:n]
 
 
 #: The largest fraction of training conversations that may be left out for exceeding
