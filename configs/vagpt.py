@@ -82,8 +82,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             "text_replay_prior_mc": 0.5,
             # object_mc (ours, SynthVAD only): per train video up to this many four-option
             # questions about its objects (which, where, how they move; never anomalies or
-            # times), the base video LLM's general video multiple choice kept in stage 1-2
+            # times), the base video LLM's general video multiple choice kept in stage 1-2;
+            # object_mc_prior: TETG's sentence before them too (as before every video
+            # conversation) or not
             "object_mc": 0,
+            "object_mc_prior": True,
         }
     )
     # Evaluation (VA-GPT §4, supplementary §1.2): the model generates its answer to each

@@ -398,5 +398,11 @@ def test_object_choices_ask_about_objects_only(vagpt_run):
     words = [q.split("{")[0] for q in OBJECTS_QUESTIONS + POSITION_QUESTIONS + MOTION_QUESTIONS]
     assert all(any(w in t for w in words) for t in lettered)
     assert not any("anomal" in t.split("<video>")[-1].split("\n", 2)[-1] for t in lettered)
+    # TETG's sentence precedes them as every video conversation, unless object_mc_prior=False
+    assert c.use_tetg and all("Known common anomaly types" in t for t in lettered)
+    m.config.train_data.object_mc_prior = False
+    bare = [decode(r) for r in D.instruction_rows(m) if r["video_mask"].any()]
+    bare = [t for t in bare if "\nA. " in t]
+    assert len(bare) == len(lettered) and not any("Known common" in t for t in bare)
     with pytest.raises(FormatError, match="only SynthVAD videos have"):
         D.object_choices(_video(), 1, 0, "letter")

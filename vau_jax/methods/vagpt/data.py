@@ -201,8 +201,11 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
             s, e, sentence = caps[int(rng.integers(len(caps)))]
             inside = any(min(e, b) > max(s, a) for a, b in f.intervals)
             convs.append(gen.text(sentence, inside, f.anomaly_type, seed * 64 + 50 + k))
+        convs = [_with_prior(conv, prior) for conv in convs]
         if int(mix.get("object_mc", 0)):
-            convs += object_choices(v, int(mix.object_mc), seed * 64 + 60, answer_style(c))
+            objects = object_choices(v, int(mix.object_mc), seed * 64 + 60, answer_style(c))
+            keep = bool(mix.get("object_mc_prior", True))
+            convs += [_with_prior(conv, prior if keep else None) for conv in objects]
         for k, conv in enumerate(convs):
             total += 1
             try:
@@ -210,7 +213,7 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
                     conversation_row(
                         method.tok,
                         c,
-                        _with_prior(conv, prior),
+                        conv,
                         i,
                         method.num_video_tokens,
                         f"{v.id} instruction {k}",
