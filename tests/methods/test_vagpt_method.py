@@ -197,9 +197,11 @@ def test_finished_run_metrics_benchmarks_and_report(vagpt_run):
 
 @pytest.mark.slow
 def test_training_never_sees_a_multiple_choice_prompt(vagpt_run):
-    """Stage 1-2 rows come from caption clips: no lettered options, no benchmark question;
-    every clip conversation ends with "Are there any anomalies?"."""
+    """Stage 1-2 rows come from caption clips: no lettered question about anomalies (only
+    ``train_data.object_mc``'s object questions are lettered), no benchmark question; every
+    clip conversation ends with "Are there any anomalies?"."""
     from vau_jax.data.caption_qa import ANOMALY_QUESTION
+    from vau_jax.data.object_qa import MOTION_QUESTIONS, OBJECTS_QUESTIONS, POSITION_QUESTIONS
 
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
     m = methods.build(c, vagpt_run)
@@ -209,7 +211,11 @@ def test_training_never_sees_a_multiple_choice_prompt(vagpt_run):
     text_rows = [r for r in rows if not r["video_mask"].any()]
     decode = lambda r: m.tok.decode([int(t) for t in r["input_ids"][r["attention_mask"]]])  # noqa: E731
     texts = [decode(r) for r in video_rows]
-    assert texts and not any("Answer with the option" in t or "\nA. " in t for t in texts)
+    assert c.train_data.object_mc > 0  # the default: object questions are lettered
+    words = [q.split("{")[0] for q in OBJECTS_QUESTIONS + POSITION_QUESTIONS + MOTION_QUESTIONS]
+    lettered = [t for t in texts if "Answer with the option" in t or "\nA. " in t]
+    assert lettered and all(any(w in t for w in words) for t in lettered)
+    assert len(lettered) < len(texts) / 2
     # The text-only replay rows (the text pretraining corpus) do hold lettered questions,
     # each about a written report of a pretrain-split video or about a prior sentence alone
     # (prior-only multiple choice, half the replay by default), never about a video.
@@ -406,3 +412,18 @@ def test_object_choices_ask_about_objects_only(vagpt_run):
     assert len(bare) == len(lettered) and not any("Known common" in t for t in bare)
     with pytest.raises(FormatError, match="only SynthVAD videos have"):
         D.object_choices(_video(), 1, 0, "letter")
+
+
+def test_object_questions_need_object_tracks():
+    """``train_data.object_mc`` on a dataset without SynthVAD's object tracks fails before
+    anything is built, naming the setting."""
+    from types import SimpleNamespace
+
+    from vau_jax.cli import ConfigError
+
+    c = tiny_vagpt("/nonexistent")
+    files = SimpleNamespace(name="ucf_crime", split=lambda _: [_video()])
+    with pytest.raises(ConfigError, match="object_mc=3: .* 'ucf_crime' has none; set it to 0"):
+        D.check_object_mc(c, files)
+    c.train_data.object_mc = 0
+    D.check_object_mc(c, files)  # off: nothing to check

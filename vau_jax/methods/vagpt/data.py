@@ -13,7 +13,8 @@ Per video, from three feature stores (:mod:`vau_jax.data.features`, encoded once
 CLIP tokens are standardised per token when read (:func:`vau_jax.methods.base.standardise`).
 
 Training rows (:func:`instruction_rows`) are conversations about the train videos' caption
-clips, never multiple choice; evaluation rows (:func:`chat_row`) put ``<video>`` + (TETG's
+clips, never a multiple-choice question about anomalies (the only lettered video questions
+are about objects, ``train_data.object_mc``); evaluation rows (:func:`chat_row`) put ``<video>`` + (TETG's
 sentence) + a lettered benchmark question. ``video`` indexes the split's features, attached
 per batch (:class:`AttachVisual`).
 """
@@ -166,7 +167,9 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
     (:mod:`vau_jax.data.caption_qa`), mixed per video with video QA, single-frame QA and
     text-only dialogue (``config.train_data``: how many of each per video / per clip). TETG's
     sentence precedes the first question of every video conversation. The generator is
-    ``config.train_data.generator`` (``"template"``; pluggable). No multiple choice."""
+    ``config.train_data.generator`` (``"template"``; pluggable). No multiple-choice question
+    about anomalies or times; ``train_data.object_mc`` adds lettered questions about the
+    video's objects (:func:`object_choices`)."""
     from vau_jax.data.caption_qa import TemplateQA, caption_at, clips_from_captions
     from vau_jax.data.formats.record import FormatError
 
@@ -242,6 +245,21 @@ def answer_style(config: Any) -> str:
         return "letter"
     style = mc_answer_style(text)
     return "letter" if style == "evidence" else style
+
+
+def check_object_mc(config: Any, dataset: Any) -> None:
+    """Raises :class:`~vau_jax.cli.ConfigError` when ``train_data.object_mc`` asks for object
+    questions on a dataset whose train videos have no object tracks (only SynthVAD has
+    them), before anything is built."""
+    n = int(config.get("train_data", {}).get("object_mc", 0))
+    train = dataset.split("train") if n else []
+    if train and not hasattr(train[0], "record"):
+        from vau_jax.cli import ConfigError
+
+        raise ConfigError(
+            f"--config.train_data.object_mc={n}: object questions need SynthVAD's object "
+            f"tracks, and dataset {dataset.name!r} has none; set it to 0"
+        )
 
 
 def object_choices(video: Any, n: int, seed: int, style: str) -> list[list[dict[str, str]]]:

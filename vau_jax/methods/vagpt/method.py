@@ -123,6 +123,7 @@ class VAGPT(MethodBase):
             )
         if not inference:  # the dataset index first: bad input fails before anything is built
             self.dataset = load_dataset(c)
+            D.check_object_mc(c, self.dataset)
         self._setup_llm()
         if c.preset == "paper":  # LLaMA-VID's EVA tokens (raw patches), DINOv2
             from vau_jax.methods.vagpt.paper import paper_encoders
@@ -313,7 +314,8 @@ class VAGPT(MethodBase):
 
     def train_examples(self) -> list[dict[str, np.ndarray]]:
         """Stage 1-2 instruction rows from the train videos' caption clips
-        (:func:`vau_jax.methods.vagpt.data.instruction_rows`): never multiple choice."""
+        (:func:`vau_jax.methods.vagpt.data.instruction_rows`): never a multiple-choice
+        question about anomalies (object questions only, ``train_data.object_mc``)."""
         self._need()
         return D.instruction_rows(self)
 
