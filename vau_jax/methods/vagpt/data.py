@@ -14,9 +14,9 @@ CLIP tokens are standardised per token when read (:func:`vau_jax.methods.base.st
 
 Training rows (:func:`instruction_rows`) are conversations about the train videos' caption
 clips, never a multiple-choice question about anomalies (the only lettered video questions
-are about objects, ``train_data.object_mc``); evaluation rows (:func:`chat_row`) put ``<video>`` + (TETG's
-sentence) + a lettered benchmark question. ``video`` indexes the split's features, attached
-per batch (:class:`AttachVisual`).
+are about objects, ``train_data.object_mc``); evaluation rows (:func:`chat_row`) put
+``<video>`` + (TETG's sentence) + a lettered benchmark question. ``video`` indexes the
+split's features, attached per batch (:class:`AttachVisual`).
 """
 
 from __future__ import annotations
