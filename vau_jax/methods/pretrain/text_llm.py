@@ -284,6 +284,14 @@ def mc_answer_style(config: Any) -> str:
     return style
 
 
+def object_answer_style(config: Any) -> str:
+    """How lettered questions about a video's objects are answered for a text pretraining
+    config: its :func:`mc_answer_style`, with ``"evidence"`` read as ``"letter"`` (object
+    questions have no report to restate)."""
+    style = mc_answer_style(config)
+    return "letter" if style == "evidence" else style
+
+
 def letter_last(config: Any) -> bool:
     """Whether the text pretraining config's multiple-choice answers give their letter last
     (after the evidence or the option's text), so that generating one needs

@@ -182,11 +182,9 @@ class VideoPretrain(MethodBase):
                 convs += object_qa(video, int(rng.integers(1 << 30)))
             if self.config.base_llm.get("object_mc", False):
                 from vau_jax.data.object_qa import choice_conversations
-                from vau_jax.methods.pretrain.text_llm import mc_answer_style
+                from vau_jax.methods.pretrain.text_llm import object_answer_style
 
-                style = mc_answer_style(self.config.base_llm.text_pretrain)
-                if style == "evidence":  # object questions have no report to restate
-                    style = "letter"
+                style = object_answer_style(self.config.base_llm.text_pretrain)
                 convs += choice_conversations(video, int(rng.integers(1 << 30)), answer_style=style)
             for k, conv in enumerate(convs):
                 out.append(

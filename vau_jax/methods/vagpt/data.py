@@ -138,16 +138,27 @@ def human_text(question: MCQuestion, tetg_sentence: str | None) -> str:
     return human_turn(question.prompt(), tetg_sentence)
 
 
-def captions_of(video: Any) -> tuple[tuple[float, float, str], ...]:
+def synth_of(video: Any) -> Any:
+    """The :class:`~vau_jax.data.synthvad.types.SynthVideo` of a SynthVAD dataset video (its
+    record decoded: frames, tracks, captions), or None for a video without one."""
+    if not hasattr(video, "record"):
+        return None
+    from vau_jax.data.synthvad import from_record
+
+    return from_record(video.record())
+
+
+def captions_of(video: Any, synth: Any = None) -> tuple[tuple[float, float, str], ...]:
     """A video's caption segments: its UCA captions, or for a SynthVAD record the per-clip
-    captions SynthVAD writes as UCA (:func:`vau_jax.data.synthvad.captions.uca_segments`)."""
+    captions SynthVAD writes as UCA (:func:`vau_jax.data.synthvad.captions.uca_segments`).
+    ``synth``: the video's :func:`synth_of`, when the caller has it (else decoded here)."""
     if video.captions:
         return tuple(video.captions)
-    if hasattr(video, "record"):
-        from vau_jax.data.synthvad import from_record
+    synth = synth_of(video) if synth is None else synth
+    if synth is not None:
         from vau_jax.data.synthvad.captions import uca_segments
 
-        return tuple(uca_segments(from_record(video.record())))
+        return tuple(uca_segments(synth))
     return ()
 
 
@@ -180,8 +191,11 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
     gen = gens[str(mix.generator)]()
     videos = method.dataset.split("train")
     rows, too_long, total = [], [], 0
+    objects_per_video = int(mix.get("object_mc", 0))
     for i, (v, iv) in enumerate(zip(videos, anomaly_intervals(videos))):
-        caps = captions_of(v)
+        # a SynthVAD record is decoded once, for its captions and its object questions
+        synth = synth_of(v) if objects_per_video or not v.captions else None
+        caps = captions_of(v, synth)
         if not caps:
             raise FormatError(
                 f"video {v.id!r}: no captions; VA-GPT trains from clip captions (UCA JSON "
@@ -205,8 +219,8 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
             inside = any(min(e, b) > max(s, a) for a, b in f.intervals)
             convs.append(gen.text(sentence, inside, f.anomaly_type, seed * 64 + 50 + k))
         convs = [_with_prior(conv, prior) for conv in convs]
-        if int(mix.get("object_mc", 0)):
-            objects = object_choices(v, int(mix.object_mc), seed * 64 + 60, answer_style(c))
+        if objects_per_video:
+            objects = object_choices(v, objects_per_video, seed * 64 + 60, answer_style(c), synth)
             keep = bool(mix.get("object_mc_prior", True))
             convs += [_with_prior(conv, prior if keep else None) for conv in objects]
         for k, conv in enumerate(convs):
@@ -234,17 +248,16 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
 
 
 def answer_style(config: Any) -> str:
-    """How the tiny LLM learnt to answer multiple choice (its text pretraining's
-    ``mc_answer``; ``"letter"`` for other LLMs), ``"evidence"`` read as ``"letter"`` (object
-    questions have no report to restate)."""
-    from vau_jax.methods.pretrain.text_llm import mc_answer_style
+    """How object questions are answered: as the tiny LLM's base video LLM learnt them
+    (:func:`vau_jax.methods.pretrain.text_llm.object_answer_style`); ``"letter"`` for
+    other LLMs."""
+    from vau_jax.methods.pretrain.text_llm import object_answer_style
 
     base = config.get("base_llm", None)
     text = base.get("text_pretrain", None) if base is not None else None
     if config.get("llm", "tiny") != "tiny" or text is None:
         return "letter"
-    style = mc_answer_style(text)
-    return "letter" if style == "evidence" else style
+    return object_answer_style(text)
 
 
 def check_object_mc(config: Any, dataset: Any) -> None:
@@ -262,23 +275,26 @@ def check_object_mc(config: Any, dataset: Any) -> None:
         )
 
 
-def object_choices(video: Any, n: int, seed: int, style: str) -> list[list[dict[str, str]]]:
+def object_choices(
+    video: Any, n: int, seed: int, style: str, synth: Any = None
+) -> list[list[dict[str, str]]]:
     """``train_data.object_mc`` (ours): up to ``n`` four-option questions about ``video``'s
     objects, their place and motion (:func:`vau_jax.data.object_qa.choice_conversations`, the
     base video LLM's general video multiple choice, as the A-OKVQA rows of LLaMA-VID's
     instruction data), asked about a *train* video. Never about anomalies or times, so no
     form of the evaluation's questions. Needs SynthVAD videos (their object tracks); raises
-    :class:`~vau_jax.data.formats.record.FormatError` for a video without them."""
+    :class:`~vau_jax.data.formats.record.FormatError` for a video without them. ``synth``:
+    the video's :func:`synth_of`, when the caller has it (else decoded here)."""
     from vau_jax.data.formats.record import FormatError
     from vau_jax.data.object_qa import choice_conversations
-    from vau_jax.data.synthvad import from_record
 
-    if not hasattr(video, "record"):
+    synth = synth_of(video) if synth is None else synth
+    if synth is None:
         raise FormatError(
             f"video {video.id!r}: train_data.object_mc asks about object tracks, which only "
             "SynthVAD videos have; set --config.train_data.object_mc=0 for this dataset"
         )
-    return choice_conversations(from_record(video.record()), seed, answer_style=style)[:n]
+    return choice_conversations(synth, seed, answer_style=style)[:n]
 
 
 #: The largest fraction of training conversations that may be left out for exceeding
