@@ -31,6 +31,17 @@ def _video(vid="v0", label="fire", intervals=((8, 20),)):
     )
 
 
+def _own_copy(run: str, tmp_path) -> str:
+    """A copy of the shared tiny run's workdir, checkpoints left out, for a test that only
+    prepares the method (TETG restored) and reads its training rows: ``prepare`` locks its
+    workdir's TETG folder, so tests doing it on the shared run collide under xdist."""
+    import shutil
+
+    dst = str(tmp_path / "run")
+    shutil.copytree(run, dst, ignore=shutil.ignore_patterns("checkpoints"))
+    return dst
+
+
 def test_questions_are_deterministic_and_hold_the_truth():
     v = _video()
     a = D.questions(v, 3, ("fire", "running", "falling", "fighting"))
@@ -196,7 +207,7 @@ def test_finished_run_metrics_benchmarks_and_report(vagpt_run):
 
 
 @pytest.mark.slow
-def test_training_never_sees_a_multiple_choice_prompt(vagpt_run):
+def test_training_never_sees_a_multiple_choice_prompt(vagpt_run, tmp_path):
     """Stage 1-2 rows come from caption clips: no lettered question about anomalies (only
     ``train_data.object_mc``'s object questions are lettered), no benchmark question; every
     clip conversation ends with "Are there any anomalies?"."""
@@ -204,7 +215,7 @@ def test_training_never_sees_a_multiple_choice_prompt(vagpt_run):
     from vau_jax.data.object_qa import MOTION_QUESTIONS, OBJECTS_QUESTIONS, POSITION_QUESTIONS
 
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
-    m = methods.build(c, vagpt_run)
+    m = methods.build(c, _own_copy(vagpt_run, tmp_path))
     m.prepare()
     rows = m.train_examples()
     video_rows = [r for r in rows if r["video_mask"].any()]
@@ -379,7 +390,7 @@ def test_reasoned_answers_get_room_for_their_letter(tmp_path):
     assert answer_tokens(c) == 24
 
 
-def test_object_choices_ask_about_objects_only(vagpt_run):
+def test_object_choices_ask_about_objects_only(vagpt_run, tmp_path):
     """``train_data.object_mc``: lettered questions about a train video's objects (the base
     video LLM's general video multiple choice), never about anomalies or times; refused for
     a video without object tracks."""
@@ -388,7 +399,7 @@ def test_object_choices_ask_about_objects_only(vagpt_run):
 
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
     c.train_data.object_mc = 2
-    m = methods.build(c, vagpt_run)
+    m = methods.build(c, _own_copy(vagpt_run, tmp_path))
     m.prepare()
     videos = m.dataset.split("train")
     convs = D.object_choices(videos[0], 2, 7, D.answer_style(c))
