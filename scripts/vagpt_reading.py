@@ -11,7 +11,10 @@ video's prior recomputed with the run's own threshold and smoothing. Printed:
 2. the questions split by half (normal / anomalous), by what the prior says, by whether an
    exact reader of it is right and whether the model's letter agrees with the reader
    (:func:`vau_jax.data.benchmark.reading_breakdown`);
-3. where the reader is right and the model is not, what the model chose and which letter.
+3. where the reader is right and the model is not, what the model chose and which letter;
+4. per half, how often the option text written after the answer's letter names another
+   option than the letter does, and which of the two is right
+   (:func:`vau_jax.data.benchmark.letter_text_breakdown`; Total Acc reads the letter).
 
 Use ``--benchmark=validation`` when the answer feeds a choice: the test benchmarks are for
 reporting only.
@@ -33,7 +36,7 @@ def main() -> None:
     )
     args = p.parse_args()
 
-    from vau_jax.data.benchmark import reading_breakdown
+    from vau_jax.data.benchmark import letter_text_breakdown, reading_breakdown
     from vau_jax.eval.metrics import parse_choice
     from vau_jax.inference import load_run
     from vau_jax.methods.vagpt.evaluation import BENCHMARKS, benchmark_items
@@ -77,6 +80,12 @@ def main() -> None:
     kinds = ("no anomaly", "same type", "other type", "unparsed")
     print("\nreader right, model not: " + ", ".join(f"{k} {lost[k]}" for k in kinds))
     print("  letters given there: " + ", ".join(f"{x} {lost[f'letter {x}']}" for x in "ABCD"))
+
+    kinds = ("agree", "letter right", "text right", "neither right", "no letter")
+    split = letter_text_breakdown(qs, [answers[f"q{n}"] for n in range(len(qs))])
+    print("\n| half | " + " | ".join(kinds) + " |\n|---|" + "---|" * len(kinds))
+    for half in ("normal", "anomalous"):
+        print(f"| {half} | " + " | ".join(str(split.get((half, k), 0)) for k in kinds) + " |")
 
 
 if __name__ == "__main__":

@@ -247,3 +247,34 @@ def test_vote_takes_the_majority_over_orders():
     assert B.vote([[1, None]]) == [1, None]  # one order: its own answers
     with pytest.raises(ValueError, match="no option order"):
         B.vote([])
+
+
+def test_letter_text_breakdown_counts_disagreements_by_half():
+    anom = B.multiple_choice(_facts(0), VOCAB, 0)
+    normal = B.multiple_choice(I.VideoFacts("n0", 10.0, "normal"), VOCAB, 5)
+
+    def line(q, letter_of: int, text_of: int) -> str:
+        return f"{q.options[letter_of].letter}. {q.options[text_of].text}"
+
+    wrong = [i for i in range(4) if i != normal.answer_index]
+    a_wrong = [i for i in range(4) if i != anom.answer_index]
+    answers = [
+        (normal, line(normal, normal.answer_index, normal.answer_index)),  # agree
+        (normal, line(normal, wrong[0], normal.answer_index)),  # text right
+        (normal, line(normal, normal.answer_index, wrong[0])),  # letter right
+        (normal, line(normal, wrong[0], wrong[1])),  # neither
+        (normal, f"{normal.options[wrong[0]].letter}."),  # a letter alone: agree
+        (anom, anom.options[anom.answer_index].text),  # no opening letter
+        (anom, line(anom, a_wrong[0], anom.answer_index)),  # text right
+    ]
+    out = B.letter_text_breakdown([q for q, _ in answers], [a for _, a in answers])
+    assert out == {
+        ("normal", "agree"): 2,
+        ("normal", "text right"): 1,
+        ("normal", "letter right"): 1,
+        ("normal", "neither right"): 1,
+        ("anomalous", "no letter"): 1,
+        ("anomalous", "text right"): 1,
+    }
+    with pytest.raises(ValueError, match="1 questions and 0 answers"):
+        B.letter_text_breakdown([normal], [])

@@ -40,6 +40,25 @@ def test_parse_choice(answer, expected):
     assert qa.parse_choice(answer, OPTIONS) == expected
 
 
+@pytest.mark.parametrize(
+    "answer,expected",
+    [
+        ("A. Fighting from 2.0s to 5.0s", (0, 0)),  # letter and text agree
+        ("B. Explosion from 0.5s to 1.5s", (1, 3)),  # they disagree
+        ("(C) arson from 2.0s to 5.0s", (2, 1)),
+        ("D.", (3, None)),  # a letter alone
+        ("C. people walking", (2, None)),  # text naming no option
+        ("Explosion from 0.5s to 1.5s", (None, None)),  # no opening letter
+        ("A man is fighting", (None, None)),
+    ],
+)
+def test_letter_and_text_reads_both_parts(answer, expected):
+    assert qa.letter_and_text(answer, OPTIONS) == expected
+    letter, _ = expected
+    if letter is not None:  # the headline parse reads the letter
+        assert qa.parse_choice(answer, OPTIONS) == letter
+
+
 def test_option_text_inside_a_longer_option():
     opts = ["Fire", "Fire and explosion", "Normal", "Riot"]
     assert qa.parse_choice("Fire and explosion", opts) == 1  # longest containing the others

@@ -31,14 +31,16 @@ def _video(vid="v0", label="fire", intervals=((8, 20),)):
     )
 
 
-def _own_copy(run: str, tmp_path) -> str:
-    """A copy of the shared tiny run's workdir, checkpoints left out, for a test that only
-    prepares the method (TETG restored) and reads its training rows: ``prepare`` locks its
-    workdir's TETG folder, so tests doing it on the shared run collide under xdist."""
+def _own_copy(run: str, tmp_path, checkpoints: bool = False) -> str:
+    """A copy of the shared tiny run's workdir for a test that prepares the method (TETG
+    restored): ``prepare`` locks its workdir's TETG folder, so tests doing it on the shared
+    run collide under xdist (WorkdirBusyError). ``checkpoints``: also copy the trained
+    checkpoints, for a test that restores the parameters."""
     import shutil
 
     dst = str(tmp_path / "run")
-    shutil.copytree(run, dst, ignore=shutil.ignore_patterns("checkpoints"))
+    skip = () if checkpoints else ("checkpoints",)
+    shutil.copytree(run, dst, ignore=shutil.ignore_patterns(*skip))
     return dst
 
 
@@ -247,7 +249,7 @@ def test_training_never_sees_a_multiple_choice_prompt(vagpt_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluations_compile_once_per_shape(vagpt_run):
+def test_evaluations_compile_once_per_shape(vagpt_run, tmp_path):
     """The scoring functions are built once per method: a second evaluation traces nothing
     new. The first evaluation learns how many shapes there are (one per benchmark at most);
     a fresh method whose functions are wrapped in ``chex.assert_max_traces`` with that count
@@ -257,6 +259,7 @@ def test_evaluations_compile_once_per_shape(vagpt_run):
     from vau_jax.train.trainer import Trainer
 
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
+    run = _own_copy(vagpt_run, tmp_path, checkpoints=True)
     traces: dict[str, int] = {}
 
     def counting(f):
@@ -267,21 +270,21 @@ def test_evaluations_compile_once_per_shape(vagpt_run):
         return g
 
     def load(wrap):
-        m = methods.build(c, vagpt_run)
+        m = methods.build(c, run)
         m.trace_wrap = wrap
         m.prepare()
-        t = Trainer(m, c, vagpt_run)
+        t = Trainer(m, c, run)
         params = t.restore_params()
         t.close()
         return m, params
 
     m, params = load(counting)
-    first = evaluate(m, params, vagpt_run)
+    first = evaluate(m, params, run)
     assert set(traces) == {"option_logprob", "prefix_embeds"}  # one trace per shape each
     m, params = load(lambda f: chex.assert_max_traces(f, n=traces[f.__name__]))
-    again = evaluate(m, params, vagpt_run)
+    again = evaluate(m, params, run)
     cache = G._generate._cache_size()
-    third = evaluate(m, params, vagpt_run)  # would raise on a retrace
+    third = evaluate(m, params, run)  # would raise on a retrace
     assert G._generate._cache_size() == cache
     assert first == again == third
     saved = json.load(open(os.path.join(vagpt_run, "metrics.json")))
@@ -299,9 +302,10 @@ def test_permutation_voting_asks_every_order_and_votes(vagpt_run, monkeypatch, t
 
     c = tiny_vagpt(os.path.join(os.path.dirname(vagpt_run), "data"))
     c.mcqa_orders = 4
-    m = methods.build(c, vagpt_run)
+    run = _own_copy(vagpt_run, tmp_path / "copy", checkpoints=True)
+    m = methods.build(c, run)
     m.prepare()
-    t = Trainer(m, c, vagpt_run)
+    t = Trainer(m, c, run)
     params = t.restore_params()
     t.close()
     asked: list[list] = []

@@ -17,9 +17,11 @@ Benchmark files (:func:`write_benchmark`, read by
 :func:`vau_jax.data.formats.mcqa.read_mc_questions` and ``python -m vau_jax.evaluate
 --metric=mcqa``) are JSONL, one question per line:
 ``{"id", "video", "question", "options": [str], "answer_index", "intervals": [[s, e] | null]}``.
-VA-GPT's training never sees these questions nor any lettered-option prompt about a video
-of its splits; only the base video LLM, with ``base_llm.object_mc``, answers lettered
-questions about the objects of *pretrain*-split videos (:mod:`vau_jax.data.object_qa`).
+VA-GPT's training never sees these questions nor any lettered-option prompt about a video's
+anomalies or times; the lettered questions it answers are about objects only (which, where,
+how they move: :mod:`vau_jax.data.object_qa`), in the base video LLM's pretraining
+(``base_llm.object_mc``, *pretrain*-split videos) and in stages 1-2
+(``train_data.object_mc``, train-split videos).
 """
 
 from __future__ import annotations
@@ -415,3 +417,42 @@ def reading_breakdown(
             lost["other type"] += 1
         lost[f"letter {o.letter}"] += 1
     return {"cells": cells, "lost": lost}
+
+
+def letter_text_breakdown(
+    questions: Sequence[MCQuestion], answers: Sequence[str]
+) -> dict[tuple[str, str], int]:
+    """How often a generated answer's letter and the option text written after it name
+    different options, and which of the two is right (a diagnostic beside Total Acc, which
+    reads the letter: :func:`vau_jax.eval.metrics.qa.parse_choice`).
+
+    Args:
+      questions: the benchmark's questions.
+      answers: per question, the model's generated answer.
+
+    Returns:
+      counts keyed ``(half, kind)``: ``half`` "normal" / "anomalous" (the correct option's
+      interval); ``kind`` "agree" (the text after the letter names the letter's option, or
+      nothing else), "letter right" / "text right" / "neither right" (they name different
+      options), "no letter" (the answer does not open with a letter).
+    """
+    from vau_jax.eval.metrics.qa import letter_and_text
+
+    if len(questions) != len(answers):
+        raise ValueError(f"{len(questions)} questions and {len(answers)} answers")
+    out: Counter = Counter()
+    for q, a in zip(questions, answers):
+        half = "normal" if q.options[q.answer_index].interval is None else "anomalous"
+        letter, text = letter_and_text(a, [o.text for o in q.options])
+        if letter is None:
+            kind = "no letter"
+        elif text is None or text == letter:
+            kind = "agree"
+        elif letter == q.answer_index:
+            kind = "letter right"
+        elif text == q.answer_index:
+            kind = "text right"
+        else:
+            kind = "neither right"
+        out[(half, kind)] += 1
+    return dict(out)

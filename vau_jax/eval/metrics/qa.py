@@ -35,6 +35,7 @@ _MARKER = re.compile(
     r"\b(?:answer|option|choice)\s*(?:is|:)?\s*(?:option\s*)?[:\-]?\s*\(?((?-i:[A-Z]))\)?(?![A-Za-z])",
     re.IGNORECASE,
 )
+_OPENING = re.compile(r"^\(?\s*[A-Za-z]\s*\)?\s*[.:)]?\s*")
 _PUNCT = re.compile(r"[^\w\s]")
 _SPACES = re.compile(r"\s+")
 
@@ -75,6 +76,20 @@ def parse_choice(answer: str, options: Sequence[str]) -> int | None:
         if all(opts[i] in opts[longest] for i in found):
             return longest
     return None
+
+
+def letter_and_text(answer: str, options: Sequence[str]) -> tuple[int | None, int | None]:
+    """An answer that opens with an option letter (rules 1-2 of :func:`parse_choice`), read
+    twice: the letter's option, and the option the text after the letter names (rule 4 on
+    that text alone; ``None`` when it names none). An answer without an opening letter gives
+    ``(None, None)``. For diagnostics only: :func:`parse_choice` reads the letter."""
+    text = answer.strip()
+    for pattern in (_ALONE, _LEADING):
+        if pattern.match(text):
+            letter = parse_choice(text, options)
+            rest = _OPENING.sub("", text, count=1)
+            return letter, (parse_choice(rest, options) if _norm(rest) else None)
+    return None, None
 
 
 def parse_yes_no(answer: str) -> bool | None:
