@@ -246,6 +246,26 @@ def test_training_never_sees_a_multiple_choice_prompt(vagpt_run, tmp_path):
     ]
     assert not any(q in t for q in bench for t in texts)
     assert sum(ANOMALY_QUESTION in t for t in texts) >= len(m.dataset.split("train"))
+    # train_data.mc_letter_weight: each lettered answer's letter token (video object questions
+    # and replayed text multiple choice) carries the weight, nothing else does
+    assert all(r["loss_mask"].dtype == bool for r in rows)  # 1 = unweighted, as before
+    m.config.train_data.mc_letter_weight = 4.0
+    weighted = m.train_examples()
+    assert len(weighted) == len(rows)
+    n_lettered = 0
+    for r, w in zip(rows, weighted):
+        assert w["loss_mask"].dtype == np.float32
+        np.testing.assert_array_equal(w["input_ids"], r["input_ids"])
+        np.testing.assert_array_equal(w["loss_mask"] > 0, r["loss_mask"])
+        heavy = np.flatnonzero(w["loss_mask"] == 4.0)
+        assert len(heavy) <= 1
+        if len(heavy):
+            n_lettered += 1
+            assert m.tok.decode([int(r["input_ids"][heavy[0]])]).strip() in "ABCD"
+    # every row whose prompt asks for a letter (the object questions and the replayed report
+    # and prior-only multiple choice) is weighted, and no other row is
+    asks = sum("Answer with the option" in decode(r) for r in rows)
+    assert n_lettered == asks > 0
 
 
 @pytest.mark.slow

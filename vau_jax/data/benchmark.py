@@ -27,6 +27,7 @@ how they move: :mod:`vau_jax.data.object_qa`), in the base video LLM's pretraini
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -114,6 +115,19 @@ def mc_answer_text(letter: str, text: str, style: str, evidence: str | None = No
             raise ValueError("an 'evidence' multiple-choice answer needs the evidence it restates")
         return T.MC_REASONED_ANSWER.format(evidence=evidence, letter=letter)
     raise ValueError(f"multiple-choice answer style {style!r}: choose from {MC_ANSWER_STYLES}")
+
+
+_LETTER_FIRST = re.compile(r"^([A-H])\. \S")
+_LETTER_LAST = re.compile(r"Answer: ([A-H])\.$")
+
+
+def answer_letter(answer: str) -> str | None:
+    """The option letter a training answer written by :func:`mc_answer_text` gives, in any
+    of :data:`MC_ANSWER_STYLES` (``"C. A fire ..."``, ``"... Answer: C."``), or None for an
+    answer that is not a lettered choice."""
+    text = answer.strip()
+    m = _LETTER_FIRST.match(text) or _LETTER_LAST.search(text)
+    return m.group(1) if m else None
 
 
 def mc_prompt(question: str, options: Sequence[MCOption]) -> str:

@@ -292,6 +292,28 @@ def object_answer_style(config: Any) -> str:
     return "letter" if style == "evidence" else style
 
 
+def weight_letter(
+    tok: Any, row: dict[str, np.ndarray], letter: str | None, weight: float, last: bool
+) -> np.ndarray:
+    """``row``'s loss mask as float32 weights ``[S]`` with its answer's letter token weighted
+    ``weight`` (``letter`` None: the mask unchanged, as float32, so that every row of a
+    weighted set batches alike). The letter is the first target token that decodes to exactly
+    ``letter`` (``"letter"`` answers) or, with ``last``, the last one (``"evidence"`` /
+    ``"option"`` answers, whose letter ends the answer). Raises ValueError when no target
+    token is the letter."""
+    w = row["loss_mask"].astype(np.float32)
+    if letter is None:
+        return w
+    targets = np.flatnonzero(w)
+    if last:
+        targets = targets[::-1]
+    for pos in targets:
+        if tok.decode([int(row["input_ids"][pos])]).strip() == letter:
+            w[pos] = weight
+            return w
+    raise ValueError(f"no target token is the answer's letter {letter!r}")
+
+
 def letter_last(config: Any) -> bool:
     """Whether the text pretraining config's multiple-choice answers give their letter last
     (after the evidence or the option's text), so that generating one needs
@@ -458,20 +480,9 @@ class TextPretrain(MethodBase):
         """``row``'s loss mask as float32 weights ``[S]`` with the answer's letter token (a
         multiple-choice row's chosen letter, ``letter``; None for another row) weighted
         ``weight`` (text pretraining's ``mc_letter_weight``, ours): the letter is one of an
-        answer's ~15 target tokens, yet the only one the evaluation scores. The letter is the
-        first target token that is exactly it (``"letter"`` answers) or the last
-        (``"evidence"`` / ``"option"`` answers, whose letter comes at the end)."""
-        w = row["loss_mask"].astype(np.float32)
-        if letter is None:
-            return w
-        targets = np.flatnonzero(w)
-        if letter_last(self.config):
-            targets = targets[::-1]
-        for pos in targets:
-            if self.tok.decode([int(row["input_ids"][pos])]).strip() == letter:
-                w[pos] = weight
-                return w
-        raise ValueError(f"no target token is the answer's letter {letter!r}")
+        answer's ~15 target tokens, yet the only one the evaluation scores
+        (:func:`weight_letter`)."""
+        return weight_letter(self.tok, row, letter, weight, letter_last(self.config))
 
     _loss = LLMPretrain._loss  # the next-token loss on the answers (packed rows too)
 

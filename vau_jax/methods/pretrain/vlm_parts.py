@@ -226,21 +226,45 @@ def conversation_row(
     return ex
 
 
+def letter_weighted_row(
+    tok: Any,
+    row: dict[str, np.ndarray],
+    conversation: list[dict[str, str]],
+    weight: float,
+    last: bool,
+) -> dict[str, np.ndarray]:
+    """``row`` (of ``conversation``) with float32 loss weights and, when the conversation is
+    one lettered multiple-choice answer (:func:`vau_jax.data.benchmark.answer_letter`), that
+    letter's token weighted ``weight``
+    (:func:`vau_jax.methods.pretrain.text_llm.weight_letter`; ``last``: the letter ends the
+    answer). Every row of a set weighted this way must pass through here, so that all carry
+    float32 weights and batch alike."""
+    from vau_jax.data.benchmark import answer_letter
+    from vau_jax.methods.pretrain.text_llm import weight_letter
+
+    answers = [t["value"] for t in conversation if t["from"] == "gpt"]
+    letter = answer_letter(answers[0]) if len(answers) == 1 else None
+    return {**row, "loss_mask": weight_letter(tok, row, letter, weight, last)}
+
+
 def replay_rows(
     method: Any,
     num_rows: int,
     fraction: float,
     prior_fraction: float = 0.0,
     prior_mc_fraction: float = 0.0,
+    letter_weight: float = 1.0,
 ) -> list[dict[str, np.ndarray]]:
     """``round(fraction * num_rows)`` text-only replay rows
     (:func:`vau_jax.methods.pretrain.text_llm.replay_conversations` of the config's
     ``base_llm.text_pretrain``; ``prior_mc_fraction`` of them are prior-only multiple-choice
     rows, ``prior_fraction`` of the others open with a TETG-style prior),
     tokenized like ``method``'s video rows; their video index is 0 and they hold no video
-    token. Conversations longer than ``max_length`` are skipped."""
+    token. Conversations longer than ``max_length`` are skipped. ``letter_weight`` != 1:
+    every row gets float32 loss weights, lettered answers their letter weighted
+    (:func:`letter_weighted_row`)."""
     from vau_jax.data.chat import TooLongError
-    from vau_jax.methods.pretrain.text_llm import replay_conversations
+    from vau_jax.methods.pretrain.text_llm import letter_last, replay_conversations
 
     c = method.config
     convs = replay_conversations(
@@ -251,21 +275,23 @@ def replay_rows(
         prior_mc_fraction,
     )
     out = []
+    last = letter_last(c.base_llm.text_pretrain)
     for k, conv in enumerate(convs):
         try:
-            out.append(
-                conversation_row(
-                    method.tok,
-                    c,
-                    conv,
-                    0,
-                    method.num_video_tokens,
-                    f"text replay {k}",
-                    getattr(method, "query_tok", None),
-                )
+            row = conversation_row(
+                method.tok,
+                c,
+                conv,
+                0,
+                method.num_video_tokens,
+                f"text replay {k}",
+                getattr(method, "query_tok", None),
             )
         except TooLongError:
             continue
+        if letter_weight != 1.0:
+            row = letter_weighted_row(method.tok, row, conv, letter_weight, last)
+        out.append(row)
     if convs:
         logging.info("text replay: %d text-only rows beside %d video rows", len(out), num_rows)
     return out

@@ -43,6 +43,7 @@ from vau_jax.methods.pretrain.video_llm import (  # noqa: F401 - VA-GPT's rows a
     make_encoders,
     replay_rows,
 )
+from vau_jax.methods.pretrain.vlm_parts import letter_weighted_row
 
 
 def anomaly_intervals(videos: Sequence[Any]) -> list[tuple[tuple[float, float], ...]]:
@@ -180,9 +181,11 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
     sentence precedes the first question of every video conversation. The generator is
     ``config.train_data.generator`` (``"template"``; pluggable). No multiple-choice question
     about anomalies or times; ``train_data.object_mc`` adds lettered questions about the
-    video's objects (:func:`object_choices`)."""
+    video's objects (:func:`object_choices`); ``train_data.mc_letter_weight`` weights the
+    letter token of every lettered answer (:func:`letter_weighted_row`)."""
     from vau_jax.data.caption_qa import TemplateQA, caption_at, clips_from_captions
     from vau_jax.data.formats.record import FormatError
+    from vau_jax.methods.pretrain.text_llm import letter_last
 
     c, mix = method.config, method.config.train_data
     gens = {"template": TemplateQA}
@@ -192,6 +195,10 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
     videos = method.dataset.split("train")
     rows, too_long, total = [], [], 0
     objects_per_video = int(mix.get("object_mc", 0))
+    # ours: the letter token of every lettered answer (object questions, replayed text
+    # multiple choice) weighted, as text pretraining's mc_letter_weight; 1 = unweighted
+    weight = float(mix.get("mc_letter_weight", 1.0))
+    last = c.llm == "tiny" and c.base_llm.enabled and letter_last(c.base_llm.text_pretrain)
     for i, (v, iv) in enumerate(zip(videos, anomaly_intervals(videos))):
         # a SynthVAD record is decoded once, for its captions and its object questions
         synth = synth_of(v) if objects_per_video or not v.captions else None
@@ -226,24 +233,27 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
         for k, conv in enumerate(convs):
             total += 1
             try:
-                rows.append(
-                    conversation_row(
-                        method.tok,
-                        c,
-                        conv,
-                        i,
-                        method.num_video_tokens,
-                        f"{v.id} instruction {k}",
-                        method.query_tok,
-                    )
+                row = conversation_row(
+                    method.tok,
+                    c,
+                    conv,
+                    i,
+                    method.num_video_tokens,
+                    f"{v.id} instruction {k}",
+                    method.query_tok,
                 )
             except TooLongError as e:
                 too_long.append(e)
+                continue
+            if weight != 1.0:
+                row = letter_weighted_row(method.tok, row, conv, weight, last)
+            rows.append(row)
     _check_dropped(too_long, total)
     if c.llm == "tiny" and c.base_llm.enabled:  # the tiny LLM's general skills (replay_rows)
         prior = float(mix.get("text_replay_prior", 0.0)) if c.use_tetg else 0.0
         prior_mc = float(mix.get("text_replay_prior_mc", 0.0)) if c.use_tetg else 0.0
-        rows += replay_rows(method, len(rows), float(mix.get("text_replay", 0.0)), prior, prior_mc)
+        fraction = float(mix.get("text_replay", 0.0))
+        rows += replay_rows(method, len(rows), fraction, prior, prior_mc, weight)
     return rows
 
 
