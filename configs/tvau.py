@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.base_llm.object_mc = False
     with c.base_llm.text_pretrain.mix.unlocked():
         del c.base_llm.text_pretrain.mix["prior_mc"]
-    c.base_llm.text_pretrain.mc_letter_weight = 1.0  # VA-GPT's 5x letter weight (2026-12-07)
+    c.base_llm.text_pretrain.mc_letter_weight = 1.0  # not VA-GPT's 10x (2026-12-07)
     c.llm = "tiny"
     c.data_dir = data_dir()
     # Data: "ubnormal" or "shanghaitech" (a tree in the published layout, dataset_dir), or
