@@ -45,3 +45,15 @@ def test_machine_header_names_each_library_matmul_rate(capsys):
     peak = models.machine_header(1, 1)
     out = capsys.readouterr().out
     assert "JAX " in out and "PyTorch " in out and f"{peak:.1f} GFLOP/s" in out
+
+
+def test_gemv_chains_agree_between_jax_and_pytorch():
+    """``bench/gemv.py``: the JAX and PyTorch chains compute the same products (two blocks of
+    small shapes here; the script runs SmolLM2's 30 blocks)."""
+    gemv = _load("gemv")
+    mats = gemv.weights([(24, 16), (16, 24), (40, 16), (16, 20)] * 2)
+    assert [w.shape for w in mats[:4]] == [(24, 16), (16, 24), (40, 16), (16, 20)]
+    ours, theirs = gemv.jax_chain(mats)(), gemv.torch_chain(mats)()
+    assert math.isfinite(ours) and ours != 0.0
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert gemv.best(lambda: 0.0, 2) >= 0.0
