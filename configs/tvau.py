@@ -41,11 +41,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for key in LVLM_KEYS:
         c[key] = lvlm[key]
     # T-VAU's frozen LVLM stays the base video LLM it was measured with: without VA-GPT's
-    # prior-only text multiple choice and video multiple choice (2026-12-05) and without its
-    # weighted multiple-choice letter (2026-12-07). With them, seed
+    # prior-only text multiple choice and video multiple choice (2026-12-05; with them, seed
     # 0 on the validation split: Yes/No 0.750 vs 0.781, target BLEU-4 0.677 vs 0.733,
-    # trajectory 0.560 vs 0.585 (test: 0.833 / 0.766 / 0.702 vs 0.792 / 0.773 / 0.648;
-    # README, T-VAU). The tiny CLIP is still shared with VA-GPT and VAD-LLaMA.
+    # trajectory 0.560 vs 0.585; test: 0.833 / 0.766 / 0.702 vs 0.792 / 0.773 / 0.648;
+    # README, T-VAU) and without VA-GPT's weighted multiple-choice letter (2026-12-07; not
+    # measured with T-VAU). The tiny CLIP is still shared with VA-GPT and VAD-LLaMA.
     c.base_llm.object_mc = False
     with c.base_llm.text_pretrain.mix.unlocked():
         del c.base_llm.text_pretrain.mix["prior_mc"]
