@@ -27,12 +27,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models import best, cpu_model, read_bandwidth  # noqa: E402
 
 #: One SmolLM2-135M block's products on the decoding layout, ``(out, in)``.
 BLOCK = ((960, 576), (576, 576), (3072, 576), (576, 1536))
@@ -90,17 +90,6 @@ def torch_chain(mats: list[np.ndarray]) -> Callable[[], float]:
     return run
 
 
-def best(fn: Callable[[], float], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls, seconds (after one warm-up call)."""
-    fn()
-    out = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out = min(out, time.perf_counter() - t)
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=9)
@@ -109,7 +98,6 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
-    from models import cpu_model, read_bandwidth
 
     torch.set_num_threads(args.threads)
     print(cpu_model())
