@@ -280,9 +280,9 @@ def test_letter_text_breakdown_counts_disagreements_by_half():
         B.letter_text_breakdown([normal], [])
 
 
-def test_answer_letter_reads_every_answer_style():
+def test_lettered_answer_reads_every_answer_style():
     for style in B.MC_ANSWER_STYLES:
         answer = B.mc_answer_text("C", "A fire from 2.1s to 4.5s", style, evidence="Yes: a fire.")
-        assert B.answer_letter(answer) == "C", style
+        assert B.lettered_answer(answer) == ("C", style != "letter"), style
     for other in ("A person runs across the walkway.", "No.", "Yes: a fire, from 2.1s.", ""):
-        assert B.answer_letter(other) is None
+        assert B.lettered_answer(other) is None

@@ -296,14 +296,14 @@ def test_letter_weight_marks_the_answers_letter_token_in_each_style(tmp_path):
         np.testing.assert_array_equal(m.letter_weighted(row, None, 5.0), row["loss_mask"])
         with pytest.raises(ValueError, match="letter 'Z'"):
             m.letter_weighted(row, "Z", 5.0)
-        # the stage rows' form reads the letter from the conversation's one answer
-        staged = letter_weighted_row(m.tok, row, conv, 5.0, style == "option")
+        # the stage rows' form reads the letter, and where it stands, from the one answer
+        staged = letter_weighted_row(m.tok, row, conv, 5.0)
         np.testing.assert_array_equal(staged["loss_mask"], w)
         assert staged["input_ids"] is row["input_ids"]
     qa_conv, _ = TL.conversation(rep, "qa", 3, m.class_names)
     ex = m.encode(qa_conv)
     row = {k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")}
-    plain = letter_weighted_row(m.tok, row, qa_conv, 5.0, False)["loss_mask"]
+    plain = letter_weighted_row(m.tok, row, qa_conv, 5.0)["loss_mask"]
     assert plain.dtype == np.float32  # unweighted, but float like every weighted row
     np.testing.assert_array_equal(plain, row["loss_mask"])
     c.mc_answer, c.mc_letter_weight = "letter", 4.0

@@ -121,13 +121,17 @@ _LETTER_FIRST = re.compile(r"^([A-H])\. \S")
 _LETTER_LAST = re.compile(r"Answer: ([A-H])\.$")
 
 
-def answer_letter(answer: str) -> str | None:
+def lettered_answer(answer: str) -> tuple[str, bool] | None:
     """The option letter a training answer written by :func:`mc_answer_text` gives, in any
-    of :data:`MC_ANSWER_STYLES` (``"C. A fire ..."``, ``"... Answer: C."``), or None for an
-    answer that is not a lettered choice."""
+    of :data:`MC_ANSWER_STYLES`, and whether it ends the answer: ``("C", False)`` for
+    ``"C. A fire ..."``, ``("C", True)`` for ``"... Answer: C."``; None for an answer that is
+    not a lettered choice."""
     text = answer.strip()
-    m = _LETTER_FIRST.match(text) or _LETTER_LAST.search(text)
-    return m.group(1) if m else None
+    m = _LETTER_FIRST.match(text)
+    if m:
+        return m.group(1), False
+    m = _LETTER_LAST.search(text)
+    return (m.group(1), True) if m else None
 
 
 def mc_prompt(question: str, options: Sequence[MCOption]) -> str:

@@ -147,3 +147,25 @@ def tokenize_chat(
     out["loss_mask"][sl] = loss
     out["video_mask"][sl] = video
     return out
+
+
+def weight_letter(
+    tok: Any, row: dict[str, np.ndarray], letter: str | None, weight: float, last: bool
+) -> np.ndarray:
+    """``row``'s loss mask as float32 weights ``[S]`` with its answer's letter token weighted
+    ``weight`` (``letter`` None: the mask unchanged, as float32, so that every row of a
+    weighted set batches alike). The letter is the first target token that decodes to exactly
+    ``letter`` (``"letter"`` answers) or, with ``last``, the last one (``"evidence"`` /
+    ``"option"`` answers, whose letter ends the answer). Raises ValueError when no target
+    token is the letter."""
+    w = row["loss_mask"].astype(np.float32)
+    if letter is None:
+        return w
+    targets = np.flatnonzero(w)
+    if last:
+        targets = targets[::-1]
+    for pos in targets:
+        if tok.decode([int(row["input_ids"][pos])]).strip() == letter:
+            w[pos] = weight
+            return w
+    raise ValueError(f"no target token is the answer's letter {letter!r}")

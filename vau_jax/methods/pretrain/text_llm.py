@@ -41,7 +41,7 @@ from absl import logging
 
 from vau_jax.data import templates as T
 from vau_jax.data.benchmark import MC_ANSWER_STYLES, MCQuestion, mc_answer_text, multiple_choice
-from vau_jax.data.chat import TooLongError, tokenize_chat
+from vau_jax.data.chat import TooLongError, tokenize_chat, weight_letter
 from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
 from vau_jax.data.packing import pack_rows, packing_summary
 from vau_jax.methods.base import MethodBase
@@ -292,28 +292,6 @@ def object_answer_style(config: Any) -> str:
     return "letter" if style == "evidence" else style
 
 
-def weight_letter(
-    tok: Any, row: dict[str, np.ndarray], letter: str | None, weight: float, last: bool
-) -> np.ndarray:
-    """``row``'s loss mask as float32 weights ``[S]`` with its answer's letter token weighted
-    ``weight`` (``letter`` None: the mask unchanged, as float32, so that every row of a
-    weighted set batches alike). The letter is the first target token that decodes to exactly
-    ``letter`` (``"letter"`` answers) or, with ``last``, the last one (``"evidence"`` /
-    ``"option"`` answers, whose letter ends the answer). Raises ValueError when no target
-    token is the letter."""
-    w = row["loss_mask"].astype(np.float32)
-    if letter is None:
-        return w
-    targets = np.flatnonzero(w)
-    if last:
-        targets = targets[::-1]
-    for pos in targets:
-        if tok.decode([int(row["input_ids"][pos])]).strip() == letter:
-            w[pos] = weight
-            return w
-    raise ValueError(f"no target token is the answer's letter {letter!r}")
-
-
 def letter_last(config: Any) -> bool:
     """Whether the text pretraining config's multiple-choice answers give their letter last
     (after the evidence or the option's text), so that generating one needs
@@ -481,7 +459,7 @@ class TextPretrain(MethodBase):
         multiple-choice row's chosen letter, ``letter``; None for another row) weighted
         ``weight`` (text pretraining's ``mc_letter_weight``, ours): the letter is one of an
         answer's ~15 target tokens, yet the only one the evaluation scores
-        (:func:`weight_letter`)."""
+        (:func:`vau_jax.data.chat.weight_letter`)."""
         return weight_letter(self.tok, row, letter, weight, letter_last(self.config))
 
     _loss = LLMPretrain._loss  # the next-token loss on the answers (packed rows too)

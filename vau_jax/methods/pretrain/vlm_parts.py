@@ -227,23 +227,19 @@ def conversation_row(
 
 
 def letter_weighted_row(
-    tok: Any,
-    row: dict[str, np.ndarray],
-    conversation: list[dict[str, str]],
-    weight: float,
-    last: bool,
+    tok: Any, row: dict[str, np.ndarray], conversation: list[dict[str, str]], weight: float
 ) -> dict[str, np.ndarray]:
     """``row`` (of ``conversation``) with float32 loss weights and, when the conversation is
-    one lettered multiple-choice answer (:func:`vau_jax.data.benchmark.answer_letter`), that
-    letter's token weighted ``weight``
-    (:func:`vau_jax.methods.pretrain.text_llm.weight_letter`; ``last``: the letter ends the
-    answer). Every row of a set weighted this way must pass through here, so that all carry
-    float32 weights and batch alike."""
-    from vau_jax.data.benchmark import answer_letter
-    from vau_jax.methods.pretrain.text_llm import weight_letter
+    one lettered multiple-choice answer (:func:`vau_jax.data.benchmark.lettered_answer`),
+    that letter's token weighted ``weight`` (:func:`vau_jax.data.chat.weight_letter`, from
+    the end of the answer when its letter ends it). Every row of a set weighted this way must
+    pass through here, so that all carry float32 weights and batch alike."""
+    from vau_jax.data.benchmark import lettered_answer
+    from vau_jax.data.chat import weight_letter
 
     answers = [t["value"] for t in conversation if t["from"] == "gpt"]
-    letter = answer_letter(answers[0]) if len(answers) == 1 else None
+    found = lettered_answer(answers[0]) if len(answers) == 1 else None
+    letter, last = found if found else (None, False)
     return {**row, "loss_mask": weight_letter(tok, row, letter, weight, last)}
 
 
@@ -264,7 +260,7 @@ def replay_rows(
     every row gets float32 loss weights, lettered answers their letter weighted
     (:func:`letter_weighted_row`)."""
     from vau_jax.data.chat import TooLongError
-    from vau_jax.methods.pretrain.text_llm import letter_last, replay_conversations
+    from vau_jax.methods.pretrain.text_llm import replay_conversations
 
     c = method.config
     convs = replay_conversations(
@@ -275,7 +271,6 @@ def replay_rows(
         prior_mc_fraction,
     )
     out = []
-    last = letter_last(c.base_llm.text_pretrain)
     for k, conv in enumerate(convs):
         try:
             row = conversation_row(
@@ -290,7 +285,7 @@ def replay_rows(
         except TooLongError:
             continue
         if letter_weight != 1.0:
-            row = letter_weighted_row(method.tok, row, conv, letter_weight, last)
+            row = letter_weighted_row(method.tok, row, conv, letter_weight)
         out.append(row)
     if convs:
         logging.info("text replay: %d text-only rows beside %d video rows", len(out), num_rows)

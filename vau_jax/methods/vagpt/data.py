@@ -185,7 +185,6 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
     letter token of every lettered answer (:func:`letter_weighted_row`)."""
     from vau_jax.data.caption_qa import TemplateQA, caption_at, clips_from_captions
     from vau_jax.data.formats.record import FormatError
-    from vau_jax.methods.pretrain.text_llm import letter_last
 
     c, mix = method.config, method.config.train_data
     gens = {"template": TemplateQA}
@@ -198,7 +197,6 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
     # ours: the letter token of every lettered answer (object questions, replayed text
     # multiple choice) weighted, as text pretraining's mc_letter_weight; 1 = unweighted
     weight = float(mix.get("mc_letter_weight", 1.0))
-    last = c.llm == "tiny" and c.base_llm.enabled and letter_last(c.base_llm.text_pretrain)
     for i, (v, iv) in enumerate(zip(videos, anomaly_intervals(videos))):
         # a SynthVAD record is decoded once, for its captions and its object questions
         synth = synth_of(v) if objects_per_video or not v.captions else None
@@ -246,7 +244,7 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
                 too_long.append(e)
                 continue
             if weight != 1.0:
-                row = letter_weighted_row(method.tok, row, conv, weight, last)
+                row = letter_weighted_row(method.tok, row, conv, weight)
             rows.append(row)
     _check_dropped(too_long, total)
     if c.llm == "tiny" and c.base_llm.enabled:  # the tiny LLM's general skills (replay_rows)
