@@ -25,6 +25,10 @@ A diagnostic for choosing TETG's input on validation videos; nothing is saved.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def fit(x, y, t_cfg, seed: int):
@@ -64,19 +68,13 @@ def main() -> None:
 
     import numpy as np
     from sklearn.metrics import roc_auc_score
+    from vagpt_tetg_smoothing import on_validation
 
-    from vau_jax.inference import load_run
     from vau_jax.methods.base import standardise
-    from vau_jax.methods.vagpt.evaluation import benchmark_items
     from vau_jax.methods.vagpt.tetg import prior_reader_accuracy, tetg_auc, tetg_prompt
 
-    m = load_run(args.run_dir).method
+    m, items = on_validation(args.run_dir, args.videos)
     c = m.config
-    if c.dataset != "synthvad":
-        raise SystemExit(f"error: {args.run_dir}: the run's dataset is {c.dataset!r}, not synthvad")
-    with c.unlocked():
-        c.num_validation_videos = args.videos
-    m.prepare()
     t_cfg = c.tetg
     fps, tau, smooth = float(m.specs["cls"].fps), float(t_cfg.threshold), float(t_cfg.smooth_s)
 
@@ -87,7 +85,6 @@ def main() -> None:
     train, val, test = cls("train"), cls("validation"), cls("test")
     y_train = np.concatenate(m._frame_labels("train")).astype(np.float32)
     test_labels = m._frame_labels("test")
-    items = [(i, q) for i, q, _, _ in benchmark_items(m, "validation")]
     anomalous = [(i, q) for i, q in items if q.options[q.answer_index].interval is not None]
     normal_videos = {i for i, q in items if q.options[q.answer_index].interval is None}
 

@@ -14,6 +14,24 @@ anomalous halves. The validation split's seeds are disjoint from train, test and
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+
+def on_validation(run_dir: str, videos: int) -> tuple[Any, list[tuple[int, Any]]]:
+    """A finished tiny SynthVAD VA-GPT run prepared with ``videos`` validation videos (rendered
+    and encoded into its data dir when missing), and its validation benchmark as ``(video
+    index, MCQuestion)`` pairs; exits with ``error: RUN_DIR: ...`` for another dataset."""
+    from vau_jax.inference import load_run
+    from vau_jax.methods.vagpt.evaluation import benchmark_items
+
+    m = load_run(run_dir).method
+    c = m.config
+    if c.dataset != "synthvad":
+        raise SystemExit(f"error: {run_dir}: the run's dataset is {c.dataset!r}, not synthvad")
+    with c.unlocked():
+        c.num_validation_videos = videos
+    m.prepare()
+    return m, [(i, q) for i, q, _, _ in benchmark_items(m, "validation")]
 
 
 def main() -> None:
@@ -23,19 +41,11 @@ def main() -> None:
     p.add_argument("--smooth", default="0,0.125,0.25,0.5,1")
     args = p.parse_args()
 
-    from vau_jax.inference import load_run
-    from vau_jax.methods.vagpt.evaluation import benchmark_items
     from vau_jax.methods.vagpt.tetg import prior_reader_accuracy
 
-    m = load_run(args.run_dir).method
+    m, questions = on_validation(args.run_dir, args.videos)
     c = m.config
-    if c.dataset != "synthvad":
-        raise SystemExit(f"error: {args.run_dir}: the run's dataset is {c.dataset!r}, not synthvad")
-    with c.unlocked():
-        c.num_validation_videos = args.videos
-    m.prepare()
     probs = m.tetg_probs["validation"]
-    questions = [(i, q) for i, q, _, _ in benchmark_items(m, "validation")]
     normal = [(i, q) for i, q in questions if q.options[q.answer_index].interval is None]
     anomalous = [(i, q) for i, q in questions if q.options[q.answer_index].interval is not None]
     fps, tau = float(m.specs["cls"].fps), float(c.tetg.threshold)
