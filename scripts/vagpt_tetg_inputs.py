@@ -31,6 +31,16 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+def window(z, offsets: tuple[int, ...]):
+    """Each frame's features ``z [T, D]`` followed by their differences to the frames at
+    ``offsets`` (indices clipped to ``[0, T)``): float32 ``[T, D * (1 + len(offsets))]``."""
+    import numpy as np
+
+    idx = np.arange(len(z))
+    parts = [z] + [z[np.clip(idx + o, 0, len(z) - 1)] - z for o in offsets]
+    return np.concatenate(parts, -1).astype(np.float32)
+
+
 def fit(x, y, t_cfg, seed: int):
     """A TETG (``t_cfg``'s MLP, SGD with momentum, batch and steps) trained on frames ``x
     [N, F]`` with labels ``y [N]``; returns ``z [T, F] -> probabilities [T]``."""
@@ -87,11 +97,6 @@ def main() -> None:
     test_labels = m._frame_labels("test")
     anomalous = [(i, q) for i, q in items if q.options[q.answer_index].interval is not None]
     normal_videos = {i for i, q in items if q.options[q.answer_index].interval is None}
-
-    def window(z: np.ndarray, offsets: tuple[int, ...]) -> np.ndarray:
-        idx = np.arange(len(z))
-        parts = [z] + [z[np.clip(idx + o, 0, len(z) - 1)] - z for o in offsets]
-        return np.concatenate(parts, -1).astype(np.float32)
 
     print(f"{args.run_dir}: {len(train)} train, {len(val)} validation videos, {fps:g} fps")
     print(
