@@ -71,8 +71,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mc_answer = "letter"
     # The loss weight of a multiple-choice answer's letter token (ours): 1 = every answer
     # token alike. The letter is the one token the evaluation scores; the rest of the answer
-    # repeats an option (text_llm.TextPretrain.letter_weighted). Rows of other kinds and the
-    # later trainings' replayed rows are unweighted.
+    # repeats an option (vau_jax/data/chat.py letter_weighted_row: the letter and where it
+    # stands read off each answer). Rows of other kinds are unweighted, and so are the later
+    # trainings' replayed rows unless their own weight says otherwise (VA-GPT's
+    # train_data.mc_letter_weight).
     c.mc_letter_weight = 1.0
     # Conversations packed side by side into rows of this many tokens (vau_jax/data/packing.py;
     # attention stays inside each): 2.5 conversations per row, 98% filled, where padding each

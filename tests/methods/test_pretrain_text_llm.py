@@ -269,7 +269,7 @@ def test_replay_mixes_in_prior_only_rows_at_their_fraction(tmp_path):
 def test_letter_weight_marks_the_answers_letter_token_in_each_style(tmp_path):
     import text_pretrain as text_pretrain_config
 
-    from vau_jax.methods.pretrain.vlm_parts import letter_weighted_row
+    from vau_jax.data.chat import letter_weighted_row, weight_letter
 
     c = text_pretrain_config.get_config("tiny")
     c.data_dir, c.num_train_videos, c.num_train_examples = str(tmp_path), 4, 24
@@ -284,7 +284,9 @@ def test_letter_weight_marks_the_answers_letter_token_in_each_style(tmp_path):
         ex = m.encode(conv)
         row = {k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")}
         letter = q.options[q.answer_index].letter
-        w = m.letter_weighted(row, letter, 5.0)
+        weighted = letter_weighted_row(m.tok, row, conv, 5.0)  # the letter read off the answer
+        assert weighted["input_ids"] is row["input_ids"]
+        w = weighted["loss_mask"]
         assert w.dtype == np.float32
         (pos,) = np.flatnonzero(w == 5.0)
         assert m.tok.decode([int(row["input_ids"][pos])]).strip() == letter
@@ -293,13 +295,10 @@ def test_letter_weight_marks_the_answers_letter_token_in_each_style(tmp_path):
         assert np.all(w[rest] == 1.0) and np.all(w[~row["loss_mask"]] == 0.0)
         # "letter": the letter opens the answer; "option": it closes it (then "." and EOS)
         assert (pos - targets[0] <= 1) if style == "letter" else (targets[-1] - pos <= 2)
-        np.testing.assert_array_equal(m.letter_weighted(row, None, 5.0), row["loss_mask"])
+        last = style != "letter"
+        np.testing.assert_array_equal(weight_letter(m.tok, row, None, 5.0, last), row["loss_mask"])
         with pytest.raises(ValueError, match="letter 'Z'"):
-            m.letter_weighted(row, "Z", 5.0)
-        # the stage rows' form reads the letter, and where it stands, from the one answer
-        staged = letter_weighted_row(m.tok, row, conv, 5.0)
-        np.testing.assert_array_equal(staged["loss_mask"], w)
-        assert staged["input_ids"] is row["input_ids"]
+            weight_letter(m.tok, row, "Z", 5.0, last)
     qa_conv, _ = TL.conversation(rep, "qa", 3, m.class_names)
     ex = m.encode(qa_conv)
     row = {k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")}

@@ -169,3 +169,22 @@ def weight_letter(
             w[pos] = weight
             return w
     raise ValueError(f"no target token is the answer's letter {letter!r}")
+
+
+def letter_weighted_row(
+    tok: Any, row: dict[str, np.ndarray], conversation: list[dict[str, str]], weight: float
+) -> dict[str, np.ndarray]:
+    """``row`` (of ``conversation``) with float32 loss weights and, when the conversation is
+    one lettered multiple-choice answer (:func:`vau_jax.data.benchmark.lettered_answer`),
+    that letter's token weighted ``weight`` (:func:`weight_letter`, from the end of the
+    answer when its letter ends it). The letter and where it stands are read from the answer
+    itself, never from a config's answer style: text pretraining and the video stages both
+    mix letter-first rows (object questions) with whatever style the rest use. Every row of
+    a set weighted this way must pass through here, so that all carry float32 weights and
+    batch alike."""
+    from vau_jax.data.benchmark import lettered_answer
+
+    answers = [t["value"] for t in conversation if t["from"] == "gpt"]
+    found = lettered_answer(answers[0]) if len(answers) == 1 else None
+    letter, last = found if found else (None, False)
+    return {**row, "loss_mask": weight_letter(tok, row, letter, weight, last)}

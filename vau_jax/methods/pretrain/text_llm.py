@@ -41,7 +41,7 @@ from absl import logging
 
 from vau_jax.data import templates as T
 from vau_jax.data.benchmark import MC_ANSWER_STYLES, MCQuestion, mc_answer_text, multiple_choice
-from vau_jax.data.chat import TooLongError, tokenize_chat, weight_letter
+from vau_jax.data.chat import TooLongError, letter_weighted_row, tokenize_chat
 from vau_jax.data.instruct import NORMAL, VideoFacts, format_time, type_phrase
 from vau_jax.data.packing import pack_rows, packing_summary
 from vau_jax.methods.base import MethodBase
@@ -435,9 +435,10 @@ class TextPretrain(MethodBase):
                 skipped += 1
                 continue
             row = {k: ex[k] for k in ("input_ids", "attention_mask", "loss_mask")}
-            if letter_weight != 1.0:
-                letter = None if q is None else q.options[q.answer_index].letter
-                row["loss_mask"] = self.letter_weighted(row, letter, letter_weight)
+            if letter_weight != 1.0:  # the letter, and where it stands, read off the answer
+                row = letter_weighted_row(self.tok, row, conv, letter_weight)
+                if q is not None and not np.any(row["loss_mask"] == letter_weight):
+                    raise ValueError(f"text example {i}: no letter read off {conv[-1]['value']!r}")
             out.append(row)
         if skipped:
             logging.info(
@@ -451,16 +452,6 @@ class TextPretrain(MethodBase):
             logging.info("text pretraining: %s", packing_summary(out, packed))
             out = packed
         return out
-
-    def letter_weighted(
-        self, row: dict[str, np.ndarray], letter: str | None, weight: float
-    ) -> np.ndarray:
-        """``row``'s loss mask as float32 weights ``[S]`` with the answer's letter token (a
-        multiple-choice row's chosen letter, ``letter``; None for another row) weighted
-        ``weight`` (text pretraining's ``mc_letter_weight``, ours): the letter is one of an
-        answer's ~15 target tokens, yet the only one the evaluation scores
-        (:func:`vau_jax.data.chat.weight_letter`)."""
-        return weight_letter(self.tok, row, letter, weight, letter_last(self.config))
 
     _loss = LLMPretrain._loss  # the next-token loss on the answers (packed rows too)
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from vau_jax.data.chat import tokenize_chat
+from vau_jax.data.chat import letter_weighted_row, tokenize_chat
 from vau_jax.data.frames import FrameSpec
 from vau_jax.methods.base import standardise
 from vau_jax.models import registry
@@ -226,23 +226,6 @@ def conversation_row(
     return ex
 
 
-def letter_weighted_row(
-    tok: Any, row: dict[str, np.ndarray], conversation: list[dict[str, str]], weight: float
-) -> dict[str, np.ndarray]:
-    """``row`` (of ``conversation``) with float32 loss weights and, when the conversation is
-    one lettered multiple-choice answer (:func:`vau_jax.data.benchmark.lettered_answer`),
-    that letter's token weighted ``weight`` (:func:`vau_jax.data.chat.weight_letter`, from
-    the end of the answer when its letter ends it). Every row of a set weighted this way must
-    pass through here, so that all carry float32 weights and batch alike."""
-    from vau_jax.data.benchmark import lettered_answer
-    from vau_jax.data.chat import weight_letter
-
-    answers = [t["value"] for t in conversation if t["from"] == "gpt"]
-    found = lettered_answer(answers[0]) if len(answers) == 1 else None
-    letter, last = found if found else (None, False)
-    return {**row, "loss_mask": weight_letter(tok, row, letter, weight, last)}
-
-
 def replay_rows(
     method: Any,
     num_rows: int,
@@ -258,7 +241,7 @@ def replay_rows(
     tokenized like ``method``'s video rows; their video index is 0 and they hold no video
     token. Conversations longer than ``max_length`` are skipped. ``letter_weight`` != 1:
     every row gets float32 loss weights, lettered answers their letter weighted
-    (:func:`letter_weighted_row`)."""
+    (:func:`vau_jax.data.chat.letter_weighted_row`)."""
     from vau_jax.data.chat import TooLongError
     from vau_jax.methods.pretrain.text_llm import replay_conversations
 

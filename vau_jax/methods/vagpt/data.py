@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vau_jax.data.benchmark import MCQuestion, human_turn, multiple_choice
-from vau_jax.data.chat import TooLongError
+from vau_jax.data.chat import TooLongError, letter_weighted_row
 from vau_jax.data.instruct import NORMAL, VideoFacts
 from vau_jax.methods.base import standardise  # noqa: F401
 from vau_jax.methods.pretrain.video_llm import (  # noqa: F401 - VA-GPT's rows and features
@@ -43,7 +43,6 @@ from vau_jax.methods.pretrain.video_llm import (  # noqa: F401 - VA-GPT's rows a
     make_encoders,
     replay_rows,
 )
-from vau_jax.methods.pretrain.vlm_parts import letter_weighted_row
 
 
 def anomaly_intervals(videos: Sequence[Any]) -> list[tuple[tuple[float, float], ...]]:
@@ -182,7 +181,7 @@ def instruction_rows(method: Any) -> list[dict[str, np.ndarray]]:
     ``config.train_data.generator`` (``"template"``; pluggable). No multiple-choice question
     about anomalies or times; ``train_data.object_mc`` adds lettered questions about the
     video's objects (:func:`object_choices`); ``train_data.mc_letter_weight`` weights the
-    letter token of every lettered answer (:func:`letter_weighted_row`)."""
+    letter token of every lettered answer (:func:`vau_jax.data.chat.letter_weighted_row`)."""
     from vau_jax.data.caption_qa import TemplateQA, caption_at, clips_from_captions
     from vau_jax.data.formats.record import FormatError
 
