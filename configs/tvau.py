@@ -24,6 +24,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 import ml_collections  # noqa: E402
+import text_pretrain as text_pretrain_config  # noqa: E402
 import vagpt as vagpt_config  # noqa: E402
 from common import adamw_stage, base_config, data_dir, parse_preset, share_data_dir  # noqa: E402
 
@@ -50,6 +51,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     with c.base_llm.text_pretrain.mix.unlocked():
         del c.base_llm.text_pretrain.mix["prior_mc"]
     c.base_llm.text_pretrain.mc_letter_weight = 1.0  # not VA-GPT's 10x (2026-12-07)
+    # nor its text pretraining halved (2026-12-07): the default's steps, as T-VAU was measured
+    c.base_llm.text_pretrain.num_steps = text_pretrain_config.get_config("tiny").num_steps
     c.llm = "tiny"
     c.data_dir = data_dir()
     # Data: "ubnormal" or "shanghaitech" (a tree in the published layout, dataset_dir), or
