@@ -211,8 +211,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.base_llm.text_pretrain.mc_letter_weight = 10.0
     # Half the text pretraining's 600 steps (ours; the schedule's 100 warm-up steps kept), since
     # 2026-12-07: over 3 seeds generated Total on validation 0.538 -> 0.568, in-domain 0.562 ->
-    # 0.554 (every seed >= 0.5), cross-domain 0.370 -> 0.420, and ~165 s less of the main
-    # job's pretraining on a 2-core AMD EPYC (README, VA-GPT).
+    # 0.554 (every seed >= 0.5), cross-domain 0.370 -> 0.420; on a 2-core AMD EPYC the text
+    # pretraining took 201 s instead of 328-340 s and the main job from a fresh clone 12 min 40 s
+    # instead of 14 min 05 s (README, VA-GPT). 150 steps, or the base's 300 halved, lowered it.
     c.base_llm.text_pretrain.num_steps = 300
     c.report_videos = 8
     # TETG and stages 1-2, 5 optimizer steps per jitted call (configs/common.py): 30.3 / 132.0
