@@ -65,6 +65,20 @@ def test_prepare_is_noop_when_present(prepared):
     assert synthvad.builder_config("test", N, SynthConfig()).name != builder.builder_config.name
 
 
+def test_builder_leaves_no_temp_dirs(tmp_path, monkeypatch):
+    """Constructing a builder before its data exists must not leave tfds' empty
+    ``tmp*tfds`` bucket-lookup directories behind (one per construction before the fix)."""
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    data_dir = str(tmp_path / "tfds")
+    builder = synthvad.prepare(data_dir, "test", 2, TINY)
+    assert builder.info.splits["test"].num_examples == 2
+    assert sorted(os.listdir(scratch)) == []
+
+
 def test_tfds_data_source_equals_grain_source(prepared):
     data_dir, builder = prepared
     name = f"synthvad/{builder.builder_config.name}:{builder.VERSION}"

@@ -48,6 +48,16 @@ def builder_config(split: str, num_videos: int, config: SynthConfig) -> SynthVAD
     )
 
 
+class _LocalInfo(tfds.core.DatasetInfo):
+    """SynthVAD's ``DatasetInfo``: the dataset is rendered here and never published on the
+    TFDS bucket, so the bucket look-up tfds runs while no split is prepared yet is skipped.
+    (tfds' look-up makes a ``/tmp/tmp*tfds`` directory first and, finding nothing, leaves it
+    behind: one empty directory per builder constructed before its data existed.)"""
+
+    def initialize_from_bucket(self) -> None:
+        """Nothing to fetch: SynthVAD's info comes from the code until a split is written."""
+
+
 class SynthVAD(tfds.core.GeneratorBasedBuilder):
     """SynthVAD: rendered surveillance-like videos with anomaly ground truth (see ``records``)."""
 
@@ -65,7 +75,7 @@ class SynthVAD(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         cfg: SynthVADConfig = self.builder_config
-        return tfds.core.DatasetInfo(
+        return _LocalInfo(
             builder=self,
             description="Procedurally rendered surveillance-like videos with frame labels, "
             "anomaly intervals, object tracks, masks and template descriptions.",
