@@ -1,7 +1,8 @@
 """VA-GPT's ablations on SynthVAD (paper Tables 2 and 3), mean ± std over seeds.
 
     python scripts/vagpt_ablations.py [--seeds=0,1,2] [--out=runs/vagpt_ablations]
-        [--llm=tiny|smollm2] [--tables=modules,ratio] [--set key=value ...]
+        [--llm=tiny|smollm2] [--tables=modules,ratio] [--seed_pretraining=true|false]
+        [--set key=value ...]
 
 Every cell is the generation-based Total / Temporal Acc (the model generates its answer, the
 letter is parsed; chance 0.25 for both), in-domain (SynthVAD test) and cross-domain (the
@@ -17,7 +18,11 @@ stage-1 boundary checkpoint, and the trainer resumes there (exactly the computat
 from-scratch run would do, since stage 1 is identical). Generate-and-parse is evaluated only
 for every run (it is the headline metric).
 Also reported per seed: the TETG classifier's frame AUC on the test frames.
-Encoders, features and the tokenizer are shared (cached in the data dir). Writes
+Encoders, features and the tokenizer are shared (cached in the data dir). With
+``--seed_pretraining`` (the default) each seed also pretrains its own text LLM and base video
+LLM (``base_llm.seed`` and ``base_llm.text_pretrain.seed`` = the seed), as the main job's
+3-seed tables do, so a seed's SETS+TETG cell is that seed's default main job; with
+``--seed_pretraining=false`` every seed starts from seed 0's (cached) LLMs. Writes
 ``OUT/vagpt_ablations.md`` and ``.json``.
 """
 
@@ -43,12 +48,15 @@ MODULES = {
 RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
-def make_config(llm: str, seed: int, overrides: list[str], **fields):
+def make_config(llm: str, seed: int, overrides: list[str], seed_pretraining: bool = True, **fields):
     import vagpt as vagpt_config
     from common import apply_overrides
 
     c = vagpt_config.get_config("tiny")
     c.seed = seed
+    if seed_pretraining:
+        c.base_llm.seed = seed
+        c.base_llm.text_pretrain.seed = seed
     if llm == "smollm2":
         c.llm, c.chat_format, c.train_llm = "smollm2", "chatml", False
     apply_overrides(c, overrides)
@@ -115,8 +123,15 @@ def main() -> None:
     ap.add_argument("--out", default="runs/vagpt_ablations")
     ap.add_argument("--llm", default="tiny", choices=("tiny", "smollm2"))
     ap.add_argument("--tables", default="modules,ratio")
+    ap.add_argument(
+        "--seed_pretraining",
+        default="true",
+        choices=("true", "false"),
+        help="each seed pretrains its own text and base video LLM (module docstring)",
+    )
     ap.add_argument("--set", action="append", default=[], help="config override key=value")
     args = ap.parse_args()
+    per_seed = args.seed_pretraining == "true"
     seeds = [int(s) for s in args.seeds.split(",")]
     tables = args.tables.split(",")
     out = os.path.join(args.out, args.llm)
@@ -133,13 +148,13 @@ def main() -> None:
 
     for seed in seeds:
         if "modules" in tables and args.llm == "tiny":
-            b = baseline(make_config(args.llm, seed, args.set), out)
+            b = baseline(make_config(args.llm, seed, args.set, per_seed), out)
             add("baseline (caption pretraining only), all tokens", b, prefix="all_")
             add("baseline (caption pretraining only), SETS at inference", b, prefix="sets_")
         for name, fields in MODULES.items():
             if "modules" not in tables and name != "SETS+TETG":
                 continue
-            c = make_config(args.llm, seed, args.set, **fields)
+            c = make_config(args.llm, seed, args.set, per_seed, **fields)
             workdir = os.path.join(out, f"{name}_seed{seed}")
             if fields["use_sets"]:  # stage 1 is the same as the run without SETS
                 twin = "TETG" if fields["use_tetg"] else "none"
@@ -156,12 +171,18 @@ def main() -> None:
             for k in RATIOS:
                 if k == 0.5:  # the SETS+TETG run of table A
                     m = run(
-                        make_config(args.llm, seed, args.set),
+                        make_config(args.llm, seed, args.set, per_seed),
                         os.path.join(out, f"SETS+TETG_seed{seed}"),
                     )
                 else:
                     c = make_config(
-                        args.llm, seed, args.set, use_sets=True, use_tetg=True, sets_keep_ratio=k
+                        args.llm,
+                        seed,
+                        args.set,
+                        per_seed,
+                        use_sets=True,
+                        use_tetg=True,
+                        sets_keep_ratio=k,
                     )
                     dst = os.path.join(out, f"K{k}_seed{seed}")
                     branch_at_stage1(
@@ -174,6 +195,11 @@ def main() -> None:
         f"LLM: {args.llm}; SynthVAD test (in) and its domain-shifted version (xd); generated "
         f"answers, letter parsed; mean ± std over {n} seed(s); chance 0.25 for both metrics."
     ]
+    lines.append(
+        "Each seed pretrained its own text and base video LLM."
+        if per_seed
+        else "Every seed started from seed 0's text and base video LLM."
+    )
     if args.set:
         lines.append("Overrides: " + ", ".join(f"`{s}`" for s in args.set) + ".")
     lines += [
