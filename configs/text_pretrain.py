@@ -59,6 +59,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mix = ml_collections.ConfigDict(
         {"mc": 0.5, "qa": 0.3, "summary": 0.2, "object": 0.15, "prior_mc": 0.25}
     )
+    # What the prior_mc rows' TETG-style sentences call the class list: VA-GPT's word
+    # (configs/vagpt.py tetg.types_word), the paper's "crime" (VA-GPT §3.3: "Known common crime
+    # types are: ..."). "anomaly" until 2026-12-07; at that value the field stays out of the
+    # pretraining cache key (methods/runner.py KEY_DEFAULTS), so caches made before keep theirs.
+    c.prior_types_word = "crime"
     # Multiple-choice reports give times only roughly (each boundary moved by up to ±1 s):
     # choosing the option that agrees best with the evidence, not copying its numbers
     # (methods/pretrain/text_llm.py::approximate). 0 = exact times.

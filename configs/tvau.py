@@ -53,6 +53,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.base_llm.text_pretrain.mc_letter_weight = 1.0  # not VA-GPT's 10x (2026-12-07)
     # nor its text pretraining halved (2026-12-07): the default's steps, as T-VAU was measured
     c.base_llm.text_pretrain.num_steps = text_pretrain_config.get_config("tiny").num_steps
+    # Its corpus has no prior-only rows (prior_mc removed above), so the word trains nothing;
+    # kept at the value its cached LVLM was keyed with (methods/runner.py KEY_DEFAULTS).
+    c.base_llm.text_pretrain.prior_types_word = "anomaly"
     c.llm = "tiny"
     c.data_dir = data_dir()
     # Data: "ubnormal" or "shanghaitech" (a tree in the published layout, dataset_dir), or

@@ -97,3 +97,36 @@ def test_a_field_at_its_key_default_leaves_the_cache_name_as_before_it_existed()
     assert pretrained_dir(with_field, "x") == pretrained_dir(without, "x")
     with_field.tokenizer = "synthvad_letters"
     assert pretrained_dir(with_field, "x") != pretrained_dir(without, "x")
+
+
+def test_the_prior_wording_keys_vagpts_text_llm_and_keeps_tvaus():
+    """The prior sentences' word (``prior_types_word``): "anomaly", what every cache made
+    before the field trained, keys as before the field existed; VA-GPT's "crime" (the
+    paper's, its TETG's ``tetg.types_word``) is another pretraining; T-VAU, whose corpus has no
+    prior rows, keeps the name its cached LVLM was measured with."""
+    import os
+    import sys
+
+    from vau_jax.methods.runner import pretrained_dir
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
+    import text_pretrain as text_pretrain_config
+    import tvau as tvau_config
+    import vagpt as vagpt_config
+
+    old = text_pretrain_config.get_config("tiny")
+    del old["prior_types_word"]
+    anomaly = text_pretrain_config.get_config("tiny")
+    anomaly.prior_types_word = "anomaly"
+    assert pretrained_dir(anomaly, "x") == pretrained_dir(old, "x")
+    crime = text_pretrain_config.get_config("tiny")
+    assert crime.prior_types_word == "crime"
+    assert pretrained_dir(crime, "x") != pretrained_dir(old, "x")
+
+    v = vagpt_config.get_config("tiny")
+    assert v.base_llm.text_pretrain.prior_types_word == v.tetg.types_word == "crime"
+    t = tvau_config.get_config("tiny").base_llm.text_pretrain
+    assert "prior_mc" not in t.mix and t.prior_types_word == "anomaly"
+    t_old = tvau_config.get_config("tiny").base_llm.text_pretrain
+    del t_old["prior_types_word"]
+    assert pretrained_dir(t, "x") == pretrained_dir(t_old, "x")

@@ -18,7 +18,9 @@ def test_prior_only_multiple_choice_points_at_the_option_the_prior_gives():
         assert q.options[q.answer_index].interval == (4.0, 6.0)
         human, answer = conv[0]["value"], conv[1]["value"]
         assert not human.startswith("Report:")  # the prior is the only evidence
-        assert human.startswith(T.TETG_CLASSES.format(types="'running', 'fighting', 'explosion'"))
+        assert human.startswith(
+            T.TETG_CLASSES.format(word="crime", types="'running', 'fighting', 'explosion'")
+        )
         assert any(q in human for q in PT.PRIOR_MC_QUESTIONS)
         assert not any(q in human for q in T.MC_QUESTIONS)  # never the evaluation's wording
         s, e = PT.prior_interval(rep, np.random.default_rng([seed, 31]))
@@ -49,8 +51,16 @@ def test_prior_sentence_is_tetgs_template_with_the_prior_interval():
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     s, e = PT.prior_interval(rep, rng_a)
     assert PT.prior_sentence(rep, ("running",), rng_b).endswith(
-        T.TETG_INTERVAL.format(start=f"{s:.1f}s", end=f"{e:.1f}s")
+        T.TETG_INTERVAL.format(word="crime", start=f"{s:.1f}s", end=f"{e:.1f}s")
     )
+    # worded as VA-GPT's tetg.types_word says, in the sentence and in prior-only rows
+    worded = PT.prior_sentence(rep, ("running",), np.random.default_rng(3), "anomaly")
+    assert worded.startswith("Known common anomaly types are: 'running'.")
+    assert "There is one of the anomaly types occurring from" in worded
+    classes = ("running", "fighting", "explosion")
+    conv, _ = PT.prior_mc_conversation(rep, 0, classes, "letter", "anomaly")
+    assert conv[0]["value"].startswith("Known common anomaly types are:")
+    assert TL.conversation(rep, "prior_mc", 0, classes, types_word="anomaly")[0] == conv
     assert PT.prior_interval(_report(NORMAL, ()), rng_a) is None
     assert PT.prior_sentence(_report(NORMAL, ()), ("running",), rng_a).endswith(T.TETG_NONE)
 

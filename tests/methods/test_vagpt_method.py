@@ -440,7 +440,7 @@ def test_object_choices_ask_about_objects_only(vagpt_run, tmp_path):
     assert all(any(w in t for w in words) for t in lettered)
     assert not any("anomal" in t.split("<video>")[-1].split("\n", 2)[-1] for t in lettered)
     # TETG's sentence precedes them as every video conversation, unless object_mc_prior=False
-    assert c.use_tetg and all("Known common anomaly types" in t for t in lettered)
+    assert c.use_tetg and all("Known common crime types" in t for t in lettered)
     m.config.train_data.object_mc_prior = False
     bare = [decode(r) for r in D.instruction_rows(m) if r["video_mask"].any()]
     bare = [t for t in bare if "\nA. " in t]

@@ -12,10 +12,26 @@ def test_tetg_prompt():
     probs = np.array([0.1, 0.7, 0.8, 0.2, 0.9, 0.95, 0.99, 0.3])
     text, interval = tetg_prompt(probs, 2.0, 0.5, names)
     assert interval == (2.0, 3.5)
-    assert text.startswith(T.TETG_CLASSES.format(types="'Shooting', 'Arson', 'Arrest'"))
-    assert "from 2.0s to 3.5s" in text and T.TETG_NONE not in text
+    # the paper's wording (VA-GPT §3.3), the dataset's class list in it
+    assert text == (
+        "Known common crime types are: 'Shooting', 'Arson', 'Arrest'. "
+        "There is one of the crime types occurring from 2.0s to 3.5s."
+    )
     cold, none = tetg_prompt(np.full(8, 0.2), 2.0, 0.5, names)
     assert none is None and cold.endswith(T.TETG_NONE) and "'Arson'" in cold
+    named, _ = tetg_prompt(probs, 2.0, 0.5, names, types_word="anomaly")
+    assert named == text.replace("crime types", "anomaly types")
+
+
+def test_tetg_types_word_of_a_config():
+    import ml_collections
+
+    from vau_jax.methods.vagpt.tetg import tetg_types_word
+
+    c = ml_collections.ConfigDict({"tetg": {"threshold": 0.5}})
+    assert tetg_types_word(c) == "crime"  # a config from before the field: the paper's
+    c.tetg.types_word = "event"
+    assert tetg_types_word(c) == "event"
 
 
 def test_tetg_auc_against_sklearn():

@@ -243,14 +243,19 @@ def spatial_conversation(facts: VideoFacts, seed: int) -> Conversation | None:
 # --- VA-GPT multiple choice -----------------------------------------------------------------
 
 
-def tetg_text(class_names: Sequence[str], interval: Interval | None) -> str:
-    """VA-GPT's temporal prior sentence: the class list, then the predicted interval
-    (or the "no anomaly" sentence when ``interval`` is None)."""
+def tetg_text(
+    class_names: Sequence[str], interval: Interval | None, types_word: str = T.TETG_TYPES_WORD
+) -> str:
+    """VA-GPT's temporal prior sentence: the class list, then the predicted interval in
+    seconds (or the "no anomaly" sentence when ``interval`` is None). ``types_word`` names
+    the list ("Known common crime types are: ..."; the paper's word by default)."""
     types = ", ".join(f"'{c}'" for c in class_names)
     tail = T.TETG_NONE
     if interval is not None:
-        tail = T.TETG_INTERVAL.format(start=format_time(interval[0]), end=format_time(interval[1]))
-    return f"{T.TETG_CLASSES.format(types=types)} {tail}"
+        tail = T.TETG_INTERVAL.format(
+            word=types_word, start=format_time(interval[0]), end=format_time(interval[1])
+        )
+    return f"{T.TETG_CLASSES.format(word=types_word, types=types)} {tail}"
 
 
 # --- VAD-LLaMA pseudo-instructions ----------------------------------------------------------

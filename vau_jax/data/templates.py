@@ -105,9 +105,13 @@ MC_REASONED_ANSWER = "{evidence} Answer: {letter}."
 MC_OPTION_ANSWER = "{text}. Answer: {letter}."
 
 # --- VA-GPT temporal prior (TETG) -----------------------------------------------------------
-# {types}: quoted, comma-separated class names; {start}, {end}: formatted times.
-TETG_CLASSES = "Known common anomaly types are: {types}."
-TETG_INTERVAL = "There is one of the anomaly types occurring from {start} to {end}."
+# {word}: what the types are called; {types}: quoted, comma-separated class names;
+# {start}, {end}: formatted times. The paper's wording (VA-GPT §3.3): "Known common crime types
+# are: 'Shooting', 'Arson', 'Arrest', ... There is one of the crime types occurring from to".
+TETG_CLASSES = "Known common {word} types are: {types}."
+TETG_INTERVAL = "There is one of the {word} types occurring from {start} to {end}."
+#: The paper's word for the class list, the default of every TETG sentence.
+TETG_TYPES_WORD = "crime"
 TETG_NONE = "No anomaly is detected in this video."
 
 # --- VAD-LLaMA pseudo-instructions ----------------------------------------------------------

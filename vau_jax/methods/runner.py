@@ -140,7 +140,7 @@ NOT_IN_KEY = ("data_dir", "steps_per_call")
 
 #: Fields added after pretrainings were cached, with the value that trains what those caches
 #: hold: at that value (at any depth) a field stays out of the key, so older caches stay valid.
-KEY_DEFAULTS = {"tokenizer": "synthvad"}
+KEY_DEFAULTS = {"tokenizer": "synthvad", "prior_types_word": "anomaly"}
 
 
 def _without_locations(tree: Any) -> Any:

@@ -1,8 +1,8 @@
 """Text-only rows about VA-GPT's temporal prior (ours): TETG-style sentences for the text
 pretraining's reports, and multiple choice whose only evidence is such a sentence.
 
-VA-GPT puts TETG's sentence ("Known common anomaly types are: ... There is one of the
-anomaly types occurring from 4.9s to 8.9s.") before its question; every anomalous question's
+VA-GPT puts TETG's sentence ("Known common crime types are: ... There is one of the
+crime types occurring from 4.9s to 8.9s.") before its question; every anomalous question's
 options differ in their intervals, so reading the sentence's interval and matching it among
 the options answers it. The tiny LLM trained from scratch learns that as a text skill here,
 on reports of SynthVAD's ``pretrain`` split (``text_llm``'s ``prior_mc`` kind and VA-GPT's
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vau_jax.data import templates as T
 from vau_jax.data.benchmark import MCQuestion, mc_answer_text, multiple_choice
 from vau_jax.data.instruct import NORMAL, format_time, tetg_text
 
@@ -34,10 +35,16 @@ def prior_interval(report: Any, rng: np.random.Generator) -> tuple[float, float]
     return s, max(e, min(dur, s + 0.1))
 
 
-def prior_sentence(report: Any, class_names: Sequence[str], rng: np.random.Generator) -> str:
-    """A TETG-style prior for a text report (``text_llm.Report``): the class list and
-    :func:`prior_interval`, or the "no anomaly" sentence for a normal report."""
-    return tetg_text(class_names, prior_interval(report, rng))
+def prior_sentence(
+    report: Any,
+    class_names: Sequence[str],
+    rng: np.random.Generator,
+    types_word: str = T.TETG_TYPES_WORD,
+) -> str:
+    """A TETG-style prior for a text report (``text_llm.Report``): the class list (called
+    ``types_word`` types) and :func:`prior_interval`, or the "no anomaly" sentence for a
+    normal report."""
+    return tetg_text(class_names, prior_interval(report, rng), types_word)
 
 
 #: The questions of prior-only multiple-choice rows (:func:`prior_mc_conversation`): about
@@ -57,6 +64,7 @@ def prior_mc_conversation(
     seed: int,
     class_names: Sequence[str],
     answer_style: str = "letter",
+    types_word: str = T.TETG_TYPES_WORD,
 ) -> tuple[list[dict[str, str]], MCQuestion]:
     """A text-only multiple-choice row whose only evidence is a TETG-style prior
     (:func:`prior_sentence`: the report's anomaly span with each end moved by up to ±1 s, or
@@ -67,7 +75,8 @@ def prior_mc_conversation(
     are worded from :data:`PRIOR_MC_QUESTIONS`, not the evaluation's. ``answer_style`` is
     text pretraining's ``mc_answer``: ``"letter"`` (``"C. A fire from 2.1s to 4.5s"``),
     ``"option"`` (``"A fire from 2.1s to 4.5s. Answer: C."``) or ``"evidence"``, the prior
-    restated first (``"The prior places the anomaly between 2.3s and 4.4s. Answer: C."``)."""
+    restated first (``"The prior places the anomaly between 2.3s and 4.4s. Answer: C."``).
+    ``types_word`` names the prior's class list, as VA-GPT's ``tetg.types_word``."""
     rng = np.random.default_rng([int(seed), 31])
     q = multiple_choice(report.facts, class_names, seed, questions=PRIOR_MC_QUESTIONS)
     interval = prior_interval(report, rng)
@@ -77,7 +86,7 @@ def prior_mc_conversation(
         said = PRIOR_SAID.format(start=format_time(interval[0]), end=format_time(interval[1]))
     answer = mc_answer_text(o.letter, o.text, answer_style, evidence=said)
     return [
-        {"from": "human", "value": f"{tetg_text(class_names, interval)}\n{q.prompt()}"},
+        {"from": "human", "value": f"{tetg_text(class_names, interval, types_word)}\n{q.prompt()}"},
         {"from": "gpt", "value": answer},
     ], q
 

@@ -201,13 +201,15 @@ def conversation(
     mc_questions: Sequence[str] = T.MC_QUESTIONS,
     time_noise: float = 0.0,
     answer_style: str = "letter",
+    types_word: str = T.TETG_TYPES_WORD,
 ) -> tuple[list[dict[str, str]], MCQuestion | None]:
     """One text example of ``kind`` (module docstring); the question for ``mc``, worded
     from ``mc_questions``. With ``time_noise > 0`` an ``mc`` report's times are only
     approximate (:func:`approximate`), so the right option is the one that agrees best with
     the report, not the one that repeats its numbers (the distractors' intervals overlap the
     true one by at most 30% IoU). ``answer_style`` words an ``mc`` answer
-    (:func:`mc_answer_text`)."""
+    (:func:`mc_answer_text`). ``types_word`` names the class list of ``prior_mc`` rows'
+    TETG-style sentences (:func:`prior_types_word`)."""
     rng = np.random.default_rng(seed)
     if kind == "mc":
         q = multiple_choice(report.facts, class_names, seed, questions=mc_questions)
@@ -244,7 +246,7 @@ def conversation(
             {"from": "gpt", "value": report.description},
         ], None
     if kind == "prior_mc":
-        return prior_mc_conversation(report, seed, class_names, answer_style)
+        return prior_mc_conversation(report, seed, class_names, answer_style, types_word)
     if kind == "lookup":
         return lookup_conversation(report, seed, class_names, answer_style)
     raise ValueError(f"unknown text task {kind!r}; choose from {KINDS + OPTIONAL_KINDS}")
@@ -272,6 +274,13 @@ def _noise(config: Any) -> float:
 #: text, then "Answer: X.": 22-38 pieces of the tiny tokenizer), so that the letter is
 #: generated.
 REASONED_ANSWER_TOKENS = 48
+
+
+def prior_types_word(config: Any) -> str:
+    """``config.prior_types_word`` of a text pretraining config: what its TETG-style prior
+    sentences call the class list (VA-GPT's ``tetg.types_word``; the paper's "crime" when
+    absent)."""
+    return str(config.get("prior_types_word", T.TETG_TYPES_WORD))
 
 
 def mc_answer_style(config: Any) -> str:
@@ -339,7 +348,7 @@ def replay_conversations(
         seed_k = int(rng.integers(2**31))
         if prior_mc_fraction > 0 and rng.uniform() < prior_mc_fraction:
             conv, _ = prior_mc_conversation(
-                rep, seed_k, tuple(ANOMALY_TYPES), mc_answer_style(config)
+                rep, seed_k, tuple(ANOMALY_TYPES), mc_answer_style(config), prior_types_word(config)
             )
             out.append(conv)
             continue
@@ -351,9 +360,10 @@ def replay_conversations(
             REPORT_MC_QUESTIONS,
             _noise(config),
             mc_answer_style(config),
+            prior_types_word(config),
         )
         if prior_fraction > 0 and rng.uniform() < prior_fraction:
-            prior = prior_sentence(rep, tuple(ANOMALY_TYPES), rng)
+            prior = prior_sentence(rep, tuple(ANOMALY_TYPES), rng, prior_types_word(config))
             conv = [{**conv[0], "value": f"{prior}\n{conv[0]['value']}"}, *conv[1:]]
         out.append(conv)
     return out
@@ -428,6 +438,7 @@ class TextPretrain(MethodBase):
                 self.class_names,
                 time_noise=_noise(c),
                 answer_style=mc_answer_style(c),
+                types_word=prior_types_word(c),
             )
             try:
                 ex = self.encode(conv, source=f"text example {i}")
@@ -525,6 +536,7 @@ class TextPretrain(MethodBase):
                 self.class_names,
                 time_noise=_noise(c),
                 answer_style=mc_answer_style(c),
+                types_word=prior_types_word(c),
             )
             try:
                 rows.append(self.encode(conv[:1], add_generation_prompt=True, left_pad=True))

@@ -38,7 +38,7 @@ from vau_jax.methods.base import MethodBase, put_parts
 from vau_jax.methods.pretrain.video_llm import build_vlm
 from vau_jax.methods.pretrain.vlm_parts import smollm2_gguf_path
 from vau_jax.methods.vagpt import data as D
-from vau_jax.methods.vagpt.tetg import TETGRun, tetg_prompt
+from vau_jax.methods.vagpt.tetg import TETGRun, tetg_prompt, tetg_types_word
 from vau_jax.models.heads import sets as S
 from vau_jax.models.vlm import VideoLLM, lm_loss, shared_prefix_logprob
 from vau_jax.train.trainer import Stage
@@ -310,6 +310,7 @@ class VAGPT(MethodBase):
             float(self.config.tetg.threshold),
             self.class_names,
             float(self.config.tetg.get("smooth_s", 0.0)),
+            tetg_types_word(self.config),
         )
 
     def train_examples(self) -> list[dict[str, np.ndarray]]:

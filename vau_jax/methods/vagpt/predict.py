@@ -36,7 +36,7 @@ from vau_jax.data.features import encode_video
 from vau_jax.eval import chat_cache
 from vau_jax.methods.base import standardise, timeline_head
 from vau_jax.methods.vagpt import data as D
-from vau_jax.methods.vagpt.tetg import tetg_prompt
+from vau_jax.methods.vagpt.tetg import tetg_prompt, tetg_types_word
 
 HONESTY_NOTE = (
     "On the tiny preset every model here was trained on SynthVAD (synthetic 64x64 scenes) "
@@ -139,7 +139,9 @@ def predict(
     probs = method.tetg.probs(method.tetg_params, [feats["cls"]])[0]  # [T'] at run_fps
     threshold = float(c.tetg.threshold)
     smooth_s = float(c.tetg.get("smooth_s", 0.0))
-    sentence, interval = tetg_prompt(probs, run_fps, threshold, method.class_names, smooth_s)
+    sentence, interval = tetg_prompt(
+        probs, run_fps, threshold, method.class_names, smooth_s, tetg_types_word(c)
+    )
     prior = sentence if c.use_tetg else None
     duration = len(frames) / float(fps)
     question = question or T.MC_QUESTIONS[0]

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from vau_jax.data import templates as T
 from vau_jax.data.formats.record import VideoRecord
 from vau_jax.data.instruct import tetg_text
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
@@ -28,12 +29,19 @@ from vau_jax.models.heads.tetg import TETG, TETGConfig, longest_run, run_to_seco
 from vau_jax.train.trainer import Stage
 
 
+def tetg_types_word(config: Any) -> str:
+    """What VA-GPT's TETG sentence calls the class list: ``config.tetg.types_word``, the
+    paper's "crime" when a config predates the field."""
+    return str(config.tetg.get("types_word", T.TETG_TYPES_WORD))
+
+
 def tetg_prompt(
     probs: np.ndarray,
     fps: float,
     threshold: float,
     class_names: Sequence[str],
     smooth_s: float = 0.0,
+    types_word: str = T.TETG_TYPES_WORD,
 ) -> tuple[str, tuple[float, float] | None]:
     """The TETG sentence for one video.
 
@@ -45,6 +53,7 @@ def tetg_prompt(
       smooth_s: ours, not the paper's: the probabilities are first smoothed over time by a
         Gaussian of this many seconds (:func:`vau_jax.eval.smoothing.smooth_scores`); 0 =
         the paper's per-frame threshold.
+      types_word: what the class list is called (``tetg.types_word``; the paper's "crime").
 
     Returns:
       ``(sentence, interval)``: the template filled with the longest confident run in
@@ -54,7 +63,7 @@ def tetg_prompt(
         probs = smooth_scores(probs, np.arange(len(probs)) / float(fps), float(smooth_s))
     run = longest_run(probs, threshold)
     interval = None if run is None else run_to_seconds(run, fps)
-    return tetg_text(class_names, interval), interval
+    return tetg_text(class_names, interval, types_word), interval
 
 
 def tetg_auc(
