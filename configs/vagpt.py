@@ -219,8 +219,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # pretraining took 201 s instead of 328-340 s and the main job from a fresh clone 12 min 40 s
     # instead of 14 min 05 s (README, VA-GPT). 150 steps, or the base's 300 halved, lowered it.
     c.base_llm.text_pretrain.num_steps = 300
-    # The text LLM's prior-only rows word their sentence as TETG's does.
-    c.base_llm.text_pretrain.prior_types_word = c.tetg.types_word
+    # The text LLM's prior-only rows word their sentence as TETG's does (one reference: a
+    # --config.tetg.types_word override moves both).
+    c.base_llm.text_pretrain.prior_types_word = c.tetg.get_ref("types_word")
     c.report_videos = 8
     # TETG and stages 1-2, 5 optimizer steps per jitted call (configs/common.py): 30.3 / 132.0
     # -> 28.7 / 109.4 s, the same numbers (README, *Training stack*). Paper size: 1.

@@ -125,6 +125,9 @@ def test_the_prior_wording_keys_vagpts_text_llm_and_keeps_tvaus():
 
     v = vagpt_config.get_config("tiny")
     assert v.base_llm.text_pretrain.prior_types_word == v.tetg.types_word == "crime"
+    v.tetg.types_word = "anomaly"  # as a --config.tetg.types_word override: both move
+    assert v.base_llm.text_pretrain.prior_types_word == "anomaly"
+    assert pretrained_dir(v.base_llm.text_pretrain, "x") != pretrained_dir(crime, "x")
     t = tvau_config.get_config("tiny").base_llm.text_pretrain
     assert "prior_mc" not in t.mix and t.prior_types_word == "anomaly"
     t_old = tvau_config.get_config("tiny").base_llm.text_pretrain
