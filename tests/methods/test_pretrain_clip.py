@@ -107,6 +107,7 @@ def test_the_prior_wording_keys_vagpts_text_llm_and_keeps_tvaus():
     import os
     import sys
 
+    from vau_jax.methods.pretrain.text_llm import prior_types_word
     from vau_jax.methods.runner import pretrained_dir
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"))
@@ -116,6 +117,7 @@ def test_the_prior_wording_keys_vagpts_text_llm_and_keeps_tvaus():
 
     old = text_pretrain_config.get_config("tiny")
     del old["prior_types_word"]
+    assert prior_types_word(old) == "anomaly"  # what the rows of such a cache said
     anomaly = text_pretrain_config.get_config("tiny")
     anomaly.prior_types_word = "anomaly"
     assert pretrained_dir(anomaly, "x") == pretrained_dir(old, "x")

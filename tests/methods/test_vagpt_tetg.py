@@ -29,7 +29,7 @@ def test_tetg_types_word_of_a_config():
     from vau_jax.methods.vagpt.tetg import tetg_types_word
 
     c = ml_collections.ConfigDict({"tetg": {"threshold": 0.5}})
-    assert tetg_types_word(c) == "crime"  # a config from before the field: the paper's
+    assert tetg_types_word(c) == "anomaly"  # a run saved before the field: what it trained
     c.tetg.types_word = "event"
     assert tetg_types_word(c) == "event"
 

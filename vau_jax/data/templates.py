@@ -112,6 +112,9 @@ TETG_CLASSES = "Known common {word} types are: {types}."
 TETG_INTERVAL = "There is one of the {word} types occurring from {start} to {end}."
 #: The paper's word for the class list, the default of every TETG sentence.
 TETG_TYPES_WORD = "crime"
+#: The word every sentence used before it became a setting (until 2026-12-07): what a saved
+#: config without the field (an older run or cached pretraining) was trained with.
+TETG_TYPES_WORD_BEFORE = "anomaly"
 TETG_NONE = "No anomaly is detected in this video."
 
 # --- VAD-LLaMA pseudo-instructions ----------------------------------------------------------

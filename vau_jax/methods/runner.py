@@ -19,6 +19,7 @@ import jax
 from absl import logging
 
 from vau_jax import timing
+from vau_jax.data import templates as T
 from vau_jax.data.pipeline import PipelineConfig, make_iterator
 from vau_jax.provenance import write_run_files
 from vau_jax.train.lock import check_free, workdir_lock
@@ -140,7 +141,7 @@ NOT_IN_KEY = ("data_dir", "steps_per_call")
 
 #: Fields added after pretrainings were cached, with the value that trains what those caches
 #: hold: at that value (at any depth) a field stays out of the key, so older caches stay valid.
-KEY_DEFAULTS = {"tokenizer": "synthvad", "prior_types_word": "anomaly"}
+KEY_DEFAULTS = {"tokenizer": "synthvad", "prior_types_word": T.TETG_TYPES_WORD_BEFORE}
 
 
 def _without_locations(tree: Any) -> Any:

@@ -278,9 +278,10 @@ REASONED_ANSWER_TOKENS = 48
 
 def prior_types_word(config: Any) -> str:
     """``config.prior_types_word`` of a text pretraining config: what its TETG-style prior
-    sentences call the class list (VA-GPT's ``tetg.types_word``; the paper's "crime" when
-    absent)."""
-    return str(config.get("prior_types_word", T.TETG_TYPES_WORD))
+    sentences call the class list (VA-GPT's ``tetg.types_word``); for a config saved before
+    the field, the word its cache was trained with (:data:`~vau_jax.data.templates.
+    TETG_TYPES_WORD_BEFORE`, the field's :data:`~vau_jax.methods.runner.KEY_DEFAULTS` value)."""
+    return str(config.get("prior_types_word", T.TETG_TYPES_WORD_BEFORE))
 
 
 def mc_answer_style(config: Any) -> str:
@@ -340,6 +341,7 @@ def replay_conversations(
         config.data_dir, SynthConfig(**dict(config.synthvad)), int(config.num_train_videos)
     )
     kinds, p = mixed_kinds(config.mix)
+    word = prior_types_word(config)
     rng = np.random.default_rng([int(seed), 7919])
     out = []
     for _ in range(int(count)):
@@ -348,7 +350,7 @@ def replay_conversations(
         seed_k = int(rng.integers(2**31))
         if prior_mc_fraction > 0 and rng.uniform() < prior_mc_fraction:
             conv, _ = prior_mc_conversation(
-                rep, seed_k, tuple(ANOMALY_TYPES), mc_answer_style(config), prior_types_word(config)
+                rep, seed_k, tuple(ANOMALY_TYPES), mc_answer_style(config), word
             )
             out.append(conv)
             continue
@@ -360,10 +362,10 @@ def replay_conversations(
             REPORT_MC_QUESTIONS,
             _noise(config),
             mc_answer_style(config),
-            prior_types_word(config),
+            word,
         )
         if prior_fraction > 0 and rng.uniform() < prior_fraction:
-            prior = prior_sentence(rep, tuple(ANOMALY_TYPES), rng, prior_types_word(config))
+            prior = prior_sentence(rep, tuple(ANOMALY_TYPES), rng, word)
             conv = [{**conv[0], "value": f"{prior}\n{conv[0]['value']}"}, *conv[1:]]
         out.append(conv)
     return out

@@ -30,9 +30,10 @@ from vau_jax.train.trainer import Stage
 
 
 def tetg_types_word(config: Any) -> str:
-    """What VA-GPT's TETG sentence calls the class list: ``config.tetg.types_word``, the
-    paper's "crime" when a config predates the field."""
-    return str(config.tetg.get("types_word", T.TETG_TYPES_WORD))
+    """What VA-GPT's TETG sentence calls the class list: ``config.tetg.types_word``; for a
+    config saved before the field (an older run, evaluated or explained again), the word it
+    was trained with, :data:`~vau_jax.data.templates.TETG_TYPES_WORD_BEFORE`."""
+    return str(config.tetg.get("types_word", T.TETG_TYPES_WORD_BEFORE))
 
 
 def tetg_prompt(
