@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from vau_jax.models import row_chunks
 from vau_jax.models.dense_grad import dense_dot
 
 Array = jax.Array
@@ -298,7 +299,32 @@ def causal_attention(
     & key validity. Queries ``[j*block, (j+1)*block)`` attend keys ``[0, (j+1)*block)`` only,
     so a long prompt costs about half the attention FLOPs and the ``[N, N]`` logits are never
     materialised. Equal to ``attention(q, k, v, mask=mask)`` up to float rounding.
+
+    On the CPU it runs a few batch rows at a time, forward and backward
+    (:mod:`vau_jax.models.row_chunks`: the same numbers, bit for bit, with each chunk's
+    logits in cache).
     """
+    b, h, n = q.shape[:3]
+    chunk = row_chunks.row_chunk(b, 4 * b * h * n * n // 2)
+    m = None if mask is None else jnp.asarray(mask)
+    if chunk is not None and k.shape[0] == v.shape[0] == b:
+
+        def rows_fn(q: Array, k: Array, v: Array, *m: Array) -> Array:
+            return _causal_attention(q, k, v, m[0] if m else None, block, dtype)
+
+        if m is None:
+            return row_chunks.over_rows(rows_fn, chunk, q, k, v)
+        if m.ndim == 4 and m.shape[0] == b:
+            return row_chunks.over_rows(rows_fn, chunk, q, k, v, m)
+        if m.ndim < 4 or m.shape[0] == 1:
+            return row_chunks.over_rows(rows_fn, chunk, q, k, v, shared=(m,))
+    return _causal_attention(q, k, v, mask, block, dtype)
+
+
+def _causal_attention(
+    q: Array, k: Array, v: Array, mask: Array | None, block: int, dtype: Dtype
+) -> Array:
+    """:func:`causal_attention` over the whole batch at once."""
     n = q.shape[2]
     if n <= block:
         return attention(q, k, v, mask=mask, dtype=dtype)
