@@ -3,7 +3,6 @@ for bit, as the whole batch at once."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import jax
@@ -22,18 +21,6 @@ def small_logits(monkeypatch):
     monkeypatch.setattr(row_chunks, "CHUNK_LOGIT_BYTES", 0)
 
 
-@contextlib.contextmanager
-def _whole():
-    """Attention over the whole batch (nothing else changed: the per-row kernel gradients
-    stay as they are)."""
-    saved = row_chunks.MIN_LOGIT_BYTES
-    row_chunks.MIN_LOGIT_BYTES = 1 << 62
-    try:
-        yield
-    finally:
-        row_chunks.MIN_LOGIT_BYTES = saved
-
-
 def test_row_chunk_policy(monkeypatch):
     mb = 2**20
     assert row_chunks.row_chunk(16, 48 * mb) == 2  # 3 MB of logits per row: two rows
@@ -43,6 +30,8 @@ def test_row_chunk_policy(monkeypatch):
     assert row_chunks.row_chunk(2, 64 * mb) is None  # one chunk only
     assert row_chunks.row_chunk(7, 64 * mb) is None  # prime
     assert row_chunks.row_chunk(16, 4 * mb) is None  # small logits stay whole
+    with row_chunks.whole_batch():
+        assert row_chunks.row_chunk(16, 48 * mb) is None
     with per_row_kernel_grads(False):  # the AOT compiles' switch
         assert row_chunks.row_chunk(16, 48 * mb) is None
     if jax.device_count() > 1:
@@ -88,14 +77,14 @@ def test_causal_attention_chunked_is_bitwise_plain(small_logits, mask_kind):
 
     assert row_chunks.row_chunk(q.shape[0], 1) == 2
     chunked = _run(fn, *args, dout=dout)
-    with _whole():
+    with row_chunks.whole_batch():
         plain = _run(fn, *args, dout=dout)
     for a, b in zip(chunked, plain):
         np.testing.assert_array_equal(a, b)
     # and the chunked path really ran: its jaxpr maps (scans) over the chunks
     # (fresh lambdas: a traced function's jaxpr is cached)
     assert "scan[" in str(jax.make_jaxpr(lambda *a: fn(*a))(*args))
-    with _whole():
+    with row_chunks.whole_batch():
         assert "scan[" not in str(jax.make_jaxpr(lambda *a: fn(*a))(*args))
 
 
@@ -139,7 +128,7 @@ def test_llama_training_gradients_bitwise(small_logits):
 
     chunked = jax.jit(jax.value_and_grad(lambda p: loss(p)))(params)
     assert "scan[" in str(jax.make_jaxpr(lambda p: loss(p))(params))
-    with _whole():
+    with row_chunks.whole_batch():
         assert "scan[" not in str(jax.make_jaxpr(lambda p: loss(p))(params))
         plain = jax.jit(jax.value_and_grad(lambda p: loss(p)))(params)
     for a, b in zip(jax.tree.leaves(chunked), jax.tree.leaves(plain)):
