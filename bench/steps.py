@@ -117,8 +117,8 @@ def _ours(name: str, loss_fn: Any, opt: dict, model: Any, init_args: tuple, batc
 
     # FLOPs of the plain program, attention over the whole batch (XLA's cost analysis counts
     # the body of row_chunks' loop once); a second step, so that the timed one keeps its trace
-    with step.context(), row_chunks.whole_batch():
-        plain = train_step(name, loss_fn, opt, boxed, abstract, mesh, sharding.DEFAULT_RULES)
+    plain = train_step(name, loss_fn, opt, boxed, abstract, mesh, sharding.DEFAULT_RULES)
+    with plain.context(), row_chunks.whole_batch():
         flops = xla_flops(plain.fn, box[0], batch)
     return run, flops, (step.params, step.trainable_params)
 
