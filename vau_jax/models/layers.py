@@ -305,19 +305,18 @@ def causal_attention(
     logits in cache).
     """
     b, h, n = q.shape[:3]
-    chunk = row_chunks.row_chunk(b, 4 * b * h * n * n // 2)
+    chunk = row_chunks.row_chunk(b, 4 * b * h * n * n // 2)  # causal: about half the logits
     m = None if mask is None else jnp.asarray(mask)
-    if chunk is not None and k.shape[0] == v.shape[0] == b:
+    per_row = m is not None and m.ndim == 4 and m.shape[0] == b
+    broadcast = m is None or m.ndim < 4 or m.shape[0] == 1
+    if chunk is not None and k.shape[0] == v.shape[0] == b and (per_row or broadcast):
 
         def rows_fn(q: Array, k: Array, v: Array, *m: Array) -> Array:
             return _causal_attention(q, k, v, m[0] if m else None, block, dtype)
 
-        if m is None:
-            return row_chunks.over_rows(rows_fn, chunk, q, k, v)
-        if m.ndim == 4 and m.shape[0] == b:
+        if per_row:
             return row_chunks.over_rows(rows_fn, chunk, q, k, v, m)
-        if m.ndim < 4 or m.shape[0] == 1:
-            return row_chunks.over_rows(rows_fn, chunk, q, k, v, shared=(m,))
+        return row_chunks.over_rows(rows_fn, chunk, q, k, v, shared=() if m is None else (m,))
     return _causal_attention(q, k, v, mask, block, dtype)
 
 
