@@ -118,13 +118,10 @@ def over_rows(fn: Callable[..., Array], chunk: int, *rows: Array, shared: tuple 
 
     n = len(rows)
 
-    def body(args: tuple[Array, ...], common: tuple[Array, ...]) -> Array:
-        return fn(*args, *common)
-
     @jax.custom_vjp
     def chunked(*xs: Array) -> Array:
         common = xs[n:]
-        return merge(jax.lax.map(lambda a: body(a, common), tuple(split(x) for x in xs[:n])))
+        return merge(jax.lax.map(lambda a: fn(*a, *common), tuple(split(x) for x in xs[:n])))
 
     def fwd(*xs: Array) -> tuple[Array, tuple[Array, ...]]:
         return chunked(*xs), xs
@@ -140,7 +137,7 @@ def over_rows(fn: Callable[..., Array], chunk: int, *rows: Array, shared: tuple 
                 full = list(parts)
                 for i, v in zip(diff, ds):
                     full[i] = v
-                return body(tuple(full), common)
+                return fn(*full, *common)
 
             _, vjp = jax.vjp(of_diff, *(parts[i] for i in diff))
             return vjp(d)
