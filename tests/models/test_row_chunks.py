@@ -21,7 +21,7 @@ def small_logits(monkeypatch):
     monkeypatch.setattr(row_chunks, "CHUNK_LOGIT_BYTES", 0)
 
 
-def test_row_chunk_policy(monkeypatch):
+def test_row_chunk_policy():
     mb = 2**20
     assert row_chunks.row_chunk(16, 48 * mb) == 2  # 3 MB of logits per row: two rows
     assert row_chunks.row_chunk(64, 16 * mb) == 4  # 1 MB in 4 rows
