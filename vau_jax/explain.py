@@ -308,4 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from vau_jax.host_memory import exec_with_hugepages
+
+    exec_with_hugepages("vau_jax.explain")  # first: 2 MB pages for XLA's buffers
     sys.exit(main())

@@ -261,4 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from vau_jax.host_memory import exec_with_hugepages
+
+    exec_with_hugepages("vau_jax.extract")  # first: 2 MB pages for XLA's buffers
     sys.exit(main())

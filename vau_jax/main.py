@@ -133,4 +133,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from vau_jax.host_memory import exec_with_hugepages
+
+    exec_with_hugepages("vau_jax.main")  # first: 2 MB pages for XLA's buffers
     app.run(main, flags_parser=parse_flags)
