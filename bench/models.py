@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -481,6 +482,8 @@ def machine_header(threads: int, repeats: int) -> float:
 
     torch.set_num_threads(threads)
     print(f"CPU: {cpu_model()}; PyTorch threads: {threads}")
+    # glibc.malloc.hugetlb=1 when the program restarted for huge pages (vau_jax.host_memory)
+    print(f"GLIBC_TUNABLES: {os.environ.get('GLIBC_TUNABLES') or '(none)'}")
     rates = matmul_rates(repeats)
     peak = max(rates.values())
     print(

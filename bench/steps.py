@@ -20,7 +20,9 @@ parameter counts (total, trainable) must agree within 2%. Our causal attention s
 blocks no query sees (HF's does not). Per row: ms per step (best of ``repeats`` calls of
 ``steps`` steps, the sides timed alternately), PyTorch / ours (>= 1: ours is as fast or
 faster), our GFLOP/s (XLA cost analysis) as a fraction of the float32 matmul peak measured
-in this run, and both sides' parameter counts, under the CPU model.
+in this run, and both sides' parameter counts, under the CPU model. Like ``python -m
+vau_jax.main``, the script restarts once with glibc's 2 MB pages for large blocks
+(:mod:`vau_jax.host_memory`; ``VAU_JAX_HUGEPAGES=0``: not), which both sides then use.
 """
 
 from __future__ import annotations
@@ -424,4 +426,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from vau_jax.host_memory import exec_with_hugepages
+
+    # As the main job's training runs: 2 MB pages for XLA's buffers (PyTorch's get them too).
+    exec_with_hugepages(__file__)
     main()

@@ -165,14 +165,14 @@ def test_program_restarts_once_with_the_tunable(tmp_path):
     assert run({}, ("-X", "utf8", "-mprog"))["tunables"] == on["tunables"]
     off = run({host_memory.HUGEPAGE_ENV: "0"})
     assert off["tunables"] == "glibc.pthread.rseq=1"
-    # Started as a script, not as ``-m prog``: not restarted.
+    # The script itself, not ``-m prog``: not the program named, so not restarted.
     assert run({}, (str(tmp_path / "prog.py"),))["tunables"] == "glibc.pthread.rseq=1"
 
 
-def test_started_as_module():
+def test_started_as(tmp_path):
     yes = (["py", "-m", "vau_jax.main", "--x"], ["py", "-X", "utf8", "-mvau_jax.main"])
     for argv in yes:
-        assert host_memory.started_as_module("vau_jax.main", argv), argv
+        assert host_memory.started_as("vau_jax.main", argv), argv
     no = (
         ["py", "-m", "pytest", "tests"],
         ["py", "-m"],
@@ -182,7 +182,13 @@ def test_started_as_module():
         [],
     )
     for argv in no:
-        assert not host_memory.started_as_module("vau_jax.main", argv), argv
+        assert not host_memory.started_as("vau_jax.main", argv), argv
+    script = tmp_path / "bench.py"
+    script.write_text("")
+    assert host_memory.started_as(str(script), ["py", "-u", str(script), "--rows=a"])
+    assert host_memory.started_as(str(script), ["py", os.path.relpath(script)])
+    assert not host_memory.started_as(str(script), ["py", "/venv/bin/pytest", str(script)])
+    assert not host_memory.started_as(str(script), ["py", "-m", "bench"])
 
 
 @pytest.mark.slow
@@ -190,6 +196,6 @@ def test_started_as_module():
 def test_hugepage_tunable_cuts_page_faults():
     system, huge = _probe(None), _probe(None, host_memory.HUGEPAGE_TUNABLE)
     # The ~40 MB block of each call is mapped afresh either way; with 2 MB pages it takes
-    # a few dozen faults instead of ~10,000 (measured on an AMD EPYC: see the probe above).
+    # a few dozen faults instead of ~10,000 (the probe above; measured on an AMD EPYC).
     assert system["faults"] > 5000, system
     assert huge["faults"] < system["faults"] / 20, (huge, system)
