@@ -196,6 +196,7 @@ def test_started_as(tmp_path):
 def test_hugepage_tunable_cuts_page_faults():
     system, huge = _probe(None), _probe(None, host_memory.HUGEPAGE_TUNABLE)
     # The ~40 MB block of each call is mapped afresh either way; with 2 MB pages it takes
-    # a few dozen faults instead of ~10,000 (the probe above; measured on an AMD EPYC).
+    # far fewer faults: 43-555 per call against 10,250-10,310 (the probe above, four pairs
+    # on an AMD EPYC; the rest are small blocks), so at least 18x fewer.
     assert system["faults"] > 5000, system
-    assert huge["faults"] < system["faults"] / 20, (huge, system)
+    assert huge["faults"] < system["faults"] / 10, (huge, system)
