@@ -44,7 +44,9 @@ features) took 48.7 / 49.5 s with glibc's defaults and 66.5 / 51.4 s with these 
 and a whole VAD-LLaMA main job from an empty data dir 430 s against 415 s: one arena makes
 the input pipeline's threads wait on each other. So it is **opt-in**: ``VAU_JAX_MALLOC=reuse``
 in the environment of a process whose time goes to large jitted steps. The process then
-keeps up to 2 GiB of freed heap instead of returning it.
+keeps up to 2 GiB of freed heap instead of returning it. Those measurements predate the huge
+pages above; with them on, reuse slowed the large steps as well (tiny-CLIP pretraining 8.80
+-> 8.08 steps/s, the text LLM's 1.87 -> 1.68), so leave it unset unless huge pages are off.
 
 It must run before XLA starts its threads (arenas are per thread and made on first use), so
 ``vau_jax/__init__.py`` calls it when the package is imported: import ``vau_jax`` before the
