@@ -85,7 +85,7 @@ def test_opt_in_and_idempotence(monkeypatch):
 
 
 hugepages = pytest.mark.skipif(
-    (host_memory.glibc_version() or (0, 0)) < (2, 35) or host_memory.thp_mode() != "madvise",
+    host_memory.hugepage_environ({}, host_memory.glibc_version(), host_memory.thp_mode()) is None,
     reason="needs glibc >= 2.35 and the kernel's transparent huge pages in madvise mode",
 )
 

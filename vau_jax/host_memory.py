@@ -59,6 +59,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Mapping
 
 #: ``mallopt`` parameter numbers (glibc ``malloc.h``).
 M_TRIM_THRESHOLD = -1
@@ -138,7 +139,7 @@ def glibc_version() -> tuple[int, int] | None:
 
 
 def hugepage_environ(
-    environ: dict[str, str], libc: tuple[int, int] | None, thp: str
+    environ: Mapping[str, str], libc: tuple[int, int] | None, thp: str
 ) -> dict[str, str] | None:
     """The environment to restart with for huge pages, or None when there is nothing to do
     (the conditions of the module docstring). Pure: ``environ`` is not modified."""
@@ -181,13 +182,14 @@ def exec_with_hugepages(program: str) -> None:
     (``__file__``). Call it first thing in that program's ``__main__`` block; when the
     command line did not start ``program`` (:func:`started_as`: e.g. ``runpy`` inside
     pytest), nothing happens."""
-    env = hugepage_environ(dict(os.environ), glibc_version(), thp_mode())
-    argv = list(getattr(sys, "orig_argv", []) or [])
-    if env is None or not sys.executable or not started_as(program, argv):
+    if not sys.executable or not started_as(program, sys.orig_argv):
+        return
+    env = hugepage_environ(os.environ, glibc_version(), thp_mode())
+    if env is None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execve(sys.executable, argv, env)
+        os.execve(sys.executable, sys.orig_argv, env)
     except OSError:  # could not restart: run on without huge pages
         return
