@@ -79,3 +79,48 @@ def test_prior_reader_accuracy_reads_the_smoothed_sentence():
     assert prior_reader_accuracy([hot, cold], qs, fps, 0.5, 0.25) == 1.0
     with pytest.raises(ValueError, match="no question"):
         prior_reader_accuracy([hot], [], fps, 0.5, 0.0)
+
+
+class _CountingStore:
+    """A per-video ``cls`` store that counts its reads (FrameSource's feature set)."""
+
+    def __init__(self, videos: list[np.ndarray]):
+        self.videos, self.reads = videos, 0
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, v: int) -> dict[str, np.ndarray]:
+        self.reads += 1
+        return {"cls": self.videos[v]}
+
+
+def test_frame_source_reads_each_video_once_within_its_budget():
+    from vau_jax.methods.base import standardise
+    from vau_jax.methods.vagpt.tetg import FrameSource
+
+    rng = np.random.default_rng(0)
+    videos = [rng.normal(size=(n, 6)).astype(np.float32) for n in (5, 3, 7, 4)]
+    labels = [rng.integers(0, 2, len(z)).astype(np.uint8) for z in videos]
+    order = rng.permutation(sum(len(z) for z in videos))  # a shuffled epoch, twice
+    store = _CountingStore(videos)
+    src = FrameSource(store, labels)
+    for i in np.concatenate([order, order]):
+        v, t = src.index[i]
+        ex = src[int(i)]
+        np.testing.assert_array_equal(ex["z"], standardise(videos[v])[t])
+        assert ex["label"] == labels[v][t]
+    assert store.reads == len(videos)  # all fit the default budget: one read per video
+
+    # A budget of two 5-frame videos: the oldest goes first, the bytes kept stay under it.
+    small = _CountingStore(videos)
+    tight = FrameSource(small, labels, cache_bytes=2 * 5 * 6 * 4)
+    for i in order:
+        tight[int(i)]
+        assert tight._cached_bytes <= tight.cache_bytes
+        assert tight._cached_bytes == sum(z.nbytes for z in tight._cache.values())
+    assert small.reads > len(videos)
+    # a video larger than the whole budget is still served (kept alone)
+    one = FrameSource(_CountingStore(videos), labels, cache_bytes=1)
+    np.testing.assert_array_equal(one[0]["z"], standardise(videos[0])[0])
+    assert list(one._cache) == [0]
