@@ -125,35 +125,3 @@ def test_the_tiny_llm_reads_its_text_pretrainings_tokenizer(tmp_path, monkeypatc
     tok, cfg = vlm_parts.tiny_llm(c)
     assert made == ["synthvad_letters"] and cfg.vocab_size == 300
 
-
-def test_attach_visual_reads_each_video_once_and_matches_the_store():
-    from vau_jax.methods.base import standardise
-    from vau_jax.methods.pretrain.vlm_parts import AttachVisual, SplitFeatures
-
-    rng = np.random.default_rng(0)
-    reads = []
-
-    class Store:
-        def __init__(self, arrays):
-            self.arrays = arrays
-
-        def __len__(self):
-            return len(self.arrays)
-
-        def __getitem__(self, v):
-            reads.append(v)
-            return {"patches": self.arrays[v]}
-
-    vis = [rng.normal(size=(2, 3, 4)).astype(np.float32) for _ in range(3)]
-    dino = [rng.normal(size=(2, 3, 5)).astype(np.float32) for _ in range(3)]
-    feats = SplitFeatures(cls=None, visual=Store(vis), dino=Store(dino))
-    attach = AttachVisual(feats, "bfloat16")
-    for v in (2, 0, 2, 1, 0):
-        out = attach.map({"video": np.int32(v)})
-        want = standardise(vis[v]).astype(out["visual"].dtype)
-        np.testing.assert_array_equal(out["visual"], want)
-        np.testing.assert_array_equal(out["dino"], dino[v].astype(out["dino"].dtype))
-        assert str(out["visual"].dtype) == "bfloat16"
-    packed = attach.map({"video": np.array([1, 2], np.int32)})  # a packed row's videos
-    assert packed["visual"].shape == (2, 2, 3, 4)
-    assert sorted(reads) == [0, 0, 1, 1, 2, 2]  # each video once per store

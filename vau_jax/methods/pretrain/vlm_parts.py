@@ -18,7 +18,6 @@ from absl import logging
 
 from vau_jax.data.chat import letter_weighted_row, tokenize_chat
 from vau_jax.data.frames import FrameSpec
-from vau_jax.data.memo import ByteBudgetMemo
 from vau_jax.methods.base import standardise
 from vau_jax.models import registry
 from vau_jax.models.vlm import VideoLLM, VLMConfig
@@ -156,35 +155,22 @@ class AttachVisual(grain.transforms.Map):
     ``dino=False`` leaves DINOv2's out (a step without SETS never reads it). A packed row's
     ``video [K]`` (:mod:`vau_jax.data.packing`) gives ``[K, S, N, D]``."""
 
-    def __init__(
-        self,
-        feats: SplitFeatures,
-        dtype: str = "float32",
-        dino: bool = True,
-        cache_bytes: int = 1 << 30,
-    ):
+    def __init__(self, feats: SplitFeatures, dtype: str = "float32", dino: bool = True):
         self.feats, self.dtype, self.dino = feats, jnp.dtype(dtype), dino
-        # Rows come in a shuffled order, several per video: each video's features are read,
-        # standardised and cast once while they fit (VA-GPT stage 2, 8 rows with DINOv2:
-        # ~36 ms of host work per batch before, on a 2-core Xeon).
-        self.memo = ByteBudgetMemo(cache_bytes)
-
-    def _video(self, read: Any, v: int) -> np.ndarray:
-        return self.memo((read.__name__, v), lambda: read(self.feats, v).astype(self.dtype))
 
     def map(self, element: dict[str, Any]) -> dict[str, Any]:
         vids = np.asarray(element["video"])
 
         def gather(read: Any) -> np.ndarray:  # one video, or a packed row's K videos [K, ...]
             return (
-                self._video(read, int(vids))
+                read(self.feats, int(vids))
                 if vids.ndim == 0
-                else np.stack([self._video(read, int(v)) for v in vids])
+                else np.stack([read(self.feats, int(v)) for v in vids])
             )
 
-        out = {**element, "visual": gather(visual_features)}
+        out = {**element, "visual": gather(visual_features).astype(self.dtype)}
         if self.dino:
-            out["dino"] = gather(dino_features)
+            out["dino"] = gather(dino_features).astype(self.dtype)
         return out
 
 
