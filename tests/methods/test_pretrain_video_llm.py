@@ -124,4 +124,3 @@ def test_the_tiny_llm_reads_its_text_pretrainings_tokenizer(tmp_path, monkeypatc
     assert c.clip_pretrain.get("tokenizer", "synthvad") == "synthvad"
     tok, cfg = vlm_parts.tiny_llm(c)
     assert made == ["synthvad_letters"] and cfg.vocab_size == 300
-
