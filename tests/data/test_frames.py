@@ -105,6 +105,28 @@ def test_uniform_selection_keeps_times_and_sources():
         list(prepare_chunks(chunks, FrameSpec(size=2, count=5)))
 
 
+def test_sampled_background_frames_equal_the_full_subtraction():
+    # A sampled spec subtracts the background only on the frames it keeps; every frame still
+    # feeds the warm-up, so the kept frames equal those of the whole video subtracted.
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, size=(29, 8, 8, 3), dtype=np.uint8)
+    full = background_subtracted(frames, warmup=5)
+    chunks = [
+        FrameChunk(frames[a : a + 6], np.arange(a, min(a + 6, 29)) / 8.0,
+                   np.arange(a, min(a + 6, 29)))
+        for a in range(0, 29, 6)
+    ] + [FrameChunk(frames[:0], np.zeros(0), np.zeros(0, np.int64))]  # fmt: skip
+    for count in (7, 4, 40):
+        spec = FrameSpec(size=8, count=count, input="background", warmup=5)
+        (out,) = list(prepare_chunks(chunks, spec, n_frames=29))
+        want = uniform_indices(29, count)
+        np.testing.assert_array_equal(out.indices, want)
+        np.testing.assert_array_equal(out.frames, full[want])
+    sub = BackgroundSubtractor(5)
+    np.testing.assert_array_equal(sub(frames[:12], keep=np.array([0, 11])), full[[0, 11]])
+    np.testing.assert_array_equal(sub(frames[12:]), full[12:])  # the state moved on alike
+
+
 def test_resample_array_matches_decoding_rule(tmp_path):
     """In-memory frames resampled like iter_frames resamples a file (sample-and-hold)."""
     from vau_jax.data.synthvad.writers import write_mp4

@@ -119,8 +119,13 @@ class BackgroundSubtractor:
         med = s[(n - 1) // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
         return med.reshape(frame.shape)
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 ``[n, H, W, 3]`` (the next frames of the video) -> uint8 ``[n, H, W, 3]``."""
+    def __call__(self, frames: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        """uint8 ``[n, H, W, 3]`` (the next frames of the video) -> uint8 ``[n, H, W, 3]``.
+
+        ``keep`` (int indices into ``frames``): return only those frames, ``[len(keep), H, W,
+        3]``; every frame still feeds the background, so the kept frames equal the same rows
+        of a full call (a sampled spec needs 16 of a video's frames, and the per-frame median
+        below is most of the cost)."""
         f = np.asarray(frames, np.float32)
         bg = np.empty_like(f)
         for i, frame in enumerate(f):
@@ -130,6 +135,8 @@ class BackgroundSubtractor:
                     self._background, self._sorted = bg[i].copy(), None
             else:
                 bg[i] = self._background
+        if keep is not None:
+            f, bg = f[keep], bg[keep]
         d = f - bg
         d -= np.median(d.reshape(len(f), -1, f.shape[-1]), 1)[:, None, None]  # [n, 1, 1, C]
         return np.clip(np.rint(128.0 + d), 0, 255).astype(np.uint8)
@@ -173,13 +180,19 @@ def prepare_chunks(
     seen = 0
     last = None
     for c in chunks:
-        frames = c.frames if sub is None else sub(c.frames)
-        for j in range(len(frames)):
-            k = seen + j
-            if np.any(want == k):
-                kept[k] = (frames[j], float(c.timestamps[j]), int(c.indices[j]))
-            last = (frames[j], float(c.timestamps[j]), int(c.indices[j]))
-        seen += len(frames)
+        n = len(c.frames)
+        if n == 0:
+            continue
+        # this chunk's wanted frames and its last one (the fallback below), in order
+        rows = np.union1d(want[(want >= seen) & (want < seen + n)] - seen, [n - 1])
+        rows = rows.astype(np.int64)
+        frames = c.frames[rows] if sub is None else sub(c.frames, keep=rows)
+        for r, j in enumerate(rows):
+            row = (frames[r], float(c.timestamps[j]), int(c.indices[j]))
+            if np.any(want == seen + j):
+                kept[seen + int(j)] = row
+            last = row
+        seen += n
     if last is None:
         raise ValueError("prepare_chunks: the video yielded no frames")
     if seen < n_frames:  # the estimate was high: re-spread over the real length
