@@ -127,6 +127,31 @@ def test_sampled_background_frames_equal_the_full_subtraction():
     np.testing.assert_array_equal(sub(frames[12:]), full[12:])  # the state moved on alike
 
 
+def test_half_integer_median_equals_numpy_median():
+    from vau_jax.data.frames import _half_integer_median
+
+    rng = np.random.default_rng(2)
+    for shape in ((3, 5, 7, 3), (2, 4, 4, 3), (1, 1, 1, 3)):  # odd and even pixel counts
+        f = rng.integers(0, 256, size=shape).astype(np.float32)
+        bg = (rng.integers(0, 511, size=shape[1:]) / 2).astype(np.float32)
+        for d in (f - bg, np.full(shape, -255.0, np.float32), np.full(shape, 255.0, np.float32)):
+            want = np.median(d.reshape(len(d), -1, 3), 1)
+            got = _half_integer_median(d)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+
+
+def test_float_frames_take_numpy_median():
+    rng = np.random.default_rng(3)
+    frames = rng.random((6, 4, 4, 3)) * 255  # not uint8: differences are not half-integers
+    out = BackgroundSubtractor(3)(frames)
+    f = frames.astype(np.float32)
+    assert out.dtype == np.uint8 and out.shape == frames.shape
+    d = f[5] - np.median(f[:3], 0)
+    d -= np.median(d.reshape(-1, 3), 0)
+    np.testing.assert_array_equal(out[5], np.clip(np.rint(128.0 + d), 0, 255).astype(np.uint8))
+
+
 def test_resample_array_matches_decoding_rule(tmp_path):
     """In-memory frames resampled like iter_frames resamples a file (sample-and-hold)."""
     from vau_jax.data.synthvad.writers import write_mp4
