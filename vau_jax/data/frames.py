@@ -207,7 +207,6 @@ def prepare_chunks(
             continue
         # this chunk's wanted frames and its last one (the fallback below), in order
         rows = np.union1d(want[(want >= seen) & (want < seen + n)] - seen, [n - 1])
-        rows = rows.astype(np.int64)
         frames = c.frames[rows] if sub is None else sub(c.frames, keep=rows)
         for r, j in enumerate(rows):
             row = (frames[r], float(c.timestamps[j]), int(c.indices[j]))
